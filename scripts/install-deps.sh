@@ -29,7 +29,7 @@ if [ -f "$peers/package.json" ] && command -v npm >/dev/null 2>&1; then
     if [ ! -f "$stamp" ] || [ "$peers/package.json" -nt "$stamp" ]; then
         echo "install-deps: installing npm test peers"
         (cd "$peers" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
-        touch "$stamp"
+        mkdir -p "$peers/node_modules" && touch "$stamp"
     else
         echo "install-deps: npm test peers present"
     fi
