@@ -14,7 +14,7 @@ for bin in build/fuzz/fuzz/fuzz_*; do
     name=${bin##*/fuzz_}
     work=$(mktemp -d)
     cp -r "fuzz/corpus/$name/." "$work/" 2>/dev/null || true
-    if "$bin" "$work" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
+    if "$bin" "$work" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         -artifact_prefix=build/fuzz/crashes/"$name"- >"build/fuzz/$name.log" 2>&1; then
         echo "fuzz $name: ok ($(grep -o 'stat::number_of_executed_units: [0-9]*' "build/fuzz/$name.log" | awk '{print $2}') runs in ${secs}s)"
     else
