@@ -312,7 +312,9 @@ VEIL_NODISCARD veil_err veil_file_read_all(const char *path, size_t max, struct 
  * unnamed file (O_TMPFILE) in the target's directory, or a hidden temporary name there where
  * the file system lacks O_TMPFILE; commit fsyncs it, links it in place with rename(2) and
  * fsyncs the directory. A crash or kill before commit leaves nothing behind when O_TMPFILE is
- * available; abort removes the temporary file otherwise.
+ * available; abort removes the temporary file otherwise. A hidden temporary that a crash
+ * left behind is removed by the next veil_atomic_open of the same path, so writers of one
+ * path must be serialised by the caller.
  */
 struct veil_atomic_file {
     int fd;

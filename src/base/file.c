@@ -3,9 +3,11 @@
  * in the target directory (so a crash or SIGKILL leaves nothing behind), and commit fsyncs
  * it, gives it a hidden name with linkat, renames it over the target and fsyncs the
  * directory. Where O_TMPFILE is unsupported, a hidden ".NAME.tmp.XXXXXX" file is used instead.
+ * A hidden temporary left by a crash between link and rename is removed by the next open.
  */
 #include "veil/base.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -125,6 +127,32 @@ static char *hidden_tmp_name(const char *path)
     return t;
 }
 
+/*
+ * Removes hidden temporaries of path (".NAME.tmp.<12 hex>") that a crash between linking and
+ * renaming left behind. Writers of one path are expected to be serialised by their caller.
+ */
+static void remove_stale_temporaries(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash == NULL ? path : slash + 1;
+    char *dir = dir_of(path);
+    DIR *d = dir != NULL ? opendir(dir) : NULL;
+    size_t bl = strlen(base);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (n[0] != '.' || strncmp(n + 1, base, bl) != 0 || strncmp(n + 1 + bl, ".tmp.", 5) != 0 ||
+            strlen(n + 1 + bl + 5) != 12 || strspn(n + 1 + bl + 5, "0123456789abcdef") != 12)
+            continue;
+        char full[4096];
+        snprintf(full, sizeof(full), "%s/%s", dir, n);
+        unlink(full);
+    }
+    if (d != NULL)
+        closedir(d);
+    veil_free(dir);
+}
+
 static void atomic_reset(struct veil_atomic_file *af)
 {
     af->fd = -1;
@@ -144,6 +172,7 @@ veil_err veil_atomic_open(struct veil_atomic_file *af, const char *path, unsigne
         rc = veil_errf(eb, VEIL_E_EXISTS, "%s: already exists; refusing to overwrite it", path);
         goto out;
     }
+    remove_stale_temporaries(path);
     af->path = veil_strdup(path);
     dir = dir_of(path);
     if (af->path == NULL || dir == NULL) {

@@ -41,7 +41,12 @@ void veil_cli_progress_done(struct veil_cli_progress *p);
     X(keygen, "make a model key file")                                                             \
     X(seal, "encrypt a model file into the sealed format")                                         \
     X(unseal, "decrypt a sealed model file")                                                       \
-    X(inspect, "print a sealed file's header (no key needed)")
+    X(inspect, "print a sealed file's header (no key needed)")                                     \
+    X(kbs, "the key broker: attested key release and serving certificates")                        \
+    X(evidence, "verify attestation evidence offline")                                             \
+    X(measure, "print the values a policy must list for this build")                               \
+    X(serve, "serve models over TF Serving's gRPC and REST APIs")                                  \
+    X(run, "run a model file on inputs locally, no server")
 
 #define X(name, summary) int veil_cmd_##name(int argc, char **argv);
 VEIL_CLI_COMMANDS(X)

@@ -1,0 +1,25 @@
+/*
+ * Fuzzes the certificate-extension parsers: the Intel PCK SGX extension (DER) and the RA-TLS
+ * TCG DICE tagged-evidence extension with its CBOR claims.
+ */
+#include "attest/attest_int.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct veil_span in = veil_span_make(data, size);
+    struct veil_pck_ext e;
+    if (veil__attest_pck_ext_parse(in, &e) == VEIL_OK)
+        VEIL_ASSERT((e.seen & 0x1C) == 0x1C);
+    struct veil_span ev, claims, hash;
+    uint64_t alg;
+    if (veil_attest_ratls_parse_ext(in, &ev, &claims) == VEIL_OK) {
+        VEIL_ASSERT(ev.p >= data && ev.p + ev.len <= data + size);
+        if (veil__attest_ratls_claims_parse(claims, &alg, &hash) == VEIL_OK)
+            VEIL_ASSERT(hash.len == 32 || hash.len == 48 || hash.len == 64);
+    }
+    if (veil__attest_ratls_claims_parse(in, &alg, &hash) == VEIL_OK)
+        VEIL_ASSERT(alg == 1 || alg == 7 || alg == 8);
+    return 0;
+}

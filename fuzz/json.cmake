@@ -1,0 +1,1 @@
+veil_fuzz_target(json LINK veil_json)

@@ -1,0 +1,1 @@
+veil_fuzz_target(kbs_http LINK veil_kbs)

@@ -1,0 +1,118 @@
+/*
+ * veil/engine.h: the inference engine. Loads an ONNX model from memory (the decrypted bytes
+ * never touch disk), validates it, optimises it once, and runs it on the CPU with oneDNN.
+ *
+ * A loaded model is immutable: its weights are shared read-only by every concurrent run, and
+ * each run uses its own scratch memory, so veil_engine_run may be called from many threads
+ * at once on the same model.
+ */
+#ifndef VEIL_ENGINE_H
+#define VEIL_ENGINE_H
+
+#include "veil/base.h"
+#include "veil/onnx.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * enum veil_dtype, veil_dtype_size() and veil_dtype_name() come from veil/onnx.h: element types
+ * are numbered as ONNX's TensorProto.DataType (a fact of the format).
+ */
+
+/* The declared name, type and shape of a model input or output. dims[i] < 0: dynamic. */
+struct veil_tensor_info {
+    const char *name; /* owned by the model */
+    enum veil_dtype dtype;
+    size_t rank;
+    int64_t dims[VEIL_LIMIT_TENSOR_RANK];
+};
+
+/*
+ * A dense, row-major tensor. For inputs, data is borrowed from the caller for the duration of
+ * the run. For outputs of veil_engine_run, data is allocated by the engine with
+ * veil_aligned_alloc and owned by the caller, who frees it with veil_tensor_release.
+ */
+struct veil_tensor {
+    enum veil_dtype dtype;
+    size_t rank;
+    int64_t dims[VEIL_LIMIT_TENSOR_RANK];
+    void *data;
+    size_t nbytes;
+};
+
+/* Frees an output tensor's data and zeroes the struct. Safe on a zeroed struct. */
+void veil_tensor_release(struct veil_tensor *t);
+/* Product of dims into *out. Errors: VEIL_E_LIMIT on overflow, VEIL_E_INVALID on a negative dim. */
+VEIL_NODISCARD veil_err veil_tensor_numel(const int64_t *dims, size_t rank, uint64_t *out);
+
+struct veil_engine_options {
+    unsigned threads; /* compute threads per run; 0 = all cores */
+};
+
+struct veil_engine_model;
+
+/*
+ * Parses, validates and prepares an ONNX model from bytes (borrowed; the model keeps no
+ * reference to them after return). A model with operators the engine lacks is refused with
+ * VEIL_E_UNSUPPORTED and eb naming every missing operator. Errors: VEIL_E_FORMAT (malformed
+ * protobuf or graph), VEIL_E_UNSUPPORTED, VEIL_E_LIMIT, VEIL_E_NOMEM. opt may be NULL.
+ * Thread-safe.
+ */
+VEIL_NODISCARD veil_err veil_engine_model_load(struct veil_span onnx,
+                                               const struct veil_engine_options *opt,
+                                               struct veil_engine_model **out,
+                                               struct veil_errbuf *eb);
+
+/*
+ * Peak activation bytes of the largest plan built so far (a plan is built on the first run of
+ * each distinct input signature: input shapes, plus the values of inputs that decide shapes).
+ * 0 before the first run. Thread-safe.
+ */
+size_t veil_engine_model_peak_bytes(struct veil_engine_model *m);
+
+/* Compute threads a run uses (the option, or the core count). */
+unsigned veil_engine_model_threads(const struct veil_engine_model *m);
+
+/* Frees a model. No run may be in progress on it. NULL is a no-op. */
+void veil_engine_model_free(struct veil_engine_model *m);
+
+/* Model inputs and outputs in graph order; i must be below the count. Pointers live with m. */
+size_t veil_engine_model_num_inputs(const struct veil_engine_model *m);
+size_t veil_engine_model_num_outputs(const struct veil_engine_model *m);
+const struct veil_tensor_info *veil_engine_model_input(const struct veil_engine_model *m, size_t i);
+const struct veil_tensor_info *veil_engine_model_output(const struct veil_engine_model *m,
+                                                        size_t i);
+
+/*
+ * Runs the model. inputs[i] corresponds to veil_engine_model_input(m, i) and must match its
+ * dtype and rank and every static dimension. On success outputs[j] (n_out must equal the
+ * number of outputs) holds newly allocated results owned by the caller. On failure no output
+ * is allocated. Errors: VEIL_E_INVALID (count, dtype or shape mismatch, named in eb),
+ * VEIL_E_LIMIT, VEIL_E_NOMEM. Thread-safe: concurrent runs on one model are allowed.
+ */
+VEIL_NODISCARD veil_err veil_engine_run(struct veil_engine_model *m,
+                                        const struct veil_tensor *inputs, size_t n_in,
+                                        struct veil_tensor *outputs, size_t n_out,
+                                        struct veil_errbuf *eb);
+
+/* ---- NumPy .npy files (inputs and outputs of `veil run` and of tests) ---- */
+
+/*
+ * Parses a .npy file (versions 1.0 to 3.0, little-endian, C order, a dtype of the engine) into
+ * *out, whose data points into bytes (no copy: valid while bytes are). The data size must match
+ * the shape exactly. Errors: VEIL_E_FORMAT, VEIL_E_UNSUPPORTED (dtype, byte order, Fortran
+ * order, version), VEIL_E_LIMIT (rank, size). Thread-safe; a pure function of the bytes.
+ */
+VEIL_NODISCARD veil_err veil_npy_parse(struct veil_span bytes, struct veil_tensor *out,
+                                       struct veil_errbuf *eb) VEIL_NONNULL(2);
+
+/*
+ * Appends t as a version 1.0 .npy file to out. Errors: VEIL_E_INVALID (dtype without a .npy
+ * code), VEIL_E_LIMIT (out's cap), VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil_npy_write(const struct veil_tensor *t, struct veil_buf *out)
+    VEIL_NONNULL(1, 2);
+
+#endif /* VEIL_ENGINE_H */

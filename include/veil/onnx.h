@@ -1,0 +1,176 @@
+/*
+ * veil/onnx.h: the ONNX model parser. Turns the bytes of an ONNX ModelProto into a plain,
+ * read-only description of its graph (nodes, attributes, initializers, inputs, outputs) that
+ * the engine builds its IR from. The parser is a pure function of its input: no I/O, no
+ * globals, no logging. It checks every size, rank, count and dtype against the caps below,
+ * and refuses tensors whose data lives outside the model (external data).
+ *
+ * The element type enum lives here, at the lowest module that needs it; veil/engine.h
+ * includes this header, so engine users see it too.
+ */
+#ifndef VEIL_ONNX_H
+#define VEIL_ONNX_H
+
+#include "veil/base.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Element types, numbered as ONNX's TensorProto.DataType (a fact of the format). */
+enum veil_dtype {
+    VEIL_DT_UNDEFINED = 0,
+    VEIL_DT_FLOAT = 1,
+    VEIL_DT_UINT8 = 2,
+    VEIL_DT_INT8 = 3,
+    VEIL_DT_UINT16 = 4,
+    VEIL_DT_INT16 = 5,
+    VEIL_DT_INT32 = 6,
+    VEIL_DT_INT64 = 7,
+    VEIL_DT_STRING = 8,
+    VEIL_DT_BOOL = 9,
+    VEIL_DT_FLOAT16 = 10,
+    VEIL_DT_DOUBLE = 11,
+    VEIL_DT_UINT32 = 12,
+    VEIL_DT_UINT64 = 13,
+};
+
+/* Bytes per element of a fixed-size dtype; 0 for UNDEFINED, STRING and unknown values. */
+size_t veil_dtype_size(enum veil_dtype dt);
+/* ONNX's name of the dtype ("float", "int64", ...); "undefined" for unknown values. */
+const char *veil_dtype_name(enum veil_dtype dt);
+
+/* Caps on what a model may declare (STYLE rule 23); over a cap the parse fails VEIL_E_LIMIT. */
+#define VEIL_ONNX_MAX_NODES 100000u        /* nodes in the graph */
+#define VEIL_ONNX_MAX_INITIALIZERS 100000u /* initializers in the graph */
+#define VEIL_ONNX_MAX_IO 4096u             /* graph inputs, and graph outputs */
+#define VEIL_ONNX_MAX_NODE_IO 4096u        /* inputs, and outputs, of one node */
+#define VEIL_ONNX_MAX_ATTRS 256u           /* attributes of one node */
+#define VEIL_ONNX_MAX_NAME 4096u           /* bytes of any name */
+#define VEIL_ONNX_MAX_ATTR_LIST 65536u     /* elements of a list-valued attribute */
+
+/* Attribute kinds, numbered as ONNX's AttributeProto.AttributeType. */
+enum veil_onnx_attr_type {
+    VEIL_ONNX_ATTR_UNDEFINED = 0,
+    VEIL_ONNX_ATTR_FLOAT = 1,
+    VEIL_ONNX_ATTR_INT = 2,
+    VEIL_ONNX_ATTR_STRING = 3,
+    VEIL_ONNX_ATTR_TENSOR = 4,
+    VEIL_ONNX_ATTR_GRAPH = 5,
+    VEIL_ONNX_ATTR_FLOATS = 6,
+    VEIL_ONNX_ATTR_INTS = 7,
+    VEIL_ONNX_ATTR_STRINGS = 8,
+};
+
+/*
+ * A dense tensor: an initializer or a tensor-valued attribute. data holds nbytes bytes of
+ * row-major, little-endian elements of dtype (nbytes == numel * veil_dtype_size(dtype),
+ * checked), and may be NULL only when nbytes is 0. dtype is never STRING or UNDEFINED.
+ */
+struct veil_onnx_tensor {
+    const char *name;
+    enum veil_dtype dtype;
+    size_t rank;
+    int64_t dims[VEIL_LIMIT_TENSOR_RANK];
+    const void *data;
+    size_t nbytes;
+};
+
+/* One attribute. Only the members of its type are meaningful; list members hold n elements. */
+struct veil_onnx_attr {
+    const char *name;
+    enum veil_onnx_attr_type type;
+    float f;
+    int64_t i;
+    struct veil_span s;
+    const struct veil_onnx_tensor *t; /* VEIL_ONNX_ATTR_TENSOR */
+    const float *floats;              /* VEIL_ONNX_ATTR_FLOATS */
+    const int64_t *ints;              /* VEIL_ONNX_ATTR_INTS */
+    size_t n;                         /* element count of FLOATS, INTS or STRINGS */
+};
+
+/* One node. An input named "" is an omitted optional input. */
+struct veil_onnx_node {
+    const char *name;
+    const char *op_type;
+    const char *domain; /* "" for the default ONNX domain */
+    const char *const *inputs;
+    size_t n_inputs;
+    const char *const *outputs;
+    size_t n_outputs;
+    const struct veil_onnx_attr *attrs;
+    size_t n_attrs;
+};
+
+/* A declared graph input or output. dims[i] < 0 is a dynamic (named or unknown) dimension. */
+struct veil_onnx_value_info {
+    const char *name;
+    enum veil_dtype dtype; /* VEIL_DT_UNDEFINED when the model does not say */
+    bool has_shape;
+    size_t rank;
+    int64_t dims[VEIL_LIMIT_TENSOR_RANK];
+};
+
+/*
+ * A parsed model. Everything is owned by the model and read-only; it is valid until
+ * veil_onnx_model_free. Graph inputs that are also initializers (IR version < 4) are listed
+ * in inputs as the file declares them.
+ */
+struct veil_onnx_model {
+    int64_t ir_version;
+    int64_t opset; /* version of the default ("" or "ai.onnx") operator set */
+    const char *producer_name;
+    const struct veil_onnx_node *nodes;
+    size_t n_nodes;
+    const struct veil_onnx_tensor *initializers;
+    size_t n_initializers;
+    const struct veil_onnx_value_info *inputs;
+    size_t n_inputs;
+    const struct veil_onnx_value_info *outputs;
+    size_t n_outputs;
+    void *priv; /* the decoded protobuf and the model's arena; not for callers */
+};
+
+/* The opsets of the default domain that the parser accepts. */
+#define VEIL_ONNX_OPSET_MIN 11
+#define VEIL_ONNX_OPSET_MAX 17
+
+/*
+ * Parses an ONNX ModelProto from bytes (borrowed for the call only; the result keeps no
+ * reference to them) into *out, which the caller frees with veil_onnx_model_free. *out is
+ * NULL on failure, and eb says what is wrong and where (node or tensor name).
+ * Errors: VEIL_E_FORMAT (malformed protobuf, missing graph, data size not matching dims,
+ * negative dims, unknown dtype), VEIL_E_UNSUPPORTED (external data, sparse initializers,
+ * string tensors, default-domain opset outside VEIL_ONNX_OPSET_MIN..MAX), VEIL_E_LIMIT (a cap
+ * above, a rank above VEIL_LIMIT_TENSOR_RANK, more than VEIL_LIMIT_MODEL_BYTES of input, size
+ * overflow), VEIL_E_NOMEM. Thread-safe; a pure function of the bytes.
+ */
+VEIL_NODISCARD veil_err veil_onnx_parse(struct veil_span bytes, struct veil_onnx_model **out,
+                                        struct veil_errbuf *eb) VEIL_NONNULL(2);
+
+/* A standalone tensor parsed from a serialized TensorProto (ONNX's .pb test data files). */
+struct veil_onnx_tensor_file {
+    struct veil_onnx_tensor t; /* t.data and t.name point into priv */
+    void *priv;
+};
+
+/*
+ * Parses one serialized TensorProto from bytes (borrowed for the call) into *out, which the
+ * caller releases with veil_onnx_tensor_file_release. The same checks as for initializers
+ * apply. Errors: VEIL_E_FORMAT, VEIL_E_UNSUPPORTED, VEIL_E_LIMIT, VEIL_E_NOMEM. Thread-safe.
+ */
+VEIL_NODISCARD veil_err veil_onnx_parse_tensor(struct veil_span bytes,
+                                               struct veil_onnx_tensor_file *out,
+                                               struct veil_errbuf *eb) VEIL_NONNULL(2);
+
+/* Frees what veil_onnx_parse_tensor allocated and zeroes *tf. Safe on a zeroed struct. */
+void veil_onnx_tensor_file_release(struct veil_onnx_tensor_file *tf);
+
+/* Frees a parsed model and everything it points to. NULL is a no-op. */
+void veil_onnx_model_free(struct veil_onnx_model *m);
+
+/* The attribute called name of node n, or NULL when the node has none. */
+const struct veil_onnx_attr *veil_onnx_node_attr(const struct veil_onnx_node *n, const char *name)
+    VEIL_NONNULL(1, 2);
+
+#endif /* VEIL_ONNX_H */

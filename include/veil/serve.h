@@ -1,0 +1,140 @@
+/*
+ * veil/serve.h: the model server behind `veil serve`. TensorFlow Serving's gRPC API
+ * (PredictionService, ModelService) and REST API over TLS or mutual TLS, a polled model
+ * repository with TF Serving's version policies and labels, dynamic batching, Prometheus
+ * metrics and health endpoints. docs/serve/README.md describes the behaviour in full;
+ * ../shared/reference/tfserving-api.md is the wire contract it follows.
+ *
+ * Model keys come from a key source: today a key file or a directory of key files; a key
+ * broker client plugs into the same interface (veil_key_source_new).
+ */
+#ifndef VEIL_SERVE_H
+#define VEIL_SERVE_H
+
+#include "veil/base.h"
+#include "veil/crypto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Key sources ---- */
+
+/*
+ * How a key source answers: get returns a new key (the caller frees it with
+ * veil_model_key_free) for key_id, or VEIL_E_NOTFOUND when it has none, VEIL_E_UNAVAILABLE
+ * when it cannot answer yet (a broker not reached: the load is retried at the next poll).
+ * get is called from the repository's loader thread, never concurrently with itself.
+ * free releases ud (may be NULL).
+ */
+struct veil_key_source_ops {
+    veil_err (*get)(void *ud, const char *key_id, struct veil_model_key **out,
+                    struct veil_errbuf *eb);
+    void (*free)(void *ud);
+};
+
+struct veil_key_source;
+
+/*
+ * Wraps a key provider. ops is borrowed (usually static); ud is owned from now on and released
+ * with ops->free by veil_key_source_free. Errors: VEIL_E_NOMEM (ud is then released too).
+ */
+VEIL_NODISCARD veil_err veil_key_source_new(const struct veil_key_source_ops *ops, void *ud,
+                                            struct veil_key_source **out);
+
+/*
+ * A key source over a key file, or a directory whose regular files are all key files (each
+ * parsed with veil_model_key_parse; files that do not parse are skipped with a warning). The
+ * keys are read once, here, into secure memory. Errors: those of veil_model_key_load, VEIL_E_IO
+ * (unreadable directory), VEIL_E_NOTFOUND (a directory with no key), VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil_key_source_new_files(const char *path, struct veil_key_source **out,
+                                                  struct veil_errbuf *eb);
+
+/* Asks the source for the key key_id. Errors: as the provider's get. */
+VEIL_NODISCARD veil_err veil_key_source_get(struct veil_key_source *ks, const char *key_id,
+                                            struct veil_model_key **out, struct veil_errbuf *eb);
+
+/* Releases the source and its provider. NULL is a no-op. */
+void veil_key_source_free(struct veil_key_source *ks);
+
+/* ---- The server ---- */
+
+struct veil_serve_options {
+    const char *host;   /* bind address; NULL: "0.0.0.0" */
+    uint16_t grpc_port; /* 0: no gRPC (TF Serving's --port=0) */
+    uint16_t rest_port; /* 0: no REST */
+    bool grpc_any_port; /* bind gRPC to a free port (tests); grpc_port ignored */
+    bool rest_any_port;
+
+    /* The repository: either model_name + model_base_path, or model_config_file. */
+    const char *model_name; /* NULL: "default" */
+    const char *model_base_path;
+    const char *model_config_file;               /* text ModelServerConfig */
+    int64_t file_system_poll_wait_seconds;       /* 0: scan once; < 0: never after start */
+    int64_t model_config_file_poll_wait_seconds; /* 0: read once */
+
+    /* Batching (TF Serving's --enable_batching / --batching_parameters_file). */
+    bool enable_batching;
+    const char *batching_parameters_file; /* text BatchingParameters, or NULL for defaults */
+
+    /* TLS for both ports. Either the three PEM sources or ssl_config_file (text SSLConfig). */
+    const char *ssl_config_file;
+    const char *tls_cert_path;
+    const char *tls_key_path;
+    const char *tls_client_ca_path;
+    struct veil_span tls_cert_pem; /* in memory; wins over the path when len > 0 */
+    struct veil_span tls_key_pem;
+    struct veil_span tls_client_ca_pem;
+    bool tls_client_verify;
+    bool plaintext; /* explicit opt-in to serve without TLS (logged as a warning) */
+
+    const char *monitoring_config_file; /* text MonitoringConfig; metrics path from it */
+    uint32_t rest_api_timeout_ms;       /* 0: 30000 */
+    bool rest_api_enable_cors_support;
+
+    struct veil_key_source *keys; /* borrowed; NULL: sealed models cannot load */
+    unsigned engine_threads;      /* per run; 0: engine default */
+    unsigned request_threads;     /* 0: max(4, 2 x CPUs) */
+    size_t max_message_bytes;     /* gRPC message and REST body cap; 0: 2 GiB - 1 */
+    unsigned max_connections;     /* 0: default */
+    unsigned max_streams;         /* 0: default */
+    unsigned drain_seconds;       /* graceful shutdown bound; 0: 10 */
+};
+
+struct veil_serve;
+
+/*
+ * Validates the options, reads the configuration files, makes TLS contexts, binds the ports
+ * and starts the repository (models load in the background; see veil_serve_is_ready).
+ * Errors: VEIL_E_INVALID (inconsistent options: no repository, batching file without
+ * batching, no TLS and no plaintext opt-in, equal ports), VEIL_E_FORMAT (config file syntax,
+ * with line), TLS and bind errors, VEIL_E_NOMEM. eb says which option or file is at fault.
+ * Not thread-safe; the options and the strings they point to are copied.
+ */
+VEIL_NODISCARD veil_err veil_serve_new(const struct veil_serve_options *opt,
+                                       struct veil_serve **out, struct veil_errbuf *eb);
+
+/*
+ * Serves until SIGTERM/SIGINT or veil_serve_stop, then drains requests in flight and returns.
+ * Errors: VEIL_E_INTERNAL (event loop failure).
+ */
+VEIL_NODISCARD veil_err veil_serve_run(struct veil_serve *s);
+
+/* Starts a graceful shutdown. Thread-safe. */
+void veil_serve_stop(struct veil_serve *s);
+
+/*
+ * True when every configured model has at least one AVAILABLE version (the readiness probe).
+ * Thread-safe.
+ */
+bool veil_serve_is_ready(struct veil_serve *s);
+
+/* The ports actually bound (0 when that frontend is off). */
+uint16_t veil_serve_grpc_port(const struct veil_serve *s);
+uint16_t veil_serve_rest_port(const struct veil_serve *s);
+
+/* Frees the server after veil_serve_run returned (or instead of it). NULL is a no-op. */
+void veil_serve_free(struct veil_serve *s);
+
+#endif /* VEIL_SERVE_H */

@@ -1,0 +1,450 @@
+/*
+ * `veil run`: runs a model file (ONNX, or a sealed .veil file with --key, decrypted in memory
+ * only) on inputs from .npy files or on random inputs from a fixed seed, prints the outputs'
+ * names and shapes with a summary, writes outputs as .npy files, and times repeated runs.
+ */
+#include "cli.h"
+#include "veil/crypto.h"
+#include "veil/engine.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#define RUN_MAX_INPUTS 64
+
+struct run_args {
+    const char *model, *key, *out_dir;
+    const char *in_spec[RUN_MAX_INPUTS]; /* NAME=FILE.npy */
+    size_t n_in_spec;
+    const char *shape_spec[RUN_MAX_INPUTS]; /* NAME=D0,D1,... */
+    size_t n_shape_spec;
+    uint64_t batch, iterations, threads;
+    bool have_batch, json;
+};
+
+static void run_help(FILE *f)
+{
+    fprintf(f,
+            "usage: veil run MODEL [--input NAME=FILE.npy ...] [--batch N] [--iterations N]\n"
+            "                [--output-dir DIR] [--json] [--threads N] [--shape NAME=D0,D1,...]\n"
+            "                [--key FILE]\n\n"
+            "Runs an ONNX model (or a sealed .veil model, decrypted in memory with --key) on\n"
+            "the CPU and prints its outputs' names, shapes and a summary.\n\n"
+            "  -i, --input NAME=FILE.npy  an input from a .npy file; inputs not given are\n"
+            "                             random from a fixed seed (floats uniform in [-1, 1),\n"
+            "                             integers in [0, 1000), inputs named *mask* all ones)\n"
+            "  -b, --batch N              batch size (dimension 0) of random inputs (default 1)\n"
+            "      --shape NAME=D0,D1,... the full shape of a random input (dynamic dimensions\n"
+            "                             other than the batch default to 1)\n"
+            "  -n, --iterations N         time N runs after a warm-up run\n"
+            "  -o, --output-dir DIR       write each output as DIR/NAME.npy\n"
+            "      --json                 print one JSON object (outputs, load_ms, p50_ms,\n"
+            "                             p90_ms, p99_ms, items_per_s, peak_activation_bytes)\n"
+            "  -t, --threads N            compute threads (default: all cores)\n"
+            "  -k, --key FILE             model key for a sealed model\n"
+            "  -h, --help                 this help\n");
+}
+
+static int parse_args(int argc, char **argv, struct run_args *a)
+{
+    static const struct option opts[] = {{"input", required_argument, NULL, 'i'},
+                                         {"batch", required_argument, NULL, 'b'},
+                                         {"iterations", required_argument, NULL, 'n'},
+                                         {"output-dir", required_argument, NULL, 'o'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"key", required_argument, NULL, 'k'},
+                                         {"shape", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    memset(a, 0, sizeof(*a));
+    a->batch = 1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "i:b:n:o:t:k:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            if (a->n_in_spec == RUN_MAX_INPUTS || strchr(optarg, '=') == NULL)
+                return veil_cli_fail("run", "bad --input '%s' (NAME=FILE.npy)", optarg) + 1;
+            a->in_spec[a->n_in_spec++] = optarg;
+            break;
+        case 's':
+            if (a->n_shape_spec == RUN_MAX_INPUTS || strchr(optarg, '=') == NULL)
+                return veil_cli_fail("run", "bad --shape '%s' (NAME=D0,D1,...)", optarg) + 1;
+            a->shape_spec[a->n_shape_spec++] = optarg;
+            break;
+        case 'b':
+            if (!veil_cli_parse_u64(optarg, &a->batch) || a->batch == 0 || a->batch > 1000000)
+                return veil_cli_fail("run", "bad --batch '%s'", optarg) + 1;
+            a->have_batch = true;
+            break;
+        case 'n':
+            if (!veil_cli_parse_u64(optarg, &a->iterations) || a->iterations > 10000000)
+                return veil_cli_fail("run", "bad --iterations '%s'", optarg) + 1;
+            break;
+        case 't':
+            if (!veil_cli_parse_u64(optarg, &a->threads) || a->threads > 4096)
+                return veil_cli_fail("run", "bad --threads '%s'", optarg) + 1;
+            break;
+        case 'o':
+            a->out_dir = optarg;
+            break;
+        case 'j':
+            a->json = true;
+            break;
+        case 'k':
+            a->key = optarg;
+            break;
+        case 'h':
+            run_help(stdout);
+            return 0;
+        default:
+            run_help(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        run_help(stderr);
+        return 2;
+    }
+    a->model = argv[optind];
+    return -1;
+}
+
+/* xorshift64*: the fixed-seed generator of random inputs. */
+static uint64_t next_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+static int fill_random(const struct veil_tensor_info *ti, const struct run_args *a,
+                       struct veil_tensor *t, void **owned, uint64_t *seed)
+{
+    memset(t, 0, sizeof(*t));
+    t->dtype = ti->dtype;
+    t->rank = ti->rank;
+    const char *spec = NULL;
+    size_t nl = strlen(ti->name);
+    for (size_t i = 0; i < a->n_shape_spec; i++)
+        if (strncmp(a->shape_spec[i], ti->name, nl) == 0 && a->shape_spec[i][nl] == '=')
+            spec = a->shape_spec[i] + nl + 1;
+    for (size_t d = 0; d < ti->rank; d++)
+        t->dims[d] = ti->dims[d] >= 0 ? ti->dims[d] : (d == 0 ? (int64_t)a->batch : 1);
+    if (spec != NULL) {
+        size_t d = 0;
+        char *end;
+        const char *p = spec;
+        while (*p != '\0') {
+            long long v = strtoll(p, &end, 10);
+            if (end == p || v < 0 || d == VEIL_LIMIT_TENSOR_RANK)
+                return veil_cli_fail("run", "bad --shape for '%s'", ti->name);
+            t->dims[d++] = v;
+            p = *end == ',' ? end + 1 : end;
+            if (*end != ',' && *end != '\0')
+                return veil_cli_fail("run", "bad --shape for '%s'", ti->name);
+        }
+        if (d != ti->rank)
+            return veil_cli_fail("run", "--shape for '%s' needs %zu dimensions", ti->name,
+                                 ti->rank);
+    }
+    uint64_t numel;
+    size_t es = veil_dtype_size(ti->dtype);
+    if (es == 0 || veil_tensor_numel(t->dims, t->rank, &numel) != VEIL_OK ||
+        numel > (1ull << 32) / es)
+        return veil_cli_fail("run", "cannot make a random input '%s'", ti->name);
+    t->nbytes = (size_t)numel * es;
+    *owned = veil_aligned_alloc(64, t->nbytes + 64);
+    if (*owned == NULL)
+        return veil_cli_fail("run", "out of memory");
+    t->data = *owned;
+    bool mask = strstr(ti->name, "mask") != NULL;
+    for (uint64_t i = 0; i < numel; i++) {
+        uint64_t r = next_rand(seed);
+        double f = (double)(r >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+        int64_t iv = mask ? 1 : (int64_t)((r >> 33) % 1000);
+        switch (ti->dtype) {
+        case VEIL_DT_FLOAT:
+            ((float *)t->data)[i] = (float)f;
+            break;
+        case VEIL_DT_DOUBLE:
+            ((double *)t->data)[i] = f;
+            break;
+        case VEIL_DT_INT64:
+            ((int64_t *)t->data)[i] = iv;
+            break;
+        case VEIL_DT_INT32:
+            ((int32_t *)t->data)[i] = (int32_t)iv;
+            break;
+        case VEIL_DT_BOOL:
+            ((uint8_t *)t->data)[i] = mask ? 1 : (uint8_t)(r >> 63);
+            break;
+        default:
+            memset((uint8_t *)t->data + i * es, (int)(iv & 0x7f), es);
+            break;
+        }
+    }
+    return -1;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void print_shape(FILE *f, const struct veil_tensor *t)
+{
+    fputc('[', f);
+    for (size_t d = 0; d < t->rank; d++)
+        fprintf(f, "%s%lld", d ? ", " : "", (long long)t->dims[d]);
+    fputc(']', f);
+}
+
+static void json_name(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+static veil_err load_model_bytes(const struct run_args *a, struct veil_buf *plain, uint8_t **secure,
+                                 size_t *secure_len, struct veil_errbuf *eb)
+{
+    veil_err rc;
+    uint8_t head[16];
+    veil_buf_init(plain, (size_t)VEIL_LIMIT_MODEL_BYTES);
+    *secure = NULL;
+    *secure_len = 0;
+    size_t plen = strlen(a->model);
+    bool sealed = plen > 5 && strcmp(a->model + plen - 5, ".veil") == 0;
+    if (!sealed) {
+        if ((rc = veil_file_read_all(a->model, plain->max, plain, eb)) != VEIL_OK)
+            return rc;
+        memset(head, 0, sizeof(head));
+        memcpy(head, plain->p, plain->len < sizeof(head) ? plain->len : sizeof(head));
+        if (!veil_seal_is_sealed(veil_span_make(head, plain->len < 16 ? plain->len : 16)))
+            return VEIL_OK;
+        veil_buf_release(plain);
+        sealed = true;
+    }
+    if (a->key == NULL)
+        return veil_errf(eb, VEIL_E_INVALID, "%s is a sealed model: pass --key FILE", a->model);
+    struct veil_model_key *key = NULL;
+    if ((rc = veil_model_key_load(a->key, &key, eb)) != VEIL_OK)
+        return rc;
+    rc = veil_unseal_path(a->model, key, NULL, 0, secure, secure_len, NULL, eb);
+    veil_model_key_free(key);
+    return rc;
+}
+
+int veil_cmd_run(int argc, char **argv)
+{
+    struct run_args a;
+    int st = parse_args(argc, argv, &a);
+    int ret = 1;
+    struct veil_errbuf eb = {{0}};
+    struct veil_engine_model *m = NULL;
+    struct veil_buf plain, files[RUN_MAX_INPUTS];
+    uint8_t *secure = NULL;
+    size_t secure_len = 0;
+    void *owned[RUN_MAX_INPUTS] = {NULL};
+    struct veil_tensor in[RUN_MAX_INPUTS], *out = NULL;
+    double *times = NULL;
+    size_t n_in = 0, n_out = 0;
+    veil_err rc;
+
+    if (st >= 0)
+        return st;
+    veil_buf_init(&plain, 0);
+    for (size_t i = 0; i < RUN_MAX_INPUTS; i++)
+        veil_buf_init(&files[i], 0);
+    uint64_t t0 = veil_time_mono_ns();
+    if ((rc = load_model_bytes(&a, &plain, &secure, &secure_len, &eb)) != VEIL_OK) {
+        veil_cli_fail("run", "%s: %s", a.model, veil_errbuf_msg(&eb, rc));
+        goto out;
+    }
+    struct veil_engine_options opt = {(unsigned)a.threads};
+    struct veil_span bytes =
+        secure != NULL ? veil_span_make(secure, secure_len) : veil_buf_span(&plain);
+    rc = veil_engine_model_load(bytes, &opt, &m, &eb);
+    if (secure != NULL) {
+        veil_secure_free(secure, secure_len);
+        secure = NULL;
+    }
+    veil_buf_release(&plain);
+    if (rc != VEIL_OK) {
+        veil_cli_fail("run", "%s: %s", a.model, veil_errbuf_msg(&eb, rc));
+        goto out;
+    }
+    double load_ms = (double)(veil_time_mono_ns() - t0) / 1e6;
+    n_in = veil_engine_model_num_inputs(m);
+    n_out = veil_engine_model_num_outputs(m);
+    if (n_in > RUN_MAX_INPUTS) {
+        veil_cli_fail("run", "model has more than %d inputs", RUN_MAX_INPUTS);
+        goto out;
+    }
+    for (size_t s = 0; s < a.n_in_spec; s++) {
+        const char *eq = strchr(a.in_spec[s], '=');
+        size_t nl = (size_t)(eq - a.in_spec[s]);
+        bool found = false;
+        for (size_t i = 0; i < n_in; i++)
+            if (strlen(veil_engine_model_input(m, i)->name) == nl &&
+                strncmp(veil_engine_model_input(m, i)->name, a.in_spec[s], nl) == 0)
+                found = true;
+        if (!found) {
+            veil_cli_fail("run", "model has no input named '%.*s'", (int)nl, a.in_spec[s]);
+            goto out;
+        }
+    }
+    uint64_t seed = 0x5eed5eed5eedull;
+    int64_t items = 1;
+    for (size_t i = 0; i < n_in; i++) {
+        const struct veil_tensor_info *ti = veil_engine_model_input(m, i);
+        const char *file = NULL;
+        size_t nl = strlen(ti->name);
+        for (size_t s = 0; s < a.n_in_spec; s++)
+            if (strncmp(a.in_spec[s], ti->name, nl) == 0 && a.in_spec[s][nl] == '=')
+                file = a.in_spec[s] + nl + 1;
+        if (file != NULL) {
+            veil_buf_init(&files[i], 1u << 31);
+            if ((rc = veil_file_read_all(file, files[i].max, &files[i], &eb)) != VEIL_OK ||
+                (rc = veil_npy_parse(veil_buf_span(&files[i]), &in[i], &eb)) != VEIL_OK) {
+                veil_cli_fail("run", "input '%s' from %s: %s", ti->name, file,
+                              veil_errbuf_msg(&eb, rc));
+                goto out;
+            }
+        } else if ((st = fill_random(ti, &a, &in[i], &owned[i], &seed)) >= 0) {
+            goto out;
+        }
+        if (i == 0 && in[i].rank > 0)
+            items = in[i].dims[0];
+    }
+    out = veil_calloc(n_out + 1, sizeof(*out));
+    times = veil_calloc(a.iterations + 1, sizeof(double));
+    if (out == NULL || times == NULL) {
+        veil_cli_fail("run", "out of memory");
+        goto out;
+    }
+    /* The first run builds the plan for these shapes and is the warm-up when timing. */
+    uint64_t r0 = veil_time_mono_ns();
+    if ((rc = veil_engine_run(m, in, n_in, out, n_out, &eb)) != VEIL_OK) {
+        veil_cli_fail("run", "%s", veil_errbuf_msg(&eb, rc));
+        goto out;
+    }
+    double first_ms = (double)(veil_time_mono_ns() - r0) / 1e6;
+    size_t n_times = 0;
+    for (uint64_t it = 0; it < a.iterations; it++) {
+        struct veil_tensor tmp[RUN_MAX_INPUTS];
+        if (n_out > RUN_MAX_INPUTS)
+            break;
+        uint64_t s0 = veil_time_mono_ns();
+        if ((rc = veil_engine_run(m, in, n_in, tmp, n_out, &eb)) != VEIL_OK) {
+            veil_cli_fail("run", "%s", veil_errbuf_msg(&eb, rc));
+            goto out;
+        }
+        times[n_times++] = (double)(veil_time_mono_ns() - s0) / 1e6;
+        for (size_t k = 0; k < n_out; k++)
+            veil_tensor_release(&tmp[k]);
+    }
+    if (n_times == 0)
+        times[n_times++] = first_ms;
+    qsort(times, n_times, sizeof(double), cmp_double);
+    double p50 = times[(n_times - 1) / 2], p90 = times[(size_t)((double)(n_times - 1) * 0.9)],
+           p99 = times[(size_t)((double)(n_times - 1) * 0.99)], sum = 0;
+    for (size_t k = 0; k < n_times; k++)
+        sum += times[k];
+    double items_per_s = sum > 0 ? (double)items * (double)n_times * 1000.0 / sum : 0;
+    if (a.out_dir != NULL) {
+        for (size_t k = 0; k < n_out; k++) {
+            const char *name = veil_engine_model_output(m, k)->name;
+            char path[4096], safe[256];
+            size_t j = 0;
+            for (; name[j] != '\0' && j < sizeof(safe) - 1; j++)
+                safe[j] = (name[j] == '/' || name[j] == '\\') ? '_' : name[j];
+            safe[j] = '\0';
+            snprintf(path, sizeof(path), "%s/%s.npy", a.out_dir, safe);
+            struct veil_buf nb;
+            veil_buf_init(&nb, SIZE_MAX / 2);
+            rc = veil_npy_write(&out[k], &nb);
+            if (rc == VEIL_OK)
+                rc = veil_file_write_atomic(path, veil_buf_span(&nb), 0644, VEIL_ATOMIC_REPLACE,
+                                            &eb);
+            veil_buf_release(&nb);
+            if (rc != VEIL_OK) {
+                veil_cli_fail("run", "writing %s: %s", path, veil_errbuf_msg(&eb, rc));
+                goto out;
+            }
+        }
+    }
+    if (a.json) {
+        printf("{\"model\": ");
+        json_name(a.model);
+        printf(", \"outputs\": [");
+        for (size_t k = 0; k < n_out; k++) {
+            printf("%s{\"name\": ", k ? ", " : "");
+            json_name(veil_engine_model_output(m, k)->name);
+            printf(", \"dtype\": \"%s\", \"shape\": [", veil_dtype_name(out[k].dtype));
+            for (size_t d = 0; d < out[k].rank; d++)
+                printf("%s%lld", d ? ", " : "", (long long)out[k].dims[d]);
+            printf("]}");
+        }
+        printf("], \"load_ms\": %.3f, \"first_run_ms\": %.3f, \"iterations\": %zu, "
+               "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"items_per_s\": %.3f, "
+               "\"batch\": %lld, \"threads\": %u, \"peak_activation_bytes\": %zu}\n",
+               load_ms, first_ms, a.iterations ? n_times : 0, p50, p90, p99, items_per_s,
+               (long long)items, veil_engine_model_threads(m), veil_engine_model_peak_bytes(m));
+    } else {
+        for (size_t k = 0; k < n_out; k++) {
+            printf("output %s: %s ", veil_engine_model_output(m, k)->name,
+                   veil_dtype_name(out[k].dtype));
+            print_shape(stdout, &out[k]);
+            if (out[k].dtype == VEIL_DT_FLOAT && out[k].nbytes > 0) {
+                const float *v = out[k].data;
+                size_t n = out[k].nbytes / 4;
+                double mn = v[0], mx = v[0], s = 0;
+                for (size_t e = 0; e < n; e++) {
+                    mn = v[e] < mn ? v[e] : mn;
+                    mx = v[e] > mx ? v[e] : mx;
+                    s += v[e];
+                }
+                printf(" min %.6g max %.6g mean %.6g", mn, mx, s / (double)n);
+            }
+            putchar('\n');
+        }
+        printf("loaded in %.1f ms; first run %.2f ms; peak activations %.1f MiB; %u threads\n",
+               load_ms, first_ms, (double)veil_engine_model_peak_bytes(m) / 1048576.0,
+               veil_engine_model_threads(m));
+        if (a.iterations > 0)
+            printf("%zu runs: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, %.2f items/s\n", n_times, p50,
+                   p90, p99, items_per_s);
+    }
+    ret = 0;
+out:
+    for (size_t k = 0; out != NULL && k < n_out; k++)
+        veil_tensor_release(&out[k]);
+    veil_free(out);
+    veil_free(times);
+    for (size_t i = 0; i < RUN_MAX_INPUTS; i++) {
+        veil_aligned_free(owned[i]);
+        veil_buf_release(&files[i]);
+    }
+    if (secure != NULL)
+        veil_secure_free(secure, secure_len);
+    veil_buf_release(&plain);
+    veil_engine_model_free(m);
+    return ret;
+}

@@ -1,0 +1,258 @@
+/*
+ * `veil serve`: the TensorFlow-Serving-compatible model server. Flags follow
+ * tensorflow_model_server (--name=value, bare booleans or =true/false); Veil adds the TLS
+ * identity flags, the explicit --plaintext opt-in and the model key source.
+ */
+#include "cli.h"
+#include "veil/serve.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void help(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: veil serve --model_base_path=DIR [--model_name=NAME] | --model_config_file=F\n"
+        "                  (--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM] |\n"
+        "                   --ssl_config_file=F | --plaintext) [options]\n\n"
+        "Serves ONNX models (model.onnx or sealed model.onnx.veil in numbered version\n"
+        "folders) over TensorFlow Serving's gRPC API and REST API.\n\n"
+        "  --port=N                       gRPC port (default 8500; 0: off)\n"
+        "  --rest_api_port=N              REST port (default 8501; 0: off)\n"
+        "  --host=ADDR                    bind address (default 0.0.0.0)\n"
+        "  --model_name=NAME              model name with --model_base_path (default 'default')\n"
+        "  --model_base_path=DIR          folder of numbered versions\n"
+        "  --model_config_file=F          text ModelServerConfig (several models, policies, "
+        "labels)\n"
+        "  --file_system_poll_wait_seconds=N  rescan versions every N s (default 1; 0: once)\n"
+        "  --enable_batching[=true|false] dynamic batching\n"
+        "  --batching_parameters_file=F   text BatchingParameters\n"
+        "  --tls_cert=F --tls_key=F       server certificate chain and key (PEM)\n"
+        "  --tls_client_ca=F              require client certificates signed by this CA (mutual "
+        "TLS)\n"
+        "  --ssl_config_file=F            TF Serving's text SSLConfig instead of the three above\n"
+        "  --plaintext                    serve WITHOUT TLS (explicit opt-in)\n"
+        "  --key=PATH                     key file or folder of key files for sealed models\n"
+        "  --monitoring_config_file=F     text MonitoringConfig (Prometheus path)\n"
+        "  --rest_api_timeout_in_ms=N     REST request timeout (default 30000)\n"
+        "  --rest_api_enable_cors_support add CORS headers\n"
+        "  --engine_threads=N             compute threads per run (default: all cores)\n"
+        "  --request_threads=N            request decode/encode threads (default 2 x cores, >= 4)\n"
+        "  --max_message_bytes=N          gRPC message / REST body cap (default 2 GiB - 1)\n"
+        "  --max_connections=N --max_streams=N  connection and HTTP/2 stream caps\n"
+        "  --log_level=err|warn|info|debug\n"
+        "  --version                      print the version and exit\n");
+}
+
+/* TF Serving flags accepted for compatibility that change nothing here. */
+static const char *const ignored_flags[] = {"rest_api_num_threads",
+                                            "grpc_max_threads",
+                                            "tensorflow_session_parallelism",
+                                            "tensorflow_intra_op_parallelism",
+                                            "tensorflow_inter_op_parallelism",
+                                            "enable_model_warmup",
+                                            "num_request_iterations_for_warmup",
+                                            "num_load_threads",
+                                            "num_unload_threads",
+                                            "max_num_load_retries",
+                                            "load_retry_interval_micros",
+                                            "flush_filesystem_caches",
+                                            "saved_model_tags",
+                                            "enable_signature_method_name_check",
+                                            "enable_profiler",
+                                            "per_process_gpu_memory_fraction",
+                                            "grpc_channel_arguments",
+                                            "enable_per_model_batching_parameters",
+                                            "allow_version_labels_for_unavailable_models",
+                                            "model_config_file_poll_wait_seconds",
+                                            "enable_grpc_healthcheck_service",
+                                            "enable_serialization_as_tensor_content",
+                                            "tensorflow_session_config_file"};
+
+static bool parse_bool(const char *v, bool *out)
+{
+    if (v == NULL || strcmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+        *out = true;
+        return true;
+    }
+    if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+static bool parse_i64(const char *v, int64_t *out)
+{
+    uint64_t u = 0;
+    bool neg = v != NULL && v[0] == '-';
+    if (v == NULL || !veil_cli_parse_u64(neg ? v + 1 : v, &u) || u > (uint64_t)INT64_MAX)
+        return false;
+    *out = neg ? -(int64_t)u : (int64_t)u;
+    return true;
+}
+
+static bool parse_port(const char *v, uint16_t *out)
+{
+    uint64_t u = 0;
+    if (!veil_cli_parse_u64(v, &u) || u > 65535)
+        return false;
+    *out = (uint16_t)u;
+    return true;
+}
+
+static bool parse_uint(const char *v, unsigned *out)
+{
+    uint64_t u = 0;
+    if (!veil_cli_parse_u64(v, &u) || u > 1000000)
+        return false;
+    *out = (unsigned)u;
+    return true;
+}
+
+int veil_cmd_serve(int argc, char **argv)
+{
+    struct veil_serve_options o;
+    struct veil_key_source *keys = NULL;
+    struct veil_serve *srv = NULL;
+    struct veil_errbuf eb = {{0}};
+    const char *key_path = NULL;
+    int status = 1;
+    memset(&o, 0, sizeof(o));
+    o.grpc_port = 8500;
+    o.rest_port = 8501;
+    o.file_system_poll_wait_seconds = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            help(stdout);
+            return 0;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            help(stderr);
+            return veil_cli_fail("serve", "unexpected argument '%s'", a);
+        }
+        char name[64];
+        const char *eq = strchr(a + 2, '=');
+        size_t nl = eq != NULL ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        if (nl == 0 || nl >= sizeof(name))
+            return veil_cli_fail("serve", "bad flag '%s'", a);
+        memcpy(name, a + 2, nl);
+        name[nl] = '\0';
+        const char *val = eq != NULL ? eq + 1 : NULL;
+        bool b = false;
+        /* Boolean flags may stand alone; the others take =VALUE or the next argument. */
+        if (strcmp(name, "enable_batching") == 0 || strcmp(name, "plaintext") == 0 ||
+            strcmp(name, "rest_api_enable_cors_support") == 0 || strcmp(name, "version") == 0) {
+            if (!parse_bool(val, &b))
+                return veil_cli_fail("serve", "--%s takes true or false", name);
+            if (strcmp(name, "enable_batching") == 0)
+                o.enable_batching = b;
+            else if (strcmp(name, "plaintext") == 0)
+                o.plaintext = b;
+            else if (strcmp(name, "rest_api_enable_cors_support") == 0)
+                o.rest_api_enable_cors_support = b;
+            else if (b) {
+                printf("Veil ModelServer: 0.1.0 (TensorFlow Serving API compatible)\n");
+                return 0;
+            }
+            continue;
+        }
+        if (val == NULL) {
+            if (i + 1 >= argc)
+                return veil_cli_fail("serve", "--%s needs a value", name);
+            val = argv[++i];
+        }
+        bool ok = true;
+        int64_t iv = 0;
+        if (strcmp(name, "port") == 0)
+            ok = parse_port(val, &o.grpc_port);
+        else if (strcmp(name, "rest_api_port") == 0)
+            ok = parse_port(val, &o.rest_port);
+        else if (strcmp(name, "host") == 0)
+            o.host = val;
+        else if (strcmp(name, "model_name") == 0)
+            o.model_name = val;
+        else if (strcmp(name, "model_base_path") == 0)
+            o.model_base_path = val;
+        else if (strcmp(name, "model_config_file") == 0)
+            o.model_config_file = val;
+        else if (strcmp(name, "file_system_poll_wait_seconds") == 0)
+            ok = parse_i64(val, &o.file_system_poll_wait_seconds);
+        else if (strcmp(name, "batching_parameters_file") == 0)
+            o.batching_parameters_file = val;
+        else if (strcmp(name, "ssl_config_file") == 0)
+            o.ssl_config_file = val;
+        else if (strcmp(name, "tls_cert") == 0)
+            o.tls_cert_path = val;
+        else if (strcmp(name, "tls_key") == 0)
+            o.tls_key_path = val;
+        else if (strcmp(name, "tls_client_ca") == 0) {
+            o.tls_client_ca_path = val;
+            o.tls_client_verify = true;
+        } else if (strcmp(name, "key") == 0)
+            key_path = val;
+        else if (strcmp(name, "monitoring_config_file") == 0)
+            o.monitoring_config_file = val;
+        else if (strcmp(name, "rest_api_timeout_in_ms") == 0) {
+            ok = parse_i64(val, &iv) && iv >= 0 && iv <= UINT32_MAX;
+            o.rest_api_timeout_ms = (uint32_t)iv;
+        } else if (strcmp(name, "engine_threads") == 0)
+            ok = parse_uint(val, &o.engine_threads);
+        else if (strcmp(name, "request_threads") == 0)
+            ok = parse_uint(val, &o.request_threads);
+        else if (strcmp(name, "max_connections") == 0)
+            ok = parse_uint(val, &o.max_connections);
+        else if (strcmp(name, "max_streams") == 0)
+            ok = parse_uint(val, &o.max_streams);
+        else if (strcmp(name, "drain_seconds") == 0)
+            ok = parse_uint(val, &o.drain_seconds);
+        else if (strcmp(name, "max_message_bytes") == 0) {
+            ok = parse_i64(val, &iv) && iv > 0 && iv <= INT32_MAX;
+            o.max_message_bytes = (size_t)iv;
+        } else if (strcmp(name, "log_level") == 0) {
+            if (strcmp(val, "err") == 0)
+                veil_log_set_level(VEIL_LOG_LEVEL_ERR);
+            else if (strcmp(val, "warn") == 0)
+                veil_log_set_level(VEIL_LOG_LEVEL_WARN);
+            else if (strcmp(val, "info") == 0)
+                veil_log_set_level(VEIL_LOG_LEVEL_INFO);
+            else if (strcmp(val, "debug") == 0)
+                veil_log_set_level(VEIL_LOG_LEVEL_DEBUG);
+            else
+                ok = false;
+        } else if (strcmp(name, "grpc_socket_path") == 0 ||
+                   strcmp(name, "use_alts_credentials") == 0 ||
+                   strcmp(name, "platform_config_file") == 0) {
+            return veil_cli_fail("serve", "--%s is not supported", name);
+        } else {
+            bool known = false;
+            for (size_t k = 0; k < sizeof(ignored_flags) / sizeof(ignored_flags[0]); k++)
+                known = known || strcmp(name, ignored_flags[k]) == 0;
+            if (!known) {
+                help(stderr);
+                return veil_cli_fail("serve", "unknown flag --%s", name);
+            }
+            VEIL_LOG_INFO("--%s is accepted for compatibility and has no effect", name);
+        }
+        if (!ok)
+            return veil_cli_fail("serve", "bad value for --%s: '%s'", name, val);
+    }
+    veil_err rc = VEIL_OK;
+    if (key_path != NULL && (rc = veil_key_source_new_files(key_path, &keys, &eb)) != VEIL_OK)
+        goto out;
+    o.keys = keys;
+    if ((rc = veil_serve_new(&o, &srv, &eb)) != VEIL_OK)
+        goto out;
+    if ((rc = veil_serve_run(srv)) != VEIL_OK)
+        goto out;
+    status = 0;
+out:
+    veil_serve_free(srv);
+    veil_key_source_free(keys);
+    if (rc != VEIL_OK)
+        return veil_cli_fail("serve", "Failed to start server. Error: %s",
+                             veil_errbuf_msg(&eb, rc));
+    return status;
+}

@@ -1,0 +1,315 @@
+/*
+ * The engine's public API: model load (parse, build the IR, check it, optimise it once) and
+ * runs. A model is immutable after load except for its plan cache, which a mutex guards;
+ * plans themselves are immutable once built and are shared by concurrent runs, each of which
+ * takes its own scratch arena from the plan's pool.
+ */
+#include "engine_int.h"
+
+#include <string.h>
+
+void veil_tensor_release(struct veil_tensor *t)
+{
+    if (t == NULL)
+        return;
+    veil_aligned_free(t->data);
+    memset(t, 0, sizeof(*t));
+}
+
+veil_err veil_tensor_numel(const int64_t *dims, size_t rank, uint64_t *out)
+{
+    uint64_t n = 1;
+    *out = 0;
+    if (rank > VEIL_LIMIT_TENSOR_RANK)
+        return VEIL_E_LIMIT;
+    for (size_t i = 0; i < rank; i++) {
+        if (dims[i] < 0)
+            return VEIL_E_INVALID;
+        if (__builtin_mul_overflow(n, (uint64_t)dims[i], &n))
+            return VEIL_E_LIMIT;
+    }
+    *out = n;
+    return VEIL_OK;
+}
+
+/*
+ * Marks graph inputs whose values decide shapes: walking back from every shape-deciding input
+ * slot, through any node but Shape and Size (whose outputs depend only on shapes).
+ */
+static veil_err mark_shape_keys(struct veil__graph *g, struct veil_errbuf *eb)
+{
+    int32_t *stack = veil_allocarray(g->n_values + 1, sizeof(int32_t));
+    bool *seen = veil_calloc(g->n_values + 1, sizeof(bool));
+    size_t sp = 0;
+    veil_err rc = VEIL_OK;
+    if (stack == NULL || seen == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for shape analysis");
+        goto out;
+    }
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        const struct veil__node *n = &g->nodes[i];
+        if (n->dead)
+            continue;
+        const struct veil__op_def *op = veil__op_get(n->op);
+        for (size_t k = 0; k < n->n_in; k++)
+            if (((op->shape_inputs >> k) & 1u) && n->in[k] >= 0 && !seen[n->in[k]]) {
+                seen[n->in[k]] = true;
+                stack[sp++] = n->in[k];
+            }
+    }
+    while (sp > 0) {
+        int32_t v = stack[--sp];
+        const struct veil__value *val = &g->values[v];
+        if (val->input >= 0) {
+            g->values[v].shape_key = true;
+            continue;
+        }
+        if (val->producer < 0)
+            continue;
+        const struct veil__node *n = &g->nodes[val->producer];
+        if (strcmp(n->op_type, "Shape") == 0 || strcmp(n->op_type, "Size") == 0)
+            continue;
+        for (size_t k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && !seen[n->in[k]]) {
+                seen[n->in[k]] = true;
+                stack[sp++] = n->in[k];
+            }
+    }
+out:
+    veil_free(stack);
+    veil_free(seen);
+    return rc;
+}
+
+veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_options *opt,
+                                struct veil_engine_model **out, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    struct veil_onnx_model *om = NULL;
+    struct veil_engine_model *m = NULL;
+
+    *out = NULL;
+    if ((rc = veil_onnx_parse(onnx, &om, eb)) != VEIL_OK)
+        goto out;
+    m = veil_calloc(1, sizeof(*m));
+    if (m == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the model");
+        goto out;
+    }
+    pthread_mutex_init(&m->mu, NULL);
+    if ((rc = veil__graph_build(&m->g, om, eb)) != VEIL_OK)
+        goto out;
+    /* The declared output types are kept for the model's description. */
+    m->n_in = m->g.n_inputs;
+    m->n_out = m->g.n_outputs;
+    m->in_info = veil_calloc(m->n_in + 1, sizeof(*m->in_info));
+    m->out_info = veil_calloc(m->n_out + 1, sizeof(*m->out_info));
+    if (m->in_info == NULL || m->out_info == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the model");
+        goto out;
+    }
+    for (size_t i = 0; i < m->n_in; i++) {
+        const struct veil__value *v = &m->g.values[m->g.inputs[i]];
+        struct veil_tensor_info *ti = &m->in_info[i];
+        ti->name = v->name;
+        for (size_t k = 0; k < om->n_inputs; k++) {
+            if (strcmp(om->inputs[k].name, v->name) != 0)
+                continue;
+            ti->dtype = om->inputs[k].dtype;
+            ti->rank = om->inputs[k].rank;
+            memcpy(ti->dims, om->inputs[k].dims, sizeof(ti->dims));
+        }
+    }
+    for (size_t i = 0; i < m->n_out; i++) {
+        const struct veil__value *v = &m->g.values[m->g.outputs[i]];
+        struct veil_tensor_info *ti = &m->out_info[i];
+        ti->name = v->name;
+        const struct veil_onnx_value_info *vi = &om->outputs[i];
+        ti->dtype = vi->dtype;
+        ti->rank = vi->has_shape ? vi->rank : 0;
+        for (size_t d = 0; d < ti->rank; d++)
+            ti->dims[d] = vi->dims[d];
+    }
+    veil_onnx_model_free(om);
+    om = NULL;
+    if ((rc = veil__graph_order(&m->g, eb)) != VEIL_OK)
+        goto out;
+    if ((rc = veil__graph_optimize(&m->g, eb)) != VEIL_OK)
+        goto out;
+    if ((rc = veil__graph_order(&m->g, eb)) != VEIL_OK)
+        goto out;
+    if ((rc = mark_shape_keys(&m->g, eb)) != VEIL_OK)
+        goto out;
+    m->threads = opt != NULL && opt->threads > 0 ? opt->threads : veil_cpu_count();
+    rc = veil__dnnl_err(dnnl_engine_create(&m->deng, dnnl_cpu, 0), "engine creation", eb);
+    if (rc != VEIL_OK)
+        goto out;
+    *out = m;
+    m = NULL;
+    rc = VEIL_OK;
+out:
+    veil_onnx_model_free(om);
+    veil_engine_model_free(m);
+    return rc;
+}
+
+void veil_engine_model_free(struct veil_engine_model *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->n_plans; i++)
+        veil__plan_free(m->plans[i]);
+    veil__graph_release(&m->g);
+    veil_free(m->in_info);
+    veil_free(m->out_info);
+    if (m->deng != NULL)
+        dnnl_engine_destroy(m->deng);
+    pthread_mutex_destroy(&m->mu);
+    veil_free(m);
+}
+
+size_t veil_engine_model_num_inputs(const struct veil_engine_model *m)
+{
+    return m->n_in;
+}
+
+size_t veil_engine_model_num_outputs(const struct veil_engine_model *m)
+{
+    return m->n_out;
+}
+
+const struct veil_tensor_info *veil_engine_model_input(const struct veil_engine_model *m, size_t i)
+{
+    VEIL_ASSERT(i < m->n_in);
+    return &m->in_info[i];
+}
+
+const struct veil_tensor_info *veil_engine_model_output(const struct veil_engine_model *m, size_t i)
+{
+    VEIL_ASSERT(i < m->n_out);
+    return &m->out_info[i];
+}
+
+unsigned veil_engine_model_threads(const struct veil_engine_model *m)
+{
+    return m->threads;
+}
+
+size_t veil_engine_model_peak_bytes(struct veil_engine_model *m)
+{
+    size_t peak = 0;
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n_plans; i++)
+        if (m->plans[i]->peak_act_bytes > peak)
+            peak = m->plans[i]->peak_act_bytes;
+    pthread_mutex_unlock(&m->mu);
+    return peak;
+}
+
+static veil_err check_inputs(const struct veil_engine_model *m, const struct veil_tensor *in,
+                             size_t n_in, struct veil_errbuf *eb)
+{
+    if (n_in != m->n_in)
+        return veil_errf(eb, VEIL_E_INVALID, "model takes %zu inputs, got %zu", m->n_in, n_in);
+    for (size_t i = 0; i < n_in; i++) {
+        const struct veil_tensor_info *ti = &m->in_info[i];
+        const struct veil_tensor *t = &in[i];
+        if (t->dtype != ti->dtype)
+            return veil_errf(eb, VEIL_E_INVALID, "input '%s' must be %s, got %s", ti->name,
+                             veil_dtype_name(ti->dtype), veil_dtype_name(t->dtype));
+        if (t->rank != ti->rank)
+            return veil_errf(eb, VEIL_E_INVALID, "input '%s' must have rank %zu, got %zu", ti->name,
+                             ti->rank, t->rank);
+        uint64_t numel;
+        veil_err rc = veil_tensor_numel(t->dims, t->rank, &numel);
+        if (rc != VEIL_OK)
+            return veil_errf(eb, VEIL_E_INVALID, "input '%s' has an invalid shape", ti->name);
+        for (size_t d = 0; d < t->rank; d++)
+            if (ti->dims[d] >= 0 && t->dims[d] != ti->dims[d])
+                return veil_errf(eb, VEIL_E_INVALID,
+                                 "input '%s' dimension %zu must be %lld, "
+                                 "got %lld",
+                                 ti->name, d, (long long)ti->dims[d], (long long)t->dims[d]);
+        uint64_t nbytes;
+        if (__builtin_mul_overflow(numel, (uint64_t)veil_dtype_size(t->dtype), &nbytes) ||
+            nbytes != t->nbytes)
+            return veil_errf(eb, VEIL_E_INVALID,
+                             "input '%s' has %zu bytes, its shape needs "
+                             "%llu",
+                             ti->name, t->nbytes, (unsigned long long)nbytes);
+        if (nbytes > 0 && t->data == NULL)
+            return veil_errf(eb, VEIL_E_INVALID, "input '%s' has no data", ti->name);
+    }
+    return VEIL_OK;
+}
+
+static veil_err get_plan(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                         struct veil__plan **out, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_OK;
+    pthread_mutex_lock(&m->mu);
+    m->use_clock++;
+    for (size_t i = 0; i < m->n_plans; i++)
+        if (veil__plan_matches(m, m->plans[i], inputs)) {
+            m->plans[i]->last_use = m->use_clock;
+            m->plans[i]->refs++;
+            *out = m->plans[i];
+            goto out;
+        }
+    struct veil__plan *p = NULL;
+    /* Built under the lock: plans are rare (one per signature). */
+    rc = veil__plan_build(m, inputs, &p, eb);
+    if (rc != VEIL_OK)
+        goto out;
+    p->last_use = m->use_clock;
+    p->refs = 1;
+    if (m->n_plans < VEIL__ENG_MAX_PLANS) {
+        p->cached = true;
+        m->plans[m->n_plans++] = p;
+    } else {
+        /* Evict the least recently used idle plan; if every plan is busy, do not cache. */
+        size_t lru = SIZE_MAX;
+        for (size_t i = 0; i < m->n_plans; i++)
+            if (m->plans[i]->refs == 0 &&
+                (lru == SIZE_MAX || m->plans[i]->last_use < m->plans[lru]->last_use))
+                lru = i;
+        if (lru != SIZE_MAX) {
+            veil__plan_free(m->plans[lru]);
+            m->plans[lru] = p;
+            p->cached = true;
+        }
+    }
+    *out = p;
+out:
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static void put_plan(struct veil_engine_model *m, struct veil__plan *p)
+{
+    pthread_mutex_lock(&m->mu);
+    p->refs--;
+    bool dead = !p->cached && p->refs == 0;
+    pthread_mutex_unlock(&m->mu);
+    if (dead)
+        veil__plan_free(p);
+}
+
+veil_err veil_engine_run(struct veil_engine_model *m, const struct veil_tensor *inputs, size_t n_in,
+                         struct veil_tensor *outputs, size_t n_out, struct veil_errbuf *eb)
+{
+    veil_err rc;
+    struct veil__plan *p = NULL;
+    for (size_t i = 0; i < n_out; i++)
+        memset(&outputs[i], 0, sizeof(outputs[i]));
+    if (n_out != m->n_out)
+        return veil_errf(eb, VEIL_E_INVALID, "model has %zu outputs, got room for %zu", m->n_out,
+                         n_out);
+    if ((rc = check_inputs(m, inputs, n_in, eb)) != VEIL_OK)
+        return rc;
+    if ((rc = get_plan(m, inputs, &p, eb)) != VEIL_OK)
+        return rc;
+    rc = veil__plan_exec(m, p, inputs, outputs, eb);
+    put_plan(m, p);
+    return rc;
+}

@@ -1,0 +1,301 @@
+/*
+ * engine_int.h: the engine's internals shared by its files.
+ *
+ * The load-time IR (struct veil__eg_graph) is built once from the parsed ONNX model, checked
+ * (known operators, defined values, no cycles), optimised (constant inputs kept as aligned
+ * copies, fusions) and then never changed. For each distinct input signature (input shapes
+ * plus the values of the few inputs that decide shapes) a plan is built once: the shape and
+ * dtype of every value, every value computable from constants folded, the kernel of every
+ * remaining step prepared (oneDNN primitives created), and one activation arena laid out by
+ * value lifetimes. A run takes a scratch arena of its plan from a pool, executes the steps
+ * without allocating, and copies the outputs out.
+ */
+#ifndef VEIL_ENGINE_INT_H
+#define VEIL_ENGINE_INT_H
+
+#include "veil/engine.h"
+#include "veil/onnx.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VEIL__ENG_RANK VEIL_LIMIT_TENSOR_RANK
+#define VEIL__ENG_MAX_PLANS 16          /* cached plans per model (distinct input signatures) */
+#define VEIL__ENG_MAX_POST 4            /* fused post-operations per node */
+#define VEIL__ENG_MAX_ACT (64ull << 30) /* cap on one plan's activation bytes */
+#define VEIL__ENG_FOLD_MAX (64u << 20)  /* largest value produced by constant folding */
+
+/* A tensor view handed to kernels: shape, dtype and data pointer. */
+struct veil__tv {
+    enum veil_dtype dt;
+    size_t rank;
+    int64_t dims[VEIL__ENG_RANK];
+    uint64_t numel;
+    void *data; /* NULL at plan time for values only known at run time */
+};
+
+/* A copied attribute of a node. */
+struct veil__attr {
+    char *name;
+    enum veil_onnx_attr_type type;
+    float f;
+    int64_t i;
+    char *s;       /* NUL-terminated copy of a STRING attribute */
+    int64_t *ints; /* INTS */
+    float *floats; /* FLOATS */
+    size_t n;
+    int32_t tensor; /* TENSOR: value id of the constant holding it, or -1 */
+};
+
+/* Activations that can be fused after a convolution, matmul or gemm. */
+enum veil__post_kind {
+    VEIL__POST_RELU = 1,
+    VEIL__POST_LEAKY, /* a = alpha */
+    VEIL__POST_CLIP,  /* a = min, b = max */
+    VEIL__POST_SIGMOID,
+    VEIL__POST_TANH,
+    VEIL__POST_GELU_ERF,
+};
+
+struct veil__post {
+    enum veil__post_kind kind;
+    float a, b;
+};
+
+struct veil__node {
+    int op; /* index into the operator table */
+    char *name;
+    char *op_type;
+    size_t n_in, n_out;
+    int32_t *in;  /* value ids; -1 for an omitted optional input */
+    int32_t *out; /* value ids; -1 for an omitted optional output */
+    struct veil__attr *attrs;
+    size_t n_attrs;
+    /* Fusions decided at load. */
+    struct veil__post post[VEIL__ENG_MAX_POST];
+    size_t n_post;
+    int32_t add_in; /* a residual added after the kernel (before post ops with index >= add_at) */
+    size_t add_at;
+    bool dead; /* removed by an optimisation pass */
+};
+
+struct veil__value {
+    char *name;
+    int32_t producer; /* node index or -1 */
+    int32_t input;    /* graph input index or -1 */
+    bool is_output;
+    bool shape_key; /* a graph input whose values decide shapes: part of the plan key */
+    /* Constants (initializers, Constant nodes' tensors, folded weights). */
+    bool is_const;
+    struct veil__tv c; /* c.data owned (veil_aligned_alloc) when is_const */
+    size_t nbytes;
+};
+
+struct veil__graph {
+    struct veil__node *nodes;
+    size_t n_nodes, cap_nodes;
+    struct veil__value *values;
+    size_t n_values, cap_values;
+    int32_t *order; /* topological order of live nodes */
+    size_t n_order;
+    int32_t *inputs; /* value ids of the real graph inputs (initializers excluded) */
+    size_t n_inputs;
+    int32_t *outputs;
+    size_t n_outputs;
+    int64_t opset;
+};
+
+/* ---- Plans ---- */
+
+struct veil__pval {
+    struct veil__tv t; /* shape and dtype; t.data = constant data or NULL */
+    void *owned;       /* folded data owned by the plan */
+    bool runtime;      /* computed at run time: lives in the arena */
+    bool alias;        /* shares its storage with value root */
+    int32_t root;
+    size_t nbytes;
+    size_t off;          /* offset in the arena of the root's storage */
+    int64_t first, last; /* lifetime in step indices (roots only) */
+};
+
+struct veil__plan;
+struct veil__step;
+struct veil__scratch;
+
+/*
+ * One oneDNN argument binding. Its address is fixed for a given scratch arena: a value's
+ * storage (value >= 0), a constant owned by the kernel state (ptr), or a region of the step's
+ * scratch (off). Memory objects are therefore created once per scratch arena, never per run.
+ */
+struct veil__dnnl_arg {
+    int arg;
+    dnnl_memory_desc_t md;
+    int32_t value;   /* -1 when ptr or off is used */
+    const void *ptr; /* constant data */
+    size_t off;      /* offset in the step scratch region when value < 0 and ptr == NULL */
+};
+
+#define VEIL__ENG_MAX_EX 4
+#define VEIL__ENG_MAX_ARGS 12
+
+struct veil__dnnl_exec {
+    dnnl_primitive_t prim;
+    size_t n_args;
+    struct veil__dnnl_arg args[VEIL__ENG_MAX_ARGS];
+};
+
+/* Per-kernel prepared state: the oneDNN primitives of a step run in order. */
+struct veil__kstate {
+    struct veil__dnnl_exec ex[VEIL__ENG_MAX_EX];
+    size_t n_ex;
+    void *owned[4]; /* constant buffers owned by the state (veil_aligned_free) */
+};
+
+struct veil__kctx {
+    const struct veil__graph *g;
+    const struct veil__node *n;
+    const struct veil__step *st;
+    struct veil__tv in[16];
+    struct veil__tv out[8];
+    size_t n_in, n_out;
+    struct veil__scratch *sc; /* NULL while folding constants at plan time */
+    int64_t opset;
+    struct veil_errbuf *eb;
+};
+
+/* Kernel parameters decided at plan time, read by exec. */
+struct veil__kparams {
+    int64_t i[16];
+    float f[8];
+    int64_t v[4][VEIL__ENG_RANK * 2];
+    void *ptr; /* op-specific prepared data owned by the step (veil_free) */
+};
+
+struct veil__step {
+    int32_t node;
+    bool runtime;
+    struct veil__kparams kp;
+    struct veil__kstate *ks;
+    size_t scratch_bytes; /* per-run scratch for this step (the shared step region) */
+    size_t ex_base;       /* index of this step's first exec in a scratch's args_base */
+};
+
+struct veil__scratch {
+    struct veil__scratch *next;
+    uint8_t *arena;
+    uint8_t *step_region; /* per-step scratch, shared by steps as they run one at a time */
+    dnnl_stream_t stream;
+    dnnl_memory_t *mems;   /* created once for this arena */
+    dnnl_exec_arg_t *args; /* per (step, exec): args_base[] indexes into this */
+    size_t *args_base;     /* one per (step, exec) */
+    size_t n_mems;
+};
+
+struct veil__plan {
+    int64_t key[64 * VEIL__ENG_RANK];
+    size_t key_len;
+    struct veil__pval *vals; /* one per graph value */
+    size_t n_vals;
+    struct veil__step *steps; /* one per node in order */
+    size_t n_steps;
+    size_t n_ex; /* oneDNN executions over all steps */
+    size_t arena_bytes;
+    size_t step_region_off;
+    size_t peak_act_bytes;
+    pthread_mutex_t mu;
+    struct veil__scratch *free_scratch;
+    uint64_t last_use;
+    size_t refs; /* runs using the plan (guarded by the model's mutex) */
+    bool cached; /* in the model's cache; an uncached plan dies with its last run */
+};
+
+struct veil_engine_model {
+    struct veil__graph g;
+    struct veil_tensor_info *in_info, *out_info;
+    size_t n_in, n_out;
+    unsigned threads;
+    dnnl_engine_t deng;
+    pthread_mutex_t mu;
+    struct veil__plan *plans[VEIL__ENG_MAX_PLANS];
+    size_t n_plans;
+    uint64_t use_clock;
+};
+
+/* ---- Operator table ---- */
+
+struct veil__ictx {
+    const struct veil__graph *g;
+    const struct veil__node *n;
+    struct veil__tv in[16];
+    struct veil__tv out[8];
+    struct veil__tv add; /* the fused residual, when n->add_in >= 0 */
+    size_t n_in, n_out;
+    struct veil__kparams *kp;
+    int64_t opset;
+    struct veil_errbuf *eb;
+};
+
+struct veil__op_def {
+    const char *name;
+    /* Shapes and dtypes of the outputs from the inputs; fills kp. */
+    veil_err (*infer)(struct veil__ictx *c);
+    /* Optional: creates the runtime kernel state (oneDNN primitives). */
+    veil_err (*prepare)(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+    /* Computes the outputs. */
+    veil_err (*exec)(struct veil__kctx *c, const struct veil__kparams *kp);
+    uint32_t shape_inputs; /* bit i: input i decides output shapes (its values are needed) */
+    bool view;             /* output 0 is input 0's data reinterpreted (no copy) */
+    bool no_fold;          /* never evaluated at plan time */
+};
+
+const struct veil__op_def *veil__op_find(const char *name);
+const struct veil__op_def *veil__op_get(int op);
+int veil__op_index(const char *name);
+
+/* Attribute helpers (by name; defaults when absent). */
+const struct veil__attr *veil__attr_get(const struct veil__node *n, const char *name);
+int64_t veil__attr_i(const struct veil__node *n, const char *name, int64_t def);
+float veil__attr_f(const struct veil__node *n, const char *name, float def);
+const char *veil__attr_s(const struct veil__node *n, const char *name, const char *def);
+
+/* Shape helpers. */
+uint64_t veil__numel(const int64_t *dims, size_t rank);
+veil_err veil__broadcast(const struct veil__tv *a, const struct veil__tv *b, size_t *rank,
+                         int64_t *dims, struct veil_errbuf *eb);
+/* Reads element i of an integer or float tensor as int64 / double. */
+int64_t veil__get_i64(const struct veil__tv *t, uint64_t i);
+double veil__get_f64(const struct veil__tv *t, uint64_t i);
+void veil__set_f64(struct veil__tv *t, uint64_t i, double v);
+void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v);
+
+/* Runs body(lo, hi) over [0, n) on the run's threads when n is large enough. */
+typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);
+void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
+
+/* oneDNN helpers. */
+veil_err veil__dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb);
+void veil__kstate_free(struct veil__kstate *ks);
+
+/* Graph building, optimisation and planning. */
+veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *om,
+                           struct veil_errbuf *eb);
+void veil__graph_release(struct veil__graph *g);
+veil_err veil__graph_optimize(struct veil__graph *g, struct veil_errbuf *eb);
+veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb);
+veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                          struct veil__plan **out, struct veil_errbuf *eb);
+void veil__plan_free(struct veil__plan *p);
+bool veil__plan_matches(const struct veil_engine_model *m, const struct veil__plan *p,
+                        const struct veil_tensor *inputs);
+veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
+                         const struct veil_tensor *inputs, struct veil_tensor *outputs,
+                         struct veil_errbuf *eb);
+
+/* Adds a constant value owning data (taken over on success). */
+veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum veil_dtype dt,
+                               size_t rank, const int64_t *dims, void *data, int32_t *id);
+
+#endif /* VEIL_ENGINE_INT_H */

@@ -1,0 +1,676 @@
+/*
+ * The load-time graph IR: built from a parsed ONNX model, checked and ordered. Invariants after
+ * veil__graph_build and veil__graph_order: every node's operator is in the operator table,
+ * every value used is defined exactly once (graph input, initializer or node output), the
+ * order visits each live node after all producers of its inputs (cycles are refused), and
+ * constants own aligned copies of their data, so the parsed model can be freed.
+ */
+#include "engine_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static veil_err grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return VEIL_OK;
+    size_t nc = *cap ? *cap * 2 : 64;
+    while (nc < need)
+        nc *= 2;
+    void *np = veil_reallocarray(*p, nc, elem);
+    if (np == NULL)
+        return VEIL_E_NOMEM;
+    memset((uint8_t *)np + *cap * elem, 0, (nc - *cap) * elem);
+    *p = np;
+    *cap = nc;
+    return VEIL_OK;
+}
+
+static veil_err add_value(struct veil__graph *g, const char *name, int32_t *id)
+{
+    veil_err rc = grow((void **)&g->values, &g->cap_values, g->n_values + 1, sizeof(*g->values));
+    if (rc != VEIL_OK)
+        return rc;
+    struct veil__value *v = &g->values[g->n_values];
+    memset(v, 0, sizeof(*v));
+    v->name = veil_strdup(name);
+    if (v->name == NULL)
+        return VEIL_E_NOMEM;
+    v->producer = -1;
+    v->input = -1;
+    *id = (int32_t)g->n_values++;
+    return VEIL_OK;
+}
+
+veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum veil_dtype dt,
+                               size_t rank, const int64_t *dims, void *data, int32_t *id)
+{
+    int32_t v;
+    veil_err rc = add_value(g, name, &v);
+    if (rc != VEIL_OK)
+        return rc;
+    struct veil__value *val = &g->values[v];
+    val->is_const = true;
+    val->c.dt = dt;
+    val->c.rank = rank;
+    for (size_t i = 0; i < rank; i++)
+        val->c.dims[i] = dims[i];
+    val->c.numel = veil__numel(dims, rank);
+    val->nbytes = (size_t)val->c.numel * veil_dtype_size(dt);
+    val->c.data = data;
+    *id = v;
+    return VEIL_OK;
+}
+
+/* Names are looked up through a sorted index while building. */
+struct name_ent {
+    const char *name;
+    int32_t id;
+};
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct name_ent *)a)->name, ((const struct name_ent *)b)->name);
+}
+
+static veil_err copy_const(const struct veil_onnx_tensor *t, void **out)
+{
+    size_t n = t->nbytes;
+    void *p = veil_aligned_alloc(64, n > 0 ? n : 64);
+    if (p == NULL)
+        return VEIL_E_NOMEM;
+    if (n > 0)
+        memcpy(p, t->data, n);
+    *out = p;
+    return VEIL_OK;
+}
+
+static veil_err add_tensor_const(struct veil__graph *g, const struct veil_onnx_tensor *t,
+                                 const char *name, int32_t *id)
+{
+    void *data = NULL;
+    if (t->dtype == VEIL_DT_FLOAT16)
+        return VEIL_E_UNSUPPORTED;
+    veil_err rc = copy_const(t, &data);
+    if (rc != VEIL_OK)
+        return rc;
+    rc = veil__graph_add_const(g, name, t->dtype, t->rank, t->dims, data, id);
+    if (rc != VEIL_OK)
+        veil_aligned_free(data);
+    return rc;
+}
+
+static veil_err copy_attrs(struct veil__graph *g, struct veil__node *n,
+                           const struct veil_onnx_node *on, struct veil_errbuf *eb)
+{
+    n->attrs = veil_calloc(on->n_attrs + 1, sizeof(*n->attrs));
+    if (n->attrs == NULL)
+        return VEIL_E_NOMEM;
+    n->n_attrs = on->n_attrs;
+    for (size_t i = 0; i < on->n_attrs; i++) {
+        const struct veil_onnx_attr *a = &on->attrs[i];
+        struct veil__attr *d = &n->attrs[i];
+        d->tensor = -1;
+        d->name = veil_strdup(a->name);
+        if (d->name == NULL)
+            return VEIL_E_NOMEM;
+        d->type = a->type;
+        d->f = a->f;
+        d->i = a->i;
+        if (a->type == VEIL_ONNX_ATTR_STRING) {
+            d->s = veil_strndup((const char *)a->s.p, a->s.len);
+            if (d->s == NULL)
+                return VEIL_E_NOMEM;
+        } else if (a->type == VEIL_ONNX_ATTR_INTS) {
+            d->ints = veil_allocarray(a->n + 1, sizeof(int64_t));
+            if (d->ints == NULL)
+                return VEIL_E_NOMEM;
+            if (a->n > 0)
+                memcpy(d->ints, a->ints, a->n * sizeof(int64_t));
+            d->n = a->n;
+        } else if (a->type == VEIL_ONNX_ATTR_FLOATS) {
+            d->floats = veil_allocarray(a->n + 1, sizeof(float));
+            if (d->floats == NULL)
+                return VEIL_E_NOMEM;
+            if (a->n > 0)
+                memcpy(d->floats, a->floats, a->n * sizeof(float));
+            d->n = a->n;
+        } else if (a->type == VEIL_ONNX_ATTR_TENSOR) {
+            veil_err rc = add_tensor_const(g, a->t, a->t->name, &d->tensor);
+            if (rc == VEIL_E_UNSUPPORTED)
+                return veil_errf(eb, rc,
+                                 "node '%s': tensor attribute '%s' has dtype %s, which "
+                                 "is not supported",
+                                 n->name, a->name, veil_dtype_name(a->t->dtype));
+            if (rc != VEIL_OK)
+                return rc;
+        }
+    }
+    return VEIL_OK;
+}
+
+veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *om,
+                           struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    struct name_ent *idx = NULL;
+    size_t n_idx = 0;
+    struct veil_buf missing;
+    veil_buf_init(&missing, 2048);
+
+    memset(g, 0, sizeof(*g));
+    g->opset = om->opset;
+    /* Every operator must be known: collect all missing ones so the error names each. */
+    {
+        size_t seen[64], n_seen = 0;
+        bool more = false;
+        for (size_t i = 0; i < om->n_nodes; i++) {
+            const struct veil_onnx_node *on = &om->nodes[i];
+            bool default_domain = on->domain[0] == '\0' || strcmp(on->domain, "ai.onnx") == 0;
+            if (default_domain && veil__op_find(on->op_type) != NULL)
+                continue;
+            bool dup = false;
+            for (size_t k = 0; k < n_seen && !dup; k++)
+                dup = strcmp(om->nodes[seen[k]].op_type, on->op_type) == 0 &&
+                      strcmp(om->nodes[seen[k]].domain, on->domain) == 0;
+            if (dup)
+                continue;
+            if (n_seen == 64) {
+                more = true;
+                break;
+            }
+            seen[n_seen++] = i;
+            if ((missing.len > 0 && veil_buf_append_str(&missing, ", ") != VEIL_OK) ||
+                veil_buf_appendf(&missing, "%s%s%s", on->domain, on->domain[0] ? "." : "",
+                                 on->op_type) != VEIL_OK) {
+                more = true;
+                break;
+            }
+        }
+        if (missing.len > 0) {
+            rc = veil_errf(eb, VEIL_E_UNSUPPORTED, "unsupported operators: %.*s%s",
+                           (int)missing.len, (const char *)missing.p, more ? ", ..." : "");
+            goto out;
+        }
+    }
+
+    size_t cap_idx = om->n_initializers + om->n_inputs + 1;
+    for (size_t i = 0; i < om->n_nodes; i++)
+        cap_idx += om->nodes[i].n_outputs;
+    idx = veil_allocarray(cap_idx, sizeof(*idx));
+    if (idx == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the graph");
+        goto out;
+    }
+    /* Initializers first: they shadow graph inputs of the same name (IR < 4). */
+    for (size_t i = 0; i < om->n_initializers; i++) {
+        int32_t id;
+        rc = add_tensor_const(g, &om->initializers[i], om->initializers[i].name, &id);
+        if (rc == VEIL_E_UNSUPPORTED) {
+            rc = veil_errf(eb, rc, "initializer '%s' has dtype %s, which is not supported",
+                           om->initializers[i].name, veil_dtype_name(om->initializers[i].dtype));
+            goto out;
+        }
+        if (rc != VEIL_OK) {
+            rc = veil_errf(eb, rc, "no memory for initializer '%s'", om->initializers[i].name);
+            goto out;
+        }
+        idx[n_idx++] = (struct name_ent){g->values[id].name, id};
+    }
+    qsort(idx, n_idx, sizeof(*idx), name_cmp);
+    for (size_t i = 1; i < n_idx; i++)
+        if (strcmp(idx[i - 1].name, idx[i].name) == 0) {
+            rc = veil_errf(eb, VEIL_E_FORMAT, "initializer '%s' is defined twice", idx[i].name);
+            goto out;
+        }
+    g->inputs = veil_allocarray(om->n_inputs + 1, sizeof(int32_t));
+    g->outputs = veil_allocarray(om->n_outputs + 1, sizeof(int32_t));
+    if (g->inputs == NULL || g->outputs == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the graph");
+        goto out;
+    }
+    size_t n_init_idx = n_idx;
+    for (size_t i = 0; i < om->n_inputs; i++) {
+        struct name_ent key = {om->inputs[i].name, 0};
+        if (bsearch(&key, idx, n_init_idx, sizeof(*idx), name_cmp) != NULL)
+            continue;
+        const struct veil_onnx_value_info *vi = &om->inputs[i];
+        if (vi->dtype == VEIL_DT_UNDEFINED || veil_dtype_size(vi->dtype) == 0 ||
+            vi->dtype == VEIL_DT_FLOAT16 || !vi->has_shape) {
+            rc = veil_errf(eb, VEIL_E_UNSUPPORTED,
+                           "graph input '%s' must declare a tensor type "
+                           "with a known element type and rank (has %s)",
+                           vi->name, veil_dtype_name(vi->dtype));
+            goto out;
+        }
+        for (size_t k = 0; k < g->n_inputs; k++)
+            if (strcmp(g->values[g->inputs[k]].name, vi->name) == 0) {
+                rc = veil_errf(eb, VEIL_E_FORMAT, "graph input '%s' is declared twice", vi->name);
+                goto out;
+            }
+        int32_t id;
+        if ((rc = add_value(g, vi->name, &id)) != VEIL_OK) {
+            rc = veil_errf(eb, rc, "no memory for the graph");
+            goto out;
+        }
+        g->values[id].input = (int32_t)g->n_inputs;
+        g->inputs[g->n_inputs++] = id;
+        idx[n_idx++] = (struct name_ent){g->values[id].name, id};
+    }
+    /* Node outputs, with a check that each value is defined once. */
+    rc = grow((void **)&g->nodes, &g->cap_nodes, om->n_nodes + 1, sizeof(*g->nodes));
+    if (rc != VEIL_OK) {
+        rc = veil_errf(eb, rc, "no memory for the graph");
+        goto out;
+    }
+    for (size_t i = 0; i < om->n_nodes; i++) {
+        const struct veil_onnx_node *on = &om->nodes[i];
+        struct veil__node *n = &g->nodes[g->n_nodes++];
+        n->op = veil__op_index(on->op_type);
+        n->add_in = -1;
+        n->name = veil_strdup(on->name[0] ? on->name : on->op_type);
+        n->op_type = veil_strdup(on->op_type);
+        n->in = veil_allocarray(on->n_inputs + 1, sizeof(int32_t));
+        n->out = veil_allocarray(on->n_outputs + 1, sizeof(int32_t));
+        if (n->name == NULL || n->op_type == NULL || n->in == NULL || n->out == NULL) {
+            rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the graph");
+            goto out;
+        }
+        n->n_in = on->n_inputs;
+        n->n_out = on->n_outputs;
+        for (size_t k = 0; k < on->n_outputs; k++) {
+            n->out[k] = -1;
+            if (on->outputs[k][0] == '\0')
+                continue;
+            int32_t id;
+            if ((rc = add_value(g, on->outputs[k], &id)) != VEIL_OK) {
+                rc = veil_errf(eb, rc, "no memory for the graph");
+                goto out;
+            }
+            g->values[id].producer = (int32_t)i;
+            n->out[k] = id;
+            idx[n_idx++] = (struct name_ent){g->values[id].name, id};
+        }
+        if ((rc = copy_attrs(g, n, on, eb)) != VEIL_OK) {
+            rc = veil_errf_keep(eb, rc, "no memory for attributes");
+            goto out;
+        }
+    }
+    qsort(idx, n_idx, sizeof(*idx), name_cmp);
+    for (size_t i = 1; i < n_idx; i++)
+        if (strcmp(idx[i - 1].name, idx[i].name) == 0) {
+            rc = veil_errf(eb, VEIL_E_FORMAT, "value '%s' is defined more than once", idx[i].name);
+            goto out;
+        }
+    for (size_t i = 0; i < om->n_nodes; i++) {
+        const struct veil_onnx_node *on = &om->nodes[i];
+        struct veil__node *n = &g->nodes[i];
+        for (size_t k = 0; k < on->n_inputs; k++) {
+            n->in[k] = -1;
+            if (on->inputs[k][0] == '\0')
+                continue;
+            struct name_ent key = {on->inputs[k], 0};
+            const struct name_ent *e = bsearch(&key, idx, n_idx, sizeof(*idx), name_cmp);
+            if (e == NULL) {
+                rc = veil_errf(eb, VEIL_E_FORMAT, "node '%s' reads undefined value '%s'", n->name,
+                               on->inputs[k]);
+                goto out;
+            }
+            n->in[k] = e->id;
+        }
+    }
+    if (om->n_outputs == 0) {
+        rc = veil_errf(eb, VEIL_E_FORMAT, "graph has no outputs");
+        goto out;
+    }
+    for (size_t i = 0; i < om->n_outputs; i++) {
+        enum veil_dtype odt = om->outputs[i].dtype;
+        if (odt == VEIL_DT_STRING || odt == VEIL_DT_FLOAT16) {
+            rc = veil_errf(eb, VEIL_E_UNSUPPORTED,
+                           "graph output '%s' has dtype %s, which is not "
+                           "supported",
+                           om->outputs[i].name, veil_dtype_name(odt));
+            goto out;
+        }
+        struct name_ent key = {om->outputs[i].name, 0};
+        const struct name_ent *e = bsearch(&key, idx, n_idx, sizeof(*idx), name_cmp);
+        if (e == NULL) {
+            rc = veil_errf(eb, VEIL_E_FORMAT, "graph output '%s' is never computed",
+                           om->outputs[i].name);
+            goto out;
+        }
+        g->values[e->id].is_output = true;
+        g->outputs[g->n_outputs++] = e->id;
+    }
+    rc = VEIL_OK;
+out:
+    veil_free(idx);
+    veil_buf_release(&missing);
+    return rc;
+}
+
+void veil__graph_release(struct veil__graph *g)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct veil__node *n = &g->nodes[i];
+        veil_free(n->name);
+        veil_free(n->op_type);
+        veil_free(n->in);
+        veil_free(n->out);
+        for (size_t k = 0; k < n->n_attrs && n->attrs != NULL; k++) {
+            veil_free(n->attrs[k].name);
+            veil_free(n->attrs[k].s);
+            veil_free(n->attrs[k].ints);
+            veil_free(n->attrs[k].floats);
+        }
+        veil_free(n->attrs);
+    }
+    for (size_t i = 0; i < g->n_values; i++) {
+        veil_free(g->values[i].name);
+        if (g->values[i].is_const)
+            veil_aligned_free(g->values[i].c.data);
+    }
+    veil_free(g->nodes);
+    veil_free(g->values);
+    veil_free(g->order);
+    veil_free(g->inputs);
+    veil_free(g->outputs);
+    memset(g, 0, sizeof(*g));
+}
+
+/* Kahn's algorithm over live nodes; a node left unvisited sits on a cycle. */
+veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    size_t *indeg = NULL, *cons_start = NULL, *cons = NULL, *queue = NULL;
+    size_t n_edges = 0;
+
+    veil_free(g->order);
+    g->order = NULL;
+    g->n_order = 0;
+    indeg = veil_calloc(g->n_nodes + 1, sizeof(size_t));
+    cons_start = veil_calloc(g->n_values + 2, sizeof(size_t));
+    queue = veil_calloc(g->n_nodes + 1, sizeof(size_t));
+    g->order = veil_calloc(g->n_nodes + 1, sizeof(int32_t));
+    if (indeg == NULL || cons_start == NULL || queue == NULL || g->order == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the graph order");
+        goto out;
+    }
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        const struct veil__node *n = &g->nodes[i];
+        if (n->dead)
+            continue;
+        for (size_t k = 0; k <= n->n_in; k++) {
+            int32_t v = k < n->n_in ? n->in[k] : n->add_in;
+            if (v < 0 || g->values[v].producer < 0)
+                continue;
+            indeg[i]++;
+            cons_start[v + 1]++;
+            n_edges++;
+        }
+    }
+    for (size_t v = 0; v < g->n_values; v++)
+        cons_start[v + 1] += cons_start[v];
+    cons = veil_calloc(n_edges + 1, sizeof(size_t));
+    if (cons == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the graph order");
+        goto out;
+    }
+    {
+        size_t *fill = veil_calloc(g->n_values + 1, sizeof(size_t));
+        if (fill == NULL) {
+            rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the graph order");
+            goto out;
+        }
+        for (size_t i = 0; i < g->n_nodes; i++) {
+            const struct veil__node *n = &g->nodes[i];
+            if (n->dead)
+                continue;
+            for (size_t k = 0; k <= n->n_in; k++) {
+                int32_t v = k < n->n_in ? n->in[k] : n->add_in;
+                if (v < 0 || g->values[v].producer < 0)
+                    continue;
+                cons[cons_start[v] + fill[v]++] = i;
+            }
+        }
+        veil_free(fill);
+    }
+    size_t qh = 0, qt = 0, live = 0;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].dead)
+            continue;
+        live++;
+        if (indeg[i] == 0)
+            queue[qt++] = i;
+    }
+    while (qh < qt) {
+        size_t i = queue[qh++];
+        g->order[g->n_order++] = (int32_t)i;
+        const struct veil__node *n = &g->nodes[i];
+        for (size_t k = 0; k < n->n_out; k++) {
+            int32_t v = n->out[k];
+            if (v < 0)
+                continue;
+            for (size_t e = cons_start[v]; e < cons_start[v + 1]; e++)
+                if (--indeg[cons[e]] == 0)
+                    queue[qt++] = cons[e];
+        }
+    }
+    if (g->n_order != live) {
+        for (size_t i = 0; i < g->n_nodes; i++)
+            if (!g->nodes[i].dead && indeg[i] > 0) {
+                rc = veil_errf(eb, VEIL_E_FORMAT, "graph has a cycle through node '%s'",
+                               g->nodes[i].name);
+                goto out;
+            }
+        rc = veil_errf(eb, VEIL_E_FORMAT, "graph has a cycle");
+        goto out;
+    }
+    rc = VEIL_OK;
+out:
+    veil_free(indeg);
+    veil_free(cons_start);
+    veil_free(cons);
+    veil_free(queue);
+    return rc;
+}
+
+/* ---- Attribute and tensor helpers ---- */
+
+const struct veil__attr *veil__attr_get(const struct veil__node *n, const char *name)
+{
+    for (size_t i = 0; i < n->n_attrs; i++)
+        if (strcmp(n->attrs[i].name, name) == 0)
+            return &n->attrs[i];
+    return NULL;
+}
+
+int64_t veil__attr_i(const struct veil__node *n, const char *name, int64_t def)
+{
+    const struct veil__attr *a = veil__attr_get(n, name);
+    return a != NULL && a->type == VEIL_ONNX_ATTR_INT ? a->i : def;
+}
+
+float veil__attr_f(const struct veil__node *n, const char *name, float def)
+{
+    const struct veil__attr *a = veil__attr_get(n, name);
+    return a != NULL && a->type == VEIL_ONNX_ATTR_FLOAT ? a->f : def;
+}
+
+const char *veil__attr_s(const struct veil__node *n, const char *name, const char *def)
+{
+    const struct veil__attr *a = veil__attr_get(n, name);
+    return a != NULL && a->type == VEIL_ONNX_ATTR_STRING ? a->s : def;
+}
+
+uint64_t veil__numel(const int64_t *dims, size_t rank)
+{
+    uint64_t n = 1;
+    for (size_t i = 0; i < rank; i++)
+        n *= (uint64_t)dims[i];
+    return n;
+}
+
+veil_err veil__broadcast(const struct veil__tv *a, const struct veil__tv *b, size_t *rank,
+                         int64_t *dims, struct veil_errbuf *eb)
+{
+    size_t r = a->rank > b->rank ? a->rank : b->rank;
+    for (size_t i = 0; i < r; i++) {
+        int64_t da = i + a->rank >= r ? a->dims[i + a->rank - r] : 1;
+        int64_t db = i + b->rank >= r ? b->dims[i + b->rank - r] : 1;
+        if (da != db && da != 1 && db != 1)
+            return veil_errf(eb, VEIL_E_INVALID,
+                             "shapes cannot broadcast: dimension %zu is %lld "
+                             "and %lld",
+                             i, (long long)da, (long long)db);
+        dims[i] = da == 1 ? db : da;
+    }
+    *rank = r;
+    return VEIL_OK;
+}
+
+/* Float to integer conversions saturate (NaN gives 0): never undefined behaviour. */
+static int64_t sat_i64(double v)
+{
+    if (!(v == v))
+        return 0;
+    if (v >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (v <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
+static int64_t clamp_i(double v, double lo, double hi)
+{
+    if (!(v == v))
+        return 0;
+    return v < lo ? (int64_t)lo : v > hi ? (int64_t)hi : (int64_t)v;
+}
+
+int64_t veil__get_i64(const struct veil__tv *t, uint64_t i)
+{
+    switch (t->dt) {
+    case VEIL_DT_INT64:
+        return ((const int64_t *)t->data)[i];
+    case VEIL_DT_INT32:
+        return ((const int32_t *)t->data)[i];
+    case VEIL_DT_INT16:
+        return ((const int16_t *)t->data)[i];
+    case VEIL_DT_INT8:
+        return ((const int8_t *)t->data)[i];
+    case VEIL_DT_UINT8:
+    case VEIL_DT_BOOL:
+        return ((const uint8_t *)t->data)[i];
+    case VEIL_DT_UINT16:
+        return ((const uint16_t *)t->data)[i];
+    case VEIL_DT_UINT32:
+        return ((const uint32_t *)t->data)[i];
+    case VEIL_DT_UINT64:
+        return (int64_t)((const uint64_t *)t->data)[i];
+    case VEIL_DT_FLOAT:
+        return sat_i64(((const float *)t->data)[i]);
+    case VEIL_DT_DOUBLE:
+        return sat_i64(((const double *)t->data)[i]);
+    default:
+        return 0;
+    }
+}
+
+double veil__get_f64(const struct veil__tv *t, uint64_t i)
+{
+    switch (t->dt) {
+    case VEIL_DT_FLOAT:
+        return ((const float *)t->data)[i];
+    case VEIL_DT_DOUBLE:
+        return ((const double *)t->data)[i];
+    case VEIL_DT_UINT64:
+        return (double)((const uint64_t *)t->data)[i];
+    default:
+        return (double)veil__get_i64(t, i);
+    }
+}
+
+void veil__set_f64(struct veil__tv *t, uint64_t i, double v)
+{
+    switch (t->dt) {
+    case VEIL_DT_FLOAT:
+        ((float *)t->data)[i] = (float)v;
+        break;
+    case VEIL_DT_DOUBLE:
+        ((double *)t->data)[i] = v;
+        break;
+    case VEIL_DT_INT64:
+        ((int64_t *)t->data)[i] = sat_i64(v);
+        break;
+    case VEIL_DT_INT32:
+        ((int32_t *)t->data)[i] = (int32_t)clamp_i(v, INT32_MIN, INT32_MAX);
+        break;
+    case VEIL_DT_INT16:
+        ((int16_t *)t->data)[i] = (int16_t)clamp_i(v, INT16_MIN, INT16_MAX);
+        break;
+    case VEIL_DT_INT8:
+        ((int8_t *)t->data)[i] = (int8_t)clamp_i(v, INT8_MIN, INT8_MAX);
+        break;
+    case VEIL_DT_UINT8:
+        ((uint8_t *)t->data)[i] = (uint8_t)clamp_i(v, 0, UINT8_MAX);
+        break;
+    case VEIL_DT_BOOL:
+        ((uint8_t *)t->data)[i] = v != 0;
+        break;
+    case VEIL_DT_UINT16:
+        ((uint16_t *)t->data)[i] = (uint16_t)clamp_i(v, 0, UINT16_MAX);
+        break;
+    case VEIL_DT_UINT32:
+        ((uint32_t *)t->data)[i] = (uint32_t)clamp_i(v, 0, UINT32_MAX);
+        break;
+    case VEIL_DT_UINT64:
+        ((uint64_t *)t->data)[i] = !(v > 0)                      ? 0
+                                   : v >= 18446744073709551615.0 ? UINT64_MAX
+                                                                 : (uint64_t)v;
+        break;
+    default:
+        break;
+    }
+}
+
+void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v)
+{
+    switch (t->dt) {
+    case VEIL_DT_FLOAT:
+        ((float *)t->data)[i] = (float)v;
+        break;
+    case VEIL_DT_DOUBLE:
+        ((double *)t->data)[i] = (double)v;
+        break;
+    case VEIL_DT_INT64:
+        ((int64_t *)t->data)[i] = v;
+        break;
+    case VEIL_DT_UINT64:
+        ((uint64_t *)t->data)[i] = (uint64_t)v;
+        break;
+    case VEIL_DT_INT32:
+        ((int32_t *)t->data)[i] = (int32_t)v;
+        break;
+    case VEIL_DT_INT16:
+        ((int16_t *)t->data)[i] = (int16_t)v;
+        break;
+    case VEIL_DT_INT8:
+        ((int8_t *)t->data)[i] = (int8_t)v;
+        break;
+    case VEIL_DT_UINT8:
+        ((uint8_t *)t->data)[i] = (uint8_t)v;
+        break;
+    case VEIL_DT_UINT16:
+        ((uint16_t *)t->data)[i] = (uint16_t)v;
+        break;
+    case VEIL_DT_UINT32:
+        ((uint32_t *)t->data)[i] = (uint32_t)v;
+        break;
+    case VEIL_DT_BOOL:
+        ((uint8_t *)t->data)[i] = v != 0;
+        break;
+    default:
+        break;
+    }
+}

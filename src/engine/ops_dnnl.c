@@ -1,0 +1,878 @@
+/*
+ * Operators on oneDNN primitives: Conv, ConvTranspose, MatMul and Gemm. Primitives are
+ * created once per plan; constant weights are reordered once into the layout the primitive
+ * prefers and shared read-only by every run. Fused work (bias, a residual Add, and ReLU,
+ * LeakyRelu, Clip, Sigmoid, Tanh, GELU activations) runs as oneDNN post-ops inside the same
+ * primitive. Each primitive's scratchpad lives in the run's scratch arena (user scratchpad
+ * mode), so a run allocates nothing. MatMul and Gemm also have plain C kernels, used for
+ * constant folding and for the cases the primitive path does not cover.
+ */
+#include "engine_int.h"
+
+#include <math.h>
+#include <string.h>
+
+static bool has_in(const struct veil__ictx *c, size_t i)
+{
+    return i < c->n_in && c->n->in[i] >= 0;
+}
+
+static void plain_md(dnnl_memory_desc_t *md, size_t rank, const int64_t *dims)
+{
+    dnnl_dims_t d = {0}, s = {0};
+    int64_t st = 1;
+    for (size_t i = rank; i-- > 0;) {
+        d[i] = dims[i];
+        s[i] = st;
+        st *= dims[i] > 0 ? dims[i] : 1;
+    }
+    dnnl_memory_desc_init_by_strides(md, (int)rank, d, dnnl_f32, s);
+}
+
+static void any_md(dnnl_memory_desc_t *md, size_t rank, const int64_t *dims)
+{
+    dnnl_dims_t d;
+    for (size_t i = 0; i < rank; i++)
+        d[i] = dims[i];
+    dnnl_memory_desc_init_by_tag(md, (int)rank, d, dnnl_f32, dnnl_format_tag_any);
+}
+
+static void add_arg(struct veil__dnnl_exec *ex, int arg, const dnnl_memory_desc_t *md,
+                    int32_t value, const void *ptr, size_t off)
+{
+    VEIL_ASSERT(ex->n_args < VEIL__ENG_MAX_ARGS);
+    struct veil__dnnl_arg *a = &ex->args[ex->n_args++];
+    a->arg = arg;
+    a->md = *md;
+    a->value = value;
+    a->ptr = ptr;
+    a->off = off;
+}
+
+/* Post-ops of node n: the residual add (binary, full tensor) at its place, then activations. */
+static veil_err make_attr(const struct veil__node *n, const dnnl_memory_desc_t *add_md,
+                          dnnl_primitive_attr_t *attr, struct veil_errbuf *eb)
+{
+    dnnl_post_ops_t po = NULL;
+    veil_err rc = veil__dnnl_err(dnnl_primitive_attr_create(attr), "attr", eb);
+    if (rc != VEIL_OK)
+        return rc;
+    dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
+    if (n->n_post == 0 && n->add_in < 0)
+        return VEIL_OK;
+    if ((rc = veil__dnnl_err(dnnl_post_ops_create(&po), "post-ops", eb)) != VEIL_OK)
+        return rc;
+    for (size_t i = 0; i <= n->n_post; i++) {
+        if (n->add_in >= 0 && n->add_at == i)
+            rc = veil__dnnl_err(dnnl_post_ops_append_binary(po, dnnl_binary_add, add_md),
+                                "binary post-op", eb);
+        if (rc != VEIL_OK || i == n->n_post)
+            break;
+        const struct veil__post *p = &n->post[i];
+        dnnl_alg_kind_t alg;
+        float a = 0.0f, b = 0.0f;
+        switch (p->kind) {
+        case VEIL__POST_RELU:
+            alg = dnnl_eltwise_relu;
+            break;
+        case VEIL__POST_LEAKY:
+            alg = dnnl_eltwise_relu;
+            a = p->a;
+            break;
+        case VEIL__POST_CLIP:
+            alg = dnnl_eltwise_clip_v2;
+            a = p->a;
+            b = p->b;
+            break;
+        case VEIL__POST_SIGMOID:
+            alg = dnnl_eltwise_logistic;
+            break;
+        case VEIL__POST_TANH:
+            alg = dnnl_eltwise_tanh;
+            break;
+        default:
+            alg = dnnl_eltwise_gelu_erf;
+            break;
+        }
+        rc = veil__dnnl_err(dnnl_post_ops_append_eltwise(po, 1.0f, alg, a, b), "eltwise post-op",
+                            eb);
+    }
+    if (rc == VEIL_OK)
+        rc = veil__dnnl_err(dnnl_primitive_attr_set_post_ops(*attr, po), "post-ops", eb);
+    dnnl_post_ops_destroy(po);
+    return rc;
+}
+
+/* Reorders constant data from md src into a new buffer of layout dst (owned by ks). */
+static veil_err reorder_const(dnnl_engine_t eng, const dnnl_memory_desc_t *src, const void *data,
+                              const dnnl_memory_desc_t *dst, struct veil__kstate *ks,
+                              const void **out, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_memory_t ms = NULL, md = NULL;
+    dnnl_stream_t stream = NULL;
+    size_t slot = 0;
+    while (slot < 4 && ks->owned[slot] != NULL)
+        slot++;
+    VEIL_ASSERT(slot < 4);
+    size_t sz = dnnl_memory_desc_get_size(dst);
+    void *buf = veil_aligned_alloc(64, sz > 0 ? sz : 64);
+    if (buf == NULL)
+        return veil_errf(eb, VEIL_E_NOMEM, "no memory for weights");
+    ks->owned[slot] = buf;
+    if ((rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&pd, src, eng, dst, eng, NULL),
+                             "weights reorder", eb)) != VEIL_OK ||
+        (rc = veil__dnnl_err(dnnl_primitive_create(&prim, pd), "weights reorder", eb)) != VEIL_OK ||
+        (rc = veil__dnnl_err(dnnl_memory_create(&ms, src, eng, (void *)(uintptr_t)data), "memory",
+                             eb)) != VEIL_OK ||
+        (rc = veil__dnnl_err(dnnl_memory_create(&md, dst, eng, buf), "memory", eb)) != VEIL_OK ||
+        (rc = veil__dnnl_err(dnnl_stream_create(&stream, eng, dnnl_stream_default_flags), "stream",
+                             eb)) != VEIL_OK)
+        goto out;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
+    if ((rc = veil__dnnl_err(dnnl_primitive_execute(prim, stream, 2, args), "reorder", eb)) !=
+            VEIL_OK ||
+        (rc = veil__dnnl_err(dnnl_stream_wait(stream), "reorder", eb)) != VEIL_OK)
+        goto out;
+    *out = buf;
+    rc = VEIL_OK;
+out:
+    if (stream != NULL)
+        dnnl_stream_destroy(stream);
+    if (ms != NULL)
+        dnnl_memory_destroy(ms);
+    if (md != NULL)
+        dnnl_memory_destroy(md);
+    if (prim != NULL)
+        dnnl_primitive_destroy(prim);
+    if (pd != NULL)
+        dnnl_primitive_desc_destroy(pd);
+    return rc;
+}
+
+/* Creates the primitive of pd into ex and sizes the step scratch for its scratchpad. */
+static veil_err finish_prim(dnnl_primitive_desc_t pd, struct veil__dnnl_exec *ex,
+                            struct veil__step *st, struct veil_errbuf *eb)
+{
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    veil_err rc = veil__dnnl_err(dnnl_primitive_create(&ex->prim, pd), "primitive creation", eb);
+    if (rc != VEIL_OK)
+        return rc;
+    if (sp != NULL && dnnl_memory_desc_get_size(sp) > 0) {
+        add_arg(ex, DNNL_ARG_SCRATCHPAD, sp, -1, NULL, 0);
+        size_t sz = dnnl_memory_desc_get_size(sp);
+        if (sz > st->scratch_bytes)
+            st->scratch_bytes = sz;
+    }
+    return VEIL_OK;
+}
+
+/*
+ * The memory descriptor of a fused residual: its shape padded to rank r with leading 1s, and
+ * every dimension equal to the output's or 1 (so the fused add cannot change the shape).
+ */
+static veil_err residual_md(const struct veil__ictx *c, size_t r, const int64_t *odims,
+                            dnnl_memory_desc_t *md)
+{
+    int64_t d[VEIL__ENG_RANK + 2];
+    if (c->n->add_in < 0) {
+        plain_md(md, r, odims);
+        return VEIL_OK;
+    }
+    const struct veil__tv *a = &c->add;
+    if (a->rank > r || a->dt != VEIL_DT_FLOAT)
+        return veil_errf(c->eb, VEIL_E_INVALID, "fused residual does not match the output");
+    for (size_t i = 0; i < r; i++) {
+        d[i] = i + a->rank >= r ? a->dims[i + a->rank - r] : 1;
+        if (d[i] != odims[i] && d[i] != 1)
+            return veil_errf(c->eb, VEIL_E_INVALID, "fused residual does not match the output");
+    }
+    plain_md(md, r, d);
+    return VEIL_OK;
+}
+
+/* ---- Conv, ConvTranspose ---- */
+
+veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *kshape,
+                             struct veil__kparams *kp);
+
+static veil_err conv_infer(struct veil__ictx *c)
+{
+    bool tr = strcmp(c->n->op_type, "ConvTranspose") == 0;
+    if (!has_in(c, 1) || c->in[0].dt != VEIL_DT_FLOAT || c->in[1].dt != VEIL_DT_FLOAT)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "float input and weights are required");
+    size_t r = c->in[0].rank;
+    if (r < 3 || r > 5 || c->in[1].rank != r)
+        return veil_errf(c->eb, VEIL_E_INVALID, "input and weights must have rank 3 to 5");
+    int64_t group = veil__attr_i(c->n, "group", 1);
+    int64_t ch = c->in[0].dims[1];
+    if (group < 1 || ch % group != 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "group %lld does not divide %lld channels",
+                         (long long)group, (long long)ch);
+    int64_t m = tr ? c->in[1].dims[1] * group : c->in[1].dims[0];
+    if (tr ? c->in[1].dims[0] != ch : c->in[1].dims[1] * group != ch)
+        return veil_errf(c->eb, VEIL_E_INVALID, "weights do not match %lld input channels",
+                         (long long)ch);
+    if (!tr && m % group != 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "group does not divide output channels");
+    if (has_in(c, 2) && (c->in[2].dt != VEIL_DT_FLOAT || c->in[2].numel != (uint64_t)m))
+        return veil_errf(c->eb, VEIL_E_INVALID, "bias must hold %lld floats", (long long)m);
+    c->kp->i[0] = group;
+    c->kp->i[1] = m;
+    if (!tr) {
+        veil_err rc = veil__pool_geometry(c, true, &c->in[1].dims[2], c->kp);
+        if (rc != VEIL_OK)
+            return rc;
+        c->out[0].dims[1] = m;
+        return VEIL_OK;
+    }
+    /* ConvTranspose: out = stride*(in-1) + output_padding + ((k-1)*d+1) - pads. */
+    size_t sp = r - 2;
+    const struct veil__attr *st = veil__attr_get(c->n, "strides");
+    const struct veil__attr *pd = veil__attr_get(c->n, "pads");
+    const struct veil__attr *dl = veil__attr_get(c->n, "dilations");
+    const struct veil__attr *op = veil__attr_get(c->n, "output_padding");
+    const struct veil__attr *os = veil__attr_get(c->n, "output_shape");
+    const char *ap = veil__attr_s(c->n, "auto_pad", "NOTSET");
+    if ((st && st->n != sp) || (pd && pd->n != 2 * sp) || (dl && dl->n != sp) ||
+        (op && op->n != sp) || (os && os->n != sp && os->n != r))
+        return veil_errf(c->eb, VEIL_E_INVALID, "attribute lengths do not match the rank");
+    c->out[0] = c->in[0];
+    c->out[0].dims[1] = m;
+    for (size_t i = 0; i < sp; i++) {
+        int64_t in = c->in[0].dims[2 + i], k = c->in[1].dims[2 + i];
+        int64_t s = st ? st->ints[i] : 1, d = dl ? dl->ints[i] : 1, o = op ? op->ints[i] : 0;
+        if (s < 1 || d < 1 || o < 0 || s > 4096 || d > 4096 || o >= s + d || k > 4096)
+            return veil_errf(c->eb, VEIL_E_INVALID, "bad stride, dilation or output padding");
+        int64_t full = s * (in - 1) + o + (k - 1) * d + 1, pb, pe, out;
+        if (os != NULL) {
+            out = os->ints[os->n == r ? i + 2 : i];
+            int64_t total = full - out;
+            if (out < 0)
+                return veil_errf(c->eb, VEIL_E_INVALID, "negative output_shape");
+            if (total < 0)
+                return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
+                                 "output_shape larger than the full "
+                                 "transposed convolution");
+            pb = strcmp(ap, "SAME_UPPER") == 0 ? total / 2 : total - total / 2;
+            pe = total - pb;
+        } else if (strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0) {
+            out = in * s;
+            int64_t total = full - out;
+            if (total < 0)
+                total = 0;
+            pb = strcmp(ap, "SAME_UPPER") == 0 ? total / 2 : total - total / 2;
+            pe = total - pb;
+        } else {
+            pb = pd ? pd->ints[i] : 0;
+            pe = pd ? pd->ints[i + sp] : 0;
+            if (pb < 0 || pe < 0 || pb > 4096 || pe > 4096)
+                return veil_errf(c->eb, VEIL_E_INVALID, "bad pads");
+            out = full - pb - pe;
+        }
+        if (out < 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "negative output size");
+        c->out[0].dims[2 + i] = out;
+        c->kp->v[0][i] = k;
+        c->kp->v[1][i] = s;
+        c->kp->v[2][i] = pb;
+        c->kp->v[2][i + sp] = pe;
+        c->kp->v[3][i] = d;
+    }
+    return VEIL_OK;
+}
+
+static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    bool tr = strcmp(c->n->op_type, "ConvTranspose") == 0;
+    size_t r = c->in[0].rank, sp = r - 2;
+    int64_t group = c->kp->i[0], m = c->kp->i[1];
+    if (tr && c->n->n_post == 0 && c->n->add_in < 0) {
+        bool dilated = false;
+        for (size_t i = 0; i < sp; i++)
+            dilated = dilated || c->kp->v[3][i] > 1;
+        if (dilated)
+            return VEIL_OK; /* the plain kernel follows ONNX exactly */
+    }
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_memory_desc_t src, wplain, wany, bias, dst, add_md;
+    dnnl_dims_t strides, dil, pl, pr, wd;
+    struct veil__kstate *ks = veil_calloc(1, sizeof(*ks));
+    if (ks == NULL)
+        return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for a kernel");
+    plain_md(&src, r, c->in[0].dims);
+    plain_md(&dst, r, c->out[0].dims);
+    /* Weights: ONNX [M, C/g, k...] (Conv) or [C, M/g, k...] (ConvTranspose), grouped view. */
+    size_t wr = group > 1 ? r + 1 : r;
+    int64_t wdims[VEIL__ENG_RANK + 1];
+    if (group > 1) {
+        wdims[0] = group;
+        wdims[1] = tr ? c->in[1].dims[1] : m / group;
+        wdims[2] = tr ? c->in[1].dims[0] / group : c->in[1].dims[1];
+        for (size_t i = 0; i < sp; i++)
+            wdims[3 + i] = c->in[1].dims[2 + i];
+    } else {
+        wdims[0] = tr ? c->in[1].dims[1] : c->in[1].dims[0];
+        wdims[1] = tr ? c->in[1].dims[0] : c->in[1].dims[1];
+        for (size_t i = 0; i < sp; i++)
+            wdims[2 + i] = c->in[1].dims[2 + i];
+    }
+    for (size_t i = 0; i < wr; i++)
+        wd[i] = wdims[i];
+    {
+        /* Strides of the ONNX layout seen through the (g, o, i, k...) dims. */
+        dnnl_dims_t s;
+        int64_t kprod = 1;
+        for (size_t i = 0; i < sp; i++)
+            kprod *= c->in[1].dims[2 + i];
+        int64_t ks_ = 1;
+        for (size_t i = sp; i-- > 0;) {
+            s[wr - sp + i] = ks_;
+            ks_ *= c->in[1].dims[2 + i];
+        }
+        int64_t o = wdims[wr - sp - 2], in = wdims[wr - sp - 1];
+        if (!tr) {
+            s[wr - sp - 1] = kprod;      /* i */
+            s[wr - sp - 2] = in * kprod; /* o */
+            if (group > 1)
+                s[0] = o * in * kprod; /* g */
+        } else {
+            s[wr - sp - 2] = kprod;     /* o: ONNX dim 1 */
+            s[wr - sp - 1] = o * kprod; /* i: ONNX dim 0 */
+            if (group > 1)
+                s[0] = in * o * kprod;
+        }
+        dnnl_memory_desc_init_by_strides(&wplain, (int)wr, wd, dnnl_f32, s);
+    }
+    dnnl_memory_desc_init_by_tag(&wany, (int)wr, wd, dnnl_f32, dnnl_format_tag_any);
+    int64_t bd[1] = {m};
+    plain_md(&bias, 1, bd);
+    if ((rc = residual_md(c, r, c->out[0].dims, &add_md)) != VEIL_OK)
+        goto out;
+    for (size_t i = 0; i < sp; i++) {
+        strides[i] = c->kp->v[1][i];
+        dil[i] = c->kp->v[3][i] - 1;
+        pl[i] = c->kp->v[2][i];
+        pr[i] = c->kp->v[2][i + sp];
+    }
+    for (size_t i = 0; i < sp; i++) {
+        /* oneDNN's right padding must match the sizes exactly (output_padding included). */
+        int64_t ek = (c->kp->v[0][i] - 1) * c->kp->v[3][i] + 1;
+        int64_t big = tr ? c->out[0].dims[2 + i] : c->in[0].dims[2 + i];
+        int64_t small = tr ? c->in[0].dims[2 + i] : c->out[0].dims[2 + i];
+        pr[i] = (small - 1) * strides[i] + ek - big - pl[i];
+    }
+    if ((rc = make_attr(c->n, &add_md, &attr, c->eb)) != VEIL_OK)
+        goto out;
+    bool wconst = c->in[1].data != NULL;
+    const dnnl_memory_desc_t *wuse = wconst ? &wany : &wplain;
+    const dnnl_memory_desc_t *buse = has_in(c, 2) ? &bias : NULL;
+    if (tr) {
+        dnnl_deconvolution_desc_t dd;
+        rc = veil__dnnl_err(dnnl_dilated_deconvolution_forward_desc_init(
+                                &dd, dnnl_forward_inference, dnnl_deconvolution_direct, &src, wuse,
+                                buse, &dst, strides, dil, pl, pr),
+                            "deconvolution descriptor", c->eb);
+        if (rc == VEIL_OK)
+            rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &dd, attr, eng, NULL),
+                                "deconvolution", c->eb);
+    } else {
+        dnnl_convolution_desc_t cd;
+        rc = veil__dnnl_err(dnnl_dilated_convolution_forward_desc_init(
+                                &cd, dnnl_forward_inference, dnnl_convolution_direct, &src, wuse,
+                                buse, &dst, strides, dil, pl, pr),
+                            "convolution descriptor", c->eb);
+        if (rc == VEIL_OK)
+            rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL),
+                                "convolution", c->eb);
+    }
+    if (rc != VEIL_OK)
+        goto out;
+    struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
+    add_arg(ex, DNNL_ARG_SRC, &src, c->n->in[0], NULL, 0);
+    if (wconst) {
+        const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        const void *wbuf;
+        if ((rc = reorder_const(eng, &wplain, c->in[1].data, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
+            goto out;
+        add_arg(ex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
+    } else {
+        add_arg(ex, DNNL_ARG_WEIGHTS, &wplain, c->n->in[1], NULL, 0);
+    }
+    if (buse != NULL)
+        add_arg(ex, DNNL_ARG_BIAS, &bias, c->n->in[2], NULL, 0);
+    add_arg(ex, DNNL_ARG_DST, &dst, c->n->out[0], NULL, 0);
+    if (c->n->add_in >= 0)
+        add_arg(ex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)c->n->add_at) | DNNL_ARG_SRC_1, &add_md,
+                c->n->add_in, NULL, 0);
+    if ((rc = finish_prim(pd, ex, st, c->eb)) != VEIL_OK)
+        goto out;
+    st->ks = ks;
+    ks = NULL;
+    rc = VEIL_OK;
+out:
+    if (pd != NULL)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr != NULL)
+        dnnl_primitive_attr_destroy(attr);
+    veil__kstate_free(ks);
+    return rc;
+}
+
+/* ---- MatMul, Gemm ---- */
+
+static veil_err matmul_infer(struct veil__ictx *c)
+{
+    const struct veil__tv *a = &c->in[0], *b = &c->in[1];
+    if (!has_in(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "float inputs are required");
+    if (a->rank < 1 || b->rank < 1)
+        return veil_errf(c->eb, VEIL_E_INVALID, "MatMul of a scalar");
+    /* Promote 1-D operands, broadcast the batch dims, then drop the promoted dims. */
+    struct veil__tv pa = *a, pb = *b;
+    if (a->rank == 1) {
+        pa.rank = 2;
+        pa.dims[0] = 1;
+        pa.dims[1] = a->dims[0];
+    }
+    if (b->rank == 1) {
+        pb.rank = 2;
+        pb.dims[0] = b->dims[0];
+        pb.dims[1] = 1;
+    }
+    int64_t k = pa.dims[pa.rank - 1];
+    if (pb.dims[pb.rank - 2] != k)
+        return veil_errf(c->eb, VEIL_E_INVALID, "inner dimensions differ: %lld and %lld",
+                         (long long)k, (long long)pb.dims[pb.rank - 2]);
+    struct veil__tv ba = pa, bb = pb;
+    ba.rank -= 2;
+    bb.rank -= 2;
+    size_t br;
+    int64_t bd[VEIL__ENG_RANK];
+    veil_err rc = veil__broadcast(&ba, &bb, &br, bd, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    c->out[0].dt = VEIL_DT_FLOAT;
+    c->out[0].rank = 0;
+    for (size_t i = 0; i < br; i++)
+        c->out[0].dims[c->out[0].rank++] = bd[i];
+    if (a->rank > 1)
+        c->out[0].dims[c->out[0].rank++] = pa.dims[pa.rank - 2];
+    if (b->rank > 1)
+        c->out[0].dims[c->out[0].rank++] = pb.dims[pb.rank - 1];
+    c->kp->i[0] = pa.dims[pa.rank - 2]; /* M */
+    c->kp->i[1] = k;
+    c->kp->i[2] = pb.dims[pb.rank - 1]; /* N */
+    c->kp->i[3] = (int64_t)br;
+    for (size_t i = 0; i < br; i++) {
+        c->kp->v[0][i] = i + ba.rank >= br ? ba.dims[i + ba.rank - br] : 1;
+        c->kp->v[1][i] = i + bb.rank >= br ? bb.dims[i + bb.rank - br] : 1;
+        c->kp->v[2][i] = bd[i];
+    }
+    if (c->n->add_in >= 0 || c->n->n_post > 0)
+        return veil_errf(c->eb, VEIL_E_INTERNAL, "fusion without a primitive");
+    return VEIL_OK;
+}
+
+/* Plain matmul over broadcast batches; A is M x K with strides (sam, sak), B K x N (sbk, sbn). */
+struct mm_job {
+    const float *a, *b;
+    float *y;
+    int64_t m, k, n;
+    int64_t sam, sak, sbk, sbn;
+    size_t br;
+    const int64_t *ad, *bd, *od;
+    float alpha;
+};
+
+static void mm_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct mm_job *j = ud;
+    for (uint64_t t = lo; t < hi; t++) {
+        uint64_t batch = t / (uint64_t)j->m;
+        int64_t i = (int64_t)(t % (uint64_t)j->m);
+        uint64_t q = batch, aoff = 0, boff = 0, as = 1, bs = 1;
+        for (size_t d = j->br; d-- > 0;) {
+            uint64_t idx = q % (uint64_t)j->od[d];
+            q /= (uint64_t)j->od[d];
+            if (j->ad[d] != 1)
+                aoff += idx * as;
+            if (j->bd[d] != 1)
+                boff += idx * bs;
+            as *= (uint64_t)j->ad[d];
+            bs *= (uint64_t)j->bd[d];
+        }
+        const float *a = j->a + aoff * (uint64_t)(j->m * j->k);
+        const float *b = j->b + boff * (uint64_t)(j->k * j->n);
+        float *y = j->y + batch * (uint64_t)(j->m * j->n) + (uint64_t)(i * j->n);
+        for (int64_t x = 0; x < j->n; x++)
+            y[x] = 0.0f;
+        for (int64_t kk = 0; kk < j->k; kk++) {
+            float av = a[i * j->sam + kk * j->sak] * j->alpha;
+            const float *brow = b + kk * j->sbk;
+            for (int64_t x = 0; x < j->n; x++)
+                y[x] += av * brow[x * j->sbn];
+        }
+    }
+}
+
+static veil_err matmul_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    struct mm_job j = {c->in[0].data,
+                       c->in[1].data,
+                       c->out[0].data,
+                       kp->i[0],
+                       kp->i[1],
+                       kp->i[2],
+                       kp->i[1],
+                       1,
+                       kp->i[2],
+                       1,
+                       (size_t)kp->i[3],
+                       kp->v[0],
+                       kp->v[1],
+                       kp->v[2],
+                       1.0f};
+    uint64_t batches = 1;
+    for (size_t d = 0; d < j.br; d++)
+        batches *= (uint64_t)kp->v[2][d];
+    veil__parallel(batches * (uint64_t)j.m, 4, mm_range, &j);
+    if (c->n_in > 2 && c->n->in[2] >= 0) {
+        /* A bias fused by the optimiser: one value per output column. */
+        const float *bias = c->in[2].data;
+        float *y = c->out[0].data;
+        for (uint64_t i = 0; i < c->out[0].numel; i++)
+            y[i] += bias[i % (uint64_t)j.n];
+    }
+    return VEIL_OK;
+}
+
+static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    struct veil__kstate *ks = NULL;
+    size_t br = (size_t)c->kp->i[3], r = br + 2;
+    int64_t m = c->kp->i[0], k = c->kp->i[1], n = c->kp->i[2];
+    int64_t ad[VEIL__ENG_RANK + 2], bd[VEIL__ENG_RANK + 2], od[VEIL__ENG_RANK + 2];
+    dnnl_memory_desc_t a_md, b_md, o_md, bias_md, add_md;
+    if (r > DNNL_MAX_NDIMS || m * n == 0 || k == 0)
+        return c->n->n_post > 0 || c->n->add_in >= 0
+                   ? veil_errf(c->eb, VEIL_E_INTERNAL, "fusion without a primitive")
+                   : VEIL_OK; /* the plain kernel handles these */
+    for (size_t i = 0; i < br; i++) {
+        ad[i] = c->kp->v[0][i];
+        bd[i] = c->kp->v[1][i];
+        od[i] = c->kp->v[2][i];
+    }
+    ad[br] = m, ad[br + 1] = k;
+    bd[br] = k, bd[br + 1] = n;
+    od[br] = m, od[br + 1] = n;
+    plain_md(&a_md, r, ad);
+    plain_md(&o_md, r, od);
+    ks = veil_calloc(1, sizeof(*ks));
+    if (ks == NULL)
+        return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for a kernel");
+    bool bconst = c->in[1].data != NULL;
+    dnnl_memory_desc_t b_plain;
+    plain_md(&b_plain, r, bd);
+    if (bconst)
+        any_md(&b_md, r, bd);
+    else
+        b_md = b_plain;
+    /* A fused bias (a constant [N] or [1, N]) and residual add come from the optimiser. */
+    const struct veil__node *nd = c->n;
+    const struct veil__tv *bias = nd->n_in > 2 && nd->in[2] >= 0 ? &c->in[2] : NULL;
+    if (bias != NULL) {
+        int64_t bdims[VEIL__ENG_RANK + 2];
+        for (size_t i = 0; i < r; i++)
+            bdims[i] = 1;
+        bdims[r - 1] = n;
+        plain_md(&bias_md, r, bdims);
+    }
+    if ((rc = residual_md(c, r, od, &add_md)) != VEIL_OK)
+        goto out;
+    if ((rc = make_attr(nd, &add_md, &attr, c->eb)) != VEIL_OK)
+        goto out;
+    dnnl_matmul_desc_t md;
+    if ((rc =
+             veil__dnnl_err(dnnl_matmul_desc_init(&md, &a_md, &b_md, bias ? &bias_md : NULL, &o_md),
+                            "matmul descriptor", c->eb)) != VEIL_OK ||
+        (rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL), "matmul",
+                             c->eb)) != VEIL_OK)
+        goto out;
+    struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
+    add_arg(ex, DNNL_ARG_SRC, &a_md, nd->in[0], NULL, 0);
+    if (bconst) {
+        const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        const void *wbuf;
+        if ((rc = reorder_const(eng, &b_plain, c->in[1].data, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
+            goto out;
+        add_arg(ex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
+    } else {
+        add_arg(ex, DNNL_ARG_WEIGHTS, &b_md, nd->in[1], NULL, 0);
+    }
+    if (bias != NULL)
+        add_arg(ex, DNNL_ARG_BIAS, &bias_md, nd->in[2], NULL, 0);
+    add_arg(ex, DNNL_ARG_DST, &o_md, nd->out[0], NULL, 0);
+    if (nd->add_in >= 0)
+        add_arg(ex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)nd->add_at) | DNNL_ARG_SRC_1, &add_md,
+                nd->add_in, NULL, 0);
+    if ((rc = finish_prim(pd, ex, st, c->eb)) != VEIL_OK)
+        goto out;
+    st->ks = ks;
+    ks = NULL;
+    rc = VEIL_OK;
+out:
+    if (pd != NULL)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr != NULL)
+        dnnl_primitive_attr_destroy(attr);
+    veil__kstate_free(ks);
+    return rc;
+}
+
+/* MatMul as the optimiser leaves it: inputs A, B and an optional fused bias. */
+static veil_err matmul_infer_fused(struct veil__ictx *c)
+{
+    struct veil__node tmp = *c->n;
+    const struct veil__node *orig = c->n;
+    tmp.add_in = -1;
+    tmp.n_post = 0;
+    c->n = &tmp;
+    veil_err rc = matmul_infer(c);
+    c->n = orig;
+    if (rc != VEIL_OK)
+        return rc;
+    if (c->n_in > 2 && orig->in[2] >= 0) {
+        int64_t n = c->kp->i[2];
+        if (c->in[2].dt != VEIL_DT_FLOAT || c->in[2].numel != (uint64_t)n || c->in[2].data == NULL)
+            return veil_errf(c->eb, VEIL_E_INTERNAL, "fused bias must be a constant [N]");
+    }
+    return VEIL_OK;
+}
+
+static veil_err gemm_infer(struct veil__ictx *c)
+{
+    const struct veil__tv *a = &c->in[0], *b = &c->in[1];
+    if (!has_in(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT || a->rank != 2 ||
+        b->rank != 2)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Gemm needs 2-D float A and B");
+    bool ta = veil__attr_i(c->n, "transA", 0) != 0, tb = veil__attr_i(c->n, "transB", 0) != 0;
+    int64_t m = ta ? a->dims[1] : a->dims[0], k = ta ? a->dims[0] : a->dims[1];
+    int64_t kb = tb ? b->dims[1] : b->dims[0], n = tb ? b->dims[0] : b->dims[1];
+    if (k != kb)
+        return veil_errf(c->eb, VEIL_E_INVALID, "inner dimensions differ");
+    c->out[0].dt = VEIL_DT_FLOAT;
+    c->out[0].rank = 2;
+    c->out[0].dims[0] = m;
+    c->out[0].dims[1] = n;
+    if (has_in(c, 2)) {
+        struct veil__tv t = c->out[0];
+        size_t rr;
+        int64_t dd[VEIL__ENG_RANK];
+        veil_err rc = veil__broadcast(&c->in[2], &t, &rr, dd, c->eb);
+        if (rc != VEIL_OK || rr != 2 || dd[0] != m || dd[1] != n || c->in[2].dt != VEIL_DT_FLOAT)
+            return veil_errf(c->eb, VEIL_E_INVALID, "C does not broadcast to [M, N]");
+    }
+    c->kp->i[0] = m;
+    c->kp->i[1] = k;
+    c->kp->i[2] = n;
+    c->kp->i[3] = ta;
+    c->kp->i[4] = tb;
+    c->kp->f[0] = veil__attr_f(c->n, "alpha", 1.0f);
+    c->kp->f[1] = veil__attr_f(c->n, "beta", 1.0f);
+    return VEIL_OK;
+}
+
+static veil_err gemm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    int64_t m = kp->i[0], k = kp->i[1], n = kp->i[2];
+    bool ta = kp->i[3] != 0, tb = kp->i[4] != 0;
+    int64_t zero = 0;
+    struct mm_job j = {c->in[0].data, c->in[1].data, c->out[0].data, m,          k, n,
+                       ta ? 1 : k,    ta ? m : 1,    tb ? 1 : n,     tb ? k : 1, 0, &zero,
+                       &zero,         &zero,         kp->f[0]};
+    veil__parallel((uint64_t)m, 4, mm_range, &j);
+    if (c->n_in > 2 && c->n->in[2] >= 0) {
+        const struct veil__tv *cc = &c->in[2];
+        int64_t c0 = cc->rank == 2 ? cc->dims[0] : 1;
+        int64_t c1 = cc->rank >= 1 ? cc->dims[cc->rank - 1] : 1;
+        float beta = kp->f[1];
+        float *y = c->out[0].data;
+        const float *cv = cc->data;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t x = 0; x < n; x++)
+                y[i * n + x] += beta * cv[(c0 == 1 ? 0 : i) * c1 + (c1 == 1 ? 0 : x)];
+    }
+    return VEIL_OK;
+}
+
+static veil_err gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    struct veil__kstate *ks = NULL;
+    int64_t m = c->kp->i[0], k = c->kp->i[1], n = c->kp->i[2];
+    bool ta = c->kp->i[3] != 0, tb = c->kp->i[4] != 0;
+    float alpha = c->kp->f[0], beta = c->kp->f[1];
+    bool has_c = has_in(c, 2);
+    /* The primitive path needs constant B (alpha folded in) and constant C (beta folded). */
+    if (c->in[1].data == NULL || (has_c && c->in[2].data == NULL) || m * n == 0 || k == 0)
+        return c->n->n_post > 0 || c->n->add_in >= 0
+                   ? veil_errf(c->eb, VEIL_E_INTERNAL, "fusion without a primitive")
+                   : VEIL_OK;
+    dnnl_memory_desc_t a_md, b_plain, b_any, o_md, c_md, add_md;
+    dnnl_dims_t ad = {m, k}, bdims = {k, n}, od = {m, n}, as, bs;
+    as[0] = ta ? 1 : k, as[1] = ta ? m : 1;
+    bs[0] = tb ? 1 : n, bs[1] = tb ? k : 1;
+    dnnl_memory_desc_init_by_strides(&a_md, 2, ad, dnnl_f32, as);
+    dnnl_memory_desc_init_by_strides(&b_plain, 2, bdims, dnnl_f32, bs);
+    dnnl_memory_desc_init_by_tag(&b_any, 2, bdims, dnnl_f32, dnnl_format_tag_any);
+    plain_md(&o_md, 2, od);
+    if ((rc = residual_md(c, 2, od, &add_md)) != VEIL_OK)
+        return rc;
+    ks = veil_calloc(1, sizeof(*ks));
+    if (ks == NULL)
+        return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for a kernel");
+    const void *bsrc = c->in[1].data;
+    if (alpha != 1.0f) {
+        float *scaled = veil_aligned_alloc(64, (size_t)(k * n) * sizeof(float));
+        if (scaled == NULL) {
+            rc = veil_errf(c->eb, VEIL_E_NOMEM, "no memory for weights");
+            goto out;
+        }
+        ks->owned[0] = scaled;
+        for (int64_t i = 0; i < k * n; i++)
+            scaled[i] = ((const float *)bsrc)[i] * alpha;
+        bsrc = scaled;
+    }
+    const void *csrc = NULL;
+    if (has_c) {
+        const struct veil__tv *cc = &c->in[2];
+        dnnl_dims_t cd = {cc->rank == 2 ? cc->dims[0] : 1,
+                          cc->rank >= 1 ? cc->dims[cc->rank - 1] : 1};
+        int64_t cdims[2] = {cd[0], cd[1]};
+        plain_md(&c_md, 2, cdims);
+        float *cs = veil_aligned_alloc(64, (size_t)(cd[0] * cd[1]) * sizeof(float));
+        if (cs == NULL) {
+            rc = veil_errf(c->eb, VEIL_E_NOMEM, "no memory for bias");
+            goto out;
+        }
+        ks->owned[1] = cs;
+        for (int64_t i = 0; i < cd[0] * cd[1]; i++)
+            cs[i] = ((const float *)cc->data)[i] * beta;
+        csrc = cs;
+    }
+    if ((rc = make_attr(c->n, &add_md, &attr, c->eb)) != VEIL_OK)
+        goto out;
+    dnnl_matmul_desc_t md;
+    if ((rc = veil__dnnl_err(dnnl_matmul_desc_init(&md, &a_md, &b_any, has_c ? &c_md : NULL, &o_md),
+                             "matmul descriptor", c->eb)) != VEIL_OK ||
+        (rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL), "matmul",
+                             c->eb)) != VEIL_OK)
+        goto out;
+    struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
+    add_arg(ex, DNNL_ARG_SRC, &a_md, c->n->in[0], NULL, 0);
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const void *wbuf;
+    if ((rc = reorder_const(eng, &b_plain, bsrc, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
+        goto out;
+    add_arg(ex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
+    if (has_c)
+        add_arg(ex, DNNL_ARG_BIAS, &c_md, -1, csrc, 0);
+    add_arg(ex, DNNL_ARG_DST, &o_md, c->n->out[0], NULL, 0);
+    if (c->n->add_in >= 0)
+        add_arg(ex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)c->n->add_at) | DNNL_ARG_SRC_1, &add_md,
+                c->n->add_in, NULL, 0);
+    if ((rc = finish_prim(pd, ex, st, c->eb)) != VEIL_OK)
+        goto out;
+    st->ks = ks;
+    ks = NULL;
+    rc = VEIL_OK;
+out:
+    if (pd != NULL)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr != NULL)
+        dnnl_primitive_attr_destroy(attr);
+    veil__kstate_free(ks);
+    return rc;
+}
+
+/*
+ * Plain ConvTranspose (scatter form), used for dilated kernels, where the result must follow
+ * ONNX's definition exactly: y[o * s - pad + k * d] += x[o] * w[k].
+ */
+static veil_err conv_exec_plain(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    if (strcmp(c->n->op_type, "ConvTranspose") != 0)
+        return veil_errf(c->eb, VEIL_E_INTERNAL, "convolution without a primitive");
+    size_t sp = c->in[0].rank - 2;
+    int64_t id[3] = {1, 1, 1}, od[3] = {1, 1, 1}, k[3] = {1, 1, 1}, s[3] = {1, 1, 1},
+            p[3] = {0, 0, 0}, d[3] = {1, 1, 1};
+    for (size_t i = 0; i < sp; i++) {
+        id[i] = c->in[0].dims[2 + i];
+        od[i] = c->out[0].dims[2 + i];
+        k[i] = kp->v[0][i];
+        s[i] = kp->v[1][i];
+        p[i] = kp->v[2][i];
+        d[i] = kp->v[3][i];
+    }
+    int64_t group = kp->i[0], m = kp->i[1], ch = c->in[0].dims[1], n = c->in[0].dims[0];
+    int64_t cg = ch / group, mg = m / group;
+    int64_t isz = id[0] * id[1] * id[2], osz = od[0] * od[1] * od[2], ksz = k[0] * k[1] * k[2];
+    const float *x = c->in[0].data, *w = c->in[1].data;
+    const float *bias = c->n_in > 2 && c->n->in[2] >= 0 ? c->in[2].data : NULL;
+    float *y = c->out[0].data;
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t oc = 0; oc < m; oc++)
+            for (int64_t q = 0; q < osz; q++)
+                y[(b * m + oc) * osz + q] = bias != NULL ? bias[oc] : 0.0f;
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t ic = 0; ic < ch; ic++) {
+            int64_t g = ic / cg;
+            for (int64_t mm = 0; mm < mg; mm++) {
+                int64_t oc = g * mg + mm;
+                const float *wk = w + (ic * mg + mm) * ksz;
+                float *yp = y + (b * m + oc) * osz;
+                const float *xp = x + (b * ch + ic) * isz;
+                for (int64_t i0 = 0; i0 < id[0]; i0++)
+                    for (int64_t i1 = 0; i1 < id[1]; i1++)
+                        for (int64_t i2 = 0; i2 < id[2]; i2++) {
+                            float xv = xp[(i0 * id[1] + i1) * id[2] + i2];
+                            for (int64_t k0 = 0; k0 < k[0]; k0++) {
+                                int64_t o0 = i0 * s[0] - p[0] + k0 * d[0];
+                                if (o0 < 0 || o0 >= od[0])
+                                    continue;
+                                for (int64_t k1 = 0; k1 < k[1]; k1++) {
+                                    int64_t o1 = i1 * s[1] - p[1] + k1 * d[1];
+                                    if (o1 < 0 || o1 >= od[1])
+                                        continue;
+                                    for (int64_t k2 = 0; k2 < k[2]; k2++) {
+                                        int64_t o2 = i2 * s[2] - p[2] + k2 * d[2];
+                                        if (o2 < 0 || o2 >= od[2])
+                                            continue;
+                                        yp[(o0 * od[1] + o1) * od[2] + o2] +=
+                                            xv * wk[(k0 * k[1] + k1) * k[2] + k2];
+                                    }
+                                }
+                            }
+                        }
+            }
+        }
+    return VEIL_OK;
+}
+
+const struct veil__op_def veil__ops_dnnl[] = {
+    {"Conv", conv_infer, conv_prepare, conv_exec_plain, 0, false, true},
+    {"ConvTranspose", conv_infer, conv_prepare, conv_exec_plain, 0, false, true},
+    {"MatMul", matmul_infer_fused, matmul_prepare, matmul_exec, 0, false, false},
+    {"Gemm", gemm_infer, gemm_prepare, gemm_exec, 0, false, false},
+};
+const size_t veil__ops_dnnl_count = sizeof(veil__ops_dnnl) / sizeof(veil__ops_dnnl[0]);

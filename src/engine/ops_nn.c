@@ -1,0 +1,680 @@
+/*
+ * Neural-network operators in plain C: reductions (ReduceMean, ReduceSum, ReduceMax), Softmax,
+ * LogSoftmax, LayerNormalization, ArgMax, TopK, BatchNormalization (inference form),
+ * GlobalAveragePool, MaxPool and AveragePool. Most work on an [outer, axis, inner] view of
+ * the input, so one loop shape serves every axis; accumulation is in double where a sum over
+ * a long axis would otherwise lose precision.
+ */
+#include "engine_int.h"
+
+#include <math.h>
+#include <string.h>
+
+static bool has_in(const struct veil__ictx *c, size_t i)
+{
+    return i < c->n_in && c->n->in[i] >= 0;
+}
+
+static veil_err norm_axis(int64_t axis, size_t rank, size_t *out, struct veil_errbuf *eb)
+{
+    int64_t r = (int64_t)rank;
+    *out = 0;
+    if (axis < -r || axis >= r)
+        return veil_errf(eb, VEIL_E_INVALID, "axis %lld out of range for rank %zu", (long long)axis,
+                         rank);
+    *out = (size_t)(axis < 0 ? axis + r : axis);
+    return VEIL_OK;
+}
+
+static void split3(const struct veil__tv *t, size_t ax, uint64_t *outer, uint64_t *len,
+                   uint64_t *inner)
+{
+    *outer = 1;
+    *inner = 1;
+    for (size_t d = 0; d < ax; d++)
+        *outer *= (uint64_t)t->dims[d];
+    for (size_t d = ax + 1; d < t->rank; d++)
+        *inner *= (uint64_t)t->dims[d];
+    *len = t->rank > 0 ? (uint64_t)t->dims[ax] : 1;
+}
+
+static veil_err need_float(const struct veil__ictx *c, size_t i)
+{
+    if (c->in[i].dt != VEIL_DT_FLOAT)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input %zu of type %s (float is supported)", i,
+                         veil_dtype_name(c->in[i].dt));
+    return VEIL_OK;
+}
+
+/* ---- Reductions ---- */
+
+enum { R_MEAN, R_SUM, R_MAX };
+
+static veil_err reduce_infer(struct veil__ictx *c)
+{
+    const char *op = c->n->op_type;
+    int kind = strcmp(op, "ReduceMean") == 0  ? R_MEAN
+               : strcmp(op, "ReduceSum") == 0 ? R_SUM
+                                              : R_MAX;
+    size_t r = c->in[0].rank;
+    int64_t axes[VEIL__ENG_RANK];
+    size_t na = 0;
+    bool keep = veil__attr_i(c->n, "keepdims", 1) != 0;
+    bool noop_empty = veil__attr_i(c->n, "noop_with_empty_axes", 0) != 0;
+    if (c->in[0].dt != VEIL_DT_FLOAT && c->in[0].dt != VEIL_DT_DOUBLE &&
+        c->in[0].dt != VEIL_DT_INT64 && c->in[0].dt != VEIL_DT_INT32)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s", veil_dtype_name(c->in[0].dt));
+    if (kind == R_SUM && c->opset >= 13) {
+        if (has_in(c, 1)) {
+            if (c->in[1].numel > VEIL__ENG_RANK || c->in[1].dt != VEIL_DT_INT64)
+                return veil_errf(c->eb, VEIL_E_INVALID, "bad axes");
+            na = (size_t)c->in[1].numel;
+            for (size_t i = 0; i < na; i++)
+                axes[i] = veil__get_i64(&c->in[1], i);
+        }
+    } else {
+        const struct veil__attr *a = veil__attr_get(c->n, "axes");
+        if (a != NULL) {
+            if (a->n > VEIL__ENG_RANK)
+                return veil_errf(c->eb, VEIL_E_INVALID, "too many axes");
+            na = a->n;
+            memcpy(axes, a->ints, na * sizeof(int64_t));
+        }
+    }
+    bool red[VEIL__ENG_RANK] = {false};
+    if (na == 0 && !noop_empty)
+        for (size_t i = 0; i < r; i++)
+            red[i] = true;
+    for (size_t i = 0; i < na; i++) {
+        size_t ax;
+        veil_err rc = norm_axis(axes[i], r, &ax, c->eb);
+        if (rc != VEIL_OK)
+            return rc;
+        red[ax] = true;
+    }
+    c->out[0].dt = c->in[0].dt;
+    c->out[0].rank = 0;
+    for (size_t i = 0; i < r; i++) {
+        c->kp->v[0][i] = red[i];
+        if (!red[i])
+            c->out[0].dims[c->out[0].rank++] = c->in[0].dims[i];
+        else if (keep)
+            c->out[0].dims[c->out[0].rank++] = 1;
+    }
+    c->kp->i[0] = kind;
+    return VEIL_OK;
+}
+
+static veil_err reduce_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t r = c->in[0].rank;
+    int kind = (int)kp->i[0];
+    int64_t st[VEIL__ENG_RANK], kdims[VEIL__ENG_RANK], kst[VEIL__ENG_RANK], rdims[VEIL__ENG_RANK],
+        rst[VEIL__ENG_RANK];
+    size_t nk = 0, nr = 0;
+    int64_t s = 1;
+    for (size_t i = r; i-- > 0;) {
+        st[i] = s;
+        s *= c->in[0].dims[i];
+    }
+    uint64_t rcount = 1;
+    for (size_t i = 0; i < r; i++) {
+        if (kp->v[0][i]) {
+            rdims[nr] = c->in[0].dims[i];
+            rst[nr++] = st[i];
+            rcount *= (uint64_t)c->in[0].dims[i];
+        } else {
+            kdims[nk] = c->in[0].dims[i];
+            kst[nk++] = st[i];
+        }
+    }
+    for (uint64_t o = 0; o < c->out[0].numel; o++) {
+        uint64_t q = o;
+        int64_t base = 0;
+        for (size_t i = nk; i-- > 0;) {
+            base += (int64_t)(q % (uint64_t)kdims[i]) * kst[i];
+            q /= (uint64_t)kdims[i];
+        }
+        double acc = kind == R_MAX ? -INFINITY : 0.0;
+        int64_t iacc = kind == R_MAX ? INT64_MIN : 0;
+        bool fl = c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE;
+        for (uint64_t k = 0; k < rcount; k++) {
+            uint64_t qq = k;
+            int64_t off = base;
+            for (size_t i = nr; i-- > 0;) {
+                off += (int64_t)(qq % (uint64_t)rdims[i]) * rst[i];
+                qq /= (uint64_t)rdims[i];
+            }
+            if (fl) {
+                double v = veil__get_f64(&c->in[0], (uint64_t)off);
+                acc = kind == R_MAX ? (v > acc || isnan(v) ? v : acc) : acc + v;
+            } else {
+                int64_t v = veil__get_i64(&c->in[0], (uint64_t)off);
+                iacc =
+                    kind == R_MAX ? (v > iacc ? v : iacc) : (int64_t)((uint64_t)iacc + (uint64_t)v);
+            }
+        }
+        if (fl) {
+            if (kind == R_MEAN)
+                acc = rcount ? acc / (double)rcount : NAN;
+            if (kind == R_MAX && rcount == 0)
+                acc = -INFINITY;
+            veil__set_f64(&c->out[0], o, acc);
+        } else {
+            if (kind == R_MEAN)
+                iacc = rcount ? iacc / (int64_t)rcount : 0;
+            veil__set_i64(&c->out[0], o, iacc);
+        }
+    }
+    return VEIL_OK;
+}
+
+/* ---- Softmax, LogSoftmax ---- */
+
+struct sm_job {
+    const float *x;
+    float *y;
+    uint64_t len, inner;
+    bool log;
+};
+
+static void sm_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct sm_job *j = ud;
+    for (uint64_t row = lo; row < hi; row++) {
+        uint64_t o = row / j->inner, in = row % j->inner;
+        const float *x = j->x + o * j->len * j->inner + in;
+        float *y = j->y + o * j->len * j->inner + in;
+        uint64_t s = j->inner;
+        float mx = -INFINITY;
+        for (uint64_t i = 0; i < j->len; i++)
+            mx = x[i * s] > mx ? x[i * s] : mx;
+        double sum = 0;
+        for (uint64_t i = 0; i < j->len; i++) {
+            float e = expf(x[i * s] - mx);
+            sum += e;
+            if (!j->log)
+                y[i * s] = e;
+        }
+        if (j->log) {
+            float ls = (float)log(sum);
+            for (uint64_t i = 0; i < j->len; i++)
+                y[i * s] = x[i * s] - mx - ls;
+        } else {
+            float inv = (float)(1.0 / sum);
+            for (uint64_t i = 0; i < j->len; i++)
+                y[i * s] *= inv;
+        }
+    }
+}
+
+static veil_err softmax_infer(struct veil__ictx *c)
+{
+    veil_err rc = need_float(c, 0);
+    size_t ax;
+    if (rc != VEIL_OK)
+        return rc;
+    int64_t def = c->opset >= 13 ? -1 : 1;
+    if (c->in[0].rank == 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "scalar input");
+    if ((rc = norm_axis(veil__attr_i(c->n, "axis", def), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+        return rc;
+    c->kp->i[0] = (int64_t)ax;
+    c->out[0] = c->in[0];
+    return VEIL_OK;
+}
+
+static veil_err softmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    uint64_t outer, len, inner;
+    size_t ax = (size_t)kp->i[0];
+    split3(&c->in[0], ax, &outer, &len, &inner);
+    if (c->opset < 13) {
+        /* Opsets before 13 coerce the input to 2-D at axis. */
+        len *= inner;
+        inner = 1;
+    }
+    struct sm_job j = {c->in[0].data, c->out[0].data, len, inner,
+                       strcmp(c->n->op_type, "LogSoftmax") == 0};
+    if (len == 0)
+        return VEIL_OK;
+    veil__parallel(outer * inner, 64, sm_range, &j);
+    return VEIL_OK;
+}
+
+/* ---- LayerNormalization ---- */
+
+struct ln_job {
+    const float *x, *scale, *bias;
+    float *y, *mean, *istd;
+    uint64_t len;
+    float eps;
+};
+
+static void ln_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct ln_job *j = ud;
+    for (uint64_t row = lo; row < hi; row++) {
+        const float *x = j->x + row * j->len;
+        float *y = j->y + row * j->len;
+        double s = 0, s2 = 0;
+        for (uint64_t i = 0; i < j->len; i++)
+            s += x[i];
+        double mean = s / (double)j->len;
+        for (uint64_t i = 0; i < j->len; i++) {
+            double d = x[i] - mean;
+            s2 += d * d;
+        }
+        float istd = (float)(1.0 / sqrt(s2 / (double)j->len + j->eps));
+        float m = (float)mean;
+        for (uint64_t i = 0; i < j->len; i++)
+            y[i] = (x[i] - m) * istd * j->scale[i] + (j->bias ? j->bias[i] : 0.0f);
+        if (j->mean)
+            j->mean[row] = m;
+        if (j->istd)
+            j->istd[row] = istd;
+    }
+}
+
+static veil_err ln_infer(struct veil__ictx *c)
+{
+    veil_err rc = need_float(c, 0);
+    size_t ax;
+    if (rc != VEIL_OK)
+        return rc;
+    if (!has_in(c, 1))
+        return veil_errf(c->eb, VEIL_E_INVALID, "LayerNormalization needs a scale");
+    if ((rc = norm_axis(veil__attr_i(c->n, "axis", -1), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+        return rc;
+    uint64_t len = 1;
+    for (size_t d = ax; d < c->in[0].rank; d++)
+        len *= (uint64_t)c->in[0].dims[d];
+    for (size_t i = 1; i < 3 && i < c->n_in; i++)
+        if (has_in(c, i) && (c->in[i].dt != VEIL_DT_FLOAT || c->in[i].numel != len))
+            return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
+                             "scale and bias must be float tensors of "
+                             "the normalized shape");
+    c->kp->i[0] = (int64_t)ax;
+    c->kp->f[0] = veil__attr_f(c->n, "epsilon", 1e-5f);
+    c->out[0] = c->in[0];
+    for (size_t k = 1; k < 3 && k < c->n_out; k++) {
+        c->out[k] = c->in[0];
+        for (size_t d = ax; d < c->in[0].rank; d++)
+            c->out[k].dims[d] = 1;
+    }
+    return VEIL_OK;
+}
+
+static veil_err ln_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t ax = (size_t)kp->i[0];
+    uint64_t len = 1;
+    for (size_t d = ax; d < c->in[0].rank; d++)
+        len *= (uint64_t)c->in[0].dims[d];
+    if (len == 0)
+        return VEIL_OK;
+    struct ln_job j = {c->in[0].data,
+                       c->in[1].data,
+                       c->n_in > 2 && c->n->in[2] >= 0 ? c->in[2].data : NULL,
+                       c->out[0].data,
+                       c->n_out > 1 && c->n->out[1] >= 0 ? c->out[1].data : NULL,
+                       c->n_out > 2 && c->n->out[2] >= 0 ? c->out[2].data : NULL,
+                       len,
+                       kp->f[0]};
+    veil__parallel(c->in[0].numel / len, 16, ln_range, &j);
+    return VEIL_OK;
+}
+
+/* ---- ArgMax, TopK ---- */
+
+static veil_err argmax_infer(struct veil__ictx *c)
+{
+    size_t ax;
+    veil_err rc;
+    if (c->in[0].dt != VEIL_DT_FLOAT && c->in[0].dt != VEIL_DT_INT64 &&
+        c->in[0].dt != VEIL_DT_INT32 && c->in[0].dt != VEIL_DT_DOUBLE)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s", veil_dtype_name(c->in[0].dt));
+    if ((rc = norm_axis(veil__attr_i(c->n, "axis", 0), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+        return rc;
+    if (c->in[0].dims[ax] == 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "ArgMax over an empty axis");
+    bool keep = veil__attr_i(c->n, "keepdims", 1) != 0;
+    c->kp->i[0] = (int64_t)ax;
+    c->kp->i[1] = veil__attr_i(c->n, "select_last_index", 0);
+    c->out[0].dt = VEIL_DT_INT64;
+    c->out[0].rank = 0;
+    for (size_t d = 0; d < c->in[0].rank; d++)
+        if (d != ax)
+            c->out[0].dims[c->out[0].rank++] = c->in[0].dims[d];
+        else if (keep)
+            c->out[0].dims[c->out[0].rank++] = 1;
+    return VEIL_OK;
+}
+
+static veil_err argmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    uint64_t outer, len, inner;
+    split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
+    bool last = kp->i[1] != 0;
+    int64_t *y = c->out[0].data;
+    for (uint64_t o = 0; o < outer; o++)
+        for (uint64_t in = 0; in < inner; in++) {
+            uint64_t base = o * len * inner + in, best = 0;
+            double bv = veil__get_f64(&c->in[0], base);
+            for (uint64_t i = 1; i < len; i++) {
+                double v = veil__get_f64(&c->in[0], base + i * inner);
+                if (v > bv || (last && v == bv)) {
+                    bv = v;
+                    best = i;
+                }
+            }
+            y[o * inner + in] = (int64_t)best;
+        }
+    return VEIL_OK;
+}
+
+static veil_err topk_infer(struct veil__ictx *c)
+{
+    size_t ax;
+    veil_err rc;
+    if (c->in[0].dt != VEIL_DT_FLOAT && c->in[0].dt != VEIL_DT_INT64 &&
+        c->in[0].dt != VEIL_DT_INT32 && c->in[0].dt != VEIL_DT_DOUBLE)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s", veil_dtype_name(c->in[0].dt));
+    if ((rc = norm_axis(veil__attr_i(c->n, "axis", -1), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+        return rc;
+    if (!has_in(c, 1) || c->in[1].numel != 1 || c->in[1].dt != VEIL_DT_INT64)
+        return veil_errf(c->eb, VEIL_E_INVALID, "K must be one int64");
+    int64_t k = veil__get_i64(&c->in[1], 0);
+    if (k < 0 || k > c->in[0].dims[ax])
+        return veil_errf(c->eb, VEIL_E_INVALID, "K=%lld out of range", (long long)k);
+    if (c->n_out < 2)
+        return veil_errf(c->eb, VEIL_E_INVALID, "TopK has two outputs");
+    c->kp->i[0] = (int64_t)ax;
+    c->kp->i[1] = k;
+    c->kp->i[2] = veil__attr_i(c->n, "largest", 1);
+    c->out[0] = c->in[0];
+    c->out[0].dims[ax] = k;
+    c->out[1] = c->out[0];
+    c->out[1].dt = VEIL_DT_INT64;
+    return VEIL_OK;
+}
+
+static veil_err topk_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    uint64_t outer, len, inner;
+    split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
+    uint64_t k = (uint64_t)kp->i[1];
+    bool largest = kp->i[2] != 0;
+    struct veil__tv *vo = &c->out[0];
+    int64_t *io = c->out[1].data;
+    for (uint64_t o = 0; o < outer; o++)
+        for (uint64_t in = 0; in < inner; in++) {
+            uint64_t ibase = o * len * inner + in, obase = o * k * inner + in;
+            uint64_t n = 0;
+            /* Insertion into the sorted output; ties keep the lower index first. */
+            for (uint64_t i = 0; i < len; i++) {
+                double v = veil__get_f64(&c->in[0], ibase + i * inner);
+                uint64_t pos = n;
+                while (pos > 0) {
+                    double pv = veil__get_f64(
+                        &c->in[0], ibase + (uint64_t)io[obase + (pos - 1) * inner] * inner);
+                    if (largest ? v > pv : v < pv)
+                        pos--;
+                    else
+                        break;
+                }
+                if (pos >= k)
+                    continue;
+                uint64_t end = n < k ? n : k - 1;
+                for (uint64_t q = end; q > pos; q--)
+                    io[obase + q * inner] = io[obase + (q - 1) * inner];
+                io[obase + pos * inner] = (int64_t)i;
+                if (n < k)
+                    n++;
+            }
+            for (uint64_t q = 0; q < k; q++) {
+                uint64_t src = ibase + (uint64_t)io[obase + q * inner] * inner;
+                if (vo->dt == VEIL_DT_FLOAT || vo->dt == VEIL_DT_DOUBLE)
+                    veil__set_f64(vo, obase + q * inner, veil__get_f64(&c->in[0], src));
+                else
+                    veil__set_i64(vo, obase + q * inner, veil__get_i64(&c->in[0], src));
+            }
+        }
+    return VEIL_OK;
+}
+
+/* ---- BatchNormalization (inference), GlobalAveragePool ---- */
+
+static veil_err bn_infer(struct veil__ictx *c)
+{
+    veil_err rc = need_float(c, 0);
+    if (rc != VEIL_OK)
+        return rc;
+    if (c->n_in < 5 || c->in[0].rank < 2)
+        return veil_errf(c->eb, VEIL_E_INVALID, "BatchNormalization needs 5 inputs and rank >= 2");
+    if (veil__attr_i(c->n, "training_mode", 0) != 0 || c->n_out > 1)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "training mode");
+    for (size_t i = 1; i < 5; i++)
+        if (!has_in(c, i) || c->in[i].dt != VEIL_DT_FLOAT ||
+            c->in[i].numel != (uint64_t)c->in[0].dims[1])
+            return veil_errf(c->eb, VEIL_E_INVALID, "input %zu must hold C floats", i);
+    c->kp->f[0] = veil__attr_f(c->n, "epsilon", 1e-5f);
+    c->out[0] = c->in[0];
+    return VEIL_OK;
+}
+
+static veil_err bn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    uint64_t n = (uint64_t)c->in[0].dims[0], ch = (uint64_t)c->in[0].dims[1];
+    uint64_t sp = ch && n ? c->in[0].numel / n / ch : 0;
+    const float *x = c->in[0].data, *sc = c->in[1].data, *b = c->in[2].data, *mean = c->in[3].data,
+                *var = c->in[4].data;
+    float *y = c->out[0].data;
+    for (uint64_t i = 0; i < n; i++)
+        for (uint64_t k = 0; k < ch; k++) {
+            float a = sc[k] / sqrtf(var[k] + kp->f[0]), bb = b[k] - mean[k] * a;
+            const float *xp = x + (i * ch + k) * sp;
+            float *yp = y + (i * ch + k) * sp;
+            for (uint64_t s = 0; s < sp; s++)
+                yp[s] = xp[s] * a + bb;
+        }
+    return VEIL_OK;
+}
+
+static veil_err gap_infer(struct veil__ictx *c)
+{
+    veil_err rc = need_float(c, 0);
+    if (rc != VEIL_OK)
+        return rc;
+    if (c->in[0].rank < 3)
+        return veil_errf(c->eb, VEIL_E_INVALID, "GlobalAveragePool needs rank >= 3");
+    c->out[0] = c->in[0];
+    for (size_t d = 2; d < c->in[0].rank; d++)
+        c->out[0].dims[d] = 1;
+    return VEIL_OK;
+}
+
+struct gap_job {
+    const float *x;
+    float *y;
+    uint64_t sp;
+};
+
+static void gap_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct gap_job *j = ud;
+    for (uint64_t r = lo; r < hi; r++) {
+        double s = 0;
+        const float *x = j->x + r * j->sp;
+        for (uint64_t i = 0; i < j->sp; i++)
+            s += x[i];
+        j->y[r] = (float)(s / (double)j->sp);
+    }
+}
+
+static veil_err gap_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    (void)kp;
+    uint64_t rows = c->out[0].numel;
+    struct gap_job j = {c->in[0].data, c->out[0].data, rows ? c->in[0].numel / rows : 0};
+    veil__parallel(rows, 64, gap_range, &j);
+    return VEIL_OK;
+}
+
+/* ---- MaxPool, AveragePool (1-D to 3-D) ---- */
+
+veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *kshape,
+                             struct veil__kparams *kp);
+
+/*
+ * Fills kp->v[0] kernel, v[1] strides, v[2] pads (begin then end), v[3] dilations and the
+ * output spatial dims from the attributes (auto_pad, ceil_mode). Shared with Conv.
+ */
+veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *kshape,
+                             struct veil__kparams *kp)
+{
+    size_t sp = c->in[0].rank - 2;
+    const struct veil__attr *ks = veil__attr_get(c->n, "kernel_shape");
+    const struct veil__attr *st = veil__attr_get(c->n, "strides");
+    const struct veil__attr *pd = veil__attr_get(c->n, "pads");
+    const struct veil__attr *dl = veil__attr_get(c->n, "dilations");
+    const char *ap = veil__attr_s(c->n, "auto_pad", "NOTSET");
+    bool ceil_mode = veil__attr_i(c->n, "ceil_mode", 0) != 0;
+    if (sp < 1 || sp > 3)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "%zu spatial dimensions", sp);
+    if ((ks != NULL && ks->n != sp) || (st != NULL && st->n != sp) ||
+        (pd != NULL && pd->n != 2 * sp) || (dl != NULL && dl->n != sp))
+        return veil_errf(c->eb, VEIL_E_INVALID, "attribute lengths do not match the rank");
+    if (ks == NULL && kshape == NULL)
+        return veil_errf(c->eb, VEIL_E_INVALID, "kernel_shape is required");
+    for (size_t i = 0; i < sp; i++) {
+        kp->v[0][i] = ks != NULL ? ks->ints[i] : kshape[i];
+        kp->v[1][i] = st != NULL ? st->ints[i] : 1;
+        kp->v[2][i] = pd != NULL ? pd->ints[i] : 0;
+        kp->v[2][i + sp] = pd != NULL ? pd->ints[i + sp] : 0;
+        kp->v[3][i] = dl != NULL ? dl->ints[i] : 1;
+        if (kp->v[0][i] < 1 || kp->v[1][i] < 1 || kp->v[3][i] < 1 || kp->v[2][i] < 0 ||
+            kp->v[2][i + sp] < 0 || kp->v[0][i] > 4096 || kp->v[1][i] > 4096 ||
+            kp->v[3][i] > 4096 || kp->v[2][i] > 4096 || kp->v[2][i + sp] > 4096)
+            return veil_errf(c->eb, VEIL_E_INVALID, "bad kernel, stride, pad or dilation");
+    }
+    bool same = strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0;
+    if (!same && strcmp(ap, "NOTSET") != 0 && strcmp(ap, "VALID") != 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "auto_pad '%s'", ap);
+    c->out[0] = c->in[0];
+    for (size_t i = 0; i < sp; i++) {
+        int64_t in = c->in[0].dims[2 + i], k = kp->v[0][i], s = kp->v[1][i], d = kp->v[3][i];
+        int64_t ek = (k - 1) * d + 1, out;
+        if (same) {
+            out = (in + s - 1) / s;
+            int64_t total = (out - 1) * s + ek - in;
+            if (total < 0)
+                total = 0;
+            int64_t small = total / 2, big = total - small;
+            kp->v[2][i] = strcmp(ap, "SAME_UPPER") == 0 ? small : big;
+            kp->v[2][i + sp] = total - kp->v[2][i];
+        } else {
+            if (strcmp(ap, "VALID") == 0)
+                kp->v[2][i] = kp->v[2][i + sp] = 0;
+            int64_t span = in + kp->v[2][i] + kp->v[2][i + sp] - ek;
+            if (span < 0)
+                return veil_errf(c->eb, VEIL_E_INVALID, "kernel larger than padded input");
+            out = (ceil_mode && !is_conv ? (span + s - 1) / s : span / s) + 1;
+            /* A ceil-mode window must start inside the input or its left padding. */
+            if (ceil_mode && !is_conv && (out - 1) * s >= in + kp->v[2][i])
+                out--;
+        }
+        c->out[0].dims[2 + i] = out;
+    }
+    return VEIL_OK;
+}
+
+static veil_err pool_infer(struct veil__ictx *c)
+{
+    veil_err rc = need_float(c, 0);
+    if (rc != VEIL_OK)
+        return rc;
+    if (c->n_out > 1 && c->n->out[1] >= 0)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "MaxPool indices output");
+    if (veil__attr_i(c->n, "storage_order", 0) != 0)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "storage_order");
+    if (c->in[0].rank < 3)
+        return veil_errf(c->eb, VEIL_E_INVALID, "pooling needs rank >= 3");
+    rc = veil__pool_geometry(c, false, NULL, c->kp);
+    c->kp->i[0] = strcmp(c->n->op_type, "MaxPool") == 0;
+    c->kp->i[1] = veil__attr_i(c->n, "count_include_pad", 0);
+    return rc;
+}
+
+static veil_err pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t sp = c->in[0].rank - 2;
+    int64_t id[3] = {1, 1, 1}, od[3] = {1, 1, 1}, k[3] = {1, 1, 1}, s[3] = {1, 1, 1},
+            p[3] = {0, 0, 0}, pe[3] = {0, 0, 0}, d[3] = {1, 1, 1};
+    for (size_t i = 0; i < sp; i++) {
+        id[i] = c->in[0].dims[2 + i];
+        od[i] = c->out[0].dims[2 + i];
+        k[i] = kp->v[0][i];
+        s[i] = kp->v[1][i];
+        p[i] = kp->v[2][i];
+        pe[i] = kp->v[2][i + sp];
+        d[i] = kp->v[3][i];
+    }
+    bool is_max = kp->i[0] != 0, incl = kp->i[1] != 0;
+    uint64_t planes = (uint64_t)c->in[0].dims[0] * (uint64_t)c->in[0].dims[1];
+    const float *x = c->in[0].data;
+    float *y = c->out[0].data;
+    uint64_t isz = (uint64_t)(id[0] * id[1] * id[2]), osz = (uint64_t)(od[0] * od[1] * od[2]);
+    for (uint64_t pl = 0; pl < planes; pl++)
+        for (int64_t a = 0; a < od[0]; a++)
+            for (int64_t b = 0; b < od[1]; b++)
+                for (int64_t e = 0; e < od[2]; e++) {
+                    float acc = is_max ? -INFINITY : 0.0f;
+                    int64_t cnt = 0, cnt_pad = 0;
+                    for (int64_t ka = 0; ka < k[0]; ka++) {
+                        int64_t ia = a * s[0] - p[0] + ka * d[0];
+                        for (int64_t kb = 0; kb < k[1]; kb++) {
+                            int64_t ib = b * s[1] - p[1] + kb * d[1];
+                            for (int64_t ke = 0; ke < k[2]; ke++) {
+                                int64_t ie = e * s[2] - p[2] + ke * d[2];
+                                bool in_pad =
+                                    ia < id[0] + pe[0] && ib < id[1] + pe[1] && ie < id[2] + pe[2];
+                                if (ia < 0 || ib < 0 || ie < 0 || ia >= id[0] || ib >= id[1] ||
+                                    ie >= id[2]) {
+                                    cnt_pad += in_pad;
+                                    continue;
+                                }
+                                float v = x[pl * isz + (uint64_t)((ia * id[1] + ib) * id[2] + ie)];
+                                if (is_max)
+                                    acc = v > acc ? v : acc;
+                                else
+                                    acc += v;
+                                cnt++;
+                                cnt_pad++;
+                            }
+                        }
+                    }
+                    if (!is_max) {
+                        int64_t div = incl ? cnt_pad : cnt;
+                        acc = div > 0 ? acc / (float)div : 0.0f;
+                    }
+                    y[pl * osz + (uint64_t)((a * od[1] + b) * od[2] + e)] = acc;
+                }
+    return VEIL_OK;
+}
+
+const struct veil__op_def veil__ops_nn[] = {
+    {"ReduceMean", reduce_infer, NULL, reduce_exec, 0, false, false},
+    {"ReduceSum", reduce_infer, NULL, reduce_exec, 0x2, false, false},
+    {"ReduceMax", reduce_infer, NULL, reduce_exec, 0, false, false},
+    {"Softmax", softmax_infer, NULL, softmax_exec, 0, false, false},
+    {"LogSoftmax", softmax_infer, NULL, softmax_exec, 0, false, false},
+    {"LayerNormalization", ln_infer, NULL, ln_exec, 0, false, false},
+    {"ArgMax", argmax_infer, NULL, argmax_exec, 0, false, false},
+    {"TopK", topk_infer, NULL, topk_exec, 0x2, false, false},
+    {"BatchNormalization", bn_infer, NULL, bn_exec, 0, false, false},
+    {"GlobalAveragePool", gap_infer, NULL, gap_exec, 0, false, false},
+    {"MaxPool", pool_infer, NULL, pool_exec, 0, false, false},
+    {"AveragePool", pool_infer, NULL, pool_exec, 0, false, false},
+};
+const size_t veil__ops_nn_count = sizeof(veil__ops_nn) / sizeof(veil__ops_nn[0]);

@@ -1,0 +1,983 @@
+/*
+ * Shape and data-movement operators in plain C: Shape, Size, Flatten, Reshape, Squeeze,
+ * Unsqueeze, Transpose, Concat, Split, Slice, Gather, Constant, ConstantOfShape, Range, Pad,
+ * Resize. Operators whose outputs' shapes depend on input values read those values at plan
+ * time (the operator table marks them), so shapes are known before anything runs. Gather
+ * checks every index at run time and fails the run on one out of range.
+ */
+#include "engine_int.h"
+
+#include <math.h>
+#include <string.h>
+
+static veil_err norm_axis(int64_t axis, size_t rank, size_t *out, struct veil_errbuf *eb)
+{
+    int64_t r = (int64_t)rank;
+    *out = 0;
+    if (axis < -r || axis >= r)
+        return veil_errf(eb, VEIL_E_INVALID, "axis %lld out of range for rank %zu", (long long)axis,
+                         rank);
+    *out = (size_t)(axis < 0 ? axis + r : axis);
+    return VEIL_OK;
+}
+
+/* Reads a 1-D integer tensor of at most cap values. */
+static veil_err read_ints(const struct veil__tv *t, int64_t *v, size_t cap, size_t *n,
+                          struct veil_errbuf *eb)
+{
+    *n = 0;
+    if ((t->dt != VEIL_DT_INT64 && t->dt != VEIL_DT_INT32) || t->rank > 1 || t->numel > cap)
+        return veil_errf(eb, VEIL_E_INVALID, "expected at most %zu int64 values", cap);
+    for (uint64_t i = 0; i < t->numel; i++)
+        v[i] = veil__get_i64(t, i);
+    *n = (size_t)t->numel;
+    return VEIL_OK;
+}
+
+static bool has_in(const struct veil__ictx *c, size_t i)
+{
+    return i < c->n_in && c->n->in[i] >= 0;
+}
+
+static void strides_of(const int64_t *dims, size_t rank, int64_t *st)
+{
+    int64_t s = 1;
+    for (size_t i = rank; i-- > 0;) {
+        st[i] = s;
+        s *= dims[i];
+    }
+}
+
+/* ---- Shape, Size ---- */
+
+static veil_err shape_infer(struct veil__ictx *c)
+{
+    int64_t r = (int64_t)c->in[0].rank;
+    int64_t start = veil__attr_i(c->n, "start", 0), end = veil__attr_i(c->n, "end", r);
+    if (start < 0)
+        start += r;
+    if (end < 0)
+        end += r;
+    start = start < 0 ? 0 : start > r ? r : start;
+    end = end < 0 ? 0 : end > r ? r : end;
+    if (end < start)
+        end = start;
+    c->kp->i[0] = start;
+    c->out[0].dt = VEIL_DT_INT64;
+    c->out[0].rank = 1;
+    c->out[0].dims[0] = end - start;
+    return VEIL_OK;
+}
+
+static veil_err shape_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    for (int64_t i = 0; i < c->out[0].dims[0]; i++)
+        ((int64_t *)c->out[0].data)[i] = c->in[0].dims[kp->i[0] + i];
+    return VEIL_OK;
+}
+
+static veil_err size_infer(struct veil__ictx *c)
+{
+    c->out[0].dt = VEIL_DT_INT64;
+    c->out[0].rank = 0;
+    return VEIL_OK;
+}
+
+static veil_err size_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    (void)kp;
+    *(int64_t *)c->out[0].data = (int64_t)c->in[0].numel;
+    return VEIL_OK;
+}
+
+/* ---- Views: Flatten, Reshape, Squeeze, Unsqueeze ---- */
+
+static veil_err flatten_infer(struct veil__ictx *c)
+{
+    int64_t r = (int64_t)c->in[0].rank, axis = veil__attr_i(c->n, "axis", 1);
+    if (axis < -r || axis > r)
+        return veil_errf(c->eb, VEIL_E_INVALID, "axis %lld out of range", (long long)axis);
+    if (axis < 0)
+        axis += r;
+    int64_t a = 1, b = 1;
+    for (int64_t i = 0; i < r; i++) {
+        if (i < axis)
+            a *= c->in[0].dims[i];
+        else
+            b *= c->in[0].dims[i];
+    }
+    c->out[0] = c->in[0];
+    c->out[0].rank = 2;
+    c->out[0].dims[0] = a;
+    c->out[0].dims[1] = b;
+    return VEIL_OK;
+}
+
+static veil_err reshape_infer(struct veil__ictx *c)
+{
+    int64_t shp[VEIL__ENG_RANK];
+    size_t n;
+    veil_err rc = read_ints(&c->in[1], shp, VEIL__ENG_RANK, &n, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    bool allowzero = veil__attr_i(c->n, "allowzero", 0) != 0;
+    int64_t infer_at = -1;
+    uint64_t known = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (shp[i] == 0 && !allowzero) {
+            if (i >= c->in[0].rank)
+                return veil_errf(c->eb, VEIL_E_INVALID, "shape copies a missing dimension");
+            shp[i] = c->in[0].dims[i];
+        }
+        if (shp[i] == -1) {
+            if (infer_at >= 0)
+                return veil_errf(c->eb, VEIL_E_INVALID, "shape has more than one -1");
+            infer_at = (int64_t)i;
+            continue;
+        }
+        if (shp[i] < 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "shape has a negative dimension");
+        if (__builtin_mul_overflow(known, (uint64_t)shp[i], &known))
+            return veil_errf(c->eb, VEIL_E_LIMIT, "shape is too large");
+    }
+    if (infer_at >= 0) {
+        if (known == 0 || c->in[0].numel % known != 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "cannot infer -1 in shape");
+        shp[infer_at] = (int64_t)(c->in[0].numel / known);
+        known *= (uint64_t)shp[infer_at];
+    }
+    if (known != c->in[0].numel)
+        return veil_errf(c->eb, VEIL_E_INVALID, "shape has %llu elements, input has %llu",
+                         (unsigned long long)known, (unsigned long long)c->in[0].numel);
+    c->out[0] = c->in[0];
+    c->out[0].rank = n;
+    memcpy(c->out[0].dims, shp, n * sizeof(int64_t));
+    return VEIL_OK;
+}
+
+static veil_err axes_of(struct veil__ictx *c, size_t in_idx, int64_t *axes, size_t *n)
+{
+    *n = 0;
+    if (c->opset >= 13) {
+        if (has_in(c, in_idx))
+            return read_ints(&c->in[in_idx], axes, VEIL__ENG_RANK, n, c->eb);
+        return VEIL_OK;
+    }
+    const struct veil__attr *a = veil__attr_get(c->n, "axes");
+    if (a == NULL)
+        return VEIL_OK;
+    if (a->n > VEIL__ENG_RANK)
+        return veil_errf(c->eb, VEIL_E_INVALID, "too many axes");
+    memcpy(axes, a->ints, a->n * sizeof(int64_t));
+    *n = a->n;
+    return VEIL_OK;
+}
+
+static veil_err squeeze_infer(struct veil__ictx *c)
+{
+    int64_t axes[VEIL__ENG_RANK];
+    size_t na;
+    veil_err rc = axes_of(c, 1, axes, &na);
+    if (rc != VEIL_OK)
+        return rc;
+    bool drop[VEIL__ENG_RANK] = {false};
+    for (size_t i = 0; i < na; i++) {
+        size_t ax;
+        if ((rc = norm_axis(axes[i], c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+            return rc;
+        if (c->in[0].dims[ax] != 1)
+            return veil_errf(c->eb, VEIL_E_INVALID, "cannot squeeze dimension %zu of size %lld", ax,
+                             (long long)c->in[0].dims[ax]);
+        drop[ax] = true;
+    }
+    c->out[0] = c->in[0];
+    c->out[0].rank = 0;
+    for (size_t i = 0; i < c->in[0].rank; i++)
+        if (na > 0 ? !drop[i] : c->in[0].dims[i] != 1)
+            c->out[0].dims[c->out[0].rank++] = c->in[0].dims[i];
+    return VEIL_OK;
+}
+
+static veil_err unsqueeze_infer(struct veil__ictx *c)
+{
+    int64_t axes[VEIL__ENG_RANK];
+    size_t na;
+    veil_err rc = axes_of(c, 1, axes, &na);
+    if (rc != VEIL_OK)
+        return rc;
+    size_t r = c->in[0].rank + na;
+    if (na == 0 || r > VEIL__ENG_RANK)
+        return veil_errf(c->eb, VEIL_E_INVALID, "bad axes for Unsqueeze");
+    bool ins[VEIL__ENG_RANK] = {false};
+    for (size_t i = 0; i < na; i++) {
+        size_t ax;
+        if ((rc = norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
+            return rc;
+        if (ins[ax])
+            return veil_errf(c->eb, VEIL_E_INVALID, "axis repeated");
+        ins[ax] = true;
+    }
+    c->out[0] = c->in[0];
+    c->out[0].rank = r;
+    for (size_t i = 0, k = 0; i < r; i++)
+        c->out[0].dims[i] = ins[i] ? 1 : c->in[0].dims[k++];
+    return VEIL_OK;
+}
+
+/* ---- Strided copies: Transpose and Slice ---- */
+
+struct sjob {
+    const uint8_t *in;
+    uint8_t *out;
+    size_t es, r;
+    int64_t dims[VEIL__ENG_RANK];
+    int64_t ist[VEIL__ENG_RANK];
+    int64_t base;
+};
+
+static void strided_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct sjob *j = ud;
+    int64_t len = j->dims[j->r - 1], s = j->ist[j->r - 1];
+    for (uint64_t row = lo; row < hi; row++) {
+        int64_t off = j->base;
+        uint64_t q = row;
+        for (size_t i = j->r - 1; i-- > 0;) {
+            off += (int64_t)(q % (uint64_t)j->dims[i]) * j->ist[i];
+            q /= (uint64_t)j->dims[i];
+        }
+        uint8_t *o = j->out + row * (uint64_t)len * j->es;
+        if (j->es == 4) {
+            const float *src = (const float *)(const void *)j->in + off;
+            float *dst = (float *)(void *)o;
+            if (s == 1)
+                memcpy(dst, src, (size_t)len * 4);
+            else
+                for (int64_t i = 0; i < len; i++)
+                    dst[i] = src[i * s];
+        } else {
+            for (int64_t i = 0; i < len; i++)
+                memcpy(o + (size_t)i * j->es, j->in + (size_t)(off + i * s) * j->es, j->es);
+        }
+    }
+}
+
+static void strided_run(struct sjob *j, const struct veil__tv *out)
+{
+    if (out->numel == 0)
+        return;
+    if (j->r == 0) {
+        j->r = 1;
+        j->dims[0] = 1;
+        j->ist[0] = 1;
+    }
+    uint64_t len = (uint64_t)j->dims[j->r - 1];
+    veil__parallel(out->numel / len, len > 4096 ? 1 : 4096 / len, strided_range, j);
+}
+
+static veil_err transpose_infer(struct veil__ictx *c)
+{
+    size_t r = c->in[0].rank;
+    const struct veil__attr *a = veil__attr_get(c->n, "perm");
+    bool used[VEIL__ENG_RANK] = {false};
+    if (a != NULL && a->n != r)
+        return veil_errf(c->eb, VEIL_E_INVALID, "perm has %zu entries for rank %zu", a->n, r);
+    c->out[0] = c->in[0];
+    for (size_t i = 0; i < r; i++) {
+        int64_t p = a != NULL ? a->ints[i] : (int64_t)(r - 1 - i);
+        size_t ax;
+        veil_err rc = norm_axis(p, r, &ax, c->eb);
+        if (rc != VEIL_OK)
+            return rc;
+        if (used[ax])
+            return veil_errf(c->eb, VEIL_E_INVALID, "perm repeats axis %zu", ax);
+        used[ax] = true;
+        c->kp->i[i] = (int64_t)ax;
+        c->out[0].dims[i] = c->in[0].dims[ax];
+    }
+    return VEIL_OK;
+}
+
+static veil_err transpose_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    struct sjob j;
+    int64_t st[VEIL__ENG_RANK];
+    strides_of(c->in[0].dims, c->in[0].rank, st);
+    j.in = c->in[0].data;
+    j.out = c->out[0].data;
+    j.es = veil_dtype_size(c->in[0].dt);
+    j.r = c->in[0].rank;
+    j.base = 0;
+    for (size_t i = 0; i < j.r; i++) {
+        j.dims[i] = c->out[0].dims[i];
+        j.ist[i] = st[kp->i[i]];
+    }
+    strided_run(&j, &c->out[0]);
+    return VEIL_OK;
+}
+
+static veil_err slice_infer(struct veil__ictx *c)
+{
+    int64_t starts[VEIL__ENG_RANK], ends[VEIL__ENG_RANK], axes[VEIL__ENG_RANK],
+        steps[VEIL__ENG_RANK];
+    size_t ns = 0, ne = 0, na = 0, nst = 0;
+    size_t r = c->in[0].rank;
+    veil_err rc;
+    if (!has_in(c, 1) || !has_in(c, 2))
+        return veil_errf(c->eb, VEIL_E_INVALID, "Slice needs starts and ends");
+    if ((rc = read_ints(&c->in[1], starts, VEIL__ENG_RANK, &ns, c->eb)) != VEIL_OK ||
+        (rc = read_ints(&c->in[2], ends, VEIL__ENG_RANK, &ne, c->eb)) != VEIL_OK)
+        return rc;
+    if (ns != ne)
+        return veil_errf(c->eb, VEIL_E_INVALID, "starts and ends differ in length");
+    if (has_in(c, 3)) {
+        if ((rc = read_ints(&c->in[3], axes, VEIL__ENG_RANK, &na, c->eb)) != VEIL_OK)
+            return rc;
+    } else {
+        na = ns;
+        for (size_t i = 0; i < ns; i++)
+            axes[i] = (int64_t)i;
+    }
+    if (has_in(c, 4)) {
+        if ((rc = read_ints(&c->in[4], steps, VEIL__ENG_RANK, &nst, c->eb)) != VEIL_OK)
+            return rc;
+    } else {
+        nst = ns;
+        for (size_t i = 0; i < ns; i++)
+            steps[i] = 1;
+    }
+    if (na != ns || nst != ns)
+        return veil_errf(c->eb, VEIL_E_INVALID, "Slice inputs differ in length");
+    int64_t st[VEIL__ENG_RANK];
+    strides_of(c->in[0].dims, r, st);
+    c->out[0] = c->in[0];
+    int64_t base = 0;
+    bool seen[VEIL__ENG_RANK] = {false};
+    for (size_t i = 0; i < r; i++)
+        c->kp->v[0][i] = st[i];
+    for (size_t i = 0; i < ns; i++) {
+        size_t ax;
+        if ((rc = norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
+            return rc;
+        if (seen[ax])
+            return veil_errf(c->eb, VEIL_E_INVALID, "axis repeated");
+        seen[ax] = true;
+        int64_t d = c->in[0].dims[ax], s = starts[i], e = ends[i], step = steps[i];
+        if (step == 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "step is 0");
+        if (s < 0)
+            s += d;
+        if (e < 0 && e > INT64_MIN + d)
+            e += d;
+        else if (e < 0)
+            e = -1;
+        int64_t len;
+        if (step > 0) {
+            s = s < 0 ? 0 : s > d ? d : s;
+            e = e < 0 ? 0 : e > d ? d : e;
+            len = e > s ? (e - s + step - 1) / step : 0;
+        } else {
+            s = s < 0 ? -1 : s > d - 1 ? d - 1 : s;
+            e = e < -1 ? -1 : e > d - 1 ? d - 1 : e;
+            len = s > e ? (s - e + (-step) - 1) / (-step) : 0;
+        }
+        c->out[0].dims[ax] = len;
+        if (len > 0)
+            base += s * st[ax];
+        c->kp->v[0][ax] = st[ax] * step;
+    }
+    c->kp->i[0] = base;
+    return VEIL_OK;
+}
+
+static veil_err slice_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    struct sjob j;
+    j.in = c->in[0].data;
+    j.out = c->out[0].data;
+    j.es = veil_dtype_size(c->in[0].dt);
+    j.r = c->in[0].rank;
+    j.base = kp->i[0];
+    for (size_t i = 0; i < j.r; i++) {
+        j.dims[i] = c->out[0].dims[i];
+        j.ist[i] = kp->v[0][i];
+    }
+    strided_run(&j, &c->out[0]);
+    return VEIL_OK;
+}
+
+/* ---- Concat, Split ---- */
+
+static veil_err concat_infer(struct veil__ictx *c)
+{
+    if (c->n_in == 0 || !has_in(c, 0))
+        return veil_errf(c->eb, VEIL_E_INVALID, "Concat needs inputs");
+    size_t r = c->in[0].rank, ax;
+    veil_err rc = norm_axis(veil__attr_i(c->n, "axis", 0), r, &ax, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    c->out[0] = c->in[0];
+    int64_t total = 0;
+    for (size_t i = 0; i < c->n_in; i++) {
+        if (!has_in(c, i) || c->in[i].rank != r || c->in[i].dt != c->in[0].dt)
+            return veil_errf(c->eb, VEIL_E_INVALID, "input %zu differs in rank or type", i);
+        for (size_t d = 0; d < r; d++)
+            if (d != ax && c->in[i].dims[d] != c->in[0].dims[d])
+                return veil_errf(c->eb, VEIL_E_INVALID, "input %zu differs in dimension %zu", i, d);
+        total += c->in[i].dims[ax];
+    }
+    c->out[0].dims[ax] = total;
+    c->kp->i[0] = (int64_t)ax;
+    return VEIL_OK;
+}
+
+static veil_err concat_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->out[0].dt);
+    uint64_t outer = 1, inner = 1;
+    for (size_t d = 0; d < ax; d++)
+        outer *= (uint64_t)c->out[0].dims[d];
+    for (size_t d = ax + 1; d < c->out[0].rank; d++)
+        inner *= (uint64_t)c->out[0].dims[d];
+    size_t orow = (size_t)((uint64_t)c->out[0].dims[ax] * inner * es);
+    size_t off = 0;
+    for (size_t i = 0; i < c->n_in; i++) {
+        size_t chunk = (size_t)((uint64_t)c->in[i].dims[ax] * inner * es);
+        for (uint64_t o = 0; o < outer; o++)
+            if (chunk > 0)
+                memcpy((uint8_t *)c->out[0].data + o * orow + off,
+                       (const uint8_t *)c->in[i].data + o * chunk, chunk);
+        off += chunk;
+    }
+    return VEIL_OK;
+}
+
+static veil_err split_infer(struct veil__ictx *c)
+{
+    size_t r = c->in[0].rank, ax;
+    veil_err rc = norm_axis(veil__attr_i(c->n, "axis", 0), r, &ax, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    int64_t sizes[8];
+    size_t ns = 0;
+    if (c->n_out > 8)
+        return veil_errf(c->eb, VEIL_E_LIMIT, "too many outputs");
+    if (c->opset >= 13 && has_in(c, 1)) {
+        if ((rc = read_ints(&c->in[1], sizes, 8, &ns, c->eb)) != VEIL_OK)
+            return rc;
+    } else if (c->opset < 13 && veil__attr_get(c->n, "split") != NULL) {
+        const struct veil__attr *a = veil__attr_get(c->n, "split");
+        if (a->n > 8)
+            return veil_errf(c->eb, VEIL_E_LIMIT, "too many splits");
+        memcpy(sizes, a->ints, a->n * sizeof(int64_t));
+        ns = a->n;
+    } else {
+        int64_t d = c->in[0].dims[ax], n = (int64_t)c->n_out;
+        if (n == 0 || d % n != 0)
+            return veil_errf(c->eb, VEIL_E_INVALID,
+                             "dimension %lld does not split evenly into "
+                             "%lld",
+                             (long long)d, (long long)n);
+        for (size_t i = 0; i < c->n_out; i++)
+            sizes[i] = d / n;
+        ns = c->n_out;
+    }
+    if (ns != c->n_out)
+        return veil_errf(c->eb, VEIL_E_INVALID, "split has %zu sizes for %zu outputs", ns,
+                         c->n_out);
+    int64_t total = 0;
+    for (size_t i = 0; i < ns; i++) {
+        if (sizes[i] < 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "negative split");
+        total += sizes[i];
+        c->out[i] = c->in[0];
+        c->out[i].dims[ax] = sizes[i];
+    }
+    if (total != c->in[0].dims[ax])
+        return veil_errf(c->eb, VEIL_E_INVALID, "splits sum to %lld, dimension is %lld",
+                         (long long)total, (long long)c->in[0].dims[ax]);
+    c->kp->i[0] = (int64_t)ax;
+    return VEIL_OK;
+}
+
+static veil_err split_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->in[0].dt);
+    uint64_t outer = 1, inner = 1;
+    for (size_t d = 0; d < ax; d++)
+        outer *= (uint64_t)c->in[0].dims[d];
+    for (size_t d = ax + 1; d < c->in[0].rank; d++)
+        inner *= (uint64_t)c->in[0].dims[d];
+    size_t irow = (size_t)((uint64_t)c->in[0].dims[ax] * inner * es), off = 0;
+    for (size_t i = 0; i < c->n_out; i++) {
+        size_t chunk = (size_t)((uint64_t)c->out[i].dims[ax] * inner * es);
+        if (c->n->out[i] >= 0)
+            for (uint64_t o = 0; o < outer; o++)
+                if (chunk > 0)
+                    memcpy((uint8_t *)c->out[i].data + o * chunk,
+                           (const uint8_t *)c->in[0].data + o * irow + off, chunk);
+        off += chunk;
+    }
+    return VEIL_OK;
+}
+
+/* ---- Gather ---- */
+
+static veil_err gather_infer(struct veil__ictx *c)
+{
+    size_t r = c->in[0].rank, ax;
+    veil_err rc = norm_axis(veil__attr_i(c->n, "axis", 0), r, &ax, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    const struct veil__tv *ix = &c->in[1];
+    if (ix->dt != VEIL_DT_INT64 && ix->dt != VEIL_DT_INT32)
+        return veil_errf(c->eb, VEIL_E_INVALID, "indices must be int32 or int64");
+    if (r - 1 + ix->rank > VEIL__ENG_RANK)
+        return veil_errf(c->eb, VEIL_E_LIMIT, "output rank too large");
+    c->out[0].dt = c->in[0].dt;
+    c->out[0].rank = 0;
+    for (size_t d = 0; d < ax; d++)
+        c->out[0].dims[c->out[0].rank++] = c->in[0].dims[d];
+    for (size_t d = 0; d < ix->rank; d++)
+        c->out[0].dims[c->out[0].rank++] = ix->dims[d];
+    for (size_t d = ax + 1; d < r; d++)
+        c->out[0].dims[c->out[0].rank++] = c->in[0].dims[d];
+    c->kp->i[0] = (int64_t)ax;
+    return VEIL_OK;
+}
+
+static veil_err gather_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->in[0].dt);
+    uint64_t outer = 1, inner = 1;
+    for (size_t d = 0; d < ax; d++)
+        outer *= (uint64_t)c->in[0].dims[d];
+    for (size_t d = ax + 1; d < c->in[0].rank; d++)
+        inner *= (uint64_t)c->in[0].dims[d];
+    int64_t len = c->in[0].dims[ax];
+    uint64_t ni = c->in[1].numel;
+    size_t chunk = (size_t)(inner * es);
+    for (uint64_t k = 0; k < ni; k++) {
+        int64_t ix = veil__get_i64(&c->in[1], k);
+        if (ix < -len || ix >= len)
+            return veil_errf(c->eb, VEIL_E_INVALID, "index %lld out of range [-%lld, %lld)",
+                             (long long)ix, (long long)len, (long long)len);
+    }
+    for (uint64_t o = 0; o < outer; o++)
+        for (uint64_t k = 0; k < ni; k++) {
+            int64_t ix = veil__get_i64(&c->in[1], k);
+            if (ix < 0)
+                ix += len;
+            memcpy((uint8_t *)c->out[0].data + (o * ni + k) * chunk,
+                   (const uint8_t *)c->in[0].data + (o * (uint64_t)len + (uint64_t)ix) * chunk,
+                   chunk);
+        }
+    return VEIL_OK;
+}
+
+/* ---- Constant, ConstantOfShape, Range ---- */
+
+static veil_err constant_infer(struct veil__ictx *c)
+{
+    const struct veil__attr *a;
+    c->kp->i[0] = -1;
+    if ((a = veil__attr_get(c->n, "value")) != NULL && a->tensor >= 0) {
+        c->out[0] = c->g->values[a->tensor].c;
+        c->kp->i[0] = a->tensor;
+        return VEIL_OK;
+    }
+    if ((a = veil__attr_get(c->n, "value_float")) != NULL) {
+        c->out[0].dt = VEIL_DT_FLOAT;
+        c->out[0].rank = 0;
+        c->kp->f[0] = a->f;
+        c->kp->i[1] = 1;
+        return VEIL_OK;
+    }
+    if ((a = veil__attr_get(c->n, "value_int")) != NULL) {
+        c->out[0].dt = VEIL_DT_INT64;
+        c->out[0].rank = 0;
+        c->kp->i[2] = a->i;
+        c->kp->i[1] = 2;
+        return VEIL_OK;
+    }
+    if ((a = veil__attr_get(c->n, "value_floats")) != NULL ||
+        (a = veil__attr_get(c->n, "value_ints")) != NULL) {
+        c->out[0].dt = a->type == VEIL_ONNX_ATTR_FLOATS ? VEIL_DT_FLOAT : VEIL_DT_INT64;
+        c->out[0].rank = 1;
+        c->out[0].dims[0] = (int64_t)a->n;
+        c->kp->i[1] = a->type == VEIL_ONNX_ATTR_FLOATS ? 3 : 4;
+        return VEIL_OK;
+    }
+    return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Constant without a supported value attribute");
+}
+
+static veil_err constant_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t nbytes = (size_t)c->out[0].numel * veil_dtype_size(c->out[0].dt);
+    if (kp->i[0] >= 0) {
+        if (nbytes > 0)
+            memcpy(c->out[0].data, c->g->values[kp->i[0]].c.data, nbytes);
+    } else if (kp->i[1] == 1) {
+        *(float *)c->out[0].data = kp->f[0];
+    } else if (kp->i[1] == 2) {
+        *(int64_t *)c->out[0].data = kp->i[2];
+    } else {
+        const struct veil__attr *a =
+            veil__attr_get(c->n, kp->i[1] == 3 ? "value_floats" : "value_ints");
+        if (nbytes > 0)
+            memcpy(c->out[0].data, kp->i[1] == 3 ? (const void *)a->floats : (const void *)a->ints,
+                   nbytes);
+    }
+    return VEIL_OK;
+}
+
+static veil_err cos_infer(struct veil__ictx *c)
+{
+    int64_t shp[VEIL__ENG_RANK];
+    size_t n;
+    veil_err rc = read_ints(&c->in[0], shp, VEIL__ENG_RANK, &n, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    const struct veil__attr *a = veil__attr_get(c->n, "value");
+    c->out[0].dt = VEIL_DT_FLOAT;
+    c->kp->i[0] = -1;
+    if (a != NULL && a->tensor >= 0) {
+        const struct veil__tv *t = &c->g->values[a->tensor].c;
+        if (t->numel != 1)
+            return veil_errf(c->eb, VEIL_E_INVALID, "value must have one element");
+        c->out[0].dt = t->dt;
+        c->kp->i[0] = a->tensor;
+    }
+    c->out[0].rank = n;
+    for (size_t i = 0; i < n; i++) {
+        if (shp[i] < 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "negative dimension");
+        c->out[0].dims[i] = shp[i];
+    }
+    return VEIL_OK;
+}
+
+static veil_err cos_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t es = veil_dtype_size(c->out[0].dt);
+    uint8_t zero[8] = {0};
+    const uint8_t *v = kp->i[0] >= 0 ? c->g->values[kp->i[0]].c.data : zero;
+    for (uint64_t i = 0; i < c->out[0].numel; i++)
+        memcpy((uint8_t *)c->out[0].data + i * es, v, es);
+    return VEIL_OK;
+}
+
+static veil_err range_infer(struct veil__ictx *c)
+{
+    for (size_t i = 0; i < 3; i++)
+        if (!has_in(c, i) || c->in[i].numel != 1 || c->in[i].dt != c->in[0].dt)
+            return veil_errf(c->eb, VEIL_E_INVALID, "Range needs three scalars of one type");
+    double s = veil__get_f64(&c->in[0], 0), l = veil__get_f64(&c->in[1], 0),
+           d = veil__get_f64(&c->in[2], 0);
+    if (d == 0 || !isfinite(s) || !isfinite(l) || !isfinite(d))
+        return veil_errf(c->eb, VEIL_E_INVALID, "Range delta is 0 or a bound is not finite");
+    double n = ceil((l - s) / d);
+    if (n < 0)
+        n = 0;
+    if (n > 1e9)
+        return veil_errf(c->eb, VEIL_E_LIMIT, "Range of %.0f elements", n);
+    c->out[0].dt = c->in[0].dt;
+    c->out[0].rank = 1;
+    c->out[0].dims[0] = (int64_t)n;
+    return VEIL_OK;
+}
+
+static veil_err range_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    (void)kp;
+    bool fl = c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE;
+    for (uint64_t i = 0; i < c->out[0].numel; i++) {
+        if (fl)
+            veil__set_f64(&c->out[0], i,
+                          veil__get_f64(&c->in[0], 0) + (double)i * veil__get_f64(&c->in[2], 0));
+        else
+            veil__set_i64(&c->out[0], i,
+                          veil__get_i64(&c->in[0], 0) + (int64_t)i * veil__get_i64(&c->in[2], 0));
+    }
+    return VEIL_OK;
+}
+
+/* ---- Pad ---- */
+
+static veil_err pad_infer(struct veil__ictx *c)
+{
+    size_t r = c->in[0].rank, n;
+    int64_t pads[2 * VEIL__ENG_RANK];
+    veil_err rc;
+    const char *mode = veil__attr_s(c->n, "mode", "constant");
+    if (strcmp(mode, "constant") == 0)
+        c->kp->i[0] = 0;
+    else if (strcmp(mode, "reflect") == 0)
+        c->kp->i[0] = 1;
+    else if (strcmp(mode, "edge") == 0)
+        c->kp->i[0] = 2;
+    else
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "mode '%s'", mode);
+    if (!has_in(c, 1))
+        return veil_errf(c->eb, VEIL_E_INVALID, "Pad needs pads");
+    if ((rc = read_ints(&c->in[1], pads, 2 * VEIL__ENG_RANK, &n, c->eb)) != VEIL_OK)
+        return rc;
+    if (n != 2 * r)
+        return veil_errf(c->eb, VEIL_E_INVALID, "pads has %zu values for rank %zu", n, r);
+    if (has_in(c, 3))
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Pad axes input");
+    c->out[0] = c->in[0];
+    for (size_t i = 0; i < r; i++) {
+        int64_t d = c->in[0].dims[i] + pads[i] + pads[i + r];
+        if (d < 0 || pads[i] > (1 << 24) || pads[i + r] > (1 << 24))
+            return veil_errf(c->eb, VEIL_E_INVALID, "pads give a negative or huge dimension");
+        if (c->kp->i[0] != 0 && (pads[i] < 0 || pads[i + r] < 0))
+            return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "negative pads in mode '%s'", mode);
+        if (c->kp->i[0] == 1 && d != c->in[0].dims[i] &&
+            (pads[i] >= c->in[0].dims[i] || pads[i + r] >= c->in[0].dims[i]))
+            return veil_errf(c->eb, VEIL_E_INVALID, "reflect pads must be below the dimension");
+        if (c->kp->i[0] == 2 && d != c->in[0].dims[i] && c->in[0].dims[i] == 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "edge padding of an empty dimension");
+        c->out[0].dims[i] = d;
+        c->kp->v[0][i] = pads[i];
+    }
+    c->kp->f[0] = 0.0f;
+    if (has_in(c, 2)) {
+        if (c->in[2].data == NULL || c->in[2].numel != 1 || c->in[2].dt != c->in[0].dt)
+            return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
+                             "constant_value must be a constant "
+                             "scalar of the input's type");
+        c->kp->f[0] = (float)veil__get_f64(&c->in[2], 0);
+        c->kp->i[1] = veil__get_i64(&c->in[2], 0);
+    }
+    return VEIL_OK;
+}
+
+static veil_err pad_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t r = c->in[0].rank, es = veil_dtype_size(c->in[0].dt);
+    int64_t ist[VEIL__ENG_RANK];
+    strides_of(c->in[0].dims, r, ist);
+    uint8_t cval[8];
+    struct veil__tv cv = {c->in[0].dt, 0, {0}, 1, cval};
+    if (c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE)
+        veil__set_f64(&cv, 0, kp->f[0]);
+    else
+        veil__set_i64(&cv, 0, kp->i[1]);
+    for (uint64_t o = 0; o < c->out[0].numel; o++) {
+        uint64_t q = o;
+        int64_t off = 0;
+        bool outside = false;
+        for (size_t i = r; i-- > 0;) {
+            int64_t d = c->in[0].dims[i];
+            int64_t x = (int64_t)(q % (uint64_t)c->out[0].dims[i]) - kp->v[0][i];
+            q /= (uint64_t)c->out[0].dims[i];
+            if (x < 0 || x >= d) {
+                if (kp->i[0] == 0) {
+                    outside = true;
+                    break;
+                }
+                if (kp->i[0] == 1) {
+                    if (d == 1)
+                        x = 0;
+                    while (x < 0 || x >= d)
+                        x = x < 0 ? -x : 2 * (d - 1) - x;
+                } else {
+                    x = x < 0 ? 0 : d - 1;
+                }
+            }
+            off += x * ist[i];
+        }
+        memcpy((uint8_t *)c->out[0].data + o * es,
+               outside ? cval : (const uint8_t *)c->in[0].data + (size_t)off * es, es);
+    }
+    return VEIL_OK;
+}
+
+/* ---- Resize (nearest and linear) ---- */
+
+struct resize_axis {
+    int64_t i0, i1;
+    float w;
+};
+
+static veil_err resize_infer(struct veil__ictx *c)
+{
+    size_t r = c->in[0].rank;
+    const char *mode = veil__attr_s(c->n, "mode", "nearest");
+    const char *ctm = veil__attr_s(c->n, "coordinate_transformation_mode", "half_pixel");
+    const char *nm = veil__attr_s(c->n, "nearest_mode", "round_prefer_floor");
+    float scales[VEIL__ENG_RANK];
+    int64_t sizes[VEIL__ENG_RANK];
+    size_t n;
+    veil_err rc;
+    int imode = strcmp(mode, "nearest") == 0 ? 0 : strcmp(mode, "linear") == 0 ? 1 : -1;
+    if (imode < 0)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "mode '%s' (nearest and linear are)", mode);
+    int ictm = strcmp(ctm, "half_pixel") == 0             ? 0
+               : strcmp(ctm, "pytorch_half_pixel") == 0   ? 1
+               : strcmp(ctm, "align_corners") == 0        ? 2
+               : strcmp(ctm, "asymmetric") == 0           ? 3
+               : strcmp(ctm, "tf_half_pixel_for_nn") == 0 ? 4
+                                                          : -1;
+    if (ictm < 0)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "coordinate_transformation_mode '%s'", ctm);
+    int inm = strcmp(nm, "round_prefer_floor") == 0  ? 0
+              : strcmp(nm, "round_prefer_ceil") == 0 ? 1
+              : strcmp(nm, "floor") == 0             ? 2
+              : strcmp(nm, "ceil") == 0              ? 3
+                                                     : -1;
+    if (inm < 0)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "nearest_mode '%s'", nm);
+    c->out[0] = c->in[0];
+    if (has_in(c, 3) && c->in[3].numel > 0) {
+        if ((rc = read_ints(&c->in[3], sizes, VEIL__ENG_RANK, &n, c->eb)) != VEIL_OK)
+            return rc;
+        if (n != r)
+            return veil_errf(c->eb, VEIL_E_INVALID, "sizes has %zu values for rank %zu", n, r);
+        for (size_t i = 0; i < r; i++) {
+            if (sizes[i] < 0 || sizes[i] > (1 << 24))
+                return veil_errf(c->eb, VEIL_E_INVALID, "bad size");
+            c->out[0].dims[i] = sizes[i];
+            scales[i] = c->in[0].dims[i] > 0 ? (float)sizes[i] / (float)c->in[0].dims[i] : 1.0f;
+        }
+    } else if (has_in(c, 2) && c->in[2].numel > 0) {
+        if (c->in[2].dt != VEIL_DT_FLOAT || c->in[2].numel != r)
+            return veil_errf(c->eb, VEIL_E_INVALID, "scales must hold %zu floats", r);
+        for (size_t i = 0; i < r; i++) {
+            scales[i] = ((const float *)c->in[2].data)[i];
+            double d = floor((double)c->in[0].dims[i] * scales[i]);
+            if (!(scales[i] > 0) || d > (1 << 24))
+                return veil_errf(c->eb, VEIL_E_INVALID, "bad scale");
+            c->out[0].dims[i] = (int64_t)d;
+        }
+    } else {
+        return veil_errf(c->eb, VEIL_E_INVALID, "Resize needs scales or sizes");
+    }
+    uint64_t total = 0;
+    for (size_t i = 0; i < r; i++)
+        total += (uint64_t)c->out[0].dims[i];
+    struct resize_axis *tab = veil_allocarray(total + 1, sizeof(*tab));
+    if (tab == NULL)
+        return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for Resize tables");
+    veil_free(c->kp->ptr);
+    c->kp->ptr = tab;
+    for (size_t i = 0; i < r; i++) {
+        int64_t in = c->in[0].dims[i], out = c->out[0].dims[i];
+        float s = scales[i];
+        for (int64_t x = 0; x < out; x++) {
+            double xo;
+            switch (ictm) {
+            case 0:
+                xo = (x + 0.5) / s - 0.5;
+                break;
+            case 1:
+                xo = out > 1 ? (x + 0.5) / s - 0.5 : 0.0;
+                break;
+            case 2: {
+                double den = (double)in * s - 1.0;
+                xo = den <= 0 ? 0.0 : (double)x * (double)(in - 1) / den;
+                break;
+            }
+            case 3:
+                xo = x / (double)s;
+                break;
+            default:
+                xo = (x + 0.5) / s;
+                break;
+            }
+            struct resize_axis *e = &tab[x];
+            if (imode == 0) {
+                double fl = floor(xo), fr = xo - fl;
+                int64_t ix;
+                switch (inm) {
+                case 0:
+                    ix = fr == 0.5 ? (int64_t)fl : (int64_t)floor(xo + 0.5);
+                    break;
+                case 1:
+                    ix = fr == 0.5 ? (int64_t)fl + 1 : (int64_t)floor(xo + 0.5);
+                    break;
+                case 2:
+                    ix = (int64_t)fl;
+                    break;
+                default:
+                    ix = (int64_t)ceil(xo);
+                    break;
+                }
+                ix = ix < 0 ? 0 : ix >= in ? in - 1 : ix;
+                e->i0 = e->i1 = ix;
+                e->w = 0.0f;
+            } else {
+                if (xo < 0)
+                    xo = 0;
+                if (xo > (double)(in - 1))
+                    xo = (double)(in - 1);
+                int64_t i0 = (int64_t)floor(xo);
+                e->i0 = i0;
+                e->i1 = i0 + 1 < in ? i0 + 1 : in - 1;
+                e->w = (float)(xo - (double)i0);
+            }
+        }
+        tab += out;
+    }
+    if (c->in[0].dt != VEIL_DT_FLOAT)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Resize of %s", veil_dtype_name(c->in[0].dt));
+    return VEIL_OK;
+}
+
+static veil_err resize_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t r = c->in[0].rank;
+    const struct resize_axis *tabs[VEIL__ENG_RANK];
+    const struct resize_axis *t = kp->ptr;
+    int64_t ist[VEIL__ENG_RANK];
+    strides_of(c->in[0].dims, r, ist);
+    for (size_t i = 0; i < r; i++) {
+        tabs[i] = t;
+        t += c->out[0].dims[i];
+    }
+    const float *x = c->in[0].data;
+    float *y = c->out[0].data;
+    for (uint64_t o = 0; o < c->out[0].numel; o++) {
+        const struct resize_axis *e[VEIL__ENG_RANK];
+        uint64_t q = o;
+        for (size_t i = r; i-- > 0;) {
+            e[i] = &tabs[i][q % (uint64_t)c->out[0].dims[i]];
+            q /= (uint64_t)c->out[0].dims[i];
+        }
+        double acc = 0;
+        for (uint32_t corner = 0; corner < (1u << r); corner++) {
+            double w = 1;
+            int64_t off = 0;
+            for (size_t i = 0; i < r && w != 0; i++) {
+                bool hi = (corner >> i) & 1u;
+                w *= hi ? e[i]->w : 1.0 - e[i]->w;
+                off += (hi ? e[i]->i1 : e[i]->i0) * ist[i];
+            }
+            if (w != 0)
+                acc += w * x[off];
+        }
+        y[o] = (float)acc;
+    }
+    return VEIL_OK;
+}
+
+const struct veil__op_def veil__ops_shape[] = {
+    {"Shape", shape_infer, NULL, shape_exec, 0, false, false},
+    {"Size", size_infer, NULL, size_exec, 0, false, false},
+    {"Flatten", flatten_infer, NULL, NULL, 0, true, false},
+    {"Reshape", reshape_infer, NULL, NULL, 0x2, true, false},
+    {"Squeeze", squeeze_infer, NULL, NULL, 0x2, true, false},
+    {"Unsqueeze", unsqueeze_infer, NULL, NULL, 0x2, true, false},
+    {"Transpose", transpose_infer, NULL, transpose_exec, 0, false, false},
+    {"Slice", slice_infer, NULL, slice_exec, 0x1e, false, false},
+    {"Concat", concat_infer, NULL, concat_exec, 0, false, false},
+    {"Split", split_infer, NULL, split_exec, 0x2, false, false},
+    {"Gather", gather_infer, NULL, gather_exec, 0, false, false},
+    {"Constant", constant_infer, NULL, constant_exec, 0, false, false},
+    {"ConstantOfShape", cos_infer, NULL, cos_exec, 0x1, false, false},
+    {"Range", range_infer, NULL, range_exec, 0x7, false, false},
+    {"Pad", pad_infer, NULL, pad_exec, 0xe, false, false},
+    {"Resize", resize_infer, NULL, resize_exec, 0xe, false, false},
+};
+const size_t veil__ops_shape_count = sizeof(veil__ops_shape) / sizeof(veil__ops_shape[0]);

@@ -1,0 +1,354 @@
+/*
+ * Load-time graph optimisation. Each pass rewrites nodes in place and marks the nodes it
+ * absorbs dead; a value is only rewired when it has exactly one reader and is not a graph
+ * output, so no other consumer can observe the change. Passes, in order:
+ *  - the GELU subgraph of exporters (x * 0.5 * (1 + erf(x / sqrt 2))) becomes one Gelu node;
+ *  - BatchNormalization after a Conv with constant weights is folded into the weights and bias;
+ *  - MatMul followed by Add of a constant [N] vector takes the vector as its bias;
+ *  - a residual Add of a Conv/MatMul/Gemm output becomes a post-op of that node;
+ *  - ReLU, LeakyRelu, Clip (constant bounds), Sigmoid, Tanh and Gelu after a Conv/MatMul/Gemm
+ *    become post-ops.
+ */
+#include "engine_int.h"
+
+#include <math.h>
+#include <string.h>
+
+struct uses {
+    size_t *count;   /* readers per value (live nodes) plus one if a graph output */
+    int32_t *reader; /* the last reader seen */
+};
+
+static veil_err count_uses(const struct veil__graph *g, struct uses *u)
+{
+    u->count = veil_calloc(g->n_values + 1, sizeof(size_t));
+    u->reader = veil_calloc(g->n_values + 1, sizeof(int32_t));
+    if (u->count == NULL || u->reader == NULL)
+        return VEIL_E_NOMEM;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        const struct veil__node *n = &g->nodes[i];
+        if (n->dead)
+            continue;
+        for (size_t k = 0; k <= n->n_in; k++) {
+            int32_t v = k < n->n_in ? n->in[k] : n->add_in;
+            if (v < 0)
+                continue;
+            u->count[v]++;
+            u->reader[v] = (int32_t)i;
+        }
+    }
+    for (size_t i = 0; i < g->n_outputs; i++)
+        u->count[g->outputs[i]]++;
+    return VEIL_OK;
+}
+
+static void uses_release(struct uses *u)
+{
+    veil_free(u->count);
+    veil_free(u->reader);
+}
+
+/* The single reader of node i's output 0, or -1. */
+static int32_t sole_reader(const struct veil__graph *g, const struct uses *u, size_t i)
+{
+    const struct veil__node *n = &g->nodes[i];
+    if (n->n_out < 1 || n->out[0] < 0)
+        return -1;
+    for (size_t k = 1; k < n->n_out; k++)
+        if (n->out[k] >= 0)
+            return -1;
+    int32_t v = n->out[0];
+    if (u->count[v] != 1 || g->values[v].is_output)
+        return -1;
+    return u->reader[v];
+}
+
+static bool is_op(const struct veil__node *n, const char *name)
+{
+    return !n->dead && strcmp(n->op_type, name) == 0;
+}
+
+static const struct veil__value *const_in(const struct veil__graph *g, const struct veil__node *n,
+                                          size_t k)
+{
+    if (k >= n->n_in || n->in[k] < 0 || !g->values[n->in[k]].is_const)
+        return NULL;
+    return &g->values[n->in[k]];
+}
+
+static bool scalar_is(const struct veil__value *v, float x, float tol)
+{
+    return v != NULL && v->c.dt == VEIL_DT_FLOAT && v->c.numel == 1 &&
+           fabsf(*(const float *)v->c.data - x) <= tol;
+}
+
+/* The node output `to` now carries what `from` carried (from's producer output is replaced). */
+static void take_output(struct veil__graph *g, struct veil__node *n, struct veil__node *dead)
+{
+    int32_t v = dead->out[0];
+    n->out[0] = v;
+    g->values[v].producer = (int32_t)(n - g->nodes);
+    dead->dead = true;
+}
+
+static veil_err grow_inputs(struct veil__node *n, size_t want)
+{
+    if (n->n_in >= want)
+        return VEIL_OK;
+    int32_t *in = veil_reallocarray(n->in, want + 1, sizeof(int32_t));
+    if (in == NULL)
+        return VEIL_E_NOMEM;
+    for (size_t k = n->n_in; k < want; k++)
+        in[k] = -1;
+    n->in = in;
+    n->n_in = want;
+    return VEIL_OK;
+}
+
+/* x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5 (or 0.5 * x first), as torch exports GELU. */
+static veil_err fuse_gelu(struct veil__graph *g, const struct uses *u)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct veil__node *div = &g->nodes[i];
+        if (!is_op(div, "Div") || div->n_in != 2 ||
+            !scalar_is(const_in(g, div, 1), 1.4142135f, 1e-4f))
+            continue;
+        int32_t x = div->in[0];
+        int32_t e = sole_reader(g, u, i);
+        if (e < 0 || !is_op(&g->nodes[e], "Erf"))
+            continue;
+        int32_t a = sole_reader(g, u, (size_t)e);
+        if (a < 0 || !is_op(&g->nodes[a], "Add"))
+            continue;
+        struct veil__node *add = &g->nodes[a];
+        if (!(scalar_is(const_in(g, add, 1), 1.0f, 0) || scalar_is(const_in(g, add, 0), 1.0f, 0)))
+            continue;
+        int32_t m1 = sole_reader(g, u, (size_t)a);
+        if (m1 < 0 || !is_op(&g->nodes[m1], "Mul"))
+            continue;
+        struct veil__node *mul1 = &g->nodes[m1];
+        if (!(mul1->in[0] == x || mul1->in[1] == x))
+            continue;
+        int32_t m2 = sole_reader(g, u, (size_t)m1);
+        if (m2 < 0 || !is_op(&g->nodes[m2], "Mul"))
+            continue;
+        struct veil__node *mul2 = &g->nodes[m2];
+        if (!(scalar_is(const_in(g, mul2, 1), 0.5f, 0) || scalar_is(const_in(g, mul2, 0), 0.5f, 0)))
+            continue;
+        /* Rewrite div into Gelu(x) producing mul2's output. */
+        int op = veil__op_index("Gelu");
+        char *name = veil_strdup("Gelu");
+        if (name == NULL)
+            return VEIL_E_NOMEM;
+        veil_free(div->op_type);
+        div->op_type = name;
+        div->op = op;
+        div->n_in = 1;
+        g->nodes[e].dead = true;
+        add->dead = true;
+        mul1->dead = true;
+        take_output(g, div, mul2);
+    }
+    return VEIL_OK;
+}
+
+static veil_err fold_bn(struct veil__graph *g, const struct uses *u)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct veil__node *conv = &g->nodes[i];
+        if (!is_op(conv, "Conv") || conv->n_post > 0 || conv->add_in >= 0)
+            continue;
+        const struct veil__value *w = const_in(g, conv, 1), *b = const_in(g, conv, 2);
+        if (w == NULL || w->c.dt != VEIL_DT_FLOAT || w->c.rank < 3 ||
+            (conv->n_in > 2 && conv->in[2] >= 0 && b == NULL))
+            continue;
+        int32_t r = sole_reader(g, u, i);
+        if (r < 0 || !is_op(&g->nodes[r], "BatchNormalization"))
+            continue;
+        struct veil__node *bn = &g->nodes[r];
+        if (bn->n_in != 5 || bn->in[0] != conv->out[0] || bn->n_out != 1 ||
+            veil__attr_i(bn, "training_mode", 0) != 0)
+            continue;
+        const struct veil__value *p[4];
+        int64_t m = w->c.dims[0];
+        bool ok = true;
+        for (size_t k = 0; k < 4; k++) {
+            p[k] = const_in(g, bn, k + 1);
+            ok = ok && p[k] != NULL && p[k]->c.dt == VEIL_DT_FLOAT && p[k]->c.numel == (uint64_t)m;
+        }
+        if (!ok || (b != NULL && (b->c.dt != VEIL_DT_FLOAT || b->c.numel != (uint64_t)m)))
+            continue;
+        float eps = veil__attr_f(bn, "epsilon", 1e-5f);
+        size_t per = (size_t)(w->c.numel / (uint64_t)m);
+        float *nw = veil_aligned_alloc(64, w->nbytes + 64);
+        float *nb = veil_aligned_alloc(64, (size_t)m * sizeof(float) + 64);
+        if (nw == NULL || nb == NULL) {
+            veil_aligned_free(nw);
+            veil_aligned_free(nb);
+            return VEIL_E_NOMEM;
+        }
+        const float *ow = w->c.data, *sc = p[0]->c.data, *bb = p[1]->c.data, *mean = p[2]->c.data,
+                    *var = p[3]->c.data;
+        for (int64_t o = 0; o < m; o++) {
+            double a = sc[o] / sqrt((double)var[o] + eps);
+            for (size_t k = 0; k < per; k++)
+                nw[(size_t)o * per + k] = (float)(ow[(size_t)o * per + k] * a);
+            double ob = b != NULL ? ((const float *)b->c.data)[o] : 0.0;
+            nb[o] = (float)((ob - mean[o]) * a + bb[o]);
+        }
+        int64_t wd[VEIL__ENG_RANK], bd[1] = {m};
+        memcpy(wd, w->c.dims, sizeof(wd));
+        size_t wrank = w->c.rank;
+        int32_t wid, bid;
+        veil_err rc =
+            veil__graph_add_const(g, "bn_folded_weight", VEIL_DT_FLOAT, wrank, wd, nw, &wid);
+        if (rc != VEIL_OK) {
+            veil_aligned_free(nw);
+            veil_aligned_free(nb);
+            return rc;
+        }
+        rc = veil__graph_add_const(g, "bn_folded_bias", VEIL_DT_FLOAT, 1, bd, nb, &bid);
+        if (rc != VEIL_OK) {
+            veil_aligned_free(nb);
+            return rc;
+        }
+        conv = &g->nodes[i]; /* values may have moved; nodes did not */
+        if ((rc = grow_inputs(conv, 3)) != VEIL_OK)
+            return rc;
+        conv->in[1] = wid;
+        conv->in[2] = bid;
+        take_output(g, conv, bn);
+    }
+    return VEIL_OK;
+}
+
+static veil_err fuse_matmul_bias(struct veil__graph *g, const struct uses *u)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct veil__node *mm = &g->nodes[i];
+        if (!is_op(mm, "MatMul") || mm->n_in != 2 || mm->n_post > 0 || mm->add_in >= 0)
+            continue;
+        const struct veil__value *w = const_in(g, mm, 1);
+        if (w == NULL || w->c.dt != VEIL_DT_FLOAT || w->c.rank != 2)
+            continue;
+        int32_t r = sole_reader(g, u, i);
+        if (r < 0 || !is_op(&g->nodes[r], "Add"))
+            continue;
+        struct veil__node *add = &g->nodes[r];
+        size_t other = add->in[0] == mm->out[0] ? 1 : 0;
+        const struct veil__value *b = const_in(g, add, other);
+        if (b == NULL || b->c.dt != VEIL_DT_FLOAT || b->c.numel != (uint64_t)w->c.dims[1] ||
+            b->c.rank < 1 || b->c.dims[b->c.rank - 1] != w->c.dims[1] || b->c.rank > 1)
+            continue;
+        veil_err rc = grow_inputs(mm, 3);
+        if (rc != VEIL_OK)
+            return rc;
+        mm->in[2] = add->in[other];
+        take_output(g, mm, add);
+    }
+    return VEIL_OK;
+}
+
+static bool fusable_host(const struct veil__graph *g, const struct veil__node *n)
+{
+    if (is_op(n, "Conv"))
+        return true;
+    if (is_op(n, "MatMul")) {
+        const struct veil__value *w = const_in(g, n, 1);
+        return w != NULL && w->c.rank == 2;
+    }
+    if (is_op(n, "Gemm")) {
+        return const_in(g, n, 1) != NULL && (n->n_in < 3 || n->in[2] < 0 || const_in(g, n, 2));
+    }
+    return false;
+}
+
+static veil_err fuse_post(struct veil__graph *g, struct uses *u)
+{
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        for (size_t i = 0; i < g->n_nodes; i++) {
+            struct veil__node *h = &g->nodes[i];
+            if (!fusable_host(g, h) || h->n_post >= VEIL__ENG_MAX_POST)
+                continue;
+            int32_t r = sole_reader(g, u, i);
+            if (r < 0)
+                continue;
+            struct veil__node *nx = &g->nodes[r];
+            struct veil__post p = {0, 0.0f, 0.0f};
+            if (is_op(nx, "Relu")) {
+                p.kind = VEIL__POST_RELU;
+            } else if (is_op(nx, "LeakyRelu")) {
+                p.kind = VEIL__POST_LEAKY;
+                p.a = veil__attr_f(nx, "alpha", 0.01f);
+            } else if (is_op(nx, "Sigmoid")) {
+                p.kind = VEIL__POST_SIGMOID;
+            } else if (is_op(nx, "Tanh")) {
+                p.kind = VEIL__POST_TANH;
+            } else if (is_op(nx, "Gelu") &&
+                       strcmp(veil__attr_s(nx, "approximate", "none"), "none") == 0) {
+                p.kind = VEIL__POST_GELU_ERF;
+            } else if (is_op(nx, "Clip")) {
+                const struct veil__value *lo = const_in(g, nx, 1), *hi = const_in(g, nx, 2);
+                if ((nx->n_in > 1 && nx->in[1] >= 0 && lo == NULL) ||
+                    (nx->n_in > 2 && nx->in[2] >= 0 && hi == NULL) ||
+                    (lo != NULL && (lo->c.dt != VEIL_DT_FLOAT || lo->c.numel != 1)) ||
+                    (hi != NULL && (hi->c.dt != VEIL_DT_FLOAT || hi->c.numel != 1)))
+                    continue;
+                p.kind = VEIL__POST_CLIP;
+                p.a = lo != NULL ? *(const float *)lo->c.data : -INFINITY;
+                p.b = hi != NULL ? *(const float *)hi->c.data : INFINITY;
+                if (isinf(p.a))
+                    p.a = -3.4e38f;
+                if (isinf(p.b))
+                    p.b = 3.4e38f;
+            } else if (is_op(nx, "Add") && h->add_in < 0 && nx->n_in == 2 &&
+                       nx->in[0] != nx->in[1]) {
+                size_t other = nx->in[0] == h->out[0] ? 1 : 0;
+                int32_t ov = nx->in[other];
+                if (ov < 0 || g->values[ov].is_const)
+                    continue;
+                h->add_in = ov;
+                h->add_at = h->n_post;
+                u->count[ov]++;
+                take_output(g, h, nx);
+                changed = true;
+                continue;
+            } else {
+                continue;
+            }
+            h->post[h->n_post++] = p;
+            take_output(g, h, nx);
+            changed = true;
+        }
+    }
+    return VEIL_OK;
+}
+
+veil_err veil__graph_optimize(struct veil__graph *g, struct veil_errbuf *eb)
+{
+    struct uses u = {NULL, NULL};
+    veil_err rc = count_uses(g, &u);
+    if (rc == VEIL_OK)
+        rc = fuse_gelu(g, &u);
+    uses_release(&u);
+    if (rc == VEIL_OK)
+        rc = count_uses(g, &u);
+    if (rc == VEIL_OK)
+        rc = fold_bn(g, &u);
+    uses_release(&u);
+    if (rc == VEIL_OK)
+        rc = count_uses(g, &u);
+    if (rc == VEIL_OK)
+        rc = fuse_matmul_bias(g, &u);
+    uses_release(&u);
+    if (rc == VEIL_OK)
+        rc = count_uses(g, &u);
+    if (rc == VEIL_OK)
+        rc = fuse_post(g, &u);
+    uses_release(&u);
+    if (rc != VEIL_OK)
+        return veil_errf(eb, rc, "no memory while optimising the graph");
+    return VEIL_OK;
+}

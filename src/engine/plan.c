@@ -1,0 +1,660 @@
+/*
+ * Plans: one per input signature. Building a plan infers every value's shape and dtype,
+ * evaluates every node whose inputs are all known (constant folding, which also resolves the
+ * Shape -> Gather -> Concat -> Reshape chains of dynamic-batch exports), prepares the kernels of
+ * the remaining steps, and lays out the activation arena by lifetime: a value occupies its
+ * bytes only from the step that produces it to the last step that reads it, and view
+ * operators (Reshape, Flatten, Squeeze, ...) share their input's storage. Executing a plan
+ * allocates nothing but the outputs handed to the caller.
+ */
+#include "engine_int.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN_UP(x) (((x) + 63) & ~(size_t)63)
+
+veil_err veil__dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb)
+{
+    if (st == dnnl_success)
+        return VEIL_OK;
+    veil_err rc = st == dnnl_out_of_memory   ? VEIL_E_NOMEM
+                  : st == dnnl_unimplemented ? VEIL_E_UNSUPPORTED
+                                             : VEIL_E_INVALID;
+    return veil_errf(eb, rc, "oneDNN %s failed (status %d)", what, (int)st);
+}
+
+void veil__kstate_free(struct veil__kstate *ks)
+{
+    if (ks == NULL)
+        return;
+    for (size_t i = 0; i < ks->n_ex; i++)
+        if (ks->ex[i].prim != NULL)
+            dnnl_primitive_destroy(ks->ex[i].prim);
+    for (size_t i = 0; i < sizeof(ks->owned) / sizeof(ks->owned[0]); i++)
+        veil_aligned_free(ks->owned[i]);
+    veil_free(ks);
+}
+
+static void scratch_free(struct veil__scratch *sc)
+{
+    if (sc == NULL)
+        return;
+    for (size_t i = 0; i < sc->n_mems; i++)
+        if (sc->mems[i] != NULL)
+            dnnl_memory_destroy(sc->mems[i]);
+    veil_free(sc->mems);
+    veil_free(sc->args);
+    veil_free(sc->args_base);
+    if (sc->stream != NULL)
+        dnnl_stream_destroy(sc->stream);
+    veil_aligned_free(sc->arena);
+    veil_free(sc);
+}
+
+void veil__plan_free(struct veil__plan *p)
+{
+    if (p == NULL)
+        return;
+    while (p->free_scratch != NULL) {
+        struct veil__scratch *sc = p->free_scratch;
+        p->free_scratch = sc->next;
+        scratch_free(sc);
+    }
+    for (size_t i = 0; i < p->n_steps; i++) {
+        veil__kstate_free(p->steps[i].ks);
+        veil_free(p->steps[i].kp.ptr);
+    }
+    veil_free(p->steps);
+    if (p->vals != NULL) {
+        /* The plan's own folded data; the graph's constants are not ours. */
+        size_t n = p->n_vals;
+        for (size_t i = 0; i < n; i++)
+            veil_aligned_free(p->vals[i].owned);
+    }
+    veil_free(p->vals);
+    pthread_mutex_destroy(&p->mu);
+    veil_free(p);
+}
+
+static int32_t root_of(const struct veil__plan *p, int32_t v)
+{
+    while (p->vals[v].alias)
+        v = p->vals[v].root;
+    return v;
+}
+
+static void *value_addr(const struct veil__plan *p, const struct veil__scratch *sc, int32_t v)
+{
+    const struct veil__pval *pv = &p->vals[v];
+    if (!pv->runtime)
+        return pv->t.data;
+    return sc->arena + p->vals[root_of(p, v)].off;
+}
+
+/* Memory plan: greedy best-fit by decreasing size over lifetime intervals. */
+struct block {
+    int32_t v;
+    size_t size;
+    int64_t first, last;
+    size_t off;
+};
+
+static int block_cmp(const void *a, const void *b)
+{
+    const struct block *x = a, *y = b;
+    if (x->size != y->size)
+        return x->size < y->size ? 1 : -1;
+    return x->v - y->v;
+}
+
+static veil_err plan_memory(struct veil__plan *p, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    struct block *bl = NULL, **placed = NULL;
+    size_t nb = 0, n_placed = 0, peak = 0, total = 0;
+
+    bl = veil_allocarray(p->n_vals + 1, sizeof(*bl));
+    placed = veil_allocarray(p->n_vals + 1, sizeof(*placed));
+    if (bl == NULL || placed == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the memory plan");
+        goto out;
+    }
+    for (size_t v = 0; v < p->n_vals; v++) {
+        const struct veil__pval *pv = &p->vals[v];
+        if (!pv->runtime || pv->alias)
+            continue;
+        bl[nb++] = (struct block){(int32_t)v, ALIGN_UP(pv->nbytes ? pv->nbytes : 1), pv->first,
+                                  pv->last, 0};
+        total += ALIGN_UP(pv->nbytes ? pv->nbytes : 1);
+    }
+    qsort(bl, nb, sizeof(*bl), block_cmp);
+    for (size_t i = 0; i < nb; i++) {
+        struct block *b = &bl[i];
+        /* Candidate offsets: 0 and the end of every overlapping placed block. */
+        size_t best = SIZE_MAX;
+        for (size_t c = 0; c <= n_placed; c++) {
+            size_t off = c == n_placed ? 0 : placed[c]->off + placed[c]->size;
+            if (c < n_placed && (placed[c]->last < b->first || placed[c]->first > b->last))
+                continue;
+            bool ok = true;
+            for (size_t k = 0; k < n_placed && ok; k++) {
+                const struct block *o = placed[k];
+                if (o->last < b->first || o->first > b->last)
+                    continue;
+                if (off < o->off + o->size && o->off < off + b->size)
+                    ok = false;
+            }
+            if (ok && off < best)
+                best = off;
+        }
+        b->off = best;
+        placed[n_placed++] = b;
+        if (best + b->size > peak)
+            peak = best + b->size;
+        p->vals[b->v].off = best;
+    }
+    if (peak > VEIL__ENG_MAX_ACT) {
+        rc = veil_errf(eb, VEIL_E_LIMIT, "activations need %zu bytes, above the cap", peak);
+        goto out;
+    }
+    (void)total;
+    p->peak_act_bytes = peak;
+    size_t step_max = 0;
+    for (size_t i = 0; i < p->n_steps; i++)
+        if (p->steps[i].runtime && p->steps[i].scratch_bytes > step_max)
+            step_max = p->steps[i].scratch_bytes;
+    p->step_region_off = ALIGN_UP(peak);
+    p->arena_bytes = p->step_region_off + ALIGN_UP(step_max) + 64;
+    rc = VEIL_OK;
+out:
+    veil_free(bl);
+    veil_free(placed);
+    return rc;
+}
+
+static veil_err fill_tv(const struct veil__plan *p, int32_t v, struct veil__tv *t)
+{
+    if (v < 0) {
+        memset(t, 0, sizeof(*t));
+        return VEIL_OK;
+    }
+    *t = p->vals[v].t;
+    return VEIL_OK;
+}
+
+static veil_err build_key(const struct veil_engine_model *m, const struct veil_tensor *inputs,
+                          int64_t *key, size_t *key_len, struct veil_errbuf *eb)
+{
+    size_t k = 0;
+    const size_t cap = 64 * VEIL__ENG_RANK;
+    for (size_t i = 0; i < m->g.n_inputs; i++) {
+        const struct veil_tensor *t = &inputs[i];
+        if (k + 1 + t->rank > cap)
+            return veil_errf(eb, VEIL_E_LIMIT, "too many inputs for a plan key");
+        key[k++] = (int64_t)t->rank;
+        for (size_t d = 0; d < t->rank; d++)
+            key[k++] = t->dims[d];
+        if (!m->g.values[m->g.inputs[i]].shape_key)
+            continue;
+        struct veil__tv tv = {t->dtype, t->rank, {0}, 0, t->data};
+        memcpy(tv.dims, t->dims, sizeof(tv.dims));
+        tv.numel = veil__numel(t->dims, t->rank);
+        if (tv.numel > 64 || k + tv.numel > cap)
+            return veil_errf(eb, VEIL_E_LIMIT,
+                             "input '%s' decides shapes and has more than 64 "
+                             "values",
+                             m->in_info[i].name);
+        for (uint64_t e = 0; e < tv.numel; e++)
+            key[k++] = veil__get_i64(&tv, e);
+    }
+    *key_len = k;
+    return VEIL_OK;
+}
+
+bool veil__plan_matches(const struct veil_engine_model *m, const struct veil__plan *p,
+                        const struct veil_tensor *inputs)
+{
+    int64_t key[64 * VEIL__ENG_RANK];
+    size_t len;
+    if (build_key(m, inputs, key, &len, NULL) != VEIL_OK)
+        return false;
+    return len == p->key_len && memcmp(key, p->key, len * sizeof(int64_t)) == 0;
+}
+
+veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                          struct veil__plan **out, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    struct veil__plan *p = NULL;
+    const struct veil__graph *g = &m->g;
+
+    *out = NULL;
+    p = veil_calloc(1, sizeof(*p));
+    if (p == NULL)
+        return veil_errf(eb, VEIL_E_NOMEM, "no memory for a plan");
+    pthread_mutex_init(&p->mu, NULL);
+    p->n_vals = g->n_values;
+    p->vals = veil_calloc(g->n_values + 1, sizeof(*p->vals));
+    p->steps = veil_calloc(g->n_order + 1, sizeof(*p->steps));
+    if (p->vals == NULL || p->steps == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for a plan");
+        goto out;
+    }
+    if ((rc = build_key(m, inputs, p->key, &p->key_len, eb)) != VEIL_OK)
+        goto out;
+    for (size_t v = 0; v < g->n_values; v++) {
+        const struct veil__value *gv = &g->values[v];
+        struct veil__pval *pv = &p->vals[v];
+        pv->root = (int32_t)v;
+        pv->first = pv->last = -1;
+        if (gv->is_const) {
+            pv->t = gv->c;
+            pv->nbytes = gv->nbytes;
+        }
+    }
+    for (size_t i = 0; i < g->n_inputs; i++) {
+        int32_t v = g->inputs[i];
+        struct veil__pval *pv = &p->vals[v];
+        const struct veil_tensor *t = &inputs[i];
+        pv->t.dt = t->dtype;
+        pv->t.rank = t->rank;
+        memcpy(pv->t.dims, t->dims, sizeof(pv->t.dims));
+        pv->t.numel = veil__numel(t->dims, t->rank);
+        pv->nbytes = (size_t)pv->t.numel * veil_dtype_size(t->dtype);
+        if (g->values[v].shape_key) {
+            /* Its values are part of the key: a constant for this plan. */
+            pv->owned = veil_aligned_alloc(64, pv->nbytes + 64);
+            if (pv->owned == NULL) {
+                rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for a plan");
+                goto out;
+            }
+            if (pv->nbytes > 0)
+                memcpy(pv->owned, t->data, pv->nbytes);
+            pv->t.data = pv->owned;
+        } else {
+            pv->runtime = true;
+            pv->first = 0;
+            pv->last = 0;
+        }
+    }
+    p->n_steps = g->n_order;
+    for (size_t s = 0; s < g->n_order; s++) {
+        struct veil__step *st = &p->steps[s];
+        const struct veil__node *n = &g->nodes[g->order[s]];
+        const struct veil__op_def *op = veil__op_get(n->op);
+        struct veil__ictx ic;
+        memset(&ic, 0, sizeof(ic));
+        st->node = g->order[s];
+        ic.g = g;
+        ic.n = n;
+        ic.kp = &st->kp;
+        ic.opset = g->opset;
+        ic.eb = eb;
+        if (n->n_in > 16 || n->n_out > 8) {
+            rc = veil_errf(eb, VEIL_E_LIMIT, "node '%s' has too many inputs or outputs", n->name);
+            goto out;
+        }
+        ic.n_in = n->n_in;
+        ic.n_out = n->n_out;
+        bool all_const = true;
+        for (size_t k = 0; k < n->n_in; k++) {
+            fill_tv(p, n->in[k], &ic.in[k]);
+            if (n->in[k] >= 0 && ic.in[k].data == NULL)
+                all_const = false;
+            if ((op->shape_inputs >> k) & 1u) {
+                if (n->in[k] >= 0 && ic.in[k].data == NULL) {
+                    rc = veil_errf(eb, VEIL_E_UNSUPPORTED,
+                                   "node '%s' (%s): input %zu decides "
+                                   "an output shape but is only known at run time",
+                                   n->name, op->name, k);
+                    goto out;
+                }
+            }
+        }
+        if (n->add_in >= 0) {
+            ic.add = p->vals[n->add_in].t;
+            if (ic.add.data == NULL)
+                all_const = false;
+        }
+        rc = op->infer(&ic);
+        if (rc != VEIL_OK) {
+            veil_err_prefix(eb, rc, "node '%s' (%s)", n->name, op->name);
+            goto out;
+        }
+        size_t out_bytes = 0;
+        for (size_t k = 0; k < n->n_out; k++) {
+            int32_t v = n->out[k];
+            if (v < 0)
+                continue;
+            struct veil__pval *pv = &p->vals[v];
+            struct veil__tv *t = &ic.out[k];
+            uint64_t numel = 1, nbytes;
+            size_t esz = veil_dtype_size(t->dt);
+            if (esz == 0 || t->rank > VEIL__ENG_RANK) {
+                rc = veil_errf(eb, VEIL_E_INVALID,
+                               "node '%s' (%s): output %zu has an invalid "
+                               "type",
+                               n->name, op->name, k);
+                goto out;
+            }
+            for (size_t d = 0; d < t->rank; d++) {
+                if (t->dims[d] < 0 || __builtin_mul_overflow(numel, (uint64_t)t->dims[d], &numel)) {
+                    rc = veil_errf(eb, VEIL_E_LIMIT,
+                                   "node '%s' (%s): output %zu has an invalid "
+                                   "or huge shape",
+                                   n->name, op->name, k);
+                    goto out;
+                }
+            }
+            if (__builtin_mul_overflow(numel, (uint64_t)esz, &nbytes) ||
+                nbytes > VEIL__ENG_MAX_ACT) {
+                rc = veil_errf(eb, VEIL_E_LIMIT,
+                               "node '%s' (%s): output %zu needs more than "
+                               "%llu bytes",
+                               n->name, op->name, k, (unsigned long long)VEIL__ENG_MAX_ACT);
+                goto out;
+            }
+            t->numel = numel;
+            t->data = NULL;
+            pv->t = *t;
+            pv->nbytes = (size_t)nbytes;
+            out_bytes += (size_t)nbytes;
+        }
+        bool view_const = op->view && n->n_in > 0 && n->in[0] >= 0 && ic.in[0].data != NULL;
+        /* Shape and Size read only shapes, which are all known here. */
+        if (strcmp(op->name, "Shape") == 0 || strcmp(op->name, "Size") == 0)
+            all_const = true;
+        bool fold = all_const && op->exec != NULL && !op->no_fold && n->n_post == 0 &&
+                    n->add_in < 0 && out_bytes <= VEIL__ENG_FOLD_MAX && !view_const;
+        if (view_const) {
+            /* A view of a constant stays a constant, without a copy. */
+            bool rest_const = true;
+            for (size_t k = 1; k < n->n_in; k++)
+                if (n->in[k] >= 0 && ic.in[k].data == NULL)
+                    rest_const = false;
+            if (rest_const) {
+                p->vals[n->out[0]].t.data = ic.in[0].data;
+                continue;
+            }
+        }
+        if (fold) {
+            struct veil__kctx kc;
+            memset(&kc, 0, sizeof(kc));
+            kc.g = g;
+            kc.n = n;
+            kc.st = st;
+            kc.n_in = n->n_in;
+            kc.n_out = n->n_out;
+            kc.opset = g->opset;
+            kc.eb = eb;
+            memcpy(kc.in, ic.in, sizeof(kc.in));
+            for (size_t k = 0; k < n->n_out; k++) {
+                int32_t v = n->out[k];
+                if (v < 0)
+                    continue;
+                struct veil__pval *pv = &p->vals[v];
+                pv->owned = veil_aligned_alloc(64, pv->nbytes + 64);
+                if (pv->owned == NULL) {
+                    rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for folded constants");
+                    goto out;
+                }
+                memset(pv->owned, 0, pv->nbytes + 64);
+                kc.out[k] = pv->t;
+                kc.out[k].data = pv->owned;
+            }
+            rc = op->exec(&kc, &st->kp);
+            if (rc != VEIL_OK) {
+                veil_err_prefix(eb, rc, "node '%s' (%s)", n->name, op->name);
+                goto out;
+            }
+            for (size_t k = 0; k < n->n_out; k++)
+                if (n->out[k] >= 0)
+                    p->vals[n->out[k]].t.data = p->vals[n->out[k]].owned;
+            continue;
+        }
+        st->runtime = true;
+        for (size_t k = 0; k < n->n_out; k++) {
+            int32_t v = n->out[k];
+            if (v < 0)
+                continue;
+            struct veil__pval *pv = &p->vals[v];
+            pv->runtime = true;
+            pv->first = pv->last = (int64_t)s;
+            if (k == 0 && op->view && n->in[0] >= 0 && p->vals[n->in[0]].runtime) {
+                pv->alias = true;
+                pv->root = n->in[0];
+            }
+        }
+        if (op->prepare != NULL) {
+            for (size_t k = 0; k < n->n_out; k++)
+                ic.out[k] = n->out[k] >= 0 ? p->vals[n->out[k]].t : ic.out[k];
+            rc = op->prepare(&ic, m->deng, st);
+            if (rc != VEIL_OK) {
+                veil_err_prefix(eb, rc, "node '%s' (%s)", n->name, op->name);
+                goto out;
+            }
+        }
+    }
+    /* Lifetimes: each read extends the storage root's life to the reading step. */
+    for (size_t s = 0; s < p->n_steps; s++) {
+        const struct veil__step *st = &p->steps[s];
+        if (!st->runtime)
+            continue;
+        const struct veil__node *n = &g->nodes[st->node];
+        for (size_t k = 0; k <= n->n_in; k++) {
+            int32_t v = k < n->n_in ? n->in[k] : n->add_in;
+            if (v < 0 || !p->vals[v].runtime)
+                continue;
+            int32_t r = root_of(p, v);
+            if (p->vals[r].last < (int64_t)s)
+                p->vals[r].last = (int64_t)s;
+        }
+        for (size_t k = 0; k < n->n_out; k++) {
+            int32_t v = n->out[k];
+            if (v < 0 || !p->vals[v].runtime)
+                continue;
+            int32_t r = root_of(p, v);
+            if (p->vals[r].last < (int64_t)s)
+                p->vals[r].last = (int64_t)s;
+        }
+    }
+    for (size_t i = 0; i < g->n_outputs; i++) {
+        int32_t v = g->outputs[i];
+        if (p->vals[v].runtime)
+            p->vals[root_of(p, v)].last = (int64_t)p->n_steps + 1;
+    }
+    for (size_t i = 0; i < g->n_inputs; i++) {
+        int32_t v = g->inputs[i];
+        if (p->vals[v].runtime)
+            p->vals[v].first = -1;
+    }
+    if ((rc = plan_memory(p, eb)) != VEIL_OK)
+        goto out;
+    /* Exec argument bases for oneDNN steps. */
+    size_t ex = 0;
+    for (size_t s = 0; s < p->n_steps; s++) {
+        p->steps[s].ex_base = ex;
+        if (p->steps[s].runtime && p->steps[s].ks != NULL)
+            ex += p->steps[s].ks->n_ex;
+    }
+    p->n_ex = ex;
+    *out = p;
+    p = NULL;
+    rc = VEIL_OK;
+out:
+    veil__plan_free(p);
+    return rc;
+}
+
+static veil_err scratch_new(struct veil_engine_model *m, struct veil__plan *p,
+                            struct veil__scratch **out, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    struct veil__scratch *sc = veil_calloc(1, sizeof(*sc));
+    size_t n_args = 0;
+
+    *out = NULL;
+    if (sc == NULL)
+        return veil_errf(eb, VEIL_E_NOMEM, "no memory for run scratch");
+    sc->arena = veil_aligned_alloc(64, p->arena_bytes);
+    if (sc->arena == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for %zu bytes of activations", p->arena_bytes);
+        goto out;
+    }
+    sc->step_region = sc->arena + p->step_region_off;
+    rc = veil__dnnl_err(dnnl_stream_create(&sc->stream, m->deng, dnnl_stream_default_flags),
+                        "stream creation", eb);
+    if (rc != VEIL_OK)
+        goto out;
+    for (size_t s = 0; s < p->n_steps; s++)
+        if (p->steps[s].runtime && p->steps[s].ks != NULL)
+            for (size_t e = 0; e < p->steps[s].ks->n_ex; e++)
+                n_args += p->steps[s].ks->ex[e].n_args;
+    sc->mems = veil_calloc(n_args + 1, sizeof(*sc->mems));
+    sc->args = veil_calloc(n_args + 1, sizeof(*sc->args));
+    sc->args_base = veil_calloc(p->n_ex + 1, sizeof(*sc->args_base));
+    if (sc->mems == NULL || sc->args == NULL || sc->args_base == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for run scratch");
+        goto out;
+    }
+    size_t a = 0;
+    for (size_t s = 0; s < p->n_steps; s++) {
+        const struct veil__step *st = &p->steps[s];
+        if (!st->runtime || st->ks == NULL)
+            continue;
+        for (size_t e = 0; e < st->ks->n_ex; e++) {
+            const struct veil__dnnl_exec *dx = &st->ks->ex[e];
+            sc->args_base[st->ex_base + e] = a;
+            for (size_t k = 0; k < dx->n_args; k++) {
+                const struct veil__dnnl_arg *ar = &dx->args[k];
+                void *addr;
+                if (ar->value >= 0)
+                    addr = value_addr(p, sc, ar->value);
+                else if (ar->ptr != NULL)
+                    addr = (void *)(uintptr_t)ar->ptr;
+                else
+                    addr = sc->step_region + ar->off;
+                rc = veil__dnnl_err(dnnl_memory_create(&sc->mems[a], &ar->md, m->deng, addr),
+                                    "memory creation", eb);
+                if (rc != VEIL_OK)
+                    goto out;
+                sc->n_mems = a + 1;
+                sc->args[a].arg = ar->arg;
+                sc->args[a].memory = sc->mems[a];
+                a++;
+            }
+        }
+    }
+    *out = sc;
+    sc = NULL;
+    rc = VEIL_OK;
+out:
+    scratch_free(sc);
+    return rc;
+}
+
+veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
+                         const struct veil_tensor *inputs, struct veil_tensor *outputs,
+                         struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    struct veil__scratch *sc = NULL;
+    const struct veil__graph *g = &m->g;
+    size_t n_done = 0;
+
+    pthread_mutex_lock(&p->mu);
+    sc = p->free_scratch;
+    if (sc != NULL)
+        p->free_scratch = sc->next;
+    pthread_mutex_unlock(&p->mu);
+    if (sc == NULL && (rc = scratch_new(m, p, &sc, eb)) != VEIL_OK)
+        return rc;
+    omp_set_num_threads((int)m->threads);
+    for (size_t i = 0; i < g->n_inputs; i++) {
+        int32_t v = g->inputs[i];
+        if (p->vals[v].runtime && p->vals[v].nbytes > 0)
+            memcpy(sc->arena + p->vals[v].off, inputs[i].data, p->vals[v].nbytes);
+    }
+    for (size_t s = 0; s < p->n_steps; s++) {
+        const struct veil__step *st = &p->steps[s];
+        if (!st->runtime)
+            continue;
+        const struct veil__node *n = &g->nodes[st->node];
+        if (st->ks != NULL) {
+            for (size_t e = 0; e < st->ks->n_ex; e++) {
+                const struct veil__dnnl_exec *dx = &st->ks->ex[e];
+                rc = veil__dnnl_err(
+                    dnnl_primitive_execute(dx->prim, sc->stream, (int)dx->n_args,
+                                           &sc->args[sc->args_base[st->ex_base + e]]),
+                    "execution", eb);
+                if (rc != VEIL_OK)
+                    goto out;
+            }
+            rc = veil__dnnl_err(dnnl_stream_wait(sc->stream), "stream wait", eb);
+            if (rc != VEIL_OK)
+                goto out;
+            continue;
+        }
+        const struct veil__op_def *op = veil__op_get(n->op);
+        struct veil__kctx kc;
+        kc.g = g;
+        kc.n = n;
+        kc.st = st;
+        kc.n_in = n->n_in;
+        kc.n_out = n->n_out;
+        kc.sc = sc;
+        kc.opset = g->opset;
+        kc.eb = eb;
+        for (size_t k = 0; k < n->n_in; k++) {
+            fill_tv(p, n->in[k], &kc.in[k]);
+            if (n->in[k] >= 0)
+                kc.in[k].data = value_addr(p, sc, n->in[k]);
+        }
+        for (size_t k = 0; k < n->n_out; k++) {
+            fill_tv(p, n->out[k], &kc.out[k]);
+            if (n->out[k] >= 0)
+                kc.out[k].data = value_addr(p, sc, n->out[k]);
+        }
+        if (op->view) {
+            /* Same storage as the input; nothing to compute. */
+            if (kc.out[0].data != kc.in[0].data && kc.out[0].numel > 0)
+                memmove(kc.out[0].data, kc.in[0].data, p->vals[n->out[0]].nbytes);
+            continue;
+        }
+        rc = op->exec(&kc, &st->kp);
+        if (rc != VEIL_OK) {
+            veil_err_prefix(eb, rc, "node '%s' (%s)", n->name, op->name);
+            goto out;
+        }
+    }
+    for (n_done = 0; n_done < g->n_outputs; n_done++) {
+        int32_t v = g->outputs[n_done];
+        const struct veil__pval *pv = &p->vals[v];
+        struct veil_tensor *o = &outputs[n_done];
+        o->dtype = pv->t.dt;
+        o->rank = pv->t.rank;
+        memset(o->dims, 0, sizeof(o->dims));
+        memcpy(o->dims, pv->t.dims, pv->t.rank * sizeof(int64_t));
+        o->nbytes = pv->nbytes;
+        o->data = veil_aligned_alloc(64, pv->nbytes > 0 ? pv->nbytes : 64);
+        if (o->data == NULL) {
+            rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for output '%s'", g->values[v].name);
+            goto out;
+        }
+        const void *src = value_addr(p, sc, v);
+        if (pv->nbytes > 0)
+            memcpy(o->data, src, pv->nbytes);
+    }
+    rc = VEIL_OK;
+out:
+    if (rc != VEIL_OK)
+        for (size_t i = 0; i < n_done && i < g->n_outputs; i++)
+            veil_tensor_release(&outputs[i]);
+    pthread_mutex_lock(&p->mu);
+    sc->next = p->free_scratch;
+    p->free_scratch = sc;
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}

@@ -1,0 +1,127 @@
+/*
+ * kbs_int.h: internals shared by the files of the kbs module: HTTP framing over OpenSSL,
+ * certificate authority helpers, sealed blobs under the master key, the key store and the
+ * audit log.
+ */
+#ifndef VEIL_KBS_INT_H
+#define VEIL_KBS_INT_H
+
+#include "veil/kbs.h"
+#include "veil/json.h"
+
+#include <openssl/ssl.h>
+#include <pthread.h>
+
+/* ---- HTTP (http.c) ---- */
+
+/*
+ * Reads one whole message (head and Content-Length body) into buf. *body views buf.
+ * Errors: VEIL_E_CANCELLED (peer closed before sending anything), VEIL_E_INCOMPLETE (closed
+ * mid-message or timed out), those of veil_kbs_http_parse, VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil__kbs_read_message(SSL *ssl, bool is_request, struct veil_buf *buf,
+                                               struct veil_kbs_http_head *head,
+                                               struct veil_span *body);
+/* Writes all n bytes. Errors: VEIL_E_IO. */
+VEIL_NODISCARD veil_err veil__kbs_write_all(SSL *ssl, const void *p, size_t n);
+
+/* ---- PKI (pki.c) ---- */
+
+/* Makes a P-256 key pair. */
+VEIL_NODISCARD veil_err veil__kbs_new_key(EVP_PKEY **out);
+/* Makes a self-signed CA certificate for key, valid for ten years. */
+VEIL_NODISCARD veil_err veil__kbs_make_ca(EVP_PKEY *key, const char *cn, X509 **out);
+
+enum veil__kbs_cert_kind { VEIL_KBS_CERT_SERVER, VEIL_KBS_CERT_CLIENT };
+
+/*
+ * Issues a leaf certificate for subject_key's public key under (ca, ca_key): common name cn,
+ * subject alternative names san (NULL-terminated; entries that parse as IP addresses become
+ * IP SANs, the rest DNS names; may be NULL), valid from 5 minutes ago for validity_s seconds,
+ * with the extended key usage of kind.
+ */
+VEIL_NODISCARD veil_err veil__kbs_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *subject_key,
+                                        const char *cn, const char *const *san, int64_t validity_s,
+                                        enum veil__kbs_cert_kind kind, X509 **out);
+
+/* PEM encodings appended to b (keys: PKCS#8, unencrypted; b should be a secret buffer). */
+VEIL_NODISCARD veil_err veil__kbs_cert_pem(X509 *cert, struct veil_buf *b);
+VEIL_NODISCARD veil_err veil__kbs_key_pem(EVP_PKEY *key, struct veil_buf *b);
+/* Parses PEM from memory. Errors: VEIL_E_FORMAT. */
+VEIL_NODISCARD veil_err veil__kbs_parse_cert(struct veil_span pem, X509 **out);
+VEIL_NODISCARD veil_err veil__kbs_parse_key(struct veil_span pem, EVP_PKEY **out);
+
+/* ---- Sealed blobs under the master key (pki.c) ---- */
+
+/* "VKB1" || nonce (12) || AES-256-GCM(plaintext, aad = label) || tag (16). */
+VEIL_NODISCARD veil_err veil__kbs_blob_seal(const uint8_t master[32], const char *label,
+                                            struct veil_span plain, struct veil_buf *out);
+/* Errors: VEIL_E_FORMAT (not a blob), VEIL_E_AUTH (wrong master key, label or tampered). */
+VEIL_NODISCARD veil_err veil__kbs_blob_open(const uint8_t master[32], const char *label,
+                                            struct veil_span blob, struct veil_buf *out_secret);
+/* Reads path and opens it as a blob into a secret buffer. */
+VEIL_NODISCARD veil_err veil__kbs_blob_load(const uint8_t master[32], const char *label,
+                                            const char *path, struct veil_buf *out_secret,
+                                            struct veil_errbuf *eb);
+/* Seals plain and writes it to path atomically and durably (mode 0600). */
+VEIL_NODISCARD veil_err veil__kbs_blob_store(const uint8_t master[32], const char *label,
+                                             const char *path, struct veil_span plain,
+                                             struct veil_errbuf *eb);
+
+/* ---- Key store (store.c) ---- */
+
+struct veil__kbs_key {
+    char id[VEIL_LIMIT_SEAL_KEY_ID + 1];
+    char name[VEIL_LIMIT_SEAL_KEY_ID + 1];
+    uint32_t version;
+    bool retired;
+    int64_t created;
+    uint8_t key[VEIL_MODEL_KEY_LEN];
+};
+
+/* The keys of a broker; every change is written durably before it takes effect. */
+struct veil__kbs_store {
+    char *path;
+    uint8_t master[32];
+    size_t n;
+    struct veil__kbs_key *keys; /* secure memory, VEIL_LIMIT_KBS_KEYS entries */
+};
+
+/* Loads (or, with create, makes an empty) store at path. Errors name the file. */
+VEIL_NODISCARD veil_err veil__kbs_store_open(const char *path, const uint8_t master[32],
+                                             bool create, struct veil__kbs_store **out,
+                                             struct veil_errbuf *eb);
+void veil__kbs_store_free(struct veil__kbs_store *st);
+/* The key with this ID, or NULL. */
+const struct veil__kbs_key *veil__kbs_store_find(const struct veil__kbs_store *st, const char *id);
+/*
+ * Adds a key under name: with id NULL, the ID is "NAME@VERSION"; with raw NULL, the key is
+ * generated. The new state is committed to disk before this returns VEIL_OK; on failure the
+ * store is unchanged. Errors: VEIL_E_EXISTS (ID taken), VEIL_E_INVALID (bad name or ID),
+ * VEIL_E_LIMIT, I/O errors.
+ */
+VEIL_NODISCARD veil_err veil__kbs_store_add(struct veil__kbs_store *st, const char *name,
+                                            const char *id, const uint8_t *raw,
+                                            const struct veil__kbs_key **out,
+                                            struct veil_errbuf *eb);
+/* Marks a key retired (never released again), durably. Errors: VEIL_E_NOTFOUND, I/O. */
+VEIL_NODISCARD veil_err veil__kbs_store_retire(struct veil__kbs_store *st, const char *id,
+                                               struct veil_errbuf *eb);
+
+/* ---- Audit log (audit.c) ---- */
+
+struct veil__kbs_audit {
+    int fd;
+    pthread_mutex_t lock;
+};
+
+VEIL_NODISCARD veil_err veil__kbs_audit_open(struct veil__kbs_audit *a, const char *path,
+                                             struct veil_errbuf *eb);
+void veil__kbs_audit_close(struct veil__kbs_audit *a);
+/*
+ * Appends one JSON line (a complete object without the newline) and makes it durable before
+ * returning. Errors: VEIL_E_IO.
+ */
+VEIL_NODISCARD veil_err veil__kbs_audit_write(struct veil__kbs_audit *a, struct veil_span line);
+
+#endif

@@ -1,0 +1,1040 @@
+/*
+ * The key broker server: a TLS listener whose accepted connections are served by a pool of
+ * worker threads (blocking OpenSSL with socket timeouts, a bounded queue: excess connections
+ * are closed rather than queued without bound).
+ *
+ * Authorisation is per request, from the client certificate the TLS handshake proved
+ * possession of: /kbs/v1/provision requires an RA-TLS certificate whose evidence verifies and
+ * matches the policy; /kbs/v1/admin/... requires a certificate issued by the admin CA. The key
+ * store and policy sit behind a read-write lock; every decision is appended durably to the
+ * audit log before its effect (a released key, a changed store) leaves the broker.
+ */
+#include "kbs_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define QUEUE_CAP 256
+#define MAX_REQUESTS_PER_CONN 100
+#define IO_TIMEOUT_S 10
+#define MAX_SAN 16
+
+struct veil_kbs_server {
+    char *state_dir;
+    char *policy_path;
+    int listen_fd;
+    uint16_t port;
+    unsigned threads;
+    int64_t cert_validity_s;
+    SSL_CTX *ssl;
+    X509 *serving_ca;
+    EVP_PKEY *serving_ca_key;
+    struct veil_buf serving_ca_pem;
+    X509_STORE *admin_store;
+    struct veil_attest_roots *roots;
+    struct veil_attest_collateral_files col;
+    struct veil__kbs_store *store;
+    struct veil_attest_policy *policy;
+    int64_t policy_mtime;
+    pthread_rwlock_t lock; /* store and policy */
+    struct veil__kbs_audit audit;
+    int wake[2];
+    _Atomic bool stopping;
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    int queue[QUEUE_CAP];
+    size_t qhead, qlen;
+};
+
+/* ---- Small helpers ---- */
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = veil_malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static veil_err load_master(const char *dir, uint8_t master[32], struct veil_errbuf *eb)
+{
+    char *path = path_join(dir, "master.key");
+    struct veil_buf b;
+    veil_buf_init_secret(&b, 64);
+    veil_err rc = path == NULL ? VEIL_E_NOMEM : veil_file_read_all(path, b.max, &b, eb);
+    if (rc == VEIL_OK && b.len != 32)
+        rc = veil_errf(eb, VEIL_E_FORMAT, "%s: a master key is 32 bytes, not %zu", path, b.len);
+    if (rc == VEIL_OK)
+        memcpy(master, b.p, 32);
+    veil_buf_release(&b);
+    veil_free(path);
+    return rc;
+}
+
+static veil_err read_pem_cert(const char *dir, const char *name, X509 **out, struct veil_errbuf *eb)
+{
+    char *path = path_join(dir, name);
+    struct veil_buf b;
+    veil_buf_init(&b, VEIL_LIMIT_CONFIG_FILE);
+    veil_err rc = path == NULL ? VEIL_E_NOMEM : veil_file_read_all(path, b.max, &b, eb);
+    if (rc == VEIL_OK && veil__kbs_parse_cert(veil_buf_span(&b), out) != VEIL_OK)
+        rc = veil_errf(eb, VEIL_E_FORMAT, "%s: not a PEM certificate", path);
+    veil_buf_release(&b);
+    veil_free(path);
+    return rc;
+}
+
+static veil_err read_sealed_key(const char *dir, const char *name, const uint8_t master[32],
+                                EVP_PKEY **out, struct veil_errbuf *eb)
+{
+    char *path = path_join(dir, name);
+    struct veil_buf b;
+    veil_buf_init_secret(&b, VEIL_LIMIT_CONFIG_FILE);
+    veil_err rc = path == NULL ? VEIL_E_NOMEM : veil__kbs_blob_load(master, name, path, &b, eb);
+    if (rc == VEIL_OK && veil__kbs_parse_key(veil_buf_span(&b), out) != VEIL_OK)
+        rc = veil_errf(eb, VEIL_E_FORMAT, "%s: not a private key", path);
+    veil_buf_release(&b);
+    veil_free(path);
+    return rc;
+}
+
+static int64_t file_mtime(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return -1;
+    return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+/* Accepts any client certificate during the handshake: each endpoint checks it afterwards
+ * (RA-TLS certificates are self-signed; admin certificates chain to the admin CA). The
+ * handshake still proves the client holds the certificate's private key. */
+static int accept_any_cert(int ok, X509_STORE_CTX *ctx)
+{
+    (void)ok;
+    (void)ctx;
+    return 1;
+}
+
+static veil_err parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len,
+                             struct veil_errbuf *eb)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host))
+        return veil_errf(eb, VEIL_E_INVALID, "listen address '%s' is not HOST:PORT", listen);
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    char *h = host;
+    if (h[0] == '[' && h[strlen(h) - 1] == ']') {
+        h[strlen(h) - 1] = '\0';
+        h++;
+    }
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    if (getaddrinfo(h[0] ? h : NULL, colon + 1, &hints, &ai) != 0 || ai == NULL)
+        return veil_errf(eb, VEIL_E_INVALID, "cannot resolve listen address '%s'", listen);
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *len = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return VEIL_OK;
+}
+
+/* ---- Opening ---- */
+
+veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct veil_kbs_server **out,
+                              struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    struct veil_kbs_server *s = NULL;
+    uint8_t master[32];
+    char *path = NULL;
+    EVP_PKEY *broker_key = NULL;
+    X509 *broker_cert = NULL, *admin_ca = NULL;
+    struct veil_buf sim;
+    veil_buf_init(&sim, 65536);
+    *out = NULL;
+
+    s = veil_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return veil_errf(eb, VEIL_E_NOMEM, "out of memory");
+    s->listen_fd = -1;
+    s->wake[0] = s->wake[1] = -1;
+    s->audit.fd = -1;
+    veil_buf_init(&s->serving_ca_pem, 65536);
+    pthread_rwlock_init(&s->lock, NULL);
+    pthread_mutex_init(&s->qlock, NULL);
+    pthread_cond_init(&s->qcond, NULL);
+    s->threads = opts->threads != 0 ? opts->threads : 2 * veil_cpu_count();
+    s->cert_validity_s = opts->cert_validity_s > 0 ? opts->cert_validity_s : 86400;
+    s->state_dir = veil_strdup(opts->state_dir);
+    s->policy_path = path_join(opts->state_dir, "policy.json");
+    if (s->state_dir == NULL || s->policy_path == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "out of memory");
+        goto out;
+    }
+    rc = load_master(s->state_dir, master, eb);
+    if (rc == VEIL_OK)
+        rc = read_pem_cert(s->state_dir, "serving-ca.pem", &s->serving_ca, eb);
+    if (rc == VEIL_OK)
+        rc = read_sealed_key(s->state_dir, "serving-ca.key", master, &s->serving_ca_key, eb);
+    if (rc == VEIL_OK)
+        rc = read_pem_cert(s->state_dir, "admin-ca.pem", &admin_ca, eb);
+    if (rc == VEIL_OK)
+        rc = read_pem_cert(s->state_dir, "broker.pem", &broker_cert, eb);
+    if (rc == VEIL_OK)
+        rc = read_sealed_key(s->state_dir, "broker.key", master, &broker_key, eb);
+    if (rc != VEIL_OK)
+        goto out;
+    if (veil__kbs_cert_pem(s->serving_ca, &s->serving_ca_pem) != VEIL_OK) {
+        rc = veil_errf(eb, VEIL_E_CRYPTO, "cannot encode the serving CA");
+        goto out;
+    }
+    path = path_join(s->state_dir, "keys.db");
+    rc = path == NULL ? VEIL_E_NOMEM : veil__kbs_store_open(path, master, false, &s->store, eb);
+    if (rc != VEIL_OK)
+        goto out;
+    rc = veil_attest_policy_load(s->policy_path, &s->policy, eb);
+    if (rc != VEIL_OK)
+        goto out;
+    s->policy_mtime = file_mtime(s->policy_path);
+    veil_free(path);
+    path = path_join(s->state_dir, "audit.log");
+    rc = path == NULL ? VEIL_E_NOMEM : veil__kbs_audit_open(&s->audit, path, eb);
+    if (rc != VEIL_OK)
+        goto out;
+
+    rc = veil_attest_roots_new(&s->roots);
+    if (rc == VEIL_OK && opts->roots_dir != NULL)
+        rc = veil_attest_roots_load_dir(s->roots, opts->roots_dir, eb);
+    if (rc == VEIL_OK && opts->sim_key_pem != NULL) {
+        rc = veil_file_read_all(opts->sim_key_pem, sim.max, &sim, eb);
+        if (rc == VEIL_OK)
+            rc = veil_attest_roots_add_sim_key(s->roots, veil_buf_span(&sim), eb);
+    }
+    if (rc == VEIL_OK && opts->collateral_dir != NULL)
+        rc = veil_attest_collateral_load_dir(&s->col, opts->collateral_dir, eb);
+    if (rc != VEIL_OK)
+        goto out;
+
+    s->admin_store = X509_STORE_new();
+    s->ssl = SSL_CTX_new(TLS_server_method());
+    if (s->admin_store == NULL || X509_STORE_add_cert(s->admin_store, admin_ca) != 1 ||
+        s->ssl == NULL || SSL_CTX_set_min_proto_version(s->ssl, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_use_certificate(s->ssl, broker_cert) != 1 ||
+        SSL_CTX_use_PrivateKey(s->ssl, broker_key) != 1 ||
+        SSL_CTX_add1_chain_cert(s->ssl, s->serving_ca) != 1) {
+        rc = veil_crypto_openssl_err(eb, VEIL_E_CRYPTO, "TLS set-up failed");
+        goto out;
+    }
+    SSL_CTX_set_verify(s->ssl, SSL_VERIFY_PEER, accept_any_cert);
+    SSL_CTX_set_session_cache_mode(s->ssl, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(s->ssl, 0);
+
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    rc = parse_listen(opts->listen != NULL ? opts->listen : "127.0.0.1:8443", &ss, &sl, eb);
+    if (rc != VEIL_OK)
+        goto out;
+    s->listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (s->listen_fd < 0 ||
+        setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(s->listen_fd, (struct sockaddr *)&ss, sl) != 0 || listen(s->listen_fd, 128) != 0) {
+        rc = veil_errf(eb, VEIL_E_IO, "cannot listen on %s: %s",
+                       opts->listen != NULL ? opts->listen : "127.0.0.1:8443", strerror(errno));
+        goto out;
+    }
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof(bound);
+    getsockname(s->listen_fd, (struct sockaddr *)&bound, &bl);
+    s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        rc = veil_errf(eb, VEIL_E_IO, "pipe: %s", strerror(errno));
+        goto out;
+    }
+    *out = s;
+    s = NULL;
+    rc = VEIL_OK;
+out:
+    veil_memzero(master, sizeof(master));
+    veil_free(path);
+    EVP_PKEY_free(broker_key);
+    X509_free(broker_cert);
+    X509_free(admin_ca);
+    veil_buf_release(&sim);
+    veil_kbs_server_free(s);
+    return rc;
+}
+
+uint16_t veil_kbs_server_port(const struct veil_kbs_server *s)
+{
+    return s->port;
+}
+
+void veil_kbs_server_stop(struct veil_kbs_server *s)
+{
+    atomic_store(&s->stopping, true);
+    if (s->wake[1] >= 0) {
+        ssize_t w = write(s->wake[1], "x", 1);
+        (void)w;
+    }
+}
+
+void veil_kbs_server_free(struct veil_kbs_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    for (int i = 0; i < 2; i++)
+        if (s->wake[i] >= 0)
+            close(s->wake[i]);
+    SSL_CTX_free(s->ssl);
+    X509_free(s->serving_ca);
+    EVP_PKEY_free(s->serving_ca_key);
+    veil_buf_release(&s->serving_ca_pem);
+    X509_STORE_free(s->admin_store);
+    veil_attest_roots_free(s->roots);
+    veil_attest_collateral_files_release(&s->col);
+    veil__kbs_store_free(s->store);
+    veil_attest_policy_free(s->policy);
+    veil__kbs_audit_close(&s->audit);
+    pthread_rwlock_destroy(&s->lock);
+    pthread_mutex_destroy(&s->qlock);
+    pthread_cond_destroy(&s->qcond);
+    veil_free(s->state_dir);
+    veil_free(s->policy_path);
+    veil_free(s);
+}
+
+veil_err veil_kbs_server_reload_policy(struct veil_kbs_server *s, struct veil_errbuf *eb)
+{
+    struct veil_attest_policy *p = NULL;
+    int64_t mtime = file_mtime(s->policy_path);
+    veil_err rc = veil_attest_policy_load(s->policy_path, &p, eb);
+    if (rc != VEIL_OK) {
+        VEIL_LOG_ERR("policy %s refused, keeping the previous one: %s", s->policy_path,
+                     veil_errbuf_msg(eb, rc));
+        pthread_rwlock_wrlock(&s->lock);
+        s->policy_mtime = mtime; /* do not retry the same broken file in a loop */
+        pthread_rwlock_unlock(&s->lock);
+        return rc;
+    }
+    pthread_rwlock_wrlock(&s->lock);
+    struct veil_attest_policy *old = s->policy;
+    s->policy = p;
+    s->policy_mtime = mtime;
+    pthread_rwlock_unlock(&s->lock);
+    veil_attest_policy_free(old);
+    VEIL_LOG_INFO("policy reloaded from %s (%zu workloads)", s->policy_path,
+                  veil_attest_policy_workload_count(p));
+    return VEIL_OK;
+}
+
+/* ---- Responses and audit records ---- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+static veil_err respond(SSL *ssl, int status, struct veil_span body, bool close)
+{
+    struct veil_buf b;
+    veil_buf_init_secret(&b, VEIL_LIMIT_KBS_BODY + 1024);
+    veil_err rc = veil_buf_appendf(&b,
+                                   "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                                   "Content-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+                                   status, status_text(status), body.len,
+                                   close ? "Connection: close\r\n" : "");
+    if (rc == VEIL_OK)
+        rc = veil_buf_append(&b, body.p, body.len);
+    if (rc == VEIL_OK)
+        rc = veil__kbs_write_all(ssl, b.p, b.len);
+    veil_buf_release(&b);
+    return rc;
+}
+
+static veil_err respond_error(SSL *ssl, int status, const char *msg, bool close)
+{
+    struct veil_buf b;
+    veil_buf_init(&b, 4096);
+    veil_err rc = veil_buf_append_str(&b, "{\"error\":");
+    if (rc == VEIL_OK)
+        rc = veil_json_append_str(&b, veil_span_from_str(msg));
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_str(&b, "}");
+    if (rc == VEIL_OK)
+        rc = respond(ssl, status, veil_buf_span(&b), close);
+    veil_buf_release(&b);
+    return rc;
+}
+
+/* Who is on the other end: address and, when present, certificate subject and fingerprint. */
+struct peer {
+    char addr[64];
+    char subject[256];
+    char fingerprint[65];
+    X509 *cert; /* borrowed from the SSL */
+};
+
+static void describe_peer(int fd, SSL *ssl, struct peer *p)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[48] = "?";
+    uint16_t port = 0;
+    memset(p, 0, sizeof(*p));
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    snprintf(p->addr, sizeof(p->addr), "%s:%u", host, port);
+    p->cert = SSL_get0_peer_certificate(ssl);
+    if (p->cert != NULL) {
+        X509_NAME_get_text_by_NID(X509_get_subject_name(p->cert), NID_commonName, p->subject,
+                                  sizeof(p->subject));
+        uint8_t md[32];
+        unsigned n = 0;
+        if (X509_digest(p->cert, EVP_sha256(), md, &n) == 1 && n == 32)
+            veil_hex_encode(md, 32, p->fingerprint);
+    }
+}
+
+/* The measurement that identifies a workload of this TEE, as hex. */
+static void measurement_hex(const struct veil_attest_claims *c, char out[97])
+{
+    switch (c->tee) {
+    case VEIL_TEE_SGX:
+        veil_hex_encode(c->mrenclave, 32, out);
+        break;
+    case VEIL_TEE_TDX:
+        veil_hex_encode(c->mrtd, 48, out);
+        break;
+    case VEIL_TEE_SNP:
+        veil_hex_encode(c->measurement, 48, out);
+        break;
+    case VEIL_TEE_SIM:
+        veil_hex_encode(c->sim_measurement, 32, out);
+        break;
+    default:
+        out[0] = '\0';
+    }
+}
+
+/* Appends one audit record; a record that cannot be written blocks the decision. */
+static veil_err audit(struct veil_kbs_server *s, const struct peer *p, const char *action,
+                      bool allowed, const char *reason, const struct veil_attest_claims *claims,
+                      const char *workload, const char *const *keys, size_t nkeys)
+{
+    struct veil_buf b;
+    char now[21], meas[97];
+    veil_buf_init(&b, 64 << 10);
+    veil_time_format_rfc3339(veil_time_now(), now);
+    veil_err rc = veil_buf_appendf(&b,
+                                   "{\"time\":\"%s\",\"peer\":\"%s\",\"action\":\"%s\","
+                                   "\"decision\":\"%s\",\"reason\":",
+                                   now, p->addr, action, allowed ? "allow" : "deny");
+    if (rc == VEIL_OK)
+        rc = veil_json_append_str(&b, veil_span_from_str(reason != NULL ? reason : ""));
+    if (rc == VEIL_OK && p->subject[0] != '\0') {
+        rc = veil_buf_append_str(&b, ",\"cert_subject\":");
+        if (rc == VEIL_OK)
+            rc = veil_json_append_str(&b, veil_span_from_str(p->subject));
+        if (rc == VEIL_OK)
+            rc = veil_buf_appendf(&b, ",\"cert_sha256\":\"%s\"", p->fingerprint);
+    }
+    if (rc == VEIL_OK && claims != NULL) {
+        measurement_hex(claims, meas);
+        rc = veil_buf_appendf(&b, ",\"tee\":\"%s\",\"verified\":%s",
+                              veil_attest_tee_name(claims->tee),
+                              claims->verified ? "true" : "false");
+        if (rc == VEIL_OK && claims->verified)
+            rc = veil_buf_appendf(&b, ",\"measurement\":\"%s\",\"debug\":%s,\"tcb_status\":", meas,
+                                  claims->debug ? "true" : "false");
+        if (rc == VEIL_OK && claims->verified)
+            rc = veil_json_append_str(&b, veil_span_from_str(claims->tcb_status));
+    }
+    if (rc == VEIL_OK && workload != NULL) {
+        rc = veil_buf_append_str(&b, ",\"workload\":");
+        if (rc == VEIL_OK)
+            rc = veil_json_append_str(&b, veil_span_from_str(workload));
+    }
+    if (rc == VEIL_OK && nkeys > 0) {
+        rc = veil_buf_append_str(&b, ",\"keys\":[");
+        for (size_t i = 0; rc == VEIL_OK && i < nkeys; i++) {
+            if (i > 0)
+                rc = veil_buf_append_u8(&b, ',');
+            if (rc == VEIL_OK)
+                rc = veil_json_append_str(&b, veil_span_from_str(keys[i]));
+        }
+        if (rc == VEIL_OK)
+            rc = veil_buf_append_u8(&b, ']');
+    }
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_u8(&b, '}');
+    if (rc == VEIL_OK)
+        rc = veil__kbs_audit_write(&s->audit, veil_buf_span(&b));
+    if (rc != VEIL_OK)
+        VEIL_LOG_ERR_RC(rc, "audit log write failed; refusing the %s request", action);
+    veil_buf_release(&b);
+    return rc;
+}
+
+/* ---- Provisioning ---- */
+
+static bool granted(const struct veil_attest_workload *w, const struct veil__kbs_key *k)
+{
+    return !k->retired && (veil_attest_workload_may_receive(w, k->id) ||
+                           veil_attest_workload_may_receive(w, k->name));
+}
+
+static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const struct peer *p,
+                                 struct veil_span body)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    struct veil_arena a;
+    struct veil_json *req = NULL;
+    struct veil_attest_claims *claims = NULL;
+    const char *released[VEIL_LIMIT_KBS_KEYS];
+    const struct veil__kbs_key *rel_keys[VEIL_LIMIT_KBS_KEYS];
+    size_t nrel = 0;
+    const char *san[MAX_SAN + 1] = {NULL};
+    X509 *issued = NULL;
+    struct veil_buf out;
+    char reason[400];
+    veil_arena_init(&a, 8192, VEIL_LIMIT_KBS_BODY * 4);
+    veil_buf_init_secret(&out, VEIL_LIMIT_KBS_BODY);
+    bool locked = false;
+
+    if (p->cert == NULL) {
+        (void)audit(s, p, "provision", false, "no client certificate", NULL, NULL, NULL, 0);
+        rc = respond_error(ssl, 401, "an RA-TLS client certificate is required", true);
+        goto out;
+    }
+    struct veil_errbuf jeb = {{0}};
+    if (body.len > 0 &&
+        (veil_json_parse(body, &a, &req, &jeb) != VEIL_OK || req->type != VEIL_JSON_OBJECT)) {
+        snprintf(reason, sizeof(reason), "malformed request: %s", jeb.msg);
+        (void)audit(s, p, "provision", false, reason, NULL, NULL, NULL, 0);
+        rc = respond_error(ssl, 400, reason, true);
+        goto out;
+    }
+    const struct veil_json *want = veil_json_get(req, "keys");
+    const struct veil_json *sanj = veil_json_get(req, "san");
+    if ((want != NULL && want->type != VEIL_JSON_ARRAY) ||
+        (sanj != NULL && (sanj->type != VEIL_JSON_ARRAY || sanj->n > MAX_SAN))) {
+        rc = respond_error(
+            ssl, 400, "\"keys\" and \"san\" must be arrays of strings (san: at most 16)", true);
+        goto out;
+    }
+    for (size_t i = 0; sanj != NULL && i < sanj->n; i++) {
+        const struct veil_json *v = sanj->items[i];
+        if (v->type != VEIL_JSON_STRING || v->str_len == 0 || v->str_len > 253 ||
+            strpbrk(v->str, ", \t") != NULL) {
+            rc = respond_error(ssl, 400, "bad name in \"san\"", true);
+            goto out;
+        }
+        san[i] = v->str;
+    }
+    if (sanj == NULL || sanj->n == 0) {
+        san[0] = "localhost";
+        san[1] = "127.0.0.1";
+    }
+
+    /* Attestation: the certificate's evidence, bound to its key, verified against the roots. */
+    claims = veil_calloc(1, sizeof(*claims));
+    if (claims == NULL) {
+        rc = respond_error(ssl, 500, "out of memory", true);
+        goto out;
+    }
+    struct veil_attest_verify_opts vo = {.now = veil_time_now()};
+    veil_err vrc = veil_attest_ratls_verify(p->cert, &s->col.col, s->roots, &vo, claims);
+    if (vrc != VEIL_OK) {
+        snprintf(reason, sizeof(reason), "attestation failed: %s: %s",
+                 veil_attest_reason_name(claims->reason), claims->detail);
+        if (audit(s, p, "provision", false, reason, claims, NULL, NULL, 0) != VEIL_OK) {
+            rc = respond_error(ssl, 500, "audit log unavailable", true);
+            goto out;
+        }
+        snprintf(reason, sizeof(reason), "attestation failed: %s",
+                 veil_attest_reason_str(claims->reason));
+        rc = respond_error(ssl, 403, reason, true);
+        goto out;
+    }
+
+    pthread_rwlock_rdlock(&s->lock);
+    locked = true;
+    const struct veil_attest_workload *w = NULL;
+    struct veil_errbuf peb = {{0}};
+    if (veil_attest_policy_match(s->policy, claims, vo.now, &w, &peb) != VEIL_OK) {
+        snprintf(reason, sizeof(reason), "policy: %s", veil_errbuf_msg(&peb, VEIL_E_REJECTED));
+        if (audit(s, p, "provision", false, reason, claims, NULL, NULL, 0) != VEIL_OK)
+            rc = respond_error(ssl, 500, "audit log unavailable", true);
+        else
+            rc = respond_error(ssl, 403, reason, true);
+        goto out;
+    }
+    const char *wname = veil_attest_workload_name(w);
+    if (want != NULL && want->n > 0) {
+        for (size_t i = 0; i < want->n && i < VEIL_LIMIT_KBS_KEYS; i++) {
+            const struct veil_json *v = want->items[i];
+            const struct veil__kbs_key *k =
+                v->type == VEIL_JSON_STRING ? veil__kbs_store_find(s->store, v->str) : NULL;
+            if (k == NULL || !granted(w, k)) {
+                snprintf(reason, sizeof(reason), "key '%.128s' is %s for workload '%.128s'",
+                         v->type == VEIL_JSON_STRING ? v->str : "?",
+                         k == NULL    ? "unknown"
+                         : k->retired ? "retired"
+                                      : "not granted",
+                         wname);
+                if (audit(s, p, "provision", false, reason, claims, wname, NULL, 0) != VEIL_OK)
+                    rc = respond_error(ssl, 500, "audit log unavailable", true);
+                else
+                    rc = respond_error(ssl, 403, reason, true);
+                goto out;
+            }
+            rel_keys[nrel] = k;
+            released[nrel++] = k->id;
+        }
+    } else {
+        for (size_t i = 0; i < s->store->n; i++)
+            if (granted(w, &s->store->keys[i])) {
+                rel_keys[nrel] = &s->store->keys[i];
+                released[nrel++] = s->store->keys[i].id;
+            }
+    }
+    /* The serving certificate for the attested key: clients that pin the serving CA know they
+     * reach a workload that passed this check. */
+    EVP_PKEY *pub = X509_get0_pubkey(p->cert);
+    if (pub == NULL ||
+        veil__kbs_issue(s->serving_ca, s->serving_ca_key, pub, wname, san, s->cert_validity_s,
+                        VEIL_KBS_CERT_SERVER, &issued) != VEIL_OK) {
+        rc =
+            respond_error(ssl, 400, "cannot issue a certificate for this key or these names", true);
+        goto out;
+    }
+    rc = veil_buf_append_str(&out, "{\"workload\":");
+    if (rc == VEIL_OK)
+        rc = veil_json_append_str(&out, veil_span_from_str(wname));
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_str(&out, ",\"keys\":[");
+    for (size_t i = 0; rc == VEIL_OK && i < nrel; i++) {
+        char hex[65];
+        veil_hex_encode(rel_keys[i]->key, 32, hex);
+        rc = veil_buf_appendf(&out, "%s{\"id\":", i ? "," : "");
+        if (rc == VEIL_OK)
+            rc = veil_json_append_str(&out, veil_span_from_str(rel_keys[i]->id));
+        if (rc == VEIL_OK)
+            rc = veil_buf_appendf(&out, ",\"key\":\"%s\"}", hex);
+        veil_memzero(hex, sizeof(hex));
+    }
+    struct veil_buf pem;
+    veil_buf_init(&pem, 65536);
+    if (rc == VEIL_OK)
+        rc = veil__kbs_cert_pem(issued, &pem);
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_str(&out, "],\"certificate\":");
+    if (rc == VEIL_OK)
+        rc = veil_json_append_str(&out, veil_buf_span(&pem));
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_str(&out, ",\"ca\":");
+    if (rc == VEIL_OK)
+        rc = veil_json_append_str(&out, veil_buf_span(&s->serving_ca_pem));
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_str(&out, "}");
+    veil_buf_release(&pem);
+    if (rc != VEIL_OK) {
+        rc = respond_error(ssl, 500, "response too large", true);
+        goto out;
+    }
+    if (audit(s, p, "provision", true, "policy matched", claims, wname, released, nrel) !=
+        VEIL_OK) {
+        rc = respond_error(ssl, 500, "audit log unavailable", true);
+        goto out;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    locked = false;
+    rc = respond(ssl, 200, veil_buf_span(&out), false);
+out:
+    if (locked)
+        pthread_rwlock_unlock(&s->lock);
+    X509_free(issued);
+    veil_free(claims);
+    veil_buf_release(&out);
+    veil_arena_release(&a);
+    return rc;
+}
+
+/* ---- Administration ---- */
+
+static bool is_admin(struct veil_kbs_server *s, const struct peer *p)
+{
+    if (p->cert == NULL)
+        return false;
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    bool ok = ctx != NULL && X509_STORE_CTX_init(ctx, s->admin_store, p->cert, NULL) == 1 &&
+              X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1 &&
+              X509_verify_cert(ctx) == 1;
+    X509_STORE_CTX_free(ctx);
+    return ok;
+}
+
+static veil_err respond_key(SSL *ssl, const struct veil__kbs_key *k, bool with_material)
+{
+    struct veil_buf b;
+    char hex[65];
+    veil_buf_init_secret(&b, 4096);
+    veil_err rc = veil_buf_append_str(&b, "{\"id\":");
+    if (rc == VEIL_OK)
+        rc = veil_json_append_str(&b, veil_span_from_str(k->id));
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_str(&b, ",\"name\":");
+    if (rc == VEIL_OK)
+        rc = veil_json_append_str(&b, veil_span_from_str(k->name));
+    if (rc == VEIL_OK)
+        rc = veil_buf_appendf(&b, ",\"version\":%u,\"retired\":%s,\"created\":%lld", k->version,
+                              k->retired ? "true" : "false", (long long)k->created);
+    if (rc == VEIL_OK && with_material) {
+        veil_hex_encode(k->key, 32, hex);
+        rc = veil_buf_appendf(&b, ",\"key\":\"%s\"", hex);
+        veil_memzero(hex, sizeof(hex));
+    }
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_u8(&b, '}');
+    if (rc == VEIL_OK)
+        rc = respond(ssl, 200, veil_buf_span(&b), false);
+    veil_buf_release(&b);
+    return rc;
+}
+
+static veil_err admin_list(struct veil_kbs_server *s, SSL *ssl)
+{
+    struct veil_buf b;
+    veil_buf_init(&b, VEIL_LIMIT_KBS_BODY);
+    pthread_rwlock_rdlock(&s->lock);
+    veil_err rc = veil_buf_append_str(&b, "{\"keys\":[");
+    for (size_t i = 0; rc == VEIL_OK && i < s->store->n; i++) {
+        const struct veil__kbs_key *k = &s->store->keys[i];
+        rc = veil_buf_appendf(&b, "%s{\"id\":", i ? "," : "");
+        if (rc == VEIL_OK)
+            rc = veil_json_append_str(&b, veil_span_from_str(k->id));
+        if (rc == VEIL_OK)
+            rc = veil_buf_append_str(&b, ",\"name\":");
+        if (rc == VEIL_OK)
+            rc = veil_json_append_str(&b, veil_span_from_str(k->name));
+        if (rc == VEIL_OK)
+            rc = veil_buf_appendf(&b, ",\"version\":%u,\"retired\":%s,\"created\":%lld}",
+                                  k->version, k->retired ? "true" : "false", (long long)k->created);
+    }
+    size_t nw = veil_attest_policy_workload_count(s->policy);
+    pthread_rwlock_unlock(&s->lock);
+    if (rc == VEIL_OK)
+        rc = veil_buf_appendf(&b, "],\"policy_workloads\":%zu}", nw);
+    if (rc == VEIL_OK)
+        rc = respond(ssl, 200, veil_buf_span(&b), false);
+    else
+        rc = respond_error(ssl, 500, "listing too large", false);
+    veil_buf_release(&b);
+    return rc;
+}
+
+static veil_err admin_add(struct veil_kbs_server *s, SSL *ssl, const struct peer *p,
+                          struct veil_span body, const char *rotate_name)
+{
+    struct veil_arena a;
+    struct veil_json *req = NULL;
+    struct veil_errbuf eb = {{0}};
+    uint8_t raw[32];
+    bool have_raw = false;
+    const char *name = rotate_name, *id = NULL;
+    veil_err rc;
+    veil_arena_init(&a, 4096, VEIL_LIMIT_KBS_BODY * 4);
+    if (rotate_name == NULL) {
+        if (veil_json_parse(body, &a, &req, &eb) != VEIL_OK || req->type != VEIL_JSON_OBJECT) {
+            rc = respond_error(ssl, 400, eb.msg[0] ? eb.msg : "body must be a JSON object", false);
+            goto out;
+        }
+        name = veil_json_get_str(req, "name");
+        id = veil_json_get_str(req, "id");
+        const char *hex = veil_json_get_str(req, "key");
+        if (name == NULL) {
+            rc = respond_error(ssl, 400, "\"name\" is required", false);
+            goto out;
+        }
+        if (hex != NULL) {
+            if (veil_hex_decode(veil_span_from_str(hex), raw, 32) != VEIL_OK) {
+                rc = respond_error(ssl, 400, "\"key\" must be 64 hex digits", false);
+                goto out;
+            }
+            have_raw = true;
+        }
+    }
+    pthread_rwlock_wrlock(&s->lock);
+    if (rotate_name != NULL) {
+        bool known = false;
+        for (size_t i = 0; i < s->store->n; i++)
+            known = known || strcmp(s->store->keys[i].name, rotate_name) == 0;
+        if (!known) {
+            pthread_rwlock_unlock(&s->lock);
+            rc = respond_error(ssl, 404, "no key with this name to rotate", false);
+            goto out;
+        }
+    }
+    const struct veil__kbs_key *k = NULL;
+    rc = veil__kbs_store_add(s->store, name, id, have_raw ? raw : NULL, &k, &eb);
+    const char *ids[1] = {k != NULL ? k->id : (id != NULL ? id : name)};
+    veil_err arc =
+        audit(s, p, rotate_name != NULL ? "rotate-key" : "add-key", rc == VEIL_OK,
+              rc == VEIL_OK ? "committed" : veil_errbuf_msg(&eb, rc), NULL, NULL, ids, 1);
+    if (rc == VEIL_OK) {
+        /* The material goes back only for keys the broker generated. */
+        rc = respond_key(ssl, k, !have_raw);
+    } else {
+        int st = rc == VEIL_E_EXISTS ? 409 : rc == VEIL_E_INVALID || rc == VEIL_E_LIMIT ? 400 : 500;
+        rc = respond_error(ssl, st, veil_errbuf_msg(&eb, rc), false);
+    }
+    pthread_rwlock_unlock(&s->lock);
+    (void)arc;
+out:
+    veil_memzero(raw, sizeof(raw));
+    veil_arena_release(&a);
+    return rc;
+}
+
+static veil_err admin_retire(struct veil_kbs_server *s, SSL *ssl, const struct peer *p,
+                             const char *id)
+{
+    struct veil_errbuf eb = {{0}};
+    pthread_rwlock_wrlock(&s->lock);
+    veil_err rc = veil__kbs_store_retire(s->store, id, &eb);
+    const char *ids[1] = {id};
+    (void)audit(s, p, "retire-key", rc == VEIL_OK, rc == VEIL_OK ? "committed" : eb.msg, NULL, NULL,
+                ids, 1);
+    const struct veil__kbs_key *k = veil__kbs_store_find(s->store, id);
+    if (rc == VEIL_OK && k != NULL)
+        rc = respond_key(ssl, k, false);
+    else
+        rc = respond_error(ssl, rc == VEIL_E_NOTFOUND ? 404 : 500, veil_errbuf_msg(&eb, rc), false);
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+static veil_err admin_policy(struct veil_kbs_server *s, SSL *ssl, const struct peer *p,
+                             struct veil_span body)
+{
+    struct veil_errbuf eb = {{0}};
+    struct veil_attest_policy *np = NULL;
+    veil_err rc = veil_attest_policy_parse(body, &np, &eb);
+    if (rc != VEIL_OK) {
+        (void)audit(s, p, "replace-policy", false, eb.msg, NULL, NULL, NULL, 0);
+        return respond_error(ssl, 400, veil_errbuf_msg(&eb, rc), false);
+    }
+    pthread_rwlock_wrlock(&s->lock);
+    rc = veil_file_write_atomic(s->policy_path, body, 0600, VEIL_ATOMIC_REPLACE, &eb);
+    if (rc == VEIL_OK) {
+        veil_attest_policy_free(s->policy);
+        s->policy = np;
+        np = NULL;
+        s->policy_mtime = file_mtime(s->policy_path);
+    }
+    (void)audit(s, p, "replace-policy", rc == VEIL_OK, rc == VEIL_OK ? "committed" : eb.msg, NULL,
+                NULL, NULL, 0);
+    pthread_rwlock_unlock(&s->lock);
+    veil_attest_policy_free(np);
+    if (rc != VEIL_OK)
+        return respond_error(ssl, 500, veil_errbuf_msg(&eb, rc), false);
+    return respond(ssl, 200, veil_span_from_str("{\"policy\":\"replaced\"}"), false);
+}
+
+static veil_err handle_admin(struct veil_kbs_server *s, SSL *ssl, const struct peer *p,
+                             const struct veil_kbs_http_head *h, struct veil_span body)
+{
+    if (!is_admin(s, p)) {
+        (void)audit(s, p, "admin", false, "client certificate not issued by the admin CA", NULL,
+                    NULL, NULL, 0);
+        return respond_error(ssl, 403, "an administrator certificate is required", true);
+    }
+    struct veil_span path = h->path;
+    char tail[200];
+    bool get = veil_span_eq_str(h->method, "GET"), post = veil_span_eq_str(h->method, "POST"),
+         put = veil_span_eq_str(h->method, "PUT");
+    if (veil_span_eq_str(path, "/kbs/v1/admin/keys")) {
+        if (get)
+            return admin_list(s, ssl);
+        if (post)
+            return admin_add(s, ssl, p, body, NULL);
+        return respond_error(ssl, 405, "use GET or POST", false);
+    }
+    if (veil_span_eq_str(path, "/kbs/v1/admin/policy")) {
+        if (put)
+            return admin_policy(s, ssl, p, body);
+        return respond_error(ssl, 405, "use PUT", false);
+    }
+    if (veil_span_starts_with(path, "/kbs/v1/admin/keys/") && path.len - 19 < sizeof(tail)) {
+        memcpy(tail, path.p + 19, path.len - 19);
+        tail[path.len - 19] = '\0';
+        char *slash = strrchr(tail, '/');
+        if (slash != NULL && post && strcmp(slash, "/rotate") == 0) {
+            *slash = '\0';
+            return admin_add(s, ssl, p, body, tail);
+        }
+        if (slash != NULL && post && strcmp(slash, "/retire") == 0) {
+            *slash = '\0';
+            return admin_retire(s, ssl, p, tail);
+        }
+    }
+    return respond_error(ssl, 404, "no such admin endpoint", false);
+}
+
+/* ---- Connections ---- */
+
+static void serve_connection(struct veil_kbs_server *s, int fd)
+{
+    struct timeval tv = {IO_TIMEOUT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    SSL *ssl = SSL_new(s->ssl);
+    struct veil_buf buf;
+    veil_buf_init(&buf, VEIL_LIMIT_KBS_HEAD + VEIL_LIMIT_KBS_BODY);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1) {
+        ERR_clear_error();
+        goto out;
+    }
+    struct peer p;
+    describe_peer(fd, ssl, &p);
+    for (int n = 0; n < MAX_REQUESTS_PER_CONN && !atomic_load(&s->stopping); n++) {
+        struct veil_kbs_http_head h;
+        struct veil_span body;
+        veil_err rc = veil__kbs_read_message(ssl, true, &buf, &h, &body);
+        if (rc == VEIL_E_CANCELLED || rc == VEIL_E_INCOMPLETE)
+            break;
+        if (rc != VEIL_OK) {
+            (void)respond_error(ssl, rc == VEIL_E_LIMIT ? 413 : 400,
+                                rc == VEIL_E_LIMIT ? "request too large" : "malformed HTTP request",
+                                true);
+            break;
+        }
+        if (veil_span_eq_str(h.path, "/kbs/v1/provision")) {
+            rc = veil_span_eq_str(h.method, "POST") ? handle_provision(s, ssl, &p, body)
+                                                    : respond_error(ssl, 405, "use POST", false);
+        } else if (veil_span_starts_with(h.path, "/kbs/v1/admin/")) {
+            rc = handle_admin(s, ssl, &p, &h, body);
+        } else {
+            rc = respond_error(ssl, 404, "no such endpoint", false);
+        }
+        if (rc != VEIL_OK || h.close)
+            break;
+    }
+    SSL_shutdown(ssl);
+out:
+    ERR_clear_error();
+    veil_buf_release(&buf);
+    SSL_free(ssl);
+    close(fd);
+}
+
+static void *worker_main(void *arg)
+{
+    struct veil_kbs_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->qlock);
+        while (s->qlen == 0 && !atomic_load(&s->stopping))
+            pthread_cond_wait(&s->qcond, &s->qlock);
+        if (s->qlen == 0) {
+            pthread_mutex_unlock(&s->qlock);
+            return NULL;
+        }
+        int fd = s->queue[s->qhead];
+        s->qhead = (s->qhead + 1) % QUEUE_CAP;
+        s->qlen--;
+        pthread_mutex_unlock(&s->qlock);
+        serve_connection(s, fd);
+    }
+}
+
+veil_err veil_kbs_server_run(struct veil_kbs_server *s, struct veil_errbuf *eb)
+{
+    pthread_t tids[128];
+    unsigned started = 0, want = s->threads > 128 ? 128 : s->threads;
+    for (unsigned i = 0; i < want; i++)
+        if (pthread_create(&tids[started], NULL, worker_main, s) == 0)
+            started++;
+    if (started == 0)
+        return veil_errf(eb, VEIL_E_NOMEM, "cannot start worker threads");
+    VEIL_LOG_INFO("key broker listening on port %u with %u workers", s->port, started);
+    while (!atomic_load(&s->stopping)) {
+        struct pollfd pf[2] = {{s->listen_fd, POLLIN, 0}, {s->wake[0], POLLIN, 0}};
+        int r = poll(pf, 2, 1000);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (file_mtime(s->policy_path) != s->policy_mtime) {
+            veil_err prc = veil_kbs_server_reload_policy(s, NULL); /* logged inside */
+            (void)prc;
+        }
+        if (r <= 0 || !(pf[0].revents & POLLIN))
+            continue;
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        pthread_mutex_lock(&s->qlock);
+        if (s->qlen == QUEUE_CAP) {
+            pthread_mutex_unlock(&s->qlock);
+            close(fd); /* overloaded: shed the connection rather than queue without bound */
+            continue;
+        }
+        s->queue[(s->qhead + s->qlen) % QUEUE_CAP] = fd;
+        s->qlen++;
+        pthread_cond_signal(&s->qcond);
+        pthread_mutex_unlock(&s->qlock);
+    }
+    pthread_mutex_lock(&s->qlock);
+    pthread_cond_broadcast(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    return VEIL_OK;
+}

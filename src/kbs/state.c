@@ -1,0 +1,132 @@
+/*
+ * `veil kbs init`: creates a broker state directory. The master key is the only secret kept in
+ * the clear (mode 0600, in a 0700 directory); the CA and TLS private keys and the key store are
+ * sealed under it. The administrator's credentials (admin.pem, admin.key) are written for the
+ * operator to take away.
+ */
+#include "kbs_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = veil_malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static veil_err write_file(const char *dir, const char *name, struct veil_span data, unsigned mode,
+                           struct veil_errbuf *eb)
+{
+    char *p = join(dir, name);
+    veil_err rc = p == NULL ? VEIL_E_NOMEM
+                            : veil_file_write_atomic(p, data, mode, VEIL_ATOMIC_NO_REPLACE, eb);
+    veil_free(p);
+    return rc;
+}
+
+static veil_err write_cert(const char *dir, const char *name, X509 *c, struct veil_errbuf *eb)
+{
+    struct veil_buf b;
+    veil_buf_init(&b, 65536);
+    veil_err rc = veil__kbs_cert_pem(c, &b);
+    if (rc == VEIL_OK)
+        rc = write_file(dir, name, veil_buf_span(&b), 0644, eb);
+    veil_buf_release(&b);
+    return rc;
+}
+
+static veil_err write_sealed_key(const char *dir, const char *name, const uint8_t master[32],
+                                 EVP_PKEY *k, struct veil_errbuf *eb)
+{
+    struct veil_buf b;
+    char *p = join(dir, name);
+    veil_buf_init_secret(&b, 65536);
+    veil_err rc = p == NULL ? VEIL_E_NOMEM : veil__kbs_key_pem(k, &b);
+    if (rc == VEIL_OK)
+        rc = veil__kbs_blob_store(master, name, p, veil_buf_span(&b), eb);
+    veil_buf_release(&b);
+    veil_free(p);
+    return rc;
+}
+
+veil_err veil_kbs_init(const char *dir, const char *const *hosts, struct veil_errbuf *eb)
+{
+    static const char *const default_hosts[] = {"localhost", "127.0.0.1", NULL};
+    veil_err rc = VEIL_E_INTERNAL;
+    uint8_t master[32];
+    EVP_PKEY *sca_key = NULL, *aca_key = NULL, *broker_key = NULL, *admin_key = NULL;
+    X509 *sca = NULL, *aca = NULL, *broker = NULL, *admin = NULL;
+    char *mpath = join(dir, "master.key");
+    struct veil__kbs_store *st = NULL;
+    struct veil_buf pem;
+    veil_buf_init_secret(&pem, 65536);
+    if (mpath == NULL)
+        return veil_errf(eb, VEIL_E_NOMEM, "out of memory");
+    if (access(mpath, F_OK) == 0) {
+        rc = veil_errf(eb, VEIL_E_EXISTS, "%s: a broker state exists here already", dir);
+        goto out;
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        rc = veil_errf(eb, VEIL_E_IO, "%s: %s", dir, strerror(errno));
+        goto out;
+    }
+    if (veil_random_bytes(master, sizeof(master)) != VEIL_OK ||
+        veil__kbs_new_key(&sca_key) != VEIL_OK || veil__kbs_new_key(&aca_key) != VEIL_OK ||
+        veil__kbs_new_key(&broker_key) != VEIL_OK || veil__kbs_new_key(&admin_key) != VEIL_OK ||
+        veil__kbs_make_ca(sca_key, "Veil serving CA", &sca) != VEIL_OK ||
+        veil__kbs_make_ca(aca_key, "Veil admin CA", &aca) != VEIL_OK ||
+        veil__kbs_issue(sca, sca_key, broker_key, "Veil key broker",
+                        hosts != NULL ? hosts : default_hosts, 10L * 365 * 86400,
+                        VEIL_KBS_CERT_SERVER, &broker) != VEIL_OK ||
+        veil__kbs_issue(aca, aca_key, admin_key, "admin", NULL, 10L * 365 * 86400,
+                        VEIL_KBS_CERT_CLIENT, &admin) != VEIL_OK) {
+        rc = veil_crypto_openssl_err(eb, VEIL_E_CRYPTO, "cannot make the broker's keys");
+        goto out;
+    }
+    rc = write_file(dir, "master.key", veil_span_make(master, 32), 0600, eb);
+    if (rc == VEIL_OK)
+        rc = write_cert(dir, "serving-ca.pem", sca, eb);
+    if (rc == VEIL_OK)
+        rc = write_sealed_key(dir, "serving-ca.key", master, sca_key, eb);
+    if (rc == VEIL_OK)
+        rc = write_cert(dir, "admin-ca.pem", aca, eb);
+    if (rc == VEIL_OK)
+        rc = write_cert(dir, "broker.pem", broker, eb);
+    if (rc == VEIL_OK)
+        rc = write_sealed_key(dir, "broker.key", master, broker_key, eb);
+    if (rc == VEIL_OK)
+        rc = write_cert(dir, "admin.pem", admin, eb);
+    if (rc == VEIL_OK)
+        rc = veil__kbs_key_pem(admin_key, &pem);
+    if (rc == VEIL_OK)
+        rc = write_file(dir, "admin.key", veil_buf_span(&pem), 0600, eb);
+    if (rc == VEIL_OK)
+        rc = write_file(dir, "policy.json",
+                        veil_span_from_str("{\"version\": 1, \"workloads\": []}\n"), 0600, eb);
+    if (rc == VEIL_OK) {
+        char *kp = join(dir, "keys.db");
+        rc = kp == NULL ? VEIL_E_NOMEM : veil__kbs_store_open(kp, master, true, &st, eb);
+        veil_free(kp);
+    }
+out:
+    veil_memzero(master, sizeof(master));
+    veil__kbs_store_free(st);
+    veil_buf_release(&pem);
+    EVP_PKEY_free(sca_key);
+    EVP_PKEY_free(aca_key);
+    EVP_PKEY_free(broker_key);
+    EVP_PKEY_free(admin_key);
+    X509_free(sca);
+    X509_free(aca);
+    X509_free(broker);
+    X509_free(admin);
+    veil_free(mpath);
+    return rc;
+}

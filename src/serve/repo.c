@@ -1,0 +1,708 @@
+/*
+ * The model repository: each model's base path holds numbered version folders with model.onnx
+ * or a sealed model.onnx.veil. A scan (at start, then every poll period on the poller thread)
+ * loads the versions the policy wants (latest N, all, specific) and unloads the others only
+ * once a wanted version is AVAILABLE, so serving never gaps. Requests hold a version by a
+ * reference count under the repository mutex; an unloaded version is freed when its last
+ * request releases it. A version that fails to load stays listed as END with its error, and is
+ * retried only when its model file changes. Sealed models are decrypted into secure memory
+ * with a key from the key source and the plaintext is wiped right after the engine loaded it.
+ */
+#include "serve_int.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char *arena_str(struct veil_arena *a, const char *s)
+{
+    char *o = NULL;
+    if (s == NULL || veil_arena_strdup(a, veil_span_from_str(s), &o) != VEIL_OK)
+        return NULL;
+    return o;
+}
+
+static veil_err copy_config(struct veil_arena *a, const struct sv_model_config *in,
+                            struct sv_model_config *out)
+{
+    *out = *in;
+    out->name = arena_str(a, in->name);
+    out->base_path = arena_str(a, in->base_path);
+    if (out->name == NULL || out->base_path == NULL)
+        return VEIL_E_NOMEM;
+    if (in->n_versions > 0) {
+        if (veil_arena_allocarray(a, in->n_versions, sizeof(int64_t), 8, (void **)&out->versions) !=
+            VEIL_OK)
+            return VEIL_E_NOMEM;
+        memcpy(out->versions, in->versions, in->n_versions * sizeof(int64_t));
+    }
+    if (in->n_labels > 0) {
+        if (veil_arena_allocarray(a, in->n_labels, sizeof(struct sv_label), 8,
+                                  (void **)&out->labels) != VEIL_OK)
+            return VEIL_E_NOMEM;
+        for (size_t i = 0; i < in->n_labels; i++) {
+            out->labels[i].version = in->labels[i].version;
+            out->labels[i].name = arena_str(a, in->labels[i].name);
+            if (out->labels[i].name == NULL)
+                return VEIL_E_NOMEM;
+        }
+    }
+    return VEIL_OK;
+}
+
+veil_err veil__serve_repo_new(const struct sv_model_config *cfgs, size_t n, int64_t poll_s,
+                              struct veil_key_source *keys, const struct veil_engine_options *eopt,
+                              const struct sv_batching *batching, struct sv_metrics *metrics,
+                              struct sv_repo **out, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    struct sv_repo *r = NULL;
+    *out = NULL;
+    r = veil_calloc(1, sizeof(*r));
+    if (r == NULL) {
+        rc = VEIL_E_NOMEM;
+        goto out;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    veil_arena_init(&r->cfg_arena, 16u << 10, VEIL_LIMIT_CONFIG_FILE * 4);
+    atomic_init(&r->first_scan_done, false);
+    r->poll_s = poll_s;
+    r->keys = keys;
+    if (eopt != NULL)
+        r->eopt = *eopt;
+    r->batching = batching;
+    r->metrics = metrics;
+    r->models = veil_calloc(n > 0 ? n : 1, sizeof(*r->models));
+    if (r->models == NULL) {
+        rc = VEIL_E_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfgs[i].name, cfgs[j].name) == 0) {
+                rc = veil_errf(eb, VEIL_E_INVALID, "model %s configured twice", cfgs[i].name);
+                goto out;
+            }
+        if ((rc = copy_config(&r->cfg_arena, &cfgs[i], &r->models[i].cfg)) != VEIL_OK)
+            goto out;
+        r->models[i].repo = r;
+        r->n_models++;
+    }
+    *out = r;
+    r = NULL;
+    rc = VEIL_OK;
+out:
+    veil__serve_repo_free(r);
+    return rc;
+}
+
+static void version_unload_now(struct sv_version *v)
+{
+    veil__serve_batcher_free(v->batcher);
+    v->batcher = NULL;
+    veil_engine_model_free(v->em);
+    v->em = NULL;
+    for (size_t i = 0; i < v->sig.n_in; i++)
+        veil_free(v->sig.in[i].name);
+    for (size_t i = 0; i < v->sig.n_out; i++)
+        veil_free(v->sig.out[i].name);
+    memset(&v->sig, 0, sizeof(v->sig));
+}
+
+void veil__serve_repo_free(struct sv_repo *r)
+{
+    if (r == NULL)
+        return;
+    if (r->poller_started) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->poller, NULL);
+    }
+    for (size_t i = 0; i < r->n_models; i++) {
+        struct sv_version *v = r->models[i].versions;
+        while (v != NULL) {
+            struct sv_version *next = v->next;
+            version_unload_now(v);
+            veil_free(v);
+            v = next;
+        }
+    }
+    veil_free(r->models);
+    veil_arena_release(&r->cfg_arena);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    veil_free(r);
+}
+
+/* ---- Loading ---- */
+
+static veil_err build_sig(struct veil_engine_model *em, struct sv_sig *sig, struct veil_errbuf *eb)
+{
+    size_t ni = veil_engine_model_num_inputs(em), no = veil_engine_model_num_outputs(em);
+    if (ni > SV_MAX_IO || no > SV_MAX_IO)
+        return veil_errf(eb, VEIL_E_LIMIT, "model has more than %d inputs or outputs", SV_MAX_IO);
+    for (size_t k = 0; k < ni + no; k++) {
+        bool in = k < ni;
+        const struct veil_tensor_info *info =
+            in ? veil_engine_model_input(em, k) : veil_engine_model_output(em, k - ni);
+        struct sv_tinfo *t = in ? &sig->in[k] : &sig->out[k - ni];
+        t->name = veil_strdup(info->name != NULL ? info->name : "");
+        if (t->name == NULL)
+            return VEIL_E_NOMEM;
+        t->dt = info->dtype;
+        t->tf_dtype = veil__serve_tf_dtype(info->dtype);
+        t->rank = info->rank;
+        memcpy(t->dims, info->dims, sizeof(t->dims));
+        if (in)
+            sig->n_in++;
+        else
+            sig->n_out++;
+    }
+    return VEIL_OK;
+}
+
+/* Finds the model file of a version folder: plain ONNX or sealed. */
+static veil_err model_file(const char *dir, char *path, size_t cap, bool *sealed, int64_t *mtime)
+{
+    struct stat sb;
+    snprintf(path, cap, "%s/model.onnx.veil", dir);
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        *sealed = true;
+        *mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        return VEIL_OK;
+    }
+    snprintf(path, cap, "%s/model.onnx", dir);
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        *sealed = false;
+        *mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        return VEIL_OK;
+    }
+    *mtime = 0;
+    return VEIL_E_NOTFOUND;
+}
+
+static veil_err load_sealed(struct sv_repo *r, const struct sv_model *m, int64_t version,
+                            const char *path, struct veil_engine_model **em, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    uint8_t head[VEIL_LIMIT_SEAL_HEADER];
+    struct veil_seal_header hdr;
+    struct veil_model_key *key = NULL;
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = veil_errf(eb, VEIL_E_IO, "cannot open %s: %s", path, strerror(errno));
+        goto out;
+    }
+    ssize_t got = read(fd, head, sizeof(head));
+    if (got < 0) {
+        rc = veil_errf(eb, VEIL_E_IO, "cannot read %s: %s", path, strerror(errno));
+        goto out;
+    }
+    rc = veil_seal_header_parse(veil_span_make(head, (size_t)got), &hdr, eb);
+    if (rc != VEIL_OK)
+        goto out;
+    if (r->keys == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOTFOUND, "sealed model and no key source (--key)");
+        goto out;
+    }
+    rc = veil_key_source_get(r->keys, hdr.key_id, &key, eb);
+    if (rc != VEIL_OK)
+        goto out;
+    struct veil_seal_expect ex = {m->cfg.name, version >= 0, (uint64_t)version};
+    rc = veil_unseal_path(path, key, &ex, 0, &plain, &plain_len, NULL, eb);
+    if (rc != VEIL_OK)
+        goto out;
+    rc = veil_engine_model_load(veil_span_make(plain, plain_len), &r->eopt, em, eb);
+out:
+    if (plain != NULL)
+        veil_secure_free(plain, plain_len);
+    veil_model_key_free(key);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+static veil_err load_version(struct sv_repo *r, const struct sv_model *m, int64_t version,
+                             const char *path, bool sealed, struct veil_engine_model **em,
+                             struct sv_sig *sig, struct veil_errbuf *eb)
+{
+    veil_err rc;
+    *em = NULL;
+    if (sealed) {
+        rc = load_sealed(r, m, version, path, em, eb);
+    } else {
+        struct veil_buf b;
+        veil_buf_init(&b, VEIL_LIMIT_MODEL_BYTES);
+        rc = veil_file_read_all(path, VEIL_LIMIT_MODEL_BYTES, &b, eb);
+        if (rc == VEIL_OK)
+            rc = veil_engine_model_load(veil_buf_span(&b), &r->eopt, em, eb);
+        veil_buf_release(&b);
+    }
+    if (rc == VEIL_OK)
+        rc = build_sig(*em, sig, eb);
+    if (rc != VEIL_OK) {
+        veil_engine_model_free(*em);
+        *em = NULL;
+        for (size_t i = 0; i < sig->n_in; i++)
+            veil_free(sig->in[i].name);
+        for (size_t i = 0; i < sig->n_out; i++)
+            veil_free(sig->out[i].name);
+        memset(sig, 0, sizeof(*sig));
+    }
+    return rc;
+}
+
+/* ---- Scanning ---- */
+
+#define SCAN_MAX 4096
+
+static int cmp_desc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Lists numbered version folders of base (TF: child folders whose name parses as int64). */
+static size_t list_versions(const char *base, int64_t *out, size_t cap)
+{
+    DIR *d = opendir(base);
+    size_t n = 0;
+    if (d == NULL)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < cap) {
+        int64_t v = 0;
+        if (!veil__serve_json_i64(veil_span_from_str(e->d_name), &v) || v < 0)
+            continue;
+        char p[4096];
+        struct stat sb;
+        if ((size_t)snprintf(p, sizeof(p), "%s/%s", base, e->d_name) >= sizeof(p) ||
+            stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            continue;
+        out[n++] = v;
+    }
+    closedir(d);
+    qsort(out, n, sizeof(*out), cmp_desc);
+    /* "00000123" and "123" are one version: drop duplicates. */
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        if (w == 0 || out[w - 1] != out[i])
+            out[w++] = out[i];
+    return w;
+}
+
+static bool wanted(const struct sv_model *m, const int64_t *found, size_t n, int64_t v)
+{
+    switch (m->cfg.policy) {
+    case SV_POLICY_ALL:
+        return true;
+    case SV_POLICY_SPECIFIC:
+        for (size_t i = 0; i < m->cfg.n_versions; i++)
+            if (m->cfg.versions[i] == v)
+                return true;
+        return false;
+    case SV_POLICY_LATEST:
+    default:
+        for (size_t i = 0; i < n && i < m->cfg.latest_n; i++)
+            if (found[i] == v)
+                return true;
+        return false;
+    }
+}
+
+static struct sv_version *find_version(struct sv_model *m, int64_t v)
+{
+    for (struct sv_version *x = m->versions; x != NULL; x = x->next)
+        if (x->version == v)
+            return x;
+    return NULL;
+}
+
+static void insert_version(struct sv_model *m, struct sv_version *nv)
+{
+    struct sv_version **pp = &m->versions;
+    while (*pp != NULL && (*pp)->version > nv->version)
+        pp = &(*pp)->next;
+    nv->next = *pp;
+    *pp = nv;
+}
+
+static void version_dir(const struct sv_model *m, int64_t v, char *out, size_t cap)
+{
+    /* The folder name may have leading zeros: find it by value. */
+    DIR *d = opendir(m->cfg.base_path);
+    snprintf(out, cap, "%s/%lld", m->cfg.base_path, (long long)v);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int64_t x;
+        if (veil__serve_json_i64(veil_span_from_str(e->d_name), &x) && x == v) {
+            snprintf(out, cap, "%s/%s", m->cfg.base_path, e->d_name);
+            break;
+        }
+    }
+    closedir(d);
+}
+
+static void scan_model(struct sv_repo *r, struct sv_model *m)
+{
+    int64_t found[256];
+    size_t n = list_versions(m->cfg.base_path, found, sizeof(found) / sizeof(found[0]));
+    if (n == 0)
+        VEIL_LOG_DEBUG("model %s: no version under %s yet", m->cfg.name, m->cfg.base_path);
+    /* Loads first: availability is preserved because unloading waits for them. */
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = found[i];
+        if (!wanted(m, found, n, v))
+            continue;
+        char dir[4096], path[4200];
+        bool sealed = false;
+        int64_t mtime = 0;
+        version_dir(m, v, dir, sizeof(dir));
+        veil_err frc = model_file(dir, path, sizeof(path), &sealed, &mtime);
+        pthread_mutex_lock(&r->mu);
+        struct sv_version *x = find_version(m, v);
+        /* Load what is new, what was unloaded and is wanted again, and what failed before
+         * only when its model file changed since. */
+        bool need =
+            x == NULL || (x->state == SV_END && (x->err_code == 0 || mtime != x->file_mtime));
+        if (!need) {
+            pthread_mutex_unlock(&r->mu);
+            continue;
+        }
+        if (x == NULL) {
+            x = veil_calloc(1, sizeof(*x));
+            if (x == NULL) {
+                pthread_mutex_unlock(&r->mu);
+                continue;
+            }
+            x->model = m;
+            x->version = v;
+            insert_version(m, x);
+        }
+        x->state = SV_LOADING;
+        x->file_mtime = mtime;
+        x->err_code = 0;
+        x->err_msg[0] = '\0';
+        pthread_mutex_unlock(&r->mu);
+
+        struct veil_engine_model *em = NULL;
+        struct sv_sig sig;
+        struct veil_errbuf eb = {{0}};
+        memset(&sig, 0, sizeof(sig));
+        veil_err rc = frc;
+        if (rc != VEIL_OK)
+            veil_errf(&eb, rc, "no model.onnx or model.onnx.veil in %s", dir);
+        else
+            rc = load_version(r, m, v, path, sealed, &em, &sig, &eb);
+        struct sv_batcher *batcher = NULL;
+        pthread_mutex_lock(&r->mu);
+        if (rc == VEIL_OK) {
+            x->em = em;
+            x->sig = sig;
+            x->failed_once = false;
+            if (r->batching != NULL) {
+                pthread_mutex_unlock(&r->mu);
+                rc = veil__serve_batcher_new(x, r->batching, r->metrics, &batcher);
+                pthread_mutex_lock(&r->mu);
+                x->batcher = batcher;
+            }
+        }
+        if (rc == VEIL_OK) {
+            x->state = SV_AVAILABLE;
+            VEIL_LOG_INFO("model %s version %lld is AVAILABLE", m->cfg.name, (long long)v);
+        } else {
+            version_unload_now(x);
+            x->state = SV_END;
+            x->failed_once = true;
+            x->err_code = veil__serve_code_of(rc);
+            if (x->err_code == VEIL_GRPC_OK)
+                x->err_code = VEIL_GRPC_UNKNOWN;
+            snprintf(x->err_msg, sizeof(x->err_msg), "%s", veil_errbuf_msg(&eb, rc));
+            VEIL_LOG_ERR("model %s version %lld failed to load: %s", m->cfg.name, (long long)v,
+                         x->err_msg);
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    /* Unloads: only once some wanted version is AVAILABLE, or when none is wanted at all. */
+    pthread_mutex_lock(&r->mu);
+    bool any_wanted_available = false, any_wanted = false;
+    for (struct sv_version *x = m->versions; x != NULL; x = x->next) {
+        bool present = false;
+        for (size_t i = 0; i < n; i++)
+            present = present || found[i] == x->version;
+        if (present && wanted(m, found, n, x->version)) {
+            any_wanted = true;
+            any_wanted_available = any_wanted_available || x->state == SV_AVAILABLE;
+        }
+    }
+    struct sv_version **pp = &m->versions;
+    struct sv_version *to_free = NULL;
+    while (*pp != NULL) {
+        struct sv_version *x = *pp;
+        bool present = false;
+        for (size_t i = 0; i < n; i++)
+            present = present || found[i] == x->version;
+        bool keep = present && wanted(m, found, n, x->version);
+        if (!keep && x->state == SV_AVAILABLE && (any_wanted_available || !any_wanted)) {
+            VEIL_LOG_INFO("model %s version %lld unloading", m->cfg.name, (long long)x->version);
+            x->state = SV_UNLOADING;
+            if (x->refs == 0) {
+                /* Nobody holds it: unload below, outside the lock. */
+                x->state = SV_END;
+                x->err_code = 0;
+                struct sv_version *copy = veil_calloc(1, sizeof(*copy));
+                if (copy != NULL) {
+                    copy->em = x->em;
+                    copy->batcher = x->batcher;
+                    copy->sig = x->sig;
+                    copy->next = to_free;
+                    to_free = copy;
+                    x->em = NULL;
+                    x->batcher = NULL;
+                    memset(&x->sig, 0, sizeof(x->sig));
+                }
+            }
+        }
+        /* Forget finished versions whose folder is gone. */
+        if (!present && x->state == SV_END && x->refs == 0) {
+            *pp = x->next;
+            veil_free(x);
+            continue;
+        }
+        pp = &x->next;
+    }
+    pthread_mutex_unlock(&r->mu);
+    while (to_free != NULL) {
+        struct sv_version *next = to_free->next;
+        version_unload_now(to_free);
+        veil_free(to_free);
+        to_free = next;
+    }
+}
+
+void veil__serve_repo_scan(struct sv_repo *r)
+{
+    for (size_t i = 0; i < r->n_models; i++)
+        scan_model(r, &r->models[i]);
+    atomic_store(&r->first_scan_done, true);
+}
+
+static void *poller_main(void *arg)
+{
+    struct sv_repo *r = arg;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t)r->poll_s;
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        if (r->stop)
+            break;
+        pthread_mutex_unlock(&r->mu);
+        veil__serve_repo_scan(r);
+        pthread_mutex_lock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+static void *first_scan_main(void *arg)
+{
+    struct sv_repo *r = arg;
+    veil__serve_repo_scan(r);
+    if (r->poll_s > 0)
+        return poller_main(r);
+    return NULL;
+}
+
+veil_err veil__serve_repo_start(struct sv_repo *r, struct veil_errbuf *eb)
+{
+    /* Loading can take long (large models, key release): the first scan runs on the poller
+     * thread too, and readiness reports when it is done. */
+    if (pthread_create(&r->poller, NULL, first_scan_main, r) != 0)
+        return veil_errf(eb, VEIL_E_INTERNAL, "cannot start the repository thread");
+    r->poller_started = true;
+    return VEIL_OK;
+}
+
+/* ---- Lookups ---- */
+
+static struct sv_model *find_model(struct sv_repo *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_models; i++)
+        if (strcmp(r->models[i].cfg.name, name) == 0)
+            return &r->models[i];
+    return NULL;
+}
+
+bool veil__serve_repo_acquire(struct sv_repo *r, const char *name, bool has_version,
+                              int64_t version, const char *label, struct sv_version **out,
+                              struct sv_status *st)
+{
+    *out = NULL;
+    pthread_mutex_lock(&r->mu);
+    struct sv_model *m = find_model(r, name);
+    bool ok = false;
+    if (label != NULL && label[0] != '\0') {
+        bool found = false;
+        for (size_t i = 0; m != NULL && i < m->cfg.n_labels; i++)
+            if (strcmp(m->cfg.labels[i].name, label) == 0) {
+                version = m->cfg.labels[i].version;
+                found = true;
+            }
+        if (m == NULL) {
+            sv_fail(st, VEIL_GRPC_NOT_FOUND, "Servable not found for request: Latest(%s)", name);
+            goto out;
+        }
+        if (!found) {
+            sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT, "Unrecognized servable version label: %s",
+                    label);
+            goto out;
+        }
+        has_version = true;
+    }
+    if (m != NULL) {
+        for (struct sv_version *x = m->versions; x != NULL; x = x->next) {
+            if (x->state != SV_AVAILABLE || (has_version && x->version != version))
+                continue;
+            x->refs++;
+            *out = x;
+            ok = true;
+            goto out;
+        }
+    }
+    if (has_version)
+        sv_fail(st, VEIL_GRPC_NOT_FOUND, "Servable not found for request: Specific(%s, %lld)", name,
+                (long long)version);
+    else
+        sv_fail(st, VEIL_GRPC_NOT_FOUND, "Servable not found for request: Latest(%s)", name);
+out:
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+void veil__serve_repo_release(struct sv_repo *r, struct sv_version *v)
+{
+    struct veil_engine_model *em = NULL;
+    struct sv_batcher *b = NULL;
+    struct sv_sig sig;
+    bool unload = false;
+    if (v == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    v->refs--;
+    if (v->refs == 0 && v->state == SV_UNLOADING) {
+        unload = true;
+        em = v->em;
+        b = v->batcher;
+        sig = v->sig;
+        v->em = NULL;
+        v->batcher = NULL;
+        memset(&v->sig, 0, sizeof(v->sig));
+        v->state = SV_END;
+        v->err_code = 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (unload) {
+        struct sv_version tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        tmp.em = em;
+        tmp.batcher = b;
+        tmp.sig = sig;
+        version_unload_now(&tmp);
+    }
+}
+
+bool veil__serve_repo_status(struct sv_repo *r, const char *name, bool has_version, int64_t version,
+                             struct sv_version_status *out, size_t cap, size_t *n,
+                             struct sv_status *st)
+{
+    bool ok = false;
+    *n = 0;
+    pthread_mutex_lock(&r->mu);
+    struct sv_model *m = find_model(r, name);
+    if (m == NULL || m->versions == NULL) {
+        sv_fail(st, VEIL_GRPC_NOT_FOUND, "Could not find any versions of model %s", name);
+        goto out;
+    }
+    for (struct sv_version *x = m->versions; x != NULL && *n < cap; x = x->next) {
+        if (has_version && x->version != version)
+            continue;
+        struct sv_version_status *s = &out[(*n)++];
+        s->version = x->version;
+        s->state = x->state == SV_UNLOADING ? SV_UNLOADING : (int)x->state;
+        s->err_code = x->err_code;
+        snprintf(s->err_msg, sizeof(s->err_msg), "%s", x->err_msg);
+    }
+    if (*n == 0) {
+        sv_fail(st, VEIL_GRPC_NOT_FOUND, "Could not find version %lld of model %s",
+                (long long)version, name);
+        goto out;
+    }
+    ok = true;
+out:
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+bool veil__serve_repo_ready(struct sv_repo *r)
+{
+    if (!atomic_load(&r->first_scan_done))
+        return false;
+    bool ready = true;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n_models && ready; i++) {
+        bool any = false;
+        for (struct sv_version *x = r->models[i].versions; x != NULL && !any; x = x->next)
+            any = x->state == SV_AVAILABLE;
+        ready = any;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return ready;
+}
+
+static const char *state_name(int s)
+{
+    switch (s) {
+    case SV_START:
+        return "START";
+    case SV_LOADING:
+        return "LOADING";
+    case SV_AVAILABLE:
+        return "AVAILABLE";
+    case SV_UNLOADING:
+        return "UNLOADING";
+    case SV_END:
+        return "END";
+    default:
+        return "UNKNOWN";
+    }
+}
+
+veil_err veil__serve_repo_metrics(struct sv_repo *r, struct veil_buf *b)
+{
+    veil_err rc = veil_buf_append_str(b, "# TYPE :veil:serving:model_version_state gauge\n");
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; rc == VEIL_OK && i < r->n_models; i++)
+        for (struct sv_version *x = r->models[i].versions; rc == VEIL_OK && x != NULL; x = x->next)
+            rc = veil_buf_appendf(b,
+                                  ":veil:serving:model_version_state{model_name=\"%s\","
+                                  "version=\"%lld\",state=\"%s\"} 1\n",
+                                  r->models[i].cfg.name, (long long)x->version,
+                                  state_name(x->state));
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}

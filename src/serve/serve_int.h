@@ -1,0 +1,452 @@
+/*
+ * serve_int.h: internals shared by the files of the serve module: the status type that carries
+ * TF Serving's codes and messages, the configuration structures read from text protos, the
+ * model repository, the request scheduler, metrics, and the codecs for tensors and JSON.
+ */
+#ifndef VEIL_SERVE_INT_H
+#define VEIL_SERVE_INT_H
+
+#include "veil/engine.h"
+#include "veil/net.h"
+#include "veil/serve.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "tensorflow/core/framework/tensor.pb-c.h"
+
+/* ---- Limits ---- */
+
+#define SV_MSG_MAX 1024    /* status messages longer than this end in ...TRUNCATED */
+#define SV_NAME_MAX 255    /* model names, labels, aliases */
+#define SV_MAX_MODELS 1024 /* models in one config */
+#define SV_MAX_IO 64       /* inputs or outputs of one signature */
+#define SV_REQ_ARENA_MAX ((size_t)3 << 30) /* per-request arena cap */
+#define SV_JSON_MAX_DEPTH 64               /* nesting of a REST body */
+
+/* Consumes n bytes the caller has already checked are there. */
+static inline void sv_skip(struct veil_span *s, size_t n)
+{
+    if (n == 0)
+        return;
+    veil_err rc = veil_span_skip(s, n);
+    VEIL_ASSERT(rc == VEIL_OK);
+}
+
+static inline void sv_get_u8(struct veil_span *s, uint8_t *v)
+{
+    veil_err rc = veil_span_get_u8(s, v);
+    VEIL_ASSERT(rc == VEIL_OK);
+}
+
+/* ---- Status: a canonical code (gRPC numbering) and TF Serving's message ---- */
+
+struct sv_status {
+    int code;
+    char msg[SV_MSG_MAX + 16];
+};
+
+/* Sets code and a formatted message (cut at SV_MSG_MAX with "...TRUNCATED"); returns false. */
+bool sv_fail(struct sv_status *st, int code, const char *fmt, ...) VEIL_PRINTF(3, 4);
+/* The HTTP status for a canonical code (TF Serving's mapping). */
+int sv_http_status(int code);
+
+/* ---- Text-format protobuf (configuration files), a pure parser ---- */
+
+struct tp_node {
+    struct veil_span name;
+    bool is_msg;
+    bool is_string; /* value came from a quoted string (unescaped) */
+    struct veil_span value;
+    struct tp_node *child; /* fields of a message */
+    struct tp_node *next;
+    uint32_t line;
+};
+
+/*
+ * Parses protobuf text format into a tree allocated in a (values are unescaped copies).
+ * Errors: VEIL_E_FORMAT with the line in eb, VEIL_E_LIMIT (depth), VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil__serve_tp_parse(struct veil_span text, struct veil_arena *a,
+                                             struct tp_node **root, struct veil_errbuf *eb);
+
+enum sv_policy { SV_POLICY_LATEST = 0, SV_POLICY_ALL, SV_POLICY_SPECIFIC };
+
+struct sv_label {
+    char *name;
+    int64_t version;
+};
+
+struct sv_model_config {
+    char *name;
+    char *base_path;
+    enum sv_policy policy;
+    uint32_t latest_n;
+    int64_t *versions;
+    size_t n_versions;
+    struct sv_label *labels;
+    size_t n_labels;
+};
+
+struct sv_batching {
+    int64_t max_batch_size;
+    int64_t batch_timeout_micros;
+    int64_t max_enqueued_batches;
+    int64_t num_batch_threads;
+    int64_t allowed[64];
+    size_t n_allowed;
+};
+
+struct sv_ssl {
+    struct veil_span server_key;
+    struct veil_span server_cert;
+    struct veil_span custom_ca;
+    bool client_verify;
+};
+
+struct sv_monitoring {
+    bool enable;
+    char path[256];
+};
+
+/*
+ * Config extraction from text: all pure, allocating from a (strings live in a). Unknown
+ * fields and wrong value kinds are VEIL_E_FORMAT naming field and line.
+ */
+VEIL_NODISCARD veil_err veil__serve_parse_model_config(struct veil_span text, struct veil_arena *a,
+                                                       struct sv_model_config **out, size_t *n,
+                                                       struct veil_errbuf *eb);
+VEIL_NODISCARD veil_err veil__serve_parse_batching(struct veil_span text, struct veil_arena *a,
+                                                   struct sv_batching *out, struct veil_errbuf *eb);
+VEIL_NODISCARD veil_err veil__serve_parse_ssl(struct veil_span text, struct veil_arena *a,
+                                              struct sv_ssl *out, struct veil_errbuf *eb);
+VEIL_NODISCARD veil_err veil__serve_parse_monitoring(struct veil_span text, struct veil_arena *a,
+                                                     struct sv_monitoring *out,
+                                                     struct veil_errbuf *eb);
+/* Fills TF's defaults for unset batching fields (0 means unset). */
+void veil__serve_batching_defaults(struct sv_batching *b);
+
+/* ---- Tensors ---- */
+
+enum tf_dtype {
+    TF_DT_INVALID = 0,
+    TF_DT_FLOAT = 1,
+    TF_DT_DOUBLE = 2,
+    TF_DT_INT32 = 3,
+    TF_DT_UINT8 = 4,
+    TF_DT_INT16 = 5,
+    TF_DT_INT8 = 6,
+    TF_DT_STRING = 7,
+    TF_DT_COMPLEX64 = 8,
+    TF_DT_INT64 = 9,
+    TF_DT_BOOL = 10,
+    TF_DT_BFLOAT16 = 14,
+    TF_DT_UINT16 = 17,
+    TF_DT_COMPLEX128 = 18,
+    TF_DT_HALF = 19,
+    TF_DT_UINT32 = 22,
+    TF_DT_UINT64 = 23,
+};
+
+/* TF DataType of an engine dtype (TF_DT_INVALID when none). */
+int veil__serve_tf_dtype(enum veil_dtype dt);
+/* "DT_FLOAT"; "DT_INVALID" for unknown values. */
+const char *veil__serve_tf_dtype_name(int tf);
+/* TF's short name used in messages ("float", "int64", "string"). */
+const char *veil__serve_tf_dtype_short(int tf);
+
+struct sv_tinfo {
+    char *name;
+    int tf_dtype;
+    enum veil_dtype dt;
+    size_t rank;
+    int64_t dims[VEIL_LIMIT_TENSOR_RANK];
+};
+
+struct sv_sig {
+    size_t n_in, n_out;
+    struct sv_tinfo in[SV_MAX_IO];
+    struct sv_tinfo out[SV_MAX_IO];
+};
+
+/*
+ * Turns a TensorProto into a dense tensor of the signature's dtype (TF's Tensor::FromProto
+ * rules: tensor_content wins and must have the exact size; else typed values with the
+ * last-value broadcast). tensor_content is used in place (no copy); typed values are written
+ * into memory from a. Pure. Errors set st (INVALID_ARGUMENT, UNIMPLEMENTED) and return false.
+ */
+bool veil__serve_tensor_from_proto(const Tensorflow__TensorProto *tp, const struct sv_tinfo *ti,
+                                   struct veil_arena *a, struct veil_tensor *out,
+                                   struct sv_status *st);
+
+/*
+ * Fills tp (initialised by the caller) from t with TF Serving's typed fields; numeric values
+ * are referenced in place where the field type matches, else converted into a.
+ */
+bool veil__serve_tensor_to_proto(const struct veil_tensor *t, struct veil_arena *a,
+                                 Tensorflow__TensorProto *tp, struct sv_status *st);
+
+/* A ProtobufCAllocator that takes memory from an arena (frees are no-ops). */
+void veil__serve_pb_allocator(struct veil_arena *a, ProtobufCAllocator *out);
+
+/* Checks t against ti (dtype, rank, static dims). Sets st (INVALID_ARGUMENT) on mismatch. */
+bool veil__serve_tensor_check(const struct veil_tensor *t, const struct sv_tinfo *ti,
+                              size_t arg_index, struct sv_status *st);
+
+/* ---- JSON (REST) ---- */
+
+enum json_kind {
+    JSON_NULL,
+    JSON_FALSE,
+    JSON_TRUE,
+    JSON_NUMBER,
+    JSON_STRING,
+    JSON_ARRAY,
+    JSON_OBJECT
+};
+
+struct json_val {
+    enum json_kind kind;
+    uint32_t n;             /* members of an array or object */
+    struct veil_span text;  /* number token, or the unescaped string */
+    struct veil_span key;   /* when a member of an object: its unescaped key */
+    struct json_val *child; /* first member */
+    struct json_val *next;  /* next sibling */
+    size_t offset;          /* byte offset in the document */
+};
+
+/*
+ * Parses a JSON document (RFC 8259 plus NaN, Infinity, -Infinity as rapidjson accepts) into
+ * values allocated from a. Strings are unescaped; numbers stay as tokens for the typed
+ * decoder. Pure. Errors set st to INVALID_ARGUMENT with TF Serving's "JSON Parse error: ..."
+ * text and return false.
+ */
+bool veil__serve_json_parse(struct veil_span doc, struct veil_arena *a, struct json_val **out,
+                            struct sv_status *st);
+
+/* Writes a JSON string literal (escaped) to b. */
+VEIL_NODISCARD veil_err veil__serve_json_str(struct veil_buf *b, struct veil_span s);
+
+/* Parses a JSON number token as double / int64 / uint64 (exactness checked). */
+bool veil__serve_json_f64(struct veil_span tok, double *out);
+bool veil__serve_json_i64(struct veil_span tok, int64_t *out);
+bool veil__serve_json_u64(struct veil_span tok, uint64_t *out);
+
+/*
+ * Decodes the instances / inputs of a parsed REST predict body against a signature into
+ * tensors (row or columnar format, TF's json_tensor.cc rules), written straight into memory
+ * from a. Pure. On success *row_format tells which form was used and tensors[i] corresponds
+ * to sig->in[i]. Errors set st and return false.
+ */
+bool veil__serve_rest_decode_predict(const struct json_val *root, const struct sv_sig *sig,
+                                     struct veil_arena *a, struct veil_tensor *tensors,
+                                     bool *row_format, struct sv_status *st);
+
+/*
+ * Checks that root is an object and copies its "signature_name" (empty when absent) to out.
+ * Errors set st (INVALID_ARGUMENT) and return false.
+ */
+bool veil__serve_rest_signature_name(const struct json_val *root, char *out, size_t cap,
+                                     struct sv_status *st);
+
+/* Encodes predict outputs (aliases names[i]) as {"predictions": ...} or {"outputs": ...}. */
+bool veil__serve_rest_encode_predict(const struct veil_tensor *outs, const char *const *names,
+                                     size_t n, bool row_format, struct veil_buf *b,
+                                     struct sv_status *st);
+
+/* Decodes standard base64 with padding. Errors: VEIL_E_FORMAT. */
+VEIL_NODISCARD veil_err veil__serve_b64_decode(struct veil_span in, struct veil_arena *a,
+                                               struct veil_span *out);
+
+/* ---- REST URLs ---- */
+
+enum sv_verb { SV_VERB_NONE = 0, SV_VERB_CLASSIFY, SV_VERB_REGRESS, SV_VERB_PREDICT };
+
+struct sv_route {
+    char name[SV_NAME_MAX + 1];
+    char label[SV_NAME_MAX + 1];
+    bool has_version;
+    bool has_label;
+    bool version_overflow; /* digits that do not fit int64 */
+    int64_t version;
+    char version_text[32];
+    bool metadata;
+    enum sv_verb verb;
+    bool missing_name; /* GET /v1/models */
+};
+
+/*
+ * Matches a REST path against TF Serving's regexes for method ("GET" or "POST"); false means
+ * "Malformed request". Names and labels are percent-decoded. Pure.
+ */
+bool veil__serve_rest_route_parse(const char *method, struct veil_span path, struct sv_route *rt);
+/* Consumes lit from the front of s, ASCII case-insensitively; false (s unchanged) otherwise. */
+bool veil__serve_eat_ci(struct veil_span *s, const char *lit);
+
+/* ---- Metrics ---- */
+
+struct sv_metrics;
+VEIL_NODISCARD veil_err veil__serve_metrics_new(struct sv_metrics **out);
+void veil__serve_metrics_free(struct sv_metrics *m);
+/* Records one request. api: "Predict"...; entry: "GRPC" / "REST". Thread-safe. */
+void veil__serve_metrics_request(struct sv_metrics *m, const char *model, int64_t version,
+                                 const char *api, const char *entry, int code, uint64_t latency_ns);
+void veil__serve_metrics_batch(struct sv_metrics *m, const char *model, size_t batch_size);
+/* Appends the Prometheus text exposition (without model states) to b. */
+VEIL_NODISCARD veil_err veil__serve_metrics_render(struct sv_metrics *m, struct veil_buf *b);
+
+/* ---- Repository ---- */
+
+enum sv_state {
+    SV_UNKNOWN = 0,
+    SV_START = 10,
+    SV_LOADING = 20,
+    SV_AVAILABLE = 30,
+    SV_UNLOADING = 40,
+    SV_END = 50
+};
+
+struct sv_batcher;
+struct sv_repo;
+
+struct sv_version {
+    struct sv_model *model;
+    int64_t version;
+    enum sv_state state;
+    int err_code;
+    char err_msg[256];
+    struct veil_engine_model *em;
+    struct sv_sig sig;
+    unsigned refs;      /* requests holding it, under the repo mutex */
+    bool failed_once;   /* do not retry a failed load until the file changes */
+    int64_t file_mtime; /* of the model file when last loaded (ns) */
+    struct sv_batcher *batcher;
+    struct sv_version *next; /* sorted by version, highest first */
+};
+
+struct sv_model {
+    struct sv_model_config cfg;
+    struct sv_version *versions;
+    struct sv_repo *repo;
+};
+
+struct sv_repo {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t poller;
+    bool poller_started;
+    bool stop;
+    struct veil_arena cfg_arena;
+    struct sv_model *models;
+    size_t n_models;
+    int64_t poll_s;
+    struct veil_key_source *keys;
+    struct veil_engine_options eopt;
+    const struct sv_batching *batching; /* NULL: no batching */
+    struct sv_metrics *metrics;
+    atomic_bool first_scan_done;
+};
+
+/*
+ * Builds a repository of the given models (configs copied). Nothing is loaded until
+ * veil__serve_repo_start. Errors: VEIL_E_INVALID (duplicate name), VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil__serve_repo_new(const struct sv_model_config *cfgs, size_t n,
+                                             int64_t poll_s, struct veil_key_source *keys,
+                                             const struct veil_engine_options *eopt,
+                                             const struct sv_batching *batching,
+                                             struct sv_metrics *metrics, struct sv_repo **out,
+                                             struct veil_errbuf *eb);
+/* Runs the first scan on the calling thread, then starts the poller when poll_s > 0. */
+VEIL_NODISCARD veil_err veil__serve_repo_start(struct sv_repo *r, struct veil_errbuf *eb);
+/* One scan of every base path: loads and unloads versions by policy. */
+void veil__serve_repo_scan(struct sv_repo *r);
+void veil__serve_repo_free(struct sv_repo *r);
+
+/*
+ * Resolves a ModelSpec to a held AVAILABLE version (release with veil__serve_repo_release).
+ * has_version / label select the version; neither: the latest available. Errors set st as TF
+ * Serving does (NOT_FOUND Servable not found..., INVALID_ARGUMENT for a label).
+ */
+bool veil__serve_repo_acquire(struct sv_repo *r, const char *name, bool has_version,
+                              int64_t version, const char *label, struct sv_version **out,
+                              struct sv_status *st);
+void veil__serve_repo_release(struct sv_repo *r, struct sv_version *v);
+
+/* One version's status, as GetModelStatus reports it. */
+struct sv_version_status {
+    int64_t version;
+    int state;
+    int err_code;
+    char err_msg[256];
+};
+
+/*
+ * Copies the status of a model's versions (highest first; only `version` when has_version)
+ * into out[cap]. Errors set st (NOT_FOUND with TF Serving's texts).
+ */
+bool veil__serve_repo_status(struct sv_repo *r, const char *name, bool has_version, int64_t version,
+                             struct sv_version_status *out, size_t cap, size_t *n,
+                             struct sv_status *st);
+/* True when every model has an AVAILABLE version. */
+bool veil__serve_repo_ready(struct sv_repo *r);
+/* Appends the model state gauges in Prometheus text to b. */
+VEIL_NODISCARD veil_err veil__serve_repo_metrics(struct sv_repo *r, struct veil_buf *b);
+
+/* ---- Scheduler ---- */
+
+/*
+ * The completion of a run: rc VEIL_OK with outs[n_out] owned by the callee (release each
+ * with veil_tensor_release), or an error in st. Called on a scheduler thread.
+ */
+typedef void (*sv_done_fn)(void *arg, bool ok, struct veil_tensor *outs, size_t n_out,
+                           struct sv_status *st);
+
+struct sv_sched;
+
+/* Starts threads request threads. Errors: VEIL_E_NOMEM, VEIL_E_INTERNAL. */
+VEIL_NODISCARD veil_err veil__serve_sched_new(unsigned threads, size_t max_queue,
+                                              struct sv_sched **out);
+/* Queues fn(arg) on a request thread. False when the queue is full (UNAVAILABLE). */
+bool veil__serve_sched_submit(struct sv_sched *s, void (*fn)(void *), void *arg);
+/* Stops after the queued work is done and joins the threads. */
+void veil__serve_sched_free(struct sv_sched *s);
+
+/*
+ * Runs v's model on inputs (n = v->sig.n_in), through its batcher when batching is on, else
+ * inline. done is called exactly once (possibly before this returns). deadline_ns 0: none.
+ */
+void veil__serve_run(struct sv_repo *r, struct sv_version *v, struct veil_tensor *inputs,
+                     uint64_t deadline_ns, sv_done_fn done, void *arg);
+
+/* Creates / frees a version's batcher (called by the repository). */
+VEIL_NODISCARD veil_err veil__serve_batcher_new(struct sv_version *v, const struct sv_batching *b,
+                                                struct sv_metrics *m, struct sv_batcher **out);
+void veil__serve_batcher_free(struct sv_batcher *b);
+
+/* ---- The server object ---- */
+
+struct veil_serve {
+    struct veil_serve_options opt;
+    struct veil_arena arena; /* copies of option strings and parsed configs */
+    struct veil_net_loop *loop;
+    struct veil_tls_ctx *tls_grpc;
+    struct veil_tls_ctx *tls_rest;
+    struct veil_grpc_server *grpc;
+    struct veil_http_server *http;
+    struct sv_repo *repo;
+    struct sv_sched *sched;
+    struct sv_metrics *metrics;
+    struct sv_batching batching;
+    struct sv_monitoring monitoring;
+    atomic_bool started;
+};
+
+/* Frontend handlers (loop thread). */
+void veil__serve_grpc_handle(void *ud, struct veil_grpc_call *call);
+void veil__serve_rest_handle(void *ud, struct veil_http_req *req);
+
+/* Converts a veil_err from the engine or repository into a canonical code. */
+int veil__serve_code_of(veil_err rc);
+
+#endif /* VEIL_SERVE_INT_H */

@@ -1,0 +1,141 @@
+#!/usr/bin/python3
+"""Exports the whole models the engine is tested and benchmarked on, with fixed seeds.
+
+Models (all with a dynamic batch dimension, ONNX opset 17):
+  resnet50      torchvision ResNet-50, random weights, batch-norm statistics randomised so
+                that folding them into the convolutions is exercised.
+  mobilenet_v2  torchvision MobileNetV2, likewise.
+  bert_small    a BERT-style encoder (token, position and segment embeddings, LayerNorm,
+                multi-head self-attention with an attention mask, GELU feed-forward, pooler)
+                with 2 layers, hidden 256, 4 heads, FFN 1024: the agreement tests' encoder.
+  bert_base     the same code at BERT-base size (12 layers, hidden 768, 12 heads, FFN 3072,
+                vocabulary 30522): the benchmark's encoder.
+Sequence length is dynamic too for the encoders.
+
+Usage: export_models.py OUTDIR [NAME...]   (exit status 77 when torch is missing)
+"""
+import math
+import os
+import sys
+
+try:
+    import torch
+    import torchvision
+except ImportError as e:  # pragma: no cover - depends on the machine
+    print("SKIP: python3-torch/python3-torchvision not available: %s" % e)
+    sys.exit(77)
+
+
+class Encoder(torch.nn.Module):
+    def __init__(self, layers, hidden, heads, ffn, vocab, max_pos=512):
+        super().__init__()
+        self.heads = heads
+        self.word = torch.nn.Embedding(vocab, hidden)
+        self.pos = torch.nn.Embedding(max_pos, hidden)
+        self.seg = torch.nn.Embedding(2, hidden)
+        self.ln = torch.nn.LayerNorm(hidden, eps=1e-12)
+        self.layers = torch.nn.ModuleList()
+        for _ in range(layers):
+            self.layers.append(torch.nn.ModuleDict({
+                "q": torch.nn.Linear(hidden, hidden),
+                "k": torch.nn.Linear(hidden, hidden),
+                "v": torch.nn.Linear(hidden, hidden),
+                "o": torch.nn.Linear(hidden, hidden),
+                "ln1": torch.nn.LayerNorm(hidden, eps=1e-12),
+                "f1": torch.nn.Linear(hidden, ffn),
+                "f2": torch.nn.Linear(ffn, hidden),
+                "ln2": torch.nn.LayerNorm(hidden, eps=1e-12),
+            }))
+        self.pool = torch.nn.Linear(hidden, hidden)
+
+    def forward(self, input_ids, attention_mask):
+        b, s = input_ids.shape
+        pos = torch.arange(s, device=input_ids.device).unsqueeze(0)
+        x = self.word(input_ids) + self.pos(pos) + self.seg(torch.zeros_like(input_ids))
+        x = self.ln(x)
+        ext = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -10000.0
+        h = x.shape[-1]
+        dh = h // self.heads
+        for L in self.layers:
+            def split(t):
+                return t.view(b, s, self.heads, dh).transpose(1, 2)
+            q, k, v = split(L["q"](x)), split(L["k"](x)), split(L["v"](x))
+            att = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(dh) + ext
+            att = torch.softmax(att, dim=-1)
+            ctx = torch.matmul(att, v).transpose(1, 2).reshape(b, s, h)
+            x = L["ln1"](x + L["o"](ctx))
+            x = L["ln2"](x + L["f2"](torch.nn.functional.gelu(L["f1"](x))))
+        pooled = torch.tanh(self.pool(x[:, 0]))
+        return x, pooled
+
+
+def randomise_bn(model):
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+def export_vision(name, path):
+    torch.manual_seed(0)
+    if name == "resnet50":
+        m = torchvision.models.resnet50()
+    else:
+        m = torchvision.models.mobilenet_v2()
+    randomise_bn(m)
+    m.eval()
+    x = torch.randn(1, 3, 224, 224)
+    torch.onnx.export(m, x, path, opset_version=17, input_names=["input"],
+                      output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
+def export_encoder(name, path):
+    torch.manual_seed(0)
+    if name == "bert_small":
+        m = Encoder(2, 256, 4, 1024, 1000)
+    else:
+        m = Encoder(12, 768, 12, 3072, 30522)
+    m.eval()
+    ids = torch.randint(0, 1000, (1, 16))
+    mask = torch.ones(1, 16, dtype=torch.int64)
+    dyn = {0: "batch", 1: "seq"}
+    torch.onnx.export(m, (ids, mask), path, opset_version=17,
+                      input_names=["input_ids", "attention_mask"],
+                      output_names=["last_hidden_state", "pooled"],
+                      dynamic_axes={"input_ids": dyn, "attention_mask": dyn,
+                                    "last_hidden_state": dyn, "pooled": {0: "batch"}})
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        return 2
+    out = sys.argv[1]
+    names = sys.argv[2:] or ["resnet50", "mobilenet_v2", "bert_small", "bert_base"]
+    os.makedirs(out, exist_ok=True)
+    torch.set_num_threads(2)
+    for name in names:
+        path = os.path.join(out, name + ".onnx")
+        if os.path.exists(path):
+            continue
+        tmp = path + ".tmp"
+        with torch.no_grad():
+            if name in ("resnet50", "mobilenet_v2"):
+                export_vision(name, tmp)
+            elif name in ("bert_small", "bert_base"):
+                export_encoder(name, tmp)
+            else:
+                print("unknown model %s" % name)
+                return 2
+        os.replace(tmp, path)
+        print("exported %s (%.1f MB)" % (path, os.path.getsize(path) / 1e6))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

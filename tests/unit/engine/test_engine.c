@@ -1,0 +1,318 @@
+/*
+ * The engine's public API on small models built in the test: element-wise ops with dynamic
+ * batch, MatMul and Gemm, Conv with fused BatchNormalization, bias, residual Add and ReLU
+ * (checked against naive C references), plan reuse across batch sizes, concurrent runs, and
+ * the contract's error cases.
+ */
+#include "harness.h"
+#include "model_builder.h"
+
+#include "veil/engine.h"
+
+#include <math.h>
+#include <pthread.h>
+
+static float rnd(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static veil_err load(struct mb *b, struct veil_engine_model **m, struct veil_errbuf *eb)
+{
+    struct veil_buf buf;
+    mb_pack(b, &buf);
+    struct veil_engine_options opt = {2};
+    veil_err rc = veil_engine_model_load(veil_buf_span(&buf), &opt, m, eb);
+    veil_buf_release(&buf);
+    return rc;
+}
+
+static struct veil_tensor tensor_f(float *data, size_t rank, const int64_t *dims)
+{
+    struct veil_tensor t;
+    memset(&t, 0, sizeof(t));
+    t.dtype = VEIL_DT_FLOAT;
+    t.rank = rank;
+    size_t n = 1;
+    for (size_t i = 0; i < rank; i++) {
+        t.dims[i] = dims[i];
+        n *= (size_t)dims[i];
+    }
+    t.data = data;
+    t.nbytes = n * sizeof(float);
+    return t;
+}
+
+static double max_rel(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / (fabs(b[i]) + 1e-3);
+        if (d > m)
+            m = d;
+    }
+    return m;
+}
+
+TEST(add_relu_dynamic_batch)
+{
+    struct mb b;
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    mb_init(&b);
+    int64_t d[2] = {-1, 3}, bd[1] = {3};
+    float bias[3] = {1.0f, -2.0f, 0.5f};
+    mb_input(&b, "x", 1, 2, d);
+    mb_init_f(&b, "b", 1, bd, bias);
+    mb_node(&b, "Add", "x,b", "s", 0);
+    mb_node(&b, "Relu", "s", "y", 0);
+    mb_output(&b, "y", 1, 2, d);
+    ASSERT_OK(load(&b, &m, &eb));
+    mb_release(&b);
+    ASSERT_EQ_U64(veil_engine_model_num_inputs(m), 1);
+    ASSERT_STR_EQ(veil_engine_model_input(m, 0)->name, "x");
+    ASSERT_EQ_I64(veil_engine_model_input(m, 0)->dims[0], -1);
+    for (int64_t n = 1; n <= 4; n += 3) {
+        float x[12];
+        for (int i = 0; i < 12; i++)
+            x[i] = (float)i - 5.0f;
+        int64_t xd[2] = {n, 3};
+        struct veil_tensor in = tensor_f(x, 2, xd), out;
+        ASSERT_OK(veil_engine_run(m, &in, 1, &out, 1, &eb));
+        ASSERT_EQ_I64(out.dims[0], n);
+        for (int64_t i = 0; i < n * 3; i++) {
+            float want = x[i] + bias[i % 3];
+            ASSERT_TRUE(((float *)out.data)[i] == (want > 0 ? want : 0));
+        }
+        veil_tensor_release(&out);
+    }
+    ASSERT_TRUE(veil_engine_model_peak_bytes(m) > 0);
+    veil_engine_model_free(m);
+}
+
+TEST(matmul_bias_gemm)
+{
+    struct mb b;
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    uint32_t seed = 7;
+    float w[8 * 5], bias[5], w2[3 * 5], c2[3];
+    for (size_t i = 0; i < 40; i++)
+        w[i] = rnd(&seed);
+    for (size_t i = 0; i < 5; i++)
+        bias[i] = rnd(&seed);
+    for (size_t i = 0; i < 15; i++)
+        w2[i] = rnd(&seed);
+    for (size_t i = 0; i < 3; i++)
+        c2[i] = rnd(&seed);
+    mb_init(&b);
+    int64_t xd[2] = {-1, 8}, wd[2] = {8, 5}, bd[1] = {5}, w2d[2] = {3, 5}, c2d[1] = {3},
+            yd[2] = {-1, 3};
+    mb_input(&b, "x", 1, 2, xd);
+    mb_init_f(&b, "w", 2, wd, w);
+    mb_init_f(&b, "bias", 1, bd, bias);
+    mb_init_f(&b, "w2", 2, w2d, w2);
+    mb_init_f(&b, "c2", 1, c2d, c2);
+    mb_node(&b, "MatMul", "x,w", "h0", 0);
+    mb_node(&b, "Add", "h0,bias", "h1", 0);
+    mb_node(&b, "Tanh", "h1", "h", 0);
+    mb_node(&b, "Gemm", "h,w2,c2", "y", 3, mb_attr_i(&b, "transB", 1), mb_attr_f(&b, "alpha", 0.5f),
+            mb_attr_f(&b, "beta", 2.0f));
+    mb_output(&b, "y", 1, 2, yd);
+    ASSERT_OK(load(&b, &m, &eb));
+    mb_release(&b);
+    float x[6 * 8], want[6 * 3];
+    for (size_t i = 0; i < 48; i++)
+        x[i] = rnd(&seed);
+    for (size_t r = 0; r < 6; r++) {
+        float h[5];
+        for (size_t j = 0; j < 5; j++) {
+            double s = bias[j];
+            for (size_t k = 0; k < 8; k++)
+                s += (double)x[r * 8 + k] * w[k * 5 + j];
+            h[j] = tanhf((float)s);
+        }
+        for (size_t j = 0; j < 3; j++) {
+            double s = 0;
+            for (size_t k = 0; k < 5; k++)
+                s += (double)h[k] * w2[j * 5 + k];
+            want[r * 3 + j] = (float)(0.5 * s + 2.0 * c2[j]);
+        }
+    }
+    int64_t in_d[2] = {6, 8};
+    struct veil_tensor in = tensor_f(x, 2, in_d), out;
+    ASSERT_OK(veil_engine_run(m, &in, 1, &out, 1, &eb));
+    ASSERT_EQ_I64(out.dims[1], 3);
+    ASSERT_TRUE(max_rel(out.data, want, 18) < 1e-4);
+    veil_tensor_release(&out);
+    veil_engine_model_free(m);
+}
+
+/* y = relu(bn(conv(x, w) + b) + x): the optimiser folds BN and fuses the add and the ReLU. */
+TEST(conv_bn_residual_relu)
+{
+    struct mb b;
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    uint32_t seed = 11;
+    enum { C = 4, H = 6, W = 5 };
+    float w[C * C * 9], cb[C], sc[C], bb[C], mean[C], var[C];
+    for (size_t i = 0; i < C * C * 9; i++)
+        w[i] = rnd(&seed) * 0.3f;
+    for (size_t i = 0; i < C; i++) {
+        cb[i] = rnd(&seed);
+        sc[i] = 1.0f + 0.5f * rnd(&seed);
+        bb[i] = rnd(&seed);
+        mean[i] = rnd(&seed);
+        var[i] = 1.0f + 0.5f * rnd(&seed);
+    }
+    mb_init(&b);
+    int64_t xd[4] = {-1, C, H, W}, wd[4] = {C, C, 3, 3}, cd[1] = {C}, pads[4] = {1, 1, 1, 1};
+    mb_input(&b, "x", 1, 4, xd);
+    mb_init_f(&b, "w", 4, wd, w);
+    mb_init_f(&b, "cb", 1, cd, cb);
+    mb_init_f(&b, "sc", 1, cd, sc);
+    mb_init_f(&b, "bb", 1, cd, bb);
+    mb_init_f(&b, "mean", 1, cd, mean);
+    mb_init_f(&b, "var", 1, cd, var);
+    mb_node(&b, "Conv", "x,w,cb", "c", 1, mb_attr_ints(&b, "pads", 4, pads));
+    mb_node(&b, "BatchNormalization", "c,sc,bb,mean,var", "n", 0);
+    mb_node(&b, "Add", "n,x", "s", 0);
+    mb_node(&b, "Relu", "s", "y", 0);
+    mb_output(&b, "y", 1, 4, xd);
+    ASSERT_OK(load(&b, &m, &eb));
+    mb_release(&b);
+    enum { N = 2 };
+    static float x[N * C * H * W], want[N * C * H * W];
+    for (size_t i = 0; i < N * C * H * W; i++)
+        x[i] = rnd(&seed);
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < C; o++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < W; j++) {
+                    double s = cb[o];
+                    for (int c = 0; c < C; c++)
+                        for (int ki = 0; ki < 3; ki++)
+                            for (int kj = 0; kj < 3; kj++) {
+                                int ii = i + ki - 1, jj = j + kj - 1;
+                                if (ii < 0 || jj < 0 || ii >= H || jj >= W)
+                                    continue;
+                                s += (double)x[((n * C + c) * H + ii) * W + jj] *
+                                     w[((o * C + c) * 3 + ki) * 3 + kj];
+                            }
+                    double v = (s - mean[o]) / sqrt(var[o] + 1e-5) * sc[o] + bb[o];
+                    size_t at = (size_t)(((n * C + o) * H + i) * W + j);
+                    v += x[at];
+                    want[at] = (float)(v > 0 ? v : 0);
+                }
+    int64_t in_d[4] = {N, C, H, W};
+    struct veil_tensor in = tensor_f(x, 4, in_d), out;
+    ASSERT_OK(veil_engine_run(m, &in, 1, &out, 1, &eb));
+    double err = max_rel(out.data, want, N * C * H * W);
+    if (err >= 1e-4)
+        fprintf(stderr, "conv max rel err %g (first %g vs %g)\n", err, ((float *)out.data)[0],
+                want[0]);
+    ASSERT_TRUE(err < 1e-4);
+    veil_tensor_release(&out);
+    veil_engine_model_free(m);
+}
+
+struct conc {
+    struct veil_engine_model *m;
+    const float *x;
+    const float *want;
+    int64_t n;
+    int ok;
+};
+
+static void *conc_run(void *arg)
+{
+    struct conc *c = arg;
+    c->ok = 1;
+    for (int it = 0; it < 20; it++) {
+        int64_t d[2] = {c->n, 3};
+        struct veil_tensor in = tensor_f((float *)(uintptr_t)c->x, 2, d), out;
+        if (veil_engine_run(c->m, &in, 1, &out, 1, NULL) != VEIL_OK ||
+            memcmp(out.data, c->want, (size_t)c->n * 3 * sizeof(float)) != 0)
+            c->ok = 0;
+        veil_tensor_release(&out);
+    }
+    return NULL;
+}
+
+TEST(concurrent_runs)
+{
+    struct mb b;
+    struct veil_engine_model *m = NULL;
+    mb_init(&b);
+    int64_t d[2] = {-1, 3};
+    mb_input(&b, "x", 1, 2, d);
+    mb_node(&b, "Sigmoid", "x", "s", 0);
+    mb_node(&b, "Mul", "s,x", "y", 0);
+    mb_output(&b, "y", 1, 2, d);
+    ASSERT_OK(load(&b, &m, NULL));
+    mb_release(&b);
+    static float x[3][24], want[3][24];
+    pthread_t th[3];
+    struct conc cs[3];
+    for (int t = 0; t < 3; t++) {
+        for (int i = 0; i < 24; i++) {
+            x[t][i] = (float)(i - 12) * 0.25f + (float)t;
+            want[t][i] = x[t][i] / (1.0f + expf(-x[t][i]));
+        }
+        cs[t] = (struct conc){m, x[t], want[t], 2 + 2 * t, 0};
+    }
+    /* One reference run per shape, so each thread compares bit-exact results. */
+    for (int t = 0; t < 3; t++) {
+        int64_t dd[2] = {cs[t].n, 3};
+        struct veil_tensor in = tensor_f(x[t], 2, dd), out;
+        ASSERT_OK(veil_engine_run(m, &in, 1, &out, 1, NULL));
+        ASSERT_TRUE(max_rel(out.data, want[t], (size_t)cs[t].n * 3) < 1e-5);
+        memcpy(want[t], out.data, (size_t)cs[t].n * 3 * sizeof(float));
+        veil_tensor_release(&out);
+    }
+    for (int t = 0; t < 3; t++)
+        pthread_create(&th[t], NULL, conc_run, &cs[t]);
+    for (int t = 0; t < 3; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < 3; t++)
+        ASSERT_TRUE(cs[t].ok);
+    veil_engine_model_free(m);
+}
+
+TEST(run_contract_errors)
+{
+    struct mb b;
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    mb_init(&b);
+    int64_t d[2] = {-1, 3};
+    mb_input(&b, "x", 1, 2, d);
+    mb_node(&b, "Relu", "x", "y", 0);
+    mb_output(&b, "y", 1, 2, d);
+    ASSERT_OK(load(&b, &m, NULL));
+    mb_release(&b);
+    float x[6] = {0};
+    int64_t bad[2] = {2, 4};
+    struct veil_tensor in = tensor_f(x, 2, bad), out[2];
+    ASSERT_ERR(veil_engine_run(m, &in, 1, out, 1, &eb), VEIL_E_INVALID);
+    ASSERT_STR_CONTAINS(eb.msg, "dimension 1 must be 3");
+    int64_t good[2] = {2, 3};
+    in = tensor_f(x, 2, good);
+    in.dtype = VEIL_DT_INT32;
+    ASSERT_ERR(veil_engine_run(m, &in, 1, out, 1, &eb), VEIL_E_INVALID);
+    ASSERT_STR_CONTAINS(eb.msg, "must be float");
+    in = tensor_f(x, 2, good);
+    in.nbytes = 4;
+    ASSERT_ERR(veil_engine_run(m, &in, 1, out, 1, &eb), VEIL_E_INVALID);
+    in = tensor_f(x, 2, good);
+    ASSERT_ERR(veil_engine_run(m, &in, 1, out, 2, &eb), VEIL_E_INVALID);
+    ASSERT_ERR(veil_engine_run(m, &in, 0, out, 1, &eb), VEIL_E_INVALID);
+    in.rank = 1;
+    ASSERT_ERR(veil_engine_run(m, &in, 1, out, 1, &eb), VEIL_E_INVALID);
+    ASSERT_TRUE(out[0].data == NULL);
+    veil_engine_model_free(m);
+}
+
+RUN_TESTS()

@@ -1,0 +1,394 @@
+/*
+ * The key broker end to end in one process: a broker on a loopback port, an administrator,
+ * and sim workloads that attest and receive keys, including refusals and concurrency.
+ */
+#include "harness.h"
+#include "veil/kbs.h"
+
+#include <dirent.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char state[] = "/tmp/veil-kbs-test-XXXXXX";
+static char path_buf[512];
+static struct veil_kbs_server *server;
+static pthread_t server_thread;
+static char broker[64];
+static struct veil_buf sim_priv;
+static uint8_t good_meas[32];
+static char generated_key_hex[65];
+
+static const char *at(const char *name)
+{
+    snprintf(path_buf, sizeof(path_buf), "%s/%s", state, name);
+    return path_buf;
+}
+
+static void *run_server(void *arg)
+{
+    (void)arg;
+    veil_err rc = veil_kbs_server_run(server, NULL);
+    (void)rc;
+    return NULL;
+}
+
+static int admin(const char *method, const char *path, const char *body, struct veil_buf *resp)
+{
+    char ca[512], cert[512], key[512];
+    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
+    snprintf(cert, sizeof(cert), "%s/admin.pem", state);
+    snprintf(key, sizeof(key), "%s/admin.key", state);
+    struct veil_kbs_admin_opts o = {broker, ca, cert, key, 5000};
+    int status = 0;
+    struct veil_errbuf eb = {{0}};
+    veil_buf_reset(resp);
+    if (veil_kbs_admin_request(&o, method, path, veil_span_from_str(body ? body : ""), &status,
+                               resp, &eb) != VEIL_OK) {
+        fprintf(stderr, "  admin request failed: %s\n", eb.msg);
+        return -1;
+    }
+    return status;
+}
+
+static veil_err provision(const uint8_t meas[32], uint32_t svn, const char *const *ids, size_t n,
+                          struct veil_kbs_grant **g, struct veil_errbuf *eb)
+{
+    struct veil_attest_provider *p = NULL;
+    veil_err rc = veil_attest_provider_new_sim(veil_buf_span(&sim_priv), meas, svn, &p, eb);
+    if (rc != VEIL_OK)
+        return rc;
+    char ca[512];
+    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
+    static const char *const san[] = {"localhost", "127.0.0.1", NULL};
+    struct veil_kbs_client_opts o = {
+        .brokers = broker, .ca_file = ca, .san = san, .deadline_s = 10};
+    rc = veil_kbs_provision(&o, p, ids, n, g, eb);
+    veil_attest_provider_free(p);
+    return rc;
+}
+
+static void set_policy(const char *json)
+{
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    int st = admin("PUT", "/kbs/v1/admin/policy", json, &r);
+    if (st != 200)
+        fprintf(stderr, "  policy refused (%d): %.*s\n", st, (int)r.len, (const char *)r.p);
+    veil_buf_release(&r);
+}
+
+static size_t audit_lines(const char *needle)
+{
+    struct veil_buf b;
+    veil_buf_init(&b, 64 << 20);
+    size_t n = 0;
+    if (veil_file_read_all(at("audit.log"), b.max, &b, NULL) == VEIL_OK) {
+        struct veil_span s = veil_buf_span(&b), line;
+        while (veil_span_get_until(&s, '\n', &line) == VEIL_OK)
+            if (needle == NULL || memmem(line.p, line.len, needle, strlen(needle)) != NULL)
+                n++;
+    }
+    veil_buf_release(&b);
+    return n;
+}
+
+TEST(start_broker)
+{
+    ASSERT_TRUE(mkdtemp(state) != NULL);
+    ASSERT_TRUE(rmdir(state) == 0); /* init creates it with mode 0700 */
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(veil_kbs_init(state, NULL, &eb));
+    ASSERT_ERR(veil_kbs_init(state, NULL, &eb), VEIL_E_EXISTS);
+    struct veil_buf pub;
+    veil_buf_init(&pub, 65536);
+    veil_buf_init_secret(&sim_priv, 65536);
+    ASSERT_OK(veil_attest_sim_keygen(&sim_priv, &pub, &eb));
+    ASSERT_OK(veil_file_write_atomic(at("sim.pub.pem"), veil_buf_span(&pub), 0644, 0, NULL));
+    veil_buf_release(&pub);
+    char simpub[512];
+    snprintf(simpub, sizeof(simpub), "%s/sim.pub.pem", state);
+    struct veil_kbs_server_opts o = {
+        .state_dir = state, .listen = "127.0.0.1:0", .sim_key_pem = simpub, .threads = 4};
+    veil_err rc = veil_kbs_server_open(&o, &server, &eb);
+    if (rc != VEIL_OK)
+        HFAIL("open: %s", eb.msg);
+    snprintf(broker, sizeof(broker), "127.0.0.1:%u", veil_kbs_server_port(server));
+    ASSERT_EQ_I64(pthread_create(&server_thread, NULL, run_server, NULL), 0);
+    for (int i = 0; i < 32; i++)
+        good_meas[i] = (uint8_t)(0xa0 + i);
+}
+
+TEST(admin_adds_and_lists_keys)
+{
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    ASSERT_EQ_I64(admin("POST", "/kbs/v1/admin/keys", "{\"name\":\"resnet50\"}", &r), 200);
+    ASSERT_TRUE(memmem(r.p, r.len, "\"id\":\"resnet50@1\"", 17) != NULL);
+    const char *k = memmem(r.p, r.len, "\"key\":\"", 7);
+    ASSERT_TRUE(k != NULL);
+    memcpy(generated_key_hex, k + 7, 64);
+    ASSERT_EQ_I64(
+        admin("POST", "/kbs/v1/admin/keys",
+              "{\"name\":\"bert\",\"id\":\"bert-key-1\",\"key\":\"000102030405060708090a0b"
+              "0c0d0e0f101112131415161718191a1b1c1d1e1f\"}",
+              &r),
+        200);
+    ASSERT_TRUE(memmem(r.p, r.len, "\"key\"", 5) == NULL); /* imported keys are not echoed */
+    ASSERT_EQ_I64(
+        admin("POST", "/kbs/v1/admin/keys",
+              "{\"name\":\"bert\",\"id\":\"bert-key-1\",\"key\":\"000102030405060708090a0b"
+              "0c0d0e0f101112131415161718191a1b1c1d1e1f\"}",
+              &r),
+        409);
+    ASSERT_EQ_I64(admin("POST", "/kbs/v1/admin/keys", "{\"nome\":1}", &r), 400);
+    ASSERT_EQ_I64(admin("POST", "/kbs/v1/admin/keys", "not json", &r), 400);
+    ASSERT_EQ_I64(admin("GET", "/kbs/v1/admin/keys", NULL, &r), 200);
+    ASSERT_TRUE(memmem(r.p, r.len, "bert-key-1", 10) != NULL);
+    ASSERT_TRUE(memmem(r.p, r.len, "\"key\"", 5) == NULL); /* listing never shows material */
+    ASSERT_EQ_I64(admin("GET", "/kbs/v1/admin/nothing", NULL, &r), 404);
+    veil_buf_release(&r);
+}
+
+TEST(policy_refuses_until_it_names_the_workload)
+{
+    struct veil_kbs_grant *g = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_ERR(provision(good_meas, 3, NULL, 0, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "no workload in the policy for tee sim");
+    /* A broken policy is refused and the old one kept. */
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    ASSERT_EQ_I64(admin("PUT", "/kbs/v1/admin/policy", "{\"version\":1,\"workloads\":[{}]}", &r),
+                  400);
+    veil_buf_release(&r);
+    char hex[65], policy[1024];
+    veil_hex_encode(good_meas, 32, hex);
+    snprintf(policy, sizeof(policy),
+             "{\"version\":1,\"workloads\":[{\"name\":\"resnet-server\",\"tee\":\"sim\","
+             "\"measurement\":[\"%s\"],\"min_svn\":2,\"allow_debug\":true,"
+             "\"keys\":[\"resnet50\",\"bert-key-1\"]}]}",
+             hex);
+    set_policy(policy);
+}
+
+TEST(workload_receives_its_keys_and_certificate)
+{
+    struct veil_kbs_grant *g = NULL;
+    struct veil_errbuf eb = {{0}};
+    veil_err rc = provision(good_meas, 3, NULL, 0, &g, &eb);
+    if (rc != VEIL_OK)
+        HFAIL("provision: %s", eb.msg);
+    ASSERT_STR_EQ(g->workload, "resnet-server");
+    ASSERT_EQ_U64(g->n_keys, 2);
+    ASSERT_STR_EQ(g->keys[0]->id, "resnet50@1");
+    char hex[65];
+    veil_hex_encode(g->keys[0]->key, 32, hex);
+    ASSERT_STR_EQ(hex, generated_key_hex);
+    ASSERT_STR_EQ(g->keys[1]->id, "bert-key-1");
+    ASSERT_EQ_U64(g->keys[1]->key[31], 0x1f);
+    /* The serving certificate chains to the serving CA and is for the workload's key. */
+    BIO *bio = BIO_new_mem_buf(g->cert_pem, -1);
+    X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    bio = BIO_new_mem_buf(g->ca_pem, -1);
+    X509 *ca = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    ASSERT_TRUE(cert != NULL && ca != NULL);
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_add_cert(store, ca);
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    X509_STORE_CTX_init(ctx, store, cert, NULL);
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
+    X509_VERIFY_PARAM_set1_host(X509_STORE_CTX_get0_param(ctx), "localhost", 0);
+    ASSERT_EQ_I64(X509_verify_cert(ctx), 1);
+    ASSERT_EQ_I64(EVP_PKEY_eq(X509_get0_pubkey(cert), g->pkey), 1);
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    X509_free(cert);
+    X509_free(ca);
+    veil_kbs_grant_free(g);
+    /* Asking for one key by ID. */
+    const char *ids[] = {"bert-key-1"};
+    ASSERT_OK(provision(good_meas, 3, ids, 1, &g, &eb));
+    ASSERT_EQ_U64(g->n_keys, 1);
+    veil_kbs_grant_free(g);
+}
+
+TEST(wrong_measurement_low_svn_and_unknown_key_are_refused)
+{
+    struct veil_kbs_grant *g = NULL;
+    struct veil_errbuf eb = {{0}};
+    uint8_t bad[32];
+    memcpy(bad, good_meas, 32);
+    bad[31] ^= 1;
+    ASSERT_ERR(provision(bad, 3, NULL, 0, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "measurement not listed");
+    ASSERT_ERR(provision(good_meas, 1, NULL, 0, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "SVN below the minimum");
+    const char *ids[] = {"someone-elses-key"};
+    ASSERT_ERR(provision(good_meas, 3, ids, 1, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "unknown");
+    ASSERT_TRUE(g == NULL);
+    ASSERT_TRUE(audit_lines("measurement not listed") >= 1);
+}
+
+TEST(untrusted_sim_key_is_refused)
+{
+    /* Evidence signed by a sim key the broker does not trust fails attestation. */
+    struct veil_buf priv, pub;
+    veil_buf_init_secret(&priv, 65536);
+    veil_buf_init(&pub, 65536);
+    ASSERT_OK(veil_attest_sim_keygen(&priv, &pub, NULL));
+    struct veil_attest_provider *p = NULL;
+    ASSERT_OK(veil_attest_provider_new_sim(veil_buf_span(&priv), good_meas, 3, &p, NULL));
+    char ca[512];
+    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
+    struct veil_kbs_client_opts o = {.brokers = broker, .ca_file = ca, .deadline_s = 5};
+    struct veil_kbs_grant *g = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_ERR(veil_kbs_provision(&o, p, NULL, 0, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "attestation failed");
+    veil_attest_provider_free(p);
+    veil_buf_release(&priv);
+    veil_buf_release(&pub);
+}
+
+TEST(workload_certificate_is_not_an_admin)
+{
+    /* A valid TLS client certificate that is not from the admin CA (an RA-TLS one) is
+     * refused on the admin endpoints, and the refusal is audited. */
+    struct veil_attest_provider *p = NULL;
+    ASSERT_OK(veil_attest_provider_new_sim(veil_buf_span(&sim_priv), good_meas, 3, &p, NULL));
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    ASSERT_OK(veil_attest_ratls_create(p, 3600, &key, &cert, NULL));
+    veil_attest_provider_free(p);
+    char cpath[512], kpath[512], ca[512];
+    snprintf(cpath, sizeof(cpath), "%s/intruder.pem", state);
+    snprintf(kpath, sizeof(kpath), "%s/intruder.key", state);
+    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
+    FILE *f = fopen(cpath, "w");
+    PEM_write_X509(f, cert);
+    fclose(f);
+    f = fopen(kpath, "w");
+    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    size_t before = audit_lines("not issued by the admin CA");
+    struct veil_kbs_admin_opts o = {broker, ca, cpath, kpath, 5000};
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    int status = 0;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(veil_kbs_admin_request(&o, "GET", "/kbs/v1/admin/keys", veil_span_from_str(""),
+                                     &status, &r, &eb));
+    ASSERT_EQ_I64(status, 403);
+    ASSERT_TRUE(memmem(r.p, r.len, "administrator certificate", 25) != NULL);
+    veil_buf_release(&r);
+    ASSERT_EQ_U64(audit_lines("not issued by the admin CA"), before + 1);
+    unlink(cpath);
+    unlink(kpath);
+}
+
+struct worker_result {
+    veil_err rc;
+    size_t keys;
+};
+
+static void *concurrent_worker(void *arg)
+{
+    struct worker_result *r = arg;
+    struct veil_kbs_grant *g = NULL;
+    r->rc = provision(good_meas, 3, NULL, 0, &g, NULL);
+    r->keys = g != NULL ? g->n_keys : 0;
+    veil_kbs_grant_free(g);
+    return NULL;
+}
+
+TEST(concurrent_workloads)
+{
+    pthread_t t[8];
+    struct worker_result res[8];
+    size_t before = audit_lines("\"decision\":\"allow\"");
+    for (int i = 0; i < 8; i++)
+        pthread_create(&t[i], NULL, concurrent_worker, &res[i]);
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 8; i++) {
+        ASSERT_OK(res[i].rc);
+        ASSERT_EQ_U64(res[i].keys, 2);
+    }
+    ASSERT_EQ_U64(audit_lines("\"decision\":\"allow\"") - before, 8);
+}
+
+TEST(rotation_and_retirement)
+{
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    ASSERT_EQ_I64(admin("POST", "/kbs/v1/admin/keys/resnet50/rotate", NULL, &r), 200);
+    ASSERT_TRUE(memmem(r.p, r.len, "\"id\":\"resnet50@2\"", 17) != NULL);
+    ASSERT_EQ_I64(admin("POST", "/kbs/v1/admin/keys/nosuch/rotate", NULL, &r), 404);
+    struct veil_kbs_grant *g = NULL;
+    ASSERT_OK(provision(good_meas, 3, NULL, 0, &g, NULL));
+    ASSERT_EQ_U64(g->n_keys, 3);
+    veil_kbs_grant_free(g);
+    ASSERT_EQ_I64(admin("POST", "/kbs/v1/admin/keys/resnet50@1/retire", NULL, &r), 200);
+    ASSERT_EQ_I64(admin("POST", "/kbs/v1/admin/keys/nosuch@1/retire", NULL, &r), 404);
+    ASSERT_OK(provision(good_meas, 3, NULL, 0, &g, NULL));
+    ASSERT_EQ_U64(g->n_keys, 2);
+    veil_kbs_grant_free(g);
+    const char *ids[] = {"resnet50@1"};
+    struct veil_errbuf eb = {{0}};
+    ASSERT_ERR(provision(good_meas, 3, ids, 1, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "retired");
+    veil_buf_release(&r);
+}
+
+TEST(policy_without_sim_refuses_sim)
+{
+    set_policy("{\"version\":1,\"workloads\":[{\"name\":\"sgx-only\",\"tee\":\"sgx\","
+               "\"mrenclave\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+               "\"keys\":[\"resnet50\"]}]}");
+    struct veil_kbs_grant *g = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_ERR(provision(good_meas, 3, NULL, 0, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "no workload in the policy for tee sim");
+}
+
+TEST(state_survives_a_restart)
+{
+    veil_kbs_server_stop(server);
+    pthread_join(server_thread, NULL);
+    veil_kbs_server_free(server);
+    server = NULL;
+    struct veil_kbs_server_opts o = {.state_dir = state, .listen = "127.0.0.1:0"};
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(veil_kbs_server_open(&o, &server, &eb));
+    veil_kbs_server_free(server);
+    server = NULL;
+    /* A key store sealed under another master key does not open. */
+    struct veil_buf m;
+    veil_buf_init(&m, 64);
+    ASSERT_OK(veil_file_read_all(at("master.key"), 64, &m, NULL));
+    m.p[0] ^= 1;
+    ASSERT_OK(veil_file_write_atomic(at("master.key"), veil_buf_span(&m), 0600, 0, NULL));
+    ASSERT_ERR(veil_kbs_server_open(&o, &server, &eb), VEIL_E_AUTH);
+    ASSERT_STR_CONTAINS(eb.msg, "does not decrypt");
+    veil_buf_release(&m);
+    veil_buf_release(&sim_priv);
+    /* Clean up the state directory. */
+    DIR *d = opendir(state);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            unlink(at(e->d_name));
+    if (d != NULL)
+        closedir(d);
+    rmdir(state);
+}
+
+RUN_TESTS()
