@@ -28,7 +28,9 @@ if [ -f "$peers/package.json" ] && command -v npm >/dev/null 2>&1; then
     stamp="$peers/node_modules/.veil-installed"
     if [ ! -f "$stamp" ] || [ "$peers/package.json" -nt "$stamp" ]; then
         echo "install-deps: installing npm test peers"
-        (cd "$peers" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+        # onnxruntime-node bundles its CPU binaries; skip its optional GPU download.
+        (cd "$peers" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund \
+            --loglevel=error >/dev/null)
         mkdir -p "$peers/node_modules" && touch "$stamp"
     else
         echo "install-deps: npm test peers present"

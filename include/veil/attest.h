@@ -242,6 +242,15 @@ VEIL_NODISCARD veil_err veil_attest_verify(struct veil_span evidence,
                                            const struct veil_attest_verify_opts *opts,
                                            struct veil_attest_claims *out);
 
+/*
+ * Reads, WITHOUT verifying anything, what a broker needs to pick collateral: the TEE kind of
+ * the evidence and, for DCAP quotes, the FMSPC from the PCK certificate embedded in the quote
+ * (*has_fmspc says whether one was found). Never base a decision on these values; verify.
+ * Pure. Errors: VEIL_E_FORMAT (not recognisable evidence), VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil_attest_peek(struct veil_span evidence, enum veil_tee *tee,
+                                         uint8_t fmspc[6], bool *has_fmspc);
+
 /* ---- sim evidence (docs/attest/sim.md): INSECURE, for machines without a TEE ---- */
 
 /*
@@ -335,6 +344,14 @@ VEIL_NODISCARD veil_err veil_attest_ratls_verify(X509 *cert,
                                                  const struct veil_attest_roots *roots,
                                                  const struct veil_attest_verify_opts *opts,
                                                  struct veil_attest_claims *out);
+
+/*
+ * Finds the tagged-evidence extension of cert and returns views of its evidence and claims
+ * (valid while cert lives), without verifying anything; for veil_attest_peek.
+ * Errors: VEIL_E_NOTFOUND (no extension, or more than one), VEIL_E_FORMAT, VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil_attest_ratls_get_evidence(X509 *cert, struct veil_span *evidence,
+                                                       struct veil_span *claims);
 
 /*
  * Extracts the evidence bytes from an RA-TLS certificate's extension without verifying

@@ -168,6 +168,10 @@ VEIL_NODISCARD veil_err veil__attest_verify_dcap(struct veil_span quote,
                                                  const struct veil_attest_verify_opts *opts,
                                                  struct veil_attest_claims *out);
 
+/* Quote kind and embedded FMSPC, unverified (dcap.c); contract as veil_attest_peek. */
+VEIL_NODISCARD veil_err veil__attest_dcap_peek(struct veil_span quote, enum veil_tee *tee,
+                                               uint8_t fmspc[6], bool *has_fmspc);
+
 /* SEV-SNP report (snp.c). */
 VEIL_NODISCARD veil_err veil__attest_verify_snp(struct veil_span report,
                                                 const struct veil_attest_collateral *col,

@@ -936,3 +936,24 @@ out:
     veil_arena_release(&arena);
     return rc;
 }
+
+veil_err veil__attest_dcap_peek(struct veil_span quote, enum veil_tee *tee, uint8_t fmspc[6],
+                                bool *has_fmspc)
+{
+    struct quote q;
+    STACK_OF(X509) *chain = NULL;
+    struct veil_pck_ext ext;
+    *has_fmspc = false;
+    if (parse_quote(quote, &q, NULL) != VEIL_OK)
+        return VEIL_E_FORMAT;
+    *tee = q.body_type == 1 ? VEIL_TEE_SGX : VEIL_TEE_TDX;
+    veil_err rc = veil__attest_certs_parse(q.pck_chain, &chain, NULL);
+    if (rc == VEIL_E_NOMEM)
+        return rc;
+    if (rc == VEIL_OK && parse_pck_ext(sk_X509_value(chain, 0), &ext) == VEIL_OK) {
+        memcpy(fmspc, ext.fmspc, 6);
+        *has_fmspc = true;
+    }
+    sk_X509_pop_free(chain, X509_free);
+    return VEIL_OK;
+}

@@ -263,12 +263,9 @@ out:
     return rc;
 }
 
-veil_err veil_attest_ratls_verify(X509 *cert, const struct veil_attest_collateral *col,
-                                  const struct veil_attest_roots *roots,
-                                  const struct veil_attest_verify_opts *opts,
-                                  struct veil_attest_claims *out)
+veil_err veil_attest_ratls_get_evidence(X509 *cert, struct veil_span *evidence,
+                                        struct veil_span *claims)
 {
-    memset(out, 0, sizeof(*out));
     ASN1_OBJECT *obj = OBJ_txt2obj(DICE_OID, 1);
     if (obj == NULL)
         return VEIL_E_NOMEM;
@@ -276,16 +273,28 @@ veil_err veil_attest_ratls_verify(X509 *cert, const struct veil_attest_collatera
     int idx2 = idx >= 0 ? X509_get_ext_by_OBJ(cert, obj, idx) : -1;
     ASN1_OBJECT_free(obj);
     if (idx < 0 || idx2 >= 0)
-        return veil__attest_reject(out, VEIL_ATTEST_MALFORMED,
-                                   "certificate has %s tagged-evidence extension",
-                                   idx < 0 ? "no" : "more than one");
+        return VEIL_E_NOTFOUND;
     ASN1_OCTET_STRING *os = X509_EXTENSION_get_data(X509_get_ext(cert, idx));
     struct veil_span val =
         veil_span_make(ASN1_STRING_get0_data(os), (size_t)ASN1_STRING_length(os));
+    return veil_attest_ratls_parse_ext(val, evidence, claims);
+}
+
+veil_err veil_attest_ratls_verify(X509 *cert, const struct veil_attest_collateral *col,
+                                  const struct veil_attest_roots *roots,
+                                  const struct veil_attest_verify_opts *opts,
+                                  struct veil_attest_claims *out)
+{
+    memset(out, 0, sizeof(*out));
     struct veil_span evidence, claims, hash;
     uint64_t alg = 0;
-    if (veil_attest_ratls_parse_ext(val, &evidence, &claims) != VEIL_OK ||
-        veil__attest_ratls_claims_parse(claims, &alg, &hash) != VEIL_OK)
+    veil_err rc = veil_attest_ratls_get_evidence(cert, &evidence, &claims);
+    if (rc == VEIL_E_NOMEM)
+        return rc;
+    if (rc == VEIL_E_NOTFOUND)
+        return veil__attest_reject(out, VEIL_ATTEST_MALFORMED,
+                                   "certificate needs exactly one tagged-evidence extension");
+    if (rc != VEIL_OK || veil__attest_ratls_claims_parse(claims, &alg, &hash) != VEIL_OK)
         return veil__attest_reject(out, VEIL_ATTEST_MALFORMED, "tagged-evidence extension");
 
     /* 1. The claims name this certificate's key. */
@@ -302,7 +311,7 @@ veil_err veil_attest_ratls_verify(X509 *cert, const struct veil_attest_collatera
                                    "claims do not hold the hash of the certificate's key");
 
     /* 2. The evidence. */
-    veil_err rc = veil_attest_verify(evidence, col, roots, opts, out);
+    rc = veil_attest_verify(evidence, col, roots, opts, out);
     if (rc != VEIL_OK)
         return rc;
 

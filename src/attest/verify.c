@@ -84,6 +84,27 @@ veil_err veil_attest_verify(struct veil_span evidence, const struct veil_attest_
                                "evidence is neither a DCAP quote, an SNP report nor sim evidence");
 }
 
+veil_err veil_attest_peek(struct veil_span evidence, enum veil_tee *tee, uint8_t fmspc[6],
+                          bool *has_fmspc)
+{
+    *tee = VEIL_TEE_NONE;
+    *has_fmspc = false;
+    if (veil_span_starts_with(evidence, VEIL_ATTEST_SIM_MAGIC)) {
+        *tee = VEIL_TEE_SIM;
+        return VEIL_OK;
+    }
+    if (evidence.len < 4)
+        return VEIL_E_FORMAT;
+    uint16_t v = rd16(evidence, 0), key_type = rd16(evidence, 2);
+    if (v >= 3 && v <= 5 && (key_type == 2 || key_type == 3))
+        return veil__attest_dcap_peek(evidence, tee, fmspc, has_fmspc);
+    if (v >= 2 && v <= 5 && key_type == 0 && evidence.len == 0x4A0) {
+        *tee = VEIL_TEE_SNP;
+        return VEIL_OK;
+    }
+    return VEIL_E_FORMAT;
+}
+
 /* ---- Collateral directories ---- */
 
 static veil_err load_opt(struct veil_buf *b, const char *dir, const char *name,

@@ -234,6 +234,8 @@ struct veil__ictx {
     struct veil__tv add; /* the fused residual, when n->add_in >= 0 */
     size_t n_in, n_out;
     struct veil__kparams *kp;
+    struct veil__pval *vals;  /* the plan's values: layouts are read and set by prepare */
+    const bool *blockable;    /* per value: every reader accepts a oneDNN blocked layout */
     int64_t opset;
     struct veil_errbuf *eb;
 };

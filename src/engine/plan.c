@@ -184,6 +184,45 @@ static veil_err fill_tv(const struct veil__plan *p, int32_t v, struct veil__tv *
     return VEIL_OK;
 }
 
+/*
+ * Values that may stay in a oneDNN blocked layout: not graph outputs, read at least once, and
+ * only by readers that take any layout (Conv's data input or fused residual, MaxPool and
+ * GlobalAveragePool, which run as oneDNN primitives and reorder what they do not want).
+ */
+static veil_err find_blockable(const struct veil__graph *g, bool **out, struct veil_errbuf *eb)
+{
+    bool *b = veil_calloc(g->n_values + 1, sizeof(bool));
+    bool *bad = veil_calloc(g->n_values + 1, sizeof(bool));
+    *out = NULL;
+    if (b == NULL || bad == NULL) {
+        veil_free(b);
+        veil_free(bad);
+        return veil_errf(eb, VEIL_E_NOMEM, "no memory for layout analysis");
+    }
+    for (size_t i = 0; i < g->n_order; i++) {
+        const struct veil__node *n = &g->nodes[g->order[i]];
+        bool conv = strcmp(n->op_type, "Conv") == 0;
+        bool pool = strcmp(n->op_type, "MaxPool") == 0 ||
+                    strcmp(n->op_type, "GlobalAveragePool") == 0;
+        for (size_t k = 0; k <= n->n_in; k++) {
+            int32_t v = k < n->n_in ? n->in[k] : n->add_in;
+            if (v < 0)
+                continue;
+            bool ok = (k == 0 && (conv || pool)) || (k == n->n_in && conv);
+            if (ok)
+                b[v] = true;
+            else
+                bad[v] = true;
+        }
+    }
+    for (size_t v = 0; v < g->n_values; v++)
+        if (bad[v] || g->values[v].is_output || g->values[v].is_const)
+            b[v] = false;
+    veil_free(bad);
+    *out = b;
+    return VEIL_OK;
+}
+
 static veil_err build_key(const struct veil_engine_model *m, const struct veil_tensor *inputs,
                           int64_t *key, size_t *key_len, struct veil_errbuf *eb)
 {
@@ -229,6 +268,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     veil_err rc = VEIL_E_INTERNAL;
     struct veil__plan *p = NULL;
     const struct veil__graph *g = &m->g;
+    bool *blockable = NULL;
 
     *out = NULL;
     p = veil_calloc(1, sizeof(*p));
@@ -243,6 +283,8 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         goto out;
     }
     if ((rc = build_key(m, inputs, p->key, &p->key_len, eb)) != VEIL_OK)
+        goto out;
+    if ((rc = find_blockable(g, &blockable, eb)) != VEIL_OK)
         goto out;
     for (size_t v = 0; v < g->n_values; v++) {
         const struct veil__value *gv = &g->values[v];
@@ -292,6 +334,8 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         ic.kp = &st->kp;
         ic.opset = g->opset;
         ic.eb = eb;
+        ic.vals = p->vals;
+        ic.blockable = blockable;
         if (n->n_in > 16 || n->n_out > 8) {
             rc = veil_errf(eb, VEIL_E_LIMIT, "node '%s' has too many inputs or outputs", n->name);
             goto out;
@@ -484,6 +528,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     p = NULL;
     rc = VEIL_OK;
 out:
+    veil_free(blockable);
     veil__plan_free(p);
     return rc;
 }

@@ -112,13 +112,16 @@ veil_err veil_net_gunzip(struct veil_span in, size_t max, struct veil_buf *out,
     bool inited = false;
     veil_buf_reset(out);
     memset(&z, 0, sizeof(z));
+    if (in.len == 0) {
+        rc = veil_errf(eb, VEIL_E_FORMAT, "truncated gzip stream");
+        goto out;
+    }
     /* 15 + 32: accept both gzip and zlib headers, detected automatically. */
     if (inflateInit2(&z, 15 + 32) != Z_OK) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "cannot start gzip decoder");
         goto out;
     }
     inited = true;
-    z.next_in = (Bytef *)(uintptr_t)in.p;
     size_t consumed = 0;
     for (;;) {
         size_t chunk_in = in.len - consumed;
@@ -126,23 +129,31 @@ veil_err veil_net_gunzip(struct veil_span in, size_t max, struct veil_buf *out,
             chunk_in = 1u << 30;
         z.next_in = (Bytef *)(uintptr_t)(in.p + consumed);
         z.avail_in = (uInt)chunk_in;
-        size_t room = out->max - out->len;
-        if (room == 0) {
+        size_t room = max > out->len ? max - out->len : 0;
+        size_t want = room < (256u << 10) ? room : (256u << 10);
+        uint8_t spare = 0;
+        if (want > 0) {
+            if ((rc = veil_buf_reserve(out, want)) != VEIL_OK) {
+                rc = veil_errf(eb, rc, "decompressed body larger than %zu bytes", max);
+                goto out;
+            }
+            z.next_out = out->p + out->len;
+            z.avail_out = (uInt)want;
+        } else {
+            /* At the cap: one probe byte tells a complete stream from an oversized one. */
+            z.next_out = &spare;
+            z.avail_out = 1;
+            want = 1;
+        }
+        int zr = inflate(&z, Z_NO_FLUSH);
+        size_t produced = want - z.avail_out;
+        consumed += chunk_in - z.avail_in;
+        if (room == 0 && produced > 0) {
             rc = veil_errf(eb, VEIL_E_LIMIT, "decompressed body larger than %zu bytes", max);
             goto out;
         }
-        size_t want = room < (256u << 10) ? room : (256u << 10);
-        rc = veil_buf_reserve(out, want);
-        if (rc != VEIL_OK) {
-            rc = veil_errf(eb, rc, "decompressed body larger than %zu bytes", max);
-            goto out;
-        }
-        z.next_out = out->p + out->len;
-        z.avail_out = (uInt)want;
-        int zr = inflate(&z, Z_NO_FLUSH);
-        size_t used_in = chunk_in - z.avail_in;
-        consumed += used_in;
-        out->len += want - z.avail_out;
+        if (room > 0)
+            out->len += produced;
         if (zr == Z_STREAM_END) {
             if (consumed != in.len) {
                 rc = veil_errf(eb, VEIL_E_FORMAT, "trailing bytes after gzip stream");
@@ -150,12 +161,12 @@ veil_err veil_net_gunzip(struct veil_span in, size_t max, struct veil_buf *out,
             }
             break;
         }
-        if ((zr == Z_OK || zr == Z_BUF_ERROR) && consumed == in.len && z.avail_out != 0) {
-            rc = veil_errf(eb, VEIL_E_FORMAT, "truncated gzip stream");
-            goto out;
-        }
         if (zr != Z_OK && zr != Z_BUF_ERROR) {
             rc = veil_errf(eb, VEIL_E_FORMAT, "corrupt gzip stream");
+            goto out;
+        }
+        if (consumed == in.len && produced == 0) {
+            rc = veil_errf(eb, VEIL_E_FORMAT, "truncated gzip stream");
             goto out;
         }
     }

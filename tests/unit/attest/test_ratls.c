@@ -88,6 +88,14 @@ TEST(ratls_cert_verifies_and_binds_key)
     struct veil_attest_claims c;
     struct veil_attest_verify_opts o = now_opts();
     veil_err rc = veil_attest_ratls_verify(cert, NULL, e.roots, &o, &c);
+    /* The broker can see which TEE it deals with before choosing collateral. */
+    struct veil_span ev, claims;
+    enum veil_tee tee = VEIL_TEE_NONE;
+    uint8_t fmspc[6];
+    bool has = true;
+    veil_err prc = veil_attest_ratls_get_evidence(cert, &ev, &claims);
+    if (prc == VEIL_OK)
+        prc = veil_attest_peek(ev, &tee, fmspc, &has);
     /* The certificate is self-signed by the key the evidence binds. */
     int self = X509_verify(cert, key);
     X509_free(cert);
@@ -98,6 +106,9 @@ TEST(ratls_cert_verifies_and_binds_key)
     ASSERT_EQ_U64(c.tee, VEIL_TEE_SIM);
     ASSERT_MEM_EQ(c.sim_measurement, meas, 32);
     ASSERT_EQ_I64(self, 1);
+    ASSERT_OK(prc);
+    ASSERT_EQ_U64(tee, VEIL_TEE_SIM);
+    ASSERT_FALSE(has);
 }
 
 TEST(ratls_untrusted_sim_key)

@@ -247,4 +247,37 @@ TEST(neg_snp_flipped_measurement)
     ASSERT_EQ_U64(c.reason, VEIL_ATTEST_REPORT_SIGNATURE);
 }
 
+TEST(peek_before_verification)
+{
+    NEED_CORPUS(dir);
+    static const struct {
+        const char *c, *file;
+        enum veil_tee tee;
+        const char *fmspc;
+    } cases[] = {
+        {"sgx-dcap-v3-dcap-qvl", "quote.bin", VEIL_TEE_SGX, "00a067110000"},
+        {"tdx-v4-dcap-qvl", "quote.bin", VEIL_TEE_TDX, "b0c06f000000"},
+        {"tdx-v5-dcap-qvl-tcb-not-supported", "quote.bin", VEIL_TEE_TDX, "90c06f000000"},
+        {"snp-genoa-vcek-azure-trustee", "report.bin", VEIL_TEE_SNP, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct veil_buf b;
+        enum veil_tee tee;
+        uint8_t fmspc[6];
+        bool has = false;
+        ASSERT_OK(read_case_file(dir, cases[i].c, cases[i].file, &b));
+        veil_err rc = veil_attest_peek(veil_buf_span(&b), &tee, fmspc, &has);
+        veil_buf_release(&b);
+        ASSERT_OK(rc);
+        ASSERT_EQ_U64(tee, cases[i].tee);
+        ASSERT_EQ_U64(has, cases[i].fmspc != NULL);
+        if (has)
+            ASSERT_STR_EQ(hex(fmspc, 6), cases[i].fmspc);
+    }
+    enum veil_tee tee;
+    uint8_t fmspc[6];
+    bool has;
+    ASSERT_ERR(veil_attest_peek(veil_span_from_str("junk"), &tee, fmspc, &has), VEIL_E_FORMAT);
+}
+
 RUN_TESTS()
