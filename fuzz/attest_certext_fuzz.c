@@ -1,6 +1,6 @@
 /*
  * Fuzzes the certificate-extension parsers: the Intel PCK SGX extension (DER) and the RA-TLS
- * TCG DICE tagged-evidence extension with its CBOR claims.
+ * TCG DICE tagged-evidence extension with its CBOR claims, and the SEV-SNP certificate table.
  */
 #include "attest/attest_int.h"
 
@@ -21,5 +21,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (veil__attest_ratls_claims_parse(in, &alg, &hash) == VEIL_OK)
         VEIL_ASSERT(alg == 1 || alg == 7 || alg == 8);
+    struct veil_attest_snp_certs certs;
+    if (veil_attest_snp_certs_parse(in, &certs) == VEIL_OK)
+        VEIL_ASSERT(certs.vcek.len == 0 ||
+                    (certs.vcek.p >= data && certs.vcek.p + certs.vcek.len <= data + size));
     return 0;
 }

@@ -251,6 +251,25 @@ VEIL_NODISCARD veil_err veil_attest_verify(struct veil_span evidence,
 VEIL_NODISCARD veil_err veil_attest_peek(struct veil_span evidence, enum veil_tee *tee,
                                          uint8_t fmspc[6], bool *has_fmspc);
 
+/* Views of the certificates in an SEV-SNP extended-report certificate table. */
+struct veil_attest_snp_certs {
+    struct veil_span vcek;
+    struct veil_span vlek;
+    struct veil_span ask; /* ASK, or ASVK for VLEK hosts */
+    struct veil_span ark;
+};
+
+/*
+ * Parses the certificate table a `tsm` provider returns as auxblob for SEV-SNP (GHCB extended
+ * guest request: entries of GUID[16] in RFC 4122 byte order, offset u32le, length u32le, ended
+ * by an all-zero entry; offsets from the table's start). Entries with unknown GUIDs are
+ * skipped; absent certificates have len 0. Views into aux. Nothing is trusted: pass them as
+ * collateral (vek, ask) and let veil_attest_verify check them. Pure.
+ * Errors: VEIL_E_FORMAT (no terminator, entry outside the table, duplicate GUID).
+ */
+VEIL_NODISCARD veil_err veil_attest_snp_certs_parse(struct veil_span aux,
+                                                    struct veil_attest_snp_certs *out);
+
 /* ---- sim evidence (docs/attest/sim.md): INSECURE, for machines without a TEE ---- */
 
 /*
@@ -283,7 +302,8 @@ VEIL_NODISCARD veil_err veil_attest_sim_keygen(struct veil_buf *priv, struct vei
                                                struct veil_errbuf *eb);
 
 /*
- * A Gramine provider: writes REPORT_DATA to <root>/dev/attestation/user_report_data and reads
+ * A Gramine provider: checks <root>/dev/attestation/attestation_type is "dcap" (when the file
+ * exists), writes REPORT_DATA to <root>/dev/attestation/user_report_data and reads
  * <root>/dev/attestation/quote. root is "" or "/" inside an enclave (copied).
  * Errors: VEIL_E_NOMEM, VEIL_E_INVALID (root too long).
  */
@@ -310,7 +330,8 @@ const char *veil_attest_provider_kind(const struct veil_attest_provider *p);
  * the caller with a cap of at least VEIL_ATTEST_MAX_EVIDENCE). For tsm, when the provider
  * returned an auxblob, it is appended to aux (may be NULL to drop it).
  * Errors: VEIL_E_NOTFOUND / VEIL_E_IO / VEIL_E_PERM (interface), VEIL_E_STATE (tsm generation
- * moved: another writer interfered), VEIL_E_LIMIT, VEIL_E_CRYPTO, VEIL_E_NOMEM.
+ * moved: another writer interfered), VEIL_E_UNSUPPORTED (Gramine not configured for DCAP),
+ * VEIL_E_LIMIT, VEIL_E_CRYPTO, VEIL_E_NOMEM.
  */
 VEIL_NODISCARD veil_err veil_attest_provider_get_evidence(
     struct veil_attest_provider *p, const uint8_t report_data[VEIL_ATTEST_REPORT_DATA_LEN],

@@ -1,62 +1,15 @@
 /*
- * attest_int.h: internals shared by the files of the attest module: a strict JSON parser that
- * keeps the raw bytes of every value, a DER reader, OpenSSL helpers for chains and raw
- * signatures, and the per-format verifiers that veil_attest_verify dispatches to.
+ * attest_int.h: internals shared by the files of the attest module: a DER reader, OpenSSL
+ * helpers for chains and raw signatures, and the per-format verifiers that veil_attest_verify
+ * dispatches to. JSON (policy, collateral) comes from the json module.
  */
 #ifndef VEIL_ATTEST_INT_H
 #define VEIL_ATTEST_INT_H
 
 #include "veil/attest.h"
+#include "veil/json.h"
 
 #include <openssl/x509.h>
-
-/* ---- JSON (json.c) ---- */
-
-#define VEIL_ATTEST_JSON_MAX_DEPTH 32
-
-enum veil_json_type {
-    VEIL_JSON_NULL,
-    VEIL_JSON_BOOL,
-    VEIL_JSON_NUMBER,
-    VEIL_JSON_STRING,
-    VEIL_JSON_ARRAY,
-    VEIL_JSON_OBJECT,
-};
-
-struct veil_json;
-
-struct veil_json_member {
-    const char *key; /* decoded, NUL-terminated */
-    size_t key_len;
-    struct veil_json *value;
-};
-
-/* One JSON value; every pointer lives in the arena it was parsed into. */
-struct veil_json {
-    enum veil_json_type type;
-    struct veil_span raw; /* the exact input bytes of this value */
-    bool b;
-    bool is_int; /* a number without fraction or exponent that fits int64 */
-    int64_t i;
-    double num;
-    const char *str; /* decoded string, NUL-terminated (no embedded NULs accepted) */
-    size_t str_len;
-    size_t n;                         /* array items or object members */
-    struct veil_json **items;         /* arrays */
-    struct veil_json_member *members; /* objects */
-};
-
-/*
- * Parses one JSON document (RFC 8259, strict: no comments, no trailing commas, no duplicate
- * object keys, valid UTF-8, no NUL in strings, depth at most VEIL_ATTEST_JSON_MAX_DEPTH, only
- * whitespace after the value). Pure. All memory comes from arena a.
- * Errors: VEIL_E_FORMAT (with position in eb), VEIL_E_LIMIT (depth, arena cap), VEIL_E_NOMEM.
- */
-VEIL_NODISCARD veil_err veil__attest_json_parse(struct veil_span text, struct veil_arena *a,
-                                                struct veil_json **out, struct veil_errbuf *eb);
-
-/* The member key of object obj, or NULL (also when obj is not an object). */
-const struct veil_json *veil__attest_json_get(const struct veil_json *obj, const char *key);
 
 /* ---- DER (der.c) ---- */
 

@@ -143,7 +143,7 @@ static veil_err parse_quote(struct veil_span in, struct quote *q, struct veil_er
 
 static veil_err j_hex(const struct veil_json *o, const char *key, uint8_t *out, size_t n)
 {
-    const struct veil_json *v = veil__attest_json_get(o, key);
+    const struct veil_json *v = veil_json_get(o, key);
     if (v == NULL || v->type != VEIL_JSON_STRING)
         return VEIL_E_FORMAT;
     return veil_hex_decode(veil_span_make(v->str, v->str_len), out, n);
@@ -152,7 +152,7 @@ static veil_err j_hex(const struct veil_json *o, const char *key, uint8_t *out, 
 static veil_err j_int(const struct veil_json *o, const char *key, int64_t min, int64_t max,
                       int64_t *out)
 {
-    const struct veil_json *v = veil__attest_json_get(o, key);
+    const struct veil_json *v = veil_json_get(o, key);
     if (v == NULL || v->type != VEIL_JSON_NUMBER || !v->is_int || v->i < min || v->i > max)
         return VEIL_E_FORMAT;
     *out = v->i;
@@ -161,7 +161,7 @@ static veil_err j_int(const struct veil_json *o, const char *key, int64_t min, i
 
 static veil_err j_time(const struct veil_json *o, const char *key, int64_t *out)
 {
-    const struct veil_json *v = veil__attest_json_get(o, key);
+    const struct veil_json *v = veil_json_get(o, key);
     if (v == NULL || v->type != VEIL_JSON_STRING)
         return VEIL_E_FORMAT;
     return veil_time_parse_rfc3339(veil_span_make(v->str, v->str_len), out);
@@ -169,7 +169,7 @@ static veil_err j_time(const struct veil_json *o, const char *key, int64_t *out)
 
 static bool j_str_eq(const struct veil_json *o, const char *key, const char *want)
 {
-    const struct veil_json *v = veil__attest_json_get(o, key);
+    const struct veil_json *v = veil_json_get(o, key);
     return v != NULL && v->type == VEIL_JSON_STRING && strcmp(v->str, want) == 0;
 }
 
@@ -198,7 +198,7 @@ static const char *const status_names[] = {
 
 static enum tcb_status status_parse(const struct veil_json *level)
 {
-    const struct veil_json *v = veil__attest_json_get(level, "tcbStatus");
+    const struct veil_json *v = veil_json_get(level, "tcbStatus");
     if (v == NULL || v->type != VEIL_JSON_STRING)
         return TCB_BAD;
     for (size_t i = 0; i < sizeof(status_names) / sizeof(status_names[0]); i++)
@@ -223,7 +223,7 @@ static enum tcb_status converge(enum tcb_status platform, enum tcb_status other)
 
 static veil_err add_advisories(struct veil_attest_claims *c, const struct veil_json *level)
 {
-    const struct veil_json *a = veil__attest_json_get(level, "advisoryIDs");
+    const struct veil_json *a = veil_json_get(level, "advisoryIDs");
     if (a == NULL)
         return VEIL_OK;
     if (a->type != VEIL_JSON_ARRAY)
@@ -375,11 +375,11 @@ static veil_err verify_signed_doc(struct veil_arena *a, struct veil_span text, c
                                  "%s or its issuer chain missing", name);
         goto out;
     }
-    rc = veil__attest_json_parse(text, a, &doc, &eb);
+    rc = veil_json_parse(text, a, &doc, &eb);
     if (rc == VEIL_E_NOMEM)
         goto out;
-    const struct veil_json *body = veil__attest_json_get(doc, name);
-    const struct veil_json *sigv = veil__attest_json_get(doc, "signature");
+    const struct veil_json *body = veil_json_get(doc, name);
+    const struct veil_json *sigv = veil_json_get(doc, "signature");
     if (rc != VEIL_OK || doc->n != 2 || body == NULL || body->type != VEIL_JSON_OBJECT ||
         sigv == NULL || sigv->type != VEIL_JSON_STRING ||
         veil_hex_decode(veil_span_make(sigv->str, sigv->str_len), sig, 64) != VEIL_OK) {
@@ -527,12 +527,12 @@ static veil_err match_qe_identity(const struct veil_json *qe, struct veil_span q
         if ((r[48 + i] & attr_mask[i]) != attr[i])
             return veil__attest_reject(c, VEIL_ATTEST_QE_IDENTITY_MISMATCH, "QE ATTRIBUTES");
     int64_t svn = r[258] | r[259] << 8;
-    const struct veil_json *levels = veil__attest_json_get(qe, "tcbLevels");
+    const struct veil_json *levels = veil_json_get(qe, "tcbLevels");
     if (levels == NULL || levels->type != VEIL_JSON_ARRAY)
         return veil__attest_reject(c, VEIL_ATTEST_COLLATERAL_MALFORMED, "QE identity levels");
     for (size_t i = 0; i < levels->n; i++) {
         int64_t lsvn;
-        const struct veil_json *tcb = veil__attest_json_get(levels->items[i], "tcb");
+        const struct veil_json *tcb = veil_json_get(levels->items[i], "tcb");
         enum tcb_status st = status_parse(levels->items[i]);
         if (j_int(tcb, "isvsvn", 0, 65535, &lsvn) != VEIL_OK || st == TCB_BAD)
             return veil__attest_reject(c, VEIL_ATTEST_COLLATERAL_MALFORMED, "QE identity level");
@@ -550,7 +550,7 @@ static veil_err match_qe_identity(const struct veil_json *qe, struct veil_span q
 
 static veil_err comps16(const struct veil_json *tcb, const char *key, uint8_t out[16])
 {
-    const struct veil_json *a = veil__attest_json_get(tcb, key);
+    const struct veil_json *a = veil_json_get(tcb, key);
     if (a == NULL || a->type != VEIL_JSON_ARRAY || a->n != 16)
         return VEIL_E_FORMAT;
     for (size_t i = 0; i < 16; i++) {
@@ -565,7 +565,7 @@ static veil_err comps16(const struct veil_json *tcb, const char *key, uint8_t ou
 static veil_err level_sgx(const struct veil_json *level, int64_t version, uint8_t comp[16],
                           int64_t *pcesvn)
 {
-    const struct veil_json *tcb = veil__attest_json_get(level, "tcb");
+    const struct veil_json *tcb = veil_json_get(level, "tcb");
     if (tcb == NULL || j_int(tcb, "pcesvn", 0, 65535, pcesvn) != VEIL_OK)
         return VEIL_E_FORMAT;
     if (version >= 3)
@@ -592,7 +592,7 @@ static veil_err check_tdx_module(const struct veil_json *ti, const struct veil_a
     if (q->tee_tcb_svn[1] > 0) {
         char id[8];
         snprintf(id, sizeof(id), "TDX_%02X", q->tee_tcb_svn[1]);
-        const struct veil_json *ids = veil__attest_json_get(ti, "tdxModuleIdentities");
+        const struct veil_json *ids = veil_json_get(ti, "tdxModuleIdentities");
         if (ids == NULL || ids->type != VEIL_JSON_ARRAY)
             return veil__attest_reject(c, VEIL_ATTEST_TDX_MODULE_MISMATCH,
                                        "TCB info has no TDX module identities");
@@ -603,7 +603,7 @@ static veil_err check_tdx_module(const struct veil_json *ti, const struct veil_a
             return veil__attest_reject(c, VEIL_ATTEST_TDX_MODULE_MISMATCH,
                                        "no TDX module identity %s", id);
     } else {
-        ident = veil__attest_json_get(ti, "tdxModule");
+        ident = veil_json_get(ti, "tdxModule");
         if (ident == NULL)
             return veil__attest_reject(c, VEIL_ATTEST_COLLATERAL_MALFORMED, "tdxModule missing");
     }
@@ -618,13 +618,13 @@ static veil_err check_tdx_module(const struct veil_json *ti, const struct veil_a
             return veil__attest_reject(c, VEIL_ATTEST_TDX_MODULE_MISMATCH, "SEAM_ATTRIBUTES");
     if (q->tee_tcb_svn[1] == 0)
         return VEIL_OK;
-    const struct veil_json *levels = veil__attest_json_get(ident, "tcbLevels");
+    const struct veil_json *levels = veil_json_get(ident, "tcbLevels");
     if (levels == NULL || levels->type != VEIL_JSON_ARRAY)
         return veil__attest_reject(c, VEIL_ATTEST_COLLATERAL_MALFORMED, "module levels");
     for (size_t i = 0; i < levels->n; i++) {
         int64_t svn;
         enum tcb_status st = status_parse(levels->items[i]);
-        if (j_int(veil__attest_json_get(levels->items[i], "tcb"), "isvsvn", 0, 255, &svn) ||
+        if (j_int(veil_json_get(levels->items[i], "tcb"), "isvsvn", 0, 255, &svn) ||
             st == TCB_BAD)
             return veil__attest_reject(c, VEIL_ATTEST_COLLATERAL_MALFORMED, "module level");
         if (svn <= q->tee_tcb_svn[0]) {
@@ -643,7 +643,7 @@ static veil_err match_tcb_level(const struct veil_json *ti, int64_t version, boo
                                 struct veil_attest_claims *c, enum tcb_status *status,
                                 const struct veil_json **level_out)
 {
-    const struct veil_json *levels = veil__attest_json_get(ti, "tcbLevels");
+    const struct veil_json *levels = veil_json_get(ti, "tcbLevels");
     bool sgx_matched = false;
     if (levels == NULL || levels->type != VEIL_JSON_ARRAY || levels->n == 0)
         return veil__attest_reject(c, VEIL_ATTEST_COLLATERAL_MALFORMED, "tcbLevels");
@@ -661,7 +661,7 @@ static veil_err match_tcb_level(const struct veil_json *ti, int64_t version, boo
             continue;
         sgx_matched = true;
         if (tdx) {
-            if (comps16(veil__attest_json_get(l, "tcb"), "tdxtcbcomponents", tdxc) != VEIL_OK)
+            if (comps16(veil_json_get(l, "tcb"), "tdxtcbcomponents", tdxc) != VEIL_OK)
                 return veil__attest_reject(c, VEIL_ATTEST_COLLATERAL_MALFORMED, "TDX TCB level %zu",
                                            i);
             /* With a module major version, bytes 0 and 1 are judged by the module identity. */
@@ -748,7 +748,7 @@ veil_err veil__attest_verify_dcap(struct veil_span quote, const struct veil_atte
         goto out;
     }
     bool id_ok = tdx ? (ti_version == 3 && j_str_eq(ti.body, "id", "TDX"))
-                     : (ti_version == 2 ? veil__attest_json_get(ti.body, "id") == NULL ||
+                     : (ti_version == 2 ? veil_json_get(ti.body, "id") == NULL ||
                                               j_str_eq(ti.body, "id", "SGX")
                                         : j_str_eq(ti.body, "id", "SGX"));
     if (!id_ok) {

@@ -108,8 +108,8 @@ static veil_err parse_workload(struct veil_attest_policy *p, const struct veil_j
     veil_err rc;
     if (o->type != VEIL_JSON_OBJECT)
         return perr(eb, NULL, "%s", "each workload must be an object");
-    const struct veil_json *name = veil__attest_json_get(o, "name");
-    const struct veil_json *tee = veil__attest_json_get(o, "tee");
+    const struct veil_json *name = veil_json_get(o, "name");
+    const struct veil_json *tee = veil_json_get(o, "tee");
     if (name == NULL || name->type != VEIL_JSON_STRING || name->str_len == 0 ||
         name->str_len > MAX_NAME)
         return perr(eb, NULL, "%s", "workload needs a name of 1 to 128 bytes");
@@ -246,7 +246,7 @@ veil_err veil_attest_policy_parse(struct veil_span text, struct veil_attest_poli
     if ((p = veil_calloc(1, sizeof(*p))) == NULL)
         return VEIL_E_NOMEM;
     veil_arena_init(&p->arena, 16u << 10, 16u * VEIL_LIMIT_CONFIG_FILE);
-    if ((rc = veil__attest_json_parse(text, &p->arena, &doc, eb)) != VEIL_OK) {
+    if ((rc = veil_json_parse(text, &p->arena, &doc, eb)) != VEIL_OK) {
         rc = veil_err_prefix(eb, rc, "policy");
         goto out;
     }

@@ -207,6 +207,24 @@ out:
     return rc;
 }
 
+/* Only DCAP quotes are verifiable here; an EPID or "none" enclave is refused up front. */
+static veil_err gramine_check_type(const struct veil_attest_provider *p, struct veil_errbuf *eb)
+{
+    char path[1200];
+    struct veil_buf b;
+    snprintf(path, sizeof(path), "%s/dev/attestation/attestation_type", p->root);
+    veil_buf_init(&b, 64);
+    veil_err rc = veil_file_read_all(path, b.max, &b, NULL);
+    if (rc == VEIL_OK && !veil_span_eq_str(veil_span_trim(veil_buf_span(&b)), "dcap"))
+        rc = veil_errf(eb, VEIL_E_UNSUPPORTED,
+                       "Gramine attestation type is '%.*s', not 'dcap' (sgx.remote_attestation)",
+                       (int)(b.len > 16 ? 16 : b.len), (const char *)b.p);
+    else
+        rc = VEIL_OK; /* older Gramine without the file: the quote tells */
+    veil_buf_release(&b);
+    return rc;
+}
+
 veil_err veil_attest_provider_get_evidence(struct veil_attest_provider *p,
                                            const uint8_t report_data[VEIL_ATTEST_REPORT_DATA_LEN],
                                            struct veil_buf *out, struct veil_buf *aux,
@@ -219,6 +237,8 @@ veil_err veil_attest_provider_get_evidence(struct veil_attest_provider *p,
         rc = veil__attest_sim_sign(p->sim_key, p->measurement, p->svn, report_data, out);
         return rc == VEIL_OK ? VEIL_OK : veil_errf(eb, rc, "cannot sign sim evidence");
     case PROV_GRAMINE:
+        if ((rc = gramine_check_type(p, eb)) != VEIL_OK)
+            return rc;
         snprintf(path, sizeof(path), "%s/dev/attestation/user_report_data", p->root);
         if ((rc = write_file(path, report_data, VEIL_ATTEST_REPORT_DATA_LEN, eb)) != VEIL_OK)
             return rc;

@@ -354,3 +354,41 @@ out:
     sk_X509_pop_free(ark_sk, X509_free);
     return rc;
 }
+
+veil_err veil_attest_snp_certs_parse(struct veil_span aux, struct veil_attest_snp_certs *out)
+{
+    /* GHCB specification, SNP extended guest request certificate table. */
+    static const uint8_t guids[4][16] = {
+        {0x63, 0xda, 0x75, 0x8d, 0xe6, 0x64, 0x45, 0x64, 0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac,
+         0xcd}, /* VCEK 63da758d-e664-4564-adc5-f4b93be8accd */
+        {0xa8, 0x07, 0x4b, 0xc2, 0xa2, 0x5a, 0x48, 0x3e, 0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0, 0xb8,
+         0xa1}, /* VLEK a8074bc2-a25a-483e-aae6-39c045a0b8a1 */
+        {0x4a, 0xb7, 0xb3, 0x79, 0xbb, 0xac, 0x4f, 0xe4, 0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7,
+         0x82}, /* ASK 4ab7b379-bbac-4fe4-a02f-05aef327c782 */
+        {0xc0, 0xb4, 0x06, 0xa4, 0xa8, 0x03, 0x49, 0x52, 0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0,
+         0xae}, /* ARK c0b406a4-a803-4952-9743-3fb6014cd0ae */
+    };
+    struct veil_span *slots[4] = {&out->vcek, &out->vlek, &out->ask, &out->ark};
+    struct veil_span s = aux;
+    memset(out, 0, sizeof(*out));
+    for (;;) {
+        struct veil_span guid;
+        uint32_t off, len;
+        if (veil_span_get_bytes(&s, 16, &guid) != VEIL_OK ||
+            veil_span_get_u32le(&s, &off) != VEIL_OK || veil_span_get_u32le(&s, &len) != VEIL_OK)
+            return VEIL_E_FORMAT; /* no terminating entry */
+        if (all_zero(guid.p, 16) && off == 0 && len == 0)
+            return VEIL_OK;
+        struct veil_span body = aux, cert;
+        if (veil_span_skip(&body, off) != VEIL_OK ||
+            veil_span_get_bytes(&body, len, &cert) != VEIL_OK || len == 0)
+            return VEIL_E_FORMAT;
+        for (size_t i = 0; i < 4; i++) {
+            if (memcmp(guid.p, guids[i], 16) != 0)
+                continue;
+            if (slots[i]->len != 0)
+                return VEIL_E_FORMAT;
+            *slots[i] = cert;
+        }
+    }
+}

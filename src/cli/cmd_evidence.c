@@ -384,6 +384,9 @@ static int cmd_verify(int argc, char **argv)
         field_bool(&o, "debug", c->debug);
         print_measurements(&o, c);
         print_claims(&o, c);
+    } else if (json) {
+        /* Nothing from evidence that failed verification is printed as a claim. */
+        printf(",\"measurements\":{}");
     }
     if (pol != NULL) {
         obj_open(&o, "policy");

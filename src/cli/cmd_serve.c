@@ -4,6 +4,7 @@
  * identity flags, the explicit --plaintext opt-in and the model key source.
  */
 #include "cli.h"
+#include "serve_kbs.h"
 #include "veil/serve.h"
 
 #include <stdlib.h>
@@ -34,6 +35,13 @@ static void help(FILE *f)
         "  --ssl_config_file=F            TF Serving's text SSLConfig instead of the three above\n"
         "  --plaintext                    serve WITHOUT TLS (explicit opt-in)\n"
         "  --key=PATH                     key file or folder of key files for sealed models\n"
+        "  --kbs=HOST:PORT[,HOST:PORT]    attest to these key brokers for model keys and the\n"
+        "                                 serving certificate (instead of --key and --tls_*)\n"
+        "  --kbs-ca=F                     the brokers' serving CA (pinned)\n"
+        "  --tee=sim|gramine|tsm          where evidence comes from (sim: INSECURE, no TEE)\n"
+        "  --sim-key=F --svn=N            sim attestation key (veil keygen --sim) and SVN\n"
+        "  --tee-root=PATH                root of the gramine or tsm interface (tests)\n"
+        "  --tls_san=N1,N2                names for the broker-issued certificate\n"
         "  --monitoring_config_file=F     text MonitoringConfig (Prometheus path)\n"
         "  --rest_api_timeout_in_ms=N     REST request timeout (default 30000)\n"
         "  --rest_api_enable_cors_support add CORS headers\n"
@@ -118,6 +126,10 @@ int veil_cmd_serve(int argc, char **argv)
     struct veil_serve *srv = NULL;
     struct veil_errbuf eb = {{0}};
     const char *key_path = NULL;
+    struct veil_cli_kbs_opts kbs = {0};
+    struct veil_cli_kbs_state *kbs_state = NULL;
+    const char *san_list[17] = {NULL};
+    char san_buf[1024] = "";
     int status = 1;
     memset(&o, 0, sizeof(o));
     o.grpc_port = 8500;
@@ -193,7 +205,35 @@ int veil_cmd_serve(int argc, char **argv)
             o.tls_client_verify = true;
         } else if (strcmp(name, "key") == 0)
             key_path = val;
-        else if (strcmp(name, "monitoring_config_file") == 0)
+        else if (strcmp(name, "kbs") == 0)
+            kbs.brokers = val;
+        else if (strcmp(name, "kbs-ca") == 0 || strcmp(name, "kbs_ca") == 0)
+            kbs.ca = val;
+        else if (strcmp(name, "tee") == 0)
+            kbs.tee = val;
+        else if (strcmp(name, "sim-key") == 0 || strcmp(name, "sim_key") == 0)
+            kbs.sim_key = val;
+        else if (strcmp(name, "tee-root") == 0 || strcmp(name, "tee_root") == 0)
+            kbs.tee_root = val;
+        else if (strcmp(name, "svn") == 0) {
+            ok = parse_i64(val, &iv) && iv >= 0 && iv <= UINT32_MAX;
+            kbs.svn = (uint32_t)iv;
+        } else if (strcmp(name, "tls_san") == 0 || strcmp(name, "tls-san") == 0) {
+            /* Comma-separated names for the broker-issued serving certificate. */
+            ok = strlen(val) < sizeof(san_buf);
+            if (ok) {
+                memcpy(san_buf, val, strlen(val) + 1);
+                size_t n = 0;
+                for (char *t = san_buf; t != NULL && *t != '\0' && n < 16;) {
+                    char *comma = strchr(t, ',');
+                    if (comma != NULL)
+                        *comma = '\0';
+                    san_list[n++] = t;
+                    t = comma != NULL ? comma + 1 : NULL;
+                }
+                kbs.san = san_list;
+            }
+        } else if (strcmp(name, "monitoring_config_file") == 0)
             o.monitoring_config_file = val;
         else if (strcmp(name, "rest_api_timeout_in_ms") == 0) {
             ok = parse_i64(val, &iv) && iv >= 0 && iv <= UINT32_MAX;
@@ -240,6 +280,15 @@ int veil_cmd_serve(int argc, char **argv)
             return veil_cli_fail("serve", "bad value for --%s: '%s'", name, val);
     }
     veil_err rc = VEIL_OK;
+    if (kbs.brokers != NULL && key_path != NULL)
+        return veil_cli_fail("serve", "--kbs and --key exclude each other");
+    if (kbs.brokers != NULL) {
+        /* Attested key release: no listening before the broker has provisioned us. */
+        if ((rc = veil_cli_serve_provision(&kbs, &o, &keys, &kbs_state, &eb)) != VEIL_OK)
+            goto out;
+    } else if (kbs.ca != NULL || kbs.tee != NULL || kbs.sim_key != NULL) {
+        return veil_cli_fail("serve", "--kbs-ca, --tee and --sim-key need --kbs=HOST:PORT");
+    }
     if (key_path != NULL && (rc = veil_key_source_new_files(key_path, &keys, &eb)) != VEIL_OK)
         goto out;
     o.keys = keys;
@@ -251,6 +300,7 @@ int veil_cmd_serve(int argc, char **argv)
 out:
     veil_serve_free(srv);
     veil_key_source_free(keys);
+    veil_cli_kbs_state_free(kbs_state);
     if (rc != VEIL_OK)
         return veil_cli_fail("serve", "Failed to start server. Error: %s",
                              veil_errbuf_msg(&eb, rc));

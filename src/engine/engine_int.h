@@ -1,7 +1,7 @@
 /*
  * engine_int.h: the engine's internals shared by its files.
  *
- * The load-time IR (struct veil__eg_graph) is built once from the parsed ONNX model, checked
+ * The load-time IR (struct veil__graph) is built once from the parsed ONNX model, checked
  * (known operators, defined values, no cycles), optimised (constant inputs kept as aligned
  * copies, fusions) and then never changed. For each distinct input signature (input shapes
  * plus the values of the few inputs that decide shapes) a plan is built once: the shape and
@@ -119,6 +119,8 @@ struct veil__pval {
     size_t nbytes;
     size_t off;          /* offset in the arena of the root's storage */
     int64_t first, last; /* lifetime in step indices (roots only) */
+    bool blocked;        /* stored in oneDNN layout md (set by its producer), not row-major */
+    dnnl_memory_desc_t md;
 };
 
 struct veil__plan;
@@ -276,6 +278,9 @@ void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v);
 /* Runs body(lo, hi) over [0, n) on the run's threads when n is large enough. */
 typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);
 void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
+
+/* MaxPool and GlobalAveragePool as oneDNN primitives (2-D; required for blocked inputs). */
+veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
 
 /* oneDNN helpers. */
 veil_err veil__dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb);

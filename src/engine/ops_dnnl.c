@@ -152,21 +152,135 @@ out:
     return rc;
 }
 
-/* Creates the primitive of pd into ex and sizes the step scratch for its scratchpad. */
-static veil_err finish_prim(dnnl_primitive_desc_t pd, struct veil__dnnl_exec *ex,
-                            struct veil__step *st, struct veil_errbuf *eb)
+/* Reserves sz bytes of the step's scratch region at the cursor and returns their offset. */
+static size_t take_scratch(struct veil__step *st, size_t *cur, size_t sz)
+{
+    size_t off = *cur;
+    *cur += (sz + 63) & ~(size_t)63;
+    if (*cur > st->scratch_bytes)
+        st->scratch_bytes = *cur;
+    return off;
+}
+
+/* Creates the primitive of pd into ex, with its scratchpad in the step's scratch region. */
+static veil_err finish_prim_at(dnnl_primitive_desc_t pd, struct veil__dnnl_exec *ex,
+                               struct veil__step *st, size_t *cur, struct veil_errbuf *eb)
 {
     const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     veil_err rc = veil__dnnl_err(dnnl_primitive_create(&ex->prim, pd), "primitive creation", eb);
     if (rc != VEIL_OK)
         return rc;
-    if (sp != NULL && dnnl_memory_desc_get_size(sp) > 0) {
-        add_arg(ex, DNNL_ARG_SCRATCHPAD, sp, -1, NULL, 0);
-        size_t sz = dnnl_memory_desc_get_size(sp);
-        if (sz > st->scratch_bytes)
-            st->scratch_bytes = sz;
+    if (sp != NULL && dnnl_memory_desc_get_size(sp) > 0)
+        add_arg(ex, DNNL_ARG_SCRATCHPAD, sp, -1, NULL,
+                take_scratch(st, cur, dnnl_memory_desc_get_size(sp)));
+    return VEIL_OK;
+}
+
+static veil_err finish_prim(dnnl_primitive_desc_t pd, struct veil__dnnl_exec *ex,
+                            struct veil__step *st, struct veil_errbuf *eb)
+{
+    size_t cur = 0;
+    return finish_prim_at(pd, ex, st, &cur, eb);
+}
+
+/* A reorder execution between two bindings (value >= 0, or step scratch offset). */
+static veil_err add_reorder(dnnl_engine_t eng, struct veil__kstate *ks,
+                            const dnnl_memory_desc_t *from, int32_t from_v, size_t from_off,
+                            const dnnl_memory_desc_t *to, int32_t to_v, size_t to_off,
+                            struct veil_errbuf *eb)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    VEIL_ASSERT(ks->n_ex < VEIL__ENG_MAX_EX);
+    struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex];
+    veil_err rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, NULL),
+                                 "reorder", eb);
+    if (rc == VEIL_OK)
+        rc = veil__dnnl_err(dnnl_primitive_create(&ex->prim, pd), "reorder", eb);
+    if (pd != NULL)
+        dnnl_primitive_desc_destroy(pd);
+    if (rc != VEIL_OK)
+        return rc;
+    ks->n_ex++;
+    add_arg(ex, DNNL_ARG_FROM, from, from_v, NULL, from_off);
+    add_arg(ex, DNNL_ARG_TO, to, to_v, NULL, to_off);
+    return VEIL_OK;
+}
+
+/* The layout a value is stored in: its producer's blocked md, or row-major. */
+static void value_md(const struct veil__ictx *c, int32_t v, const struct veil__tv *t,
+                     dnnl_memory_desc_t *md)
+{
+    if (v >= 0 && c->vals != NULL && c->vals[v].blocked)
+        *md = c->vals[v].md;
+    else
+        plain_md(md, t->rank, t->dims);
+}
+
+/*
+ * Binds the primitive pd's source (query src_md) to value v and its destination (query dst_md)
+ * to value out, adding reorders through the step scratch where the layouts differ. The output
+ * value keeps the primitive's layout when every reader accepts it (c->blockable).
+ * main is filled with the main primitive's SRC/DST args; reorders go before and after it.
+ */
+static veil_err bind_src_dst(const struct veil__ictx *c, dnnl_engine_t eng,
+                             dnnl_primitive_desc_t pd, struct veil__kstate *ks,
+                             struct veil__dnnl_exec *main_ex, struct veil__step *st, size_t *cur,
+                             struct veil__dnnl_exec *post, bool *has_post)
+{
+    veil_err rc;
+    dnnl_memory_desc_t have, plain;
+    int32_t in = c->n->in[0], out = c->n->out[0];
+    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    value_md(c, in, &c->in[0], &have);
+    if (dnnl_memory_desc_equal(want, &have)) {
+        add_arg(main_ex, DNNL_ARG_SRC, &have, in, NULL, 0);
+    } else {
+        size_t off = take_scratch(st, cur, dnnl_memory_desc_get_size(want));
+        if ((rc = add_reorder(eng, ks, &have, in, 0, want, -1, off, c->eb)) != VEIL_OK)
+            return rc;
+        add_arg(main_ex, DNNL_ARG_SRC, want, -1, NULL, off);
+    }
+    const dnnl_memory_desc_t *dwant = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    plain_md(&plain, c->out[0].rank, c->out[0].dims);
+    *has_post = false;
+    if (c->blockable != NULL && c->blockable[out] && c->vals != NULL) {
+        struct veil__pval *pv = &c->vals[out];
+        pv->blocked = !dnnl_memory_desc_equal(dwant, &plain);
+        pv->md = *dwant;
+        size_t sz = dnnl_memory_desc_get_size(dwant);
+        if (sz > pv->nbytes)
+            pv->nbytes = sz;
+        add_arg(main_ex, DNNL_ARG_DST, dwant, out, NULL, 0);
+    } else if (dnnl_memory_desc_equal(dwant, &plain)) {
+        add_arg(main_ex, DNNL_ARG_DST, &plain, out, NULL, 0);
+    } else {
+        size_t off = take_scratch(st, cur, dnnl_memory_desc_get_size(dwant));
+        add_arg(main_ex, DNNL_ARG_DST, dwant, -1, NULL, off);
+        dnnl_primitive_desc_t rpd = NULL;
+        rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&rpd, dwant, eng, &plain, eng,
+                                                               NULL),
+                            "reorder", c->eb);
+        if (rc == VEIL_OK)
+            rc = veil__dnnl_err(dnnl_primitive_create(&post->prim, rpd), "reorder", c->eb);
+        if (rpd != NULL)
+            dnnl_primitive_desc_destroy(rpd);
+        if (rc != VEIL_OK)
+            return rc;
+        add_arg(post, DNNL_ARG_FROM, dwant, -1, NULL, off);
+        add_arg(post, DNNL_ARG_TO, &plain, out, NULL, 0);
+        *has_post = true;
     }
     return VEIL_OK;
+}
+
+/* Appends the main exec and the optional trailing reorder to ks, in order. */
+static void push_execs(struct veil__kstate *ks, const struct veil__dnnl_exec *main_ex,
+                       const struct veil__dnnl_exec *post, bool has_post)
+{
+    VEIL_ASSERT(ks->n_ex + 1 + has_post <= VEIL__ENG_MAX_EX);
+    ks->ex[ks->n_ex++] = *main_ex;
+    if (has_post)
+        ks->ex[ks->n_ex++] = *post;
 }
 
 /*
@@ -182,6 +296,14 @@ static veil_err residual_md(const struct veil__ictx *c, size_t r, const int64_t 
         return VEIL_OK;
     }
     const struct veil__tv *a = &c->add;
+    if (c->vals != NULL && c->vals[c->n->add_in].blocked && a->rank == r) {
+        for (size_t i = 0; i < r; i++)
+            if (a->dims[i] != odims[i])
+                return veil_errf(c->eb, VEIL_E_INVALID, "fused residual does not match the "
+                                 "output");
+        *md = c->vals[c->n->add_in].md;
+        return VEIL_OK;
+    }
     if (a->rank > r || a->dt != VEIL_DT_FLOAT)
         return veil_errf(c->eb, VEIL_E_INVALID, "fused residual does not match the output");
     for (size_t i = 0; i < r; i++) {
@@ -371,6 +493,23 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     bool wconst = c->in[1].data != NULL;
     const dnnl_memory_desc_t *wuse = wconst ? &wany : &wplain;
     const dnnl_memory_desc_t *buse = has_in(c, 2) ? &bias : NULL;
+    /* 2-D convolutions pick their own activation layouts (blocked on channels). */
+    bool pick = !tr && sp == 2;
+    if (pick) {
+        /*
+         * Channel-blocked activations (16 channels innermost, AVX-512 width) for every 2-D
+         * convolution whose channels allow it, so consecutive convolutions never reorder.
+         */
+        dnnl_dims_t sd, dd;
+        for (size_t i = 0; i < 4; i++) {
+            sd[i] = c->in[0].dims[i];
+            dd[i] = c->out[0].dims[i];
+        }
+        /* Narrow inputs (images) stay row-major: oneDNN reads them directly. */
+        if (sd[1] >= 8)
+            dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, dnnl_nChw16c);
+        dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dnnl_nChw16c);
+    }
     if (tr) {
         dnnl_deconvolution_desc_t dd;
         rc = veil__dnnl_err(dnnl_dilated_deconvolution_forward_desc_init(
@@ -392,25 +531,38 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     }
     if (rc != VEIL_OK)
         goto out;
-    struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
-    add_arg(ex, DNNL_ARG_SRC, &src, c->n->in[0], NULL, 0);
+    struct veil__dnnl_exec mex, post;
+    bool has_post = false;
+    size_t cur = 0;
+    memset(&mex, 0, sizeof(mex));
+    memset(&post, 0, sizeof(post));
+    if (pick) {
+        if ((rc = bind_src_dst(c, eng, pd, ks, &mex, st, &cur, &post, &has_post)) != VEIL_OK)
+            goto out;
+    } else {
+        add_arg(&mex, DNNL_ARG_SRC, &src, c->n->in[0], NULL, 0);
+        add_arg(&mex, DNNL_ARG_DST, &dst, c->n->out[0], NULL, 0);
+    }
     if (wconst) {
         const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
         const void *wbuf;
         if ((rc = reorder_const(eng, &wplain, c->in[1].data, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
             goto out;
-        add_arg(ex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
+        add_arg(&mex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
     } else {
-        add_arg(ex, DNNL_ARG_WEIGHTS, &wplain, c->n->in[1], NULL, 0);
+        add_arg(&mex, DNNL_ARG_WEIGHTS, &wplain, c->n->in[1], NULL, 0);
     }
     if (buse != NULL)
-        add_arg(ex, DNNL_ARG_BIAS, &bias, c->n->in[2], NULL, 0);
-    add_arg(ex, DNNL_ARG_DST, &dst, c->n->out[0], NULL, 0);
+        add_arg(&mex, DNNL_ARG_BIAS, &bias, c->n->in[2], NULL, 0);
     if (c->n->add_in >= 0)
-        add_arg(ex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)c->n->add_at) | DNNL_ARG_SRC_1, &add_md,
+        add_arg(&mex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)c->n->add_at) | DNNL_ARG_SRC_1, &add_md,
                 c->n->add_in, NULL, 0);
-    if ((rc = finish_prim(pd, ex, st, c->eb)) != VEIL_OK)
+    if ((rc = finish_prim_at(pd, &mex, st, &cur, c->eb)) != VEIL_OK) {
+        if (has_post)
+            dnnl_primitive_destroy(post.prim);
         goto out;
+    }
+    push_execs(ks, &mex, &post, has_post);
     st->ks = ks;
     ks = NULL;
     rc = VEIL_OK;
@@ -419,6 +571,84 @@ out:
         dnnl_primitive_desc_destroy(pd);
     if (attr != NULL)
         dnnl_primitive_attr_destroy(attr);
+    veil__kstate_free(ks);
+    return rc;
+}
+
+/* ---- MaxPool and GlobalAveragePool on oneDNN (2-D, any layout) ---- */
+
+veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    bool gap = strcmp(c->n->op_type, "GlobalAveragePool") == 0;
+    bool blocked_in = c->vals != NULL && c->vals[c->n->in[0]].blocked;
+    dnnl_primitive_desc_t pd = NULL;
+    struct veil__kstate *ks = NULL;
+    if (c->in[0].rank != 4 || c->in[0].dt != VEIL_DT_FLOAT)
+        return blocked_in ? veil_errf(c->eb, VEIL_E_INTERNAL, "blocked input to plain pooling")
+                          : VEIL_OK;
+    dnnl_dims_t strides, kernel, dil = {0, 0}, pl, pr;
+    for (size_t i = 0; i < 2; i++) {
+        int64_t in = c->in[0].dims[2 + i], out = c->out[0].dims[2 + i];
+        if (gap) {
+            strides[i] = 1;
+            kernel[i] = in;
+            pl[i] = pr[i] = 0;
+        } else {
+            if (c->kp->v[3][i] != 1)
+                return blocked_in ? veil_errf(c->eb, VEIL_E_UNSUPPORTED, "dilated pooling of a "
+                                              "blocked input")
+                                  : VEIL_OK;
+            strides[i] = c->kp->v[1][i];
+            kernel[i] = c->kp->v[0][i];
+            pl[i] = c->kp->v[2][i];
+            pr[i] = (out - 1) * strides[i] + kernel[i] - in - pl[i];
+        }
+    }
+    /* Pooling takes its source layout as given; the destination follows it. */
+    dnnl_memory_desc_t src, dst;
+    value_md(c, c->n->in[0], &c->in[0], &src);
+    any_md(&dst, 4, c->out[0].dims);
+    dnnl_pooling_v2_desc_t d;
+    dnnl_primitive_attr_t attr = NULL;
+    if ((rc = veil__dnnl_err(dnnl_primitive_attr_create(&attr), "attr", c->eb)) != VEIL_OK)
+        return rc;
+    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    rc = veil__dnnl_err(dnnl_pooling_v2_forward_desc_init(
+                            &d, dnnl_forward_inference,
+                            gap ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max, &src, &dst,
+                            strides, kernel, dil, pl, pr),
+                        "pooling descriptor", c->eb);
+    if (rc == VEIL_OK)
+        rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &d, attr, eng, NULL), "pooling",
+                            c->eb);
+    dnnl_primitive_attr_destroy(attr);
+    if (rc != VEIL_OK)
+        return rc;
+    ks = veil_calloc(1, sizeof(*ks));
+    if (ks == NULL) {
+        rc = veil_errf(c->eb, VEIL_E_NOMEM, "no memory for a kernel");
+        goto out;
+    }
+    struct veil__dnnl_exec mex, post;
+    bool has_post = false;
+    size_t cur = 0;
+    memset(&mex, 0, sizeof(mex));
+    memset(&post, 0, sizeof(post));
+    if ((rc = bind_src_dst(c, eng, pd, ks, &mex, st, &cur, &post, &has_post)) != VEIL_OK)
+        goto out;
+    if ((rc = finish_prim_at(pd, &mex, st, &cur, c->eb)) != VEIL_OK) {
+        if (has_post)
+            dnnl_primitive_destroy(post.prim);
+        goto out;
+    }
+    push_execs(ks, &mex, &post, has_post);
+    st->ks = ks;
+    ks = NULL;
+    rc = VEIL_OK;
+out:
+    if (pd != NULL)
+        dnnl_primitive_desc_destroy(pd);
     veil__kstate_free(ks);
     return rc;
 }

@@ -673,8 +673,8 @@ const struct veil__op_def veil__ops_nn[] = {
     {"ArgMax", argmax_infer, NULL, argmax_exec, 0, false, false},
     {"TopK", topk_infer, NULL, topk_exec, 0x2, false, false},
     {"BatchNormalization", bn_infer, NULL, bn_exec, 0, false, false},
-    {"GlobalAveragePool", gap_infer, NULL, gap_exec, 0, false, false},
-    {"MaxPool", pool_infer, NULL, pool_exec, 0, false, false},
+    {"GlobalAveragePool", gap_infer, veil__pool_prepare, gap_exec, 0, false, false},
+    {"MaxPool", pool_infer, veil__pool_prepare, pool_exec, 0, false, false},
     {"AveragePool", pool_infer, NULL, pool_exec, 0, false, false},
 };
 const size_t veil__ops_nn_count = sizeof(veil__ops_nn) / sizeof(veil__ops_nn[0]);

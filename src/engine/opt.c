@@ -326,10 +326,38 @@ static veil_err fuse_post(struct veil__graph *g, struct uses *u)
     return VEIL_OK;
 }
 
+/* Constant nodes with a tensor value become constants, so later passes can see them. */
+static veil_err fold_constant_nodes(struct veil__graph *g)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct veil__node *n = &g->nodes[i];
+        if (!is_op(n, "Constant") || n->n_out != 1 || n->out[0] < 0)
+            continue;
+        const struct veil__attr *a = veil__attr_get(n, "value");
+        if (a == NULL || a->tensor < 0 || n->n_attrs != 1)
+            continue;
+        struct veil__value *src = &g->values[a->tensor], *dst = &g->values[n->out[0]];
+        void *data = veil_aligned_alloc(64, src->nbytes + 64);
+        if (data == NULL)
+            return VEIL_E_NOMEM;
+        if (src->nbytes > 0)
+            memcpy(data, src->c.data, src->nbytes);
+        dst->is_const = true;
+        dst->c = src->c;
+        dst->c.data = data;
+        dst->nbytes = src->nbytes;
+        dst->producer = -1;
+        n->dead = true;
+    }
+    return VEIL_OK;
+}
+
 veil_err veil__graph_optimize(struct veil__graph *g, struct veil_errbuf *eb)
 {
     struct uses u = {NULL, NULL};
-    veil_err rc = count_uses(g, &u);
+    veil_err rc = fold_constant_nodes(g);
+    if (rc == VEIL_OK)
+        rc = count_uses(g, &u);
     if (rc == VEIL_OK)
         rc = fuse_gelu(g, &u);
     uses_release(&u);

@@ -374,7 +374,7 @@ static void do_metadata(struct gjob *j)
     sde.value = &sd;
     map.n_signature_def = 1;
     map.signature_def = &sdep;
-    struct veil_span packed_map;
+    struct veil_span packed_map = {NULL, 0};
     if (!pack_reply(j, &map.base, &packed_map, &st))
         goto fail;
     Google__Protobuf__Any any;
@@ -400,7 +400,7 @@ static void do_metadata(struct gjob *j)
     resp.model_spec = &spec;
     resp.n_metadata = 1;
     resp.metadata = &mep;
-    struct veil_span packed;
+    struct veil_span packed = {NULL, 0};
     if (!pack_reply(j, &resp.base, &packed, &st))
         goto fail;
     job_end(j, 0, NULL, packed);
@@ -456,7 +456,7 @@ static void do_status(struct gjob *j)
     tensorflow__serving__get_model_status_response__init(&resp);
     resp.n_model_version_status = n;
     resp.model_version_status = mvsp;
-    struct veil_span packed;
+    struct veil_span packed = {NULL, 0};
     if (!pack_reply(j, &resp.base, &packed, &st))
         goto fail;
     job_end(j, 0, NULL, packed);

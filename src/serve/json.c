@@ -231,6 +231,125 @@ static bool jp_number(struct jp *p, struct veil_span *out)
     return true;
 }
 
+/* Length of the number token at the front of s (JSON grammar plus NaN and +-Infinity), or 0. */
+static size_t number_len(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    if (i < n && s[i] == '-')
+        i++;
+    if (n - i >= 8 && memcmp(s + i, "Infinity", 8) == 0)
+        return i + 8;
+    if (i == 0 && n >= 3 && memcmp(s, "NaN", 3) == 0)
+        return 3;
+    if (i >= n || !is_digit(s[i]))
+        return 0;
+    if (s[i] == '0')
+        i++;
+    else
+        while (i < n && is_digit(s[i]))
+            i++;
+    if (i < n && s[i] == '.') {
+        i++;
+        if (i >= n || !is_digit(s[i]))
+            return 0;
+        while (i < n && is_digit(s[i]))
+            i++;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        if (i >= n || !is_digit(s[i]))
+            return 0;
+        while (i < n && is_digit(s[i]))
+            i++;
+    }
+    return i;
+}
+
+static bool is_ws(uint8_t c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * Tries to read the array at the front of s as a regular nested list of numbers: every list at
+ * one level has the same length, numbers only at the innermost level, no empty list. On
+ * success fills rank/dims and returns the array's length in bytes; 0 means "not flat" (the
+ * generic parser then takes over and reports any syntax error precisely).
+ */
+static size_t scan_flat(struct veil_span s, uint8_t *rank_out, int64_t *dims)
+{
+    const uint8_t *p = s.p;
+    size_t n = s.len, i = 0;
+    int64_t count[VEIL_LIMIT_TENSOR_RANK];
+    bool known[VEIL_LIMIT_TENSOR_RANK] = {false};
+    int depth = -1, leaf = -1;
+    bool need_value = false; /* after '[' or ',' */
+    while (i < n) {
+        uint8_t c = p[i];
+        if (is_ws(c)) {
+            i++;
+            continue;
+        }
+        if (c == '[') {
+            if (depth >= 0 && !need_value)
+                return 0;
+            depth++;
+            if (depth >= VEIL_LIMIT_TENSOR_RANK || (leaf >= 0 && depth >= leaf))
+                return 0;
+            if (depth > 0)
+                count[depth - 1]++;
+            count[depth] = 0;
+            need_value = true;
+            i++;
+            continue;
+        }
+        if (c == ']') {
+            if (depth < 0 || (need_value && count[depth] > 0) || count[depth] == 0)
+                return 0;
+            if (!known[depth]) {
+                dims[depth] = count[depth];
+                known[depth] = true;
+            } else if (dims[depth] != count[depth]) {
+                return 0;
+            }
+            if (leaf >= 0 && depth != leaf - 1 && !known[depth + 1])
+                return 0;
+            depth--;
+            need_value = false;
+            i++;
+            if (depth < 0) {
+                if (leaf < 1)
+                    return 0;
+                *rank_out = (uint8_t)leaf;
+                return i;
+            }
+            continue;
+        }
+        if (c == ',') {
+            if (need_value || depth < 0)
+                return 0;
+            need_value = true;
+            i++;
+            continue;
+        }
+        if (!need_value || depth < 0)
+            return 0;
+        size_t k = number_len(p + i, n - i);
+        if (k == 0)
+            return 0;
+        if (leaf < 0)
+            leaf = depth + 1;
+        else if (depth + 1 != leaf)
+            return 0;
+        count[depth]++;
+        need_value = false;
+        i += k;
+    }
+    return 0;
+}
+
 static bool jp_value(struct jp *p, struct json_val **out, unsigned depth);
 
 static bool jp_new(struct jp *p, enum json_kind k, struct json_val **out)
@@ -253,6 +372,23 @@ static bool jp_value(struct jp *p, struct json_val **out, unsigned depth)
     if (p->s.len == 0)
         return jp_err(p, "Invalid value.");
     uint8_t c = p->s.p[0];
+    if (c == '[') {
+        uint8_t rank = 0;
+        int64_t dims[VEIL_LIMIT_TENSOR_RANK];
+        size_t len = scan_flat(p->s, &rank, dims);
+        if (len > 0 && dims[0] <= UINT32_MAX) {
+            if (!jp_new(p, JSON_ARRAY, &v))
+                return false;
+            v->flat = true;
+            v->flat_rank = rank;
+            memcpy(v->flat_dims, dims, rank * sizeof(dims[0]));
+            v->n = (uint32_t)dims[0];
+            v->text = veil_span_make(p->s.p, len);
+            sv_skip(&p->s, len);
+            *out = v;
+            return true;
+        }
+    }
     if (c == '{' || c == '[') {
         bool obj = c == '{';
         if (!jp_new(p, obj ? JSON_OBJECT : JSON_ARRAY, &v))
@@ -840,6 +976,14 @@ static bool infer_shape(const struct json_val *v, int64_t *dims, size_t *rank, s
 {
     size_t r = *rank;
     while (v->kind == JSON_ARRAY) {
+        if (v->flat) {
+            if (r + v->flat_rank > VEIL_LIMIT_TENSOR_RANK)
+                return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT, "Tensor rank exceeds %d",
+                               VEIL_LIMIT_TENSOR_RANK);
+            memcpy(dims + r, v->flat_dims, v->flat_rank * sizeof(dims[0]));
+            r += v->flat_rank;
+            break;
+        }
         if (r >= VEIL_LIMIT_TENSOR_RANK)
             return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT, "Tensor rank exceeds %d",
                            VEIL_LIMIT_TENSOR_RANK);
@@ -853,6 +997,7 @@ static bool infer_shape(const struct json_val *v, int64_t *dims, size_t *rank, s
 }
 
 struct fill_ctx {
+    size_t level0; /* nesting level of the tensor's outer list in the document (messages) */
     const struct sv_tinfo *ti;
     const int64_t *dims;
     size_t rank;
@@ -861,12 +1006,96 @@ struct fill_ctx {
     struct sv_status *st;
 };
 
+/* Parses a flat array's numbers straight into the tensor (its shape must be the rest). */
+static bool fill_flat(struct fill_ctx *f, const struct json_val *v, size_t level)
+{
+    for (size_t d = 0; d < v->flat_rank; d++) {
+        if (level + d >= f->rank)
+            return sv_fail(f->st, VEIL_GRPC_INVALID_ARGUMENT,
+                           "Expecting value at level: %zu but found a list or object",
+                           level + d + f->level0);
+        if (v->flat_dims[d] != f->dims[level + d])
+            return sv_fail(f->st, VEIL_GRPC_INVALID_ARGUMENT,
+                           "Encountered list at unexpected size: %lld at level: %zu expected "
+                           "size: %lld",
+                           (long long)v->flat_dims[d], level + d + f->level0,
+                           (long long)f->dims[level + d]);
+    }
+    if (level + v->flat_rank != f->rank)
+        return sv_fail(f->st, VEIL_GRPC_INVALID_ARGUMENT,
+                       "Expecting shape with rank %zu but scalar value found at incorrect level: "
+                       "%zu",
+                       f->rank, level + v->flat_rank + f->level0);
+    const uint8_t *p = v->text.p;
+    size_t n = v->text.len, i = 0;
+    struct json_val tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.kind = JSON_NUMBER;
+    bool is_f32 = f->ti->dt == VEIL_DT_FLOAT;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c == '[' || c == ']' || c == ',' || is_ws(c)) {
+            i++;
+            continue;
+        }
+        if (is_f32) {
+            /* Fused scan and convert for short decimals (the common case). */
+            size_t j = i;
+            bool neg = false;
+            uint64_t m = 0;
+            int digits = 0, frac = 0;
+            if (p[j] == '-') {
+                neg = true;
+                j++;
+            }
+            while (j < n && is_digit(p[j]) && digits < 15) {
+                m = m * 10 + (uint64_t)(p[j] - '0');
+                digits++;
+                j++;
+            }
+            if (j < n && p[j] == '.') {
+                j++;
+                while (j < n && is_digit(p[j]) && digits < 15) {
+                    m = m * 10 + (uint64_t)(p[j] - '0');
+                    digits++;
+                    frac++;
+                    j++;
+                }
+            }
+            if (digits > 0 && (j == n || p[j] == ',' || p[j] == ']' || is_ws(p[j]))) {
+                double d = (double)m / pow10tab[frac];
+                ((float *)f->data)[f->idx++] = (float)(neg ? -d : d);
+                i = j;
+                continue;
+            }
+        }
+        /* The scanner validated the text: this is a number token. */
+        size_t k = number_len(p + i, n - i);
+        struct veil_span tok = veil_span_make(p + i, k);
+        if (is_f32) {
+            double d;
+            if (!veil__serve_json_f64(tok, &d)) {
+                tmp.text = tok;
+                return type_err(&tmp, f->ti, f->st);
+            }
+            ((float *)f->data)[f->idx++] = (float)d;
+        } else {
+            tmp.text = tok;
+            if (!put_scalar(&tmp, f->ti, f->data, f->idx++, f->st))
+                return false;
+        }
+        i += k;
+    }
+    return true;
+}
+
 static bool fill(struct fill_ctx *f, const struct json_val *v, size_t level)
 {
     if (level == f->rank) {
         if (v->kind == JSON_ARRAY || (v->kind == JSON_OBJECT && !is_b64_obj(v)))
             return sv_fail(f->st, VEIL_GRPC_INVALID_ARGUMENT,
-                           "Expecting value at level: %zu but found a list or object", level);
+                           "Expecting value at level: %zu but found a list or object",
+                           level + f->level0);
         if (is_b64_obj(v))
             return sv_fail(f->st, VEIL_GRPC_INVALID_ARGUMENT,
                            "JSON Value: {b64} Type: Object is not of expected type: %s",
@@ -877,11 +1106,13 @@ static bool fill(struct fill_ctx *f, const struct json_val *v, size_t level)
         return sv_fail(f->st, VEIL_GRPC_INVALID_ARGUMENT,
                        "Expecting shape with rank %zu but scalar value found at incorrect level: "
                        "%zu",
-                       f->rank, level);
+                       f->rank, level + f->level0);
+    if (v->flat)
+        return fill_flat(f, v, level);
     if ((int64_t)v->n != f->dims[level])
         return sv_fail(f->st, VEIL_GRPC_INVALID_ARGUMENT,
                        "Encountered list at unexpected size: %u at level: %zu expected size: %lld",
-                       v->n, level, (long long)f->dims[level]);
+                       v->n, level + f->level0, (long long)f->dims[level]);
     for (const struct json_val *c = v->child; c != NULL; c = c->next)
         if (!fill(f, c, level + 1))
             return false;
@@ -914,7 +1145,7 @@ static bool decode_whole(const struct json_val *v, const struct sv_tinfo *ti, st
     memset(t, 0, sizeof(*t));
     if (!infer_shape(v, t->dims, &t->rank, st) || !alloc_tensor(t, ti, a, st))
         return false;
-    struct fill_ctx f = {ti, t->dims, t->rank, t->data, 0, st};
+    struct fill_ctx f = {0, ti, t->dims, t->rank, t->data, 0, st};
     return fill(&f, v, 0);
 }
 
@@ -942,6 +1173,20 @@ static bool decode_rows(const struct json_val *inst, const struct sv_sig *sig, s
         return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT, "Expecting 'instances' to be an list/array");
     if (inst->n == 0)
         return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT, "No values in 'instances' array");
+    if (inst->flat) {
+        if (sig->n_in != 1)
+            return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT,
+                           "Expecting object with named inputs in 'instances' for a signature "
+                           "with %zu inputs",
+                           sig->n_in);
+        /* A regular list of numbers: the instances stacked are the whole tensor. */
+        struct veil_tensor *t = &tensors[0];
+        memset(t, 0, sizeof(*t));
+        if (!infer_shape(inst, t->dims, &t->rank, st) || !alloc_tensor(t, &sig->in[0], a, st))
+            return false;
+        struct fill_ctx f = {0, &sig->in[0], t->dims, t->rank, t->data, 0, st};
+        return fill(&f, inst, 0);
+    }
     const struct json_val *first = inst->child;
     bool named = first->kind == JSON_OBJECT && !is_b64_obj(first);
     if (!named && sig->n_in != 1)
@@ -966,7 +1211,7 @@ static bool decode_rows(const struct json_val *inst, const struct sv_sig *sig, s
         t->dims[0] = inst->n;
         if (!infer_shape(v0, t->dims, &t->rank, st) || !alloc_tensor(t, ti, a, st))
             return false;
-        struct fill_ctx f = {ti, t->dims + 1, t->rank - 1, t->data, 0, st};
+        struct fill_ctx f = {1, ti, t->dims + 1, t->rank - 1, t->data, 0, st};
         size_t i = 0;
         for (const struct json_val *e = inst->child; e != NULL; e = e->next, i++) {
             const struct json_val *v = e;

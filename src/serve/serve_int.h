@@ -207,8 +207,16 @@ enum json_kind {
 
 struct json_val {
     enum json_kind kind;
-    uint32_t n;             /* members of an array or object */
-    struct veil_span text;  /* number token, or the unescaped string */
+    uint32_t n; /* members of an array or object */
+    /*
+     * A flat array is a regular nested list of numbers only (the usual tensor payload). Its
+     * members are not materialised: text spans the whole list and flat_dims its shape, and
+     * the typed decoder parses the numbers straight into tensor memory.
+     */
+    bool flat;
+    uint8_t flat_rank;
+    int64_t flat_dims[VEIL_LIMIT_TENSOR_RANK];
+    struct veil_span text;  /* number token, the unescaped string, or a flat array's text */
     struct veil_span key;   /* when a member of an object: its unescaped key */
     struct json_val *child; /* first member */
     struct json_val *next;  /* next sibling */

@@ -109,6 +109,7 @@ model_config_list {
         rest_api(srv)
         grpc_api(srv, P)
         curl_api(srv)
+        keepalive_timing(srv)
     finally:
         srv.stop()
 
@@ -411,6 +412,43 @@ def grpc_api(srv, P):
     expect_grpc(lambda: garbage(b"\xff\xff\xff", timeout=10), "INVALID_ARGUMENT", None,
                 "undecodable PredictRequest")
     ch.close()
+
+
+def keepalive_timing(srv):
+    """20 predicts on one keep-alive connection, each request sent in one write: a reply split
+    by Nagle's algorithm would stall ~40 ms each (delayed ACK)."""
+    body = json.dumps({"instances": [[1, 2, 3]]}).encode()
+    req = (b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+           % len(body)) + body
+    s = socket.create_connection(("127.0.0.1", srv.rest_port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    times = []
+    codes = []
+    buf = b""
+    for _ in range(20):
+        t0 = time.time()
+        s.sendall(req)
+        while True:
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if sep:
+                clen = [int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                        if h.lower().startswith(b"content-length:")][0]
+                if len(rest) >= clen:
+                    codes.append((head.split(b"\r\n")[0], rest[:clen]))
+                    buf = rest[clen:]
+                    break
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        times.append(time.time() - t0)
+    s.close()
+    check_eq(codes, [(b"HTTP/1.1 200 OK", b'{"predictions": [[3.0,5.0,7.0]]}')] * 20,
+             "20 keep-alive replies")
+    times.sort()
+    print("  keep-alive predict: median %.2f ms, max %.2f ms" % (times[10] * 1e3, times[-1] * 1e3))
+    check(times[10] < 0.030, "keep-alive replies are not delayed by Nagle (median %.1f ms)"
+          % (times[10] * 1e3))
 
 
 def curl_api(srv):

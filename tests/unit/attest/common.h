@@ -61,8 +61,8 @@ __attribute__((unused)) static int64_t case_now(const char *dir, const char *c)
     int64_t now = -1;
     veil_arena_init(&a, 4096, 1u << 20);
     if (read_case_file(dir, c, "expected.json", &b) == VEIL_OK &&
-        veil__attest_json_parse(veil_buf_span(&b), &a, &doc, NULL) == VEIL_OK) {
-        const struct veil_json *n = veil__attest_json_get(doc, "now");
+        veil_json_parse(veil_buf_span(&b), &a, &doc, NULL) == VEIL_OK) {
+        const struct veil_json *n = veil_json_get(doc, "now");
         if (n != NULL && n->type == VEIL_JSON_STRING &&
             veil_time_parse_rfc3339(veil_span_make(n->str, n->str_len), &now) != VEIL_OK)
             now = -1;

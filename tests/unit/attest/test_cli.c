@@ -7,6 +7,7 @@
 #include "common.h"
 
 #include <dirent.h>
+#include <openssl/pem.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,7 +39,7 @@ static bool run_verify(const char *args, struct run *r)
         ok = ok && veil_buf_append(&b, chunk, n) == VEIL_OK;
     int st = pclose(f);
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    ok = ok && veil__attest_json_parse(veil_buf_span(&b), &r->arena, &r->out, NULL) == VEIL_OK;
+    ok = ok && veil_json_parse(veil_buf_span(&b), &r->arena, &r->out, NULL) == VEIL_OK;
     if (!ok)
         fprintf(stderr, "  output of %s:\n%.*s\n", cmd, (int)b.len, (const char *)b.p);
     veil_buf_release(&b);
@@ -47,7 +48,7 @@ static bool run_verify(const char *args, struct run *r)
 
 static const char *jstr(const struct veil_json *o, const char *k)
 {
-    const struct veil_json *v = veil__attest_json_get(o, k);
+    const struct veil_json *v = veil_json_get(o, k);
     return v != NULL && v->type == VEIL_JSON_STRING ? v->str : NULL;
 }
 
@@ -105,13 +106,13 @@ static void check_one(const char *dir, const char *c, const char *file, const ch
     snprintf(got_r, sizeof(got_r), "%s", reason ? reason : "?");
     snprintf(got_tcb, sizeof(got_tcb), "%s",
              jstr(r.out, "tcb_status") ? jstr(r.out, "tcb_status") : "?");
-    bool adv_ok = veil__attest_json_get(exp, "advisory_ids") == NULL ||
-                  same_advisories(veil__attest_json_get(r.out, "advisory_ids"),
-                                  veil__attest_json_get(exp, "advisory_ids"));
-    const struct veil_json *dbg_want = veil__attest_json_get(exp, "debug");
+    bool adv_ok = veil_json_get(exp, "advisory_ids") == NULL ||
+                  same_advisories(veil_json_get(r.out, "advisory_ids"),
+                                  veil_json_get(exp, "advisory_ids"));
+    const struct veil_json *dbg_want = veil_json_get(exp, "debug");
     if (dbg_want == NULL)
-        dbg_want = veil__attest_json_get(exp, "debug_allowed");
-    const struct veil_json *dbg_got = veil__attest_json_get(r.out, "debug");
+        dbg_want = veil_json_get(exp, "debug_allowed");
+    const struct veil_json *dbg_got = veil_json_get(r.out, "debug");
     bool dbg_ok = strcmp(got_v, "ok") != 0 || dbg_want == NULL ||
                   (dbg_got != NULL && dbg_got->type == VEIL_JSON_BOOL && dbg_got->b == dbg_want->b);
     const char *tcb_want = jstr(exp, "tcb_status");
@@ -137,14 +138,14 @@ static void check_case(const char *dir, const char *c)
     struct veil_json *doc = NULL;
     veil_arena_init(&a, 4096, 1u << 20);
     if (read_case_file(dir, c, "expected.json", &b) != VEIL_OK ||
-        veil__attest_json_parse(veil_buf_span(&b), &a, &doc, NULL) != VEIL_OK) {
+        veil_json_parse(veil_buf_span(&b), &a, &doc, NULL) != VEIL_OK) {
         veil_buf_release(&b);
         veil_arena_release(&a);
         HFAIL("%s: cannot read expected.json", c);
     }
     const char *now = jstr(doc, "now"), *ev = jstr(doc, "evidence");
-    const struct veil_json *exp = veil__attest_json_get(doc, "expected");
-    const struct veil_json *files = veil__attest_json_get(exp, "files");
+    const struct veil_json *exp = veil_json_get(doc, "expected");
+    const struct veil_json *files = veil_json_get(exp, "files");
     if (now == NULL || ev == NULL || exp == NULL) {
         veil_buf_release(&b);
         veil_arena_release(&a);
@@ -157,10 +158,10 @@ static void check_case(const char *dir, const char *c)
         check_one(dir, c, ev, now, exp, "");
     }
     /* Variants recorded in expected.json. */
-    const struct veil_json *relaxed = veil__attest_json_get(exp, "if_crl_freshness_not_enforced");
+    const struct veil_json *relaxed = veil_json_get(exp, "if_crl_freshness_not_enforced");
     if (relaxed != NULL && !harness_failed_now)
         check_one(dir, c, ev, now, relaxed, "--ignore-crl-freshness");
-    const struct veil_json *also = veil__attest_json_get(exp, "also");
+    const struct veil_json *also = veil_json_get(exp, "also");
     for (size_t i = 0; also != NULL && i < also->n && !harness_failed_now; i++)
         check_one(dir, c, ev, jstr(also->items[i], "now"), also->items[i], "");
     veil_buf_release(&b);
@@ -219,7 +220,7 @@ TEST(snp_debug_refused_by_policy)
     bool ok = run_verify(args, &r);
     unlink(pol);
     const char *v = ok ? jstr(r.out, "verdict") : NULL;
-    const char *why = ok ? jstr(veil__attest_json_get(r.out, "policy"), "reason") : NULL;
+    const char *why = ok ? jstr(veil_json_get(r.out, "policy"), "reason") : NULL;
     char vs[16] = "", ws[256] = "";
     snprintf(vs, sizeof(vs), "%s", v ? v : "");
     snprintf(ws, sizeof(ws), "%s", why ? why : "");
@@ -229,6 +230,58 @@ TEST(snp_debug_refused_by_policy)
     ASSERT_STR_EQ(vs, "reject");
     ASSERT_STR_CONTAINS(ws, "debug");
     ASSERT_EQ_I64(status, 1);
+}
+
+/* An RA-TLS certificate in PEM is accepted as evidence: binding checked, then the evidence. */
+TEST(ratls_certificate_through_cli)
+{
+    if (getenv("VEIL_BIN") == NULL || access(getenv("VEIL_BIN"), X_OK) != 0)
+        SKIP("VEIL_BIN does not name the veil binary");
+    char dir[] = "/tmp/veil-ratls-cli-XXXXXX", path[4200], args[4096];
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    struct veil_buf priv, pub;
+    struct veil_attest_provider *p = NULL;
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    uint8_t m[32] = {7};
+    veil_buf_init_secret(&priv, 4096);
+    veil_buf_init(&pub, 4096);
+    bool ok = veil_attest_sim_keygen(&priv, &pub, NULL) == VEIL_OK &&
+              veil_attest_provider_new_sim(veil_buf_span(&priv), m, 1, &p, NULL) == VEIL_OK &&
+              veil_attest_ratls_create(p, 3600, &key, &cert, NULL) == VEIL_OK;
+    snprintf(path, sizeof(path), "%s/sim_test.pub.pem", dir);
+    ok = ok && veil_file_write_atomic(path, veil_buf_span(&pub), 0644, VEIL_ATOMIC_REPLACE, NULL) ==
+                   VEIL_OK;
+    snprintf(path, sizeof(path), "%s/cert.pem", dir);
+    FILE *f = ok ? fopen(path, "w") : NULL;
+    ok = f != NULL && PEM_write_X509(f, cert) == 1;
+    if (f != NULL)
+        fclose(f);
+    struct run r = {0};
+    char verdict[16] = "", tee[16] = "";
+    if (ok) {
+        snprintf(args, sizeof(args), "--evidence %s/cert.pem --collateral %s --roots %s", dir, dir,
+                 dir);
+        ok = run_verify(args, &r);
+        if (ok) {
+            snprintf(verdict, sizeof(verdict), "%s",
+                     jstr(r.out, "verdict") ? jstr(r.out, "verdict") : "");
+            snprintf(tee, sizeof(tee), "%s", jstr(r.out, "tee") ? jstr(r.out, "tee") : "");
+        }
+        veil_arena_release(&r.arena);
+    }
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    veil_attest_provider_free(p);
+    veil_buf_release(&priv);
+    veil_buf_release(&pub);
+    snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+    if (system(path) != 0)
+        fprintf(stderr, "  cannot remove %s\n", dir);
+    ASSERT_TRUE(ok);
+    ASSERT_STR_EQ(verdict, "ok");
+    ASSERT_STR_EQ(tee, "sim");
+    ASSERT_EQ_I64(r.status, 0);
 }
 
 RUN_TESTS()

@@ -46,6 +46,8 @@ TEST(gramine_provider)
     }
     snprintf(path, sizeof(path), "%s/dev/attestation/quote", root);
     ASSERT_TRUE(put(path, quote.p, quote.len));
+    snprintf(path, sizeof(path), "%s/dev/attestation/attestation_type", root);
+    ASSERT_TRUE(put(path, "dcap", 4));
 
     struct veil_attest_provider *p = NULL;
     uint8_t rd[64];
@@ -86,6 +88,32 @@ TEST(gramine_provider)
     ASSERT_TRUE(same_quote);
     ASSERT_TRUE(same_rd);
     ASSERT_OK(vrc);
+}
+
+TEST(gramine_provider_refuses_epid)
+{
+    char root[] = "/tmp/veil-gramine-XXXXXX", path[4096];
+    ASSERT_TRUE(mkdtemp_path(root) != NULL);
+    snprintf(path, sizeof(path), "%s/dev", root);
+    ASSERT_TRUE(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof(path), "%s/dev/attestation", root);
+    ASSERT_TRUE(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof(path), "%s/dev/attestation/attestation_type", root);
+    ASSERT_TRUE(put(path, "epid\n", 5));
+    snprintf(path, sizeof(path), "%s/dev/attestation/quote", root);
+    ASSERT_TRUE(put(path, "q", 1));
+    struct veil_attest_provider *p = NULL;
+    uint8_t rd[64] = {0};
+    struct veil_buf ev;
+    struct veil_errbuf eb = {{0}};
+    veil_buf_init(&ev, VEIL_ATTEST_MAX_EVIDENCE);
+    ASSERT_OK(veil_attest_provider_new_gramine(root, &p, NULL));
+    veil_err rc = veil_attest_provider_get_evidence(p, rd, &ev, NULL, &eb);
+    veil_attest_provider_free(p);
+    veil_buf_release(&ev);
+    rm_rf(root);
+    ASSERT_ERR(rc, VEIL_E_UNSUPPORTED);
+    ASSERT_STR_CONTAINS(eb.msg, "epid");
 }
 
 TEST(gramine_provider_missing_device)

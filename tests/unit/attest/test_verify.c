@@ -26,9 +26,9 @@ static const char *expected_field(const char *dir, const char *c, const char *ke
     out[0] = '\0';
     veil_arena_init(&a, 4096, 1u << 20);
     if (read_case_file(dir, c, "expected.json", &b) == VEIL_OK &&
-        veil__attest_json_parse(veil_buf_span(&b), &a, &doc, NULL) == VEIL_OK) {
+        veil_json_parse(veil_buf_span(&b), &a, &doc, NULL) == VEIL_OK) {
         const struct veil_json *v =
-            veil__attest_json_get(veil__attest_json_get(doc, "fields"), key);
+            veil_json_get(veil_json_get(doc, "fields"), key);
         if (v != NULL && v->type == VEIL_JSON_STRING)
             snprintf(out, sizeof(out), "%s", v->str);
         else if (v != NULL && v->type == VEIL_JSON_NUMBER)
@@ -278,6 +278,52 @@ TEST(peek_before_verification)
     uint8_t fmspc[6];
     bool has;
     ASSERT_ERR(veil_attest_peek(veil_span_from_str("junk"), &tee, fmspc, &has), VEIL_E_FORMAT);
+}
+
+/* A tsm auxblob certificate table carrying the VCEK feeds the SNP verifier. */
+TEST(snp_certificate_table)
+{
+    NEED_CORPUS(dir);
+    static const uint8_t vcek_guid[16] = {0x63, 0xda, 0x75, 0x8d, 0xe6, 0x64, 0x45, 0x64,
+                                          0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd};
+    struct veil_buf vcek, table, report, ask;
+    ASSERT_OK(read_case_file(dir, "snp-milan-vcek-virtee", "vcek.der", &vcek));
+    ASSERT_OK(read_case_file(dir, "snp-milan-vcek-virtee", "report.bin", &report));
+    ASSERT_OK(read_case_file(dir, "snp-milan-vcek-virtee", "ask.pem", &ask));
+    veil_buf_init(&table, 1u << 16);
+    uint8_t entry[24] = {0};
+    memcpy(entry, vcek_guid, 16);
+    entry[16] = 48; /* two 24-byte entries, then the certificate */
+    entry[20] = (uint8_t)(vcek.len & 0xFF);
+    entry[21] = (uint8_t)(vcek.len >> 8);
+    static const uint8_t end[24];
+    ASSERT_OK(veil_buf_append(&table, entry, 24));
+    ASSERT_OK(veil_buf_append(&table, end, 24));
+    ASSERT_OK(veil_buf_append(&table, vcek.p, vcek.len));
+    struct veil_attest_snp_certs certs;
+    veil_err rc = veil_attest_snp_certs_parse(veil_buf_span(&table), &certs);
+    veil_err rc_cut = veil_attest_snp_certs_parse(veil_span_make(table.p, table.len - 1), &certs);
+    veil_err rc_noend = veil_attest_snp_certs_parse(veil_span_make(table.p, 24), &certs);
+    rc = rc == VEIL_OK ? veil_attest_snp_certs_parse(veil_buf_span(&table), &certs) : rc;
+    struct veil_attest_collateral col = {0};
+    col.vek = certs.vcek;
+    col.ask = veil_buf_span(&ask);
+    struct veil_attest_roots *roots = load_roots(dir);
+    struct veil_attest_verify_opts o = {t3339("2025-06-01T00:00:00Z"), false};
+    struct veil_attest_claims c;
+    veil_err vrc = veil_attest_verify(veil_buf_span(&report), &col, roots, &o, &c);
+    veil_attest_roots_free(roots);
+    bool same = certs.vcek.len == vcek.len && memcmp(certs.vcek.p, vcek.p, vcek.len) == 0;
+    veil_buf_release(&vcek);
+    veil_buf_release(&table);
+    veil_buf_release(&report);
+    veil_buf_release(&ask);
+    ASSERT_OK(rc);
+    ASSERT_ERR(rc_cut, VEIL_E_FORMAT);
+    ASSERT_ERR(rc_noend, VEIL_E_FORMAT);
+    ASSERT_TRUE(same);
+    ASSERT_EQ_U64(certs.ark.len, 0);
+    ASSERT_OK(vrc);
 }
 
 RUN_TESTS()

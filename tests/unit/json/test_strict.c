@@ -2,13 +2,13 @@
  * The strict JSON parser: accepted documents, raw spans kept byte-exact, and every class of
  * malformed input refused without a crash.
  */
-#include "common.h"
+#include "veil/json.h"
 
 #include "harness.h"
 
 static veil_err parse(const char *text, struct veil_arena *a, struct veil_json **out)
 {
-    return veil__attest_json_parse(veil_span_from_str(text), a, out, NULL);
+    return veil_json_parse(veil_span_from_str(text), a, out, NULL);
 }
 
 TEST(parses_values_and_keeps_raw_bytes)
@@ -20,11 +20,11 @@ TEST(parses_values_and_keeps_raw_bytes)
                        "\"signature\":\"ab\"} ";
     ASSERT_OK(parse(text, &a, &v));
     ASSERT_EQ_U64(v->type, VEIL_JSON_OBJECT);
-    const struct veil_json *ti = veil__attest_json_get(v, "tcbInfo");
+    const struct veil_json *ti = veil_json_get(v, "tcbInfo");
     ASSERT_TRUE(ti != NULL);
     ASSERT_EQ_U64(ti->raw.len, strlen("{\"a\" : [1, -2.5e3, true, false, null, \"x\\u00e9\\n\"]}"));
     ASSERT_MEM_EQ(ti->raw.p, "{\"a\" : [1,", 10);
-    const struct veil_json *arr = veil__attest_json_get(ti, "a");
+    const struct veil_json *arr = veil_json_get(ti, "a");
     ASSERT_EQ_U64(arr->n, 6);
     ASSERT_TRUE(arr->items[0]->is_int);
     ASSERT_EQ_I64(arr->items[0]->i, 1);
@@ -33,7 +33,7 @@ TEST(parses_values_and_keeps_raw_bytes)
     ASSERT_TRUE(arr->items[2]->b);
     ASSERT_EQ_U64(arr->items[4]->type, VEIL_JSON_NULL);
     ASSERT_STR_EQ(arr->items[5]->str, "x\xc3\xa9\n");
-    ASSERT_TRUE(veil__attest_json_get(v, "missing") == NULL);
+    ASSERT_TRUE(veil_json_get(v, "missing") == NULL);
     veil_arena_release(&a);
 }
 

@@ -1,0 +1,610 @@
+/*
+ * bench_serve: ResNet-50 (or any one-input ONNX model) through `veil serve`'s gRPC API over
+ * mutual TLS with dynamic batching, beside the engine alone, in one run:
+ *
+ *   1. the engine alone at batch sizes 1, 2, 4, 8: images/s, and the batch-1 median latency;
+ *   2. the server (in this process, real sockets on 127.0.0.1, TLS 1.3 with client
+ *      certificates, --enable_batching) driven by C gRPC clients (nghttp2 over OpenSSL, one
+ *      connection each) sending batch-1 PredictRequests: throughput with 8 clients and the
+ *      median latency with 1 client.
+ *
+ * usage: bench_serve MODEL.onnx [seconds per measurement (default 10)] [clients (default 8)]
+ */
+#include "veil/engine.h"
+#include "veil/serve.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tensorflow_serving/apis/predict.pb-c.h"
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_serve: %s\n", what);
+    ERR_print_errors_fp(stderr);
+    exit(1);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- TLS identities (made in memory) ---- */
+
+struct pem {
+    char *p;
+    size_t n;
+};
+
+static struct pem bio_take(BIO *b)
+{
+    char *p = NULL;
+    long n = BIO_get_mem_data(b, &p);
+    struct pem out = {malloc((size_t)n + 1), (size_t)n};
+    if (out.p == NULL)
+        die("out of memory");
+    memcpy(out.p, p, (size_t)n);
+    out.p[n] = '\0';
+    BIO_free(b);
+    return out;
+}
+
+/* A self-signed P-256 certificate for cn (with SAN localhost/127.0.0.1 for the server). */
+static void make_identity(const char *cn, bool server, struct pem *cert, struct pem *key)
+{
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    if (pk == NULL || x == NULL)
+        die("key generation");
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), server ? 1 : 2);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, pk);
+    X509_NAME *nm = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, nm);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "CA:TRUE");
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    if (server) {
+        ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+        X509_add_ext(x, ext, -1);
+        X509_EXTENSION_free(ext);
+    }
+    if (X509_sign(x, pk, EVP_sha256()) == 0)
+        die("certificate signing");
+    BIO *b = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(b, x);
+    *cert = bio_take(b);
+    b = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(b, pk, NULL, NULL, 0, NULL, NULL);
+    *key = bio_take(b);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+}
+
+/* ---- a minimal gRPC client: blocking TLS socket + nghttp2 ---- */
+
+struct client {
+    SSL *ssl;
+    int fd;
+    nghttp2_session *ng;
+    const uint8_t *body;
+    size_t body_len, body_off;
+    bool done;
+    bool ok;
+    size_t resp_bytes;
+};
+
+static ssize_t cl_send(nghttp2_session *s, const uint8_t *d, size_t n, int f, void *ud)
+{
+    (void)s;
+    (void)f;
+    struct client *c = ud;
+    int w = SSL_write(c->ssl, d, (int)n);
+    return w > 0 ? w : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+static int cl_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t *name, size_t nl,
+                     const uint8_t *v, size_t vl, uint8_t fl, void *ud)
+{
+    (void)s;
+    (void)fr;
+    (void)fl;
+    struct client *c = ud;
+    if (nl == 11 && memcmp(name, "grpc-status", 11) == 0)
+        c->ok = vl == 1 && v[0] == '0';
+    return 0;
+}
+
+static int cl_data(nghttp2_session *s, uint8_t fl, int32_t id, const uint8_t *d, size_t n, void *ud)
+{
+    (void)s;
+    (void)fl;
+    (void)id;
+    (void)d;
+    ((struct client *)ud)->resp_bytes += n;
+    return 0;
+}
+
+static int cl_close(nghttp2_session *s, int32_t id, uint32_t e, void *ud)
+{
+    (void)s;
+    (void)id;
+    (void)e;
+    ((struct client *)ud)->done = true;
+    return 0;
+}
+
+static ssize_t cl_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *fl,
+                       nghttp2_data_source *src, void *ud)
+{
+    (void)s;
+    (void)id;
+    (void)src;
+    struct client *c = ud;
+    size_t k = c->body_len - c->body_off < len ? c->body_len - c->body_off : len;
+    memcpy(buf, c->body + c->body_off, k);
+    c->body_off += k;
+    if (c->body_off == c->body_len)
+        *fl |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)k;
+}
+
+static void client_open(struct client *c, SSL_CTX *ctx, uint16_t port)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        die("connect");
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->ssl = SSL_new(ctx);
+    SSL_set_fd(c->ssl, c->fd);
+    SSL_set_tlsext_host_name(c->ssl, "localhost");
+    SSL_set1_host(c->ssl, "localhost");
+    if (SSL_connect(c->ssl) != 1)
+        die("TLS handshake");
+    const unsigned char *alpn = NULL;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+    if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0)
+        die("server did not select ALPN h2");
+    nghttp2_session_callbacks *cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_send_callback(cb, cl_send);
+    nghttp2_session_callbacks_set_on_header_callback(cb, cl_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, cl_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, cl_close);
+    nghttp2_session_client_new(&c->ng, cb, c);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 16u << 20}};
+    nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 1);
+    nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0, 64 << 20);
+}
+
+static void client_close(struct client *c)
+{
+    nghttp2_session_del(c->ng);
+    SSL_shutdown(c->ssl);
+    SSL_free(c->ssl);
+    close(c->fd);
+}
+
+/* One unary call; returns true on grpc-status 0. */
+static bool client_call(struct client *c, const uint8_t *framed, size_t n)
+{
+    static char path[] = "/tensorflow.serving.PredictionService/Predict";
+    nghttp2_nv hdrs[] = {
+        {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},
+        {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0},
+        {(uint8_t *)":authority", (uint8_t *)"localhost", 10, 9, 0},
+        {(uint8_t *)":path", (uint8_t *)path, 5, sizeof(path) - 1, 0},
+        {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0},
+        {(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0},
+    };
+    c->body = framed;
+    c->body_len = n;
+    c->body_off = 0;
+    c->done = false;
+    c->ok = false;
+    c->resp_bytes = 0;
+    nghttp2_data_provider prd;
+    prd.source.ptr = c;
+    prd.read_callback = cl_read;
+    if (nghttp2_submit_request(c->ng, NULL, hdrs, 6, &prd, NULL) < 0)
+        return false;
+    uint8_t buf[65536];
+    while (!c->done) {
+        if (nghttp2_session_send(c->ng) != 0)
+            return false;
+        if (c->done)
+            break;
+        int r = SSL_read(c->ssl, buf, sizeof(buf));
+        if (r <= 0)
+            return false;
+        if (nghttp2_session_mem_recv(c->ng, buf, (size_t)r) < 0)
+            return false;
+    }
+    if (nghttp2_session_send(c->ng) != 0)
+        return false;
+    return c->ok;
+}
+
+/* ---- measurement ---- */
+
+struct load {
+    SSL_CTX *ctx;
+    uint16_t port;
+    const uint8_t *req;
+    size_t req_len;
+    double seconds;
+    uint64_t done;
+    uint64_t failed;
+    uint64_t *lat;
+    size_t nlat, caplat;
+};
+
+static void *load_main(void *arg)
+{
+    struct load *l = arg;
+    struct client c;
+    client_open(&c, l->ctx, l->port);
+    /* Warm up the connection and the model. */
+    for (int i = 0; i < 2; i++)
+        if (!client_call(&c, l->req, l->req_len))
+            die("warm-up call failed");
+    uint64_t end = veil_time_mono_ns() + (uint64_t)(l->seconds * 1e9);
+    while (veil_time_mono_ns() < end) {
+        uint64_t t0 = veil_time_mono_ns();
+        if (client_call(&c, l->req, l->req_len))
+            l->done++;
+        else
+            l->failed++;
+        if (l->nlat < l->caplat)
+            l->lat[l->nlat++] = veil_time_mono_ns() - t0;
+    }
+    client_close(&c);
+    return NULL;
+}
+
+static void run_load(SSL_CTX *ctx, uint16_t port, const uint8_t *req, size_t n, unsigned clients,
+                     double seconds, double *ips, double *median_ms, uint64_t *failed)
+{
+    struct load *ls = calloc(clients, sizeof(*ls));
+    pthread_t *ts = calloc(clients, sizeof(*ts));
+    if (ls == NULL || ts == NULL)
+        die("out of memory");
+    uint64_t t0 = veil_time_mono_ns();
+    for (unsigned i = 0; i < clients; i++) {
+        ls[i] = (struct load){ctx, port, req, n, seconds, 0, 0, NULL, 0, 100000};
+        ls[i].lat = calloc(ls[i].caplat, sizeof(uint64_t));
+        pthread_create(&ts[i], NULL, load_main, &ls[i]);
+    }
+    uint64_t total = 0;
+    size_t nl = 0;
+    *failed = 0;
+    for (unsigned i = 0; i < clients; i++) {
+        pthread_join(ts[i], NULL);
+        total += ls[i].done;
+        *failed += ls[i].failed;
+        nl += ls[i].nlat;
+    }
+    double wall = (double)(veil_time_mono_ns() - t0) / 1e9;
+    uint64_t *all = calloc(nl + 1, sizeof(uint64_t));
+    size_t k = 0;
+    for (unsigned i = 0; i < clients; i++) {
+        memcpy(all + k, ls[i].lat, ls[i].nlat * sizeof(uint64_t));
+        k += ls[i].nlat;
+        free(ls[i].lat);
+    }
+    qsort(all, nl, sizeof(uint64_t), cmp_u64);
+    /* The warm-up calls are outside the timed loop; the wall time includes connection setup,
+     * which is charged to the server (a conservative throughput). */
+    *ips = (double)total / wall;
+    *median_ms = nl > 0 ? (double)all[nl / 2] / 1e6 : NAN;
+    free(all);
+    free(ls);
+    free(ts);
+}
+
+/* ---- the engine alone ---- */
+
+static void engine_alone(struct veil_engine_model *m, const struct veil_tensor_info *in,
+                         unsigned batch, double seconds, double *ips, double *median_ms)
+{
+    struct veil_tensor t;
+    memset(&t, 0, sizeof(t));
+    t.dtype = in->dtype;
+    t.rank = in->rank;
+    memcpy(t.dims, in->dims, sizeof(t.dims));
+    t.dims[0] = batch;
+    uint64_t numel = 0;
+    if (veil_tensor_numel(t.dims, t.rank, &numel) != VEIL_OK)
+        die("input shape");
+    t.nbytes = (size_t)numel * veil_dtype_size(t.dtype);
+    t.data = veil_aligned_alloc(64, t.nbytes);
+    if (t.data == NULL)
+        die("out of memory");
+    float *f = t.data;
+    for (uint64_t i = 0; i < numel; i++)
+        f[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
+    size_t nout = veil_engine_model_num_outputs(m);
+    struct veil_tensor outs[8];
+    struct veil_errbuf eb = {{0}};
+    uint64_t lat[100000];
+    size_t nl = 0;
+    for (int w = 0; w < 2; w++) {
+        if (veil_engine_run(m, &t, 1, outs, nout, &eb) != VEIL_OK)
+            die(eb.msg);
+        for (size_t j = 0; j < nout; j++)
+            veil_tensor_release(&outs[j]);
+    }
+    uint64_t t0 = veil_time_mono_ns(), end = t0 + (uint64_t)(seconds * 1e9);
+    uint64_t runs = 0;
+    while (veil_time_mono_ns() < end && nl < 100000) {
+        uint64_t a = veil_time_mono_ns();
+        if (veil_engine_run(m, &t, 1, outs, nout, &eb) != VEIL_OK)
+            die(eb.msg);
+        lat[nl++] = veil_time_mono_ns() - a;
+        for (size_t j = 0; j < nout; j++)
+            veil_tensor_release(&outs[j]);
+        runs++;
+    }
+    double wall = (double)(veil_time_mono_ns() - t0) / 1e9;
+    qsort(lat, nl, sizeof(uint64_t), cmp_u64);
+    *ips = (double)(runs * batch) / wall;
+    *median_ms = (double)lat[nl / 2] / 1e6;
+    veil_aligned_free(t.data);
+}
+
+/* ---- main ---- */
+
+struct server_thread {
+    struct veil_serve *srv;
+    veil_err rc;
+};
+
+static void *server_main(void *arg)
+{
+    struct server_thread *st = arg;
+    st->rc = veil_serve_run(st->srv);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_serve MODEL.onnx [seconds] [clients]\n");
+        return 2;
+    }
+    const char *model_path = argv[1];
+    double seconds = argc > 2 ? atof(argv[2]) : 10.0;
+    unsigned clients = argc > 3 ? (unsigned)atoi(argv[3]) : 8;
+    if (seconds <= 0 || clients == 0 || clients > 256)
+        die("bad arguments");
+    veil_log_set_level(VEIL_LOG_LEVEL_WARN);
+
+    /* 1. The engine alone. */
+    struct veil_buf onnx;
+    struct veil_errbuf eb = {{0}};
+    veil_buf_init(&onnx, VEIL_LIMIT_MODEL_BYTES);
+    if (veil_file_read_all(model_path, VEIL_LIMIT_MODEL_BYTES, &onnx, &eb) != VEIL_OK)
+        die(eb.msg);
+    struct veil_engine_model *m = NULL;
+    if (veil_engine_model_load(veil_buf_span(&onnx), NULL, &m, &eb) != VEIL_OK)
+        die(eb.msg);
+    veil_buf_release(&onnx);
+    const struct veil_tensor_info *in = veil_engine_model_input(m, 0);
+    if (veil_engine_model_num_inputs(m) != 1 || in->dtype != VEIL_DT_FLOAT || in->rank < 1)
+        die("the model must have one float input");
+    char shape[128];
+    size_t o = 0;
+    for (size_t d = 0; d < in->rank; d++)
+        o += (size_t)snprintf(shape + o, sizeof(shape) - o, "%s%lld", d ? "x" : "",
+                              (long long)(d == 0 ? 1 : in->dims[d]));
+    printf("model %s, input '%s' %s, %u CPUs, %.0f s per measurement\n\n", model_path, in->name,
+           shape, veil_cpu_count(), seconds);
+    static const unsigned batches[] = {1, 2, 4, 8};
+    double best = 0, b1_ms = 0;
+    unsigned best_b = 1;
+    printf("engine alone (veil_engine_run in this process):\n");
+    for (size_t i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
+        double ips, med;
+        engine_alone(m, in, batches[i], seconds, &ips, &med);
+        printf("  batch %u: %8.2f images/s   median run %8.2f ms\n", batches[i], ips, med);
+        if (batches[i] == 1)
+            b1_ms = med;
+        if (ips > best) {
+            best = ips;
+            best_b = batches[i];
+        }
+    }
+    /* The request: the same input as a batch-1 PredictRequest with tensor_content. */
+    struct veil_tensor t;
+    memset(&t, 0, sizeof(t));
+    uint64_t numel = 1;
+    for (size_t d = 1; d < in->rank; d++)
+        numel *= (uint64_t)in->dims[d];
+    float *x = calloc(numel, sizeof(float));
+    for (uint64_t i = 0; i < numel; i++)
+        x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
+    char *in_name = strdup(in->name);
+    veil_engine_model_free(m);
+
+    Tensorflow__TensorShapeProto__Dim dims[VEIL_LIMIT_TENSOR_RANK], *dimp[VEIL_LIMIT_TENSOR_RANK];
+    Tensorflow__TensorShapeProto sh;
+    tensorflow__tensor_shape_proto__init(&sh);
+    for (size_t d = 0; d < in->rank; d++) {
+        tensorflow__tensor_shape_proto__dim__init(&dims[d]);
+        dims[d].size = d == 0 ? 1 : in->dims[d];
+        dimp[d] = &dims[d];
+    }
+    sh.n_dim = in->rank;
+    sh.dim = dimp;
+    Tensorflow__TensorProto tp;
+    tensorflow__tensor_proto__init(&tp);
+    tp.dtype = TENSORFLOW__DATA_TYPE__DT_FLOAT;
+    tp.tensor_shape = &sh;
+    tp.tensor_content.data = (uint8_t *)x;
+    tp.tensor_content.len = numel * sizeof(float);
+    Tensorflow__Serving__PredictRequest__InputsEntry ent;
+    tensorflow__serving__predict_request__inputs_entry__init(&ent);
+    ent.key = in_name;
+    ent.value = &tp;
+    Tensorflow__Serving__PredictRequest__InputsEntry *entp = &ent;
+    Tensorflow__Serving__ModelSpec spec;
+    tensorflow__serving__model_spec__init(&spec);
+    char model_name[] = "resnet";
+    spec.name = model_name;
+    Tensorflow__Serving__PredictRequest req;
+    tensorflow__serving__predict_request__init(&req);
+    req.model_spec = &spec;
+    req.n_inputs = 1;
+    req.inputs = &entp;
+    size_t plen = tensorflow__serving__predict_request__get_packed_size(&req);
+    uint8_t *framed = malloc(plen + 5);
+    framed[0] = 0;
+    framed[1] = (uint8_t)(plen >> 24);
+    framed[2] = (uint8_t)(plen >> 16);
+    framed[3] = (uint8_t)(plen >> 8);
+    framed[4] = (uint8_t)plen;
+    tensorflow__serving__predict_request__pack(&req, framed + 5);
+
+    /* 2. The server: a model repository in a temporary folder, mTLS, batching. */
+    char dir[] = "/tmp/veil-bench-serve-XXXXXX";
+    if (mkdtemp(dir) == NULL)
+        die("mkdtemp");
+    char path[4200], real[4096];
+    snprintf(path, sizeof(path), "%s/resnet", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/resnet/1", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/resnet/1/model.onnx", dir);
+    if (realpath(model_path, real) == NULL || symlink(real, path) != 0)
+        die("cannot link the model into the repository");
+    char bpath[4200];
+    snprintf(bpath, sizeof(bpath), "%s/batching.config", dir);
+    FILE *bf = fopen(bpath, "w");
+    if (bf == NULL)
+        die("batching file");
+    fprintf(bf,
+            "max_batch_size { value: %u }\nbatch_timeout_micros { value: 1000 }\n"
+            "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n",
+            clients < best_b ? best_b : clients);
+    fclose(bf);
+    struct pem scert, skey, ccert, ckey;
+    make_identity("localhost", true, &scert, &skey);
+    make_identity("bench client", false, &ccert, &ckey);
+    char repo[4200];
+    snprintf(repo, sizeof(repo), "%s/resnet", dir);
+    struct veil_serve_options so;
+    memset(&so, 0, sizeof(so));
+    so.host = "127.0.0.1";
+    so.grpc_any_port = true;
+    so.model_name = "resnet";
+    so.model_base_path = repo;
+    so.file_system_poll_wait_seconds = -1;
+    so.enable_batching = true;
+    so.batching_parameters_file = bpath;
+    so.tls_cert_pem = veil_span_make(scert.p, scert.n);
+    so.tls_key_pem = veil_span_make(skey.p, skey.n);
+    so.tls_client_ca_pem = veil_span_make(ccert.p, ccert.n);
+    so.tls_client_verify = true;
+    struct server_thread st = {NULL, VEIL_OK};
+    if (veil_serve_new(&so, &st.srv, &eb) != VEIL_OK)
+        die(eb.msg);
+    pthread_t srv_thread;
+    pthread_create(&srv_thread, NULL, server_main, &st);
+    for (int i = 0; i < 6000 && !veil_serve_is_ready(st.srv); i++)
+        usleep(10000);
+    if (!veil_serve_is_ready(st.srv))
+        die("the server did not load the model in 60 s");
+    uint16_t port = veil_serve_grpc_port(st.srv);
+
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    BIO *b = BIO_new_mem_buf(scert.p, (int)scert.n);
+    X509 *trust = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(cctx), trust);
+    X509_free(trust);
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
+    b = BIO_new_mem_buf(ccert.p, (int)ccert.n);
+    X509 *cx = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    b = BIO_new_mem_buf(ckey.p, (int)ckey.n);
+    EVP_PKEY *ck = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if (SSL_CTX_use_certificate(cctx, cx) != 1 || SSL_CTX_use_PrivateKey(cctx, ck) != 1)
+        die("client identity");
+    X509_free(cx);
+    EVP_PKEY_free(ck);
+    static const unsigned char alpn[] = "\x02h2";
+    SSL_CTX_set_alpn_protos(cctx, alpn, 3);
+    SSL_CTX_set_min_proto_version(cctx, TLS1_3_VERSION);
+
+    double ips_n, med_n, ips_1, med_1;
+    uint64_t fail_n, fail_1;
+    printf("\nveil serve (gRPC Predict, mutual TLS 1.3, --enable_batching, batch-1 requests of "
+           "%zu bytes):\n",
+           plen);
+    run_load(cctx, port, framed, plen + 5, clients, seconds, &ips_n, &med_n, &fail_n);
+    printf("  %u clients: %8.2f images/s   median latency %8.2f ms   failed %llu\n", clients, ips_n,
+           med_n, (unsigned long long)fail_n);
+    run_load(cctx, port, framed, plen + 5, 1, seconds, &ips_1, &med_1, &fail_1);
+    printf("  1 client:  %8.2f images/s   median latency %8.2f ms   failed %llu\n", ips_1, med_1,
+           (unsigned long long)fail_1);
+
+    printf("\nside by side:\n");
+    printf("  throughput: server %.2f images/s with %u clients vs engine best %.2f images/s "
+           "(batch %u): %.1f%% (target >= 95%%)\n",
+           ips_n, clients, best, best_b, 100.0 * ips_n / best);
+    printf("  latency:    server %.2f ms with 1 client vs engine batch-1 %.2f ms: %+.2f ms "
+           "(target <= +2 ms)\n",
+           med_1, b1_ms, med_1 - b1_ms);
+
+    veil_serve_stop(st.srv);
+    pthread_join(srv_thread, NULL);
+    veil_serve_free(st.srv);
+    SSL_CTX_free(cctx);
+    unlink(path);
+    unlink(bpath);
+    snprintf(path, sizeof(path), "%s/resnet/1", dir);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/resnet", dir);
+    rmdir(path);
+    rmdir(dir);
+    free(framed);
+    free(x);
+    free(in_name);
+    free(scert.p);
+    free(skey.p);
+    free(ccert.p);
+    free(ckey.p);
+    return (fail_n == 0 && fail_1 == 0) ? 0 : 1;
+}
