@@ -35,6 +35,16 @@
 VEIL_NODISCARD veil_err veil_kbs_init(const char *state_dir, const char *const *hosts,
                                       struct veil_errbuf *eb);
 
+/*
+ * Makes a CA and certificates for TLS and mutual TLS in dir (created if missing): ca.pem and
+ * ca.key, server.pem and server.key (serverAuth, SANs from hosts, NULL-terminated; NULL:
+ * localhost and 127.0.0.1), client.pem and client.key (clientAuth), valid for days days. Keys
+ * are written with mode 0600. Existing files are never overwritten.
+ * Errors: VEIL_E_EXISTS, I/O errors naming the path, VEIL_E_CRYPTO, VEIL_E_INVALID (a name).
+ */
+VEIL_NODISCARD veil_err veil_kbs_make_certs(const char *dir, const char *const *hosts, int days,
+                                            struct veil_errbuf *eb);
+
 struct veil_kbs_server_opts {
     const char *state_dir;
     const char *listen;         /* "HOST:PORT"; NULL: 127.0.0.1:8443 */

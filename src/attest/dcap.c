@@ -870,7 +870,7 @@ veil_err veil__attest_verify_dcap(struct veil_span quote, const struct veil_atte
             goto out;
         }
     }
-    enum tcb_status qe_status;
+    enum tcb_status qe_status = TCB_UP_TO_DATE; /* set by match_qe_identity on success */
     const struct veil_json *qe_level = NULL;
     if ((rc = match_qe_identity(qe.body, q.qe_report, out, &qe_status, &qe_level)) != VEIL_OK)
         goto out;
@@ -894,7 +894,7 @@ veil_err veil__attest_verify_dcap(struct veil_span quote, const struct veil_atte
         read_sgx_body(q.body, tmp);
 
     /* TCB status. */
-    enum tcb_status platform, module = TCB_UP_TO_DATE;
+    enum tcb_status platform = TCB_UP_TO_DATE, module = TCB_UP_TO_DATE; /* set on success */
     const struct veil_json *plevel = NULL, *mlevel = NULL;
     if (tdx && (rc = check_tdx_module(ti.body, tmp, out, &module, &mlevel)) != VEIL_OK)
         goto out;

@@ -42,10 +42,13 @@ void veil_cli_progress_done(struct veil_cli_progress *p);
     X(seal, "encrypt a model file into the sealed format")                                         \
     X(unseal, "decrypt a sealed model file")                                                       \
     X(inspect, "print a sealed file's header (no key needed)")                                     \
+    X(certs, "make a CA with server and client certificates for TLS")                              \
     X(kbs, "the key broker: attested key release and serving certificates")                        \
     X(evidence, "verify attestation evidence offline")                                             \
     X(measure, "print the values a policy must list for this build")                               \
     X(serve, "serve models over TF Serving's gRPC and REST APIs")                                  \
+    X(predict, "send one prediction request to a model server")                                    \
+    X(bench, "load-test a model server and report throughput and latency")                         \
     X(run, "run a model file on inputs locally, no server")
 
 #define X(name, summary) int veil_cmd_##name(int argc, char **argv);

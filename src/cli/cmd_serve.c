@@ -192,6 +192,8 @@ int veil_cmd_serve(int argc, char **argv)
             o.model_config_file = val;
         else if (strcmp(name, "file_system_poll_wait_seconds") == 0)
             ok = parse_i64(val, &o.file_system_poll_wait_seconds);
+        else if (strcmp(name, "model_config_file_poll_wait_seconds") == 0)
+            ok = parse_i64(val, &o.model_config_file_poll_wait_seconds);
         else if (strcmp(name, "batching_parameters_file") == 0)
             o.batching_parameters_file = val;
         else if (strcmp(name, "ssl_config_file") == 0)

@@ -58,6 +58,7 @@ enum veil__post_kind {
     VEIL__POST_SIGMOID,
     VEIL__POST_TANH,
     VEIL__POST_GELU_ERF,
+    VEIL__POST_LINEAR,  /* a * x + b */
 };
 
 struct veil__post {
@@ -281,6 +282,10 @@ void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
 
 /* MaxPool and GlobalAveragePool as oneDNN primitives (2-D; required for blocked inputs). */
 veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+
+/* Softmax/LogSoftmax (opset >= 13) and float Transpose as oneDNN primitives. */
+veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
 
 /* oneDNN helpers. */
 veil_err veil__dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb);

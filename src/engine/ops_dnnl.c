@@ -90,6 +90,11 @@ static veil_err make_attr(const struct veil__node *n, const dnnl_memory_desc_t *
         case VEIL__POST_TANH:
             alg = dnnl_eltwise_tanh;
             break;
+        case VEIL__POST_LINEAR:
+            alg = dnnl_eltwise_linear;
+            a = p->a;
+            b = p->b;
+            break;
         default:
             alg = dnnl_eltwise_gelu_erf;
             break;
@@ -653,6 +658,87 @@ out:
     return rc;
 }
 
+/* ---- Softmax and LogSoftmax (opset 13 semantics), Transpose, on oneDNN ---- */
+
+static veil_err simple_prim(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st,
+                            const_dnnl_op_desc_t od, const dnnl_memory_desc_t *src,
+                            const dnnl_memory_desc_t *dst, bool reorder)
+{
+    veil_err rc;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    struct veil__kstate *ks = veil_calloc(1, sizeof(*ks));
+    if (ks == NULL)
+        return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for a kernel");
+    rc = veil__dnnl_err(dnnl_primitive_attr_create(&attr), "attr", c->eb);
+    if (rc == VEIL_OK) {
+        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+        if (reorder)
+            rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&pd, src, eng, dst, eng, attr),
+                                "reorder", c->eb);
+        else
+            rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, od, attr, eng, NULL),
+                                "primitive", c->eb);
+    }
+    if (rc == VEIL_OK) {
+        struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
+        add_arg(ex, reorder ? DNNL_ARG_FROM : DNNL_ARG_SRC, src, c->n->in[0], NULL, 0);
+        add_arg(ex, reorder ? DNNL_ARG_TO : DNNL_ARG_DST, dst, c->n->out[0], NULL, 0);
+        rc = finish_prim(pd, ex, st, c->eb);
+    }
+    if (pd != NULL)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr != NULL)
+        dnnl_primitive_attr_destroy(attr);
+    if (rc == VEIL_OK) {
+        st->ks = ks;
+        ks = NULL;
+    }
+    veil__kstate_free(ks);
+    return rc;
+}
+
+veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+{
+    if (c->opset < 13 || c->in[0].numel == 0 || c->in[0].rank > DNNL_MAX_NDIMS)
+        return VEIL_OK; /* the plain kernel handles the older 2-D coercion */
+    dnnl_memory_desc_t md;
+    plain_md(&md, c->in[0].rank, c->in[0].dims);
+    dnnl_softmax_v2_desc_t d;
+    bool log = strcmp(c->n->op_type, "LogSoftmax") == 0;
+    veil_err rc = veil__dnnl_err(
+        dnnl_softmax_v2_forward_desc_init(&d, dnnl_forward_inference,
+                                          log ? dnnl_softmax_log : dnnl_softmax_accurate, &md,
+                                          &md, (int)c->kp->i[0]),
+        "softmax descriptor", c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    return simple_prim(c, eng, st, &d, &md, &md, false);
+}
+
+/* Transpose as a oneDNN reorder from a permuted view of the input to the row-major output. */
+veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+{
+    size_t r = c->in[0].rank;
+    if (c->in[0].dt != VEIL_DT_FLOAT || r < 2 || r > DNNL_MAX_NDIMS || c->in[0].numel == 0)
+        return VEIL_OK;
+    int64_t ist[VEIL__ENG_RANK], s = 1;
+    for (size_t i = r; i-- > 0;) {
+        ist[i] = s;
+        s *= c->in[0].dims[i];
+    }
+    dnnl_dims_t d, vs;
+    for (size_t i = 0; i < r; i++) {
+        d[i] = c->out[0].dims[i];
+        vs[i] = ist[c->kp->i[i]];
+    }
+    dnnl_memory_desc_t view, out;
+    if (dnnl_memory_desc_init_by_strides(&view, (int)r, d, dnnl_f32, vs) != dnnl_success)
+        return VEIL_OK;
+    plain_md(&out, r, c->out[0].dims);
+    return simple_prim(c, eng, st, NULL, &view, &out, true);
+}
+
 /* ---- MatMul, Gemm ---- */
 
 static veil_err matmul_infer(struct veil__ictx *c)
@@ -791,7 +877,9 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
     int64_t m = c->kp->i[0], k = c->kp->i[1], n = c->kp->i[2];
     int64_t ad[VEIL__ENG_RANK + 2], bd[VEIL__ENG_RANK + 2], od[VEIL__ENG_RANK + 2];
     dnnl_memory_desc_t a_md, b_md, o_md, bias_md, add_md;
-    if (r > DNNL_MAX_NDIMS || m * n == 0 || k == 0)
+    if (m * n == 0)
+        return VEIL_OK; /* an empty output: nothing to compute */
+    if (r > DNNL_MAX_NDIMS || k == 0)
         return c->n->n_post > 0 || c->n->add_in >= 0
                    ? veil_errf(c->eb, VEIL_E_INTERNAL, "fusion without a primitive")
                    : VEIL_OK; /* the plain kernel handles these */
@@ -799,6 +887,24 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
         ad[i] = c->kp->v[0][i];
         bd[i] = c->kp->v[1][i];
         od[i] = c->kp->v[2][i];
+    }
+    /*
+     * With a 2-D B (every batch dim of B is 1) the batches of A are rows of one big product:
+     * one [batch * M, K] x [K, N] matmul runs much faster than many small ones.
+     */
+    bool collapse = br > 0;
+    for (size_t i = 0; i < br; i++)
+        collapse = collapse && bd[i] == 1;
+    if (collapse && c->n->add_in >= 0) {
+        collapse = c->add.rank == c->out[0].rank;
+        for (size_t i = 0; collapse && i < c->add.rank; i++)
+            collapse = c->add.dims[i] == c->out[0].dims[i];
+    }
+    if (collapse) {
+        for (size_t i = 0; i < br; i++)
+            m *= ad[i];
+        br = 0;
+        r = 2;
     }
     ad[br] = m, ad[br + 1] = k;
     bd[br] = k, bd[br + 1] = n;
@@ -825,7 +931,9 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
         bdims[r - 1] = n;
         plain_md(&bias_md, r, bdims);
     }
-    if ((rc = residual_md(c, r, od, &add_md)) != VEIL_OK)
+    if (collapse && nd->add_in >= 0)
+        plain_md(&add_md, r, od);
+    else if ((rc = residual_md(c, r, od, &add_md)) != VEIL_OK)
         goto out;
     if ((rc = make_attr(nd, &add_md, &attr, c->eb)) != VEIL_OK)
         goto out;

@@ -969,7 +969,7 @@ const struct veil__op_def veil__ops_shape[] = {
     {"Reshape", reshape_infer, NULL, NULL, 0x2, true, false},
     {"Squeeze", squeeze_infer, NULL, NULL, 0x2, true, false},
     {"Unsqueeze", unsqueeze_infer, NULL, NULL, 0x2, true, false},
-    {"Transpose", transpose_infer, NULL, transpose_exec, 0, false, false},
+    {"Transpose", transpose_infer, veil__transpose_prepare, transpose_exec, 0, false, false},
     {"Slice", slice_infer, NULL, slice_exec, 0x1e, false, false},
     {"Concat", concat_infer, NULL, concat_exec, 0, false, false},
     {"Split", split_infer, NULL, split_exec, 0x2, false, false},

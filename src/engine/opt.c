@@ -253,10 +253,8 @@ static bool fusable_host(const struct veil__graph *g, const struct veil__node *n
 {
     if (is_op(n, "Conv"))
         return true;
-    if (is_op(n, "MatMul")) {
-        const struct veil__value *w = const_in(g, n, 1);
-        return w != NULL && w->c.rank == 2;
-    }
+    if (is_op(n, "MatMul"))
+        return true;
     if (is_op(n, "Gemm")) {
         return const_in(g, n, 1) != NULL && (n->n_in < 3 || n->in[2] < 0 || const_in(g, n, 2));
     }
@@ -289,6 +287,15 @@ static veil_err fuse_post(struct veil__graph *g, struct uses *u)
             } else if (is_op(nx, "Gelu") &&
                        strcmp(veil__attr_s(nx, "approximate", "none"), "none") == 0) {
                 p.kind = VEIL__POST_GELU_ERF;
+            } else if ((is_op(nx, "Div") || is_op(nx, "Mul")) && nx->n_in == 2 &&
+                       nx->in[0] == h->out[0] && nx->in[1] != h->out[0] &&
+                       const_in(g, nx, 1) != NULL && const_in(g, nx, 1)->c.dt == VEIL_DT_FLOAT &&
+                       const_in(g, nx, 1)->c.numel == 1 &&
+                       *(const float *)const_in(g, nx, 1)->c.data != 0.0f) {
+                float v = *(const float *)const_in(g, nx, 1)->c.data;
+                p.kind = VEIL__POST_LINEAR;
+                p.a = is_op(nx, "Div") ? 1.0f / v : v;
+                p.b = 0.0f;
             } else if (is_op(nx, "Clip")) {
                 const struct veil__value *lo = const_in(g, nx, 1), *hi = const_in(g, nx, 2);
                 if ((nx->n_in > 1 && nx->in[1] >= 0 && lo == NULL) ||

@@ -247,7 +247,7 @@ veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct ve
     SSL_CTX_set_num_tickets(s->ssl, 0);
 
     struct sockaddr_storage ss;
-    socklen_t sl;
+    socklen_t sl = 0;
     rc = parse_listen(opts->listen != NULL ? opts->listen : "127.0.0.1:8443", &ss, &sl, eb);
     if (rc != VEIL_OK)
         goto out;

@@ -130,3 +130,71 @@ out:
     veil_free(mpath);
     return rc;
 }
+
+static veil_err write_key(const char *dir, const char *name, EVP_PKEY *k, struct veil_errbuf *eb)
+{
+    struct veil_buf b;
+    veil_buf_init_secret(&b, 65536);
+    veil_err rc = veil__kbs_key_pem(k, &b);
+    if (rc == VEIL_OK)
+        rc = write_file(dir, name, veil_buf_span(&b), 0600, eb);
+    veil_buf_release(&b);
+    return rc;
+}
+
+veil_err veil_kbs_make_certs(const char *dir, const char *const *hosts, int days,
+                             struct veil_errbuf *eb)
+{
+    static const char *const default_hosts[] = {"localhost", "127.0.0.1", NULL};
+    static const char *const names[] = {"ca.pem",     "ca.key",     "server.pem",
+                                        "server.key", "client.pem", "client.key"};
+    veil_err rc = VEIL_E_INTERNAL;
+    EVP_PKEY *ca_key = NULL, *srv_key = NULL, *cli_key = NULL;
+    X509 *ca = NULL, *srv = NULL, *cli = NULL;
+    int64_t validity = (int64_t)(days > 0 ? days : 365) * 86400;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return veil_errf(eb, VEIL_E_IO, "%s: %s", dir, strerror(errno));
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char *p = join(dir, names[i]);
+        bool exists = p != NULL && access(p, F_OK) == 0;
+        veil_free(p);
+        if (exists)
+            return veil_errf(eb, VEIL_E_EXISTS, "%s/%s exists; refusing to overwrite it", dir,
+                             names[i]);
+    }
+    if (veil__kbs_new_key(&ca_key) != VEIL_OK || veil__kbs_new_key(&srv_key) != VEIL_OK ||
+        veil__kbs_new_key(&cli_key) != VEIL_OK ||
+        veil__kbs_make_ca(ca_key, "Veil TLS CA", &ca) != VEIL_OK) {
+        rc = veil_crypto_openssl_err(eb, VEIL_E_CRYPTO, "cannot make keys");
+        goto out;
+    }
+    rc = veil__kbs_issue(
+        ca, ca_key, srv_key, hosts != NULL && hosts[0] != NULL ? hosts[0] : "localhost",
+        hosts != NULL ? hosts : default_hosts, validity, VEIL_KBS_CERT_SERVER, &srv);
+    if (rc == VEIL_OK)
+        rc = veil__kbs_issue(ca, ca_key, cli_key, "veil client", NULL, validity,
+                             VEIL_KBS_CERT_CLIENT, &cli);
+    if (rc != VEIL_OK) {
+        rc = veil_errf(eb, rc, "cannot issue certificates (bad host name?)");
+        goto out;
+    }
+    rc = write_cert(dir, "ca.pem", ca, eb);
+    if (rc == VEIL_OK)
+        rc = write_key(dir, "ca.key", ca_key, eb);
+    if (rc == VEIL_OK)
+        rc = write_cert(dir, "server.pem", srv, eb);
+    if (rc == VEIL_OK)
+        rc = write_key(dir, "server.key", srv_key, eb);
+    if (rc == VEIL_OK)
+        rc = write_cert(dir, "client.pem", cli, eb);
+    if (rc == VEIL_OK)
+        rc = write_key(dir, "client.key", cli_key, eb);
+out:
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(srv_key);
+    EVP_PKEY_free(cli_key);
+    X509_free(ca);
+    X509_free(srv);
+    X509_free(cli);
+    return rc;
+}

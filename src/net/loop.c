@@ -199,6 +199,10 @@ void veil_net_loop_free(struct veil_net_loop *loop)
 {
     if (loop == NULL)
         return;
+    /* Replies posted after the loop stopped are delivered (queued on their connections, or
+     * freed when the connection is gone) before the servers and connections go away. */
+    if (loop->wake != NULL)
+        run_tasks(-1, 0, loop);
     struct net_server_ref *r = loop->servers;
     while (r != NULL) {
         struct net_server_ref *next = r->next;
@@ -213,10 +217,6 @@ void veil_net_loop_free(struct veil_net_loop *loop)
         veil_free(t);
         t = next;
     }
-    /* Tasks still queued belong to requests whose connections are gone; run them so their
-     * owners can free what they hold. */
-    if (loop->wake != NULL)
-        run_tasks(-1, 0, loop);
     if (loop->wake != NULL)
         event_free(loop->wake);
     if (loop->sigterm != NULL)

@@ -8,6 +8,7 @@
  */
 #include "serve_int.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -146,6 +147,7 @@ struct bitem {
 
 struct sv_batcher {
     struct sv_version *v;
+    char model[SV_NAME_MAX + 1]; /* a copy: the config may be swapped while batches run */
     struct sv_batching p;
     struct sv_metrics *metrics;
     pthread_mutex_t mu;
@@ -202,7 +204,7 @@ static void run_batch(struct sv_batcher *b, struct bitem *items, int64_t rows)
     }
     if (items == NULL)
         return;
-    veil__serve_metrics_batch(b->metrics, v->model->cfg.name, (size_t)rows);
+    veil__serve_metrics_batch(b->metrics, b->model, (size_t)rows);
     if (items->next == NULL && b->p.n_allowed == 0) {
         run_direct(v, items->inputs, items->done, items->arg);
         veil_free(items);
@@ -362,6 +364,7 @@ veil_err veil__serve_batcher_new(struct sv_version *v, const struct sv_batching 
     if (b == NULL)
         return VEIL_E_NOMEM;
     b->v = v;
+    snprintf(b->model, sizeof(b->model), "%s", v->model->cfg.name);
     b->p = *p;
     b->metrics = m;
     pthread_mutex_init(&b->mu, NULL);

@@ -676,9 +676,11 @@ static veil_err put_real(struct veil_buf *b, double v, bool is_float)
         if (is_float ? strtof(tmp, NULL) == (float)v : strtod(tmp, NULL) == v)
             break;
     }
-    if (strpbrk(tmp, ".e") == NULL)
-        strcat(tmp, ".0");
-    return veil_buf_append_str(b, tmp);
+    veil_err rc = veil_buf_append_str(b, tmp);
+    /* TF Serving always marks a real number as one (3.0, not 3). */
+    if (rc == VEIL_OK && strpbrk(tmp, ".e") == NULL)
+        rc = veil_buf_append_str(b, ".0");
+    return rc;
 }
 
 static veil_err put_elem(struct veil_buf *b, const struct veil_tensor *t, size_t i)

@@ -71,7 +71,6 @@ veil_err veil__serve_repo_new(const struct sv_model_config *cfgs, size_t n, int6
     }
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    veil_arena_init(&r->cfg_arena, 16u << 10, VEIL_LIMIT_CONFIG_FILE * 4);
     atomic_init(&r->first_scan_done, false);
     r->poll_s = poll_s;
     r->keys = keys;
@@ -79,22 +78,14 @@ veil_err veil__serve_repo_new(const struct sv_model_config *cfgs, size_t n, int6
         r->eopt = *eopt;
     r->batching = batching;
     r->metrics = metrics;
-    r->models = veil_calloc(n > 0 ? n : 1, sizeof(*r->models));
-    if (r->models == NULL) {
-        rc = VEIL_E_NOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(cfgs[i].name, cfgs[j].name) == 0) {
                 rc = veil_errf(eb, VEIL_E_INVALID, "model %s configured twice", cfgs[i].name);
                 goto out;
             }
-        if ((rc = copy_config(&r->cfg_arena, &cfgs[i], &r->models[i].cfg)) != VEIL_OK)
-            goto out;
-        r->models[i].repo = r;
-        r->n_models++;
-    }
+    if ((rc = veil__serve_repo_reconfigure(r, cfgs, n, eb)) != VEIL_OK)
+        goto out;
     *out = r;
     r = NULL;
     rc = VEIL_OK;
@@ -128,16 +119,19 @@ void veil__serve_repo_free(struct sv_repo *r)
         pthread_join(r->poller, NULL);
     }
     for (size_t i = 0; i < r->n_models; i++) {
-        struct sv_version *v = r->models[i].versions;
+        struct sv_model *m = r->models[i];
+        struct sv_version *v = m->versions;
         while (v != NULL) {
             struct sv_version *next = v->next;
             version_unload_now(v);
             veil_free(v);
             v = next;
         }
+        veil_arena_release(&m->cfg_arena);
+        veil_free(m);
     }
     veil_free(r->models);
-    veil_arena_release(&r->cfg_arena);
+    veil_free(r->config_path);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     veil_free(r);
@@ -359,7 +353,9 @@ static void version_dir(const struct sv_model *m, int64_t v, char *out, size_t c
 static void scan_model(struct sv_repo *r, struct sv_model *m)
 {
     int64_t found[256];
-    size_t n = list_versions(m->cfg.base_path, found, sizeof(found) / sizeof(found[0]));
+    /* A removed model has no wanted version: everything unloads and is then forgotten. */
+    size_t n = m->removed ? 0
+                          : list_versions(m->cfg.base_path, found, sizeof(found) / sizeof(found[0]));
     if (n == 0)
         VEIL_LOG_DEBUG("model %s: no version under %s yet", m->cfg.name, m->cfg.base_path);
     /* Loads first: availability is preserved because unloading waits for them. */
@@ -427,6 +423,10 @@ static void scan_model(struct sv_repo *r, struct sv_model *m)
             version_unload_now(x);
             x->state = SV_END;
             x->failed_once = true;
+            /* A key source that cannot answer yet (a broker not reached) is asked again at the
+             * next scan; other failures wait for the model file to change. */
+            if (rc == VEIL_E_UNAVAILABLE)
+                x->file_mtime = -1;
             x->err_code = veil__serve_code_of(rc);
             if (x->err_code == VEIL_GRPC_OK)
                 x->err_code = VEIL_GRPC_UNKNOWN;
@@ -496,45 +496,160 @@ static void scan_model(struct sv_repo *r, struct sv_model *m)
 void veil__serve_repo_scan(struct sv_repo *r)
 {
     for (size_t i = 0; i < r->n_models; i++)
-        scan_model(r, &r->models[i]);
+        scan_model(r, r->models[i]);
     atomic_store(&r->first_scan_done, true);
+}
+
+/* Re-reads the model config file; a file that does not parse keeps the current models. */
+static void reload_config(struct sv_repo *r)
+{
+    struct veil_buf text;
+    struct veil_arena a;
+    struct veil_errbuf eb = {{0}};
+    struct sv_model_config *cfgs = NULL;
+    size_t n = 0;
+    veil_buf_init(&text, VEIL_LIMIT_CONFIG_FILE);
+    veil_arena_init(&a, 16u << 10, VEIL_LIMIT_CONFIG_FILE * 4);
+    veil_err rc = veil_file_read_all(r->config_path, VEIL_LIMIT_CONFIG_FILE, &text, &eb);
+    if (rc == VEIL_OK)
+        rc = veil__serve_parse_model_config(veil_buf_span(&text), &a, &cfgs, &n, &eb);
+    if (rc == VEIL_OK)
+        rc = veil__serve_repo_reconfigure(r, cfgs, n, &eb);
+    if (rc != VEIL_OK)
+        VEIL_LOG_ERR("model config %s not reloaded, keeping the current models: %s",
+                     r->config_path, veil_errbuf_msg(&eb, rc));
+    veil_arena_release(&a);
+    veil_buf_release(&text);
 }
 
 static void *poller_main(void *arg)
 {
     struct sv_repo *r = arg;
+    const uint64_t never = UINT64_MAX;
+    uint64_t now = veil_time_mono_ns();
+    uint64_t next_scan = r->poll_s > 0 ? now + (uint64_t)r->poll_s * 1000000000ULL : never;
+    uint64_t next_cfg = r->config_path != NULL && r->config_poll_s > 0
+                            ? now + (uint64_t)r->config_poll_s * 1000000000ULL
+                            : never;
+    veil__serve_repo_scan(r);
     pthread_mutex_lock(&r->mu);
-    while (!r->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += (time_t)r->poll_s;
-        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-        if (r->stop)
-            break;
+    while (!r->stop && (next_scan != never || next_cfg != never)) {
+        uint64_t until = next_scan < next_cfg ? next_scan : next_cfg;
+        now = veil_time_mono_ns();
+        if (now < until) {
+            uint64_t wait = until - now;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t ns = (uint64_t)ts.tv_nsec + wait % 1000000000ULL;
+            ts.tv_sec += (time_t)(wait / 1000000000ULL + ns / 1000000000ULL);
+            ts.tv_nsec = (long)(ns % 1000000000ULL);
+            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+            continue;
+        }
         pthread_mutex_unlock(&r->mu);
-        veil__serve_repo_scan(r);
+        if (now >= next_cfg) {
+            reload_config(r);
+            next_cfg = now + (uint64_t)r->config_poll_s * 1000000000ULL;
+            veil__serve_repo_scan(r);
+        }
+        if (now >= next_scan) {
+            veil__serve_repo_scan(r);
+            next_scan = now + (uint64_t)r->poll_s * 1000000000ULL;
+        }
         pthread_mutex_lock(&r->mu);
     }
     pthread_mutex_unlock(&r->mu);
     return NULL;
 }
 
-static void *first_scan_main(void *arg)
+veil_err veil__serve_repo_start(struct sv_repo *r, const char *config_path, int64_t config_poll_s,
+                                struct veil_errbuf *eb)
 {
-    struct sv_repo *r = arg;
-    veil__serve_repo_scan(r);
-    if (r->poll_s > 0)
-        return poller_main(r);
-    return NULL;
-}
-
-veil_err veil__serve_repo_start(struct sv_repo *r, struct veil_errbuf *eb)
-{
-    /* Loading can take long (large models, key release): the first scan runs on the poller
-     * thread too, and readiness reports when it is done. */
-    if (pthread_create(&r->poller, NULL, first_scan_main, r) != 0)
+    if (config_path != NULL && config_poll_s > 0) {
+        r->config_path = veil_strdup(config_path);
+        if (r->config_path == NULL)
+            return VEIL_E_NOMEM;
+        r->config_poll_s = config_poll_s;
+    }
+    /* Loading can take long (large models, key release): the first scan runs on the
+     * repository thread too, and readiness reports when it is done. */
+    if (pthread_create(&r->poller, NULL, poller_main, r) != 0)
         return veil_errf(eb, VEIL_E_INTERNAL, "cannot start the repository thread");
     r->poller_started = true;
+    return VEIL_OK;
+}
+
+veil_err veil__serve_repo_reconfigure(struct sv_repo *r, const struct sv_model_config *cfgs,
+                                      size_t n, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_OK;
+    if (n > SV_MAX_MODELS)
+        return veil_errf(eb, VEIL_E_LIMIT, "more than %u models", SV_MAX_MODELS);
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++) {
+        struct veil_arena a;
+        struct sv_model_config cfg;
+        veil_arena_init(&a, 4096, VEIL_LIMIT_CONFIG_FILE);
+        if ((rc = copy_config(&a, &cfgs[i], &cfg)) != VEIL_OK) {
+            veil_arena_release(&a);
+            break;
+        }
+        struct sv_model *m = NULL;
+        for (size_t k = 0; k < r->n_models && m == NULL; k++)
+            if (strcmp(r->models[k]->cfg.name, cfg.name) == 0)
+                m = r->models[k];
+        if (m != NULL) {
+            /* Readers of cfg hold the mutex; the repository thread (this one) is the only
+             * other user, so the old strings can go once the swap is done. */
+            struct veil_arena old;
+            pthread_mutex_lock(&r->mu);
+            old = m->cfg_arena;
+            m->cfg = cfg;
+            m->cfg_arena = a;
+            if (m->removed)
+                VEIL_LOG_INFO("model %s is configured again", cfg.name);
+            m->removed = false;
+            pthread_mutex_unlock(&r->mu);
+            veil_arena_release(&old);
+            continue;
+        }
+        m = veil_calloc(1, sizeof(*m));
+        struct sv_model **grown =
+            m != NULL ? veil_reallocarray(NULL, r->n_models + 1, sizeof(*grown)) : NULL;
+        if (grown == NULL) {
+            veil_free(m);
+            veil_arena_release(&a);
+            rc = VEIL_E_NOMEM;
+            break;
+        }
+        m->cfg = cfg;
+        m->cfg_arena = a;
+        m->repo = r;
+        pthread_mutex_lock(&r->mu);
+        if (r->n_models > 0)
+            memcpy(grown, r->models, r->n_models * sizeof(*grown));
+        grown[r->n_models] = m;
+        struct sv_model **old = r->models;
+        r->models = grown;
+        r->n_models++;
+        pthread_mutex_unlock(&r->mu);
+        veil_free(old);
+        if (r->poller_started)
+            VEIL_LOG_INFO("model %s added", cfg.name);
+    }
+    if (rc != VEIL_OK)
+        return rc;
+    /* Models missing from the new list are unloaded by the next scan. */
+    pthread_mutex_lock(&r->mu);
+    for (size_t k = 0; k < r->n_models; k++) {
+        bool keep = false;
+        for (size_t i = 0; i < n && !keep; i++)
+            keep = strcmp(r->models[k]->cfg.name, cfgs[i].name) == 0;
+        if (!keep && !r->models[k]->removed) {
+            r->models[k]->removed = true;
+            VEIL_LOG_INFO("model %s removed from the config", r->models[k]->cfg.name);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
     return VEIL_OK;
 }
 
@@ -543,8 +658,8 @@ veil_err veil__serve_repo_start(struct sv_repo *r, struct veil_errbuf *eb)
 static struct sv_model *find_model(struct sv_repo *r, const char *name)
 {
     for (size_t i = 0; i < r->n_models; i++)
-        if (strcmp(r->models[i].cfg.name, name) == 0)
-            return &r->models[i];
+        if (!r->models[i]->removed && strcmp(r->models[i]->cfg.name, name) == 0)
+            return r->models[i];
     return NULL;
 }
 
@@ -665,8 +780,8 @@ bool veil__serve_repo_ready(struct sv_repo *r)
     bool ready = true;
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < r->n_models && ready; i++) {
-        bool any = false;
-        for (struct sv_version *x = r->models[i].versions; x != NULL && !any; x = x->next)
+        bool any = r->models[i]->removed;
+        for (struct sv_version *x = r->models[i]->versions; x != NULL && !any; x = x->next)
             any = x->state == SV_AVAILABLE;
         ready = any;
     }
@@ -697,11 +812,12 @@ veil_err veil__serve_repo_metrics(struct sv_repo *r, struct veil_buf *b)
     veil_err rc = veil_buf_append_str(b, "# TYPE :veil:serving:model_version_state gauge\n");
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; rc == VEIL_OK && i < r->n_models; i++)
-        for (struct sv_version *x = r->models[i].versions; rc == VEIL_OK && x != NULL; x = x->next)
+        for (struct sv_version *x = r->models[i]->versions; rc == VEIL_OK && x != NULL;
+             x = x->next)
             rc = veil_buf_appendf(b,
                                   ":veil:serving:model_version_state{model_name=\"%s\","
                                   "version=\"%lld\",state=\"%s\"} 1\n",
-                                  r->models[i].cfg.name, (long long)x->version,
+                                  r->models[i]->cfg.name, (long long)x->version,
                                   state_name(x->state));
     pthread_mutex_unlock(&r->mu);
     return rc;

@@ -334,6 +334,8 @@ struct sv_version {
 
 struct sv_model {
     struct sv_model_config cfg;
+    struct veil_arena cfg_arena; /* the strings of cfg */
+    bool removed;                /* dropped by a config reload: unloading, not served */
     struct sv_version *versions;
     struct sv_repo *repo;
 };
@@ -344,9 +346,10 @@ struct sv_repo {
     pthread_t poller;
     bool poller_started;
     bool stop;
-    struct veil_arena cfg_arena;
-    struct sv_model *models;
+    struct sv_model **models; /* removed models stay (flagged) until the repository is freed */
     size_t n_models;
+    char *config_path;        /* re-read every config_poll_s seconds when > 0 */
+    int64_t config_poll_s;
     int64_t poll_s;
     struct veil_key_source *keys;
     struct veil_engine_options eopt;
@@ -365,8 +368,21 @@ VEIL_NODISCARD veil_err veil__serve_repo_new(const struct sv_model_config *cfgs,
                                              const struct sv_batching *batching,
                                              struct sv_metrics *metrics, struct sv_repo **out,
                                              struct veil_errbuf *eb);
-/* Runs the first scan on the calling thread, then starts the poller when poll_s > 0. */
-VEIL_NODISCARD veil_err veil__serve_repo_start(struct sv_repo *r, struct veil_errbuf *eb);
+/*
+ * Starts the repository thread: the first scan, then a scan every poll_s seconds (when > 0) and
+ * a re-read of config_path every config_poll_s seconds (when both are set).
+ */
+VEIL_NODISCARD veil_err veil__serve_repo_start(struct sv_repo *r, const char *config_path,
+                                               int64_t config_poll_s, struct veil_errbuf *eb);
+/*
+ * Replaces the model list (TF Serving's config reload): new models are added, changed ones take
+ * their new base path, policy and labels, and models missing from cfgs are unloaded and no
+ * longer served. Repository thread only (or before start). Errors: VEIL_E_NOMEM,
+ * VEIL_E_LIMIT (too many models).
+ */
+VEIL_NODISCARD veil_err veil__serve_repo_reconfigure(struct sv_repo *r,
+                                                     const struct sv_model_config *cfgs, size_t n,
+                                                     struct veil_errbuf *eb);
 /* One scan of every base path: loads and unloads versions by policy. */
 void veil__serve_repo_scan(struct sv_repo *r);
 void veil__serve_repo_free(struct sv_repo *r);

@@ -260,7 +260,8 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
         VEIL_LOG_INFO("REST on %s:%u%s", o->host, (unsigned)veil_http_server_port(s->http),
                       s->tls_rest != NULL ? " (TLS)" : " (PLAINTEXT)");
     }
-    if ((rc = veil__serve_repo_start(s->repo, eb)) != VEIL_OK)
+    if ((rc = veil__serve_repo_start(s->repo, o->model_config_file,
+                                      o->model_config_file_poll_wait_seconds, eb)) != VEIL_OK)
         goto out;
     *out = s;
     s = NULL;

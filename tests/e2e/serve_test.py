@@ -649,6 +649,36 @@ def suite_config(work):
         check_eq(st, 503, "not ready while a model has no available version")
     finally:
         srv.stop()
+    print("config reload:")
+    live = os.path.join(work, "live.config")
+    with open(live, "w") as f:
+        f.write('model_config_list { config { name: "x" base_path: "%s/all" } }' % base)
+    srv = Server(args.veil, work, ["--model_config_file=" + live, "--plaintext",
+                                   "--model_config_file_poll_wait_seconds=1"], "reloadcfg")
+    try:
+        st, _ = srv.rest_json("POST", "/v1/models/x:predict", {"instances": [[1, 1, 1]]})
+        check_eq(st, 200, "model x served")
+        with open(live + ".tmp", "w") as f:
+            f.write('model_config_list { config { name: "y" base_path: "%s/spec" '
+                    'model_version_policy { specific { versions: 1 } } } }' % base)
+        os.rename(live + ".tmp", live)
+        end = time.time() + 20
+        while time.time() < end:
+            st_y, _ = srv.rest_json("POST", "/v1/models/y:predict", {"instances": [[1, 1, 1]]})
+            st_x, _ = srv.rest_json("POST", "/v1/models/x:predict", {"instances": [[1, 1, 1]]})
+            if st_y == 200 and st_x == 404:
+                break
+            time.sleep(0.1)
+        check_eq((st_x, st_y), (404, 200), "after reload: x removed, y added")
+        with open(live + ".tmp", "w") as f:
+            f.write("model_config_list { config { name: ")
+        os.rename(live + ".tmp", live)
+        time.sleep(2.5)
+        st_y, _ = srv.rest_json("POST", "/v1/models/y:predict", {"instances": [[1, 1, 1]]})
+        check_eq(st_y, 200, "a broken config file keeps the current models")
+        check("not reloaded, keeping the current models" in srv.read_log(), "reload error logged")
+    finally:
+        srv.stop()
     print("config file errors:")
     bad = os.path.join(work, "bad.config")
     for text, msg in (('model_config_list { config { name: "x" base_path: "/x" typo: 1 } }',

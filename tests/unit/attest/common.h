@@ -33,8 +33,9 @@ __attribute__((unused)) static veil_err read_case_file(const char *dir, const ch
                                                        const char *file, struct veil_buf *b)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s/%s", dir, c, file);
     veil_buf_init(b, 1u << 20);
+    if (snprintf(path, sizeof(path), "%s/%s/%s", dir, c, file) >= (int)sizeof(path))
+        return VEIL_E_LIMIT;
     return veil_file_read_all(path, b->max, b, NULL);
 }
 
@@ -42,8 +43,8 @@ __attribute__((unused)) static struct veil_attest_roots *load_roots(const char *
 {
     char path[4096];
     struct veil_attest_roots *r = NULL;
-    snprintf(path, sizeof(path), "%s/roots", dir);
-    if (veil_attest_roots_new(&r) != VEIL_OK)
+    if (snprintf(path, sizeof(path), "%s/roots", dir) >= (int)sizeof(path) ||
+        veil_attest_roots_new(&r) != VEIL_OK)
         return NULL;
     if (veil_attest_roots_load_dir(r, path, NULL) != VEIL_OK) {
         veil_attest_roots_free(r);

@@ -181,8 +181,8 @@ TEST(every_corpus_case)
     while ((e = readdir(d)) != NULL && n < 64) {
         char p[4096];
         struct stat st;
-        snprintf(p, sizeof(p), "%s/%s/expected.json", dir, e->d_name);
-        if (stat(p, &st) == 0)
+        if (snprintf(p, sizeof(p), "%s/%s/expected.json", dir, e->d_name) < (int)sizeof(p) &&
+            stat(p, &st) == 0)
             snprintf(names[n++], sizeof(names[0]), "%s", e->d_name);
     }
     closedir(d);
@@ -210,13 +210,14 @@ TEST(snp_debug_refused_by_policy)
         "08eb0cf2e4872b01\"],\"keys\":[\"k1\"]}]}";
     ASSERT_TRUE(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
     close(fd);
-    char args[4096];
+    char args[5 * 4096];
     struct run r;
     const char *c = "snp-milan-vcek-go-sev-guest";
-    snprintf(args, sizeof(args),
-             "--evidence %s/%s/report.bin --collateral %s/%s --roots %s/roots "
-             "--now 2025-06-01T00:00:00Z --policy %s",
-             dir, c, dir, c, dir, pol);
+    if (snprintf(args, sizeof(args),
+                 "--evidence %s/%s/report.bin --collateral %s/%s --roots %s/roots "
+                 "--now 2025-06-01T00:00:00Z --policy %s",
+                 dir, c, dir, c, dir, pol) >= (int)sizeof(args))
+        HFAIL("paths too long");
     bool ok = run_verify(args, &r);
     unlink(pol);
     const char *v = ok ? jstr(r.out, "verdict") : NULL;

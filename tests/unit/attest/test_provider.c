@@ -70,7 +70,8 @@ TEST(gramine_provider)
         struct veil_attest_claims c;
         struct veil_attest_collateral_files col;
         char cdir[4096];
-        snprintf(cdir, sizeof(cdir), "%s/sgx-dcap-v3-dcap-qvl", dir);
+        if (snprintf(cdir, sizeof(cdir), "%s/sgx-dcap-v3-dcap-qvl", dir) >= (int)sizeof(cdir))
+            HFAIL("corpus path too long");
         struct veil_attest_roots *roots = load_roots(dir);
         struct veil_attest_verify_opts o = {t3339("2025-07-01T00:00:00Z"), false};
         vrc = veil_attest_collateral_load_dir(&col, cdir, NULL);
