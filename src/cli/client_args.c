@@ -22,7 +22,8 @@ static void help(FILE *f, bool bench)
         fprintf(f, "usage: veil predict --model NAME [options]\n\n"
                    "Sends one Predict request (gRPC or REST) and prints the outputs; classifier\n"
                    "scores also get their top-k classes.\n\n");
-    fprintf(f, "  --server HOST:PORT       server (default localhost:8500, or :8501 with --rest)\n"
+    fprintf(f, "  --server HOST:PORT       server (alias --url; default localhost:8500, or :8501\n"
+               "                           with --rest)\n"
                "  --rest                   use the REST API instead of gRPC\n"
                "  --model NAME             model name (required)\n"
                "  --version N | --label L  model version or label (default: latest)\n"
@@ -31,7 +32,7 @@ static void help(FILE *f, bool bench)
                "                           random with --seed\n"
                "  --batch N                batch size of random inputs (alias -batch; default 1)\n"
                "  --seed N                 seed of random inputs (default 0)\n"
-               "  --ca FILE                CA that signed the server's certificate\n"
+               "  --ca FILE                CA that signed the server's certificate (alias --crt)\n"
                "  --cert FILE --key FILE   client certificate for mutual TLS\n"
                "  --plaintext              no TLS (only when the server was started that way)\n");
     if (bench)

@@ -67,6 +67,41 @@ def run(cmd):
     return p.returncode, p.stdout, p.stderr
 
 
+def check_sealed(veil, work):
+    """`veil run` on a sealed copy of MobileNetV2 (decrypted in memory) gives the same outputs."""
+    if run([veil, "keygen", "--help"])[0] != 0:
+        print("skip sealed-model check: this veil binary has no keygen/seal commands")
+        return 0
+    key = os.path.join(work, "run_test.key")
+    sealed = os.path.join(work, "mobilenet_v2.onnx.veil")
+    for f in (key, sealed):
+        if os.path.exists(f):
+            os.remove(f)
+    steps = [[veil, "keygen", "-o", key],
+             [veil, "seal", os.path.join(work, "mobilenet_v2.onnx"), "--key", key, "--name",
+              "mobilenet_v2", "--version", "1", "-o", sealed]]
+    for cmd in steps:
+        rc, out, err = run(cmd)
+        if rc != 0:
+            print("FAIL sealed model: %s: %s" % (" ".join(cmd[1:3]), err.strip()))
+            return 1
+    outs = []
+    for path, extra in ((os.path.join(work, "mobilenet_v2.onnx"), []), (sealed, ["--key", key])):
+        d = os.path.join(work, "sealed_run_%d" % len(outs))
+        os.makedirs(d, exist_ok=True)
+        rc, out, err = run([veil, "run", path, "--batch", "2", "--output-dir", d] + extra)
+        if rc != 0:
+            print("FAIL sealed model: veil run: %s" % err.strip())
+            return 1
+        outs.append(np.load(os.path.join(d, "logits.npy")))
+    rc, out, err = run([veil, "run", sealed])
+    refused = rc != 0 and "--key" in err
+    same = np.array_equal(outs[0], outs[1])
+    print("%s sealed MobileNetV2: outputs identical to the plain model: %s; refused without "
+          "--key: %s" % ("ok  " if same and refused else "FAIL", same, refused))
+    return 0 if same and refused else 1
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__)
@@ -135,6 +170,7 @@ def main():
                 failures += 0 if ok else 1
                 print("%s %s output %s: batch %d rows vs batch %d: relative L2 %.2e" %
                       ("ok  " if ok else "FAIL", model, name, big, small, e))
+    failures += check_sealed(veil, work)
     print("model agreement: %s" % ("all passed" if failures == 0 else "%d failures" % failures))
     return 0 if failures == 0 else 1
 
