@@ -329,13 +329,15 @@ veil_err veil_cli_conn_open(const struct veil_cli_target *t, SSL_CTX *ctx, bool 
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (ctx != NULL) {
         c->ssl = SSL_new(ctx);
+        char sni[sizeof(t->host)];
+        memcpy(sni, t->host, sizeof(sni)); /* SSL_set_tlsext_host_name takes a mutable string */
         unsigned char ip[16];
         bool is_ip = inet_pton(AF_INET, t->host, ip) == 1 || inet_pton(AF_INET6, t->host, ip) == 1;
         X509_VERIFY_PARAM *vp = c->ssl != NULL ? SSL_get0_param(c->ssl) : NULL;
         if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
             (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, t->host)
                    : X509_VERIFY_PARAM_set1_host(vp, t->host, 0)) != 1 ||
-            (!is_ip && SSL_set_tlsext_host_name(c->ssl, t->host) != 1)) {
+            (!is_ip && SSL_set_tlsext_host_name(c->ssl, sni) != 1)) {
             rc = veil_errf(eb, VEIL_E_CRYPTO, "TLS set-up failed");
             goto out;
         }

@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 #include "predict_io.h"
+#include "veil/net.h"
 
 #include <math.h>
 #include <signal.h>
@@ -56,26 +57,7 @@ struct bench {
 
 static const char *grpc_status_name(int s)
 {
-    static const char *const names[] = {"OK",
-                                        "CANCELLED",
-                                        "UNKNOWN",
-                                        "INVALID_ARGUMENT",
-                                        "DEADLINE_EXCEEDED",
-                                        "NOT_FOUND",
-                                        "ALREADY_EXISTS",
-                                        "PERMISSION_DENIED",
-                                        "RESOURCE_EXHAUSTED",
-                                        "FAILED_PRECONDITION",
-                                        "ABORTED",
-                                        "OUT_OF_RANGE",
-                                        "UNIMPLEMENTED",
-                                        "INTERNAL",
-                                        "UNAVAILABLE",
-                                        "DATA_LOSS",
-                                        "UNAUTHENTICATED"};
-    if (s < 0)
-        return "connection failed";
-    return (size_t)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+    return s < 0 ? "connection failed" : veil_grpc_status_name(s);
 }
 
 static void count_status(struct bench *b, int status)

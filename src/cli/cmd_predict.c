@@ -8,21 +8,6 @@
 #include <signal.h>
 #include <string.h>
 
-struct answer {
-    int status;
-    char message[512];
-    struct veil_buf body;
-};
-
-static void on_answer(void *ud, int status, const char *message, const uint8_t *body, size_t len)
-{
-    struct answer *a = ud;
-    a->status = status;
-    snprintf(a->message, sizeof(a->message), "%s", message != NULL ? message : "");
-    if (len > 0 && veil_buf_append(&a->body, body, len) != VEIL_OK)
-        a->status = -1;
-}
-
 int veil_cmd_predict(int argc, char **argv)
 {
     struct veil_cli_client_args a;
@@ -34,7 +19,7 @@ int veil_cmd_predict(int argc, char **argv)
     SSL_CTX *ctx = NULL;
     struct veil_cli_conn *c = NULL;
     struct veil_buf req;
-    struct answer ans = {0};
+    struct veil_cli_reply ans = {0};
     veil_buf_init(&req, 1u << 31);
     veil_buf_init(&ans.body, 1u << 31);
     veil_err rc = veil_cli_tls_ctx(&a.target, a.rest ? "http/1.1" : "h2", &ctx, &eb);
@@ -50,10 +35,10 @@ int veil_cmd_predict(int argc, char **argv)
     if (rc == VEIL_OK && a.rest) {
         char path[512];
         veil_cli_rest_path(&a.model, ":predict", path, sizeof(path));
-        rc = veil_cli_rest_call(c, "POST", path, veil_buf_span(&req), on_answer, &ans);
+        rc = veil_cli_rest_call(c, "POST", path, veil_buf_span(&req), veil_cli_on_reply, &ans);
     } else if (rc == VEIL_OK) {
         rc = veil_cli_grpc_call(c, "/tensorflow.serving.PredictionService/Predict",
-                                veil_buf_span(&req), on_answer, &ans);
+                                veil_buf_span(&req), veil_cli_on_reply, &ans);
     }
     if (rc == VEIL_OK)
         rc = veil_cli_wait_idle(c, 120000, &eb);

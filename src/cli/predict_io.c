@@ -64,15 +64,9 @@ void veil_cli_model_release(struct veil_cli_model *m)
 
 /* ---- Signature ---- */
 
-struct reply {
-    int status;
-    char message[512];
-    struct veil_buf body;
-};
-
-static void on_reply(void *ud, int status, const char *message, const uint8_t *body, size_t len)
+void veil_cli_on_reply(void *ud, int status, const char *message, const uint8_t *body, size_t len)
 {
-    struct reply *r = ud;
+    struct veil_cli_reply *r = ud;
     r->status = status;
     snprintf(r->message, sizeof(r->message), "%s", message != NULL ? message : "");
     if (len > 0 && veil_buf_append(&r->body, body, len) != VEIL_OK)
@@ -96,10 +90,12 @@ static veil_err tensor_from_info(struct veil_cli_tensor *t, const char *name, in
 static veil_err signature_grpc(struct veil_cli_conn *c, struct veil_cli_model *m,
                                struct veil_errbuf *eb)
 {
-    Tensorflow__Serving__ModelSpec spec = TENSORFLOW__SERVING__MODEL_SPEC__INIT;
-    Google__Protobuf__Int64Value ver = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
-    Tensorflow__Serving__GetModelMetadataRequest req =
-        TENSORFLOW__SERVING__GET_MODEL_METADATA_REQUEST__INIT;
+    Tensorflow__Serving__ModelSpec spec;
+    tensorflow__serving__model_spec__init(&spec);
+    Google__Protobuf__Int64Value ver;
+    google__protobuf__int64_value__init(&ver);
+    Tensorflow__Serving__GetModelMetadataRequest req;
+    tensorflow__serving__get_model_metadata_request__init(&req);
     char *field = (char *)"signature_def";
     spec.name = (char *)(uintptr_t)m->name;
     if (m->version != 0) {
@@ -114,7 +110,7 @@ static veil_err signature_grpc(struct veil_cli_conn *c, struct veil_cli_model *m
     req.n_metadata_field = 1;
     req.metadata_field = &field;
     struct veil_buf msg;
-    struct reply r = {0};
+    struct veil_cli_reply r = {0};
     veil_buf_init(&msg, 1 << 20);
     veil_buf_init(&r.body, 64u << 20);
     veil_err rc = veil_buf_reserve(
@@ -122,7 +118,7 @@ static veil_err signature_grpc(struct veil_cli_conn *c, struct veil_cli_model *m
     if (rc == VEIL_OK) {
         msg.len = tensorflow__serving__get_model_metadata_request__pack(&req, msg.p);
         rc = veil_cli_grpc_call(c, "/tensorflow.serving.PredictionService/GetModelMetadata",
-                                veil_buf_span(&msg), on_reply, &r);
+                                veil_buf_span(&msg), veil_cli_on_reply, &r);
     }
     if (rc == VEIL_OK)
         rc = veil_cli_wait_idle(c, 30000, eb);
@@ -210,10 +206,11 @@ static veil_err signature_rest(struct veil_cli_conn *c, struct veil_cli_model *m
                                struct veil_errbuf *eb)
 {
     char path[512];
-    struct reply r = {0};
+    struct veil_cli_reply r = {0};
     veil_buf_init(&r.body, 64u << 20);
     veil_cli_rest_path(m, "/metadata", path, sizeof(path));
-    veil_err rc = veil_cli_rest_call(c, "GET", path, veil_span_make(NULL, 0), on_reply, &r);
+    veil_err rc =
+        veil_cli_rest_call(c, "GET", path, veil_span_make(NULL, 0), veil_cli_on_reply, &r);
     if (rc == VEIL_OK)
         rc = veil_cli_wait_idle(c, 30000, eb);
     struct veil_arena a;
@@ -373,9 +370,12 @@ static void fill_spec(const struct veil_cli_model *m, Tensorflow__Serving__Model
 
 veil_err veil_cli_encode_grpc(const struct veil_cli_model *m, struct veil_buf *out)
 {
-    Tensorflow__Serving__ModelSpec spec = TENSORFLOW__SERVING__MODEL_SPEC__INIT;
-    Google__Protobuf__Int64Value ver = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
-    Tensorflow__Serving__PredictRequest req = TENSORFLOW__SERVING__PREDICT_REQUEST__INIT;
+    Tensorflow__Serving__ModelSpec spec;
+    tensorflow__serving__model_spec__init(&spec);
+    Google__Protobuf__Int64Value ver;
+    google__protobuf__int64_value__init(&ver);
+    Tensorflow__Serving__PredictRequest req;
+    tensorflow__serving__predict_request__init(&req);
     Tensorflow__Serving__PredictRequest__InputsEntry entries[VEIL_CLI_MAX_IO], *ep[VEIL_CLI_MAX_IO];
     Tensorflow__TensorProto tps[VEIL_CLI_MAX_IO];
     Tensorflow__TensorShapeProto shapes[VEIL_CLI_MAX_IO];

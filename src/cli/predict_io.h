@@ -30,6 +30,14 @@ struct veil_cli_model {
     struct veil_cli_tensor out[VEIL_CLI_MAX_IO];
 };
 
+/* Collects one answer (a veil_cli_done_fn target): status, message and a copy of the body. */
+struct veil_cli_reply {
+    int status;
+    char message[512];
+    struct veil_buf body; /* initialised by the caller */
+};
+void veil_cli_on_reply(void *ud, int status, const char *message, const uint8_t *body, size_t len);
+
 /* Frees the tensors' data. */
 void veil_cli_model_release(struct veil_cli_model *m);
 

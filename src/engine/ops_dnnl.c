@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <stdlib.h>
 
 static bool has_in(const struct veil__ictx *c, size_t i)
 {
@@ -511,9 +512,10 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
             dd[i] = c->out[0].dims[i];
         }
         /* Narrow inputs (images) stay row-major: oneDNN reads them directly. */
+        dnnl_format_tag_t tag = getenv("NHWC") ? dnnl_nhwc : dnnl_nChw16c;
         if (sd[1] >= 8)
-            dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, dnnl_nChw16c);
-        dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dnnl_nChw16c);
+            dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, tag);
+        dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, tag);
     }
     if (tr) {
         dnnl_deconvolution_desc_t dd;

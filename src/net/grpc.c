@@ -409,12 +409,23 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         struct veil_span s = veil_buf_span(&st->body);
         uint8_t flag;
         uint32_t mlen;
-        if (veil_span_get_u8(&s, &flag) == VEIL_OK && veil_span_get_u32be(&s, &mlen) == VEIL_OK &&
-            (size_t)mlen > st->conn->srv->max_msg) {
-            st->too_big = true;
-            veil_buf_release(&st->body);
-            submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED,
-                          "request message larger than the limit");
+        if (veil_span_get_u8(&s, &flag) == VEIL_OK && veil_span_get_u32be(&s, &mlen) == VEIL_OK) {
+            if ((size_t)mlen > st->conn->srv->max_msg) {
+                st->too_big = true;
+                veil_buf_release(&st->body);
+                submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED,
+                              "request message larger than the limit");
+            } else if (st->body.cap < (size_t)mlen + 5 && st->body.len < (1u << 20)) {
+                /* Size the buffer once from the prefix instead of doubling up to it; only
+                 * what has arrived so far bounds the up-front reservation to 4x (flow
+                 * control and the cap bound the rest). */
+                size_t want = (size_t)mlen + 5 - st->body.len;
+                size_t room = 4 * (st->body.len + (64u << 10));
+                if (veil_buf_reserve(&st->body, want < room ? want : room) != VEIL_OK) {
+                    st->too_big = true;
+                    veil_buf_release(&st->body);
+                }
+            }
         }
     }
     return 0;
