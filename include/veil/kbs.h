@@ -51,7 +51,7 @@ struct veil_kbs_server_opts {
     const char *roots_dir;      /* pinned TEE roots (attest); NULL: none but sim keys */
     const char *collateral_dir; /* DCAP collateral for hardware evidence; NULL: none */
     const char *sim_key_pem;    /* a trusted sim public key file (attest); NULL: none */
-    unsigned threads;           /* worker threads; 0: 2 x cores */
+    unsigned threads;           /* worker threads; 0: 8 x cores */
     int64_t cert_validity_s;    /* serving certificates; 0: 24 hours */
 };
 

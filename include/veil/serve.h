@@ -90,6 +90,7 @@ struct veil_serve_options {
     bool plaintext; /* explicit opt-in to serve without TLS (logged as a warning) */
 
     const char *monitoring_config_file; /* text MonitoringConfig; metrics path from it */
+    bool enable_grpc_healthcheck_service; /* grpc.health.v1.Health/Check on the gRPC port */
     uint32_t rest_api_timeout_ms;       /* 0: 30000 */
     bool rest_api_enable_cors_support;
 

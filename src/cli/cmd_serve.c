@@ -45,6 +45,7 @@ static void help(FILE *f)
         "  --monitoring_config_file=F     text MonitoringConfig (Prometheus path)\n"
         "  --rest_api_timeout_in_ms=N     REST request timeout (default 30000)\n"
         "  --rest_api_enable_cors_support add CORS headers\n"
+        "  --enable_grpc_healthcheck_service  grpc.health.v1.Health/Check (SERVING when ready)\n"
         "  --engine_threads=N             compute threads per run (default: all cores)\n"
         "  --request_threads=N            request decode/encode threads (default 2 x cores, >= 4)\n"
         "  --max_message_bytes=N          gRPC message / REST body cap (default 2 GiB - 1)\n"
@@ -74,7 +75,7 @@ static const char *const ignored_flags[] = {"rest_api_num_threads",
                                             "enable_per_model_batching_parameters",
                                             "allow_version_labels_for_unavailable_models",
                                             "model_config_file_poll_wait_seconds",
-                                            "enable_grpc_healthcheck_service",
+
                                             "enable_serialization_as_tensor_content",
                                             "tensorflow_session_config_file"};
 
@@ -156,6 +157,7 @@ int veil_cmd_serve(int argc, char **argv)
         bool b = false;
         /* Boolean flags may stand alone; the others take =VALUE or the next argument. */
         if (strcmp(name, "enable_batching") == 0 || strcmp(name, "plaintext") == 0 ||
+            strcmp(name, "enable_grpc_healthcheck_service") == 0 ||
             strcmp(name, "rest_api_enable_cors_support") == 0 || strcmp(name, "version") == 0) {
             if (!parse_bool(val, &b))
                 return veil_cli_fail("serve", "--%s takes true or false", name);
@@ -165,6 +167,8 @@ int veil_cmd_serve(int argc, char **argv)
                 o.plaintext = b;
             else if (strcmp(name, "rest_api_enable_cors_support") == 0)
                 o.rest_api_enable_cors_support = b;
+            else if (strcmp(name, "enable_grpc_healthcheck_service") == 0)
+                o.enable_grpc_healthcheck_service = b;
             else if (b) {
                 printf("Veil ModelServer: 0.1.0 (TensorFlow Serving API compatible)\n");
                 return 0;

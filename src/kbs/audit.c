@@ -39,13 +39,14 @@ veil_err veil__kbs_audit_write(struct veil__kbs_audit *a, struct veil_span line)
         veil_buf_release(&b);
         return rc;
     }
-    /* One write per line keeps lines whole even with several writers; the lock orders them
-     * with their fdatasync so that a line acknowledged to a caller is on disk. */
+    /* One write per line keeps lines whole with several writers. The fdatasync runs outside the
+     * lock: it returns once everything written before it is durable, so concurrent decisions
+     * share disk flushes (group commit) instead of queueing behind each other. */
     pthread_mutex_lock(&a->lock);
     ssize_t w = write(a->fd, b.p, b.len);
+    pthread_mutex_unlock(&a->lock);
     if (w == (ssize_t)b.len && fdatasync(a->fd) != 0)
         w = -1;
-    pthread_mutex_unlock(&a->lock);
     veil_buf_release(&b);
     return w == (ssize_t)line.len + 1 ? VEIL_OK : VEIL_E_IO;
 }

@@ -180,7 +180,8 @@ veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct ve
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->qlock, NULL);
     pthread_cond_init(&s->qcond, NULL);
-    s->threads = opts->threads != 0 ? opts->threads : 2 * veil_cpu_count();
+    /* Workers block on the network and on audit flushes, so there are more than cores. */
+    s->threads = opts->threads != 0 ? opts->threads : 8 * veil_cpu_count();
     s->cert_validity_s = opts->cert_validity_s > 0 ? opts->cert_validity_s : 86400;
     s->state_dir = veil_strdup(opts->state_dir);
     s->policy_path = path_join(opts->state_dir, "policy.json");

@@ -465,6 +465,74 @@ fail:
     job_fail(j, &st);
 }
 
+/* ---- grpc.health.v1.Health/Check (with --enable_grpc_healthcheck_service) ---- */
+
+/*
+ * HealthCheckRequest { string service = 1; } is read with the span reader (unknown fields are
+ * skipped); the answer is HealthCheckResponse { status = 1 }: SERVING (1) when the server is
+ * ready and the service is "" or one of TF Serving's two, NOT_SERVING (2) while models load,
+ * NOT_FOUND for another service name, as gRPC's health service does.
+ */
+static bool health_service(struct veil_span m, struct veil_span *service)
+{
+    *service = veil_span_make(NULL, 0);
+    while (m.len > 0) {
+        uint64_t key = 0, v = 0;
+        struct veil_span sub;
+        if (veil_span_get_varint(&m, &key) != VEIL_OK)
+            return false;
+        switch (key & 7) {
+        case 0:
+            if (veil_span_get_varint(&m, &v) != VEIL_OK)
+                return false;
+            break;
+        case 1:
+            if (veil_span_skip(&m, 8) != VEIL_OK)
+                return false;
+            break;
+        case 2:
+            if (veil_span_get_varint(&m, &v) != VEIL_OK || v > m.len ||
+                veil_span_get_bytes(&m, (size_t)v, &sub) != VEIL_OK)
+                return false;
+            if (key >> 3 == 1)
+                *service = sub;
+            break;
+        case 5:
+            if (veil_span_skip(&m, 4) != VEIL_OK)
+                return false;
+            break;
+        default:
+            return false;
+        }
+    }
+    return true;
+}
+
+static void do_health(struct gjob *j)
+{
+    struct sv_status st = {0, ""};
+    struct veil_span service;
+    if (!j->s->opt.enable_grpc_healthcheck_service) {
+        sv_fail(&st, VEIL_GRPC_UNIMPLEMENTED, "Method not found: %s",
+                veil_grpc_call_method(j->call));
+        job_fail(j, &st);
+        return;
+    }
+    if (!health_service(veil_grpc_call_message(j->call), &service)) {
+        sv_fail(&st, VEIL_GRPC_INVALID_ARGUMENT, "Could not parse HealthCheckRequest");
+        job_fail(j, &st);
+        return;
+    }
+    if (service.len != 0 && !veil_span_eq_str(service, "tensorflow.serving.PredictionService") &&
+        !veil_span_eq_str(service, "tensorflow.serving.ModelService")) {
+        sv_fail(&st, VEIL_GRPC_NOT_FOUND, "unknown service");
+        job_fail(j, &st);
+        return;
+    }
+    uint8_t resp[2] = {0x08, veil__serve_repo_ready(j->s->repo) ? 1 : 2};
+    job_end(j, 0, NULL, veil_span_make(resp, sizeof(resp)));
+}
+
 static void job_main(void *arg)
 {
     struct gjob *j = arg;
@@ -476,6 +544,8 @@ static void job_main(void *arg)
         do_metadata(j);
     } else if (strcmp(method, MS "GetModelStatus") == 0) {
         do_status(j);
+    } else if (strcmp(method, "/grpc.health.v1.Health/Check") == 0) {
+        do_health(j);
     } else if (strcmp(method, PS "Classify") == 0 || strcmp(method, PS "Regress") == 0 ||
                strcmp(method, PS "MultiInference") == 0 ||
                strcmp(method, MS "HandleReloadConfigRequest") == 0) {

@@ -104,7 +104,8 @@ model_config_list {
   config: { name: "two", base_path: "%s"; model_platform: "tensorflow" }
 }
 """ % (os.path.join(base, "m"), os.path.join(base, "two")))
-    srv = Server(args.veil, work, ["--model_config_file=" + cfg, "--plaintext"], "api")
+    srv = Server(args.veil, work, ["--model_config_file=" + cfg, "--plaintext",
+                                   "--enable_grpc_healthcheck_service"], "api")
     try:
         rest_api(srv)
         grpc_api(srv, P)
@@ -407,6 +408,15 @@ def grpc_api(srv, P):
     unknown = ch.unary_unary("/tensorflow.serving.PredictionService/Nope",
                              request_serializer=lambda b: b, response_deserializer=lambda b: b)
     expect_grpc(lambda: unknown(b"", timeout=10), "UNIMPLEMENTED", None, "unknown method")
+    health = ch.unary_unary("/grpc.health.v1.Health/Check", request_serializer=lambda b: b,
+                            response_deserializer=lambda b: b)
+    check_eq(grpc_code(lambda: health(b"", timeout=10)), ("OK", b"\x08\x01"),
+             "grpc.health.v1 Check: SERVING")
+    svc = b"tensorflow.serving.PredictionService"
+    check_eq(grpc_code(lambda: health(b"\x0a" + bytes([len(svc)]) + svc, timeout=10)),
+             ("OK", b"\x08\x01"), "health of PredictionService: SERVING")
+    expect_grpc(lambda: health(b"\x0a\x03abc", timeout=10), "NOT_FOUND", None,
+                "health of an unknown service")
     garbage = ch.unary_unary("/tensorflow.serving.PredictionService/Predict",
                              request_serializer=lambda b: b, response_deserializer=lambda b: b)
     expect_grpc(lambda: garbage(b"\xff\xff\xff", timeout=10), "INVALID_ARGUMENT", None,
@@ -595,7 +605,8 @@ def suite_config(work):
            model_version_policy: { all: {} } }
 }
 """ % {"b": base})
-    srv = Server(args.veil, work, ["--model_config_file=" + cfg, "--plaintext"], "config",
+    srv = Server(args.veil, work, ["--model_config_file=" + cfg, "--plaintext",
+                                   "--enable_grpc_healthcheck_service"], "config",
                  wait_ready=False)
     try:
         # "bad" never becomes available, so readiness stays off: wait on the others.
@@ -647,6 +658,11 @@ def suite_config(work):
                     "Latest(bad)", "model without an available version")
         st, _, _ = srv.http("GET", "/readyz")
         check_eq(st, 503, "not ready while a model has no available version")
+        health = srv.channel().unary_unary("/grpc.health.v1.Health/Check",
+                                           request_serializer=lambda b: b,
+                                           response_deserializer=lambda b: b)
+        check_eq(grpc_code(lambda: health(b"", timeout=10)), ("OK", b"\x08\x02"),
+                 "grpc health NOT_SERVING while not ready")
     finally:
         srv.stop()
     print("config reload:")
