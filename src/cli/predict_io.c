@@ -301,31 +301,27 @@ veil_err veil_cli_make_inputs(struct veil_cli_model *m, char *const *files, size
             return veil_errf(eb, VEIL_E_INVALID, "--input %s: no such input in the signature",
                              files[f]);
         struct veil_buf b;
-        struct veil_tensor t = {0};
+        struct veil_tensor t = {0}; /* its data points into b */
         veil_buf_init(&b, VEIL_LIMIT_MODEL_BYTES);
         veil_err rc = veil_file_read_all(eq + 1, b.max, &b, eb);
         if (rc == VEIL_OK)
             rc = veil_npy_parse(veil_buf_span(&b), &t, eb);
+        struct veil_cli_tensor *in = &m->in[k];
+        if (rc == VEIL_OK && in->dtype != VEIL_DT_UNDEFINED && t.dtype != in->dtype)
+            rc = veil_errf(eb, VEIL_E_INVALID, "holds %s, input '%s' takes %s",
+                           veil_dtype_name(t.dtype), in->name, veil_dtype_name(in->dtype));
+        if (rc == VEIL_OK && (in->data = veil_malloc(t.nbytes)) == NULL)
+            rc = veil_errf(eb, VEIL_E_NOMEM, "out of memory");
+        if (rc == VEIL_OK) {
+            in->dtype = t.dtype;
+            in->rank = t.rank;
+            memcpy(in->dims, t.dims, sizeof(in->dims));
+            memcpy(in->data, t.data, t.nbytes);
+            in->nbytes = t.nbytes;
+        }
         veil_buf_release(&b);
         if (rc != VEIL_OK)
             return veil_err_prefix(eb, rc, "%s", eq + 1);
-        struct veil_cli_tensor *in = &m->in[k];
-        if (in->dtype != VEIL_DT_UNDEFINED && t.dtype != in->dtype) {
-            veil_tensor_release(&t);
-            return veil_errf(eb, VEIL_E_INVALID, "%s holds %s, input '%s' takes %s", eq + 1,
-                             veil_dtype_name(t.dtype), in->name, veil_dtype_name(in->dtype));
-        }
-        in->dtype = t.dtype;
-        in->rank = t.rank;
-        memcpy(in->dims, t.dims, sizeof(in->dims));
-        in->data = veil_malloc(t.nbytes);
-        if (in->data == NULL) {
-            veil_tensor_release(&t);
-            return veil_errf(eb, VEIL_E_NOMEM, "out of memory");
-        }
-        memcpy(in->data, t.data, t.nbytes);
-        in->nbytes = t.nbytes;
-        veil_tensor_release(&t);
     }
     uint64_t s = seed;
     for (size_t k = 0; k < m->n_in; k++) {
