@@ -261,6 +261,60 @@ static bool client_call(struct client *c, const uint8_t *framed, size_t n)
     return c->ok;
 }
 
+/* GETs path from the REST port over the same mutual TLS; returns the body (malloc'd) or NULL. */
+static char *https_get(SSL_CTX *ctx, uint16_t port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return NULL;
+    }
+    SSL *ssl = SSL_new(ctx);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_set_alpn_protos(ssl, alpn, 9);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    char *out = NULL;
+    if (SSL_connect(ssl) == 1) {
+        char req[512];
+        int n = snprintf(req, sizeof(req),
+                         "GET %s HTTP/1.1\r\nHost: localhost\r\n"
+                         "Connection: close\r\n\r\n",
+                         path);
+        SSL_write(ssl, req, n);
+        size_t cap = 1 << 20, len = 0;
+        out = malloc(cap + 1);
+        int r;
+        while (out != NULL && len < cap && (r = SSL_read(ssl, out + len, (int)(cap - len))) > 0)
+            len += (size_t)r;
+        if (out != NULL)
+            out[len] = '\0';
+    }
+    SSL_free(ssl);
+    close(fd);
+    return out;
+}
+
+/* The mean processed batch size from the metrics text (sum / count), or NAN. */
+static double mean_batch(const char *metrics)
+{
+    const char *s = metrics != NULL ? strstr(metrics, "processed_batch_size_sum{") : NULL;
+    const char *c = metrics != NULL ? strstr(metrics, "processed_batch_size_count{") : NULL;
+    if (s == NULL || c == NULL)
+        return NAN;
+    s = strchr(s, '}');
+    c = strchr(c, '}');
+    if (s == NULL || c == NULL)
+        return NAN;
+    double sum = strtod(s + 1, NULL), cnt = strtod(c + 1, NULL);
+    return cnt > 0 ? sum / cnt : NAN;
+}
+
 /* ---- measurement ---- */
 
 struct load {
@@ -508,7 +562,7 @@ int main(int argc, char **argv)
     if (bf == NULL)
         die("batching file");
     fprintf(bf,
-            "max_batch_size { value: %u }\nbatch_timeout_micros { value: 1000 }\n"
+            "max_batch_size { value: %u }\nbatch_timeout_micros { value: 20000 }\n"
             "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n",
             clients < 8 ? 8 : clients);
     fclose(bf);
@@ -521,6 +575,7 @@ int main(int argc, char **argv)
     memset(&so, 0, sizeof(so));
     so.host = "127.0.0.1";
     so.grpc_any_port = true;
+    so.rest_any_port = true;
     so.model_name = "resnet";
     so.model_base_path = repo;
     so.file_system_poll_wait_seconds = -1;
@@ -540,6 +595,7 @@ int main(int argc, char **argv)
     if (!veil_serve_is_ready(st.srv))
         die("the server did not load the model in 60 s");
     uint16_t port = veil_serve_grpc_port(st.srv);
+    uint16_t rest_port = veil_serve_rest_port(st.srv);
 
     SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
     BIO *b = BIO_new_mem_buf(scert.p, (int)scert.n);
@@ -578,10 +634,14 @@ int main(int argc, char **argv)
         }
         double ips, med;
         uint64_t f;
+        char *m0 = https_get(cctx, rest_port, "/monitoring/prometheus/metrics");
         run_load(cctx, port, framed, plen + 5, clients, seconds, &ips, &med, &f);
+        char *m1 = https_get(cctx, rest_port, "/monitoring/prometheus/metrics");
         printf("  veil serve, %3u clients:      %8.2f images/s   median latency %8.2f ms   "
-               "failed %llu\n",
-               clients, ips, med, (unsigned long long)f);
+               "failed %llu   mean batch since start %.2f (before this run %.2f)\n",
+               clients, ips, med, (unsigned long long)f, mean_batch(m1), mean_batch(m0));
+        free(m0);
+        free(m1);
         failed += f;
         if (ips > best_n) {
             best_n = ips;

@@ -51,6 +51,9 @@ struct veil_engine_options {
     unsigned threads; /* compute threads per run; 0 = all cores */
 };
 
+/* The default cap on one plan's activation memory (see veil_engine_model_set_max_activation). */
+#define VEIL_ENGINE_DEFAULT_MAX_ACTIVATION (64ull << 30)
+
 struct veil_engine_model;
 
 /*
@@ -71,6 +74,14 @@ VEIL_NODISCARD veil_err veil_engine_model_load(struct veil_span onnx,
  * 0 before the first run. Thread-safe.
  */
 size_t veil_engine_model_peak_bytes(struct veil_engine_model *m);
+
+/*
+ * Sets the cap on one plan's activation memory in bytes (0 restores the default,
+ * VEIL_ENGINE_DEFAULT_MAX_ACTIVATION): runs whose input shapes need more fail with
+ * VEIL_E_LIMIT. Applies to plans built afterwards; call it after load and before the first
+ * run (not concurrently with runs).
+ */
+void veil_engine_model_set_max_activation(struct veil_engine_model *m, uint64_t bytes);
 
 /* Compute threads a run uses (the option, or the core count). */
 unsigned veil_engine_model_threads(const struct veil_engine_model *m);

@@ -118,13 +118,6 @@ typedef void (*veil_net_task_fn)(void *arg);
 VEIL_NODISCARD veil_err veil_net_loop_post(struct veil_net_loop *loop, veil_net_task_fn fn,
                                            void *arg);
 
-/*
- * Runs fn(arg) on the loop thread every period_ms milliseconds until the loop stops.
- * Errors: VEIL_E_NOMEM, VEIL_E_INTERNAL. Loop thread or before run only.
- */
-VEIL_NODISCARD veil_err veil_net_loop_every(struct veil_net_loop *loop, uint32_t period_ms,
-                                            veil_net_task_fn fn, void *arg);
-
 /* ---- Common server options ---- */
 
 struct veil_net_listen {

@@ -89,15 +89,15 @@ struct veil_serve_options {
     bool tls_client_verify;
     bool plaintext; /* explicit opt-in to serve without TLS (logged as a warning) */
 
-    const char *monitoring_config_file; /* text MonitoringConfig; metrics path from it */
+    const char *monitoring_config_file;   /* text MonitoringConfig; metrics path from it */
     bool enable_grpc_healthcheck_service; /* grpc.health.v1.Health/Check on the gRPC port */
-    uint32_t rest_api_timeout_ms;       /* 0: 30000 */
+    uint32_t rest_api_timeout_ms;         /* 0: 30000 */
     bool rest_api_enable_cors_support;
 
     struct veil_key_source *keys; /* borrowed; NULL: sealed models cannot load */
     unsigned engine_threads;      /* per run; 0: engine default */
     unsigned request_threads;     /* 0: max(4, 2 x CPUs) */
-    size_t max_message_bytes;     /* gRPC message and REST body cap; 0: 2 GiB - 1 */
+    size_t max_message_bytes;     /* gRPC message and REST body cap; 0: 2 GiB - 1 / 1 GiB */
     unsigned max_connections;     /* 0: default */
     unsigned max_streams;         /* 0: default */
     unsigned drain_seconds;       /* graceful shutdown bound; 0: 10 */

@@ -624,8 +624,7 @@ static veil_err check_tdx_module(const struct veil_json *ti, const struct veil_a
     for (size_t i = 0; i < levels->n; i++) {
         int64_t svn;
         enum tcb_status st = status_parse(levels->items[i]);
-        if (j_int(veil_json_get(levels->items[i], "tcb"), "isvsvn", 0, 255, &svn) ||
-            st == TCB_BAD)
+        if (j_int(veil_json_get(levels->items[i], "tcb"), "isvsvn", 0, 255, &svn) || st == TCB_BAD)
             return veil__attest_reject(c, VEIL_ATTEST_COLLATERAL_MALFORMED, "module level");
         if (svn <= q->tee_tcb_svn[0]) {
             *status = st;
@@ -748,9 +747,9 @@ veil_err veil__attest_verify_dcap(struct veil_span quote, const struct veil_atte
         goto out;
     }
     bool id_ok = tdx ? (ti_version == 3 && j_str_eq(ti.body, "id", "TDX"))
-                     : (ti_version == 2 ? veil_json_get(ti.body, "id") == NULL ||
-                                              j_str_eq(ti.body, "id", "SGX")
-                                        : j_str_eq(ti.body, "id", "SGX"));
+                     : (ti_version == 2
+                            ? veil_json_get(ti.body, "id") == NULL || j_str_eq(ti.body, "id", "SGX")
+                            : j_str_eq(ti.body, "id", "SGX"));
     if (!id_ok) {
         rc = veil__attest_reject(out, VEIL_ATTEST_TCB_INFO_MISMATCH,
                                  "TCB info is not for %s quotes", tdx ? "TDX" : "SGX");

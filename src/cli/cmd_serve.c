@@ -48,7 +48,7 @@ static void help(FILE *f)
         "  --enable_grpc_healthcheck_service  grpc.health.v1.Health/Check (SERVING when ready)\n"
         "  --engine_threads=N             compute threads per run (default: all cores)\n"
         "  --request_threads=N            request decode/encode threads (default 2 x cores, >= 4)\n"
-        "  --max_message_bytes=N          gRPC message / REST body cap (default 2 GiB - 1)\n"
+        "  --max_message_bytes=N          gRPC message / REST body cap (default 2 GiB-1 / 1 GiB)\n"
         "  --max_connections=N --max_streams=N  connection and HTTP/2 stream caps\n"
         "  --log_level=err|warn|info|debug\n"
         "  --version                      print the version and exit\n");

@@ -140,7 +140,12 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
         goto out;
     if ((rc = mark_shape_keys(&m->g, eb)) != VEIL_OK)
         goto out;
+    for (size_t i = 0; i < m->g.n_nodes; i++)
+        if (!m->g.nodes[i].dead && strcmp(m->g.nodes[i].op_type, "Conv") == 0 &&
+            veil__attr_i(&m->g.nodes[i], "group", 1) > 1)
+            m->g.grouped_convs = true;
     m->threads = opt != NULL && opt->threads > 0 ? opt->threads : veil_cpu_count();
+    m->max_act = VEIL_ENGINE_DEFAULT_MAX_ACTIVATION;
     rc = veil__dnnl_err(dnnl_engine_create(&m->deng, dnnl_cpu, 0), "engine creation", eb);
     if (rc != VEIL_OK)
         goto out;
@@ -159,6 +164,7 @@ void veil_engine_model_free(struct veil_engine_model *m)
         return;
     for (size_t i = 0; i < m->n_plans; i++)
         veil__plan_free(m->plans[i]);
+    veil__wcache_release(&m->wcache);
     veil__graph_release(&m->g);
     veil_free(m->in_info);
     veil_free(m->out_info);
@@ -188,6 +194,13 @@ const struct veil_tensor_info *veil_engine_model_output(const struct veil_engine
 {
     VEIL_ASSERT(i < m->n_out);
     return &m->out_info[i];
+}
+
+void veil_engine_model_set_max_activation(struct veil_engine_model *m, uint64_t bytes)
+{
+    pthread_mutex_lock(&m->mu);
+    m->max_act = bytes > 0 ? bytes : VEIL_ENGINE_DEFAULT_MAX_ACTIVATION;
+    pthread_mutex_unlock(&m->mu);
 }
 
 unsigned veil_engine_model_threads(const struct veil_engine_model *m)

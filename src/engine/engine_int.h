@@ -58,7 +58,7 @@ enum veil__post_kind {
     VEIL__POST_SIGMOID,
     VEIL__POST_TANH,
     VEIL__POST_GELU_ERF,
-    VEIL__POST_LINEAR,  /* a * x + b */
+    VEIL__POST_LINEAR, /* a * x + b */
 };
 
 struct veil__post {
@@ -107,6 +107,7 @@ struct veil__graph {
     int32_t *outputs;
     size_t n_outputs;
     int64_t opset;
+    bool grouped_convs; /* some Conv has group > 1: activations prefer 16-channel blocks */
 };
 
 /* ---- Plans ---- */
@@ -215,11 +216,28 @@ struct veil__plan {
     bool cached; /* in the model's cache; an uncached plan dies with its last run */
 };
 
+/*
+ * Weights reordered into a primitive's layout, shared by every plan of the model (so batch
+ * sizes do not multiply weight memory). Keyed by the constant's data pointer and layout.
+ */
+struct veil__wcache_ent {
+    const void *src;
+    dnnl_memory_desc_t md;
+    void *data; /* veil_aligned_alloc, owned by the cache */
+};
+
+struct veil__wcache {
+    struct veil__wcache_ent *ents;
+    size_t n, cap;
+};
+
 struct veil_engine_model {
     struct veil__graph g;
+    struct veil__wcache wcache; /* used under mu (plans are built under it) */
     struct veil_tensor_info *in_info, *out_info;
     size_t n_in, n_out;
     unsigned threads;
+    uint64_t max_act; /* cap on a plan's activation arena */
     dnnl_engine_t deng;
     pthread_mutex_t mu;
     struct veil__plan *plans[VEIL__ENG_MAX_PLANS];
@@ -237,8 +255,12 @@ struct veil__ictx {
     struct veil__tv add; /* the fused residual, when n->add_in >= 0 */
     size_t n_in, n_out;
     struct veil__kparams *kp;
-    struct veil__pval *vals;  /* the plan's values: layouts are read and set by prepare */
-    const bool *blockable;    /* per value: every reader accepts a oneDNN blocked layout */
+    struct veil__pval *vals;     /* the plan's values: layouts are read and set by prepare */
+    struct veil__wcache *wcache; /* the model's reordered weights */
+    const bool *blockable;       /* per value: every reader accepts a oneDNN blocked layout */
+    const int64_t *last_read;    /* per value: the last step reading it (INT64_MAX for outputs) */
+    const bool *viewed;          /* per value: a view operator shares its storage */
+    int64_t step;                /* this node's step index */
     int64_t opset;
     struct veil_errbuf *eb;
 };
@@ -305,6 +327,15 @@ bool veil__plan_matches(const struct veil_engine_model *m, const struct veil__pl
 veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
                          const struct veil_tensor *inputs, struct veil_tensor *outputs,
                          struct veil_errbuf *eb);
+
+void veil__wcache_release(struct veil__wcache *wc);
+
+/*
+ * Allocates a large buffer (activation arenas, reordered weights) aligned to 2 MiB and asks the
+ * kernel for transparent huge pages on it, which cuts TLB misses on big tensors. Free with
+ * veil_aligned_free. NULL on failure.
+ */
+void *veil__big_alloc(size_t size);
 
 /* Adds a constant value owning data (taken over on success). */
 veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum veil_dtype dt,

@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static veil_err grow(void **p, size_t *cap, size_t need, size_t elem)
 {
@@ -473,6 +474,18 @@ out:
     veil_free(cons);
     veil_free(queue);
     return rc;
+}
+
+void *veil__big_alloc(size_t size)
+{
+    const size_t huge = 2u << 20;
+    if (size < huge)
+        return veil_aligned_alloc(64, size);
+    void *p = veil_aligned_alloc(huge, size);
+    /* Advice only: failure (no THP support) leaves ordinary pages. */
+    if (p != NULL)
+        (void)madvise(p, size, MADV_HUGEPAGE);
+    return p;
 }
 
 /* ---- Attribute and tensor helpers ---- */

@@ -11,7 +11,6 @@
 
 #include <math.h>
 #include <string.h>
-#include <stdlib.h>
 
 static bool has_in(const struct veil__ictx *c, size_t i)
 {
@@ -51,8 +50,8 @@ static void add_arg(struct veil__dnnl_exec *ex, int arg, const dnnl_memory_desc_
 }
 
 /* Post-ops of node n: the residual add (binary, full tensor) at its place, then activations. */
-static veil_err make_attr(const struct veil__node *n, const dnnl_memory_desc_t *add_md,
-                          dnnl_primitive_attr_t *attr, struct veil_errbuf *eb)
+static veil_err make_attr_sum(const struct veil__node *n, const dnnl_memory_desc_t *add_md,
+                              bool sum, dnnl_primitive_attr_t *attr, struct veil_errbuf *eb)
 {
     dnnl_post_ops_t po = NULL;
     veil_err rc = veil__dnnl_err(dnnl_primitive_attr_create(attr), "attr", eb);
@@ -65,8 +64,9 @@ static veil_err make_attr(const struct veil__node *n, const dnnl_memory_desc_t *
         return rc;
     for (size_t i = 0; i <= n->n_post; i++) {
         if (n->add_in >= 0 && n->add_at == i)
-            rc = veil__dnnl_err(dnnl_post_ops_append_binary(po, dnnl_binary_add, add_md),
-                                "binary post-op", eb);
+            rc = sum ? veil__dnnl_err(dnnl_post_ops_append_sum(po, 1.0f), "sum post-op", eb)
+                     : veil__dnnl_err(dnnl_post_ops_append_binary(po, dnnl_binary_add, add_md),
+                                      "binary post-op", eb);
         if (rc != VEIL_OK || i == n->n_post)
             break;
         const struct veil__post *p = &n->post[i];
@@ -109,10 +109,24 @@ static veil_err make_attr(const struct veil__node *n, const dnnl_memory_desc_t *
     return rc;
 }
 
+static veil_err make_attr(const struct veil__node *n, const dnnl_memory_desc_t *add_md,
+                          dnnl_primitive_attr_t *attr, struct veil_errbuf *eb)
+{
+    return make_attr_sum(n, add_md, false, attr, eb);
+}
+
+void veil__wcache_release(struct veil__wcache *wc)
+{
+    for (size_t i = 0; i < wc->n; i++)
+        veil_aligned_free(wc->ents[i].data);
+    veil_free(wc->ents);
+    memset(wc, 0, sizeof(*wc));
+}
+
 /* Reorders constant data from md src into a new buffer of layout dst (owned by ks). */
-static veil_err reorder_const(dnnl_engine_t eng, const dnnl_memory_desc_t *src, const void *data,
-                              const dnnl_memory_desc_t *dst, struct veil__kstate *ks,
-                              const void **out, struct veil_errbuf *eb)
+static veil_err reorder_const_new(dnnl_engine_t eng, const dnnl_memory_desc_t *src,
+                                  const void *data, const dnnl_memory_desc_t *dst,
+                                  struct veil__kstate *ks, const void **out, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
     dnnl_primitive_desc_t pd = NULL;
@@ -124,7 +138,7 @@ static veil_err reorder_const(dnnl_engine_t eng, const dnnl_memory_desc_t *src, 
         slot++;
     VEIL_ASSERT(slot < 4);
     size_t sz = dnnl_memory_desc_get_size(dst);
-    void *buf = veil_aligned_alloc(64, sz > 0 ? sz : 64);
+    void *buf = veil__big_alloc(sz > 0 ? sz : 64);
     if (buf == NULL)
         return veil_errf(eb, VEIL_E_NOMEM, "no memory for weights");
     ks->owned[slot] = buf;
@@ -166,6 +180,45 @@ static size_t take_scratch(struct veil__step *st, size_t *cur, size_t sz)
     if (*cur > st->scratch_bytes)
         st->scratch_bytes = *cur;
     return off;
+}
+
+/*
+ * As reorder_const_new, through the model's cache when data is a graph constant (its pointer
+ * is stable for the model's life): the reordered copy is made once and shared by all plans.
+ */
+static veil_err reorder_const(const struct veil__ictx *c, int32_t value, dnnl_engine_t eng,
+                              const dnnl_memory_desc_t *src, const void *data,
+                              const dnnl_memory_desc_t *dst, struct veil__kstate *ks,
+                              const void **out, struct veil_errbuf *eb)
+{
+    struct veil__wcache *wc = c->wcache;
+    /* Only the graph's own constants: a plan's folded values die with the plan. */
+    if (wc == NULL || value < 0 || !c->g->values[value].is_const ||
+        c->g->values[value].c.data != data)
+        return reorder_const_new(eng, src, data, dst, ks, out, eb);
+    for (size_t i = 0; i < wc->n; i++)
+        if (wc->ents[i].src == data && dnnl_memory_desc_equal(&wc->ents[i].md, dst)) {
+            *out = wc->ents[i].data;
+            return VEIL_OK;
+        }
+    if (wc->n == wc->cap) {
+        size_t nc = wc->cap ? wc->cap * 2 : 64;
+        struct veil__wcache_ent *ne = veil_reallocarray(wc->ents, nc, sizeof(*ne));
+        if (ne == NULL)
+            return veil_errf(eb, VEIL_E_NOMEM, "no memory for weights");
+        wc->ents = ne;
+        wc->cap = nc;
+    }
+    struct veil__kstate tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    veil_err rc = reorder_const_new(eng, src, data, dst, &tmp, out, eb);
+    if (rc != VEIL_OK) {
+        veil_aligned_free(tmp.owned[0]);
+        return rc;
+    }
+    wc->ents[wc->n++] = (struct veil__wcache_ent){data, *dst, tmp.owned[0]};
+    (void)ks;
+    return VEIL_OK;
 }
 
 /* Creates the primitive of pd into ex, with its scratchpad in the step's scratch region. */
@@ -263,8 +316,7 @@ static veil_err bind_src_dst(const struct veil__ictx *c, dnnl_engine_t eng,
         size_t off = take_scratch(st, cur, dnnl_memory_desc_get_size(dwant));
         add_arg(main_ex, DNNL_ARG_DST, dwant, -1, NULL, off);
         dnnl_primitive_desc_t rpd = NULL;
-        rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&rpd, dwant, eng, &plain, eng,
-                                                               NULL),
+        rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&rpd, dwant, eng, &plain, eng, NULL),
                             "reorder", c->eb);
         if (rc == VEIL_OK)
             rc = veil__dnnl_err(dnnl_primitive_create(&post->prim, rpd), "reorder", c->eb);
@@ -305,7 +357,8 @@ static veil_err residual_md(const struct veil__ictx *c, size_t r, const int64_t 
     if (c->vals != NULL && c->vals[c->n->add_in].blocked && a->rank == r) {
         for (size_t i = 0; i < r; i++)
             if (a->dims[i] != odims[i])
-                return veil_errf(c->eb, VEIL_E_INVALID, "fused residual does not match the "
+                return veil_errf(c->eb, VEIL_E_INVALID,
+                                 "fused residual does not match the "
                                  "output");
         *md = c->vals[c->n->add_in].md;
         return VEIL_OK;
@@ -494,47 +547,98 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
         int64_t small = tr ? c->in[0].dims[2 + i] : c->out[0].dims[2 + i];
         pr[i] = (small - 1) * strides[i] + ek - big - pl[i];
     }
-    if ((rc = make_attr(c->n, &add_md, &attr, c->eb)) != VEIL_OK)
-        goto out;
+    /*
+     * A residual whose storage dies here is accumulated in place (sum post-op: the output
+     * shares the residual's storage), which oneDNN's fastest kernels support; otherwise it is
+     * read as a binary post-op operand.
+     */
+    int32_t res = c->n->add_in, out_v = c->n->out[0];
+    bool try_sum = res >= 0 && c->vals != NULL && c->last_read != NULL && c->vals[res].runtime &&
+                   c->vals[res].blocked && c->last_read[res] == c->step && c->blockable[out_v] &&
+                   c->vals[res].t.rank == c->out[0].rank;
+    /* Every value sharing that storage (earlier in-place sums) must be dead by now. */
+    for (int32_t v = res; try_sum; v = c->vals[v].root) {
+        try_sum = !c->viewed[v] && c->last_read[v] <= c->step;
+        if (!c->vals[v].alias)
+            break;
+    }
+    for (size_t i = 0; try_sum && i < c->out[0].rank; i++)
+        try_sum = c->vals[res].t.dims[i] == c->out[0].dims[i];
+    bool sum = false;
     bool wconst = c->in[1].data != NULL;
     const dnnl_memory_desc_t *wuse = wconst ? &wany : &wplain;
     const dnnl_memory_desc_t *buse = has_in(c, 2) ? &bias : NULL;
     /* 2-D convolutions pick their own activation layouts (blocked on channels). */
     bool pick = !tr && sp == 2;
-    if (pick) {
-        /*
-         * Channel-blocked activations (16 channels innermost, AVX-512 width) for every 2-D
-         * convolution whose channels allow it, so consecutive convolutions never reorder.
-         */
-        dnnl_dims_t sd, dd;
-        for (size_t i = 0; i < 4; i++) {
-            sd[i] = c->in[0].dims[i];
-            dd[i] = c->out[0].dims[i];
+    /*
+     * 2-D convolutions choose channels-last activations (oneDNN's brgemm kernels), or 16-channel
+     * blocks in models with grouped convolutions, falling back to the other layout when the
+     * first has only a reference kernel for this shape.
+     * Narrow inputs (images) stay row-major: oneDNN reads them directly. Neighbouring
+     * convolutions agree on the layout, so reorders appear only at the few fallbacks.
+     */
+    for (int pass = 0; pass < (try_sum ? 2 : 1); pass++) {
+        sum = try_sum && pass == 0;
+        if (attr != NULL) {
+            dnnl_primitive_attr_destroy(attr);
+            attr = NULL;
         }
-        /* Narrow inputs (images) stay row-major: oneDNN reads them directly. */
-        dnnl_format_tag_t tag = getenv("NHWC") ? dnnl_nhwc : dnnl_nChw16c;
-        if (sd[1] >= 8)
-            dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, tag);
-        dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, tag);
-    }
-    if (tr) {
-        dnnl_deconvolution_desc_t dd;
-        rc = veil__dnnl_err(dnnl_dilated_deconvolution_forward_desc_init(
-                                &dd, dnnl_forward_inference, dnnl_deconvolution_direct, &src, wuse,
-                                buse, &dst, strides, dil, pl, pr),
-                            "deconvolution descriptor", c->eb);
-        if (rc == VEIL_OK)
-            rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &dd, attr, eng, NULL),
-                                "deconvolution", c->eb);
-    } else {
-        dnnl_convolution_desc_t cd;
-        rc = veil__dnnl_err(dnnl_dilated_convolution_forward_desc_init(
-                                &cd, dnnl_forward_inference, dnnl_convolution_direct, &src, wuse,
-                                buse, &dst, strides, dil, pl, pr),
-                            "convolution descriptor", c->eb);
-        if (rc == VEIL_OK)
-            rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL),
-                                "convolution", c->eb);
+        if ((rc = make_attr_sum(c->n, &add_md, sum, &attr, c->eb)) != VEIL_OK)
+            goto out;
+        dnnl_format_tag_t tags[2] = {dnnl_nhwc, dnnl_nChw16c};
+        if (c->g->grouped_convs) {
+            /* Depthwise kernels are fastest on 16-channel blocks: the whole model uses them. */
+            tags[0] = dnnl_nChw16c;
+            tags[1] = dnnl_nhwc;
+        }
+        for (int attempt = 0; attempt < (pick ? 2 : 1); attempt++) {
+            if (pd != NULL) {
+                dnnl_primitive_desc_destroy(pd);
+                pd = NULL;
+            }
+            if (pick) {
+                dnnl_dims_t sd, dd;
+                for (size_t i = 0; i < 4; i++) {
+                    sd[i] = c->in[0].dims[i];
+                    dd[i] = c->out[0].dims[i];
+                }
+                if (sd[1] >= 8)
+                    dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, tags[attempt]);
+                dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, tags[attempt]);
+            }
+            if (tr) {
+                dnnl_deconvolution_desc_t dd;
+                rc = veil__dnnl_err(dnnl_dilated_deconvolution_forward_desc_init(
+                                        &dd, dnnl_forward_inference, dnnl_deconvolution_direct,
+                                        &src, wuse, buse, &dst, strides, dil, pl, pr),
+                                    "deconvolution descriptor", c->eb);
+                if (rc == VEIL_OK)
+                    rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &dd, attr, eng, NULL),
+                                        "deconvolution", c->eb);
+            } else {
+                dnnl_convolution_desc_t cd;
+                rc = veil__dnnl_err(dnnl_dilated_convolution_forward_desc_init(
+                                        &cd, dnnl_forward_inference, dnnl_convolution_direct, &src,
+                                        wuse, buse, &dst, strides, dil, pl, pr),
+                                    "convolution descriptor", c->eb);
+                if (rc == VEIL_OK)
+                    rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL),
+                                        "convolution", c->eb);
+            }
+            const char *impl = NULL;
+            if (rc == VEIL_OK && (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0,
+                                                            (void *)&impl) != dnnl_success ||
+                                  impl == NULL || strncmp(impl, "ref", 3) != 0))
+                break;
+            if (attempt + 1 < (pick ? 2 : 1))
+                rc = VEIL_OK;
+        }
+        if (rc != VEIL_OK || !sum)
+            break;
+        const dnnl_memory_desc_t *dw = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+        if (dnnl_memory_desc_equal(dw, &c->vals[res].md))
+            break;
+        rc = VEIL_OK; /* layouts differ: use the binary post-op */
     }
     if (rc != VEIL_OK)
         goto out;
@@ -553,7 +657,8 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     if (wconst) {
         const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
         const void *wbuf;
-        if ((rc = reorder_const(eng, &wplain, c->in[1].data, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
+        if ((rc = reorder_const(c, c->n->in[1], eng, &wplain, c->in[1].data, wmd, ks, &wbuf,
+                                c->eb)) != VEIL_OK)
             goto out;
         add_arg(&mex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
     } else {
@@ -561,13 +666,18 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     }
     if (buse != NULL)
         add_arg(&mex, DNNL_ARG_BIAS, &bias, c->n->in[2], NULL, 0);
-    if (c->n->add_in >= 0)
+    if (c->n->add_in >= 0 && !sum)
         add_arg(&mex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)c->n->add_at) | DNNL_ARG_SRC_1, &add_md,
                 c->n->add_in, NULL, 0);
     if ((rc = finish_prim_at(pd, &mex, st, &cur, c->eb)) != VEIL_OK) {
         if (has_post)
             dnnl_primitive_destroy(post.prim);
         goto out;
+    }
+    if (sum) {
+        /* The output takes over the residual's storage, which already holds the addend. */
+        c->vals[out_v].alias = true;
+        c->vals[out_v].root = res;
     }
     push_execs(ks, &mex, &post, has_post);
     st->ks = ks;
@@ -603,7 +713,8 @@ veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
             pl[i] = pr[i] = 0;
         } else {
             if (c->kp->v[3][i] != 1)
-                return blocked_in ? veil_errf(c->eb, VEIL_E_UNSUPPORTED, "dilated pooling of a "
+                return blocked_in ? veil_errf(c->eb, VEIL_E_UNSUPPORTED,
+                                              "dilated pooling of a "
                                               "blocked input")
                                   : VEIL_OK;
             strides[i] = c->kp->v[1][i];
@@ -621,14 +732,13 @@ veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
     if ((rc = veil__dnnl_err(dnnl_primitive_attr_create(&attr), "attr", c->eb)) != VEIL_OK)
         return rc;
     dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-    rc = veil__dnnl_err(dnnl_pooling_v2_forward_desc_init(
-                            &d, dnnl_forward_inference,
-                            gap ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max, &src, &dst,
-                            strides, kernel, dil, pl, pr),
-                        "pooling descriptor", c->eb);
+    rc = veil__dnnl_err(
+        dnnl_pooling_v2_forward_desc_init(&d, dnnl_forward_inference,
+                                          gap ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max,
+                                          &src, &dst, strides, kernel, dil, pl, pr),
+        "pooling descriptor", c->eb);
     if (rc == VEIL_OK)
-        rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &d, attr, eng, NULL), "pooling",
-                            c->eb);
+        rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &d, attr, eng, NULL), "pooling", c->eb);
     dnnl_primitive_attr_destroy(attr);
     if (rc != VEIL_OK)
         return rc;
@@ -679,8 +789,8 @@ static veil_err simple_prim(struct veil__ictx *c, dnnl_engine_t eng, struct veil
             rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&pd, src, eng, dst, eng, attr),
                                 "reorder", c->eb);
         else
-            rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, od, attr, eng, NULL),
-                                "primitive", c->eb);
+            rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, od, attr, eng, NULL), "primitive",
+                                c->eb);
     }
     if (rc == VEIL_OK) {
         struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
@@ -710,8 +820,8 @@ veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
     bool log = strcmp(c->n->op_type, "LogSoftmax") == 0;
     veil_err rc = veil__dnnl_err(
         dnnl_softmax_v2_forward_desc_init(&d, dnnl_forward_inference,
-                                          log ? dnnl_softmax_log : dnnl_softmax_accurate, &md,
-                                          &md, (int)c->kp->i[0]),
+                                          log ? dnnl_softmax_log : dnnl_softmax_accurate, &md, &md,
+                                          (int)c->kp->i[0]),
         "softmax descriptor", c->eb);
     if (rc != VEIL_OK)
         return rc;
@@ -937,7 +1047,19 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
         plain_md(&add_md, r, od);
     else if ((rc = residual_md(c, r, od, &add_md)) != VEIL_OK)
         goto out;
-    if ((rc = make_attr(nd, &add_md, &attr, c->eb)) != VEIL_OK)
+    /* As for convolutions: a residual whose storage dies here is accumulated in place. */
+    int32_t res = nd->add_in;
+    bool sum = res >= 0 && c->vals != NULL && c->last_read != NULL && c->vals[res].runtime &&
+               !c->vals[res].blocked && c->last_read[res] == c->step &&
+               c->add.rank == c->out[0].rank;
+    for (size_t i = 0; sum && i < c->out[0].rank; i++)
+        sum = c->add.dims[i] == c->out[0].dims[i];
+    for (int32_t v = res; sum; v = c->vals[v].root) {
+        sum = !c->viewed[v] && c->last_read[v] <= c->step;
+        if (!c->vals[v].alias)
+            break;
+    }
+    if ((rc = make_attr_sum(nd, &add_md, sum, &attr, c->eb)) != VEIL_OK)
         goto out;
     dnnl_matmul_desc_t md;
     if ((rc =
@@ -951,7 +1073,8 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
     if (bconst) {
         const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
         const void *wbuf;
-        if ((rc = reorder_const(eng, &b_plain, c->in[1].data, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
+        if ((rc = reorder_const(c, nd->in[1], eng, &b_plain, c->in[1].data, wmd, ks, &wbuf,
+                                c->eb)) != VEIL_OK)
             goto out;
         add_arg(ex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
     } else {
@@ -960,11 +1083,15 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
     if (bias != NULL)
         add_arg(ex, DNNL_ARG_BIAS, &bias_md, nd->in[2], NULL, 0);
     add_arg(ex, DNNL_ARG_DST, &o_md, nd->out[0], NULL, 0);
-    if (nd->add_in >= 0)
+    if (nd->add_in >= 0 && !sum)
         add_arg(ex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)nd->add_at) | DNNL_ARG_SRC_1, &add_md,
                 nd->add_in, NULL, 0);
     if ((rc = finish_prim(pd, ex, st, c->eb)) != VEIL_OK)
         goto out;
+    if (sum) {
+        c->vals[nd->out[0]].alias = true;
+        c->vals[nd->out[0]].root = res;
+    }
     st->ks = ks;
     ks = NULL;
     rc = VEIL_OK;
@@ -1122,7 +1249,7 @@ static veil_err gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     add_arg(ex, DNNL_ARG_SRC, &a_md, c->n->in[0], NULL, 0);
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     const void *wbuf;
-    if ((rc = reorder_const(eng, &b_plain, bsrc, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
+    if ((rc = reorder_const_new(eng, &b_plain, bsrc, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
         goto out;
     add_arg(ex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
     if (has_c)

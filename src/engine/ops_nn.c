@@ -400,7 +400,7 @@ static veil_err topk_infer(struct veil__ictx *c)
     int64_t k = veil__get_i64(&c->in[1], 0);
     if (k < 0 || k > c->in[0].dims[ax])
         return veil_errf(c->eb, VEIL_E_INVALID, "K=%lld out of range", (long long)k);
-    if (c->n_out < 2)
+    if (c->n_out < 2 || c->n->out[1] < 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "TopK has two outputs");
     c->kp->i[0] = (int64_t)ax;
     c->kp->i[1] = k;

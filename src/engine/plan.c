@@ -109,7 +109,7 @@ static int block_cmp(const void *a, const void *b)
     return x->v - y->v;
 }
 
-static veil_err plan_memory(struct veil__plan *p, struct veil_errbuf *eb)
+static veil_err plan_memory(struct veil__plan *p, uint64_t cap, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
     struct block *bl = NULL, **placed = NULL;
@@ -155,8 +155,9 @@ static veil_err plan_memory(struct veil__plan *p, struct veil_errbuf *eb)
             peak = best + b->size;
         p->vals[b->v].off = best;
     }
-    if (peak > VEIL__ENG_MAX_ACT) {
-        rc = veil_errf(eb, VEIL_E_LIMIT, "activations need %zu bytes, above the cap", peak);
+    if (peak > cap || peak > VEIL__ENG_MAX_ACT) {
+        rc = veil_errf(eb, VEIL_E_LIMIT, "activations need %zu bytes, above the %llu-byte cap",
+                       peak, (unsigned long long)cap);
         goto out;
     }
     (void)total;
@@ -202,8 +203,8 @@ static veil_err find_blockable(const struct veil__graph *g, bool **out, struct v
     for (size_t i = 0; i < g->n_order; i++) {
         const struct veil__node *n = &g->nodes[g->order[i]];
         bool conv = strcmp(n->op_type, "Conv") == 0;
-        bool pool = strcmp(n->op_type, "MaxPool") == 0 ||
-                    strcmp(n->op_type, "GlobalAveragePool") == 0;
+        bool pool =
+            strcmp(n->op_type, "MaxPool") == 0 || strcmp(n->op_type, "GlobalAveragePool") == 0;
         for (size_t k = 0; k <= n->n_in; k++) {
             int32_t v = k < n->n_in ? n->in[k] : n->add_in;
             if (v < 0)
@@ -268,7 +269,8 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     veil_err rc = VEIL_E_INTERNAL;
     struct veil__plan *p = NULL;
     const struct veil__graph *g = &m->g;
-    bool *blockable = NULL;
+    bool *blockable = NULL, *viewed = NULL;
+    int64_t *last_read = NULL;
 
     *out = NULL;
     p = veil_calloc(1, sizeof(*p));
@@ -286,6 +288,27 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         goto out;
     if ((rc = find_blockable(g, &blockable, eb)) != VEIL_OK)
         goto out;
+    last_read = veil_allocarray(g->n_values + 1, sizeof(int64_t));
+    viewed = veil_calloc(g->n_values + 1, sizeof(bool));
+    if (last_read == NULL || viewed == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for a plan");
+        goto out;
+    }
+    for (size_t v = 0; v < g->n_values; v++)
+        last_read[v] = g->values[v].is_output ? INT64_MAX : -1;
+    for (size_t s = 0; s < g->n_order; s++) {
+        const struct veil__node *n = &g->nodes[g->order[s]];
+        bool view = veil__op_get(n->op)->view;
+        for (size_t k = 0; k <= n->n_in; k++) {
+            int32_t v = k < n->n_in ? n->in[k] : n->add_in;
+            if (v < 0)
+                continue;
+            if (last_read[v] < (int64_t)s)
+                last_read[v] = (int64_t)s;
+            if (view && k == 0)
+                viewed[v] = true;
+        }
+    }
     for (size_t v = 0; v < g->n_values; v++) {
         const struct veil__value *gv = &g->values[v];
         struct veil__pval *pv = &p->vals[v];
@@ -335,13 +358,24 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         ic.opset = g->opset;
         ic.eb = eb;
         ic.vals = p->vals;
+        ic.wcache = &m->wcache;
         ic.blockable = blockable;
+        ic.last_read = last_read;
+        ic.viewed = viewed;
+        ic.step = (int64_t)s;
         if (n->n_in > 16 || n->n_out > 8) {
             rc = veil_errf(eb, VEIL_E_LIMIT, "node '%s' has too many inputs or outputs", n->name);
             goto out;
         }
         ic.n_in = n->n_in;
         ic.n_out = n->n_out;
+        /* Every operator writes its first output; all but Constant read their first input. */
+        if (n->n_out < 1 || n->out[0] < 0 ||
+            (strcmp(op->name, "Constant") != 0 && (n->n_in < 1 || n->in[0] < 0))) {
+            rc = veil_errf(eb, VEIL_E_INVALID, "node '%s' (%s) lacks its first input or output",
+                           n->name, op->name);
+            goto out;
+        }
         bool all_const = true;
         for (size_t k = 0; k < n->n_in; k++) {
             fill_tv(p, n->in[k], &ic.in[k]);
@@ -392,12 +426,11 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
                     goto out;
                 }
             }
-            if (__builtin_mul_overflow(numel, (uint64_t)esz, &nbytes) ||
-                nbytes > VEIL__ENG_MAX_ACT) {
+            if (__builtin_mul_overflow(numel, (uint64_t)esz, &nbytes) || nbytes > m->max_act) {
                 rc = veil_errf(eb, VEIL_E_LIMIT,
                                "node '%s' (%s): output %zu needs more than "
                                "%llu bytes",
-                               n->name, op->name, k, (unsigned long long)VEIL__ENG_MAX_ACT);
+                               n->name, op->name, k, (unsigned long long)m->max_act);
                 goto out;
             }
             t->numel = numel;
@@ -514,7 +547,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         if (p->vals[v].runtime)
             p->vals[v].first = -1;
     }
-    if ((rc = plan_memory(p, eb)) != VEIL_OK)
+    if ((rc = plan_memory(p, m->max_act, eb)) != VEIL_OK)
         goto out;
     /* Exec argument bases for oneDNN steps. */
     size_t ex = 0;
@@ -529,6 +562,8 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     rc = VEIL_OK;
 out:
     veil_free(blockable);
+    veil_free(last_read);
+    veil_free(viewed);
     veil__plan_free(p);
     return rc;
 }
@@ -543,7 +578,7 @@ static veil_err scratch_new(struct veil_engine_model *m, struct veil__plan *p,
     *out = NULL;
     if (sc == NULL)
         return veil_errf(eb, VEIL_E_NOMEM, "no memory for run scratch");
-    sc->arena = veil_aligned_alloc(64, p->arena_bytes);
+    sc->arena = veil__big_alloc(p->arena_bytes);
     if (sc->arena == NULL) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for %zu bytes of activations", p->arena_bytes);
         goto out;

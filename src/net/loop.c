@@ -166,35 +166,6 @@ veil_err veil_net_loop_post(struct veil_net_loop *loop, veil_net_task_fn fn, voi
     return VEIL_OK;
 }
 
-static void timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct net_timer *t = arg;
-    t->fn(t->arg);
-}
-
-veil_err veil_net_loop_every(struct veil_net_loop *loop, uint32_t period_ms, veil_net_task_fn fn,
-                             void *arg)
-{
-    struct net_timer *t = veil_calloc(1, sizeof(*t));
-    if (t == NULL)
-        return VEIL_E_NOMEM;
-    t->fn = fn;
-    t->arg = arg;
-    t->ev = event_new(loop->base, -1, EV_PERSIST, timer_cb, t);
-    struct timeval tv = {(time_t)(period_ms / 1000), (suseconds_t)((period_ms % 1000) * 1000)};
-    if (t->ev == NULL || event_add(t->ev, &tv) != 0) {
-        if (t->ev != NULL)
-            event_free(t->ev);
-        veil_free(t);
-        return VEIL_E_INTERNAL;
-    }
-    t->next = loop->timers;
-    loop->timers = t;
-    return VEIL_OK;
-}
-
 void veil_net_loop_free(struct veil_net_loop *loop)
 {
     if (loop == NULL)
@@ -209,13 +180,6 @@ void veil_net_loop_free(struct veil_net_loop *loop)
         r->ops->free(r->srv);
         veil_free(r);
         r = next;
-    }
-    struct net_timer *t = loop->timers;
-    while (t != NULL) {
-        struct net_timer *next = t->next;
-        event_free(t->ev);
-        veil_free(t);
-        t = next;
     }
     if (loop->wake != NULL)
         event_free(loop->wake);

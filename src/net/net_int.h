@@ -18,13 +18,6 @@ struct net_task {
     void *arg;
 };
 
-struct net_timer {
-    struct net_timer *next;
-    struct event *ev;
-    veil_net_task_fn fn;
-    void *arg;
-};
-
 /* Each server kind registers how it stops accepting, and how it is freed. */
 struct net_server_ops {
     void (*shutdown)(void *srv); /* stop accepting, tell peers to go away */
@@ -45,7 +38,6 @@ struct veil_net_loop {
     struct event *drain_tick;
     pthread_mutex_t mu;
     struct net_task *head, *tail; /* posted tasks, under mu */
-    struct net_timer *timers;
     struct net_server_ref *servers;
     atomic_long inflight; /* requests handed to a handler and not yet answered */
     atomic_bool stop_requested;

@@ -155,6 +155,7 @@ struct sv_batcher {
     struct bitem *head, *tail;
     int64_t queued_rows;
     uint64_t head_since_ns;
+    int64_t last_rows; /* rows of the previous batch: the concurrency the clients show */
     bool stop;
     pthread_t *threads;
     size_t n;
@@ -315,7 +316,13 @@ static void *batcher_main(void *arg)
         if (b->head == NULL)
             break;
         uint64_t until = b->head_since_ns + (uint64_t)b->p.batch_timeout_micros * 1000ULL;
-        while (!b->stop && b->head != NULL && b->queued_rows < b->p.max_batch_size &&
+        /* A batch closes when it is full, when batch_timeout_micros has passed, or as soon as
+         * it holds as many rows as the previous batch: clients that send again right after
+         * their answer are waited for, and a lone client never waits for the timeout. */
+        int64_t target = b->last_rows > 0 ? b->last_rows : 1;
+        if (target > b->p.max_batch_size)
+            target = b->p.max_batch_size;
+        while (!b->stop && b->head != NULL && b->queued_rows < target &&
                veil_time_mono_ns() < until) {
             struct timespec ts;
             deadline_ts(until, &ts);
@@ -345,6 +352,7 @@ static void *batcher_main(void *arg)
         for (struct bitem *x = b->head; x != NULL; x = x->next)
             b->tail = x;
         b->queued_rows -= rows;
+        b->last_rows = rows;
         b->head_since_ns = veil_time_mono_ns();
         if (b->head != NULL)
             pthread_cond_signal(&b->cv);

@@ -354,8 +354,8 @@ static void scan_model(struct sv_repo *r, struct sv_model *m)
 {
     int64_t found[256];
     /* A removed model has no wanted version: everything unloads and is then forgotten. */
-    size_t n = m->removed ? 0
-                          : list_versions(m->cfg.base_path, found, sizeof(found) / sizeof(found[0]));
+    size_t n =
+        m->removed ? 0 : list_versions(m->cfg.base_path, found, sizeof(found) / sizeof(found[0]));
     if (n == 0)
         VEIL_LOG_DEBUG("model %s: no version under %s yet", m->cfg.name, m->cfg.base_path);
     /* Loads first: availability is preserved because unloading waits for them. */
@@ -459,21 +459,21 @@ static void scan_model(struct sv_repo *r, struct sv_model *m)
         if (!keep && x->state == SV_AVAILABLE && (any_wanted_available || !any_wanted)) {
             VEIL_LOG_INFO("model %s version %lld unloading", m->cfg.name, (long long)x->version);
             x->state = SV_UNLOADING;
-            if (x->refs == 0) {
-                /* Nobody holds it: unload below, outside the lock. */
+        }
+        if (x->state == SV_UNLOADING) {
+            /* Nobody holds it: unload below, outside the lock (else at a later scan). */
+            struct sv_version *copy = x->refs == 0 ? veil_calloc(1, sizeof(*copy)) : NULL;
+            if (copy != NULL) {
                 x->state = SV_END;
                 x->err_code = 0;
-                struct sv_version *copy = veil_calloc(1, sizeof(*copy));
-                if (copy != NULL) {
-                    copy->em = x->em;
-                    copy->batcher = x->batcher;
-                    copy->sig = x->sig;
-                    copy->next = to_free;
-                    to_free = copy;
-                    x->em = NULL;
-                    x->batcher = NULL;
-                    memset(&x->sig, 0, sizeof(x->sig));
-                }
+                copy->em = x->em;
+                copy->batcher = x->batcher;
+                copy->sig = x->sig;
+                copy->next = to_free;
+                to_free = copy;
+                x->em = NULL;
+                x->batcher = NULL;
+                memset(&x->sig, 0, sizeof(x->sig));
             }
         }
         /* Forget finished versions whose folder is gone. */
@@ -516,8 +516,8 @@ static void reload_config(struct sv_repo *r)
     if (rc == VEIL_OK)
         rc = veil__serve_repo_reconfigure(r, cfgs, n, &eb);
     if (rc != VEIL_OK)
-        VEIL_LOG_ERR("model config %s not reloaded, keeping the current models: %s",
-                     r->config_path, veil_errbuf_msg(&eb, rc));
+        VEIL_LOG_ERR("model config %s not reloaded, keeping the current models: %s", r->config_path,
+                     veil_errbuf_msg(&eb, rc));
     veil_arena_release(&a);
     veil_buf_release(&text);
 }
@@ -711,34 +711,13 @@ out:
 
 void veil__serve_repo_release(struct sv_repo *r, struct sv_version *v)
 {
-    struct veil_engine_model *em = NULL;
-    struct sv_batcher *b = NULL;
-    struct sv_sig sig;
-    bool unload = false;
     if (v == NULL)
         return;
+    /* An UNLOADING version is freed by the next scan once nobody holds it: freeing here could
+     * run on one of its own batch threads, which cannot join themselves. */
     pthread_mutex_lock(&r->mu);
     v->refs--;
-    if (v->refs == 0 && v->state == SV_UNLOADING) {
-        unload = true;
-        em = v->em;
-        b = v->batcher;
-        sig = v->sig;
-        v->em = NULL;
-        v->batcher = NULL;
-        memset(&v->sig, 0, sizeof(v->sig));
-        v->state = SV_END;
-        v->err_code = 0;
-    }
     pthread_mutex_unlock(&r->mu);
-    if (unload) {
-        struct sv_version tmp;
-        memset(&tmp, 0, sizeof(tmp));
-        tmp.em = em;
-        tmp.batcher = b;
-        tmp.sig = sig;
-        version_unload_now(&tmp);
-    }
 }
 
 bool veil__serve_repo_status(struct sv_repo *r, const char *name, bool has_version, int64_t version,
@@ -812,8 +791,7 @@ veil_err veil__serve_repo_metrics(struct sv_repo *r, struct veil_buf *b)
     veil_err rc = veil_buf_append_str(b, "# TYPE :veil:serving:model_version_state gauge\n");
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; rc == VEIL_OK && i < r->n_models; i++)
-        for (struct sv_version *x = r->models[i]->versions; rc == VEIL_OK && x != NULL;
-             x = x->next)
+        for (struct sv_version *x = r->models[i]->versions; rc == VEIL_OK && x != NULL; x = x->next)
             rc = veil_buf_appendf(b,
                                   ":veil:serving:model_version_state{model_name=\"%s\","
                                   "version=\"%lld\",state=\"%s\"} 1\n",

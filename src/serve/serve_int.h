@@ -348,7 +348,7 @@ struct sv_repo {
     bool stop;
     struct sv_model **models; /* removed models stay (flagged) until the repository is freed */
     size_t n_models;
-    char *config_path;        /* re-read every config_poll_s seconds when > 0 */
+    char *config_path; /* re-read every config_poll_s seconds when > 0 */
     int64_t config_poll_s;
     int64_t poll_s;
     struct veil_key_source *keys;

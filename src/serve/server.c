@@ -261,7 +261,7 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
                       s->tls_rest != NULL ? " (TLS)" : " (PLAINTEXT)");
     }
     if ((rc = veil__serve_repo_start(s->repo, o->model_config_file,
-                                      o->model_config_file_poll_wait_seconds, eb)) != VEIL_OK)
+                                     o->model_config_file_poll_wait_seconds, eb)) != VEIL_OK)
         goto out;
     *out = s;
     s = NULL;

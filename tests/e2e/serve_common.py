@@ -74,6 +74,29 @@ def make_affine(path, mul, add, width=3, in_name="input", out_name="output"):
     onnx.save(m, path)
 
 
+def make_slow(path, width, depth):
+    """y = x * 2 + 1 through `depth` extra Mul/Add pairs (by 1 and 0): a model whose run time
+    is set by depth, for tests that need the engine to be the bottleneck."""
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", width])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", width])
+    inits = [helper.make_tensor(n, TensorProto.FLOAT, [1], [v])
+             for n, v in (("one", 1.0), ("zero", 0.0), ("two", 2.0))]
+    nodes, cur = [], "input"
+    for i in range(depth):
+        nodes.append(helper.make_node("Mul", [cur, "one"], ["m%d" % i]))
+        nodes.append(helper.make_node("Add", ["m%d" % i, "zero"], ["a%d" % i]))
+        cur = "a%d" % i
+    nodes.append(helper.make_node("Mul", [cur, "two"], ["t"]))
+    nodes.append(helper.make_node("Add", ["t", "one"], ["output"]))
+    g = helper.make_graph(nodes, "slow", [x], [y], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    onnx.save(m, path)
+
+
 def make_two_io(path):
     """Two inputs a, b float32 [batch, 2]; outputs sum = a + b and prod = a * b."""
     import onnx
@@ -153,7 +176,15 @@ class Server:
         cmd = [veil, "serve", "--host=127.0.0.1", "--port=%d" % self.grpc_port,
                "--rest_api_port=%d" % self.rest_port] + args
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_ready(ready_timeout, "/readyz" if wait_ready else "/healthz")
+        try:
+            self.wait_ready(ready_timeout, "/readyz" if wait_ready else "/healthz")
+        except BaseException:
+            # Never leave a server behind: the caller's finally only covers a started server.
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.log.close()
+            raise
 
     def wait_ready(self, timeout, path):
         end = time.time() + timeout

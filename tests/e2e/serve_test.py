@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_common import (FAILS, Server, check, check_eq, curl, finish, fresh_dir,  # noqa: E402
-                          gen_stubs, make_affine, make_certs, make_two_io)
+                          gen_stubs, make_affine, make_certs, make_slow, make_two_io)
 
 args = None
 
@@ -715,12 +715,21 @@ def suite_config(work):
 # ---------------------------------------------------------------------------------------------
 
 def suite_reload(work):
-    """Versions appear and disappear under load: zero failed requests."""
+    """Versions appear and disappear under load: zero failed requests, without and with
+    batching (where the last request of an unloaded version finishes on a batch thread)."""
+    for batching in (False, True):
+        print("reload, batching %s:" % ("on" if batching else "off"))
+        reload_once(work, batching)
+
+
+def reload_once(work, batching):
     P = pb()
-    base = os.path.join(work, "models", "m")
+    tag = "b" if batching else "p"
+    base = os.path.join(work, "models" + tag, "m")
     make_affine(os.path.join(base, "1", "model.onnx"), 1.0, 0.0)
+    extra = ["--enable_batching"] if batching else []
     srv = Server(args.veil, work, ["--model_name=m", "--model_base_path=" + base, "--plaintext",
-                                   "--file_system_poll_wait_seconds=1"], "reload")
+                                   "--file_system_poll_wait_seconds=1"] + extra, "reload" + tag)
     stop = threading.Event()
     stats = {"ok": 0, "fail": [], "seen": set()}
     lock = threading.Lock()
@@ -767,7 +776,7 @@ def suite_reload(work):
         for t in threads:
             t.start()
         time.sleep(0.5)
-        tmp = os.path.join(work, "v2tmp")
+        tmp = os.path.join(work, "v2tmp" + tag)
         make_affine(os.path.join(tmp, "model.onnx"), 2.0, 0.0)
         os.rename(tmp, os.path.join(base, "2"))
         wait_versions([(2, "AVAILABLE")], "version 2 replaced version 1")
@@ -775,7 +784,7 @@ def suite_reload(work):
         shutil.rmtree(os.path.join(base, "2"))
         wait_versions([(1, "AVAILABLE")], "removing version 2 brings version 1 back")
         time.sleep(0.5)
-        tmp = os.path.join(work, "v3tmp")
+        tmp = os.path.join(work, "v3tmp" + tag)
         os.makedirs(tmp)
         with open(os.path.join(tmp, "model.onnx"), "wb") as f:
             f.write(b"broken")
@@ -854,7 +863,8 @@ def suite_batching(work):
         f.write("max_batch_size { value: 1 }\nbatch_timeout_micros { value: 0 }\n"
                 "max_enqueued_batches { value: 1 }\nnum_batch_threads { value: 1 }\n")
     big = os.path.join(work, "models", "big")
-    make_affine(os.path.join(big, "1", "model.onnx"), 2.0, 1.0, width=200000)
+    # Each run takes many milliseconds, far longer than a client needs to send a request.
+    make_slow(os.path.join(big, "1", "model.onnx"), 200000, 60)
     srv = Server(args.veil, work, ["--model_name=big", "--model_base_path=" + big, "--plaintext",
                                    "--enable_batching", "--batching_parameters_file=" + bp,
                                    "--request_threads=16"], "queue")
@@ -973,6 +983,18 @@ def suite_robust(work):
         srv.stop()
     code, r = grpc_code(lambda: fut.result())
     check(code in ("OK", "UNAVAILABLE"), "request around SIGTERM ends cleanly (%s)" % code)
+    print("REST deadline:")
+    srv = Server(args.veil, work, ["--model_name=m", "--model_base_path=" + base, "--plaintext",
+                                   "--rest_api_timeout_in_ms=1"], "deadline")
+    try:
+        # Decoding 600k numbers takes longer than 1 ms: the deadline passes before the run.
+        body = ("{\"instances\": [" + ",".join(["[1.5,2.5,3.5]"] * 200000) + "]}").encode()
+        st, js = srv.rest_json("POST", "/v1/models/m:predict", body)
+        check_eq((st, js), (504, {"error": "Deadline exceeded"}), "REST timeout -> 504")
+        st, js = srv.rest_json("GET", "/v1/models/m")
+        check_eq(st, 200, "status is not subject to the predict deadline")
+    finally:
+        srv.stop()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,9 +106,9 @@ static void check_one(const char *dir, const char *c, const char *file, const ch
     snprintf(got_r, sizeof(got_r), "%s", reason ? reason : "?");
     snprintf(got_tcb, sizeof(got_tcb), "%s",
              jstr(r.out, "tcb_status") ? jstr(r.out, "tcb_status") : "?");
-    bool adv_ok = veil_json_get(exp, "advisory_ids") == NULL ||
-                  same_advisories(veil_json_get(r.out, "advisory_ids"),
-                                  veil_json_get(exp, "advisory_ids"));
+    bool adv_ok =
+        veil_json_get(exp, "advisory_ids") == NULL ||
+        same_advisories(veil_json_get(r.out, "advisory_ids"), veil_json_get(exp, "advisory_ids"));
     const struct veil_json *dbg_want = veil_json_get(exp, "debug");
     if (dbg_want == NULL)
         dbg_want = veil_json_get(exp, "debug_allowed");

@@ -27,8 +27,7 @@ static const char *expected_field(const char *dir, const char *c, const char *ke
     veil_arena_init(&a, 4096, 1u << 20);
     if (read_case_file(dir, c, "expected.json", &b) == VEIL_OK &&
         veil_json_parse(veil_buf_span(&b), &a, &doc, NULL) == VEIL_OK) {
-        const struct veil_json *v =
-            veil_json_get(veil_json_get(doc, "fields"), key);
+        const struct veil_json *v = veil_json_get(veil_json_get(doc, "fields"), key);
         if (v != NULL && v->type == VEIL_JSON_STRING)
             snprintf(out, sizeof(out), "%s", v->str);
         else if (v != NULL && v->type == VEIL_JSON_NUMBER)

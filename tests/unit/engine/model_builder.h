@@ -52,8 +52,8 @@ static __attribute__((unused)) void mb_release(struct mb *b)
 }
 
 /* A value info; a negative dim becomes the symbolic dimension "N". */
-static __attribute__((unused)) VeilOnnx__ValueInfoProto *mb_vi(struct mb *b, const char *name, int dt, size_t rank,
-                                       const int64_t *dims)
+static __attribute__((unused)) VeilOnnx__ValueInfoProto *
+mb_vi(struct mb *b, const char *name, int dt, size_t rank, const int64_t *dims)
 {
     VeilOnnx__ValueInfoProto *v = mb_alloc(b, sizeof(*v));
     VeilOnnx__TypeProto *tp = mb_alloc(b, sizeof(*tp));
@@ -85,19 +85,23 @@ static __attribute__((unused)) VeilOnnx__ValueInfoProto *mb_vi(struct mb *b, con
     return v;
 }
 
-static __attribute__((unused)) void mb_input(struct mb *b, const char *name, int dt, size_t rank, const int64_t *dims)
+static __attribute__((unused)) void mb_input(struct mb *b, const char *name, int dt, size_t rank,
+                                             const int64_t *dims)
 {
     b->ins[b->n_ins++] = mb_vi(b, name, dt, rank, dims);
 }
 
-static __attribute__((unused)) void mb_output(struct mb *b, const char *name, int dt, size_t rank, const int64_t *dims)
+static __attribute__((unused)) void mb_output(struct mb *b, const char *name, int dt, size_t rank,
+                                              const int64_t *dims)
 {
     b->outs[b->n_outs++] = mb_vi(b, name, dt, rank, dims);
 }
 
 /* A tensor with raw data of nbytes bytes (which may disagree with dims on purpose). */
-static __attribute__((unused)) VeilOnnx__TensorProto *mb_tensor(struct mb *b, const char *name, int dt, size_t rank,
-                                        const int64_t *dims, const void *data, size_t nbytes)
+static __attribute__((unused)) VeilOnnx__TensorProto *mb_tensor(struct mb *b, const char *name,
+                                                                int dt, size_t rank,
+                                                                const int64_t *dims,
+                                                                const void *data, size_t nbytes)
 {
     VeilOnnx__TensorProto *t = mb_alloc(b, sizeof(*t));
     veil_onnx__tensor_proto__init(t);
@@ -115,8 +119,8 @@ static __attribute__((unused)) VeilOnnx__TensorProto *mb_tensor(struct mb *b, co
     return t;
 }
 
-static __attribute__((unused)) VeilOnnx__TensorProto *mb_init_f(struct mb *b, const char *name, size_t rank,
-                                        const int64_t *dims, const float *data)
+static __attribute__((unused)) VeilOnnx__TensorProto *
+mb_init_f(struct mb *b, const char *name, size_t rank, const int64_t *dims, const float *data)
 {
     size_t n = 1;
     for (size_t i = 0; i < rank; i++)
@@ -126,8 +130,8 @@ static __attribute__((unused)) VeilOnnx__TensorProto *mb_init_f(struct mb *b, co
     return t;
 }
 
-static __attribute__((unused)) VeilOnnx__TensorProto *mb_init_i64(struct mb *b, const char *name, size_t rank,
-                                          const int64_t *dims, const int64_t *data)
+static __attribute__((unused)) VeilOnnx__TensorProto *
+mb_init_i64(struct mb *b, const char *name, size_t rank, const int64_t *dims, const int64_t *data)
 {
     size_t n = 1;
     for (size_t i = 0; i < rank; i++)
@@ -137,7 +141,8 @@ static __attribute__((unused)) VeilOnnx__TensorProto *mb_init_i64(struct mb *b, 
     return t;
 }
 
-static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_i(struct mb *b, const char *name, int64_t v)
+static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_i(struct mb *b, const char *name,
+                                                                   int64_t v)
 {
     VeilOnnx__AttributeProto *a = mb_alloc(b, sizeof(*a));
     veil_onnx__attribute_proto__init(a);
@@ -149,7 +154,8 @@ static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_i(struct mb *b,
     return a;
 }
 
-static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_f(struct mb *b, const char *name, float v)
+static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_f(struct mb *b, const char *name,
+                                                                   float v)
 {
     VeilOnnx__AttributeProto *a = mb_alloc(b, sizeof(*a));
     veil_onnx__attribute_proto__init(a);
@@ -161,8 +167,8 @@ static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_f(struct mb *b,
     return a;
 }
 
-static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_ints(struct mb *b, const char *name, size_t n,
-                                              const int64_t *v)
+static __attribute__((unused)) VeilOnnx__AttributeProto *
+mb_attr_ints(struct mb *b, const char *name, size_t n, const int64_t *v)
 {
     VeilOnnx__AttributeProto *a = mb_alloc(b, sizeof(*a));
     veil_onnx__attribute_proto__init(a);
@@ -176,8 +182,8 @@ static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_ints(struct mb 
 }
 
 /* Adds node op with comma-separated inputs and outputs ("" entries allowed) and attrs. */
-static __attribute__((unused)) VeilOnnx__NodeProto *mb_node(struct mb *b, const char *op, const char *ins,
-                                    const char *outs, size_t n_attrs, ...)
+static __attribute__((unused)) VeilOnnx__NodeProto *
+mb_node(struct mb *b, const char *op, const char *ins, const char *outs, size_t n_attrs, ...)
 {
     VeilOnnx__NodeProto *n = mb_alloc(b, sizeof(*n));
     veil_onnx__node_proto__init(n);
