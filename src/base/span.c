@@ -18,8 +18,10 @@ veil_err veil_span_get_bytes(struct veil_span *s, size_t n, struct veil_span *su
         return VEIL_E_INCOMPLETE;
     sub->p = s->p;
     sub->len = n;
-    s->p += n;
-    s->len -= n;
+    if (n > 0) { /* an empty span may have a NULL pointer: no arithmetic on it */
+        s->p += n;
+        s->len -= n;
+    }
     return VEIL_OK;
 }
 
