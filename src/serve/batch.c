@@ -155,7 +155,7 @@ struct sv_batcher {
     struct bitem *head, *tail;
     int64_t queued_rows;
     uint64_t head_since_ns;
-    int64_t last_rows; /* rows of the previous batch: the concurrency the clients show */
+    int64_t target_rows; /* rows expected back: the last batch's plus those already waiting */
     bool stop;
     pthread_t *threads;
     size_t n;
@@ -244,6 +244,7 @@ static void run_batch(struct sv_batcher *b, struct bitem *items, int64_t rows)
         memset((uint8_t *)in[k].data + off, 0, in[k].nbytes - off);
     }
     veil_err rc = VEIL_OK;
+    uint64_t t_run = veil_time_mono_ns();
     if (ok) {
         rc = veil_engine_run(v->em, in, v->sig.n_in, outs, v->sig.n_out, &eb);
         if (rc != VEIL_OK) {
@@ -251,6 +252,8 @@ static void run_batch(struct sv_batcher *b, struct bitem *items, int64_t rows)
             why = veil_errbuf_msg(&eb, rc);
         }
     }
+    VEIL_LOG_DEBUG("batch of %lld rows (%lld with padding) ran in %.1f ms", (long long)rows,
+                   (long long)padded, (double)(veil_time_mono_ns() - t_run) / 1e6);
     for (size_t j = 0; ok && j < v->sig.n_out; j++)
         if (outs[j].rank == 0 || outs[j].dims[0] != padded) {
             ok = false;
@@ -317,9 +320,10 @@ static void *batcher_main(void *arg)
             break;
         uint64_t until = b->head_since_ns + (uint64_t)b->p.batch_timeout_micros * 1000ULL;
         /* A batch closes when it is full, when batch_timeout_micros has passed, or as soon as
-         * it holds as many rows as the previous batch: clients that send again right after
-         * their answer are waited for, and a lone client never waits for the timeout. */
-        int64_t target = b->last_rows > 0 ? b->last_rows : 1;
+         * it holds the rows expected back: those of the batch that just ran (its clients send
+         * again once answered) plus those that were already waiting. Closed-loop clients thus
+         * meet in one batch, and a lone client never waits for the timeout. */
+        int64_t target = b->target_rows > 0 ? b->target_rows : 1;
         if (target > b->p.max_batch_size)
             target = b->p.max_batch_size;
         while (!b->stop && b->head != NULL && b->queued_rows < target &&
@@ -352,13 +356,15 @@ static void *batcher_main(void *arg)
         for (struct bitem *x = b->head; x != NULL; x = x->next)
             b->tail = x;
         b->queued_rows -= rows;
-        b->last_rows = rows;
         b->head_since_ns = veil_time_mono_ns();
         if (b->head != NULL)
             pthread_cond_signal(&b->cv);
         pthread_mutex_unlock(&b->mu);
         run_batch(b, taken, rows);
         pthread_mutex_lock(&b->mu);
+        b->target_rows = rows + b->queued_rows;
+        /* Requests that waited during the run get a fresh window for the others to return. */
+        b->head_since_ns = veil_time_mono_ns();
     }
     pthread_mutex_unlock(&b->mu);
     return NULL;
