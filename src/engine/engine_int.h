@@ -284,6 +284,9 @@ int veil__op_index(const char *name);
 
 /* Attribute helpers (by name; defaults when absent). */
 const struct veil__attr *veil__attr_get(const struct veil__node *n, const char *name);
+/* The attribute called name when it has type t; NULL when absent or of another type. */
+const struct veil__attr *veil__attr_typed(const struct veil__node *n, const char *name,
+                                          enum veil_onnx_attr_type t);
 int64_t veil__attr_i(const struct veil__node *n, const char *name, int64_t def);
 float veil__attr_f(const struct veil__node *n, const char *name, float def);
 const char *veil__attr_s(const struct veil__node *n, const char *name, const char *def);

@@ -498,6 +498,13 @@ const struct veil__attr *veil__attr_get(const struct veil__node *n, const char *
     return NULL;
 }
 
+const struct veil__attr *veil__attr_typed(const struct veil__node *n, const char *name,
+                                          enum veil_onnx_attr_type t)
+{
+    const struct veil__attr *a = veil__attr_get(n, name);
+    return a != NULL && a->type == t ? a : NULL;
+}
+
 int64_t veil__attr_i(const struct veil__node *n, const char *name, int64_t def)
 {
     const struct veil__attr *a = veil__attr_get(n, name);

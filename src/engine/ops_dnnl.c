@@ -411,11 +411,11 @@ static veil_err conv_infer(struct veil__ictx *c)
     }
     /* ConvTranspose: out = stride*(in-1) + output_padding + ((k-1)*d+1) - pads. */
     size_t sp = r - 2;
-    const struct veil__attr *st = veil__attr_get(c->n, "strides");
-    const struct veil__attr *pd = veil__attr_get(c->n, "pads");
-    const struct veil__attr *dl = veil__attr_get(c->n, "dilations");
-    const struct veil__attr *op = veil__attr_get(c->n, "output_padding");
-    const struct veil__attr *os = veil__attr_get(c->n, "output_shape");
+    const struct veil__attr *st = veil__attr_typed(c->n, "strides", VEIL_ONNX_ATTR_INTS);
+    const struct veil__attr *pd = veil__attr_typed(c->n, "pads", VEIL_ONNX_ATTR_INTS);
+    const struct veil__attr *dl = veil__attr_typed(c->n, "dilations", VEIL_ONNX_ATTR_INTS);
+    const struct veil__attr *op = veil__attr_typed(c->n, "output_padding", VEIL_ONNX_ATTR_INTS);
+    const struct veil__attr *os = veil__attr_typed(c->n, "output_shape", VEIL_ONNX_ATTR_INTS);
     const char *ap = veil__attr_s(c->n, "auto_pad", "NOTSET");
     if ((st && st->n != sp) || (pd && pd->n != 2 * sp) || (dl && dl->n != sp) ||
         (op && op->n != sp) || (os && os->n != sp && os->n != r))

@@ -73,7 +73,7 @@ static veil_err reduce_infer(struct veil__ictx *c)
                 axes[i] = veil__get_i64(&c->in[1], i);
         }
     } else {
-        const struct veil__attr *a = veil__attr_get(c->n, "axes");
+        const struct veil__attr *a = veil__attr_typed(c->n, "axes", VEIL_ONNX_ATTR_INTS);
         if (a != NULL) {
             if (a->n > VEIL__ENG_RANK)
                 return veil_errf(c->eb, VEIL_E_INVALID, "too many axes");
@@ -547,10 +547,10 @@ veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *
                              struct veil__kparams *kp)
 {
     size_t sp = c->in[0].rank - 2;
-    const struct veil__attr *ks = veil__attr_get(c->n, "kernel_shape");
-    const struct veil__attr *st = veil__attr_get(c->n, "strides");
-    const struct veil__attr *pd = veil__attr_get(c->n, "pads");
-    const struct veil__attr *dl = veil__attr_get(c->n, "dilations");
+    const struct veil__attr *ks = veil__attr_typed(c->n, "kernel_shape", VEIL_ONNX_ATTR_INTS);
+    const struct veil__attr *st = veil__attr_typed(c->n, "strides", VEIL_ONNX_ATTR_INTS);
+    const struct veil__attr *pd = veil__attr_typed(c->n, "pads", VEIL_ONNX_ATTR_INTS);
+    const struct veil__attr *dl = veil__attr_typed(c->n, "dilations", VEIL_ONNX_ATTR_INTS);
     const char *ap = veil__attr_s(c->n, "auto_pad", "NOTSET");
     bool ceil_mode = veil__attr_i(c->n, "ceil_mode", 0) != 0;
     if (sp < 1 || sp > 3)

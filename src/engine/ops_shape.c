@@ -163,7 +163,7 @@ static veil_err axes_of(struct veil__ictx *c, size_t in_idx, int64_t *axes, size
             return read_ints(&c->in[in_idx], axes, VEIL__ENG_RANK, n, c->eb);
         return VEIL_OK;
     }
-    const struct veil__attr *a = veil__attr_get(c->n, "axes");
+    const struct veil__attr *a = veil__attr_typed(c->n, "axes", VEIL_ONNX_ATTR_INTS);
     if (a == NULL)
         return VEIL_OK;
     if (a->n > VEIL__ENG_RANK)
@@ -278,7 +278,7 @@ static void strided_run(struct sjob *j, const struct veil__tv *out)
 static veil_err transpose_infer(struct veil__ictx *c)
 {
     size_t r = c->in[0].rank;
-    const struct veil__attr *a = veil__attr_get(c->n, "perm");
+    const struct veil__attr *a = veil__attr_typed(c->n, "perm", VEIL_ONNX_ATTR_INTS);
     bool used[VEIL__ENG_RANK] = {false};
     if (a != NULL && a->n != r)
         return veil_errf(c->eb, VEIL_E_INVALID, "perm has %zu entries for rank %zu", a->n, r);
@@ -465,8 +465,8 @@ static veil_err split_infer(struct veil__ictx *c)
     if (c->opset >= 13 && has_in(c, 1)) {
         if ((rc = read_ints(&c->in[1], sizes, 8, &ns, c->eb)) != VEIL_OK)
             return rc;
-    } else if (c->opset < 13 && veil__attr_get(c->n, "split") != NULL) {
-        const struct veil__attr *a = veil__attr_get(c->n, "split");
+    } else if (c->opset < 13 && veil__attr_typed(c->n, "split", VEIL_ONNX_ATTR_INTS) != NULL) {
+        const struct veil__attr *a = veil__attr_typed(c->n, "split", VEIL_ONNX_ATTR_INTS);
         if (a->n > 8)
             return veil_errf(c->eb, VEIL_E_LIMIT, "too many splits");
         memcpy(sizes, a->ints, a->n * sizeof(int64_t));
@@ -581,27 +581,27 @@ static veil_err constant_infer(struct veil__ictx *c)
 {
     const struct veil__attr *a;
     c->kp->i[0] = -1;
-    if ((a = veil__attr_get(c->n, "value")) != NULL && a->tensor >= 0) {
+    if ((a = veil__attr_typed(c->n, "value", VEIL_ONNX_ATTR_TENSOR)) != NULL && a->tensor >= 0) {
         c->out[0] = c->g->values[a->tensor].c;
         c->kp->i[0] = a->tensor;
         return VEIL_OK;
     }
-    if ((a = veil__attr_get(c->n, "value_float")) != NULL) {
+    if ((a = veil__attr_typed(c->n, "value_float", VEIL_ONNX_ATTR_FLOAT)) != NULL) {
         c->out[0].dt = VEIL_DT_FLOAT;
         c->out[0].rank = 0;
         c->kp->f[0] = a->f;
         c->kp->i[1] = 1;
         return VEIL_OK;
     }
-    if ((a = veil__attr_get(c->n, "value_int")) != NULL) {
+    if ((a = veil__attr_typed(c->n, "value_int", VEIL_ONNX_ATTR_INT)) != NULL) {
         c->out[0].dt = VEIL_DT_INT64;
         c->out[0].rank = 0;
         c->kp->i[2] = a->i;
         c->kp->i[1] = 2;
         return VEIL_OK;
     }
-    if ((a = veil__attr_get(c->n, "value_floats")) != NULL ||
-        (a = veil__attr_get(c->n, "value_ints")) != NULL) {
+    if ((a = veil__attr_typed(c->n, "value_floats", VEIL_ONNX_ATTR_FLOATS)) != NULL ||
+        (a = veil__attr_typed(c->n, "value_ints", VEIL_ONNX_ATTR_INTS)) != NULL) {
         c->out[0].dt = a->type == VEIL_ONNX_ATTR_FLOATS ? VEIL_DT_FLOAT : VEIL_DT_INT64;
         c->out[0].rank = 1;
         c->out[0].dims[0] = (int64_t)a->n;
@@ -623,7 +623,8 @@ static veil_err constant_exec(struct veil__kctx *c, const struct veil__kparams *
         *(int64_t *)c->out[0].data = kp->i[2];
     } else {
         const struct veil__attr *a =
-            veil__attr_get(c->n, kp->i[1] == 3 ? "value_floats" : "value_ints");
+            veil__attr_typed(c->n, kp->i[1] == 3 ? "value_floats" : "value_ints",
+                             kp->i[1] == 3 ? VEIL_ONNX_ATTR_FLOATS : VEIL_ONNX_ATTR_INTS);
         if (nbytes > 0)
             memcpy(c->out[0].data, kp->i[1] == 3 ? (const void *)a->floats : (const void *)a->ints,
                    nbytes);
@@ -638,7 +639,7 @@ static veil_err cos_infer(struct veil__ictx *c)
     veil_err rc = read_ints(&c->in[0], shp, VEIL__ENG_RANK, &n, c->eb);
     if (rc != VEIL_OK)
         return rc;
-    const struct veil__attr *a = veil__attr_get(c->n, "value");
+    const struct veil__attr *a = veil__attr_typed(c->n, "value", VEIL_ONNX_ATTR_TENSOR);
     c->out[0].dt = VEIL_DT_FLOAT;
     c->kp->i[0] = -1;
     if (a != NULL && a->tensor >= 0) {
@@ -758,7 +759,7 @@ static veil_err pad_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     size_t r = c->in[0].rank, es = veil_dtype_size(c->in[0].dt);
     int64_t ist[VEIL__ENG_RANK];
     strides_of(c->in[0].dims, r, ist);
-    uint8_t cval[8];
+    uint8_t cval[8] = {0};
     struct veil__tv cv = {c->in[0].dt, 0, {0}, 1, cval};
     if (c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE)
         veil__set_f64(&cv, 0, kp->f[0]);

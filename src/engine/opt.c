@@ -340,7 +340,7 @@ static veil_err fold_constant_nodes(struct veil__graph *g)
         struct veil__node *n = &g->nodes[i];
         if (!is_op(n, "Constant") || n->n_out != 1 || n->out[0] < 0)
             continue;
-        const struct veil__attr *a = veil__attr_get(n, "value");
+        const struct veil__attr *a = veil__attr_typed(n, "value", VEIL_ONNX_ATTR_TENSOR);
         if (a == NULL || a->tensor < 0 || n->n_attrs != 1)
             continue;
         struct veil__value *src = &g->values[a->tensor], *dst = &g->values[n->out[0]];

@@ -273,6 +273,8 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     int64_t *last_read = NULL;
 
     *out = NULL;
+    /* oneDNN sizes a primitive's work split by the thread count current at creation. */
+    omp_set_num_threads((int)m->threads);
     p = veil_calloc(1, sizeof(*p));
     if (p == NULL)
         return veil_errf(eb, VEIL_E_NOMEM, "no memory for a plan");
