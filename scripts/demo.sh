@@ -106,8 +106,11 @@ rport=$(free_port)
     --tls_client_ca=clients/ca.pem >serve.log 2>&1 &
 pids+=($!)
 tls=(--ca broker/serving-ca.pem --cert clients/client.pem --key clients/client.key)
-if ! wait_for 180 curl -sf --cacert broker/serving-ca.pem --cert clients/client.pem \
-    --key clients/client.key "https://localhost:$rport/v1/models/$model"; then
+model_available() {
+    curl -sf --cacert broker/serving-ca.pem --cert clients/client.pem --key clients/client.key \
+        "https://localhost:$rport/v1/models/$model" | grep -q AVAILABLE
+}
+if ! wait_for 300 model_available; then
     echo "the server did not become ready:"
     tail -20 serve.log
     exit 1
