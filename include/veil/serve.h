@@ -13,6 +13,7 @@
 
 #include "veil/base.h"
 #include "veil/crypto.h"
+#include "veil/engine.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -57,6 +58,15 @@ VEIL_NODISCARD veil_err veil_key_source_get(struct veil_key_source *ks, const ch
 
 /* Releases the source and its provider. NULL is a no-op. */
 void veil_key_source_free(struct veil_key_source *ks);
+
+/* ---- TensorFlow DataType numbers (a fact of TF's types.proto) ---- */
+
+/* The TF DataType of an engine dtype (DT_INVALID = 0 when TF has none). */
+int veil_serve_tf_dtype(enum veil_dtype dt);
+/* The engine dtype of a TF DataType (VEIL_DT_UNDEFINED when the engine has none). */
+enum veil_dtype veil_serve_engine_dtype(int tf);
+/* TF's enum name of a DataType ("DT_FLOAT"); "DT_INVALID" for unknown values. Never NULL. */
+const char *veil_serve_tf_dtype_name(int tf);
 
 /* ---- The server ---- */
 

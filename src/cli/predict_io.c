@@ -7,6 +7,7 @@
 #include "predict_io.h"
 
 #include "veil/json.h"
+#include "veil/serve.h"
 
 #include "tensorflow_serving/apis/get_model_metadata.pb-c.h"
 #include "tensorflow_serving/apis/predict.pb-c.h"
@@ -15,41 +16,22 @@
 #include <stdio.h>
 #include <string.h>
 
-/* TF DataType <-> engine dtype (both are facts of their formats). */
-static const struct {
-    int tf;
-    enum veil_dtype dt;
-    const char *tf_name;
-} dtypes[] = {
-    {1, VEIL_DT_FLOAT, "DT_FLOAT"},    {2, VEIL_DT_DOUBLE, "DT_DOUBLE"},
-    {3, VEIL_DT_INT32, "DT_INT32"},    {4, VEIL_DT_UINT8, "DT_UINT8"},
-    {5, VEIL_DT_INT16, "DT_INT16"},    {6, VEIL_DT_INT8, "DT_INT8"},
-    {9, VEIL_DT_INT64, "DT_INT64"},    {10, VEIL_DT_BOOL, "DT_BOOL"},
-    {17, VEIL_DT_UINT16, "DT_UINT16"}, {19, VEIL_DT_FLOAT16, "DT_HALF"},
-    {22, VEIL_DT_UINT32, "DT_UINT32"}, {23, VEIL_DT_UINT64, "DT_UINT64"},
-};
-
 static enum veil_dtype from_tf(int tf)
 {
-    for (size_t i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++)
-        if (dtypes[i].tf == tf)
-            return dtypes[i].dt;
-    return VEIL_DT_UNDEFINED;
+    return veil_serve_engine_dtype(tf);
 }
 
 static int to_tf(enum veil_dtype dt)
 {
-    for (size_t i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++)
-        if (dtypes[i].dt == dt)
-            return dtypes[i].tf;
-    return 0;
+    return veil_serve_tf_dtype(dt);
 }
 
+/* The engine dtype of a TF DataType name as the REST metadata writes it ("DT_FLOAT"). */
 static enum veil_dtype from_tf_name(const char *s)
 {
-    for (size_t i = 0; s != NULL && i < sizeof(dtypes) / sizeof(dtypes[0]); i++)
-        if (strcmp(dtypes[i].tf_name, s) == 0)
-            return dtypes[i].dt;
+    for (int tf = 1; s != NULL && tf < 64; tf++)
+        if (strcmp(veil_serve_tf_dtype_name(tf), s) == 0)
+            return veil_serve_engine_dtype(tf);
     return VEIL_DT_UNDEFINED;
 }
 

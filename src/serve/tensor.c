@@ -99,7 +99,7 @@ int veil__serve_tf_dtype(enum veil_dtype dt)
     }
 }
 
-static enum veil_dtype engine_dtype(int tf)
+enum veil_dtype veil_serve_engine_dtype(int tf)
 {
     switch (tf) {
     case TF_DT_FLOAT:
@@ -198,7 +198,7 @@ bool veil__serve_tensor_from_proto(const Tensorflow__TensorProto *tp, const stru
 {
     memset(out, 0, sizeof(*out));
     int tf = (int)tp->dtype;
-    enum veil_dtype dt = engine_dtype(tf);
+    enum veil_dtype dt = veil_serve_engine_dtype(tf);
     if (dt == VEIL_DT_UNDEFINED)
         return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT, "tensor parsing error: %s (dtype %d)",
                        ti->name, tf);
@@ -431,4 +431,14 @@ bool veil__serve_tensor_check(const struct veil_tensor *t, const struct sv_tinfo
                        got);
     }
     return true;
+}
+
+int veil_serve_tf_dtype(enum veil_dtype dt)
+{
+    return veil__serve_tf_dtype(dt);
+}
+
+const char *veil_serve_tf_dtype_name(int tf)
+{
+    return veil__serve_tf_dtype_name(tf);
 }
