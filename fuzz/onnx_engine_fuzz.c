@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct veil_engine_model *m = NULL;
-    struct veil_engine_options opt = {1};
+    struct veil_engine_options opt = {.threads = 1};
     struct veil_tensor in[16], out[16];
     void *bufs[16] = {NULL};
     size_t n_in, n_out;

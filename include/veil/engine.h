@@ -49,6 +49,12 @@ VEIL_NODISCARD veil_err veil_tensor_numel(const int64_t *dims, size_t rank, uint
 
 struct veil_engine_options {
     unsigned threads; /* compute threads per run; 0 = all cores */
+    /*
+     * Only direct convolutions. By default 3x3 stride-1 convolutions may use Winograd
+     * kernels where the CPU has them: about twice as fast, with rounding that differs from
+     * the direct sum in the last bits (relative error around 1e-6).
+     */
+    bool direct_conv;
 };
 
 /* The default cap on one plan's activation memory (see veil_engine_model_set_max_activation). */

@@ -22,7 +22,7 @@ struct run_args {
     const char *shape_spec[RUN_MAX_INPUTS]; /* NAME=D0,D1,... */
     size_t n_shape_spec;
     uint64_t batch, iterations, threads;
-    bool have_batch, json;
+    bool have_batch, json, direct_conv;
 };
 
 static void run_help(FILE *f)
@@ -30,7 +30,7 @@ static void run_help(FILE *f)
     fprintf(f,
             "usage: veil run MODEL [--input NAME=FILE.npy ...] [--batch N] [--iterations N]\n"
             "                [--output-dir DIR] [--json] [--threads N] [--shape NAME=D0,D1,...]\n"
-            "                [--key FILE]\n\n"
+            "                [--key FILE] [--direct-conv]\n\n"
             "Runs an ONNX model (or a sealed .veil model, decrypted in memory with --key) on\n"
             "the CPU and prints its outputs' names, shapes and a summary.\n\n"
             "  -i, --input NAME=FILE.npy  an input from a .npy file; inputs not given are\n"
@@ -45,6 +45,8 @@ static void run_help(FILE *f)
             "                             p90_ms, p99_ms, items_per_s, peak_activation_bytes)\n"
             "  -t, --threads N            compute threads (default: all cores)\n"
             "  -k, --key FILE             model key for a sealed model\n"
+            "      --direct-conv          no Winograd kernels for 3x3 convolutions (slower;\n"
+            "                             rounding of the plain sum)\n"
             "  -h, --help                 this help\n");
 }
 
@@ -58,6 +60,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                                          {"threads", required_argument, NULL, 't'},
                                          {"key", required_argument, NULL, 'k'},
                                          {"shape", required_argument, NULL, 's'},
+                                         {"direct-conv", no_argument, NULL, 'd'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -94,6 +97,9 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             break;
         case 'j':
             a->json = true;
+            break;
+        case 'd':
+            a->direct_conv = true;
             break;
         case 'k':
             a->key = optarg;
@@ -277,7 +283,7 @@ int veil_cmd_run(int argc, char **argv)
         veil_cli_fail("run", "%s: %s", a.model, veil_errbuf_msg(&eb, rc));
         goto out;
     }
-    struct veil_engine_options opt = {(unsigned)a.threads};
+    struct veil_engine_options opt = {.threads = (unsigned)a.threads, .direct_conv = a.direct_conv};
     struct veil_span bytes =
         secure != NULL ? veil_span_make(secure, secure_len) : veil_buf_span(&plain);
     rc = veil_engine_model_load(bytes, &opt, &m, &eb);

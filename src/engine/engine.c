@@ -81,6 +81,30 @@ out:
     return rc;
 }
 
+/* True when every element of an INTS attribute (absent: the default 1) equals 1. */
+static bool attr_all_ones(const struct veil__node *n, const char *name)
+{
+    const struct veil__attr *a = veil__attr_get(n, name);
+    for (size_t i = 0; a != NULL && i < a->n; i++)
+        if (a->ints == NULL || a->ints[i] != 1)
+            return false;
+    return true;
+}
+
+/*
+ * A Conv that oneDNN's Winograd kernels can run: 2-D, constant 3x3 weights with input and
+ * output channels in whole 16-channel blocks, stride 1, no dilation, one group.
+ */
+static bool winograd_shape(const struct veil__graph *g, const struct veil__node *n)
+{
+    if (n->n_in < 2 || n->in[1] < 0 || veil__attr_i(n, "group", 1) != 1 ||
+        !attr_all_ones(n, "strides") || !attr_all_ones(n, "dilations"))
+        return false;
+    const struct veil__value *w = &g->values[n->in[1]];
+    return w->is_const && w->c.rank == 4 && w->c.dims[2] == 3 && w->c.dims[3] == 3 &&
+           w->c.dims[0] % 16 == 0 && w->c.dims[1] % 16 == 0;
+}
+
 veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_options *opt,
                                 struct veil_engine_model **out, struct veil_errbuf *eb)
 {
@@ -140,10 +164,14 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
         goto out;
     if ((rc = mark_shape_keys(&m->g, eb)) != VEIL_OK)
         goto out;
-    for (size_t i = 0; i < m->g.n_nodes; i++)
-        if (!m->g.nodes[i].dead && strcmp(m->g.nodes[i].op_type, "Conv") == 0 &&
-            veil__attr_i(&m->g.nodes[i], "group", 1) > 1)
-            m->g.grouped_convs = true;
+    m->g.winograd = opt == NULL || !opt->direct_conv;
+    for (size_t i = 0; i < m->g.n_nodes; i++) {
+        const struct veil__node *n = &m->g.nodes[i];
+        if (n->dead || strcmp(n->op_type, "Conv") != 0)
+            continue;
+        if (veil__attr_i(n, "group", 1) > 1 || (m->g.winograd && winograd_shape(&m->g, n)))
+            m->g.blocked_convs = true;
+    }
     m->threads = opt != NULL && opt->threads > 0 ? opt->threads : veil_cpu_count();
     m->max_act = VEIL_ENGINE_DEFAULT_MAX_ACTIVATION;
     rc = veil__dnnl_err(dnnl_engine_create(&m->deng, dnnl_cpu, 0), "engine creation", eb);

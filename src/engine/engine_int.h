@@ -107,7 +107,12 @@ struct veil__graph {
     int32_t *outputs;
     size_t n_outputs;
     int64_t opset;
-    bool grouped_convs; /* some Conv has group > 1: activations prefer 16-channel blocks */
+    /*
+     * Activations prefer 16-channel blocks: some Conv has group > 1 (depthwise kernels), or
+     * Winograd convolutions (3x3, stride 1) are in use, which read and write only that layout.
+     */
+    bool blocked_convs;
+    bool winograd; /* 3x3 stride-1 convolutions may use oneDNN's Winograd kernels */
 };
 
 /* ---- Plans ---- */

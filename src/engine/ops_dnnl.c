@@ -570,10 +570,16 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     const dnnl_memory_desc_t *buse = has_in(c, 2) ? &bias : NULL;
     /* 2-D convolutions pick their own activation layouts (blocked on channels). */
     bool pick = !tr && sp == 2;
+    /* 3x3 stride-1 convolutions try oneDNN's Winograd kernels first (16-channel blocks). */
+    bool wino =
+        pick && wconst && c->g->winograd && group == 1 && m % 16 == 0 && c->in[0].dims[1] % 16 == 0;
+    for (size_t i = 0; wino && i < sp; i++)
+        wino = c->kp->v[0][i] == 3 && c->kp->v[1][i] == 1 && c->kp->v[3][i] == 1;
     /*
      * 2-D convolutions choose channels-last activations (oneDNN's brgemm kernels), or 16-channel
-     * blocks in models with grouped convolutions, falling back to the other layout when the
-     * first has only a reference kernel for this shape.
+     * blocks in models with grouped or Winograd convolutions, falling back to the other layout
+     * (and from Winograd to direct) when the first choice is refused or has only a reference
+     * kernel for this shape.
      * Narrow inputs (images) stay row-major: oneDNN reads them directly. Neighbouring
      * convolutions agree on the layout, so reorders appear only at the few fallbacks.
      */
@@ -585,13 +591,24 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
         }
         if ((rc = make_attr_sum(c->n, &add_md, sum, &attr, c->eb)) != VEIL_OK)
             goto out;
-        dnnl_format_tag_t tags[2] = {dnnl_nhwc, dnnl_nChw16c};
-        if (c->g->grouped_convs) {
-            /* Depthwise kernels are fastest on 16-channel blocks: the whole model uses them. */
-            tags[0] = dnnl_nChw16c;
-            tags[1] = dnnl_nhwc;
+        /* Candidates in order of preference: (algorithm, activation layout). */
+        struct {
+            dnnl_alg_kind_t alg;
+            dnnl_format_tag_t tag;
+        } cand[3] = {{dnnl_convolution_direct, dnnl_nhwc}, {dnnl_convolution_direct, dnnl_nChw16c}};
+        size_t n_cand = pick ? 2 : 1;
+        if (c->g->blocked_convs) {
+            /* Depthwise and Winograd kernels want 16-channel blocks: the whole model uses them. */
+            cand[0].tag = dnnl_nChw16c;
+            cand[1].tag = dnnl_nhwc;
         }
-        for (int attempt = 0; attempt < (pick ? 2 : 1); attempt++) {
+        if (pick && wino) {
+            memmove(&cand[1], &cand[0], 2 * sizeof(cand[0]));
+            cand[0].alg = dnnl_convolution_winograd;
+            cand[0].tag = dnnl_nChw16c;
+            n_cand = 3;
+        }
+        for (size_t attempt = 0; attempt < n_cand; attempt++) {
             if (pd != NULL) {
                 dnnl_primitive_desc_destroy(pd);
                 pd = NULL;
@@ -603,8 +620,8 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
                     dd[i] = c->out[0].dims[i];
                 }
                 if (sd[1] >= 8)
-                    dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, tags[attempt]);
-                dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, tags[attempt]);
+                    dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, cand[attempt].tag);
+                dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, cand[attempt].tag);
             }
             if (tr) {
                 dnnl_deconvolution_desc_t dd;
@@ -618,8 +635,8 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
             } else {
                 dnnl_convolution_desc_t cd;
                 rc = veil__dnnl_err(dnnl_dilated_convolution_forward_desc_init(
-                                        &cd, dnnl_forward_inference, dnnl_convolution_direct, &src,
-                                        wuse, buse, &dst, strides, dil, pl, pr),
+                                        &cd, dnnl_forward_inference, cand[attempt].alg, &src, wuse,
+                                        buse, &dst, strides, dil, pl, pr),
                                     "convolution descriptor", c->eb);
                 if (rc == VEIL_OK)
                     rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL),
@@ -630,7 +647,7 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
                                                             (void *)&impl) != dnnl_success ||
                                   impl == NULL || strncmp(impl, "ref", 3) != 0))
                 break;
-            if (attempt + 1 < (pick ? 2 : 1))
+            if (attempt + 1 < n_cand)
                 rc = VEIL_OK;
         }
         if (rc != VEIL_OK || !sum)

@@ -231,7 +231,7 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
         goto out;
     if ((rc = veil_net_loop_new(&s->loop, eb)) != VEIL_OK)
         goto out;
-    struct veil_engine_options eopt = {o->engine_threads};
+    struct veil_engine_options eopt = {.threads = o->engine_threads};
     rc = veil__serve_repo_new(cfgs, n_cfgs, o->file_system_poll_wait_seconds, o->keys, &eopt,
                               o->enable_batching ? &s->batching : NULL, s->metrics, &s->repo, eb);
     if (rc != VEIL_OK)

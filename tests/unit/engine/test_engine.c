@@ -22,7 +22,7 @@ static veil_err load(struct mb *b, struct veil_engine_model **m, struct veil_err
 {
     struct veil_buf buf;
     mb_pack(b, &buf);
-    struct veil_engine_options opt = {2};
+    struct veil_engine_options opt = {.threads = 2};
     veil_err rc = veil_engine_model_load(veil_buf_span(&buf), &opt, m, eb);
     veil_buf_release(&buf);
     return rc;

@@ -161,7 +161,7 @@ static enum outcome run_case(const char dir[2048], char *why, size_t why_len)
             return OTHER_OPS;
         }
     veil_onnx_model_free(om);
-    struct veil_engine_options opt = {2};
+    struct veil_engine_options opt = {.threads = 2};
     rc = veil_engine_model_load(veil_buf_span(&mb), &opt, &m, &eb);
     veil_buf_release(&mb);
     if (rc != VEIL_OK) {
