@@ -343,10 +343,13 @@ static void push_execs(struct veil__kstate *ks, const struct veil__dnnl_exec *ma
 
 /*
  * The memory descriptor of a fused residual: its shape padded to rank r with leading 1s, and
- * every dimension equal to the output's or 1 (so the fused add cannot change the shape).
+ * every dimension equal to the output's or 1 (so the fused add cannot change the shape). A
+ * residual of the output's full shape takes the destination's layout dst (the layout oneDNN's
+ * kernels read a binary operand in); residual_bind reorders it there when it is stored
+ * otherwise. Broadcast residuals are row-major.
  */
 static veil_err residual_md(const struct veil__ictx *c, size_t r, const int64_t *odims,
-                            dnnl_memory_desc_t *md)
+                            const dnnl_memory_desc_t *dst, dnnl_memory_desc_t *md)
 {
     int64_t d[VEIL__ENG_RANK + 2];
     if (c->n->add_in < 0) {
@@ -354,15 +357,15 @@ static veil_err residual_md(const struct veil__ictx *c, size_t r, const int64_t 
         return VEIL_OK;
     }
     const struct veil__tv *a = &c->add;
-    if (c->vals != NULL && c->vals[c->n->add_in].blocked && a->rank == r) {
-        for (size_t i = 0; i < r; i++)
-            if (a->dims[i] != odims[i])
-                return veil_errf(c->eb, VEIL_E_INVALID,
-                                 "fused residual does not match the "
-                                 "output");
-        *md = c->vals[c->n->add_in].md;
+    bool full = a->rank == r;
+    for (size_t i = 0; full && i < r; i++)
+        full = a->dims[i] == odims[i];
+    if (full && a->dt == VEIL_DT_FLOAT) {
+        *md = *dst;
         return VEIL_OK;
     }
+    if (c->vals != NULL && c->vals[c->n->add_in].blocked)
+        return veil_errf(c->eb, VEIL_E_INVALID, "fused residual does not match the output");
     if (a->rank > r || a->dt != VEIL_DT_FLOAT)
         return veil_errf(c->eb, VEIL_E_INVALID, "fused residual does not match the output");
     for (size_t i = 0; i < r; i++) {
@@ -372,6 +375,35 @@ static veil_err residual_md(const struct veil__ictx *c, size_t r, const int64_t 
     }
     plain_md(md, r, d);
     return VEIL_OK;
+}
+
+/*
+ * Binds the fused residual for a binary post-op described by add_md (from residual_md): the
+ * value itself where it is stored in that layout (or row-major with the same bytes, for
+ * broadcasts and collapsed views), else a reorder into the step's scratch appended to ks (so
+ * it runs before the kernel that ks gets next). *v and *off receive the binding.
+ */
+static veil_err residual_bind(const struct veil__ictx *c, dnnl_engine_t eng,
+                              struct veil__kstate *ks, struct veil__step *st, size_t *cur,
+                              const dnnl_memory_desc_t *add_md, int32_t *v, size_t *off)
+{
+    int32_t res = c->n->add_in;
+    dnnl_memory_desc_t have, want;
+    value_md(c, res, &c->add, &have);
+    bool same_dims = (size_t)add_md->ndims == c->add.rank;
+    for (size_t i = 0; same_dims && i < c->add.rank; i++)
+        same_dims = add_md->dims[i] == c->add.dims[i];
+    if (same_dims)
+        want = *add_md;
+    else
+        plain_md(&want, c->add.rank, c->add.dims);
+    *v = res;
+    *off = 0;
+    if (dnnl_memory_desc_equal(&have, &want))
+        return VEIL_OK;
+    *off = take_scratch(st, cur, dnnl_memory_desc_get_size(&want));
+    *v = -1;
+    return add_reorder(eng, ks, &have, res, 0, &want, -1, *off, c->eb);
 }
 
 /* ---- Conv, ConvTranspose ---- */
@@ -532,8 +564,6 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     dnnl_memory_desc_init_by_tag(&wany, (int)wr, wd, dnnl_f32, dnnl_format_tag_any);
     int64_t bd[1] = {m};
     plain_md(&bias, 1, bd);
-    if ((rc = residual_md(c, r, c->out[0].dims, &add_md)) != VEIL_OK)
-        goto out;
     for (size_t i = 0; i < sp; i++) {
         strides[i] = c->kp->v[1][i];
         dil[i] = c->kp->v[3][i] - 1;
@@ -585,12 +615,6 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
      */
     for (int pass = 0; pass < (try_sum ? 2 : 1); pass++) {
         sum = try_sum && pass == 0;
-        if (attr != NULL) {
-            dnnl_primitive_attr_destroy(attr);
-            attr = NULL;
-        }
-        if ((rc = make_attr_sum(c->n, &add_md, sum, &attr, c->eb)) != VEIL_OK)
-            goto out;
         /* Candidates in order of preference: (algorithm, activation layout). */
         struct {
             dnnl_alg_kind_t alg;
@@ -623,6 +647,13 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
                     dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, cand[attempt].tag);
                 dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, cand[attempt].tag);
             }
+            if (attr != NULL) {
+                dnnl_primitive_attr_destroy(attr);
+                attr = NULL;
+            }
+            if ((rc = residual_md(c, r, c->out[0].dims, &dst, &add_md)) != VEIL_OK ||
+                (rc = make_attr_sum(c->n, &add_md, sum, &attr, c->eb)) != VEIL_OK)
+                goto out;
             if (tr) {
                 dnnl_deconvolution_desc_t dd;
                 rc = veil__dnnl_err(dnnl_dilated_deconvolution_forward_desc_init(
@@ -683,9 +714,17 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     }
     if (buse != NULL)
         add_arg(&mex, DNNL_ARG_BIAS, &bias, c->n->in[2], NULL, 0);
-    if (c->n->add_in >= 0 && !sum)
+    if (c->n->add_in >= 0 && !sum) {
+        int32_t rv;
+        size_t roff;
+        if ((rc = residual_bind(c, eng, ks, st, &cur, &add_md, &rv, &roff)) != VEIL_OK) {
+            if (has_post)
+                dnnl_primitive_destroy(post.prim);
+            goto out;
+        }
         add_arg(&mex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)c->n->add_at) | DNNL_ARG_SRC_1, &add_md,
-                c->n->add_in, NULL, 0);
+                rv, NULL, roff);
+    }
     if ((rc = finish_prim_at(pd, &mex, st, &cur, c->eb)) != VEIL_OK) {
         if (has_post)
             dnnl_primitive_destroy(post.prim);
@@ -1062,7 +1101,7 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
     }
     if (collapse && nd->add_in >= 0)
         plain_md(&add_md, r, od);
-    else if ((rc = residual_md(c, r, od, &add_md)) != VEIL_OK)
+    else if ((rc = residual_md(c, r, od, &o_md, &add_md)) != VEIL_OK)
         goto out;
     /* As for convolutions: a residual whose storage dies here is accumulated in place. */
     int32_t res = nd->add_in;
@@ -1085,6 +1124,12 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
         (rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL), "matmul",
                              c->eb)) != VEIL_OK)
         goto out;
+    size_t cur = 0;
+    int32_t rv = -1;
+    size_t roff = 0;
+    if (nd->add_in >= 0 && !sum &&
+        (rc = residual_bind(c, eng, ks, st, &cur, &add_md, &rv, &roff)) != VEIL_OK)
+        goto out;
     struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
     add_arg(ex, DNNL_ARG_SRC, &a_md, nd->in[0], NULL, 0);
     if (bconst) {
@@ -1101,9 +1146,9 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
         add_arg(ex, DNNL_ARG_BIAS, &bias_md, nd->in[2], NULL, 0);
     add_arg(ex, DNNL_ARG_DST, &o_md, nd->out[0], NULL, 0);
     if (nd->add_in >= 0 && !sum)
-        add_arg(ex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)nd->add_at) | DNNL_ARG_SRC_1, &add_md,
-                nd->add_in, NULL, 0);
-    if ((rc = finish_prim(pd, ex, st, c->eb)) != VEIL_OK)
+        add_arg(ex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)nd->add_at) | DNNL_ARG_SRC_1, &add_md, rv,
+                NULL, roff);
+    if ((rc = finish_prim_at(pd, ex, st, &cur, c->eb)) != VEIL_OK)
         goto out;
     if (sum) {
         c->vals[nd->out[0]].alias = true;
@@ -1220,7 +1265,7 @@ static veil_err gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     dnnl_memory_desc_init_by_strides(&b_plain, 2, bdims, dnnl_f32, bs);
     dnnl_memory_desc_init_by_tag(&b_any, 2, bdims, dnnl_f32, dnnl_format_tag_any);
     plain_md(&o_md, 2, od);
-    if ((rc = residual_md(c, 2, od, &add_md)) != VEIL_OK)
+    if ((rc = residual_md(c, 2, od, &o_md, &add_md)) != VEIL_OK)
         return rc;
     ks = veil_calloc(1, sizeof(*ks));
     if (ks == NULL)
@@ -1262,20 +1307,26 @@ static veil_err gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
         (rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL), "matmul",
                              c->eb)) != VEIL_OK)
         goto out;
-    struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
-    add_arg(ex, DNNL_ARG_SRC, &a_md, c->n->in[0], NULL, 0);
+    size_t cur = 0;
+    int32_t rv = -1;
+    size_t roff = 0;
+    if (c->n->add_in >= 0 &&
+        (rc = residual_bind(c, eng, ks, st, &cur, &add_md, &rv, &roff)) != VEIL_OK)
+        goto out;
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     const void *wbuf;
     if ((rc = reorder_const_new(eng, &b_plain, bsrc, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
         goto out;
+    struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
+    add_arg(ex, DNNL_ARG_SRC, &a_md, c->n->in[0], NULL, 0);
     add_arg(ex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
     if (has_c)
         add_arg(ex, DNNL_ARG_BIAS, &c_md, -1, csrc, 0);
     add_arg(ex, DNNL_ARG_DST, &o_md, c->n->out[0], NULL, 0);
     if (c->n->add_in >= 0)
-        add_arg(ex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)c->n->add_at) | DNNL_ARG_SRC_1, &add_md,
-                c->n->add_in, NULL, 0);
-    if ((rc = finish_prim(pd, ex, st, c->eb)) != VEIL_OK)
+        add_arg(ex, DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)c->n->add_at) | DNNL_ARG_SRC_1, &add_md, rv,
+                NULL, roff);
+    if ((rc = finish_prim_at(pd, ex, st, &cur, c->eb)) != VEIL_OK)
         goto out;
     st->ks = ks;
     ks = NULL;
