@@ -121,7 +121,9 @@ struct veil_serve;
  * Errors: VEIL_E_INVALID (inconsistent options: no repository, batching file without
  * batching, no TLS and no plaintext opt-in, equal ports), VEIL_E_FORMAT (config file syntax,
  * with line), TLS and bind errors, VEIL_E_NOMEM. eb says which option or file is at fault.
- * Not thread-safe; the options and the strings they point to are copied.
+ * Not thread-safe; the options and the strings they point to are copied. Tunes the process's
+ * malloc to keep large freed blocks for reuse (mmap threshold 64 MiB, trim threshold
+ * 256 MiB): requests allocate and free several buffers of their body's size.
  */
 VEIL_NODISCARD veil_err veil_serve_new(const struct veil_serve_options *opt,
                                        struct veil_serve **out, struct veil_errbuf *eb);

@@ -173,6 +173,7 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
             m->g.blocked_convs = true;
     }
     m->threads = opt != NULL && opt->threads > 0 ? opt->threads : veil_cpu_count();
+    veil__lanes_reserve(m->threads);
     m->max_act = VEIL_ENGINE_DEFAULT_MAX_ACTIVATION;
     rc = veil__dnnl_err(dnnl_engine_create(&m->deng, dnnl_cpu, 0), "engine creation", eb);
     if (rc != VEIL_OK)
@@ -336,11 +337,29 @@ static void put_plan(struct veil_engine_model *m, struct veil__plan *p)
         veil__plan_free(p);
 }
 
+/* One run, executed on a compute lane (plan building included: it runs oneDNN reorders). */
+struct run_job {
+    struct veil_engine_model *m;
+    const struct veil_tensor *inputs;
+    struct veil_tensor *outputs;
+    struct veil_errbuf *eb;
+    veil_err rc;
+};
+
+static void run_on_lane(void *arg)
+{
+    struct run_job *j = arg;
+    struct veil__plan *p = NULL;
+    if ((j->rc = get_plan(j->m, j->inputs, &p, j->eb)) != VEIL_OK)
+        return;
+    j->rc = veil__plan_exec(j->m, p, j->inputs, j->outputs, j->eb);
+    put_plan(j->m, p);
+}
+
 veil_err veil_engine_run(struct veil_engine_model *m, const struct veil_tensor *inputs, size_t n_in,
                          struct veil_tensor *outputs, size_t n_out, struct veil_errbuf *eb)
 {
     veil_err rc;
-    struct veil__plan *p = NULL;
     for (size_t i = 0; i < n_out; i++)
         memset(&outputs[i], 0, sizeof(outputs[i]));
     if (n_out != m->n_out)
@@ -348,9 +367,7 @@ veil_err veil_engine_run(struct veil_engine_model *m, const struct veil_tensor *
                          n_out);
     if ((rc = check_inputs(m, inputs, n_in, eb)) != VEIL_OK)
         return rc;
-    if ((rc = get_plan(m, inputs, &p, eb)) != VEIL_OK)
-        return rc;
-    rc = veil__plan_exec(m, p, inputs, outputs, eb);
-    put_plan(m, p);
-    return rc;
+    struct run_job j = {m, inputs, outputs, eb, VEIL_E_INTERNAL};
+    veil__lanes_call(run_on_lane, &j);
+    return j.rc;
 }

@@ -339,6 +339,17 @@ veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
 void veil__wcache_release(struct veil__wcache *wc);
 
 /*
+ * Compute lanes (lanes.c): every run executes on one of a fixed set of threads, each an
+ * OpenMP team, so the process holds no more OpenMP threads than cores whatever the number of
+ * callers. veil__lanes_reserve makes sure there are max(1, cores / threads_per_run) lanes
+ * (lanes are never removed; if threads cannot be created, runs execute on their callers).
+ * veil__lanes_call runs fn(arg) on a free lane, first come first served, and returns when it
+ * has finished; called on a lane, it runs fn inline.
+ */
+void veil__lanes_reserve(unsigned threads_per_run);
+void veil__lanes_call(void (*fn)(void *), void *arg);
+
+/*
  * Allocates a large buffer (activation arenas, reordered weights) aligned to 2 MiB and asks the
  * kernel for transparent huge pages on it, which cuts TLB misses on big tensors. Free with
  * veil_aligned_free. NULL on failure.

@@ -127,7 +127,9 @@ static void run_direct(struct sv_version *v, struct veil_tensor *inputs, sv_done
     struct veil_errbuf eb = {{0}};
     struct sv_status st = {0, ""};
     memset(outs, 0, sizeof(outs));
+    uint64_t t_run = veil_time_mono_ns();
     veil_err rc = veil_engine_run(v->em, inputs, v->sig.n_in, outs, v->sig.n_out, &eb);
+    VEIL_LOG_DEBUG("unbatched run ran in %.2f ms", (double)(veil_time_mono_ns() - t_run) / 1e6);
     if (rc != VEIL_OK) {
         sv_fail(&st, veil__serve_code_of(rc), "%s", veil_errbuf_msg(&eb, rc));
         done(arg, false, NULL, 0, &st);

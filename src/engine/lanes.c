@@ -1,0 +1,90 @@
+/*
+ * Compute lanes: the threads that execute every run of every model in the process.
+ *
+ * OpenMP gives each thread that opens a parallel region its own team of workers. Were runs
+ * executed on their callers' threads (request threads, batchers, the CLI's main thread), a
+ * server would hold one idle team per caller: more OpenMP threads than cores, which makes
+ * libgomp put workers to sleep after every region (a futex wake per kernel, about 3 ms per
+ * ResNet-50 run on 2 cores) and lets concurrent runs oversubscribe the cores. Runs therefore
+ * go to a fixed set of lanes, each one OpenMP team of the model's thread count: as many lanes
+ * as fit in the cores (at least one), so concurrent callers queue for a lane instead.
+ */
+#include "engine_int.h"
+
+#include <pthread.h>
+
+struct lane_job {
+    struct lane_job *next;
+    void (*fn)(void *);
+    void *arg;
+    bool done;
+    pthread_cond_t cv; /* signalled when done */
+};
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_work = PTHREAD_COND_INITIALIZER;
+static struct lane_job *g_head, *g_tail;
+static unsigned g_lanes;
+static _Thread_local bool t_lane; /* this thread is a lane */
+
+static void *lane_main(void *arg)
+{
+    (void)arg;
+    t_lane = true;
+    pthread_mutex_lock(&g_mu);
+    for (;;) {
+        while (g_head == NULL)
+            pthread_cond_wait(&g_work, &g_mu);
+        struct lane_job *j = g_head;
+        g_head = j->next;
+        if (g_head == NULL)
+            g_tail = NULL;
+        pthread_mutex_unlock(&g_mu);
+        j->fn(j->arg);
+        pthread_mutex_lock(&g_mu);
+        j->done = true;
+        pthread_cond_signal(&j->cv);
+    }
+    return NULL;
+}
+
+void veil__lanes_reserve(unsigned threads_per_run)
+{
+    unsigned cpus = veil_cpu_count();
+    unsigned want = threads_per_run > 0 && threads_per_run < cpus ? cpus / threads_per_run : 1;
+    pthread_mutex_lock(&g_mu);
+    while (g_lanes < want) {
+        pthread_attr_t attr;
+        pthread_t t;
+        if (pthread_attr_init(&attr) != 0)
+            break;
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &attr, lane_main, NULL);
+        pthread_attr_destroy(&attr);
+        if (rc != 0)
+            break; /* fewer lanes (or none: runs then execute on their callers) */
+        g_lanes++;
+    }
+    pthread_mutex_unlock(&g_mu);
+}
+
+void veil__lanes_call(void (*fn)(void *), void *arg)
+{
+    pthread_mutex_lock(&g_mu);
+    if (t_lane || g_lanes == 0) {
+        pthread_mutex_unlock(&g_mu);
+        fn(arg);
+        return;
+    }
+    struct lane_job j = {NULL, fn, arg, false, PTHREAD_COND_INITIALIZER};
+    if (g_tail != NULL)
+        g_tail->next = &j;
+    else
+        g_head = &j;
+    g_tail = &j;
+    pthread_cond_signal(&g_work);
+    while (!j.done)
+        pthread_cond_wait(&j.cv, &g_mu);
+    pthread_mutex_unlock(&g_mu);
+    pthread_cond_destroy(&j.cv);
+}
