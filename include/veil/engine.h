@@ -4,7 +4,9 @@
  *
  * A loaded model is immutable: its weights are shared read-only by every concurrent run, and
  * each run uses its own scratch memory, so veil_engine_run may be called from many threads
- * at once on the same model.
+ * at once on the same model. Runs execute on the engine's compute lanes: max(1, cores /
+ * threads) threads of the process, each one OpenMP team, shared by every model; a caller
+ * blocks while its run waits for a lane and executes there.
  */
 #ifndef VEIL_ENGINE_H
 #define VEIL_ENGINE_H
