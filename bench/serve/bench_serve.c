@@ -63,6 +63,12 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The median of n >= 1 sorted values. */
+static double median_sorted(const double *v, size_t n)
+{
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 /* ---- TLS identities (made in memory) ---- */
 
 struct pem {
@@ -874,6 +880,11 @@ int main(int argc, char **argv)
         die("out of memory");
     uint64_t failed = 0, eng_img[NB] = {0}, srv_img = 0;
     double eng_wall[NB] = {0}, srv_wall = 0;
+    /* Per-window rates, for medians that one disturbed window cannot move. */
+    double *eng_w = calloc((size_t)rounds * NB, sizeof(double));
+    double *srv_w = calloc((size_t)rounds * NB, sizeof(double));
+    if (eng_w == NULL || srv_w == NULL)
+        die("out of memory");
     struct pool pool;
     pool_start(&pool, cctx, port, framed, plen + 5, clients);
     double bsum = 0, bcount = 0; /* batches formed during the server's windows */
@@ -885,6 +896,7 @@ int main(int argc, char **argv)
             engine_alone(m, in, batches[i], seconds, &img, &wall, &med);
             eng_img[i] += img;
             eng_wall[i] += wall;
+            eng_w[i * rounds + r] = (double)img / wall;
             if (med < eng_ms[i])
                 eng_ms[i] = med;
             char *m0 = https_get(cctx, rest_port, "/monitoring/prometheus/metrics");
@@ -899,6 +911,7 @@ int main(int argc, char **argv)
             bcount += c1 - c0;
             srv_img += simg;
             srv_wall += sw;
+            srv_w[r * NB + i] = (double)simg / sw;
             printf("  engine alone, batch %u: %8.2f images/s (median run %8.2f ms)   then veil "
                    "serve, %u clients: %8.2f images/s\n",
                    batches[i], (double)img / wall, med, clients, (double)simg / sw);
@@ -938,9 +951,28 @@ int main(int argc, char **argv)
     printf("  veil serve, 1 client              %10s %14.2f   (engine batch 1 in the same "
            "window: %.2f ms)\n",
            "", best_1_ms, best_1_eng);
+    /* The same comparison with medians over the windows (robust to a disturbed window). */
+    double best_med = 0;
+    unsigned best_med_b = 1;
+    for (size_t i = 0; i < NB; i++) {
+        qsort(eng_w + i * rounds, rounds, sizeof(double), cmp_double);
+        double med = median_sorted(eng_w + i * rounds, rounds);
+        if (med > best_med) {
+            best_med = med;
+            best_med_b = batches[i];
+        }
+    }
+    qsort(srv_w, (size_t)rounds * NB, sizeof(double), cmp_double);
+    double srv_med_ips = median_sorted(srv_w, (size_t)rounds * NB);
+    free(eng_w);
+    free(srv_w);
     printf("\n  throughput: %.1f%% of the engine's best (batch %u), totals over the alternating "
            "windows   (target >= 95%%)\n",
            100.0 * srv_ips / best, best_b);
+    printf(
+        "              %.1f%% with medians over the windows (%.2f vs %.2f images/s, engine batch "
+        "%u)\n",
+        100.0 * srv_med_ips / best_med, srv_med_ips, best_med, best_med_b);
     qsort(diffs, rounds, sizeof(double), cmp_double);
     printf("  latency:    %+.2f ms over the engine's batch-1 run, median of the rounds' paired "
            "differences   (target <= +2 ms)\n",
