@@ -810,12 +810,14 @@ int main(int argc, char **argv)
     FILE *bf = fopen(bpath, "w");
     if (bf == NULL)
         die("batching file");
+    const char *mb_env = getenv("VEIL_BENCH_MAX_BATCH");
+    unsigned max_batch = clients < 8 ? 8 : clients;
+    if (mb_env != NULL && (max_batch = (unsigned)strtoul(mb_env, NULL, 10)) == 0)
+        die("bad VEIL_BENCH_MAX_BATCH");
     fprintf(bf,
             "max_batch_size { value: %u }\nbatch_timeout_micros { value: 20000 }\n"
             "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n",
-            getenv("VEIL_BENCH_MAX_BATCH") ? (unsigned)atoi(getenv("VEIL_BENCH_MAX_BATCH"))
-            : clients < 8                  ? 8
-                                           : clients);
+            max_batch);
     fclose(bf);
     struct pem scert, skey, ccert, ckey;
     make_identity("localhost", true, &scert, &skey);

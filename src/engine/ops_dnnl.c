@@ -364,9 +364,7 @@ static veil_err residual_md(const struct veil__ictx *c, size_t r, const int64_t 
         *md = *dst;
         return VEIL_OK;
     }
-    if (c->vals != NULL && c->vals[c->n->add_in].blocked)
-        return veil_errf(c->eb, VEIL_E_INVALID, "fused residual does not match the output");
-    if (a->rank > r || a->dt != VEIL_DT_FLOAT)
+    if ((c->vals != NULL && c->vals[c->n->add_in].blocked) || a->rank > r || a->dt != VEIL_DT_FLOAT)
         return veil_errf(c->eb, VEIL_E_INVALID, "fused residual does not match the output");
     for (size_t i = 0; i < r; i++) {
         d[i] = i + a->rank >= r ? a->dims[i + a->rank - r] : 1;
@@ -613,25 +611,26 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
      * Narrow inputs (images) stay row-major: oneDNN reads them directly. Neighbouring
      * convolutions agree on the layout, so reorders appear only at the few fallbacks.
      */
+    /* Candidates in order of preference: (algorithm, activation layout). */
+    struct {
+        dnnl_alg_kind_t alg;
+        dnnl_format_tag_t tag;
+    } cand[3];
+    size_t n_cand = 0;
+    /* Depthwise and Winograd kernels want 16-channel blocks: the whole model uses them. */
+    dnnl_format_tag_t first = c->g->blocked_convs ? dnnl_nChw16c : dnnl_nhwc;
+    if (wino) {
+        cand[n_cand].alg = dnnl_convolution_winograd;
+        cand[n_cand++].tag = dnnl_nChw16c;
+    }
+    cand[n_cand].alg = dnnl_convolution_direct;
+    cand[n_cand++].tag = first;
+    if (pick) {
+        cand[n_cand].alg = dnnl_convolution_direct;
+        cand[n_cand++].tag = first == dnnl_nhwc ? dnnl_nChw16c : dnnl_nhwc;
+    }
     for (int pass = 0; pass < (try_sum ? 2 : 1); pass++) {
         sum = try_sum && pass == 0;
-        /* Candidates in order of preference: (algorithm, activation layout). */
-        struct {
-            dnnl_alg_kind_t alg;
-            dnnl_format_tag_t tag;
-        } cand[3] = {{dnnl_convolution_direct, dnnl_nhwc}, {dnnl_convolution_direct, dnnl_nChw16c}};
-        size_t n_cand = pick ? 2 : 1;
-        if (c->g->blocked_convs) {
-            /* Depthwise and Winograd kernels want 16-channel blocks: the whole model uses them. */
-            cand[0].tag = dnnl_nChw16c;
-            cand[1].tag = dnnl_nhwc;
-        }
-        if (pick && wino) {
-            memmove(&cand[1], &cand[0], 2 * sizeof(cand[0]));
-            cand[0].alg = dnnl_convolution_winograd;
-            cand[0].tag = dnnl_nChw16c;
-            n_cand = 3;
-        }
         for (size_t attempt = 0; attempt < n_cand; attempt++) {
             if (pd != NULL) {
                 dnnl_primitive_desc_destroy(pd);
