@@ -129,7 +129,9 @@ static void run_direct(struct sv_version *v, struct veil_tensor *inputs, sv_done
     memset(outs, 0, sizeof(outs));
     uint64_t t_run = veil_time_mono_ns();
     veil_err rc = veil_engine_run(v->em, inputs, v->sig.n_in, outs, v->sig.n_out, &eb);
-    VEIL_LOG_DEBUG("unbatched run ran in %.2f ms", (double)(veil_time_mono_ns() - t_run) / 1e6);
+    t_run = veil_time_mono_ns() - t_run;
+    veil__serve_metrics_runtime(v->model->repo->metrics, v->model->cfg.name, t_run);
+    VEIL_LOG_DEBUG("unbatched run ran in %.2f ms", (double)t_run / 1e6);
     if (rc != VEIL_OK) {
         sv_fail(&st, veil__serve_code_of(rc), "%s", veil_errbuf_msg(&eb, rc));
         done(arg, false, NULL, 0, &st);
@@ -254,8 +256,11 @@ static void run_batch(struct sv_batcher *b, struct bitem *items, int64_t rows)
             why = veil_errbuf_msg(&eb, rc);
         }
     }
+    t_run = veil_time_mono_ns() - t_run;
+    if (ok)
+        veil__serve_metrics_runtime(b->metrics, b->model, t_run);
     VEIL_LOG_DEBUG("batch of %lld rows (%lld with padding) ran in %.1f ms", (long long)rows,
-                   (long long)padded, (double)(veil_time_mono_ns() - t_run) / 1e6);
+                   (long long)padded, (double)t_run / 1e6);
     for (size_t j = 0; ok && j < v->sig.n_out; j++)
         if (outs[j].rank == 0 || outs[j].dims[0] != padded) {
             ok = false;

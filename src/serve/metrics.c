@@ -1,8 +1,8 @@
 /*
  * Prometheus metrics: request counts and latency histograms by model, version, API,
- * entrypoint and status, and batch size histograms by model, kept in a small table under one
- * mutex (the label space is bounded by the configured models: unknown model names are counted
- * under one shared label so clients cannot grow the table).
+ * entrypoint and status, and batch size and model run time histograms by model, kept in a small
+ * table under one mutex (the label space is bounded by the configured models: unknown model names
+ * are counted under one shared label so clients cannot grow the table).
  */
 #include "serve_int.h"
 
@@ -31,9 +31,12 @@ struct series {
 
 struct bseries {
     char model[SV_NAME_MAX + 1];
-    uint64_t count;
+    uint64_t count; /* batches */
     uint64_t sum;
     uint64_t buckets[N_BATCH];
+    uint64_t rt_count; /* engine runs */
+    double rt_sum_us;
+    uint64_t rt_buckets[N_LAT];
 };
 
 struct sv_metrics {
@@ -106,19 +109,42 @@ void veil__serve_metrics_request(struct sv_metrics *m, const char *model, int64_
     pthread_mutex_unlock(&m->mu);
 }
 
+/* The per-model series of model, added when new; NULL when the table is full. Under m->mu. */
+static struct bseries *model_series(struct sv_metrics *m, const char *model)
+{
+    for (size_t i = 0; i < m->nb; i++)
+        if (strcmp(m->b[i].model, model) == 0)
+            return &m->b[i];
+    if (m->nb == SV_MAX_MODELS)
+        return NULL;
+    struct bseries *b = &m->b[m->nb++];
+    snprintf(b->model, sizeof(b->model), "%s", model);
+    return b;
+}
+
+void veil__serve_metrics_runtime(struct sv_metrics *m, const char *model, uint64_t run_ns)
+{
+    if (m == NULL)
+        return;
+    double us = (double)run_ns / 1000.0;
+    pthread_mutex_lock(&m->mu);
+    struct bseries *b = model_series(m, model);
+    if (b != NULL) {
+        b->rt_count++;
+        b->rt_sum_us += us;
+        for (size_t i = 0; i < N_LAT; i++)
+            if (us <= lat_bounds_us[i])
+                b->rt_buckets[i]++;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
 void veil__serve_metrics_batch(struct sv_metrics *m, const char *model, size_t batch_size)
 {
     if (m == NULL)
         return;
     pthread_mutex_lock(&m->mu);
-    struct bseries *b = NULL;
-    for (size_t i = 0; i < m->nb && b == NULL; i++)
-        if (strcmp(m->b[i].model, model) == 0)
-            b = &m->b[i];
-    if (b == NULL && m->nb < SV_MAX_MODELS) {
-        b = &m->b[m->nb++];
-        snprintf(b->model, sizeof(b->model), "%s", model);
-    }
+    struct bseries *b = model_series(m, model);
     if (b != NULL) {
         b->count++;
         b->sum += batch_size;
@@ -168,6 +194,8 @@ veil_err veil__serve_metrics_render(struct sv_metrics *m, struct veil_buf *b)
                                     "processed_batch_size histogram\n");
     for (size_t i = 0; rc == VEIL_OK && i < m->nb; i++) {
         const struct bseries *s = &m->b[i];
+        if (s->count == 0)
+            continue;
         for (size_t k = 0; rc == VEIL_OK && k < N_BATCH; k++)
             rc = veil_buf_appendf(b,
                                   ":tensorflow:serving:batching_session:processed_batch_size_bucket"
@@ -186,6 +214,28 @@ veil_err veil__serve_metrics_render(struct sv_metrics *m, struct veil_buf *b)
                 "%llu\n",
                 s->model, (unsigned long long)s->count, s->model, (unsigned long long)s->sum,
                 s->model, (unsigned long long)s->count);
+    }
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_str(b, "# TYPE :tensorflow:serving:runtime_latency histogram\n");
+    for (size_t i = 0; rc == VEIL_OK && i < m->nb; i++) {
+        const struct bseries *s = &m->b[i];
+        if (s->rt_count == 0)
+            continue;
+        char labels[SV_NAME_MAX + 64];
+        snprintf(labels, sizeof(labels), "model_name=\"%s\",API=\"Predict\",runtime=\"veil\"",
+                 s->model);
+        for (size_t k = 0; rc == VEIL_OK && k < N_LAT; k++)
+            rc = veil_buf_appendf(b,
+                                  ":tensorflow:serving:runtime_latency_bucket{%s,le=\"%g\"} %llu\n",
+                                  labels, lat_bounds_us[k], (unsigned long long)s->rt_buckets[k]);
+        if (rc == VEIL_OK)
+            rc =
+                veil_buf_appendf(b,
+                                 ":tensorflow:serving:runtime_latency_bucket{%s,le=\"+Inf\"} %llu\n"
+                                 ":tensorflow:serving:runtime_latency_sum{%s} %.3f\n"
+                                 ":tensorflow:serving:runtime_latency_count{%s} %llu\n",
+                                 labels, (unsigned long long)s->rt_count, labels, s->rt_sum_us,
+                                 labels, (unsigned long long)s->rt_count);
     }
     pthread_mutex_unlock(&m->mu);
     return rc;

@@ -299,7 +299,10 @@ void veil__serve_metrics_free(struct sv_metrics *m);
 /* Records one request. api: "Predict"...; entry: "GRPC" / "REST". Thread-safe. */
 void veil__serve_metrics_request(struct sv_metrics *m, const char *model, int64_t version,
                                  const char *api, const char *entry, int code, uint64_t latency_ns);
+/* Records one batch formed by the batcher (batch_size rows, before padding). Thread-safe. */
 void veil__serve_metrics_batch(struct sv_metrics *m, const char *model, size_t batch_size);
+/* Records one engine run of model (batched or not) that took run_ns. Thread-safe. */
+void veil__serve_metrics_runtime(struct sv_metrics *m, const char *model, uint64_t run_ns);
 /* Appends the Prometheus text exposition (without model states) to b. */
 VEIL_NODISCARD veil_err veil__serve_metrics_render(struct sv_metrics *m, struct veil_buf *b);
 

@@ -268,6 +268,9 @@ def rest_api(srv):
     check(':tensorflow:serving:request_count{model_name="m",version="1",API="Predict",'
           'entrypoint="REST",status="OK"}' in text, "request count by model/version/API/status")
     check(":tensorflow:serving:request_latency_bucket{" in text, "latency histogram")
+    runs = [line for line in text.splitlines() if line.startswith(
+        ':tensorflow:serving:runtime_latency_count{model_name="m",API="Predict",runtime="veil"} ')]
+    check(len(runs) == 1 and int(runs[0].split()[-1]) > 0, "model run time histogram: %r" % runs)
     check(':veil:serving:model_version_state{model_name="m",version="1",state="AVAILABLE"} 1'
           in text, "model load state")
 
