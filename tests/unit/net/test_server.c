@@ -94,6 +94,8 @@ struct h2c {
     char grpc_message[128];
     uint8_t data[256];
     size_t data_len;
+    size_t data_total;  /* every DATA byte, beyond what data holds */
+    uint64_t data_hash; /* FNV-1a over every DATA byte */
     bool closed;
 };
 
@@ -134,6 +136,9 @@ static int c_data(nghttp2_session *s, uint8_t fl, int32_t id, const uint8_t *d, 
     (void)fl;
     (void)id;
     struct h2c *c = ud;
+    for (size_t i = 0; i < n; i++)
+        c->data_hash = (c->data_hash ^ d[i]) * 1099511628211u;
+    c->data_total += n;
     if (c->data_len + n <= sizeof(c->data)) {
         memcpy(c->data + c->data_len, d, n);
         c->data_len += n;
@@ -175,6 +180,7 @@ static void grpc_call(uint16_t port, const char *path, const uint8_t *body, size
     char pathbuf[256];
     snprintf(pathbuf, sizeof(pathbuf), "%s", path);
     memset(c, 0, sizeof(*c));
+    c->data_hash = 14695981039346656037u;
     c->fd = connect_to(port);
     nghttp2_session_callbacks *cb;
     nghttp2_session *s;
@@ -268,6 +274,58 @@ TEST(http_and_grpc_servers)
     const uint8_t z[] = {1, 0, 0, 0, 1, 'x'};
     grpc_call(gp, "/t.S/Echo", z, sizeof(z), &c);
     ASSERT_STR_EQ(c.grpc_status, "13");
+
+    veil_net_loop_stop(g_loop);
+    pthread_join(t, NULL);
+    veil_net_loop_free(g_loop);
+}
+
+/* A message many socket reads long arrives whole (the server reads the socket itself, in
+ * large reads), and a connection that sends nothing is closed after the idle timeout. */
+TEST(grpc_large_message_and_idle_timeout)
+{
+    struct veil_errbuf eb = {{0}};
+    struct veil_grpc_server *gs = NULL;
+    ASSERT_OK(veil_net_loop_new(&g_loop, &eb));
+    struct veil_net_listen lst = {"127.0.0.1", 0, NULL, 8u << 20, 0, 0, 1};
+    ASSERT_OK(veil_grpc_server_new(g_loop, &lst, grpc_handler, NULL, &gs, &eb));
+    uint16_t gp = veil_grpc_server_port(gs);
+    pthread_t t;
+    pthread_create(&t, NULL, loop_main, NULL);
+
+    size_t mlen = (3u << 20) + 12345, n = mlen + 5;
+    uint8_t *msg = malloc(n);
+    ASSERT_TRUE(msg != NULL);
+    msg[0] = 0;
+    msg[1] = (uint8_t)(mlen >> 24);
+    msg[2] = (uint8_t)(mlen >> 16);
+    msg[3] = (uint8_t)(mlen >> 8);
+    msg[4] = (uint8_t)mlen;
+    uint64_t x = 88172645463325252u, want = 14695981039346656037u;
+    for (size_t i = 5; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        msg[i] = (uint8_t)x;
+    }
+    for (size_t i = 0; i < n; i++)
+        want = (want ^ msg[i]) * 1099511628211u;
+    struct h2c c;
+    grpc_call(gp, "/t.S/Echo", msg, n, &c);
+    ASSERT_STR_EQ(c.grpc_status, "0");
+    ASSERT_EQ_U64(c.data_total, n);
+    ASSERT_EQ_U64(c.data_hash, want);
+    free(msg);
+
+    /* Silent client: the server's SETTINGS, then EOF within the 1 s idle timeout (the read
+     * gives up after 10 s, which fails the test). */
+    int fd = connect_to(gp);
+    uint8_t buf[256];
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof(buf))) > 0)
+        ;
+    ASSERT_EQ_I64(r, 0);
+    close(fd);
 
     veil_net_loop_stop(g_loop);
     pthread_join(t, NULL);
