@@ -360,4 +360,93 @@ TEST(run_contract_errors)
     veil_engine_model_free(m);
 }
 
+/* One reduction of x [2, 37, 150, 3] against a double-precision reference. */
+static void reduce_case(const char *op, size_t na, const int64_t *axes, bool keep, float *x)
+{
+    const int64_t xd[4] = {2, 37, 150, 3};
+    bool red[4] = {na == 0, na == 0, na == 0, na == 0};
+    for (size_t i = 0; i < na; i++)
+        red[(axes[i] + 4) % 4] = true;
+    int64_t od[4], odk[4];
+    size_t orank = 0;
+    for (size_t i = 0; i < 4; i++) {
+        odk[i] = red[i] ? 1 : xd[i];
+        if (keep || !red[i])
+            od[orank++] = odk[i];
+    }
+    struct mb b;
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    mb_init(&b);
+    mb_input(&b, "x", 1, 4, xd);
+    if (na > 0)
+        mb_node(&b, op, "x", "y", 2, mb_attr_ints(&b, "axes", na, axes),
+                mb_attr_i(&b, "keepdims", keep));
+    else
+        mb_node(&b, op, "x", "y", 1, mb_attr_i(&b, "keepdims", keep));
+    mb_output(&b, "y", 1, orank, od);
+    ASSERT_OK(load(&b, &m, &eb));
+    mb_release(&b);
+    struct veil_tensor in = tensor_f(x, 4, xd), out;
+    ASSERT_OK(veil_engine_run(m, &in, 1, &out, 1, &eb));
+    ASSERT_EQ_U64(out.rank, orank);
+    bool is_max = strcmp(op, "ReduceMax") == 0;
+    size_t k = 0;
+    for (int64_t a = 0; a < odk[0]; a++)
+        for (int64_t b1 = 0; b1 < odk[1]; b1++)
+            for (int64_t c = 0; c < odk[2]; c++)
+                for (int64_t d = 0; d < odk[3]; d++, k++) {
+                    double acc = is_max ? -INFINITY : 0;
+                    size_t cnt = 0;
+                    for (int64_t i = 0; i < xd[0]; i++)
+                        for (int64_t j = 0; j < xd[1]; j++)
+                            for (int64_t l = 0; l < xd[2]; l++)
+                                for (int64_t q = 0; q < xd[3]; q++) {
+                                    if ((!red[0] && i != a) || (!red[1] && j != b1) ||
+                                        (!red[2] && l != c) || (!red[3] && q != d))
+                                        continue;
+                                    double v = x[((i * 37 + j) * 150 + l) * 3 + q];
+                                    acc = is_max ? (v > acc || isnan(v) ? v : acc) : acc + v;
+                                    cnt++;
+                                }
+                    if (!is_max)
+                        acc /= (double)cnt;
+                    float got = ((float *)out.data)[k];
+                    if (isnan(acc)) {
+                        ASSERT_TRUE(isnan(got));
+                    } else if (fabs(got - acc) > 1e-6 * (fabs(acc) + 1e-3)) {
+                        fprintf(stderr, "%s output %zu: %g, want %g\n", op, k, got, acc);
+                        ASSERT_TRUE(false);
+                    }
+                }
+    ASSERT_EQ_U64(k, out.nbytes / sizeof(float));
+    veil_tensor_release(&out);
+    veil_engine_model_free(m);
+}
+
+/* ReduceMean and ReduceMax over contiguous axis blocks (the vectorised paths: last axis, all
+ * axes, a narrow inner part of 3, a wide one of 450) and non-contiguous ones, NaN propagating. */
+TEST(reductions_against_reference)
+{
+    size_t n = 2 * 37 * 150 * 3;
+    float *x = malloc(n * sizeof(float));
+    ASSERT_TRUE(x != NULL);
+    uint32_t seed = 7;
+    for (size_t i = 0; i < n; i++)
+        x[i] = rnd(&seed) * 10.0f + 3.0f;
+    x[((1 * 37 + 20) * 150 + 99) * 3 + 2] = NAN;
+    static const int64_t last[1] = {3}, mid[1] = {1}, mid2[2] = {1, 2}, apart[2] = {0, 2},
+                         neg[1] = {-2};
+    for (int op = 0; op < 2; op++) {
+        const char *name = op == 0 ? "ReduceMean" : "ReduceMax";
+        reduce_case(name, 1, last, true, x);
+        reduce_case(name, 1, mid, false, x);
+        reduce_case(name, 2, mid2, true, x);
+        reduce_case(name, 2, apart, false, x);
+        reduce_case(name, 1, neg, true, x);
+        reduce_case(name, 0, NULL, false, x);
+    }
+    free(x);
+}
+
 RUN_TESTS()
