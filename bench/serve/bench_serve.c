@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tensorflow_serving/apis/predict.pb-c.h"
@@ -389,13 +390,19 @@ static void batch_stats(const char *metrics, double *sum, double *count)
         *count = strtod(c + 1, NULL);
 }
 
-/* The server's total engine run time so far (microseconds) from its runtime_latency_sum. */
-static double runtime_sum_us(const char *metrics)
+/* The value of the first sample of `name{...}` in the metrics text (NAN when absent). */
+static double metric_value(const char *metrics, const char *name)
 {
-    const char *s = metrics != NULL ? strstr(metrics, "runtime_latency_sum{") : NULL;
+    const char *s = metrics != NULL ? strstr(metrics, name) : NULL;
     if (s == NULL || (s = strchr(s, '}')) == NULL)
         return NAN;
     return strtod(s + 1, NULL);
+}
+
+/* The server's total engine run time so far (microseconds) from its runtime_latency_sum. */
+static double runtime_sum_us(const char *metrics)
+{
+    return metric_value(metrics, "runtime_latency_sum{");
 }
 
 /* ---- measurement ---- */
@@ -519,9 +526,12 @@ static double pool_window(struct pool *p, double seconds, uint64_t *images, uint
     p->gen++; /* open */
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    /* One sleep to the end: a thread waking every millisecond would preempt a compute thread
+     * a thousand times a second, and the engine's barriers make every such stall cost twice. */
     uint64_t end = t0 + (uint64_t)(seconds * 1e9);
-    while (veil_time_mono_ns() < end)
-        usleep(1000);
+    struct timespec until = {(time_t)(end / 1000000000u), (long)(end % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
+        ;
     pthread_mutex_lock(&p->mu);
     p->gen++; /* close */
     pthread_cond_broadcast(&p->cv);
@@ -1000,15 +1010,27 @@ int main(int argc, char **argv)
         uint64_t img = 0, simg = 0;
         double wall, med;
         engine_alone(m, in, h_b, seconds, &img, &wall, &med);
+        char *m0 = https_get(cctx, rest_port, "/monitoring/prometheus/metrics");
         double sw = pool_window(&pool, seconds, &simg, &failed);
+        char *m1 = https_get(cctx, rest_port, "/monitoring/prometheus/metrics");
+        /* Where the server's time went: the share of the window the engine ran, and how long
+         * its runs took beside the engine alone's. */
+        double run_us = runtime_sum_us(m1) - runtime_sum_us(m0);
+        double runs =
+            metric_value(m1, "runtime_latency_count{") - metric_value(m0, "runtime_latency_count{");
+        free(m0);
+        free(m1);
         h_eng_img += img;
         h_eng_wall += wall;
         h_srv_img += simg;
         h_srv_wall += sw;
         h_ratio[k] = ((double)simg / sw) / ((double)img / wall);
         printf("  engine alone, batch %u: %8.2f images/s   then veil serve, %u clients: %8.2f "
-               "images/s   (%.1f%%)\n",
-               h_b, (double)img / wall, clients, (double)simg / sw, 100.0 * h_ratio[k]);
+               "images/s   (%.1f%%)   engine busy %.1f%% of the window, mean run %.2f ms "
+               "(alone %.2f)\n",
+               h_b, (double)img / wall, clients, (double)simg / sw, 100.0 * h_ratio[k],
+               100.0 * run_us / (sw * 1e6), run_us / runs / 1e3,
+               wall * 1e3 / ((double)img / (double)h_b));
     }
     qsort(h_ratio, h_pairs, sizeof(double), cmp_double);
     double h_med = median_sorted(h_ratio, h_pairs);
