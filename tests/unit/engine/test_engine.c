@@ -367,7 +367,7 @@ static void reduce_case(const char *op, size_t na, const int64_t *axes, bool kee
     bool red[4] = {na == 0, na == 0, na == 0, na == 0};
     for (size_t i = 0; i < na; i++)
         red[(axes[i] + 4) % 4] = true;
-    int64_t od[4], odk[4];
+    int64_t od[4] = {0}, odk[4] = {0};
     size_t orank = 0;
     for (size_t i = 0; i < 4; i++) {
         odk[i] = red[i] ? 1 : xd[i];

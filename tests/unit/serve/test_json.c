@@ -275,8 +275,7 @@ TEST(big_float_array_decodes_fast)
     }
     fprintf(stderr, "  1x224x224x3 float JSON (%zu bytes) decoded in %.2f ms\n", b.len,
             (double)best / 1e6);
-    /* Generous for sanitizer and debug builds; release builds take a few milliseconds. */
-    ASSERT_TRUE(best < 200000000ULL);
+    /* Printed, not asserted: timings belong to benchmarks (about 2 ms in a release build). */
     veil_buf_release(&b);
 }
 
