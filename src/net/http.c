@@ -119,9 +119,26 @@ static bool header_is(const char *v, const char *want)
     return v != NULL && strcasecmp(v, want) == 0;
 }
 
+/* True when er arrived over TLS, or the server is plaintext. evhttp gives a connection a plain
+ * socket bufferevent when tls_bev fails (out of memory): a TLS port must never serve that. */
+static bool over_expected_transport(const struct veil_http_server *srv, struct evhttp_request *er)
+{
+    if (srv->tls == NULL)
+        return true;
+    struct evhttp_connection *ec = evhttp_request_get_connection(er);
+    struct bufferevent *bev = ec != NULL ? evhttp_connection_get_bufferevent(ec) : NULL;
+    return bev != NULL && bufferevent_openssl_get_ssl(bev) != NULL;
+}
+
 static void on_request(struct evhttp_request *er, void *arg)
 {
     struct veil_http_server *srv = arg;
+    if (!over_expected_transport(srv, er)) {
+        VEIL_LOG_WARN("REST request on a connection without TLS refused");
+        evhttp_add_header(evhttp_request_get_output_headers(er), "Connection", "close");
+        evhttp_send_error(er, 503, "Service Unavailable");
+        return;
+    }
     struct veil_http_req *req = veil_calloc(1, sizeof(*req));
     if (req == NULL) {
         evhttp_send_error(er, 503, "Service Unavailable");
