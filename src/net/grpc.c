@@ -1,9 +1,11 @@
 /*
- * gRPC on HTTP/2 (nghttp2) over libevent bufferevents, plain (h2c prior knowledge) or TLS.
- * Each stream collects its request body up to the message cap plus the 5-byte prefix; at
- * END_STREAM the one unary message is unframed (and gunzipped under the same cap) and handed
- * to the handler as a call. The call outlives its stream: when the client resets the stream
- * or drops the connection, the call is only detached, and its late finish frees it.
+ * gRPC on HTTP/2 (nghttp2) over libevent bufferevents, plain (h2c prior knowledge) or TLS
+ * (an OpenSSL filter over the socket's bufferevent). The socket is read by on_sock_read, all
+ * that is pending per wake-up, not by its bufferevent (4 KiB per call). Each stream collects its
+ * request body up to the message cap plus the 5-byte prefix; at END_STREAM the one unary message is
+ * unframed (and gunzipped under the same cap) and handed to the handler as a call. The call
+ * outlives its stream: when the client resets the stream or drops the connection, the call is only
+ * detached, and its late finish frees it.
  */
 #include "net_int.h"
 
