@@ -237,12 +237,15 @@ static size_t number_len(const uint8_t *s, size_t n)
     size_t i = 0;
     if (i < n && s[i] == '-')
         i++;
-    if (n - i >= 8 && memcmp(s + i, "Infinity", 8) == 0)
-        return i + 8;
-    if (i == 0 && n >= 3 && memcmp(s, "NaN", 3) == 0)
-        return 3;
-    if (i >= n || !is_digit(s[i]))
+    if (i >= n)
         return 0;
+    if (!is_digit(s[i])) {
+        if (n - i >= 8 && memcmp(s + i, "Infinity", 8) == 0)
+            return i + 8;
+        if (i == 0 && n >= 3 && memcmp(s, "NaN", 3) == 0)
+            return 3;
+        return 0;
+    }
     if (s[i] == '0')
         i++;
     else
