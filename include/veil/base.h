@@ -292,6 +292,12 @@ void veil_arena_release(struct veil_arena *a);
  */
 VEIL_NODISCARD veil_err veil_arena_alloc(struct veil_arena *a, size_t size, size_t align,
                                          void **out);
+/*
+ * As veil_arena_alloc but the bytes are not zeroed: for callers that write every byte they
+ * later read (protobuf-c's unpack, whose default allocator is plain malloc).
+ */
+VEIL_NODISCARD veil_err veil_arena_alloc_uninit(struct veil_arena *a, size_t size, size_t align,
+                                                void **out);
 /* As veil_arena_alloc for n elements of size bytes, failing with VEIL_E_LIMIT on overflow. */
 VEIL_NODISCARD veil_err veil_arena_allocarray(struct veil_arena *a, size_t n, size_t size,
                                               size_t align, void **out);

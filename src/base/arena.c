@@ -34,7 +34,7 @@ void veil_arena_release(struct veil_arena *a)
     a->total = 0;
 }
 
-veil_err veil_arena_alloc(struct veil_arena *a, size_t size, size_t align, void **out)
+veil_err veil_arena_alloc_uninit(struct veil_arena *a, size_t size, size_t align, void **out)
 {
     *out = NULL;
     if (align == 0 || (align & (align - 1)) != 0 || align > 64)
@@ -66,10 +66,16 @@ veil_err veil_arena_alloc(struct veil_arena *a, size_t size, size_t align, void 
     void *p = b->data + off;
     b->used = off + size;
     a->total = total;
-    if (size > 0)
-        memset(p, 0, size);
     *out = p;
     return VEIL_OK;
+}
+
+veil_err veil_arena_alloc(struct veil_arena *a, size_t size, size_t align, void **out)
+{
+    veil_err rc = veil_arena_alloc_uninit(a, size, align, out);
+    if (rc == VEIL_OK && size > 0)
+        memset(*out, 0, size);
+    return rc;
 }
 
 veil_err veil_arena_allocarray(struct veil_arena *a, size_t n, size_t size, size_t align,

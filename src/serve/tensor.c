@@ -158,10 +158,12 @@ const char *veil__serve_tf_dtype_short(int tf)
 
 /* ---- protobuf-c allocation from a request arena ---- */
 
+/* protobuf-c initialises everything it allocates (its default allocator is malloc), so the
+ * arena need not zero a 600 KB tensor_content before protobuf-c copies it in. */
 static void *pb_alloc(void *ud, size_t size)
 {
     void *p = NULL;
-    if (veil_arena_alloc(ud, size, 64, &p) != VEIL_OK)
+    if (veil_arena_alloc_uninit(ud, size, 64, &p) != VEIL_OK)
         return NULL;
     return p;
 }
