@@ -438,11 +438,12 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
                 submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED,
                               "request message larger than the limit");
             } else if (st->body.cap < (size_t)mlen + 5 && st->body.len < (1u << 20)) {
-                /* Size the buffer once from the prefix instead of doubling up to it; only
-                 * what has arrived so far bounds the up-front reservation to 4x (flow
-                 * control and the cap bound the rest). */
+                /* Size the buffer once from the prefix instead of doubling up to it: an
+                 * image-sized message (up to ~1 MB) is received without a realloc. What has
+                 * arrived bounds the up-front reservation to 4x (it plus 256 KiB); flow
+                 * control and the cap bound the rest. */
                 size_t want = (size_t)mlen + 5 - st->body.len;
-                size_t room = 4 * (st->body.len + (64u << 10));
+                size_t room = 4 * (st->body.len + (256u << 10));
                 if (veil_buf_reserve(&st->body, want < room ? want : room) != VEIL_OK) {
                     st->too_big = true;
                     veil_buf_release(&st->body);
