@@ -40,6 +40,8 @@
 
 #include "tensorflow_serving/apis/predict.pb-c.h"
 
+#define MODEL_NAME "resnet" /* the served model's name */
+
 static void die(const char *what)
 {
     fprintf(stderr, "bench_serve: %s\n", what);
@@ -587,7 +589,7 @@ static void pool_stop(struct pool *p)
 
 /* ---- the engine alone ---- */
 
-static void engine_alone(struct veil_engine_model *m, const struct veil_tensor_info *in,
+static void engine_alone(struct veil_serve *srv, size_t nout, const struct veil_tensor_info *in,
                          unsigned batch, double seconds, uint64_t *images, double *wall_s,
                          double *median_ms)
 {
@@ -607,13 +609,12 @@ static void engine_alone(struct veil_engine_model *m, const struct veil_tensor_i
     float *f = t.data;
     for (uint64_t i = 0; i < numel; i++)
         f[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
-    size_t nout = veil_engine_model_num_outputs(m);
     struct veil_tensor outs[8];
     struct veil_errbuf eb = {{0}};
     uint64_t lat[100000];
     size_t nl = 0;
     for (int w = 0; w < 2; w++) {
-        if (veil_engine_run(m, &t, 1, outs, nout, &eb) != VEIL_OK)
+        if (veil_serve_run_engine(srv, MODEL_NAME, &t, 1, outs, nout, &eb) != VEIL_OK)
             die(eb.msg);
         for (size_t j = 0; j < nout; j++)
             veil_tensor_release(&outs[j]);
@@ -622,7 +623,7 @@ static void engine_alone(struct veil_engine_model *m, const struct veil_tensor_i
     uint64_t runs = 0;
     while (veil_time_mono_ns() < end && nl < 100000) {
         uint64_t a = veil_time_mono_ns();
-        if (veil_engine_run(m, &t, 1, outs, nout, &eb) != VEIL_OK)
+        if (veil_serve_run_engine(srv, MODEL_NAME, &t, 1, outs, nout, &eb) != VEIL_OK)
             die(eb.msg);
         lat[nl++] = veil_time_mono_ns() - a;
         for (size_t j = 0; j < nout; j++)
@@ -658,7 +659,7 @@ struct paired {
  * engine run, so the time the server adds around the run is measured per request too,
  * without the run-to-run jitter of the engine in it.
  */
-static void paired_latency(struct veil_engine_model *m, const struct veil_tensor_info *in,
+static void paired_latency(struct veil_serve *srv, size_t nout, const struct veil_tensor_info *in,
                            SSL_CTX *ctx, uint16_t port, uint16_t rest_port, const uint8_t *req,
                            size_t n, double seconds, struct paired *out)
 {
@@ -678,7 +679,6 @@ static void paired_latency(struct veil_engine_model *m, const struct veil_tensor
     float *f = t.data;
     for (uint64_t i = 0; i < numel; i++)
         f[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
-    size_t nout = veil_engine_model_num_outputs(m);
     struct veil_tensor outs[8];
     struct veil_errbuf eb = {{0}};
     struct client c;
@@ -696,7 +696,7 @@ static void paired_latency(struct veil_engine_model *m, const struct veil_tensor
     uint64_t end = veil_time_mono_ns() + (uint64_t)(seconds * 1e9);
     while (veil_time_mono_ns() < end && k < CAP) {
         uint64_t a = veil_time_mono_ns();
-        if (veil_engine_run(m, &t, 1, outs, nout, &eb) != VEIL_OK)
+        if (veil_serve_run_engine(srv, MODEL_NAME, &t, 1, outs, nout, &eb) != VEIL_OK)
             die(eb.msg);
         uint64_t b = veil_time_mono_ns();
         for (size_t j = 0; j < nout; j++)
@@ -804,7 +804,15 @@ int main(int argc, char **argv)
     float *x = calloc(numel, sizeof(float));
     for (uint64_t i = 0; i < numel; i++)
         x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
+    /* Only the model's interface is kept: the engine measured alone is the server's own
+     * instance (veil_serve_run_engine), since two loads of one file can differ in speed. */
     char *in_name = strdup(in->name);
+    struct veil_tensor_info info = *in;
+    info.name = in_name;
+    size_t nout = veil_engine_model_num_outputs(m);
+    veil_engine_model_free(m);
+    m = NULL;
+    in = &info;
     Tensorflow__TensorShapeProto__Dim dims[VEIL_LIMIT_TENSOR_RANK], *dimp[VEIL_LIMIT_TENSOR_RANK];
     Tensorflow__TensorShapeProto sh;
     tensorflow__tensor_shape_proto__init(&sh);
@@ -828,7 +836,7 @@ int main(int argc, char **argv)
     Tensorflow__Serving__PredictRequest__InputsEntry *entp = &ent;
     Tensorflow__Serving__ModelSpec spec;
     tensorflow__serving__model_spec__init(&spec);
-    char model_name[] = "resnet";
+    char model_name[] = MODEL_NAME;
     spec.name = model_name;
     Tensorflow__Serving__PredictRequest req;
     tensorflow__serving__predict_request__init(&req);
@@ -880,7 +888,7 @@ int main(int argc, char **argv)
     so.host = "127.0.0.1";
     so.grpc_any_port = true;
     so.rest_any_port = true;
-    so.model_name = "resnet";
+    so.model_name = MODEL_NAME;
     so.model_base_path = repo;
     so.file_system_poll_wait_seconds = -1;
     so.enable_batching = true;
@@ -946,7 +954,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < NB; i++) {
             uint64_t img = 0, simg = 0;
             double wall, med;
-            engine_alone(m, in, batches[i], seconds, &img, &wall, &med);
+            engine_alone(st.srv, nout, in, batches[i], seconds, &img, &wall, &med);
             eng_img[i] += img;
             eng_wall[i] += wall;
             eng_w[i * rounds + r] = (double)img / wall;
@@ -970,7 +978,7 @@ int main(int argc, char **argv)
                    batches[i], (double)img / wall, med, clients, (double)simg / sw);
         }
         struct paired pl;
-        paired_latency(m, in, cctx, port, rest_port, framed, plen + 5, seconds, &pl);
+        paired_latency(st.srv, nout, in, cctx, port, rest_port, framed, plen + 5, seconds, &pl);
         printf("  veil serve,   1 client:       median latency %8.2f ms   engine batch 1 "
                "interleaved %8.2f ms   median difference %+.2f ms (quartiles %+.2f, %+.2f), "
                "%zu pairs\n"
@@ -1009,7 +1017,7 @@ int main(int argc, char **argv)
     for (unsigned k = 0; k < h_pairs; k++) {
         uint64_t img = 0, simg = 0;
         double wall, med;
-        engine_alone(m, in, h_b, seconds, &img, &wall, &med);
+        engine_alone(st.srv, nout, in, h_b, seconds, &img, &wall, &med);
         char *m0 = https_get(cctx, rest_port, "/monitoring/prometheus/metrics");
         double sw = pool_window(&pool, seconds, &simg, &failed);
         char *m1 = https_get(cctx, rest_port, "/monitoring/prometheus/metrics");
@@ -1092,7 +1100,6 @@ int main(int argc, char **argv)
            diffs[rounds / 2], extras[rounds / 2]);
     free(diffs);
     free(extras);
-    veil_engine_model_free(m);
     veil_serve_stop(st.srv);
     pthread_join(srv_thread, NULL);
     veil_serve_free(st.srv);

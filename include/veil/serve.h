@@ -143,6 +143,19 @@ void veil_serve_stop(struct veil_serve *s);
  */
 bool veil_serve_is_ready(struct veil_serve *s);
 
+/*
+ * Runs the engine instance behind the latest AVAILABLE version of model `name` once, directly:
+ * no frontend, no batching, the caller's thread. For benchmarks that compare the server with
+ * the very engine it serves (two loads of one file can differ in speed by their memory).
+ * Arguments and outputs as veil_engine_run. Errors: VEIL_E_NOTFOUND (no such model or no
+ * available version), those of veil_engine_run. Thread-safe; the version stays loaded for the
+ * call.
+ */
+VEIL_NODISCARD veil_err veil_serve_run_engine(struct veil_serve *s, const char *name,
+                                              const struct veil_tensor *inputs, size_t n_in,
+                                              struct veil_tensor *outputs, size_t n_out,
+                                              struct veil_errbuf *eb);
+
 /* The ports actually bound (0 when that frontend is off). */
 uint16_t veil_serve_grpc_port(const struct veil_serve *s);
 uint16_t veil_serve_rest_port(const struct veil_serve *s);

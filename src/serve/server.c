@@ -298,6 +298,19 @@ bool veil_serve_is_ready(struct veil_serve *s)
     return veil__serve_repo_ready(s->repo);
 }
 
+veil_err veil_serve_run_engine(struct veil_serve *s, const char *name,
+                               const struct veil_tensor *inputs, size_t n_in,
+                               struct veil_tensor *outputs, size_t n_out, struct veil_errbuf *eb)
+{
+    struct sv_version *v = NULL;
+    struct sv_status st;
+    if (name == NULL || !veil__serve_repo_acquire(s->repo, name, false, 0, NULL, &v, &st))
+        return veil_errf(eb, VEIL_E_NOTFOUND, "%s", name == NULL ? "no model name" : st.msg);
+    veil_err rc = veil_engine_run(v->em, inputs, n_in, outputs, n_out, eb);
+    veil__serve_repo_release(s->repo, v);
+    return rc;
+}
+
 uint16_t veil_serve_grpc_port(const struct veil_serve *s)
 {
     return s->grpc != NULL ? veil_grpc_server_port(s->grpc) : 0;
