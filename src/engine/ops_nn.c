@@ -129,6 +129,12 @@ static float red_finish(int kind, double acc, uint64_t len)
     return (float)acc;
 }
 
+/* ReduceMax's step: NaN wins, as in the element-by-element path. */
+static double red_max(double acc, double v)
+{
+    return v > acc || isnan(v) ? v : acc;
+}
+
 static void red_range(void *ud, uint64_t lo, uint64_t hi)
 {
     const struct red_job *j = ud;
@@ -147,9 +153,9 @@ static void red_range(void *ud, uint64_t lo, uint64_t hi)
             if (mx) {
                 for (; k + w <= total; k += w)
                     for (uint64_t i = 0; i < w; i++)
-                        acc[i] = x[k + i] > acc[i] || isnan(x[k + i]) ? x[k + i] : acc[i];
+                        acc[i] = red_max(acc[i], x[k + i]);
                 for (uint64_t i = 0; k + i < total; i++)
-                    acc[i] = x[k + i] > acc[i] || isnan(x[k + i]) ? x[k + i] : acc[i];
+                    acc[i] = red_max(acc[i], x[k + i]);
             } else {
                 for (; k + w <= total; k += w)
                     for (uint64_t i = 0; i < w; i++)
@@ -160,7 +166,7 @@ static void red_range(void *ud, uint64_t lo, uint64_t hi)
             for (uint64_t i = 0; i < j->inner; i++) {
                 double r = acc[i];
                 for (uint64_t l = i + j->inner; l < w; l += j->inner)
-                    r = mx ? (acc[l] > r || isnan(acc[l]) ? acc[l] : r) : r + acc[l];
+                    r = mx ? red_max(r, acc[l]) : r + acc[l];
                 y[i] = red_finish(j->kind, r, j->len);
             }
             continue;
@@ -172,7 +178,7 @@ static void red_range(void *ud, uint64_t lo, uint64_t hi)
             const float *row = x + k * j->inner + b0;
             if (mx) {
                 for (uint64_t i = 0; i < nb; i++)
-                    acc[i] = row[i] > acc[i] || isnan(row[i]) ? row[i] : acc[i];
+                    acc[i] = red_max(acc[i], row[i]);
             } else {
                 for (uint64_t i = 0; i < nb; i++)
                     acc[i] += (double)row[i];
@@ -195,19 +201,19 @@ static bool reduce_fast(struct veil__kctx *c, const struct veil__kparams *kp, in
         uint64_t d = (uint64_t)t->dims[i];
         if (d == 1)
             continue;
-        bool red = kp->v[0][i] != 0;
-        if (red && phase == 2)
-            return false;
-        if (red)
+        if (kp->v[0][i] != 0) {
+            if (phase == 2)
+                return false;
             phase = 1;
-        else if (phase == 1)
-            phase = 2;
-        if (red)
             len *= d;
-        else if (phase == 0)
-            outer *= d;
-        else
-            inner *= d;
+        } else {
+            if (phase == 1)
+                phase = 2;
+            if (phase == 0)
+                outer *= d;
+            else
+                inner *= d;
+        }
     }
     if (c->out[0].numel == 0)
         return true;
