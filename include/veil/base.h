@@ -150,9 +150,18 @@ void veil_free(void *p);
 /* A heap copy of s (NULL on failure); veil_strndup copies at most n bytes and terminates. */
 char *veil_strdup(const char *s);
 char *veil_strndup(const char *s, size_t n);
-/* align must be a power of two >= sizeof(void *). Free with veil_aligned_free. */
+/* align must be a power of two >= sizeof(void *). Free with veil_aligned_free only (not free or
+ * veil_free): the block starts below the returned address. */
 void *veil_aligned_alloc(size_t align, size_t size);
 void veil_aligned_free(void *p);
+/*
+ * Tunes the process's allocator for large, short-lived blocks (request bodies, tensors,
+ * model outputs of several MB): blocks up to 64 MiB come from the heap and freed memory stays
+ * there for reuse (up to 256 MiB), instead of going to mmap and back or being trimmed after
+ * each free, which costs a page fault per 4 KiB touched on every reuse. Process-wide; call
+ * once at start-up. Idempotent.
+ */
+void veil_alloc_tune_large_blocks(void);
 
 /*
  * Failure injection for tests: after n more successful allocations, every allocation fails

@@ -27,7 +27,7 @@ void veil_arena_release(struct veil_arena *a)
     struct veil_arena_block *b = a->head;
     while (b != NULL) {
         struct veil_arena_block *next = b->next;
-        veil_free(b);
+        veil_aligned_free(b);
         b = next;
     }
     a->head = NULL;

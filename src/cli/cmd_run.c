@@ -275,6 +275,9 @@ int veil_cmd_run(int argc, char **argv)
 
     if (st >= 0)
         return st;
+    /* As veil serve does: outputs of several MB are reused from the heap, not page-faulted in
+     * afresh on every run. */
+    veil_alloc_tune_large_blocks();
     veil_buf_init(&plain, 0);
     for (size_t i = 0; i < RUN_MAX_INPUTS; i++)
         veil_buf_init(&files[i], 0);

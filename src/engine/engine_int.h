@@ -169,6 +169,7 @@ struct veil__kctx {
     const struct veil__step *st;
     struct veil__tv in[16];
     struct veil__tv out[8];
+    struct veil__tv add; /* n->add_in's value, for kernels that read it themselves */
     size_t n_in, n_out;
     struct veil__scratch *sc; /* NULL while folding constants at plan time */
     int64_t opset;
@@ -264,8 +265,17 @@ struct veil__ictx {
     struct veil__wcache *wcache; /* the model's reordered weights */
     const bool *blockable;       /* per value: every reader accepts a oneDNN blocked layout */
     const int64_t *last_read;    /* per value: the last step reading it (INT64_MAX for outputs) */
-    const bool *viewed;          /* per value: a view operator shares its storage */
+    bool *viewed;                /* per value: another value shares its storage (no in-place) */
     int64_t step;                /* this node's step index */
+    int32_t node;                /* this node's index in g->nodes */
+    /*
+     * For kernels that take over a neighbour's work (a MatMul reading through a Transpose):
+     * the plan's steps, each node's step index, and per value the node that is its only reader
+     * (reading it once; -1 when it has none, several, or is a graph output).
+     */
+    struct veil__step *steps;
+    const int32_t *step_of;
+    const int32_t *sole_reader;
     int64_t opset;
     struct veil_errbuf *eb;
 };
@@ -305,6 +315,20 @@ int64_t veil__get_i64(const struct veil__tv *t, uint64_t i);
 double veil__get_f64(const struct veil__tv *t, uint64_t i);
 void veil__set_f64(struct veil__tv *t, uint64_t i, double v);
 void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v);
+
+/*
+ * Vector kernels (vec.c), dispatched on the CPU's instruction sets. veil__softmax_row sets
+ * y = softmax(x + a) over one row of len floats, reading x and a with stride xs and as, each 0
+ * (one value for the whole row) or 1; a may be NULL; y may equal x. veil__vec_best is the
+ * variant it uses; veil__softmax_row_isa runs a given variant (false, doing nothing, where
+ * the CPU lacks it), so tests can check every variant the machine has.
+ */
+enum veil__vec_isa { VEIL__VEC_BASE, VEIL__VEC_AVX2, VEIL__VEC_AVX512 };
+enum veil__vec_isa veil__vec_best(void);
+void veil__softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y,
+                       size_t len);
+bool veil__softmax_row_isa(enum veil__vec_isa isa, const float *x, size_t xs, const float *a,
+                           size_t as, float *y, size_t len);
 
 /* Runs body(lo, hi) over [0, n) on the run's threads when n is large enough. */
 typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);

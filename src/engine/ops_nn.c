@@ -337,29 +337,106 @@ static veil_err softmax_infer(struct veil__ictx *c)
     if (rc != VEIL_OK)
         return rc;
     int64_t def = c->opset >= 13 ? -1 : 1;
-    if (c->in[0].rank == 0)
+    c->out[0] = c->in[0];
+    if (c->n->add_in >= 0) {
+        /* Softmax(x + m) as the optimiser fuses it: the output has the broadcast shape. */
+        if (c->add.dt != VEIL_DT_FLOAT || strcmp(c->n->op_type, "Softmax") != 0 || c->opset < 13)
+            return veil_errf(c->eb, VEIL_E_INTERNAL, "fused softmax addend");
+        if ((rc = veil__broadcast(&c->in[0], &c->add, &c->out[0].rank, c->out[0].dims, c->eb)) !=
+            VEIL_OK)
+            return rc;
+        c->out[0].numel = veil__numel(c->out[0].dims, c->out[0].rank);
+    }
+    if (c->out[0].rank == 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "scalar input");
-    if ((rc = norm_axis(veil__attr_i(c->n, "axis", def), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+    if ((rc = norm_axis(veil__attr_i(c->n, "axis", def), c->out[0].rank, &ax, c->eb)) != VEIL_OK)
         return rc;
     c->kp->i[0] = (int64_t)ax;
-    c->out[0] = c->in[0];
     return VEIL_OK;
+}
+
+/*
+ * Rows of a softmax over the last axis, y = softmax(x + a), where x and a broadcast to y's
+ * shape (a may be absent): each operand is read through its broadcast strides, 0 along the
+ * dimensions it repeats.
+ */
+struct smr_job {
+    const float *x, *a;
+    float *y;
+    uint64_t len;
+    size_t rank; /* of y, without the last axis */
+    int64_t dims[VEIL__ENG_RANK];
+    uint64_t xst[VEIL__ENG_RANK], ast[VEIL__ENG_RANK];
+    size_t xs, as; /* last-axis strides: 0 or 1 */
+};
+
+static void smr_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct smr_job *j = ud;
+    for (uint64_t row = lo; row < hi; row++) {
+        uint64_t q = row, xo = 0, ao = 0;
+        for (size_t d = j->rank; d-- > 0;) {
+            uint64_t i = q % (uint64_t)j->dims[d];
+            q /= (uint64_t)j->dims[d];
+            xo += i * j->xst[d];
+            ao += i * j->ast[d];
+        }
+        veil__softmax_row(j->x + xo, j->xs, j->a != NULL ? j->a + ao : NULL, j->as,
+                          j->y + row * j->len, (size_t)j->len);
+    }
+}
+
+/* Broadcast strides of t (right-aligned to rank r + 1 dims of y) for the first r dims. */
+static void bcast_strides(const struct veil__tv *t, const int64_t *ydims, size_t r, uint64_t *st,
+                          size_t *last)
+{
+    size_t tr = t->rank;
+    uint64_t s = 1;
+    for (size_t d = r + 1; d-- > 0;) {
+        size_t k = d + tr; /* t's dim index + (r + 1) */
+        bool has = k >= r + 1;
+        int64_t n = has ? t->dims[k - (r + 1)] : 1;
+        uint64_t stride = n == 1 && ydims[d] != 1 ? 0 : s;
+        if (d == r)
+            *last = stride != 0 ? 1 : 0;
+        else
+            st[d] = stride;
+        s *= (uint64_t)n;
+    }
 }
 
 static veil_err softmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     uint64_t outer, len, inner;
     size_t ax = (size_t)kp->i[0];
-    split3(&c->in[0], ax, &outer, &len, &inner);
+    const struct veil__tv *y = &c->out[0];
+    bool log = strcmp(c->n->op_type, "LogSoftmax") == 0;
+    split3(y, ax, &outer, &len, &inner);
+    if (len == 0 || y->numel == 0)
+        return VEIL_OK;
+    if (!log && c->opset >= 13 && inner == 1) {
+        struct smr_job j;
+        memset(&j, 0, sizeof(j));
+        j.x = c->in[0].data;
+        j.a = c->n->add_in >= 0 ? c->add.data : NULL;
+        j.y = y->data;
+        j.len = len;
+        j.rank = y->rank - 1;
+        memcpy(j.dims, y->dims, j.rank * sizeof(int64_t));
+        bcast_strides(&c->in[0], y->dims, j.rank, j.xst, &j.xs);
+        if (j.a != NULL)
+            bcast_strides(&c->add, y->dims, j.rank, j.ast, &j.as);
+        veil__parallel(outer, 16, smr_range, &j);
+        return VEIL_OK;
+    }
+    if (c->n->add_in >= 0)
+        return veil_errf(c->eb, VEIL_E_INTERNAL, "fused softmax not over the last axis");
     if (c->opset < 13) {
         /* Opsets before 13 coerce the input to 2-D at axis. */
         len *= inner;
         inner = 1;
     }
-    struct sm_job j = {c->in[0].data, c->out[0].data, len, inner,
-                       strcmp(c->n->op_type, "LogSoftmax") == 0};
-    if (len == 0)
-        return VEIL_OK;
+    struct sm_job j = {c->in[0].data, y->data, len, inner, log};
     veil__parallel(outer * inner, 64, sm_range, &j);
     return VEIL_OK;
 }

@@ -546,6 +546,29 @@ static veil_err gather_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
+struct gather_job {
+    const struct veil__tv *idx;
+    const uint8_t *src;
+    uint8_t *dst;
+    uint64_t ni;
+    int64_t len;
+    size_t chunk;
+};
+
+/* Rows [lo, hi) of the output, row t = o * ni + k (indices already checked). */
+static void gather_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct gather_job *j = ud;
+    for (uint64_t t = lo; t < hi; t++) {
+        uint64_t o = t / j->ni, k = t % j->ni;
+        int64_t ix = veil__get_i64(j->idx, k);
+        if (ix < 0)
+            ix += j->len;
+        memcpy(j->dst + t * j->chunk, j->src + (o * (uint64_t)j->len + (uint64_t)ix) * j->chunk,
+               j->chunk);
+    }
+}
+
 static veil_err gather_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->in[0].dt);
@@ -563,15 +586,9 @@ static veil_err gather_exec(struct veil__kctx *c, const struct veil__kparams *kp
             return veil_errf(c->eb, VEIL_E_INVALID, "index %lld out of range [-%lld, %lld)",
                              (long long)ix, (long long)len, (long long)len);
     }
-    for (uint64_t o = 0; o < outer; o++)
-        for (uint64_t k = 0; k < ni; k++) {
-            int64_t ix = veil__get_i64(&c->in[1], k);
-            if (ix < 0)
-                ix += len;
-            memcpy((uint8_t *)c->out[0].data + (o * ni + k) * chunk,
-                   (const uint8_t *)c->in[0].data + (o * (uint64_t)len + (uint64_t)ix) * chunk,
-                   chunk);
-        }
+    struct gather_job j = {&c->in[1], c->in[0].data, c->out[0].data, ni, len, chunk};
+    /* Rows of an embedding table are scattered through memory: copy them on every thread. */
+    veil__parallel(outer * ni, chunk >= 1024 ? 8 : 8192, gather_range, &j);
     return VEIL_OK;
 }
 

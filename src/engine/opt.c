@@ -5,6 +5,8 @@
  *  - the GELU subgraph of exporters (x * 0.5 * (1 + erf(x / sqrt 2))) becomes one Gelu node;
  *  - BatchNormalization after a Conv with constant weights is folded into the weights and bias;
  *  - MatMul followed by Add of a constant [N] vector takes the vector as its bias;
+ *  - Softmax over the last axis of an Add (attention scores plus a mask) takes the Add's
+ *    second operand as its addend (add_in): the row kernel adds it in its first pass;
  *  - a residual Add of a Conv/MatMul/Gemm output becomes a post-op of that node;
  *  - ReLU, LeakyRelu, Clip (constant bounds), Sigmoid, Tanh and Gelu after a Conv/MatMul/Gemm
  *    become post-ops.
@@ -249,6 +251,36 @@ static veil_err fuse_matmul_bias(struct veil__graph *g, const struct uses *u)
     return VEIL_OK;
 }
 
+static bool fusable_host(const struct veil__graph *g, const struct veil__node *n);
+
+static veil_err fuse_softmax_add(struct veil__graph *g, const struct uses *u)
+{
+    if (g->opset < 13)
+        return VEIL_OK;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct veil__node *add = &g->nodes[i];
+        if (!is_op(add, "Add") || add->dead || add->n_in != 2 || add->in[0] < 0 ||
+            add->in[1] < 0 || add->in[0] == add->in[1] || add->n_post > 0 || add->add_in >= 0)
+            continue;
+        int32_t r = sole_reader(g, u, i);
+        if (r < 0)
+            continue;
+        struct veil__node *sm = &g->nodes[r];
+        if (!is_op(sm, "Softmax") || sm->n_in != 1 || sm->in[0] != add->out[0] ||
+            sm->add_in >= 0 || sm->n_post > 0 || veil__attr_i(sm, "axis", -1) != -1)
+            continue;
+        /* The scores (a MatMul's output, when one is) stay the kernel's main input. */
+        size_t main_in = 0;
+        int32_t p1 = g->values[add->in[1]].producer;
+        if (p1 >= 0 && fusable_host(g, &g->nodes[p1]))
+            main_in = 1;
+        sm->in[0] = add->in[main_in];
+        sm->add_in = add->in[1 - main_in];
+        add->dead = true;
+    }
+    return VEIL_OK;
+}
+
 static bool fusable_host(const struct veil__graph *g, const struct veil__node *n)
 {
     if (is_op(n, "Conv"))
@@ -377,6 +409,11 @@ veil_err veil__graph_optimize(struct veil__graph *g, struct veil_errbuf *eb)
         rc = count_uses(g, &u);
     if (rc == VEIL_OK)
         rc = fuse_matmul_bias(g, &u);
+    uses_release(&u);
+    if (rc == VEIL_OK)
+        rc = count_uses(g, &u);
+    if (rc == VEIL_OK)
+        rc = fuse_softmax_add(g, &u);
     uses_release(&u);
     if (rc == VEIL_OK)
         rc = count_uses(g, &u);

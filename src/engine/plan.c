@@ -271,6 +271,8 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     const struct veil__graph *g = &m->g;
     bool *blockable = NULL, *viewed = NULL;
     int64_t *last_read = NULL;
+    int32_t *sole_reader = NULL, *step_of = NULL;
+    uint32_t *n_reads = NULL;
 
     *out = NULL;
     /* oneDNN sizes a primitive's work split by the thread count current at creation. */
@@ -292,15 +294,22 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         goto out;
     last_read = veil_allocarray(g->n_values + 1, sizeof(int64_t));
     viewed = veil_calloc(g->n_values + 1, sizeof(bool));
-    if (last_read == NULL || viewed == NULL) {
+    sole_reader = veil_allocarray(g->n_values + 1, sizeof(int32_t));
+    n_reads = veil_calloc(g->n_values + 1, sizeof(uint32_t));
+    step_of = veil_allocarray(g->n_nodes + 1, sizeof(int32_t));
+    if (last_read == NULL || viewed == NULL || sole_reader == NULL || n_reads == NULL ||
+        step_of == NULL) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for a plan");
         goto out;
     }
     for (size_t v = 0; v < g->n_values; v++)
         last_read[v] = g->values[v].is_output ? INT64_MAX : -1;
+    for (size_t i = 0; i < g->n_nodes; i++)
+        step_of[i] = -1;
     for (size_t s = 0; s < g->n_order; s++) {
         const struct veil__node *n = &g->nodes[g->order[s]];
         bool view = veil__op_get(n->op)->view;
+        step_of[g->order[s]] = (int32_t)s;
         for (size_t k = 0; k <= n->n_in; k++) {
             int32_t v = k < n->n_in ? n->in[k] : n->add_in;
             if (v < 0)
@@ -309,8 +318,13 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
                 last_read[v] = (int64_t)s;
             if (view && k == 0)
                 viewed[v] = true;
+            n_reads[v]++;
+            sole_reader[v] = g->order[s];
         }
     }
+    for (size_t v = 0; v < g->n_values; v++)
+        if (n_reads[v] != 1 || g->values[v].is_output)
+            sole_reader[v] = -1;
     for (size_t v = 0; v < g->n_values; v++) {
         const struct veil__value *gv = &g->values[v];
         struct veil__pval *pv = &p->vals[v];
@@ -365,6 +379,10 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         ic.last_read = last_read;
         ic.viewed = viewed;
         ic.step = (int64_t)s;
+        ic.node = g->order[s];
+        ic.steps = p->steps;
+        ic.step_of = step_of;
+        ic.sole_reader = sole_reader;
         if (n->n_in > 16 || n->n_out > 8) {
             rc = veil_errf(eb, VEIL_E_LIMIT, "node '%s' has too many inputs or outputs", n->name);
             goto out;
@@ -566,6 +584,9 @@ out:
     veil_free(blockable);
     veil_free(last_read);
     veil_free(viewed);
+    veil_free(sole_reader);
+    veil_free(n_reads);
+    veil_free(step_of);
     veil__plan_free(p);
     return rc;
 }
@@ -698,6 +719,10 @@ veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
             fill_tv(p, n->out[k], &kc.out[k]);
             if (n->out[k] >= 0)
                 kc.out[k].data = value_addr(p, sc, n->out[k]);
+        }
+        if (n->add_in >= 0) {
+            fill_tv(p, n->add_in, &kc.add);
+            kc.add.data = value_addr(p, sc, n->add_in);
         }
         if (op->view) {
             /* Same storage as the input; nothing to compute. */

@@ -7,7 +7,6 @@
  */
 #include "serve_int.h"
 
-#include <malloc.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -229,8 +228,7 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
      * request paid a page fault per 4 KiB touched (about 1 ms per ResNet-50 request on two
      * cores); keeping such blocks in the heap for reuse removes that.
      */
-    (void)mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    (void)mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    veil_alloc_tune_large_blocks();
     unsigned threads = o->request_threads;
     if (threads == 0) {
         threads = 2 * veil_cpu_count();

@@ -449,4 +449,166 @@ TEST(reductions_against_reference)
     free(x);
 }
 
+/*
+ * One attention block as transformer exports write it: heads split by Reshape + Transpose,
+ * Q K^T / sqrt(D) + mask, Softmax, times V, heads merged by Transpose + Reshape. The engine
+ * reads the transposes through strided views, writes the merged heads in place, and adds the
+ * mask inside the softmax kernel; the result must match a double-precision reference. With
+ * extra_out the transposed Q is also a graph output, so that transpose must stay. A masked
+ * key (mask -10000) and odd sizes (rows of 37: vector tails) are included.
+ */
+static void attention_case(int64_t B, int64_t S, int64_t H, int64_t D, bool extra_out)
+{
+    int64_t E = H * D;
+    size_t nx = (size_t)(B * S * E);
+    float *xq = malloc(nx * sizeof(float)), *xk = malloc(nx * sizeof(float)),
+          *xv = malloc(nx * sizeof(float)), *mask = malloc((size_t)(B * S) * sizeof(float)),
+          *want = malloc(nx * sizeof(float));
+    double *p = malloc((size_t)S * sizeof(double));
+    ASSERT_TRUE(xq && xk && xv && mask && want && p);
+    uint32_t seed = 11;
+    for (size_t i = 0; i < nx; i++) {
+        xq[i] = rnd(&seed) * 2.0f;
+        xk[i] = rnd(&seed) * 2.0f;
+        xv[i] = rnd(&seed);
+    }
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < S; j++)
+            mask[b * S + j] = (b == 1 && j >= S - 2) ? -10000.0f : 0.0f;
+    struct mb mb;
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    mb_init(&mb);
+    int64_t xd[3] = {B, S, E}, md[4] = {B, 1, 1, S}, sd[1] = {4}, od[4] = {B, H, S, D},
+            shp[4] = {B, S, H, D}, flat[3] = {B, S, E}, fd[1] = {3}, one[1] = {1};
+    static const int64_t p_split[4] = {0, 2, 1, 3}, p_kt[4] = {0, 2, 3, 1};
+    float scale = sqrtf((float)D);
+    mb_input(&mb, "xq", 1, 3, xd);
+    mb_input(&mb, "xk", 1, 3, xd);
+    mb_input(&mb, "xv", 1, 3, xd);
+    mb_input(&mb, "mask", 1, 4, md);
+    mb_init_i64(&mb, "heads", 1, sd, shp);
+    mb_init_i64(&mb, "merged", 1, fd, flat);
+    mb_init_f(&mb, "scale", 1, one, &scale);
+    mb_node(&mb, "Reshape", "xq,heads", "q4", 0);
+    mb_node(&mb, "Reshape", "xk,heads", "k4", 0);
+    mb_node(&mb, "Reshape", "xv,heads", "v4", 0);
+    mb_node(&mb, "Transpose", "q4", "qt", 1, mb_attr_ints(&mb, "perm", 4, p_split));
+    mb_node(&mb, "Transpose", "k4", "kt", 1, mb_attr_ints(&mb, "perm", 4, p_kt));
+    mb_node(&mb, "Transpose", "v4", "vt", 1, mb_attr_ints(&mb, "perm", 4, p_split));
+    mb_node(&mb, "MatMul", "qt,kt", "s", 0);
+    mb_node(&mb, "Div", "s,scale", "s2", 0);
+    mb_node(&mb, "Add", "s2,mask", "s3", 0);
+    mb_node(&mb, "Softmax", "s3", "pr", 1, mb_attr_i(&mb, "axis", -1));
+    mb_node(&mb, "MatMul", "pr,vt", "o", 0);
+    mb_node(&mb, "Transpose", "o", "ot", 1, mb_attr_ints(&mb, "perm", 4, p_split));
+    mb_node(&mb, "Reshape", "ot,merged", "y", 0);
+    mb_output(&mb, "y", 1, 3, xd);
+    if (extra_out)
+        mb_output(&mb, "qt", 1, 4, od);
+    ASSERT_OK(load(&mb, &m, &eb));
+    mb_release(&mb);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < S; i++) {
+                double mx = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < S; j++) {
+                    double dot = 0;
+                    for (int64_t d = 0; d < D; d++)
+                        dot += (double)xq[(b * S + i) * E + h * D + d] *
+                               xk[(b * S + j) * E + h * D + d];
+                    p[j] = dot / scale + mask[b * S + j];
+                    mx = p[j] > mx ? p[j] : mx;
+                }
+                for (int64_t j = 0; j < S; j++) {
+                    p[j] = exp(p[j] - mx);
+                    sum += p[j];
+                }
+                for (int64_t d = 0; d < D; d++) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < S; j++)
+                        acc += p[j] / sum * xv[(b * S + j) * E + h * D + d];
+                    want[(b * S + i) * E + h * D + d] = (float)acc;
+                }
+            }
+    struct veil_tensor in[4] = {tensor_f(xq, 3, xd), tensor_f(xk, 3, xd), tensor_f(xv, 3, xd),
+                                tensor_f(mask, 4, md)};
+    struct veil_tensor out[2];
+    ASSERT_OK(veil_engine_run(m, in, 4, out, extra_out ? 2 : 1, &eb));
+    ASSERT_EQ_U64(out[0].rank, 3);
+    double err = rel_l2(out[0].data, want, nx);
+    if (err > 1e-5)
+        fprintf(stderr, "attention B%lld S%lld H%lld D%lld: relative L2 %g\n", (long long)B,
+                (long long)S, (long long)H, (long long)D, err);
+    ASSERT_TRUE(err <= 1e-5);
+    if (extra_out) {
+        const float *qt = out[1].data;
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t i = 0; i < S; i++)
+                    for (int64_t d = 0; d < D; d++)
+                        ASSERT_TRUE(qt[((b * H + h) * S + i) * D + d] ==
+                                    xq[(b * S + i) * E + h * D + d]);
+        veil_tensor_release(&out[1]);
+    }
+    veil_tensor_release(&out[0]);
+    veil_engine_model_free(m);
+    free(xq);
+    free(xk);
+    free(xv);
+    free(mask);
+    free(want);
+    free(p);
+}
+
+TEST(attention_block_against_reference)
+{
+    attention_case(2, 5, 3, 4, false);
+    attention_case(2, 37, 4, 20, false);
+    attention_case(2, 37, 4, 20, true);
+    attention_case(3, 128, 2, 64, false);
+}
+
+/* Softmax rows of every length from 1 to 70 (vector bodies and tails) and a few special rows:
+ * against a double reference, a row with a NaN is all NaN, and a row of -inf and 0 puts all
+ * weight on the 0. */
+TEST(softmax_rows)
+{
+    for (int64_t len = 1; len <= 70; len++) {
+        struct mb b;
+        struct veil_engine_model *m = NULL;
+        struct veil_errbuf eb = {{0}};
+        int64_t d[2] = {3, len};
+        mb_init(&b);
+        mb_input(&b, "x", 1, 2, d);
+        mb_node(&b, "Softmax", "x", "y", 1, mb_attr_i(&b, "axis", -1));
+        mb_output(&b, "y", 1, 2, d);
+        ASSERT_OK(load(&b, &m, &eb));
+        mb_release(&b);
+        float x[3 * 70];
+        uint32_t seed = (uint32_t)len;
+        for (int64_t i = 0; i < len; i++) {
+            x[i] = rnd(&seed) * 30.0f;
+            x[len + i] = i == len / 2 ? NAN : rnd(&seed);
+            x[2 * len + i] = i == len - 1 ? 0.0f : -INFINITY;
+        }
+        struct veil_tensor in = tensor_f(x, 2, d), out;
+        ASSERT_OK(veil_engine_run(m, &in, 1, &out, 1, &eb));
+        const float *y = out.data;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t i = 0; i < len; i++)
+            mx = x[i] > mx ? x[i] : mx;
+        for (int64_t i = 0; i < len; i++)
+            sum += exp((double)x[i] - mx);
+        for (int64_t i = 0; i < len; i++) {
+            double want = exp((double)x[i] - mx) / sum;
+            ASSERT_TRUE(fabs(y[i] - want) <= 2e-6 * want + 1e-30);
+            ASSERT_TRUE(isnan(y[len + i]));
+            ASSERT_TRUE(y[2 * len + i] == (i == len - 1 ? 1.0f : 0.0f));
+        }
+        veil_tensor_release(&out);
+        veil_engine_model_free(m);
+    }
+}
+
 RUN_TESTS()

@@ -1,0 +1,236 @@
+/*
+ * Vector kernels for the CPU's instruction sets (AVX-512, AVX2 with FMA, and a portable
+ * baseline), picked once at run time from what the CPU reports.
+ *
+ * Softmax rows: y = softmax(x + a) over one row, in three passes (maximum of x + a;
+ * exponentials and their sum; scaling). exp is computed as 2^n * p(r) with
+ * n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two parts so r is exact to a few ulps),
+ * and p the degree-6 Taylor polynomial of e^r on |r| <= ln 2 / 2, whose truncation error
+ * (r^7 / 7! < 1.3e-7) is about one float ulp. Terms below -87.3 (e^x under the smallest
+ * normal float) are 0, as masked positions (-inf or -10000 added) should be. A NaN in a row
+ * makes the whole row NaN, as the definition does.
+ */
+#include "engine_int.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define EXP_LO (-87.33f)
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693359375f
+#define LN2_LO (-2.12194440e-4f)
+
+/* Baseline: the same algorithm one element at a time (expf from libm). */
+static void softmax_row_base(const float *x, size_t xs, const float *a, size_t as, float *y,
+                             size_t len)
+{
+    float mx = -INFINITY;
+    for (size_t i = 0; i < len; i++) {
+        float v = x[xs * i] + (a != NULL ? a[as * i] : 0.0f);
+        y[i] = v;
+        mx = v > mx || isnan(v) ? v : mx;
+    }
+    double sum = 0;
+    for (size_t i = 0; i < len; i++) {
+        y[i] = expf(y[i] - mx);
+        sum += y[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (size_t i = 0; i < len; i++)
+        y[i] *= inv;
+}
+
+#if defined(__x86_64__)
+#define AVX512 __attribute__((target("avx512f,fma")))
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX512 static inline __m512 exp512(__m512 x)
+{
+    /*
+     * scalef scales by 2^n without overflow into the exponent field, down to 0: clamping at
+     * -120 only keeps n finite (e^-120 is below the smallest denormal, so the result is 0).
+     * max(lo, x) returns x when x is NaN (the second operand wins for NaN).
+     */
+    x = _mm512_max_ps(_mm512_set1_ps(-120.0f), x);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Elements [i, i + 16) of x + a; lanes at or past len read as -inf. */
+AVX512 static inline __m512 load_sum512(const float *x, size_t xs, const float *a, size_t as,
+                                        size_t i, size_t len)
+{
+    __mmask16 k = len - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - i)) - 1u);
+    __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 v = xs ? _mm512_mask_loadu_ps(ninf, k, x + i) : _mm512_mask_mov_ps(ninf, k,
+                                                                               _mm512_set1_ps(x[0]));
+    if (a != NULL)
+        v = _mm512_add_ps(v, as ? _mm512_maskz_loadu_ps(k, a + i) : _mm512_set1_ps(a[0]));
+    return v;
+}
+
+AVX512 static void softmax_row_avx512(const float *x, size_t xs, const float *a, size_t as,
+                                      float *y, size_t len)
+{
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (size_t i = 0; i < len; i += 16)
+        vmax = _mm512_max_ps(vmax, load_sum512(x, xs, a, as, i, len));
+    __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vs = _mm512_setzero_ps();
+    for (size_t i = 0; i < len; i += 16) {
+        __mmask16 k = len - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - i)) - 1u);
+        __m512 e = exp512(_mm512_sub_ps(load_sum512(x, xs, a, as, i, len), vm));
+        _mm512_mask_storeu_ps(y + i, k, e);
+        vs = _mm512_mask_add_ps(vs, k, vs, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vs));
+    for (size_t i = 0; i < len; i += 16) {
+        __mmask16 k = len - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - i)) - 1u);
+        _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + i), inv));
+    }
+}
+
+AVX2 static inline __m256 exp256(__m256 x)
+{
+    /* Below EXP_LO the result is 0 (the clamp only keeps the exponent field valid). */
+    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_LT_OQ);
+    x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), x);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* 2^n from its exponent bits; n >= -126 after the clamp, so the field stays normal. */
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+                                  23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+AVX2 static inline float hmax256(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+AVX2 static inline float hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static inline __m256 load_sum256(const float *x, size_t xs, const float *a, size_t as,
+                                      size_t i)
+{
+    __m256 v = xs ? _mm256_loadu_ps(x + i) : _mm256_set1_ps(x[0]);
+    if (a != NULL)
+        v = _mm256_add_ps(v, as ? _mm256_loadu_ps(a + i) : _mm256_set1_ps(a[0]));
+    return v;
+}
+
+AVX2 static void softmax_row_avx2(const float *x, size_t xs, const float *a, size_t as, float *y,
+                                  size_t len)
+{
+    size_t nv = len - len % 8;
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (size_t i = 0; i < nv; i += 8)
+        vmax = _mm256_max_ps(vmax, load_sum256(x, xs, a, as, i));
+    float mx = hmax256(vmax);
+    for (size_t i = nv; i < len; i++) {
+        float v = x[xs * i] + (a != NULL ? a[as * i] : 0.0f);
+        mx = v > mx || isnan(v) ? v : mx;
+    }
+    __m256 vm = _mm256_set1_ps(mx), vs = _mm256_setzero_ps();
+    for (size_t i = 0; i < nv; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(load_sum256(x, xs, a, as, i), vm));
+        _mm256_storeu_ps(y + i, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    float sum = hsum256(vs);
+    for (size_t i = nv; i < len; i++) {
+        y[i] = expf(x[xs * i] + (a != NULL ? a[as * i] : 0.0f) - mx);
+        sum += y[i];
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (size_t i = 0; i < nv; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
+    for (size_t i = nv; i < len; i++)
+        y[i] *= 1.0f / sum;
+}
+#endif
+
+typedef void (*softmax_row_fn)(const float *, size_t, const float *, size_t, float *, size_t);
+
+static _Atomic(softmax_row_fn) g_softmax_row;
+
+/* The kernel of a variant, or NULL where the CPU lacks its instructions. */
+static softmax_row_fn variant_fn(enum veil__vec_isa isa)
+{
+    switch (isa) {
+    case VEIL__VEC_BASE:
+        return softmax_row_base;
+#if defined(__x86_64__)
+    case VEIL__VEC_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? softmax_row_avx2
+                                                                               : NULL;
+    case VEIL__VEC_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") ? softmax_row_avx512 : NULL;
+#endif
+    default:
+        return NULL;
+    }
+}
+
+enum veil__vec_isa veil__vec_best(void)
+{
+    for (int isa = VEIL__VEC_AVX512; isa > VEIL__VEC_BASE; isa--)
+        if (variant_fn((enum veil__vec_isa)isa) != NULL)
+            return (enum veil__vec_isa)isa;
+    return VEIL__VEC_BASE;
+}
+
+void veil__softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y, size_t len)
+{
+    softmax_row_fn f = atomic_load_explicit(&g_softmax_row, memory_order_relaxed);
+    if (f == NULL) {
+        f = variant_fn(veil__vec_best());
+        atomic_store_explicit(&g_softmax_row, f, memory_order_relaxed);
+    }
+    f(x, xs, a, as, y, len);
+}
+
+bool veil__softmax_row_isa(enum veil__vec_isa isa, const float *x, size_t xs, const float *a,
+                           size_t as, float *y, size_t len)
+{
+    softmax_row_fn f = variant_fn(isa);
+    if (f == NULL)
+        return false;
+    f(x, xs, a, as, y, len);
+    return true;
+}
