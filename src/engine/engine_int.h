@@ -330,6 +330,14 @@ void veil__softmax_row(const float *x, size_t xs, const float *a, size_t as, flo
 bool veil__softmax_row_isa(enum veil__vec_isa isa, const float *x, size_t xs, const float *a,
                            size_t as, float *y, size_t len);
 
+/*
+ * For a kernel that may write its output over input k (row by row, each row read before it is
+ * written): makes output 0 share input k's storage when that storage dies at this step (no
+ * later reader of it or of any value sharing it, same byte size and dtype, row-major layouts).
+ * Returns whether it did. Called from prepare.
+ */
+bool veil__inplace(struct veil__ictx *c, size_t k);
+
 /* Runs body(lo, hi) over [0, n) on the run's threads when n is large enough. */
 typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);
 void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);

@@ -876,16 +876,21 @@ static veil_err simple_prim(struct veil__ictx *c, dnnl_engine_t eng, struct veil
 
 veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
 {
+    bool last = c->kp->i[0] == (int64_t)c->out[0].rank - 1;
+    /*
+     * Softmax over the last axis runs on the vector row kernel (always with a fused addend;
+     * otherwise where the CPU has AVX2 or AVX-512: about three times faster than oneDNN 2.6's
+     * softmax on BERT's attention rows), in place when the scores die here: the next reader
+     * then finds the probabilities in the lines the kernel just read.
+     */
+    if (strcmp(c->n->op_type, "Softmax") == 0 && c->opset >= 13 && last &&
+        (c->n->add_in >= 0 || veil__vec_best() != VEIL__VEC_BASE)) {
+        (void)veil__inplace(c, 0);
+        return VEIL_OK;
+    }
     if (c->opset < 13 || c->in[0].numel == 0 || c->in[0].rank > DNNL_MAX_NDIMS ||
         c->n->add_in >= 0)
         return VEIL_OK; /* the plain kernel handles the older 2-D coercion and a fused add */
-    /*
-     * Softmax over the last axis runs on the vector row kernel where the CPU has AVX2 or
-     * AVX-512: about three times faster than oneDNN 2.6's softmax on BERT's attention rows.
-     */
-    if (strcmp(c->n->op_type, "Softmax") == 0 && c->kp->i[0] == (int64_t)c->in[0].rank - 1 &&
-        veil__vec_best() != VEIL__VEC_BASE)
-        return VEIL_OK;
     dnnl_memory_desc_t md;
     plain_md(&md, c->in[0].rank, c->in[0].dims);
     dnnl_softmax_v2_desc_t d;

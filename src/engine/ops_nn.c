@@ -488,6 +488,15 @@ static void ln_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
+/* Rows are normalised one at a time, each read whole before it is written: in place is safe. */
+static veil_err ln_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+{
+    (void)eng;
+    (void)st;
+    (void)veil__inplace(c, 0);
+    return VEIL_OK;
+}
+
 static veil_err ln_infer(struct veil__ictx *c)
 {
     veil_err rc = need_float(c, 0);
@@ -881,7 +890,7 @@ const struct veil__op_def veil__ops_nn[] = {
     {"ReduceMax", reduce_infer, NULL, reduce_exec, 0, false, false},
     {"Softmax", softmax_infer, veil__softmax_prepare, softmax_exec, 0, false, false},
     {"LogSoftmax", softmax_infer, veil__softmax_prepare, softmax_exec, 0, false, false},
-    {"LayerNormalization", ln_infer, NULL, ln_exec, 0, false, false},
+    {"LayerNormalization", ln_infer, ln_prepare, ln_exec, 0, false, false},
     {"ArgMax", argmax_infer, NULL, argmax_exec, 0, false, false},
     {"TopK", topk_infer, NULL, topk_exec, 0x2, false, false},
     {"BatchNormalization", bn_infer, NULL, bn_exec, 0, false, false},

@@ -6,8 +6,8 @@
  * exponentials and their sum; scaling). exp is computed as 2^n * p(r) with
  * n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two parts so r is exact to a few ulps),
  * and p the degree-6 Taylor polynomial of e^r on |r| <= ln 2 / 2, whose truncation error
- * (r^7 / 7! < 1.3e-7) is about one float ulp. Terms below -87.3 (e^x under the smallest
- * normal float) are 0, as masked positions (-inf or -10000 added) should be. A NaN in a row
+ * (r^7 / 7! < 1.3e-7) is about one float ulp. Terms more than 72 below the row's maximum
+ * are 0 (see EXP_CUT), as masked positions (-inf or -10000 added) should be. A NaN in a row
  * makes the whole row NaN, as the definition does.
  */
 #include "engine_int.h"
@@ -20,7 +20,13 @@
 #include <immintrin.h>
 #endif
 
-#define EXP_LO (-87.33f)
+/*
+ * exp(x) is taken as 0 below EXP_CUT: such a term is under 6e-32 of the row's largest (whose
+ * exponential is 1), far inside any tolerance, and stopping there keeps every intermediate and
+ * every scaled result a normal float (denormal operands cost microcode assists: on random
+ * attention scores with a wide range the kernel ran twice as slowly).
+ */
+#define EXP_CUT (-72.0f)
 #define LOG2E 1.44269504088896341f
 #define LN2_HI 0.693359375f
 #define LN2_LO (-2.12194440e-4f)
@@ -37,7 +43,8 @@ static void softmax_row_base(const float *x, size_t xs, const float *a, size_t a
     }
     double sum = 0;
     for (size_t i = 0; i < len; i++) {
-        y[i] = expf(y[i] - mx);
+        float d = y[i] - mx;
+        y[i] = d < EXP_CUT ? 0.0f : expf(d);
         sum += y[i];
     }
     float inv = (float)(1.0 / sum);
@@ -51,12 +58,9 @@ static void softmax_row_base(const float *x, size_t xs, const float *a, size_t a
 
 AVX512 static inline __m512 exp512(__m512 x)
 {
-    /*
-     * scalef scales by 2^n without overflow into the exponent field, down to 0: clamping at
-     * -120 only keeps n finite (e^-120 is below the smallest denormal, so the result is 0).
-     * max(lo, x) returns x when x is NaN (the second operand wins for NaN).
-     */
-    x = _mm512_max_ps(_mm512_set1_ps(-120.0f), x);
+    /* max(cut, x) returns x when x is NaN (the second operand wins for NaN). */
+    __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_CUT), _CMP_LT_OQ);
+    x = _mm512_max_ps(_mm512_set1_ps(EXP_CUT), x);
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
@@ -68,7 +72,7 @@ AVX512 static inline __m512 exp512(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
+    return _mm512_mask_mov_ps(_mm512_scalef_ps(p, n), under, _mm512_setzero_ps());
 }
 
 /* Elements [i, i + 16) of x + a; lanes at or past len read as -inf. */
@@ -92,24 +96,33 @@ AVX512 static void softmax_row_avx512(const float *x, size_t xs, const float *a,
         vmax = _mm512_max_ps(vmax, load_sum512(x, xs, a, as, i, len));
     __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
     __m512 vs = _mm512_setzero_ps();
-    for (size_t i = 0; i < len; i += 16) {
-        __mmask16 k = len - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - i)) - 1u);
+    /*
+     * Whole vectors use plain stores: a masked store does not forward to the next pass's load
+     * and, on a line not yet in the cache, stalls (it took half the kernel's time in a model).
+     */
+    size_t nv = len - len % 16;
+    for (size_t i = 0; i < nv; i += 16) {
         __m512 e = exp512(_mm512_sub_ps(load_sum512(x, xs, a, as, i, len), vm));
-        _mm512_mask_storeu_ps(y + i, k, e);
+        _mm512_storeu_ps(y + i, e);
+        vs = _mm512_add_ps(vs, e);
+    }
+    __mmask16 k = (__mmask16)((1u << (len - nv)) - 1u);
+    if (k != 0) {
+        __m512 e = exp512(_mm512_sub_ps(load_sum512(x, xs, a, as, nv, len), vm));
+        _mm512_mask_storeu_ps(y + nv, k, e);
         vs = _mm512_mask_add_ps(vs, k, vs, e);
     }
     __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vs));
-    for (size_t i = 0; i < len; i += 16) {
-        __mmask16 k = len - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - i)) - 1u);
-        _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + i), inv));
-    }
+    for (size_t i = 0; i < nv; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), inv));
+    if (k != 0)
+        _mm512_mask_storeu_ps(y + nv, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + nv), inv));
 }
 
 AVX2 static inline __m256 exp256(__m256 x)
 {
-    /* Below EXP_LO the result is 0 (the clamp only keeps the exponent field valid). */
-    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_LT_OQ);
-    x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), x);
+    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_CUT), _CMP_LT_OQ);
+    x = _mm256_max_ps(_mm256_set1_ps(EXP_CUT), x);
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
@@ -121,7 +134,7 @@ AVX2 static inline __m256 exp256(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    /* 2^n from its exponent bits; n >= -126 after the clamp, so the field stays normal. */
+    /* 2^n from its exponent bits; n >= -104 after the clamp, so the field stays normal. */
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
                                   23);
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
@@ -172,7 +185,8 @@ AVX2 static void softmax_row_avx2(const float *x, size_t xs, const float *a, siz
     }
     float sum = hsum256(vs);
     for (size_t i = nv; i < len; i++) {
-        y[i] = expf(x[xs * i] + (a != NULL ? a[as * i] : 0.0f) - mx);
+        float d = x[xs * i] + (a != NULL ? a[as * i] : 0.0f) - mx;
+        y[i] = d < EXP_CUT ? 0.0f : expf(d);
         sum += y[i];
     }
     __m256 inv = _mm256_set1_ps(1.0f / sum);

@@ -611,4 +611,59 @@ TEST(softmax_rows)
     }
 }
 
+/* Softmax and LayerNormalization write over their input only when nothing reads it later:
+ * here the scaled input is read again after both, so z = s + softmax(s) + ln(s) must hold. */
+TEST(inplace_only_when_input_dies)
+{
+    struct mb b;
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    int64_t d[2] = {4, 33}, one[1] = {1}, cd[1] = {33};
+    float two = 2.0f, gamma[33], beta[33];
+    for (int i = 0; i < 33; i++) {
+        gamma[i] = 1.0f + 0.01f * (float)i;
+        beta[i] = 0.1f;
+    }
+    mb_init(&b);
+    mb_input(&b, "x", 1, 2, d);
+    mb_init_f(&b, "two", 1, one, &two);
+    mb_init_f(&b, "gamma", 1, cd, gamma);
+    mb_init_f(&b, "beta", 1, cd, beta);
+    mb_node(&b, "Mul", "x,two", "s", 0);
+    mb_node(&b, "Softmax", "s", "p", 1, mb_attr_i(&b, "axis", -1));
+    mb_node(&b, "LayerNormalization", "s,gamma,beta", "l", 1, mb_attr_i(&b, "axis", -1));
+    mb_node(&b, "Add", "s,p", "t", 0);
+    mb_node(&b, "Add", "t,l", "z", 0);
+    mb_output(&b, "z", 1, 2, d);
+    ASSERT_OK(load(&b, &m, &eb));
+    mb_release(&b);
+    float x[4 * 33], want[4 * 33];
+    uint32_t seed = 5;
+    for (int i = 0; i < 4 * 33; i++)
+        x[i] = rnd(&seed);
+    for (int r = 0; r < 4; r++) {
+        double mx = -INFINITY, sum = 0, mean = 0, var = 0;
+        for (int i = 0; i < 33; i++) {
+            double v = 2.0 * x[r * 33 + i];
+            mx = v > mx ? v : mx;
+            mean += v / 33.0;
+        }
+        for (int i = 0; i < 33; i++) {
+            double v = 2.0 * x[r * 33 + i];
+            sum += exp(v - mx);
+            var += (v - mean) * (v - mean) / 33.0;
+        }
+        for (int i = 0; i < 33; i++) {
+            double v = 2.0 * x[r * 33 + i];
+            double ln = (v - mean) / sqrt(var + 1e-5) * gamma[i] + beta[i];
+            want[r * 33 + i] = (float)(v + exp(v - mx) / sum + ln);
+        }
+    }
+    struct veil_tensor in = tensor_f(x, 2, d), out;
+    ASSERT_OK(veil_engine_run(m, &in, 1, &out, 1, &eb));
+    ASSERT_TRUE(max_rel(out.data, want, 4 * 33) < 1e-5);
+    veil_tensor_release(&out);
+    veil_engine_model_free(m);
+}
+
 RUN_TESTS()
