@@ -325,8 +325,7 @@ void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v);
  */
 enum veil__vec_isa { VEIL__VEC_BASE, VEIL__VEC_AVX2, VEIL__VEC_AVX512 };
 enum veil__vec_isa veil__vec_best(void);
-void veil__softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y,
-                       size_t len);
+void veil__softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y, size_t len);
 bool veil__softmax_row_isa(enum veil__vec_isa isa, const float *x, size_t xs, const float *a,
                            size_t as, float *y, size_t len);
 

@@ -888,8 +888,7 @@ veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
         (void)veil__inplace(c, 0);
         return VEIL_OK;
     }
-    if (c->opset < 13 || c->in[0].numel == 0 || c->in[0].rank > DNNL_MAX_NDIMS ||
-        c->n->add_in >= 0)
+    if (c->opset < 13 || c->in[0].numel == 0 || c->in[0].rank > DNNL_MAX_NDIMS || c->n->add_in >= 0)
         return VEIL_OK; /* the plain kernel handles the older 2-D coercion and a fused add */
     dnnl_memory_desc_t md;
     plain_md(&md, c->in[0].rank, c->in[0].dims);
@@ -1087,9 +1086,9 @@ static veil_err matmul_exec(struct veil__kctx *c, const struct veil__kparams *kp
  * strides, not its reference implementation (fold_commit).
  */
 struct mm_fold {
-    bool in[2];      /* input k is read through its producer Transpose's input */
+    bool in[2];       /* input k is read through its producer Transpose's input */
     int32_t tnode[2]; /* that Transpose */
-    bool out;        /* the output is written in its reader Transpose's order */
+    bool out;         /* the output is written in its reader Transpose's order */
 };
 
 static bool fold_in_view(const struct veil__ictx *c, size_t k, size_t r, dnnl_memory_desc_t *md,
@@ -1295,12 +1294,11 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
             fold = (struct mm_fold){{false, false}, {-1, -1}, false};
         }
     }
-    if (pd == NULL &&
-        ((rc = veil__dnnl_err(
-              dnnl_matmul_desc_init(&md, &a_md, &b_md, bias ? &bias_md : NULL, &o_md),
-              "matmul descriptor", c->eb)) != VEIL_OK ||
-         (rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL), "matmul",
-                              c->eb)) != VEIL_OK))
+    if (pd == NULL && ((rc = veil__dnnl_err(
+                            dnnl_matmul_desc_init(&md, &a_md, &b_md, bias ? &bias_md : NULL, &o_md),
+                            "matmul descriptor", c->eb)) != VEIL_OK ||
+                       (rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL),
+                                            "matmul", c->eb)) != VEIL_OK))
         goto out;
     size_t cur = 0;
     int32_t rv = -1;

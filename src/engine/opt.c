@@ -259,15 +259,15 @@ static veil_err fuse_softmax_add(struct veil__graph *g, const struct uses *u)
         return VEIL_OK;
     for (size_t i = 0; i < g->n_nodes; i++) {
         struct veil__node *add = &g->nodes[i];
-        if (!is_op(add, "Add") || add->dead || add->n_in != 2 || add->in[0] < 0 ||
-            add->in[1] < 0 || add->in[0] == add->in[1] || add->n_post > 0 || add->add_in >= 0)
+        if (!is_op(add, "Add") || add->dead || add->n_in != 2 || add->in[0] < 0 || add->in[1] < 0 ||
+            add->in[0] == add->in[1] || add->n_post > 0 || add->add_in >= 0)
             continue;
         int32_t r = sole_reader(g, u, i);
         if (r < 0)
             continue;
         struct veil__node *sm = &g->nodes[r];
-        if (!is_op(sm, "Softmax") || sm->n_in != 1 || sm->in[0] != add->out[0] ||
-            sm->add_in >= 0 || sm->n_post > 0 || veil__attr_i(sm, "axis", -1) != -1)
+        if (!is_op(sm, "Softmax") || sm->n_in != 1 || sm->in[0] != add->out[0] || sm->add_in >= 0 ||
+            sm->n_post > 0 || veil__attr_i(sm, "axis", -1) != -1)
             continue;
         /* The scores (a MatMul's output, when one is) stay the kernel's main input. */
         size_t main_in = 0;

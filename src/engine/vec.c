@@ -81,8 +81,8 @@ AVX512 static inline __m512 load_sum512(const float *x, size_t xs, const float *
 {
     __mmask16 k = len - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - i)) - 1u);
     __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 v = xs ? _mm512_mask_loadu_ps(ninf, k, x + i) : _mm512_mask_mov_ps(ninf, k,
-                                                                               _mm512_set1_ps(x[0]));
+    __m512 v = xs ? _mm512_mask_loadu_ps(ninf, k, x + i)
+                  : _mm512_mask_mov_ps(ninf, k, _mm512_set1_ps(x[0]));
     if (a != NULL)
         v = _mm512_add_ps(v, as ? _mm512_maskz_loadu_ps(k, a + i) : _mm512_set1_ps(a[0]));
     return v;
@@ -135,8 +135,8 @@ AVX2 static inline __m256 exp256(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     /* 2^n from its exponent bits; n >= -104 after the clamp, so the field stays normal. */
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
-                                  23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 

@@ -7,7 +7,6 @@
  */
 #include "serve_int.h"
 
-
 #include <stdio.h>
 #include <string.h>
 

@@ -66,8 +66,8 @@ static void check_variant(enum veil__vec_isa isa)
 
 TEST(softmax_row_variants)
 {
-    ASSERT_TRUE(veil__softmax_row_isa(VEIL__VEC_BASE, (const float[]){0.0f}, 1, NULL, 0,
-                                      (float[1]){0}, 1));
+    ASSERT_TRUE(
+        veil__softmax_row_isa(VEIL__VEC_BASE, (const float[]){0.0f}, 1, NULL, 0, (float[1]){0}, 1));
     fprintf(stderr, "best variant on this CPU: %d (0 baseline, 1 AVX2, 2 AVX-512)\n",
             (int)veil__vec_best());
     check_variant(VEIL__VEC_BASE);
