@@ -3,7 +3,8 @@
  * right error code and a message that says what is wrong, never a crash. Covers external data,
  * unsupported operators (all named), cycles, undefined values, duplicate definitions, wrong
  * types, bad and huge shapes, truncated tensors and truncated files, out-of-range indices,
- * unsupported opsets and ranks above the cap.
+ * unsupported opsets and ranks above the cap, and nodes with the wrong number of inputs or
+ * outputs.
  */
 #include "harness.h"
 #include "model_builder.h"
@@ -315,6 +316,34 @@ TEST(conv_bad_group)
     ASSERT_ERR(run1(m, x, 4, xd, &eb), VEIL_E_INVALID);
     ASSERT_STR_CONTAINS(eb.msg, "group 2 does not divide 3 channels");
     veil_engine_model_free(m);
+}
+
+/* Nodes with more or fewer inputs or outputs than their operator takes are refused at load. */
+TEST(wrong_input_and_output_counts)
+{
+    static const struct {
+        const char *op, *ins, *outs, *want;
+    } cases[] = {
+        {"Softmax", "x,x", "y", "(Softmax) has 2 inputs; Softmax takes 1 to 1"},
+        {"Add", "x", "y", "(Add) has 1 inputs; Add takes 2 to 2"},
+        {"Relu", "x", "y,z", "(Relu) has 2 outputs; Relu gives 1 to 1"},
+        {"Where", "x,x", "y", "(Where) has 2 inputs; Where takes 3 to 3"},
+        {"TopK", "x,k", "y", "(TopK) has 1 outputs; TopK gives 2 to 2"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mb b;
+        struct veil_engine_model *m = NULL;
+        struct veil_errbuf eb = {{0}};
+        int64_t d[1] = {4}, kd[1] = {1}, k[1] = {2};
+        mb_init(&b);
+        mb_input(&b, "x", 1, 1, d);
+        mb_init_i64(&b, "k", 1, kd, k);
+        mb_node(&b, cases[i].op, cases[i].ins, cases[i].outs, 0);
+        mb_output(&b, "y", 1, 1, d);
+        ASSERT_ERR(load_b(&b, &m, &eb), VEIL_E_INVALID);
+        ASSERT_STR_CONTAINS(eb.msg, cases[i].want);
+        ASSERT_TRUE(m == NULL);
+    }
 }
 
 RUN_TESTS()
