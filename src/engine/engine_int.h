@@ -320,7 +320,7 @@ void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v);
  * Vector kernels (vec.c), dispatched on the CPU's instruction sets. veil__softmax_row sets
  * y = softmax(x + a) over one row of len floats, reading x and a with stride xs and as, each 0
  * (one value for the whole row) or 1; a may be NULL; y may equal x. veil__vec_best is the
- * variant it uses; veil__softmax_row_isa runs a given variant (false, doing nothing, where
+ * variant these use; veil__softmax_row_isa runs a given variant (false, doing nothing, where
  * the CPU lacks it), so tests can check every variant the machine has.
  */
 enum veil__vec_isa { VEIL__VEC_BASE, VEIL__VEC_AVX2, VEIL__VEC_AVX512 };
@@ -328,6 +328,16 @@ enum veil__vec_isa veil__vec_best(void);
 void veil__softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y, size_t len);
 bool veil__softmax_row_isa(enum veil__vec_isa isa, const float *x, size_t xs, const float *a,
                            size_t as, float *y, size_t len);
+/*
+ * LayerNormalization of one row of len floats: y = (x - mean) / sqrt(var + eps) * scale +
+ * bias (bias may be NULL); *mean and *istd (1 / sqrt(var + eps)) receive the statistics. y may
+ * equal x. The _isa form runs a given variant (false where the CPU lacks it).
+ */
+void veil__layernorm_row(const float *x, float *y, size_t len, const float *scale,
+                         const float *bias, float eps, float *mean, float *istd);
+bool veil__layernorm_row_isa(enum veil__vec_isa isa, const float *x, float *y, size_t len,
+                             const float *scale, const float *bias, float eps, float *mean,
+                             float *istd);
 
 /*
  * For a kernel that may write its output over input k (row by row, each row read before it is

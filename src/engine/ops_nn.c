@@ -456,31 +456,8 @@ static void ln_range(void *ud, uint64_t lo, uint64_t hi)
     for (uint64_t row = lo; row < hi; row++) {
         const float *x = j->x + row * j->len;
         float *y = j->y + row * j->len;
-        /* Sixteen independent lanes vectorise and keep float rounding error small. */
-        float acc[16] = {0}, acc2[16] = {0};
-        uint64_t n16 = j->len & ~(uint64_t)15;
-        for (uint64_t i = 0; i < n16; i += 16)
-            for (int l = 0; l < 16; l++)
-                acc[l] += x[i + (uint64_t)l];
-        double s = 0;
-        for (int l = 0; l < 16; l++)
-            s += acc[l];
-        for (uint64_t i = n16; i < j->len; i++)
-            s += x[i];
-        float m = (float)(s / (double)j->len);
-        for (uint64_t i = 0; i < n16; i += 16)
-            for (int l = 0; l < 16; l++) {
-                float d = x[i + (uint64_t)l] - m;
-                acc2[l] += d * d;
-            }
-        double s2 = 0;
-        for (int l = 0; l < 16; l++)
-            s2 += acc2[l];
-        for (uint64_t i = n16; i < j->len; i++)
-            s2 += (double)(x[i] - m) * (x[i] - m);
-        float istd = (float)(1.0 / sqrt(s2 / (double)j->len + j->eps));
-        for (uint64_t i = 0; i < j->len; i++)
-            y[i] = (x[i] - m) * istd * j->scale[i] + (j->bias ? j->bias[i] : 0.0f);
+        float m, istd;
+        veil__layernorm_row(x, y, (size_t)j->len, j->scale, j->bias, j->eps, &m, &istd);
         if (j->mean)
             j->mean[row] = m;
         if (j->istd)

@@ -1,6 +1,8 @@
 /*
  * Vector kernels for the CPU's instruction sets (AVX-512, AVX2 with FMA, and a portable
- * baseline), picked once at run time from what the CPU reports.
+ * baseline), picked once at run time from what the CPU reports: softmax rows and LayerNorm
+ * rows (mean, then the variance around it, both summed in vector lanes; y = (x - mean) *
+ * 1/sqrt(var + eps) * scale + bias).
  *
  * Softmax rows: y = softmax(x + a) over one row, in three passes (maximum of x + a;
  * exponentials and their sum; scaling). exp is computed as 2^n * p(r) with
@@ -54,6 +56,38 @@ static void softmax_row_base(const float *x, size_t xs, const float *a, size_t a
     float inv = (float)(1.0 / sum);
     for (size_t i = 0; i < len; i++)
         y[i] *= inv;
+}
+
+/* LayerNorm of one row (baseline): sixteen float lanes, combined in double. */
+static void layernorm_row_base(const float *x, float *y, size_t len, const float *scale,
+                               const float *bias, float eps, float *mean, float *istd)
+{
+    float acc[16] = {0}, acc2[16] = {0};
+    size_t n16 = len & ~(size_t)15;
+    for (size_t i = 0; i < n16; i += 16)
+        for (size_t l = 0; l < 16; l++)
+            acc[l] += x[i + l];
+    double s = 0;
+    for (size_t l = 0; l < 16; l++)
+        s += acc[l];
+    for (size_t i = n16; i < len; i++)
+        s += x[i];
+    float m = (float)(s / (double)len);
+    for (size_t i = 0; i < n16; i += 16)
+        for (size_t l = 0; l < 16; l++) {
+            float d = x[i + l] - m;
+            acc2[l] += d * d;
+        }
+    double s2 = 0;
+    for (size_t l = 0; l < 16; l++)
+        s2 += acc2[l];
+    for (size_t i = n16; i < len; i++)
+        s2 += (double)(x[i] - m) * (x[i] - m);
+    float is = (float)(1.0 / sqrt(s2 / (double)len + eps));
+    for (size_t i = 0; i < len; i++)
+        y[i] = (x[i] - m) * is * scale[i] + (bias != NULL ? bias[i] : 0.0f);
+    *mean = m;
+    *istd = is;
 }
 
 #if defined(__x86_64__)
@@ -117,6 +151,42 @@ AVX512 static void softmax_row_avx512(const float *x, size_t xs, const float *a,
         _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), inv));
     if (k != 0)
         _mm512_mask_storeu_ps(y + nv, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + nv), inv));
+}
+
+/* Lanes at or past len are masked off. */
+AVX512 static inline __mmask16 tail512(size_t i, size_t len)
+{
+    return len - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - i)) - 1u);
+}
+
+AVX512 static void layernorm_row_avx512(const float *x, float *y, size_t len, const float *scale,
+                                        const float *bias, float eps, float *mean, float *istd)
+{
+    __m512 acc = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps();
+    for (size_t i = 0; i < len; i += 16)
+        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail512(i, len), x + i));
+    float m = (float)(_mm512_reduce_add_ps(acc) / (double)len);
+    __m512 vm = _mm512_set1_ps(m);
+    for (size_t i = 0; i < len; i += 16) {
+        __mmask16 k = tail512(i, len);
+        __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vm);
+        acc2 = _mm512_fmadd_ps(d, d, acc2);
+    }
+    float is = (float)(1.0 / sqrt(_mm512_reduce_add_ps(acc2) / (double)len + eps));
+    __m512 vis = _mm512_set1_ps(is);
+    size_t nv = len - len % 16;
+    for (size_t i = 0; i < len; i += 16) {
+        __mmask16 k = tail512(i, len);
+        __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), vis);
+        __m512 b = bias != NULL ? _mm512_maskz_loadu_ps(k, bias + i) : _mm512_setzero_ps();
+        __m512 v = _mm512_fmadd_ps(t, _mm512_maskz_loadu_ps(k, scale + i), b);
+        if (i < nv)
+            _mm512_storeu_ps(y + i, v);
+        else
+            _mm512_mask_storeu_ps(y + i, k, v);
+    }
+    *mean = m;
+    *istd = is;
 }
 
 AVX2 static inline __m256 exp256(__m256 x)
@@ -191,26 +261,69 @@ AVX2 static void softmax_row_avx2(const float *x, size_t xs, const float *a, siz
     for (size_t i = nv; i < len; i++)
         y[i] *= 1.0f / sum;
 }
+AVX2 static void layernorm_row_avx2(const float *x, float *y, size_t len, const float *scale,
+                                    const float *bias, float eps, float *mean, float *istd)
+{
+    size_t nv = len - len % 8;
+    __m256 acc = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps();
+    for (size_t i = 0; i < nv; i += 8)
+        acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + i));
+    double s = hsum256(acc);
+    for (size_t i = nv; i < len; i++)
+        s += x[i];
+    float m = (float)(s / (double)len);
+    __m256 vm = _mm256_set1_ps(m);
+    for (size_t i = 0; i < nv; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        acc2 = _mm256_fmadd_ps(d, d, acc2);
+    }
+    double s2 = hsum256(acc2);
+    for (size_t i = nv; i < len; i++)
+        s2 += (double)(x[i] - m) * (x[i] - m);
+    float is = (float)(1.0 / sqrt(s2 / (double)len + eps));
+    __m256 vis = _mm256_set1_ps(is);
+    for (size_t i = 0; i < nv; i += 8) {
+        __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vis);
+        __m256 b = bias != NULL ? _mm256_loadu_ps(bias + i) : _mm256_setzero_ps();
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(scale + i), b));
+    }
+    for (size_t i = nv; i < len; i++)
+        y[i] = (x[i] - m) * is * scale[i] + (bias != NULL ? bias[i] : 0.0f);
+    *mean = m;
+    *istd = is;
+}
 #endif
 
 typedef void (*softmax_row_fn)(const float *, size_t, const float *, size_t, float *, size_t);
+typedef void (*layernorm_row_fn)(const float *, float *, size_t, const float *, const float *,
+                                 float, float *, float *);
 
-static _Atomic(softmax_row_fn) g_softmax_row;
+struct kernels {
+    softmax_row_fn softmax;
+    layernorm_row_fn layernorm;
+};
 
-/* The kernel of a variant, or NULL where the CPU lacks its instructions. */
-static softmax_row_fn variant_fn(enum veil__vec_isa isa)
+static const struct kernels k_base = {softmax_row_base, layernorm_row_base};
+#if defined(__x86_64__)
+static const struct kernels k_avx2 = {softmax_row_avx2, layernorm_row_avx2};
+static const struct kernels k_avx512 = {softmax_row_avx512, layernorm_row_avx512};
+#endif
+
+static _Atomic(const struct kernels *) g_best;
+
+/* The kernels of a variant, or NULL where the CPU lacks its instructions. */
+static const struct kernels *variant(enum veil__vec_isa isa)
 {
     switch (isa) {
     case VEIL__VEC_BASE:
-        return softmax_row_base;
+        return &k_base;
 #if defined(__x86_64__)
     case VEIL__VEC_AVX2:
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? softmax_row_avx2
-                                                                               : NULL;
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &k_avx2 : NULL;
     case VEIL__VEC_AVX512:
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") ? softmax_row_avx512 : NULL;
+        return __builtin_cpu_supports("avx512f") ? &k_avx512 : NULL;
 #endif
     default:
         return NULL;
@@ -220,27 +333,49 @@ static softmax_row_fn variant_fn(enum veil__vec_isa isa)
 enum veil__vec_isa veil__vec_best(void)
 {
     for (int isa = VEIL__VEC_AVX512; isa > VEIL__VEC_BASE; isa--)
-        if (variant_fn((enum veil__vec_isa)isa) != NULL)
+        if (variant((enum veil__vec_isa)isa) != NULL)
             return (enum veil__vec_isa)isa;
     return VEIL__VEC_BASE;
 }
 
+static const struct kernels *best(void)
+{
+    const struct kernels *k = atomic_load_explicit(&g_best, memory_order_relaxed);
+    if (k == NULL) {
+        k = variant(veil__vec_best());
+        atomic_store_explicit(&g_best, k, memory_order_relaxed);
+    }
+    return k;
+}
+
 void veil__softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y, size_t len)
 {
-    softmax_row_fn f = atomic_load_explicit(&g_softmax_row, memory_order_relaxed);
-    if (f == NULL) {
-        f = variant_fn(veil__vec_best());
-        atomic_store_explicit(&g_softmax_row, f, memory_order_relaxed);
-    }
-    f(x, xs, a, as, y, len);
+    best()->softmax(x, xs, a, as, y, len);
 }
 
 bool veil__softmax_row_isa(enum veil__vec_isa isa, const float *x, size_t xs, const float *a,
                            size_t as, float *y, size_t len)
 {
-    softmax_row_fn f = variant_fn(isa);
-    if (f == NULL)
+    const struct kernels *k = variant(isa);
+    if (k == NULL)
         return false;
-    f(x, xs, a, as, y, len);
+    k->softmax(x, xs, a, as, y, len);
+    return true;
+}
+
+void veil__layernorm_row(const float *x, float *y, size_t len, const float *scale,
+                         const float *bias, float eps, float *mean, float *istd)
+{
+    best()->layernorm(x, y, len, scale, bias, eps, mean, istd);
+}
+
+bool veil__layernorm_row_isa(enum veil__vec_isa isa, const float *x, float *y, size_t len,
+                             const float *scale, const float *bias, float eps, float *mean,
+                             float *istd)
+{
+    const struct kernels *k = variant(isa);
+    if (k == NULL)
+        return false;
+    k->layernorm(x, y, len, scale, bias, eps, mean, istd);
     return true;
 }

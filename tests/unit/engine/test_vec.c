@@ -3,7 +3,8 @@
  * softmax rows of every length from 1 to 80 (vector bodies and tails; odd lengths span 40,
  * even ones 300, past the cut-off of exp), with the row and the addend read whole or as one
  * repeated value, in place and not, against a double-precision reference; NaN rows, and rows
- * of -inf with one finite value.
+ * of -inf with one finite value. LayerNorm rows the same way (within the rounding of a float
+ * mean of values near 1000).
  */
 #include "harness.h"
 
@@ -73,6 +74,52 @@ TEST(softmax_row_variants)
     check_variant(VEIL__VEC_BASE);
     check_variant(VEIL__VEC_AVX2);
     check_variant(VEIL__VEC_AVX512);
+}
+
+/* LayerNorm rows of every length from 1 to 80 with and without bias, in place and not, with a
+ * large common offset (the variance is taken around the mean), against a double reference. */
+static void check_layernorm(enum veil__vec_isa isa)
+{
+    float x[80], y[80], xc[80], scale[80], bias[80];
+    for (size_t len = 1; len <= 80; len++)
+        for (int mode = 0; mode < 4; mode++) {
+            uint32_t seed = (uint32_t)(len * 4 + (size_t)mode);
+            for (size_t i = 0; i < len; i++) {
+                x[i] = 1000.0f + rnd(&seed) * 3.0f;
+                scale[i] = 1.0f + rnd(&seed) * 0.5f;
+                bias[i] = rnd(&seed);
+            }
+            memcpy(xc, x, sizeof(x));
+            const float *b = (mode & 1) ? bias : NULL;
+            float *out = (mode & 2) ? xc : y, mean, istd;
+            if (!veil__layernorm_row_isa(isa, xc, out, len, scale, b, 1e-5f, &mean, &istd))
+                return;
+            double m = 0, v = 0;
+            for (size_t i = 0; i < len; i++)
+                m += x[i];
+            m /= (double)len;
+            for (size_t i = 0; i < len; i++)
+                v += (x[i] - m) * (x[i] - m);
+            v /= (double)len;
+            double is = 1.0 / sqrt(v + 1e-5);
+            ASSERT_TRUE(fabs(mean - m) <= 1e-6 * fabs(m));
+            ASSERT_TRUE(fabs(istd - is) <= 1e-4 * is);
+            for (size_t i = 0; i < len; i++) {
+                double want = (x[i] - m) * is * scale[i] + (b != NULL ? b[i] : 0.0);
+                if (!(fabs(out[i] - want) <= 2e-4 + 1e-4 * fabs(want))) {
+                    fprintf(stderr, "layernorm variant %d len %zu mode %d [%zu]: %.9g, want %.9g\n",
+                            (int)isa, len, mode, i, (double)out[i], want);
+                    ASSERT_TRUE(false);
+                }
+            }
+        }
+}
+
+TEST(layernorm_row_variants)
+{
+    check_layernorm(VEIL__VEC_BASE);
+    check_layernorm(VEIL__VEC_AVX2);
+    check_layernorm(VEIL__VEC_AVX512);
 }
 
 RUN_TESTS()
