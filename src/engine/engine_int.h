@@ -346,6 +346,12 @@ bool veil__layernorm_row_isa(enum veil__vec_isa isa, const float *x, float *y, s
  * Returns whether it did. Called from prepare.
  */
 bool veil__inplace(struct veil__ictx *c, size_t k);
+/*
+ * Whether value v's storage dies at this step: v is computed at run time, this step is its
+ * last reader, and no value sharing its storage (views, earlier in-place writes up to the
+ * root) is read later. A kernel may then write over it (in-place sums, veil__inplace).
+ */
+bool veil__storage_dies(const struct veil__ictx *c, int32_t v);
 
 /* Runs body(lo, hi) over [0, n) on the run's threads when n is large enough. */
 typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);
@@ -353,6 +359,14 @@ void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
 
 /* MaxPool and GlobalAveragePool as oneDNN primitives (2-D; required for blocked inputs). */
 veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+
+/*
+ * A Transpose node's permutation for rank r (its perm attribute, default reversed) into perm:
+ * output axis i is input axis perm[i]. Errors: VEIL_E_INVALID (wrong length, an axis out of
+ * range or repeated).
+ */
+veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm,
+                              struct veil_errbuf *eb);
 
 /* Softmax/LogSoftmax (opset >= 13) and float Transpose as oneDNN primitives. */
 veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);

@@ -17,18 +17,6 @@ static bool has_in(const struct veil__ictx *c, size_t i)
     return i < c->n_in && c->n->in[i] >= 0;
 }
 
-static void plain_md(dnnl_memory_desc_t *md, size_t rank, const int64_t *dims)
-{
-    dnnl_dims_t d = {0}, s = {0};
-    int64_t st = 1;
-    for (size_t i = rank; i-- > 0;) {
-        d[i] = dims[i];
-        s[i] = st;
-        st *= dims[i] > 0 ? dims[i] : 1;
-    }
-    dnnl_memory_desc_init_by_strides(md, (int)rank, d, dnnl_f32, s);
-}
-
 static void row_major_strides(size_t r, const int64_t *dims, int64_t *st)
 {
     int64_t s = 1;
@@ -36,6 +24,14 @@ static void row_major_strides(size_t r, const int64_t *dims, int64_t *st)
         st[i] = s;
         s *= dims[i] > 0 ? dims[i] : 1;
     }
+}
+
+static void plain_md(dnnl_memory_desc_t *md, size_t rank, const int64_t *dims)
+{
+    dnnl_dims_t d = {0}, s = {0};
+    memcpy(d, dims, rank * sizeof(int64_t));
+    row_major_strides(rank, dims, s);
+    dnnl_memory_desc_init_by_strides(md, (int)rank, d, dnnl_f32, s);
 }
 
 static void any_md(dnnl_memory_desc_t *md, size_t rank, const int64_t *dims)
@@ -590,15 +586,8 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
      * read as a binary post-op operand.
      */
     int32_t res = c->n->add_in, out_v = c->n->out[0];
-    bool try_sum = res >= 0 && c->vals != NULL && c->last_read != NULL && c->vals[res].runtime &&
-                   c->vals[res].blocked && c->last_read[res] == c->step && c->blockable[out_v] &&
+    bool try_sum = veil__storage_dies(c, res) && c->vals[res].blocked && c->blockable[out_v] &&
                    c->vals[res].t.rank == c->out[0].rank;
-    /* Every value sharing that storage (earlier in-place sums) must be dead by now. */
-    for (int32_t v = res; try_sum; v = c->vals[v].root) {
-        try_sum = !c->viewed[v] && c->last_read[v] <= c->step;
-        if (!c->vals[v].alias)
-            break;
-    }
     for (size_t i = 0; try_sum && i < c->out[0].rank; i++)
         try_sum = c->vals[res].t.dims[i] == c->out[0].dims[i];
     bool sum = false;
@@ -1130,20 +1119,9 @@ static bool fold_out_view(const struct veil__ictx *c, size_t r, const int64_t *o
     if (t < 0 || strcmp(c->g->nodes[t].op_type, "Transpose") != 0 || c->g->nodes[t].in[0] != o ||
         c->g->nodes[t].n_out < 1 || c->g->nodes[t].out[0] < 0)
         return false;
-    const struct veil__attr *a = veil__attr_typed(&c->g->nodes[t], "perm", VEIL_ONNX_ATTR_INTS);
-    size_t perm[DNNL_MAX_NDIMS];
-    bool used[DNNL_MAX_NDIMS] = {false};
-    if (a != NULL && a->n != r)
-        return false;
-    for (size_t i = 0; i < r; i++) {
-        int64_t x = a != NULL ? a->ints[i] : (int64_t)(r - 1 - i);
-        if (x < 0)
-            x += (int64_t)r;
-        if (x < 0 || x >= (int64_t)r || used[x])
-            return false;
-        used[x] = true;
-        perm[i] = (size_t)x;
-    }
+    size_t perm[VEIL__ENG_RANK];
+    if (veil__transpose_perm(&c->g->nodes[t], r, perm, NULL) != VEIL_OK)
+        return false; /* the Transpose reports it at its own step */
     int64_t td[DNNL_MAX_NDIMS], tst[DNNL_MAX_NDIMS];
     dnnl_dims_t d, st;
     for (size_t i = 0; i < r; i++)
@@ -1261,16 +1239,9 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
         goto out;
     /* As for convolutions: a residual whose storage dies here is accumulated in place. */
     int32_t res = nd->add_in;
-    bool sum = res >= 0 && c->vals != NULL && c->last_read != NULL && c->vals[res].runtime &&
-               !c->vals[res].blocked && c->last_read[res] == c->step &&
-               c->add.rank == c->out[0].rank;
+    bool sum = veil__storage_dies(c, res) && !c->vals[res].blocked && c->add.rank == c->out[0].rank;
     for (size_t i = 0; sum && i < c->out[0].rank; i++)
         sum = c->add.dims[i] == c->out[0].dims[i];
-    for (int32_t v = res; sum; v = c->vals[v].root) {
-        sum = !c->viewed[v] && c->last_read[v] <= c->step;
-        if (!c->vals[v].alias)
-            break;
-    }
     if ((rc = make_attr_sum(nd, &add_md, sum, &attr, c->eb)) != VEIL_OK)
         goto out;
     dnnl_matmul_desc_t md;

@@ -275,25 +275,38 @@ static void strided_run(struct sjob *j, const struct veil__tv *out)
     veil__parallel(out->numel / len, len > 4096 ? 1 : 4096 / len, strided_range, j);
 }
 
-static veil_err transpose_infer(struct veil__ictx *c)
+veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm,
+                              struct veil_errbuf *eb)
 {
-    size_t r = c->in[0].rank;
-    const struct veil__attr *a = veil__attr_typed(c->n, "perm", VEIL_ONNX_ATTR_INTS);
+    const struct veil__attr *a = veil__attr_typed(n, "perm", VEIL_ONNX_ATTR_INTS);
     bool used[VEIL__ENG_RANK] = {false};
-    if (a != NULL && a->n != r)
-        return veil_errf(c->eb, VEIL_E_INVALID, "perm has %zu entries for rank %zu", a->n, r);
-    c->out[0] = c->in[0];
+    if (r > VEIL__ENG_RANK || (a != NULL && a->n != r))
+        return veil_errf(eb, VEIL_E_INVALID, "perm has %zu entries for rank %zu",
+                         a != NULL ? a->n : r, r);
     for (size_t i = 0; i < r; i++) {
         int64_t p = a != NULL ? a->ints[i] : (int64_t)(r - 1 - i);
         size_t ax;
-        veil_err rc = norm_axis(p, r, &ax, c->eb);
+        veil_err rc = norm_axis(p, r, &ax, eb);
         if (rc != VEIL_OK)
             return rc;
         if (used[ax])
-            return veil_errf(c->eb, VEIL_E_INVALID, "perm repeats axis %zu", ax);
+            return veil_errf(eb, VEIL_E_INVALID, "perm repeats axis %zu", ax);
         used[ax] = true;
-        c->kp->i[i] = (int64_t)ax;
-        c->out[0].dims[i] = c->in[0].dims[ax];
+        perm[i] = ax;
+    }
+    return VEIL_OK;
+}
+
+static veil_err transpose_infer(struct veil__ictx *c)
+{
+    size_t r = c->in[0].rank, perm[VEIL__ENG_RANK];
+    veil_err rc = veil__transpose_perm(c->n, r, perm, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    c->out[0] = c->in[0];
+    for (size_t i = 0; i < r; i++) {
+        c->kp->i[i] = (int64_t)perm[i];
+        c->out[0].dims[i] = c->in[0].dims[perm[i]];
     }
     return VEIL_OK;
 }

@@ -251,7 +251,17 @@ static veil_err fuse_matmul_bias(struct veil__graph *g, const struct uses *u)
     return VEIL_OK;
 }
 
-static bool fusable_host(const struct veil__graph *g, const struct veil__node *n);
+static bool fusable_host(const struct veil__graph *g, const struct veil__node *n)
+{
+    if (is_op(n, "Conv"))
+        return true;
+    if (is_op(n, "MatMul"))
+        return true;
+    if (is_op(n, "Gemm")) {
+        return const_in(g, n, 1) != NULL && (n->n_in < 3 || n->in[2] < 0 || const_in(g, n, 2));
+    }
+    return false;
+}
 
 static veil_err fuse_softmax_add(struct veil__graph *g, const struct uses *u)
 {
@@ -279,18 +289,6 @@ static veil_err fuse_softmax_add(struct veil__graph *g, const struct uses *u)
         add->dead = true;
     }
     return VEIL_OK;
-}
-
-static bool fusable_host(const struct veil__graph *g, const struct veil__node *n)
-{
-    if (is_op(n, "Conv"))
-        return true;
-    if (is_op(n, "MatMul"))
-        return true;
-    if (is_op(n, "Gemm")) {
-        return const_in(g, n, 1) != NULL && (n->n_in < 3 || n->in[2] < 0 || const_in(g, n, 2));
-    }
-    return false;
 }
 
 static veil_err fuse_post(struct veil__graph *g, struct uses *u)

@@ -93,24 +93,29 @@ static void *value_addr(const struct veil__plan *p, const struct veil__scratch *
     return sc->arena + p->vals[root_of(p, v)].off;
 }
 
-bool veil__inplace(struct veil__ictx *c, size_t k)
+bool veil__storage_dies(const struct veil__ictx *c, int32_t v)
 {
-    if (c->vals == NULL || c->last_read == NULL || c->viewed == NULL || k >= c->n_in ||
-        c->n->n_out < 1)
+    if (v < 0 || c->vals == NULL || c->last_read == NULL || c->viewed == NULL ||
+        !c->vals[v].runtime || c->last_read[v] != c->step)
         return false;
-    int32_t v = c->n->in[k], out = c->n->out[0];
-    if (v < 0 || out < 0 || v == out || !c->vals[v].runtime || !c->vals[out].runtime ||
-        c->vals[v].blocked || c->vals[out].blocked || c->vals[out].alias ||
-        c->vals[v].t.dt != c->vals[out].t.dt || c->vals[v].nbytes != c->vals[out].nbytes ||
-        c->last_read[v] != c->step)
-        return false;
-    /* Every value sharing the storage up to its root must die here too. */
+    /* Every value sharing the storage up to its root (earlier in-place writes) must die too. */
     for (int32_t w = v;; w = c->vals[w].root) {
         if (c->viewed[w] || c->last_read[w] > c->step)
             return false;
         if (!c->vals[w].alias)
-            break;
+            return true;
     }
+}
+
+bool veil__inplace(struct veil__ictx *c, size_t k)
+{
+    if (k >= c->n_in || c->n->n_out < 1 || !veil__storage_dies(c, c->n->in[k]))
+        return false;
+    int32_t v = c->n->in[k], out = c->n->out[0];
+    if (out < 0 || v == out || !c->vals[out].runtime || c->vals[v].blocked ||
+        c->vals[out].blocked || c->vals[out].alias || c->vals[v].t.dt != c->vals[out].t.dt ||
+        c->vals[v].nbytes != c->vals[out].nbytes)
+        return false;
     c->vals[out].alias = true;
     c->vals[out].root = v;
     return true;
