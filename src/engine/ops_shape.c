@@ -1,13 +1,16 @@
 /*
  * Shape and data-movement operators in plain C: Shape, Size, Flatten, Reshape, Squeeze,
- * Unsqueeze, Transpose, Concat, Split, Slice, Gather, Constant, ConstantOfShape, Range, Pad,
- * Resize. Operators whose outputs' shapes depend on input values read those values at plan
- * time (the operator table marks them), so shapes are known before anything runs. Gather
- * checks every index at run time and fails the run on one out of range.
+ * Unsqueeze, Transpose, Concat, Split, Slice, Gather, GatherElements, GatherND,
+ * ScatterElements, ScatterND, Tile, Trilu, DepthToSpace, SpaceToDepth, Constant,
+ * ConstantOfShape, EyeLike, OneHot, Range, Pad, Resize, CumSum and Einsum. Operators whose
+ * outputs' shapes depend on input values read those values at plan time (the operator table
+ * marks them), so shapes are known before anything runs. The gathers and scatters check every
+ * index at run time and fail the run on one out of range, before reading or writing anything.
  */
 #include "engine_int.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 static veil_err norm_axis(int64_t axis, size_t rank, size_t *out, struct veil_errbuf *eb)
@@ -534,6 +537,112 @@ static veil_err split_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     return VEIL_OK;
 }
 
+/* ---- Index checks and element-wise reductions shared by the gather and scatter family ---- */
+
+static bool index_dt(enum veil_dtype dt)
+{
+    return dt == VEIL_DT_INT64 || dt == VEIL_DT_INT32;
+}
+
+/* The element types the engine computes with (not bool, float16 or strings). */
+static bool numeric_dt(enum veil_dtype dt)
+{
+    switch (dt) {
+    case VEIL_DT_FLOAT:
+    case VEIL_DT_DOUBLE:
+    case VEIL_DT_INT8:
+    case VEIL_DT_INT16:
+    case VEIL_DT_INT32:
+    case VEIL_DT_INT64:
+    case VEIL_DT_UINT8:
+    case VEIL_DT_UINT16:
+    case VEIL_DT_UINT32:
+    case VEIL_DT_UINT64:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool float_dt(enum veil_dtype dt)
+{
+    return dt == VEIL_DT_FLOAT || dt == VEIL_DT_DOUBLE;
+}
+
+/* Fails the run on the first index of ix outside [-len, len): hostile indices never read. */
+static veil_err check_indices(const struct veil__tv *ix, int64_t len, struct veil_errbuf *eb)
+{
+    for (uint64_t k = 0; k < ix->numel; k++) {
+        int64_t v = veil__get_i64(ix, k);
+        if (v < -len || v >= len)
+            return veil_errf(eb, VEIL_E_INVALID, "index %lld out of range [-%lld, %lld)",
+                             (long long)v, (long long)len, (long long)len);
+    }
+    return VEIL_OK;
+}
+
+enum reduction { RED_NONE, RED_ADD, RED_MUL };
+
+/*
+ * The reduction attribute of ScatterElements and ScatterND (opset 16): none, add or mul. max
+ * and min arrived in opset 18, beyond the engine's opsets.
+ */
+static veil_err reduction_of(struct veil__ictx *c, enum veil_dtype dt, int64_t *out)
+{
+    const char *s = veil__attr_s(c->n, "reduction", "none");
+    *out = RED_NONE;
+    if (strcmp(s, "add") == 0)
+        *out = RED_ADD;
+    else if (strcmp(s, "mul") == 0)
+        *out = RED_MUL;
+    else if (strcmp(s, "max") == 0 || strcmp(s, "min") == 0)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "reduction '%s' (opset 18)", s);
+    else if (strcmp(s, "none") != 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "unknown reduction '%s'", s);
+    if (*out != RED_NONE && c->opset < 16)
+        return veil_errf(c->eb, VEIL_E_INVALID, "reduction '%s' needs opset 16", s);
+    if (*out != RED_NONE && !numeric_dt(dt))
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "reduction '%s' of %s", s, veil_dtype_name(dt));
+    return VEIL_OK;
+}
+
+/*
+ * Element i of o becomes o[i] (+ or *) u[k]. Floats go through double, whose 53 bits round a
+ * single float sum or product exactly as float arithmetic would; integers wrap.
+ */
+static void reduce_at(struct veil__tv *o, uint64_t i, const struct veil__tv *u, uint64_t k,
+                      int64_t red)
+{
+    if (float_dt(o->dt)) {
+        double a = veil__get_f64(o, i), b = veil__get_f64(u, k);
+        veil__set_f64(o, i, red == RED_ADD ? a + b : a * b);
+    } else {
+        uint64_t a = (uint64_t)veil__get_i64(o, i), b = (uint64_t)veil__get_i64(u, k);
+        veil__set_i64(o, i, (int64_t)(red == RED_ADD ? a + b : a * b));
+    }
+}
+
+/* Copies what scatters into: data, unless the output was planned over it (in place). */
+static void copy_data(struct veil__kctx *c)
+{
+    size_t nbytes = (size_t)c->out[0].numel * veil_dtype_size(c->out[0].dt);
+    if (c->out[0].data != c->in[0].data && nbytes > 0)
+        memcpy(c->out[0].data, c->in[0].data, nbytes);
+}
+
+/*
+ * Scatters write over their data input when its storage dies here, unless the indices or the
+ * updates are the same value (they would be overwritten while still being read).
+ */
+static veil_err scatter_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+{
+    (void)eng;
+    (void)st;
+    if (c->n->in[0] != c->n->in[1] && c->n->in[0] != c->n->in[2])
+        (void)veil__inplace(c, 0);
+    return VEIL_OK;
+}
+
 /* ---- Gather ---- */
 
 static veil_err gather_infer(struct veil__ictx *c)
@@ -593,12 +702,9 @@ static veil_err gather_exec(struct veil__kctx *c, const struct veil__kparams *kp
     int64_t len = c->in[0].dims[ax];
     uint64_t ni = c->in[1].numel;
     size_t chunk = (size_t)(inner * es);
-    for (uint64_t k = 0; k < ni; k++) {
-        int64_t ix = veil__get_i64(&c->in[1], k);
-        if (ix < -len || ix >= len)
-            return veil_errf(c->eb, VEIL_E_INVALID, "index %lld out of range [-%lld, %lld)",
-                             (long long)ix, (long long)len, (long long)len);
-    }
+    veil_err rc = check_indices(&c->in[1], len, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
     struct gather_job j = {&c->in[1], c->in[0].data, c->out[0].data, ni, len, chunk};
     /* Rows of an embedding table are scattered through memory: copy them on every thread. */
     veil__parallel(outer * ni, chunk >= 1024 ? 8 : 8192, gather_range, &j);
@@ -993,6 +1099,994 @@ static veil_err resize_exec(struct veil__kctx *c, const struct veil__kparams *kp
     return VEIL_OK;
 }
 
+/* ---- GatherElements, ScatterElements ---- */
+
+/*
+ * Checks data (input 0) against an index tensor of the same rank no larger than data off the
+ * axis (so every position it names exists), and sets kp->i[0] to the axis.
+ */
+static veil_err elements_check(struct veil__ictx *c, const struct veil__tv *ix)
+{
+    size_t r = c->in[0].rank, ax;
+    if (r < 1)
+        return veil_errf(c->eb, VEIL_E_INVALID, "data must have rank 1 or more");
+    veil_err rc = norm_axis(veil__attr_i(c->n, "axis", 0), r, &ax, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    if (!index_dt(ix->dt))
+        return veil_errf(c->eb, VEIL_E_INVALID, "indices must be int32 or int64");
+    if (ix->rank != r)
+        return veil_errf(c->eb, VEIL_E_INVALID, "indices have rank %zu, data %zu", ix->rank, r);
+    for (size_t d = 0; d < r; d++)
+        if (d != ax && ix->dims[d] > c->in[0].dims[d])
+            return veil_errf(c->eb, VEIL_E_INVALID,
+                             "indices dimension %zu (%lld) exceeds data's (%lld)", d,
+                             (long long)ix->dims[d], (long long)c->in[0].dims[d]);
+    c->kp->i[0] = (int64_t)ax;
+    return VEIL_OK;
+}
+
+static veil_err gather_elements_infer(struct veil__ictx *c)
+{
+    veil_err rc = elements_check(c, &c->in[1]);
+    if (rc != VEIL_OK)
+        return rc;
+    c->out[0] = c->in[1];
+    c->out[0].dt = c->in[0].dt;
+    return VEIL_OK;
+}
+
+/* Element t of an index tensor of dims idims names data element elem_off(t) (index checked). */
+struct elem_job {
+    const struct veil__tv *idx;
+    const uint8_t *src;
+    uint8_t *dst;
+    size_t es, r, ax;
+    int64_t idims[VEIL__ENG_RANK];
+    int64_t dst_[VEIL__ENG_RANK]; /* data strides */
+    int64_t len;                  /* data's length along the axis */
+};
+
+static uint64_t elem_off(const struct elem_job *j, uint64_t t)
+{
+    uint64_t q = t, off = 0;
+    for (size_t d = j->r; d-- > 0;) {
+        uint64_t x = q % (uint64_t)j->idims[d];
+        q /= (uint64_t)j->idims[d];
+        if (d == j->ax) {
+            int64_t v = veil__get_i64(j->idx, t);
+            x = (uint64_t)(v < 0 ? v + j->len : v);
+        }
+        off += x * (uint64_t)j->dst_[d];
+    }
+    return off;
+}
+
+static void elem_job_init(struct elem_job *j, const struct veil__kctx *c, size_t ax,
+                          const struct veil__tv *ix)
+{
+    j->idx = ix;
+    j->src = c->in[0].data;
+    j->dst = c->out[0].data;
+    j->es = veil_dtype_size(c->in[0].dt);
+    j->r = c->in[0].rank;
+    j->ax = ax;
+    memcpy(j->idims, ix->dims, sizeof(j->idims));
+    strides_of(c->in[0].dims, j->r, j->dst_);
+    j->len = c->in[0].dims[ax];
+}
+
+static void gather_elements_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct elem_job *j = ud;
+    for (uint64_t t = lo; t < hi; t++)
+        memcpy(j->dst + t * j->es, j->src + elem_off(j, t) * j->es, j->es);
+}
+
+static veil_err gather_elements_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t ax = (size_t)kp->i[0];
+    struct elem_job j;
+    veil_err rc = check_indices(&c->in[1], c->in[0].dims[ax], c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    elem_job_init(&j, c, ax, &c->in[1]);
+    veil__parallel(c->in[1].numel, 16384, gather_elements_range, &j);
+    return VEIL_OK;
+}
+
+static veil_err scatter_elements_infer(struct veil__ictx *c)
+{
+    const struct veil__tv *ix = &c->in[1], *up = &c->in[2];
+    veil_err rc = elements_check(c, ix);
+    if (rc != VEIL_OK)
+        return rc;
+    if (up->dt != c->in[0].dt || up->rank != ix->rank ||
+        memcmp(up->dims, ix->dims, ix->rank * sizeof(int64_t)) != 0)
+        return veil_errf(c->eb, VEIL_E_INVALID,
+                         "updates must match indices' shape and data's type");
+    if ((rc = reduction_of(c, c->in[0].dt, &c->kp->i[1])) != VEIL_OK)
+        return rc;
+    c->out[0] = c->in[0];
+    return VEIL_OK;
+}
+
+static veil_err scatter_elements_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t ax = (size_t)kp->i[0];
+    struct elem_job j;
+    veil_err rc = check_indices(&c->in[1], c->in[0].dims[ax], c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    copy_data(c);
+    elem_job_init(&j, c, ax, &c->in[1]);
+    /* In index order, so the last of duplicate indices wins as in ONNX's reference. */
+    for (uint64_t t = 0; t < c->in[1].numel; t++) {
+        uint64_t off = elem_off(&j, t);
+        if (kp->i[1] == RED_NONE)
+            memcpy(j.dst + off * j.es, (const uint8_t *)c->in[2].data + t * j.es, j.es);
+        else
+            reduce_at(&c->out[0], off, &c->in[2], t, kp->i[1]);
+    }
+    return VEIL_OK;
+}
+
+/* ---- GatherND, ScatterND ---- */
+
+/*
+ * Both read tuples of k indices (the last dimension of indices) into the leading dimensions of
+ * data after b batch dimensions. Fails the run on the first index outside its dimension.
+ */
+static veil_err check_tuples(const struct veil__tv *data, const struct veil__tv *ix, size_t b,
+                             struct veil_errbuf *eb)
+{
+    uint64_t k = (uint64_t)ix->dims[ix->rank - 1];
+    for (uint64_t p = 0; p < ix->numel; p++) {
+        int64_t len = data->dims[b + p % k], v = veil__get_i64(ix, p);
+        if (v < -len || v >= len)
+            return veil_errf(eb, VEIL_E_INVALID,
+                             "index %lld out of range [-%lld, %lld) for dimension %zu",
+                             (long long)v, (long long)len, (long long)len, (size_t)(b + p % k));
+    }
+    return VEIL_OK;
+}
+
+/* Offset in elements of the slice that tuple g (k checked indices at ix[g * k]) names. */
+static uint64_t tuple_off(const struct veil__tv *ix, uint64_t g, uint64_t k, const int64_t *dims,
+                          const int64_t *st)
+{
+    uint64_t off = 0;
+    for (uint64_t j = 0; j < k; j++) {
+        int64_t v = veil__get_i64(ix, g * k + j);
+        off += (uint64_t)(v < 0 ? v + dims[j] : v) * (uint64_t)st[j];
+    }
+    return off;
+}
+
+static veil_err gather_nd_infer(struct veil__ictx *c)
+{
+    const struct veil__tv *d = &c->in[0], *ix = &c->in[1];
+    size_t r = d->rank, q = ix->rank;
+    int64_t b = veil__attr_i(c->n, "batch_dims", 0);
+    if (!index_dt(ix->dt))
+        return veil_errf(c->eb, VEIL_E_INVALID, "indices must be int32 or int64");
+    if (r < 1 || q < 1)
+        return veil_errf(c->eb, VEIL_E_INVALID, "data and indices must have rank 1 or more");
+    if (b < 0 || (uint64_t)b >= (r < q ? r : q))
+        return veil_errf(c->eb, VEIL_E_INVALID, "batch_dims %lld out of range for ranks %zu, %zu",
+                         (long long)b, r, q);
+    int64_t k = ix->dims[q - 1];
+    if (k < 1 || k > (int64_t)r - b)
+        return veil_errf(c->eb, VEIL_E_INVALID, "indices' last dimension %lld not in [1, %lld]",
+                         (long long)k, (long long)((int64_t)r - b));
+    for (size_t i = 0; i < (size_t)b; i++)
+        if (ix->dims[i] != d->dims[i])
+            return veil_errf(c->eb, VEIL_E_INVALID, "batch dimension %zu differs", i);
+    size_t orank = q - 1 + r - (size_t)b - (size_t)k;
+    if (orank > VEIL__ENG_RANK)
+        return veil_errf(c->eb, VEIL_E_LIMIT, "output rank too large");
+    c->out[0].dt = d->dt;
+    c->out[0].rank = 0;
+    for (size_t i = 0; i < q - 1; i++)
+        c->out[0].dims[c->out[0].rank++] = ix->dims[i];
+    for (size_t i = (size_t)(b + k); i < r; i++)
+        c->out[0].dims[c->out[0].rank++] = d->dims[i];
+    c->kp->i[0] = b;
+    return VEIL_OK;
+}
+
+static veil_err gather_nd_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    const struct veil__tv *d = &c->in[0], *ix = &c->in[1];
+    size_t b = (size_t)kp->i[0], es = veil_dtype_size(d->dt);
+    uint64_t k = (uint64_t)ix->dims[ix->rank - 1];
+    int64_t st[VEIL__ENG_RANK];
+    veil_err rc = check_tuples(d, ix, b, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    strides_of(d->dims, d->rank, st);
+    uint64_t batches = veil__numel(d->dims, b), tuples = ix->numel / k;
+    uint64_t per_batch = batches > 0 ? tuples / batches : 0;
+    uint64_t slice = veil__numel(d->dims + b + k, d->rank - b - (size_t)k);
+    uint64_t bstride = b > 0 ? (uint64_t)st[b - 1] : 0;
+    for (uint64_t g = 0; g < tuples; g++) {
+        uint64_t off = (g / per_batch) * bstride + tuple_off(ix, g, k, d->dims + b, st + b);
+        if (slice > 0)
+            memcpy((uint8_t *)c->out[0].data + g * slice * es, (const uint8_t *)d->data + off * es,
+                   (size_t)(slice * es));
+    }
+    return VEIL_OK;
+}
+
+static veil_err scatter_nd_infer(struct veil__ictx *c)
+{
+    const struct veil__tv *d = &c->in[0], *ix = &c->in[1], *up = &c->in[2];
+    size_t r = d->rank, q = ix->rank;
+    if (!index_dt(ix->dt))
+        return veil_errf(c->eb, VEIL_E_INVALID, "indices must be int32 or int64");
+    if (q < 1)
+        return veil_errf(c->eb, VEIL_E_INVALID, "indices must have rank 1 or more");
+    int64_t k = ix->dims[q - 1];
+    if (k < 0 || k > (int64_t)r)
+        return veil_errf(c->eb, VEIL_E_INVALID, "indices' last dimension %lld exceeds rank %zu",
+                         (long long)k, r);
+    /* updates.shape = indices.shape[:-1] + data.shape[k:] */
+    bool ok = up->dt == d->dt && up->rank == q - 1 + r - (size_t)k;
+    for (size_t i = 0; ok && i < up->rank; i++)
+        ok = up->dims[i] == (i < q - 1 ? ix->dims[i] : d->dims[(size_t)k + i - (q - 1)]);
+    if (!ok)
+        return veil_errf(c->eb, VEIL_E_INVALID,
+                         "updates must have shape indices[:-1] + data[k:] and data's type");
+    veil_err rc = reduction_of(c, d->dt, &c->kp->i[1]);
+    if (rc != VEIL_OK)
+        return rc;
+    c->out[0] = *d;
+    return VEIL_OK;
+}
+
+static veil_err scatter_nd_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    const struct veil__tv *d = &c->in[0], *ix = &c->in[1], *up = &c->in[2];
+    size_t es = veil_dtype_size(d->dt);
+    uint64_t k = (uint64_t)ix->dims[ix->rank - 1];
+    int64_t st[VEIL__ENG_RANK];
+    veil_err rc = check_tuples(d, ix, 0, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    copy_data(c);
+    strides_of(d->dims, d->rank, st);
+    uint64_t slice = veil__numel(d->dims + k, d->rank - (size_t)k);
+    uint64_t tuples = veil__numel(ix->dims, ix->rank - 1);
+    for (uint64_t g = 0; g < tuples; g++) {
+        uint64_t off = tuple_off(ix, g, k, d->dims, st);
+        if (kp->i[1] == RED_NONE) {
+            if (slice > 0)
+                memcpy((uint8_t *)c->out[0].data + off * es,
+                       (const uint8_t *)up->data + g * slice * es, (size_t)(slice * es));
+            continue;
+        }
+        for (uint64_t s = 0; s < slice; s++)
+            reduce_at(&c->out[0], off + s, up, g * slice + s, kp->i[1]);
+    }
+    return VEIL_OK;
+}
+
+/* ---- Tile ---- */
+
+static veil_err tile_infer(struct veil__ictx *c)
+{
+    int64_t rep[VEIL__ENG_RANK];
+    size_t n, r = c->in[0].rank;
+    veil_err rc = read_ints(&c->in[1], rep, VEIL__ENG_RANK, &n, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    if (n != r)
+        return veil_errf(c->eb, VEIL_E_INVALID, "repeats has %zu values for rank %zu", n, r);
+    c->out[0] = c->in[0];
+    for (size_t i = 0; i < r; i++) {
+        if (rep[i] < 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "repeats has a negative value");
+        if (__builtin_mul_overflow(c->in[0].dims[i], rep[i], &c->out[0].dims[i]))
+            return veil_errf(c->eb, VEIL_E_LIMIT, "repeats give dimension %zu more than 2^63", i);
+    }
+    return VEIL_OK;
+}
+
+struct tile_job {
+    const uint8_t *in;
+    uint8_t *out;
+    size_t es, r;
+    int64_t idims[VEIL__ENG_RANK], odims[VEIL__ENG_RANK], ist[VEIL__ENG_RANK];
+};
+
+/* Output rows [lo, hi): each is its input row repeated along the last axis. */
+static void tile_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct tile_job *j = ud;
+    size_t last = j->r - 1;
+    size_t ilen = (size_t)j->idims[last] * j->es, olen = (size_t)j->odims[last] * j->es;
+    for (uint64_t row = lo; row < hi; row++) {
+        uint64_t q = row, off = 0;
+        for (size_t i = last; i-- > 0;) {
+            off += (q % (uint64_t)j->odims[i]) % (uint64_t)j->idims[i] * (uint64_t)j->ist[i];
+            q /= (uint64_t)j->odims[i];
+        }
+        uint8_t *o = j->out + row * olen;
+        for (size_t k = 0; k < olen; k += ilen)
+            memcpy(o + k, j->in + off * j->es, ilen);
+    }
+}
+
+static veil_err tile_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    (void)kp;
+    struct tile_job j;
+    size_t r = c->in[0].rank;
+    if (c->out[0].numel == 0)
+        return VEIL_OK;
+    j.in = c->in[0].data;
+    j.out = c->out[0].data;
+    j.es = veil_dtype_size(c->in[0].dt);
+    if (r == 0) {
+        memcpy(j.out, j.in, j.es);
+        return VEIL_OK;
+    }
+    j.r = r;
+    memcpy(j.idims, c->in[0].dims, sizeof(j.idims));
+    memcpy(j.odims, c->out[0].dims, sizeof(j.odims));
+    strides_of(j.idims, r, j.ist);
+    uint64_t len = (uint64_t)j.odims[r - 1];
+    veil__parallel(c->out[0].numel / len, len > 4096 ? 1 : 4096 / len, tile_range, &j);
+    return VEIL_OK;
+}
+
+/* ---- Trilu ---- */
+
+static veil_err trilu_infer(struct veil__ictx *c)
+{
+    if (c->in[0].rank < 2)
+        return veil_errf(c->eb, VEIL_E_INVALID, "input must have rank 2 or more");
+    if (has_in(c, 1) && (c->in[1].dt != VEIL_DT_INT64 || c->in[1].numel != 1))
+        return veil_errf(c->eb, VEIL_E_INVALID, "k must be one int64");
+    c->kp->i[0] = veil__attr_i(c->n, "upper", 1) != 0;
+    c->out[0] = c->in[0];
+    return VEIL_OK;
+}
+
+struct trilu_job {
+    const uint8_t *in;
+    uint8_t *out;
+    size_t es;
+    int64_t rows, cols, k;
+    bool upper;
+};
+
+/* Rows [lo, hi) of all matrices: upper keeps columns j >= i + k, lower keeps j <= i + k. */
+static void trilu_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct trilu_job *j = ud;
+    size_t rb = (size_t)j->cols * j->es;
+    for (uint64_t row = lo; row < hi; row++) {
+        int64_t i = (int64_t)(row % (uint64_t)j->rows), e = i + j->k;
+        int64_t a = j->upper ? e : 0, b = j->upper ? j->cols : e + 1;
+        a = a < 0 ? 0 : a > j->cols ? j->cols : a;
+        b = b < a ? a : b > j->cols ? j->cols : b;
+        uint8_t *o = j->out + row * rb;
+        const uint8_t *x = j->in + row * rb;
+        memset(o, 0, (size_t)a * j->es);
+        memcpy(o + (size_t)a * j->es, x + (size_t)a * j->es, (size_t)(b - a) * j->es);
+        memset(o + (size_t)b * j->es, 0, (size_t)(j->cols - b) * j->es);
+    }
+}
+
+static veil_err trilu_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t r = c->in[0].rank;
+    struct trilu_job j = {c->in[0].data,        c->out[0].data,       veil_dtype_size(c->in[0].dt),
+                          c->in[0].dims[r - 2], c->in[0].dims[r - 1], 0,
+                          kp->i[0] != 0};
+    if (c->out[0].numel == 0)
+        return VEIL_OK;
+    if (c->n_in > 1 && c->n->in[1] >= 0)
+        j.k = veil__get_i64(&c->in[1], 0);
+    /* Beyond +-(rows + cols) every k selects the same elements; clamping keeps i + k exact. */
+    int64_t lim = j.rows + j.cols;
+    j.k = j.k < -lim ? -lim : j.k > lim ? lim : j.k;
+    veil__parallel(c->out[0].numel / (uint64_t)j.cols, 64, trilu_range, &j);
+    return VEIL_OK;
+}
+
+/* ---- DepthToSpace, SpaceToDepth: 6-D transposes through the strided copy ---- */
+
+static veil_err blocksize_of(struct veil__ictx *c, int64_t *b)
+{
+    const struct veil__attr *a = veil__attr_typed(c->n, "blocksize", VEIL_ONNX_ATTR_INT);
+    *b = 0;
+    if (a == NULL || a->i < 1)
+        return veil_errf(c->eb, VEIL_E_INVALID, "blocksize must be given and positive");
+    if (c->in[0].rank != 4)
+        return veil_errf(c->eb, VEIL_E_INVALID, "input must have rank 4, not %zu", c->in[0].rank);
+    *b = a->i;
+    return VEIL_OK;
+}
+
+/* kp->v[0] = the output viewed as 6-D, kp->v[1] = the input strides that each axis walks. */
+static void set_view6(struct veil__kparams *kp, const int64_t *dims, const int64_t *st)
+{
+    memcpy(kp->v[0], dims, 6 * sizeof(int64_t));
+    memcpy(kp->v[1], st, 6 * sizeof(int64_t));
+}
+
+static veil_err depth_to_space_infer(struct veil__ictx *c)
+{
+    int64_t b, bb;
+    veil_err rc = blocksize_of(c, &b);
+    if (rc != VEIL_OK)
+        return rc;
+    const char *mode = veil__attr_s(c->n, "mode", "DCR");
+    bool crd = strcmp(mode, "CRD") == 0;
+    if (!crd && strcmp(mode, "DCR") != 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "mode '%s' (DCR or CRD)", mode);
+    const int64_t *d = c->in[0].dims;
+    int64_t n = d[0], ch = d[1], h = d[2], w = d[3];
+    if (__builtin_mul_overflow(b, b, &bb) || ch % bb != 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "channels %lld not divisible by blocksize^2",
+                         (long long)ch);
+    c->out[0] = c->in[0];
+    c->out[0].dims[1] = ch / bb;
+    if (__builtin_mul_overflow(h, b, &c->out[0].dims[2]) ||
+        __builtin_mul_overflow(w, b, &c->out[0].dims[3]))
+        return veil_errf(c->eb, VEIL_E_LIMIT, "blocksize gives a dimension over 2^63");
+    int64_t cc = ch / bb, hw = h * w;
+    /* Output [N, C', H, b, W, b]; DCR reads channel (b1 * b + b2) * C' + c, CRD c * b * b + ... */
+    int64_t dims[6] = {n, cc, h, b, w, b};
+    int64_t dcr[6] = {ch * hw, hw, w, b * cc * hw, 1, cc * hw};
+    int64_t crdst[6] = {ch * hw, bb * hw, w, b * hw, 1, hw};
+    set_view6(c->kp, dims, crd ? crdst : dcr);
+    return VEIL_OK;
+}
+
+static veil_err space_to_depth_infer(struct veil__ictx *c)
+{
+    int64_t b, bb;
+    veil_err rc = blocksize_of(c, &b);
+    if (rc != VEIL_OK)
+        return rc;
+    const int64_t *d = c->in[0].dims;
+    int64_t n = d[0], ch = d[1], h = d[2], w = d[3];
+    if (h % b != 0 || w % b != 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "height %lld and width %lld must divide by %lld",
+                         (long long)h, (long long)w, (long long)b);
+    c->out[0] = c->in[0];
+    if (__builtin_mul_overflow(b, b, &bb) || __builtin_mul_overflow(ch, bb, &c->out[0].dims[1]))
+        return veil_errf(c->eb, VEIL_E_LIMIT, "blocksize gives a dimension over 2^63");
+    c->out[0].dims[2] = h / b;
+    c->out[0].dims[3] = w / b;
+    /* Output [N, b, b, C, H', W']: channel (b1 * b + b2) * C + c reads x[c, h' b + b1, w' b + b2].
+     */
+    int64_t dims[6] = {n, b, b, ch, h / b, w / b};
+    int64_t st[6] = {ch * h * w, w, 1, h * w, b * w, b};
+    set_view6(c->kp, dims, st);
+    return VEIL_OK;
+}
+
+static veil_err view6_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    struct sjob j;
+    j.in = c->in[0].data;
+    j.out = c->out[0].data;
+    j.es = veil_dtype_size(c->in[0].dt);
+    j.r = 6;
+    j.base = 0;
+    memcpy(j.dims, kp->v[0], 6 * sizeof(int64_t));
+    memcpy(j.ist, kp->v[1], 6 * sizeof(int64_t));
+    strided_run(&j, &c->out[0]);
+    return VEIL_OK;
+}
+
+/* ---- CumSum ---- */
+
+static bool cumsum_dt(enum veil_dtype dt)
+{
+    return dt == VEIL_DT_FLOAT || dt == VEIL_DT_DOUBLE || dt == VEIL_DT_INT32 ||
+           dt == VEIL_DT_INT64 || dt == VEIL_DT_UINT32 || dt == VEIL_DT_UINT64;
+}
+
+static veil_err cumsum_infer(struct veil__ictx *c)
+{
+    const struct veil__tv *a = &c->in[1];
+    if (!cumsum_dt(c->in[0].dt))
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "CumSum of %s", veil_dtype_name(c->in[0].dt));
+    if (c->in[0].rank < 1)
+        return veil_errf(c->eb, VEIL_E_INVALID, "input must have rank 1 or more");
+    if (!index_dt(a->dt) || a->numel != 1 || a->rank > 1)
+        return veil_errf(c->eb, VEIL_E_INVALID, "axis must be one int32 or int64");
+    if (a->data != NULL) {
+        size_t ax;
+        veil_err rc = norm_axis(veil__get_i64(a, 0), c->in[0].rank, &ax, c->eb);
+        if (rc != VEIL_OK)
+            return rc;
+    }
+    c->kp->i[0] = veil__attr_i(c->n, "exclusive", 0) != 0;
+    c->kp->i[1] = veil__attr_i(c->n, "reverse", 0) != 0;
+    c->out[0] = c->in[0];
+    return VEIL_OK;
+}
+
+struct cumsum_job {
+    const struct veil__tv *x;
+    struct veil__tv *y;
+    uint64_t len, inner;
+    bool exclusive, reverse;
+};
+
+/* Lines [lo, hi) along the axis, line t = o * inner + i; floats sum in double, integers wrap. */
+static void cumsum_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct cumsum_job *j = ud;
+    bool fl = float_dt(j->x->dt);
+    for (uint64_t t = lo; t < hi; t++) {
+        uint64_t base = (t / j->inner) * j->len * j->inner + t % j->inner;
+        double fs = 0;
+        uint64_t is = 0;
+        for (uint64_t s = 0; s < j->len; s++) {
+            uint64_t e = base + (j->reverse ? j->len - 1 - s : s) * j->inner;
+            double fx = fl ? veil__get_f64(j->x, e) : 0;
+            uint64_t ix = fl ? 0 : (uint64_t)veil__get_i64(j->x, e);
+            if (!j->exclusive) {
+                fs += fx;
+                is += ix;
+            }
+            if (fl)
+                veil__set_f64(j->y, e, fs);
+            else
+                veil__set_i64(j->y, e, (int64_t)is);
+            if (j->exclusive) {
+                fs += fx;
+                is += ix;
+            }
+        }
+    }
+}
+
+static veil_err cumsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    size_t ax;
+    veil_err rc = norm_axis(veil__get_i64(&c->in[1], 0), c->in[0].rank, &ax, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    struct cumsum_job j = {&c->in[0],
+                           &c->out[0],
+                           (uint64_t)c->in[0].dims[ax],
+                           veil__numel(c->in[0].dims + ax + 1, c->in[0].rank - ax - 1),
+                           kp->i[0] != 0,
+                           kp->i[1] != 0};
+    if (c->out[0].numel == 0)
+        return VEIL_OK;
+    veil__parallel(c->out[0].numel / j.len, 1 + 16384 / j.len, cumsum_range, &j);
+    return VEIL_OK;
+}
+
+/* ---- OneHot ---- */
+
+static veil_err onehot_infer(struct veil__ictx *c)
+{
+    const struct veil__tv *ix = &c->in[0], *dep = &c->in[1], *val = &c->in[2];
+    size_t r = ix->rank, ax;
+    if (!numeric_dt(ix->dt) || !numeric_dt(dep->dt))
+        return veil_errf(c->eb, VEIL_E_INVALID, "indices and depth must be numeric");
+    if (dep->numel != 1 || dep->rank > 1)
+        return veil_errf(c->eb, VEIL_E_INVALID, "depth must hold one value");
+    if (val->rank != 1 || val->numel != 2)
+        return veil_errf(c->eb, VEIL_E_INVALID, "values must hold [off_value, on_value]");
+    if (r + 1 > VEIL__ENG_RANK)
+        return veil_errf(c->eb, VEIL_E_LIMIT, "output rank too large");
+    veil_err rc = norm_axis(veil__attr_i(c->n, "axis", -1), r + 1, &ax, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    /* A non-integer depth is cast to int64 (truncated), as the spec says. */
+    int64_t depth = veil__get_i64(dep, 0);
+    if (depth < 1)
+        return veil_errf(c->eb, VEIL_E_INVALID, "depth %lld must be positive", (long long)depth);
+    c->out[0].dt = val->dt;
+    c->out[0].rank = r + 1;
+    for (size_t i = 0, k = 0; i <= r; i++)
+        c->out[0].dims[i] = i == ax ? depth : ix->dims[k++];
+    c->kp->i[0] = (int64_t)ax;
+    c->kp->i[1] = depth;
+    return VEIL_OK;
+}
+
+static veil_err onehot_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    const struct veil__tv *ix = &c->in[0];
+    size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->out[0].dt);
+    int64_t depth = kp->i[1];
+    const uint8_t *off = c->in[2].data, *on = off + es;
+    uint8_t *y = c->out[0].data;
+    uint64_t inner = veil__numel(ix->dims + ax, ix->rank - ax);
+    for (uint64_t i = 0; i < c->out[0].numel; i++)
+        memcpy(y + i * es, off, es);
+    for (uint64_t t = 0; t < ix->numel; t++) {
+        int64_t v = veil__get_i64(ix, t);
+        if (v < 0)
+            v += depth;
+        if (v < 0 || v >= depth)
+            continue;
+        uint64_t o = t / inner, in = t % inner;
+        memcpy(y + ((o * (uint64_t)depth + (uint64_t)v) * inner + in) * es, on, es);
+    }
+    return VEIL_OK;
+}
+
+/* ---- EyeLike ---- */
+
+static veil_err eyelike_infer(struct veil__ictx *c)
+{
+    const struct veil__attr *a = veil__attr_typed(c->n, "dtype", VEIL_ONNX_ATTR_INT);
+    enum veil_dtype dt = c->in[0].dt;
+    if (c->in[0].rank != 2)
+        return veil_errf(c->eb, VEIL_E_INVALID, "input must have rank 2, not %zu", c->in[0].rank);
+    if (a != NULL) {
+        if (a->i <= 0 || a->i > 255)
+            return veil_errf(c->eb, VEIL_E_INVALID, "dtype %lld is not a tensor type",
+                             (long long)a->i);
+        dt = (enum veil_dtype)a->i;
+    }
+    if (!numeric_dt(dt) && dt != VEIL_DT_BOOL && dt != VEIL_DT_FLOAT16)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "EyeLike of %s (dtype %d)", veil_dtype_name(dt),
+                         (int)dt);
+    c->out[0] = c->in[0];
+    c->out[0].dt = dt;
+    c->kp->i[0] = veil__attr_i(c->n, "k", 0);
+    return VEIL_OK;
+}
+
+static veil_err eyelike_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    struct veil__tv *y = &c->out[0];
+    int64_t rows = y->dims[0], cols = y->dims[1], k = kp->i[0];
+    size_t es = veil_dtype_size(y->dt);
+    if (y->numel > 0)
+        memset(y->data, 0, (size_t)y->numel * es);
+    if (k >= cols || k <= -rows)
+        return VEIL_OK;
+    for (int64_t i = k < 0 ? -k : 0; i < rows && i + k < cols; i++) {
+        uint64_t e = (uint64_t)(i * cols + i + k);
+        if (y->dt == VEIL_DT_FLOAT16)
+            ((uint16_t *)y->data)[e] = 0x3c00; /* 1.0 in IEEE binary16 */
+        else
+            veil__set_i64(y, e, 1);
+    }
+    return VEIL_OK;
+}
+
+/* ---- Einsum ---- */
+
+#define EIN_LABELS 52 /* a-z, A-Z */
+#define EIN_MAX_IN 16
+#define EIN_MAX_DIMS (EIN_LABELS + VEIL__ENG_RANK)
+/* Multiply-adds one Einsum may take (operands x output elements x summed positions). */
+#define EIN_MAX_WORK (1ull << 36)
+
+/*
+ * An equation resolved for given input shapes (kept in kp->ptr). Every distinct label and
+ * every '...' dimension is one global dimension: the output's first, in its order, then the
+ * summed ones. An operand's stride along a global dimension is 0 where it lacks it or
+ * broadcasts it, and the sum of its axes' strides where a label repeats (a diagonal).
+ */
+struct einsum_plan {
+    size_t n_in, n_dims, n_out;
+    int64_t size[EIN_MAX_DIMS];
+    int64_t st[EIN_MAX_IN][EIN_MAX_DIMS];
+};
+
+/* One term's subscripts: labels 0-51, and -1 for its '...' (at most one). */
+struct ein_term {
+    int8_t lab[VEIL__ENG_RANK + 1];
+    size_t n;
+    bool ell;
+};
+
+static int ein_label(char ch)
+{
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a';
+    if (ch >= 'A' && ch <= 'Z')
+        return 26 + (ch - 'A');
+    return -1;
+}
+
+static char ein_char(int l)
+{
+    return (char)(l < 26 ? 'a' + l : 'A' + (l - 26));
+}
+
+/* Parses the subscripts in s[0, len) of the term called what (spaces are ignored). */
+static veil_err ein_parse_term(const char *s, size_t len, struct ein_term *t, const char *what,
+                               struct veil_errbuf *eb)
+{
+    t->n = 0;
+    t->ell = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        int l = ein_label((char)ch);
+        if (ch == ' ')
+            continue;
+        if (ch == '.') {
+            if (len - i < 3 || s[i + 1] != '.' || s[i + 2] != '.')
+                return veil_errf(eb, VEIL_E_INVALID, "equation: %s has a '.' outside '...'", what);
+            if (t->ell)
+                return veil_errf(eb, VEIL_E_INVALID, "equation: %s has more than one '...'", what);
+            t->ell = true;
+            i += 2;
+        } else if (l < 0) {
+            return veil_errf(eb, VEIL_E_INVALID, "equation: unexpected character 0x%02x in %s", ch,
+                             what);
+        }
+        if (t->n == VEIL__ENG_RANK + 1)
+            return veil_errf(eb, VEIL_E_INVALID, "equation: %s has more than %d subscripts", what,
+                             VEIL__ENG_RANK);
+        t->lab[t->n++] = (int8_t)(ch == '.' ? -1 : l);
+    }
+    return VEIL_OK;
+}
+
+/* Splits and parses the operands' terms (left of "->") and the output's, if given. */
+static veil_err ein_parse(struct veil__ictx *c, struct ein_term *terms, struct ein_term *out,
+                          bool *explicit_out)
+{
+    const char *eq = veil__attr_s(c->n, "equation", NULL);
+    char what[32];
+    veil_err rc;
+    if (eq == NULL)
+        return veil_errf(c->eb, VEIL_E_INVALID, "Einsum needs a string attribute 'equation'");
+    size_t len = strlen(eq);
+    const char *arrow = strstr(eq, "->");
+    size_t lhs = arrow != NULL ? (size_t)(arrow - eq) : len;
+    if (arrow != NULL && strstr(arrow + 2, "->") != NULL)
+        return veil_errf(c->eb, VEIL_E_INVALID, "equation has more than one '->'");
+    size_t nt = 0;
+    for (size_t p = 0;;) {
+        const char *comma = memchr(eq + p, ',', lhs - p);
+        size_t end = comma != NULL ? (size_t)(comma - eq) : lhs;
+        if (nt == c->n_in)
+            return veil_errf(c->eb, VEIL_E_INVALID,
+                             "equation has more operands than the %zu inputs", c->n_in);
+        snprintf(what, sizeof(what), "operand %zu", nt);
+        if ((rc = ein_parse_term(eq + p, end - p, &terms[nt], what, c->eb)) != VEIL_OK)
+            return rc;
+        nt++;
+        if (comma == NULL)
+            break;
+        p = end + 1;
+    }
+    if (nt != c->n_in)
+        return veil_errf(c->eb, VEIL_E_INVALID, "equation has %zu operands, node has %zu inputs",
+                         nt, c->n_in);
+    *explicit_out = arrow != NULL;
+    if (arrow != NULL)
+        return ein_parse_term(arrow + 2, len - lhs - 2, out, "the output", c->eb);
+    return VEIL_OK;
+}
+
+static veil_err einsum_infer(struct veil__ictx *c)
+{
+    struct ein_term terms[EIN_MAX_IN], out;
+    bool explicit_out = false;
+    int64_t lsize[EIN_LABELS], esize[VEIL__ENG_RANK];
+    uint32_t cnt[EIN_LABELS] = {0};
+    size_t ell_rank = 0, ell_of[EIN_MAX_IN];
+    bool any_ell = false;
+    veil_err rc;
+
+    if (c->n_in > EIN_MAX_IN)
+        return veil_errf(c->eb, VEIL_E_LIMIT, "more than %d operands", EIN_MAX_IN);
+    for (size_t i = 0; i < c->n_in; i++) {
+        if (!has_in(c, i))
+            return veil_errf(c->eb, VEIL_E_INVALID, "operand %zu is missing", i);
+        if (c->in[i].dt != c->in[0].dt)
+            return veil_errf(c->eb, VEIL_E_INVALID, "operands differ in type");
+    }
+    if (!numeric_dt(c->in[0].dt))
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Einsum of %s", veil_dtype_name(c->in[0].dt));
+    if ((rc = ein_parse(c, terms, &out, &explicit_out)) != VEIL_OK)
+        return rc;
+    for (size_t l = 0; l < EIN_LABELS; l++)
+        lsize[l] = -1;
+    for (size_t e = 0; e < VEIL__ENG_RANK; e++)
+        esize[e] = 1;
+    for (size_t i = 0; i < c->n_in; i++) {
+        size_t letters = terms[i].n - (terms[i].ell ? 1 : 0), r = c->in[i].rank;
+        if (terms[i].ell ? letters > r : letters != r)
+            return veil_errf(c->eb, VEIL_E_INVALID,
+                             "equation gives operand %zu %zu subscripts for rank %zu", i, letters,
+                             r);
+        ell_of[i] = r - letters;
+        if (ell_of[i] > ell_rank)
+            ell_rank = ell_of[i];
+        any_ell = any_ell || terms[i].ell;
+    }
+    /* Label sizes must agree; '...' dimensions broadcast, aligned on the right. */
+    for (size_t i = 0; i < c->n_in; i++) {
+        const int64_t *dims = c->in[i].dims;
+        for (size_t t = 0, a = 0; t < terms[i].n; t++) {
+            int l = terms[i].lab[t];
+            if (l < 0) {
+                for (size_t e = ell_rank - ell_of[i]; e < ell_rank; e++, a++) {
+                    if (esize[e] == 1)
+                        esize[e] = dims[a];
+                    else if (dims[a] != 1 && dims[a] != esize[e])
+                        return veil_errf(c->eb, VEIL_E_INVALID,
+                                         "'...' dimensions of sizes %lld and %lld do not "
+                                         "broadcast",
+                                         (long long)esize[e], (long long)dims[a]);
+                }
+                continue;
+            }
+            if (lsize[l] >= 0 && lsize[l] != dims[a])
+                return veil_errf(c->eb, VEIL_E_INVALID, "label '%c' has sizes %lld and %lld",
+                                 ein_char(l), (long long)lsize[l], (long long)dims[a]);
+            lsize[l] = dims[a++];
+            cnt[l]++;
+        }
+    }
+    if (explicit_out) {
+        bool seen[EIN_LABELS] = {false};
+        for (size_t t = 0; t < out.n; t++) {
+            int l = out.lab[t];
+            if (l < 0)
+                continue;
+            if (cnt[l] == 0)
+                return veil_errf(c->eb, VEIL_E_INVALID, "output label '%c' is in no operand",
+                                 ein_char(l));
+            if (seen[l])
+                return veil_errf(c->eb, VEIL_E_INVALID, "output repeats label '%c'", ein_char(l));
+            seen[l] = true;
+        }
+        /* As numpy: '...' dimensions are never summed implicitly. */
+        if (!out.ell && ell_rank > 0)
+            return veil_errf(c->eb, VEIL_E_INVALID,
+                             "the operands' '...' dimensions are missing from the output");
+    } else {
+        /* Implicit output: '...', then the labels used once, in ASCII order (A-Z, a-z). */
+        out.n = 0;
+        out.ell = any_ell;
+        if (any_ell)
+            out.lab[out.n++] = -1;
+        for (int k = 0; k < EIN_LABELS; k++) {
+            int l = k < 26 ? 26 + k : k - 26;
+            if (cnt[l] != 1)
+                continue;
+            if (out.n == VEIL__ENG_RANK + 1)
+                return veil_errf(c->eb, VEIL_E_LIMIT, "output rank too large");
+            out.lab[out.n++] = (int8_t)l;
+        }
+    }
+    if (out.n - (out.ell ? 1 : 0) + (out.ell ? ell_rank : 0) > VEIL__ENG_RANK)
+        return veil_errf(c->eb, VEIL_E_LIMIT, "output rank too large");
+
+    struct einsum_plan *pl = veil_calloc(1, sizeof(*pl));
+    if (pl == NULL)
+        return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for an Einsum plan");
+    veil_free(c->kp->ptr);
+    c->kp->ptr = pl;
+    int gl[EIN_LABELS], ge[VEIL__ENG_RANK];
+    for (size_t l = 0; l < EIN_LABELS; l++)
+        gl[l] = -1;
+    size_t n = 0;
+    for (size_t t = 0; t < out.n; t++) {
+        if (out.lab[t] >= 0) {
+            gl[out.lab[t]] = (int)n;
+            pl->size[n++] = lsize[out.lab[t]];
+            continue;
+        }
+        for (size_t e = 0; e < ell_rank; e++) {
+            ge[e] = (int)n;
+            pl->size[n++] = esize[e];
+        }
+    }
+    pl->n_out = n;
+    c->out[0].dt = c->in[0].dt;
+    c->out[0].rank = n;
+    memcpy(c->out[0].dims, pl->size, n * sizeof(int64_t));
+    for (size_t l = 0; l < EIN_LABELS; l++)
+        if (cnt[l] > 0 && gl[l] < 0) {
+            gl[l] = (int)n;
+            pl->size[n++] = lsize[l];
+        }
+    pl->n_dims = n;
+    pl->n_in = c->n_in;
+    for (size_t i = 0; i < c->n_in; i++) {
+        int64_t ist[VEIL__ENG_RANK];
+        strides_of(c->in[i].dims, c->in[i].rank, ist);
+        for (size_t t = 0, a = 0; t < terms[i].n; t++) {
+            int l = terms[i].lab[t];
+            if (l >= 0) {
+                pl->st[i][gl[l]] += ist[a++];
+                continue;
+            }
+            for (size_t e = ell_rank - ell_of[i]; e < ell_rank; e++, a++)
+                if (c->in[i].dims[a] != 1)
+                    pl->st[i][ge[e]] += ist[a];
+        }
+    }
+    /* Every output element sums over all summed positions: cap the whole loop nest. */
+    uint64_t work = c->n_in;
+    bool empty = false;
+    for (size_t d = 0; d < n; d++)
+        empty = empty || pl->size[d] == 0;
+    for (size_t d = 0; d < n && !empty; d++)
+        if (__builtin_mul_overflow(work, (uint64_t)pl->size[d], &work) || work > EIN_MAX_WORK)
+            return veil_errf(c->eb, VEIL_E_LIMIT, "Einsum needs more than %llu multiply-adds",
+                             (unsigned long long)EIN_MAX_WORK);
+    return VEIL_OK;
+}
+
+struct einsum_job {
+    const struct einsum_plan *pl;
+    const struct veil__tv *in;
+    struct veil__tv *out;
+};
+
+/* Output elements [lo, hi): each sums the operands' product over the summed dimensions. */
+static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct einsum_job *j = ud;
+    const struct einsum_plan *pl = j->pl;
+    bool fl = float_dt(j->out->dt);
+    size_t ni = pl->n_in;
+    uint64_t red = veil__numel(pl->size + pl->n_out, pl->n_dims - pl->n_out);
+    for (uint64_t o = lo; o < hi; o++) {
+        int64_t off[EIN_MAX_IN] = {0}, pos[EIN_MAX_DIMS] = {0};
+        uint64_t q = o;
+        for (size_t d = pl->n_out; d-- > 0;) {
+            int64_t x = (int64_t)(q % (uint64_t)pl->size[d]);
+            q /= (uint64_t)pl->size[d];
+            for (size_t i = 0; i < ni; i++)
+                off[i] += x * pl->st[i][d];
+        }
+        double fs = 0;
+        uint64_t is = 0;
+        for (uint64_t s = 0; s < red; s++) {
+            if (fl) {
+                double p = 1;
+                for (size_t i = 0; i < ni; i++)
+                    p *= veil__get_f64(&j->in[i], (uint64_t)off[i]);
+                fs += p;
+            } else {
+                uint64_t p = 1;
+                for (size_t i = 0; i < ni; i++)
+                    p *= (uint64_t)veil__get_i64(&j->in[i], (uint64_t)off[i]);
+                is += p;
+            }
+            /* Next summed position, the last dimension fastest. */
+            for (size_t d = pl->n_dims; d-- > pl->n_out;) {
+                if (++pos[d] < pl->size[d]) {
+                    for (size_t i = 0; i < ni; i++)
+                        off[i] += pl->st[i][d];
+                    break;
+                }
+                pos[d] = 0;
+                for (size_t i = 0; i < ni; i++)
+                    off[i] -= (pl->size[d] - 1) * pl->st[i][d];
+            }
+        }
+        if (fl)
+            veil__set_f64(j->out, o, fs);
+        else
+            veil__set_i64(j->out, o, (int64_t)is);
+    }
+}
+
+static veil_err einsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    struct einsum_job j = {kp->ptr, c->in, &c->out[0]};
+    uint64_t red = veil__numel(j.pl->size + j.pl->n_out, j.pl->n_dims - j.pl->n_out);
+    veil__parallel(c->out[0].numel, 1 + 4096 / (red + 1), einsum_range, &j);
+    return VEIL_OK;
+}
+
 const struct veil__op_def veil__ops_shape[] = {
     {"Shape", shape_infer, NULL, shape_exec, 0, false, false},
     {"Size", size_infer, NULL, size_exec, 0, false, false},
@@ -1010,5 +2104,18 @@ const struct veil__op_def veil__ops_shape[] = {
     {"Range", range_infer, NULL, range_exec, 0x7, false, false},
     {"Pad", pad_infer, NULL, pad_exec, 0xe, false, false},
     {"Resize", resize_infer, NULL, resize_exec, 0xe, false, false},
+    {"GatherElements", gather_elements_infer, NULL, gather_elements_exec, 0, false, false},
+    {"ScatterElements", scatter_elements_infer, scatter_prepare, scatter_elements_exec, 0, false,
+     false},
+    {"GatherND", gather_nd_infer, NULL, gather_nd_exec, 0, false, false},
+    {"ScatterND", scatter_nd_infer, scatter_prepare, scatter_nd_exec, 0, false, false},
+    {"Tile", tile_infer, NULL, tile_exec, 0x2, false, false},
+    {"Trilu", trilu_infer, NULL, trilu_exec, 0, false, false},
+    {"DepthToSpace", depth_to_space_infer, NULL, view6_exec, 0, false, false},
+    {"SpaceToDepth", space_to_depth_infer, NULL, view6_exec, 0, false, false},
+    {"CumSum", cumsum_infer, NULL, cumsum_exec, 0, false, false},
+    {"OneHot", onehot_infer, NULL, onehot_exec, 0x2, false, false},
+    {"EyeLike", eyelike_infer, NULL, eyelike_exec, 0, false, false},
+    {"Einsum", einsum_infer, NULL, einsum_exec, 0, false, false},
 };
 const size_t veil__ops_shape_count = sizeof(veil__ops_shape) / sizeof(veil__ops_shape[0]);
