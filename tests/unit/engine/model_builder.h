@@ -181,6 +181,20 @@ mb_attr_ints(struct mb *b, const char *name, size_t n, const int64_t *v)
     return a;
 }
 
+static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_s(struct mb *b, const char *name,
+                                                                   const char *v)
+{
+    VeilOnnx__AttributeProto *a = mb_alloc(b, sizeof(*a));
+    veil_onnx__attribute_proto__init(a);
+    a->name = mb_str(b, name);
+    a->has_type = 1;
+    a->type = VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+    a->has_s = 1;
+    a->s.len = strlen(v);
+    a->s.data = (uint8_t *)mb_str(b, v);
+    return a;
+}
+
 /* Adds node op with comma-separated inputs and outputs ("" entries allowed) and attrs. */
 static __attribute__((unused)) VeilOnnx__NodeProto *
 mb_node(struct mb *b, const char *op, const char *ins, const char *outs, size_t n_attrs, ...)
