@@ -119,7 +119,8 @@ static veil_err copy_attrs(struct veil__graph *g, struct veil__node *n,
         d->f = a->f;
         d->i = a->i;
         if (a->type == VEIL_ONNX_ATTR_STRING) {
-            d->s = veil_strndup((const char *)a->s.p, a->s.len);
+            /* An empty string may arrive without a buffer (protobuf-c leaves it NULL). */
+            d->s = veil_strndup(a->s.len > 0 ? (const char *)a->s.p : "", a->s.len);
             if (d->s == NULL)
                 return VEIL_E_NOMEM;
         } else if (a->type == VEIL_ONNX_ATTR_INTS) {

@@ -249,9 +249,9 @@ static const struct un_case k_unary[] = {
 };
 
 /* Halves (Round's ties), both sides of 0 and +-1 (the inverse functions' domains), large. */
-static const double k_xs[] = {-40,   -10,  -3.5, -2.5,  -1.5, -1.25, -1,   -0.999, -0.8,
-                              -0.75, -0.5, -0.3, -0.25, 0,    0.25,  0.3,  0.5,    0.75,
-                              0.8,   0.999, 1,   1.25,  1.5,  2.5,   3.5,  10,     40};
+static const double k_xs[] = {-40,   -10,   -3.5, -2.5,  -1.5, -1.25, -1,  -0.999, -0.8,
+                              -0.75, -0.5,  -0.3, -0.25, 0,    0.25,  0.3, 0.5,    0.75,
+                              0.8,   0.999, 1,    1.25,  1.5,  2.5,   3.5, 10,     40};
 #define N_XS (sizeof(k_xs) / sizeof(k_xs[0]))
 
 TEST(unary_against_reference)
@@ -427,12 +427,10 @@ TEST(unary_refusals)
     int32_t xi[2] = {1, 2};
     struct veil_tensor ini = tens(VEIL_DT_INT32, 1, d, xi);
     mb_init(&b);
-    ASSERT_ERR(run_op("Floor", &ini, 1, VEIL_DT_INT32, 0, NULL, &b, &out, &eb),
-               VEIL_E_UNSUPPORTED);
+    ASSERT_ERR(run_op("Floor", &ini, 1, VEIL_DT_INT32, 0, NULL, &b, &out, &eb), VEIL_E_UNSUPPORTED);
     ASSERT_STR_CONTAINS(eb.msg, "int32");
     mb_init(&b);
-    ASSERT_ERR(run_op("IsNaN", &ini, 1, VEIL_DT_BOOL, 0, NULL, &b, &out, &eb),
-               VEIL_E_UNSUPPORTED);
+    ASSERT_ERR(run_op("IsNaN", &ini, 1, VEIL_DT_BOOL, 0, NULL, &b, &out, &eb), VEIL_E_UNSUPPORTED);
 }
 
 /* ---- Mod ---- */
@@ -844,8 +842,7 @@ TEST(variadic_edges)
     ASSERT_STR_CONTAINS(eb.msg, "types differ");
     struct veil_tensor ints[2] = {mixed[1], mixed[1]};
     mb_init(&b);
-    ASSERT_ERR(run_op("Mean", ints, 2, VEIL_DT_INT32, 0, NULL, &b, &out, &eb),
-               VEIL_E_UNSUPPORTED);
+    ASSERT_ERR(run_op("Mean", ints, 2, VEIL_DT_INT32, 0, NULL, &b, &out, &eb), VEIL_E_UNSUPPORTED);
     /* Shapes that do not broadcast. */
     float x3[3] = {1, 2, 3};
     int64_t d3[1] = {3};
