@@ -1,9 +1,11 @@
 /*
- * Element-wise operators in plain C: unary math, binary arithmetic and comparisons with
- * NumPy-style broadcasting, Where, Cast. Broadcasting collapses adjacent dimensions that
- * broadcast alike, so the inner loop runs over the longest contiguous row; rows are spread
- * over the run's threads. Integer division by zero yields 0 instead of trapping, and float to
- * integer conversions saturate, so hostile data cannot crash a run.
+ * Element-wise operators in plain C: unary math and activations, binary arithmetic, bitwise
+ * shifts, logic and comparisons with NumPy-style broadcasting, the variadic Max, Min, Sum and
+ * Mean (folded pairwise into the output), Where, Cast and CastLike. Broadcasting collapses
+ * adjacent dimensions that broadcast alike, so the inner loop runs over the longest contiguous
+ * row; rows are spread over the run's threads. Integer division and modulo by zero yield 0
+ * instead of trapping, shifts by the type's width or more yield 0, and float to integer
+ * conversions saturate, so hostile data cannot crash a run.
  */
 #include "engine_int.h"
 
@@ -48,6 +50,32 @@ enum unary_kind {
     U_NEG,
     U_ABS,
     U_RECIP,
+    U_FLOOR,
+    U_CEIL,
+    U_ROUND,
+    U_SIGN,
+    U_SIN,
+    U_COS,
+    U_TAN,
+    U_ASIN,
+    U_ACOS,
+    U_ATAN,
+    U_SINH,
+    U_COSH,
+    U_ASINH,
+    U_ACOSH,
+    U_ATANH,
+    U_ELU,      /* a = alpha */
+    U_SELU,     /* a = alpha, b = gamma */
+    U_CELU,     /* a = alpha (non-zero) */
+    U_HSIGMOID, /* a = alpha, b = beta */
+    U_HSWISH,
+    U_THRELU, /* a = alpha */
+    U_SOFTPLUS,
+    U_SOFTSIGN,
+    U_SHRINK, /* a = bias, b = lambd */
+    U_ISNAN,
+    U_ISINF, /* a = detect_negative, b = detect_positive (0 or 1) */
     U_NOT,
     U_COPY,
 };
@@ -90,6 +118,62 @@ static inline float un_f(int kind, float x, float a, float b)
         return fabsf(x);
     case U_RECIP:
         return 1.0f / x;
+    case U_FLOOR:
+        return floorf(x);
+    case U_CEIL:
+        return ceilf(x);
+    case U_ROUND:
+        /* The default rounding mode rounds halves to even, as ONNX Round requires. */
+        return nearbyintf(x);
+    case U_SIGN:
+        return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
+    case U_SIN:
+        return sinf(x);
+    case U_COS:
+        return cosf(x);
+    case U_TAN:
+        return tanf(x);
+    case U_ASIN:
+        return asinf(x);
+    case U_ACOS:
+        return acosf(x);
+    case U_ATAN:
+        return atanf(x);
+    case U_SINH:
+        return sinhf(x);
+    case U_COSH:
+        return coshf(x);
+    case U_ASINH:
+        return asinhf(x);
+    case U_ACOSH:
+        return acoshf(x);
+    case U_ATANH:
+        return atanhf(x);
+    case U_ELU:
+        return x >= 0.0f ? x : a * expm1f(x);
+    case U_SELU:
+        return x > 0.0f ? b * x : b * a * expm1f(x);
+    case U_CELU: {
+        float e = a * expm1f(x / a);
+        return isnan(x) ? x : (x > 0.0f ? x : 0.0f) + (e < 0.0f ? e : 0.0f);
+    }
+    case U_HSIGMOID: {
+        float v = a * x + b;
+        return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+    }
+    case U_HSWISH: {
+        float v = x / 6.0f + 0.5f;
+        return x * (v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v));
+    }
+    case U_THRELU:
+        return x > a ? x : 0.0f;
+    case U_SOFTPLUS:
+        /* log(1 + e^x) without overflowing e^x for large x. */
+        return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x));
+    case U_SOFTSIGN:
+        return x / (1.0f + fabsf(x));
+    case U_SHRINK:
+        return x < -b ? x + a : (x > b ? x - a : 0.0f);
     default:
         return x;
     }
@@ -126,14 +210,84 @@ static inline double un_d(int kind, double x, double a, double b)
         return fabs(x);
     case U_RECIP:
         return 1.0 / x;
+    case U_FLOOR:
+        return floor(x);
+    case U_CEIL:
+        return ceil(x);
+    case U_ROUND:
+        return nearbyint(x);
+    case U_SIGN:
+        return x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : x);
+    case U_SIN:
+        return sin(x);
+    case U_COS:
+        return cos(x);
+    case U_TAN:
+        return tan(x);
+    case U_ASIN:
+        return asin(x);
+    case U_ACOS:
+        return acos(x);
+    case U_ATAN:
+        return atan(x);
+    case U_SINH:
+        return sinh(x);
+    case U_COSH:
+        return cosh(x);
+    case U_ASINH:
+        return asinh(x);
+    case U_ACOSH:
+        return acosh(x);
+    case U_ATANH:
+        return atanh(x);
+    case U_ELU:
+        return x >= 0.0 ? x : a * expm1(x);
+    case U_SELU:
+        return x > 0.0 ? b * x : b * a * expm1(x);
+    case U_CELU: {
+        double e = a * expm1(x / a);
+        return isnan(x) ? x : (x > 0.0 ? x : 0.0) + (e < 0.0 ? e : 0.0);
+    }
+    case U_HSIGMOID: {
+        double v = a * x + b;
+        return v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v);
+    }
+    case U_HSWISH: {
+        double v = x / 6.0 + 0.5;
+        return x * (v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v));
+    }
+    case U_THRELU:
+        return x > a ? x : 0.0;
+    case U_SOFTPLUS:
+        return x > 0.0 ? x + log1p(exp(-x)) : log1p(exp(x));
+    case U_SOFTSIGN:
+        return x / (1.0 + fabs(x));
+    case U_SHRINK:
+        return x < -b ? x + a : (x > b ? x - a : 0.0);
     default:
         return x;
     }
 }
 
+static bool is_unsigned_dt(enum veil_dtype dt)
+{
+    return dt == VEIL_DT_UINT8 || dt == VEIL_DT_UINT16 || dt == VEIL_DT_UINT32 ||
+           dt == VEIL_DT_UINT64;
+}
+
 static void un_range(void *ud, uint64_t lo, uint64_t hi)
 {
     struct un_job *j = ud;
+    if (j->kind == U_ISNAN || j->kind == U_ISINF) {
+        uint8_t *y = j->out->data;
+        bool neg = j->a != 0.0f, pos = j->b != 0.0f, nan = j->kind == U_ISNAN;
+        for (uint64_t i = lo; i < hi; i++) {
+            double x = j->in->dt == VEIL_DT_FLOAT ? (double)((const float *)j->in->data)[i]
+                                                  : ((const double *)j->in->data)[i];
+            y[i] = nan ? isnan(x) != 0 : isinf(x) && (x > 0.0 ? pos : neg);
+        }
+        return;
+    }
     if (j->in->dt == VEIL_DT_FLOAT) {
         const float *x = j->in->data;
         float *y = j->out->data;
@@ -155,16 +309,21 @@ static void un_range(void *ud, uint64_t lo, uint64_t hi)
             y[i] = !x[i];
         return;
     }
-    bool is_int = j->in->dt != VEIL_DT_DOUBLE;
+    /* Shrink's float bias and threshold apply to integers through double, saturating back. */
+    bool is_int = j->in->dt != VEIL_DT_DOUBLE && j->kind != U_SHRINK;
+    bool uns = is_unsigned_dt(j->in->dt);
     for (uint64_t i = lo; i < hi; i++) {
         if (is_int) {
+            /* Unsigned values are never negative (UINT64 above INT64_MAX reads negative). */
             int64_t v = veil__get_i64(j->in, i);
             if (j->kind == U_NEG)
                 v = (int64_t)(0ull - (uint64_t)v);
             else if (j->kind == U_ABS)
-                v = v < 0 ? (int64_t)(0ull - (uint64_t)v) : v;
+                v = v < 0 && !uns ? (int64_t)(0ull - (uint64_t)v) : v;
             else if (j->kind == U_RELU)
-                v = v > 0 ? v : 0;
+                v = v > 0 || uns ? v : 0;
+            else if (j->kind == U_SIGN)
+                v = uns ? v != 0 : (v > 0) - (v < 0);
             else if (j->kind == U_CLIP)
                 v = (double)v < j->a ? (int64_t)j->a : ((double)v > j->b ? (int64_t)j->b : v);
             veil__set_i64(j->out, i, v);
@@ -179,12 +338,27 @@ static int unary_kind_of(const char *op)
     static const struct {
         const char *name;
         int kind;
-    } map[] = {{"Relu", U_RELU},        {"LeakyRelu", U_LEAKY}, {"Clip", U_CLIP},
-               {"Sigmoid", U_SIGMOID},  {"Tanh", U_TANH},       {"Erf", U_ERF},
-               {"Gelu", U_GELU},        {"Sqrt", U_SQRT},       {"Exp", U_EXP},
-               {"Log", U_LOG},          {"Neg", U_NEG},         {"Abs", U_ABS},
-               {"Reciprocal", U_RECIP}, {"Not", U_NOT},         {"Identity", U_COPY},
-               {"Dropout", U_COPY}};
+    } map[] = {{"Relu", U_RELU},         {"LeakyRelu", U_LEAKY},
+               {"Clip", U_CLIP},         {"Sigmoid", U_SIGMOID},
+               {"Tanh", U_TANH},         {"Erf", U_ERF},
+               {"Gelu", U_GELU},         {"Sqrt", U_SQRT},
+               {"Exp", U_EXP},           {"Log", U_LOG},
+               {"Neg", U_NEG},           {"Abs", U_ABS},
+               {"Reciprocal", U_RECIP},  {"Floor", U_FLOOR},
+               {"Ceil", U_CEIL},         {"Round", U_ROUND},
+               {"Sign", U_SIGN},         {"Sin", U_SIN},
+               {"Cos", U_COS},           {"Tan", U_TAN},
+               {"Asin", U_ASIN},         {"Acos", U_ACOS},
+               {"Atan", U_ATAN},         {"Sinh", U_SINH},
+               {"Cosh", U_COSH},         {"Asinh", U_ASINH},
+               {"Acosh", U_ACOSH},       {"Atanh", U_ATANH},
+               {"Elu", U_ELU},           {"Selu", U_SELU},
+               {"Celu", U_CELU},         {"HardSigmoid", U_HSIGMOID},
+               {"HardSwish", U_HSWISH},  {"ThresholdedRelu", U_THRELU},
+               {"Softplus", U_SOFTPLUS}, {"Softsign", U_SOFTSIGN},
+               {"Shrink", U_SHRINK},     {"IsNaN", U_ISNAN},
+               {"IsInf", U_ISINF},       {"Not", U_NOT},
+               {"Identity", U_COPY},     {"Dropout", U_COPY}};
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(map[i].name, op) == 0)
             return map[i].kind;
@@ -213,6 +387,81 @@ static bool is_int_dt(enum veil_dtype dt)
     }
 }
 
+/*
+ * A float attribute of the node into *v: def when absent. Errors: VEIL_E_INVALID when the
+ * attribute has another type.
+ */
+static veil_err attr_float(const struct veil__ictx *c, const char *name, float def, float *v)
+{
+    const struct veil__attr *a = veil__attr_get(c->n, name);
+    *v = def;
+    if (a == NULL)
+        return VEIL_OK;
+    if (a->type != VEIL_ONNX_ATTR_FLOAT)
+        return veil_errf(c->eb, VEIL_E_INVALID, "attribute %s must be a float", name);
+    *v = a->f;
+    return VEIL_OK;
+}
+
+/*
+ * An integer attribute of the node that must be 0 or 1 into *v: def when absent. Errors:
+ * VEIL_E_INVALID when the attribute has another type or value.
+ */
+static veil_err attr_flag(const struct veil__ictx *c, const char *name, int64_t def, int64_t *v)
+{
+    const struct veil__attr *a = veil__attr_get(c->n, name);
+    *v = def;
+    if (a == NULL)
+        return VEIL_OK;
+    if (a->type != VEIL_ONNX_ATTR_INT || (a->i != 0 && a->i != 1))
+        return veil_errf(c->eb, VEIL_E_INVALID, "attribute %s must be the integer 0 or 1", name);
+    *v = a->i;
+    return VEIL_OK;
+}
+
+/* The float attributes of the activations (a and b of un_f) into kp->f[0] and kp->f[1]. */
+static veil_err unary_attrs(struct veil__ictx *c, int kind)
+{
+    float *a = &c->kp->f[0], *b = &c->kp->f[1];
+    veil_err rc = VEIL_OK;
+    int64_t neg, pos;
+    switch (kind) {
+    case U_LEAKY:
+        *a = veil__attr_f(c->n, "alpha", 0.01f);
+        break;
+    case U_ELU:
+    case U_THRELU:
+        rc = attr_float(c, "alpha", 1.0f, a);
+        break;
+    case U_CELU:
+        if ((rc = attr_float(c, "alpha", 1.0f, a)) == VEIL_OK && *a == 0.0f)
+            rc = veil_errf(c->eb, VEIL_E_INVALID, "alpha must not be 0");
+        break;
+    case U_SELU:
+        if ((rc = attr_float(c, "alpha", 1.67326319217681884765625f, a)) == VEIL_OK)
+            rc = attr_float(c, "gamma", 1.05070102214813232421875f, b);
+        break;
+    case U_HSIGMOID:
+        if ((rc = attr_float(c, "alpha", 0.2f, a)) == VEIL_OK)
+            rc = attr_float(c, "beta", 0.5f, b);
+        break;
+    case U_SHRINK:
+        if ((rc = attr_float(c, "bias", 0.0f, a)) == VEIL_OK)
+            rc = attr_float(c, "lambd", 0.5f, b);
+        break;
+    case U_ISINF:
+        if ((rc = attr_flag(c, "detect_negative", 1, &neg)) == VEIL_OK &&
+            (rc = attr_flag(c, "detect_positive", 1, &pos)) == VEIL_OK) {
+            *a = (float)neg;
+            *b = (float)pos;
+        }
+        break;
+    default:
+        break;
+    }
+    return rc;
+}
+
 static veil_err unary_infer(struct veil__ictx *c)
 {
     const struct veil__node *n = c->n;
@@ -225,7 +474,8 @@ static veil_err unary_infer(struct veil__ictx *c)
         ok = dt == VEIL_DT_BOOL;
     else if (kind == U_COPY)
         ok = veil_dtype_size(dt) > 0;
-    else if (kind == U_NEG || kind == U_ABS || kind == U_RELU || kind == U_CLIP)
+    else if (kind == U_NEG || kind == U_ABS || kind == U_RELU || kind == U_CLIP || kind == U_SIGN ||
+             kind == U_SHRINK)
         ok = is_float_dt(dt) || is_int_dt(dt);
     else
         ok = is_float_dt(dt);
@@ -235,9 +485,10 @@ static veil_err unary_infer(struct veil__ictx *c)
     c->kp->i[0] = kind;
     c->kp->f[0] = 0.0f;
     c->kp->f[1] = 0.0f;
-    if (kind == U_LEAKY) {
-        c->kp->f[0] = veil__attr_f(n, "alpha", 0.01f);
-    } else if (kind == U_GELU) {
+    veil_err rc = unary_attrs(c, kind);
+    if (rc != VEIL_OK)
+        return rc;
+    if (kind == U_GELU) {
         const char *ap = veil__attr_s(n, "approximate", "none");
         if (strcmp(ap, "tanh") == 0)
             c->kp->i[0] = U_GELU_TANH;
@@ -259,7 +510,7 @@ static veil_err unary_infer(struct veil__ictx *c)
         }
     }
     c->out[0] = c->in[0];
-    if (kind == U_NOT)
+    if (kind == U_NOT || kind == U_ISNAN || kind == U_ISINF)
         c->out[0].dt = VEIL_DT_BOOL;
     return VEIL_OK;
 }
@@ -356,21 +607,36 @@ static void bcast_row(const struct bcast *b, uint64_t row, int64_t *offs)
     }
 }
 
+/* Arithmetic kinds (output of the inputs' type) come before B_EQ, boolean ones up to B_XOR. */
 enum bin_kind {
     B_ADD,
     B_SUB,
     B_MUL,
     B_DIV,
     B_POW,
+    B_MAX,
+    B_MIN,
+    B_MOD,   /* integer modulo, the result taking the divisor's sign (Mod fmod=0) */
+    B_FMOD,  /* the result taking the dividend's sign, as C's fmod (Mod fmod=1) */
+    B_PRELU, /* x < 0 ? x * slope : x */
+    B_SHL,   /* unsigned only */
+    B_SHR,
     B_EQ,
     B_GT,
     B_LT,
+    B_GE,
+    B_LE,
     B_AND,
-    B_MAX,
-    B_MIN,
+    B_OR,
+    B_XOR,
     B_WHERE,
     B_EXPAND
 };
+
+static bool bin_is_bool(int k)
+{
+    return k >= B_EQ && k <= B_XOR;
+}
 
 struct bin_job {
     struct bcast b;
@@ -379,6 +645,7 @@ struct bin_job {
     int kind;
 };
 
+/* Max and Min propagate NaN from either side, as NumPy's maximum and minimum do. */
 static inline float bin_f(int k, float x, float y)
 {
     switch (k) {
@@ -393,12 +660,50 @@ static inline float bin_f(int k, float x, float y)
     case B_POW:
         return powf(x, y);
     case B_MAX:
-        return x > y ? x : y;
+        return x > y || isnan(x) ? x : y;
     case B_MIN:
-        return x < y ? x : y;
+        return x < y || isnan(x) ? x : y;
+    case B_FMOD:
+        return fmodf(x, y);
+    case B_PRELU:
+        return x < 0.0f ? x * y : x;
     default:
         return 0.0f;
     }
+}
+
+static inline double bin_d(int k, double x, double y)
+{
+    switch (k) {
+    case B_ADD:
+        return x + y;
+    case B_SUB:
+        return x - y;
+    case B_MUL:
+        return x * y;
+    case B_DIV:
+        return x / y;
+    case B_POW:
+        return pow(x, y);
+    case B_MAX:
+        return x > y || isnan(x) ? x : y;
+    case B_MIN:
+        return x < y || isnan(x) ? x : y;
+    case B_FMOD:
+        return fmod(x, y);
+    case B_PRELU:
+        return x < 0.0 ? x * y : x;
+    default:
+        return 0.0;
+    }
+}
+
+/* A shift by 64 or more clears every bit (C leaves it undefined). */
+static inline uint64_t shift_u(int k, uint64_t x, uint64_t y)
+{
+    if (y >= 64)
+        return 0;
+    return k == B_SHL ? x << y : x >> y;
 }
 
 static inline int64_t bin_i(int k, int64_t x, int64_t y)
@@ -419,10 +724,58 @@ static inline int64_t bin_i(int k, int64_t x, int64_t y)
         return x > y ? x : y;
     case B_MIN:
         return x < y ? x : y;
+    case B_MOD:
+    case B_FMOD: {
+        /* y == -1 is excluded because INT64_MIN % -1 traps; the remainder is 0 anyway. */
+        if (y == 0 || y == -1)
+            return 0;
+        int64_t r = x % y;
+        if (k == B_MOD && r != 0 && (r < 0) != (y < 0))
+            r += y;
+        return r;
+    }
+    case B_PRELU:
+        return x < 0 ? (int64_t)(ux * uy) : x;
+    case B_SHL:
+    case B_SHR:
+        return (int64_t)shift_u(k, ux, uy);
     default:
         return 0;
     }
 }
+
+static inline uint64_t bin_u(int k, uint64_t x, uint64_t y)
+{
+    switch (k) {
+    case B_ADD:
+        return x + y;
+    case B_SUB:
+        return x - y;
+    case B_MUL:
+        return x * y;
+    case B_DIV:
+        return y ? x / y : 0;
+    case B_MAX:
+        return x > y ? x : y;
+    case B_MIN:
+        return x < y ? x : y;
+    case B_MOD:
+    case B_FMOD:
+        return y ? x % y : 0;
+    case B_SHL:
+    case B_SHR:
+        return shift_u(k, x, y);
+    default: /* B_PRELU: an unsigned x is never negative */
+        return x;
+    }
+}
+
+#define CMP(k, x, y)                                                                               \
+    ((k) == B_EQ   ? (x) == (y)                                                                    \
+     : (k) == B_GT ? (x) > (y)                                                                     \
+     : (k) == B_LT ? (x) < (y)                                                                     \
+     : (k) == B_GE ? (x) >= (y)                                                                    \
+                   : (x) <= (y))
 
 static void bin_range(void *ud, uint64_t lo, uint64_t hi)
 {
@@ -453,8 +806,8 @@ static void bin_range(void *ud, uint64_t lo, uint64_t hi)
             }
             continue;
         }
-        if (j->a->dt == VEIL_DT_FLOAT && j->bb->dt == VEIL_DT_FLOAT && k <= B_MIN && k != B_EQ &&
-            k != B_GT && k != B_LT && k != B_AND) {
+        if (j->a->dt == VEIL_DT_FLOAT && j->bb->dt == VEIL_DT_FLOAT && !bin_is_bool(k)) {
+            /* The output may be operand a itself (variadic folds): each element is read first. */
             const float *x = (const float *)j->a->data + offs[0];
             const float *y = (const float *)j->bb->data + offs[1];
             float *o = (float *)j->out->data + o0;
@@ -483,48 +836,25 @@ static void bin_range(void *ud, uint64_t lo, uint64_t hi)
         for (int64_t i = 0; i < len; i++) {
             uint64_t ia = (uint64_t)(offs[0] + i * sa), ib = (uint64_t)(offs[1] + i * sb);
             uint64_t io = o0 + (uint64_t)i;
-            if (k == B_EQ || k == B_GT || k == B_LT || k == B_AND) {
+            if (bin_is_bool(k)) {
                 bool r;
-                if (k == B_AND) {
-                    r = veil__get_i64(&at, ia) && veil__get_i64(&bt, ib);
+                if (k == B_AND || k == B_OR || k == B_XOR) {
+                    bool x = veil__get_i64(&at, ia) != 0, y = veil__get_i64(&bt, ib) != 0;
+                    r = k == B_AND ? x && y : k == B_OR ? x || y : x != y;
                 } else if (fl) {
                     double x = veil__get_f64(&at, ia), y = veil__get_f64(&bt, ib);
-                    r = k == B_EQ ? x == y : k == B_GT ? x > y : x < y;
+                    r = CMP(k, x, y);
                 } else if (at.dt == VEIL_DT_UINT64) {
                     uint64_t x = ((const uint64_t *)at.data)[ia],
                              y = ((const uint64_t *)bt.data)[ib];
-                    r = k == B_EQ ? x == y : k == B_GT ? x > y : x < y;
+                    r = CMP(k, x, y);
                 } else {
                     int64_t x = veil__get_i64(&at, ia), y = veil__get_i64(&bt, ib);
-                    r = k == B_EQ ? x == y : k == B_GT ? x > y : x < y;
+                    r = CMP(k, x, y);
                 }
                 ((uint8_t *)j->out->data)[io] = r;
             } else if (k == B_POW || fl) {
-                double x = veil__get_f64(&at, ia), y = veil__get_f64(&bt, ib);
-                double r;
-                switch (k) {
-                case B_ADD:
-                    r = x + y;
-                    break;
-                case B_SUB:
-                    r = x - y;
-                    break;
-                case B_MUL:
-                    r = x * y;
-                    break;
-                case B_DIV:
-                    r = x / y;
-                    break;
-                case B_POW:
-                    r = pow(x, y);
-                    break;
-                case B_MAX:
-                    r = x > y ? x : y;
-                    break;
-                default:
-                    r = x < y ? x : y;
-                    break;
-                }
+                double r = bin_d(k, veil__get_f64(&at, ia), veil__get_f64(&bt, ib));
                 if (j->out->dt == VEIL_DT_FLOAT)
                     ((float *)j->out->data)[io] = (float)r;
                 else
@@ -534,27 +864,7 @@ static void bin_range(void *ud, uint64_t lo, uint64_t hi)
                                                      : ((const uint32_t *)at.data)[ia];
                 uint64_t y = at.dt == VEIL_DT_UINT64 ? ((const uint64_t *)bt.data)[ib]
                                                      : ((const uint32_t *)bt.data)[ib];
-                uint64_t r;
-                switch (k) {
-                case B_ADD:
-                    r = x + y;
-                    break;
-                case B_SUB:
-                    r = x - y;
-                    break;
-                case B_MUL:
-                    r = x * y;
-                    break;
-                case B_DIV:
-                    r = y ? x / y : 0;
-                    break;
-                case B_MAX:
-                    r = x > y ? x : y;
-                    break;
-                default:
-                    r = x < y ? x : y;
-                    break;
-                }
+                uint64_t r = bin_u(k, x, y);
                 if (at.dt == VEIL_DT_UINT64)
                     ((uint64_t *)j->out->data)[io] = r;
                 else
@@ -571,20 +881,52 @@ static int bin_kind_of(const char *op)
     static const struct {
         const char *name;
         int kind;
-    } map[] = {{"Add", B_ADD},      {"Sub", B_SUB},  {"Mul", B_MUL},    {"Div", B_DIV},
-               {"Pow", B_POW},      {"Equal", B_EQ}, {"Greater", B_GT}, {"Less", B_LT},
-               {"And", B_AND},      {"Max", B_MAX},  {"Min", B_MIN},    {"Where", B_WHERE},
-               {"Expand", B_EXPAND}};
+    } map[] = {{"Add", B_ADD},        {"Sub", B_SUB},      {"Mul", B_MUL},
+               {"Div", B_DIV},        {"Pow", B_POW},      {"Mod", B_MOD},
+               {"PRelu", B_PRELU},    {"BitShift", B_SHL}, {"Equal", B_EQ},
+               {"Greater", B_GT},     {"Less", B_LT},      {"GreaterOrEqual", B_GE},
+               {"LessOrEqual", B_LE}, {"And", B_AND},      {"Or", B_OR},
+               {"Xor", B_XOR},        {"Where", B_WHERE},  {"Expand", B_EXPAND}};
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(map[i].name, op) == 0)
             return map[i].kind;
     return -1;
 }
 
+/*
+ * The kind Mod and BitShift compute from their attributes (fmod; direction) into *k. Errors:
+ * VEIL_E_INVALID for a missing or malformed attribute, and for fmod=0 on a float type, which
+ * ONNX forbids (integer modulo is undefined there).
+ */
+static veil_err bin_attr_kind(struct veil__ictx *c, enum veil_dtype dt, int *k)
+{
+    if (*k == B_MOD) {
+        int64_t fm;
+        veil_err rc = attr_flag(c, "fmod", 0, &fm);
+        if (rc != VEIL_OK)
+            return rc;
+        if (fm == 0 && is_float_dt(dt))
+            return veil_errf(c->eb, VEIL_E_INVALID,
+                             "fmod=0 (integer modulo) on %s input: ONNX requires fmod=1 for "
+                             "floating-point types",
+                             veil_dtype_name(dt));
+        *k = fm ? B_FMOD : B_MOD;
+    } else if (*k == B_SHL) {
+        const struct veil__attr *a = veil__attr_get(c->n, "direction");
+        if (a == NULL || a->type != VEIL_ONNX_ATTR_STRING)
+            return veil_errf(c->eb, VEIL_E_INVALID, "attribute direction (a string) is required");
+        if (strcmp(a->s, "RIGHT") == 0)
+            *k = B_SHR;
+        else if (strcmp(a->s, "LEFT") != 0)
+            return veil_errf(c->eb, VEIL_E_INVALID,
+                             "direction must be \"LEFT\" or \"RIGHT\", not \"%.32s\"", a->s);
+    }
+    return VEIL_OK;
+}
+
 static veil_err binary_infer(struct veil__ictx *c)
 {
     int k = bin_kind_of(c->n->op_type);
-    c->kp->i[0] = k;
     for (size_t i = 0; i < (k == B_WHERE ? 3u : 2u); i++)
         if (i >= c->n_in || c->n->in[i] < 0)
             return veil_errf(c->eb, VEIL_E_INVALID, "missing input %zu", i);
@@ -593,6 +935,7 @@ static veil_err binary_infer(struct veil__ictx *c)
     struct veil__tv *a = &c->in[0], *b = &c->in[1];
     struct veil__tv *out = &c->out[0];
     veil_err rc;
+    c->kp->i[0] = k;
     if (k == B_EXPAND) {
         struct veil__tv shp = {VEIL_DT_INT64, 1, {0}, 0, NULL};
         if (b->dt != VEIL_DT_INT64 || b->rank != 1 || b->numel > VEIL__ENG_RANK)
@@ -625,45 +968,125 @@ static veil_err binary_infer(struct veil__ictx *c)
     if (k != B_POW && a->dt != b->dt)
         return veil_errf(c->eb, VEIL_E_INVALID, "input types differ: %s and %s",
                          veil_dtype_name(a->dt), veil_dtype_name(b->dt));
-    if (k == B_AND
-            ? a->dt != VEIL_DT_BOOL
-            : !(is_float_dt(a->dt) || is_int_dt(a->dt) || (k == B_EQ && a->dt == VEIL_DT_BOOL)))
+    bool ok;
+    if (k == B_AND || k == B_OR || k == B_XOR)
+        ok = a->dt == VEIL_DT_BOOL;
+    else if (k == B_SHL)
+        ok = is_unsigned_dt(a->dt);
+    else
+        ok = is_float_dt(a->dt) || is_int_dt(a->dt) || (k == B_EQ && a->dt == VEIL_DT_BOOL);
+    if (!ok)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s is not supported",
                          veil_dtype_name(a->dt));
     if (k == B_POW && !(is_float_dt(b->dt) || is_int_dt(b->dt)))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "exponent type %s is not supported",
                          veil_dtype_name(b->dt));
+    if ((rc = bin_attr_kind(c, a->dt, &k)) != VEIL_OK)
+        return rc;
+    c->kp->i[0] = k;
     rc = veil__broadcast(a, b, &out->rank, out->dims, c->eb);
-    out->dt = (k == B_EQ || k == B_GT || k == B_LT || k == B_AND) ? VEIL_DT_BOOL : a->dt;
+    if (rc == VEIL_OK && k == B_PRELU &&
+        (out->rank != a->rank || memcmp(out->dims, a->dims, a->rank * sizeof(int64_t)) != 0))
+        return veil_errf(c->eb, VEIL_E_INVALID,
+                         "slope does not broadcast to the input's shape (unidirectionally)");
+    out->dt = bin_is_bool(k) ? VEIL_DT_BOOL : a->dt;
     return rc;
+}
+
+/*
+ * out = a (op k) b, or the three-operand Where, or a broadcast copy of a (B_EXPAND), over
+ * out's shape, to which every operand broadcasts. out may be operand a itself.
+ */
+static void bin_run(int k, const struct veil__tv *a, const struct veil__tv *b,
+                    const struct veil__tv *cc, struct veil__tv *out)
+{
+    struct bin_job j;
+    const struct veil__tv *ops[3] = {a, b, cc};
+    size_t n_ops = k == B_WHERE ? 3 : k == B_EXPAND ? 1 : 2;
+    if (out->numel == 0)
+        return;
+    bcast_make(&j.b, ops, n_ops, out);
+    j.a = a;
+    j.bb = b != NULL ? b : a;
+    j.cc = cc != NULL ? cc : a;
+    j.out = out;
+    j.kind = k;
+    uint64_t len = (uint64_t)j.b.dims[j.b.r - 1];
+    uint64_t rows = out->numel / len;
+    uint64_t grain = len >= 16384 ? 1 : 16384 / len;
+    veil__parallel(rows, grain, bin_range, &j);
 }
 
 static veil_err binary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
-    struct bin_job j;
+    bin_run((int)kp->i[0], &c->in[0], &c->in[1], &c->in[2], &c->out[0]);
+    return VEIL_OK;
+}
+
+/* ---- Variadic Max, Min, Sum, Mean ---- */
+
+static veil_err variadic_infer(struct veil__ictx *c)
+{
+    const char *op = c->n->op_type;
+    bool mean = strcmp(op, "Mean") == 0, ints = strcmp(op, "Max") == 0 || strcmp(op, "Min") == 0;
+    int k = strcmp(op, "Max") == 0 ? B_MAX : strcmp(op, "Min") == 0 ? B_MIN : B_ADD;
+    if (c->n_in < 1 || c->n_out < 1 || c->n->out[0] < 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "needs at least one input and its output");
+    enum veil_dtype dt = c->in[0].dt;
+    if (!(is_float_dt(dt) || (ints && is_int_dt(dt))))
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s is not supported",
+                         veil_dtype_name(dt));
+    struct veil__tv acc = c->in[0];
+    for (size_t i = 0; i < c->n_in; i++) {
+        if (c->n->in[i] < 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "input %zu is missing", i);
+        if (c->in[i].dt != dt)
+            return veil_errf(c->eb, VEIL_E_INVALID, "input types differ: %s and %s",
+                             veil_dtype_name(dt), veil_dtype_name(c->in[i].dt));
+        struct veil__tv prev = acc;
+        veil_err rc = veil__broadcast(&prev, &c->in[i], &acc.rank, acc.dims, c->eb);
+        if (rc != VEIL_OK)
+            return rc;
+    }
+    c->out[0] = acc;
+    c->out[0].dt = dt;
+    c->kp->i[0] = k;
+    c->kp->i[1] = mean;
+    return VEIL_OK;
+}
+
+static veil_err variadic_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    struct veil__tv *out = &c->out[0];
     int k = (int)kp->i[0];
-    const struct veil__tv *ops[3] = {&c->in[0], &c->in[1], &c->in[2]};
-    size_t n_ops = k == B_WHERE ? 3 : k == B_EXPAND ? 1 : 2;
-    if (c->out[0].numel == 0)
-        return VEIL_OK;
-    bcast_make(&j.b, ops, n_ops, &c->out[0]);
-    j.a = &c->in[0];
-    j.bb = &c->in[1];
-    j.cc = &c->in[2];
-    j.out = &c->out[0];
-    j.kind = k;
-    uint64_t len = (uint64_t)j.b.dims[j.b.r - 1];
-    uint64_t rows = c->out[0].numel / len;
-    uint64_t grain = len >= 16384 ? 1 : 16384 / len;
-    veil__parallel(rows, grain, bin_range, &j);
+    if (c->n_in == 1)
+        bin_run(B_EXPAND, &c->in[0], NULL, NULL, out);
+    else
+        bin_run(k, &c->in[0], &c->in[1], NULL, out);
+    for (size_t i = 2; i < c->n_in; i++)
+        bin_run(k, out, &c->in[i], NULL, out);
+    if (kp->i[1]) {
+        float nf = (float)c->n_in;
+        double nd = (double)c->n_in;
+        struct veil__tv cnt = {out->dt, 0, {0}, 1, out->dt == VEIL_DT_FLOAT ? (void *)&nf : &nd};
+        bin_run(B_DIV, out, &cnt, NULL, out);
+    }
     return VEIL_OK;
 }
 
 /* ---- Cast ---- */
 
+/* Cast converts to its attribute `to`; CastLike to the element type of its input 1. */
 static veil_err cast_infer(struct veil__ictx *c)
 {
-    int64_t to = veil__attr_i(c->n, "to", 0);
+    int64_t to;
+    if (strcmp(c->n->op_type, "CastLike") == 0) {
+        if (c->n_in < 2 || c->n->in[1] < 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "missing input 1 (the target type)");
+        to = (int64_t)c->in[1].dt;
+    } else {
+        to = veil__attr_i(c->n, "to", 0);
+    }
     if (veil_dtype_size((enum veil_dtype)to) == 0 || to == VEIL_DT_FLOAT16)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "cast to %s is not supported",
                          veil_dtype_name((enum veil_dtype)to));
@@ -725,6 +1148,32 @@ const struct veil__op_def veil__ops_elem[] = {
     {"Not", unary_infer, NULL, unary_exec, 0, false, false},
     {"Identity", unary_infer, NULL, unary_exec, 0, true, false},
     {"Dropout", unary_infer, NULL, unary_exec, 0x6, false, false},
+    {"Floor", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Ceil", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Round", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Sign", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Sin", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Cos", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Tan", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Asin", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Acos", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Atan", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Sinh", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Cosh", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Asinh", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Acosh", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Atanh", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Elu", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Selu", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Celu", unary_infer, NULL, unary_exec, 0, false, false},
+    {"HardSigmoid", unary_infer, NULL, unary_exec, 0, false, false},
+    {"HardSwish", unary_infer, NULL, unary_exec, 0, false, false},
+    {"ThresholdedRelu", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Softplus", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Softsign", unary_infer, NULL, unary_exec, 0, false, false},
+    {"Shrink", unary_infer, NULL, unary_exec, 0, false, false},
+    {"IsNaN", unary_infer, NULL, unary_exec, 0, false, false},
+    {"IsInf", unary_infer, NULL, unary_exec, 0, false, false},
     {"Add", binary_infer, NULL, binary_exec, 0, false, false},
     {"Sub", binary_infer, NULL, binary_exec, 0, false, false},
     {"Mul", binary_infer, NULL, binary_exec, 0, false, false},
@@ -736,6 +1185,18 @@ const struct veil__op_def veil__ops_elem[] = {
     {"And", binary_infer, NULL, binary_exec, 0, false, false},
     {"Where", binary_infer, NULL, binary_exec, 0, false, false},
     {"Expand", binary_infer, NULL, binary_exec, 0x2, false, false},
+    {"Mod", binary_infer, NULL, binary_exec, 0, false, false},
+    {"Or", binary_infer, NULL, binary_exec, 0, false, false},
+    {"Xor", binary_infer, NULL, binary_exec, 0, false, false},
+    {"GreaterOrEqual", binary_infer, NULL, binary_exec, 0, false, false},
+    {"LessOrEqual", binary_infer, NULL, binary_exec, 0, false, false},
+    {"BitShift", binary_infer, NULL, binary_exec, 0, false, false},
+    {"PRelu", binary_infer, NULL, binary_exec, 0, false, false},
+    {"Max", variadic_infer, NULL, variadic_exec, 0, false, false},
+    {"Min", variadic_infer, NULL, variadic_exec, 0, false, false},
+    {"Sum", variadic_infer, NULL, variadic_exec, 0, false, false},
+    {"Mean", variadic_infer, NULL, variadic_exec, 0, false, false},
     {"Cast", cast_infer, NULL, cast_exec, 0, false, false},
+    {"CastLike", cast_infer, NULL, cast_exec, 0, false, false},
 };
 const size_t veil__ops_elem_count = sizeof(veil__ops_elem) / sizeof(veil__ops_elem[0]);
