@@ -755,7 +755,8 @@ veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
     bool blocked_in = c->vals != NULL && c->vals[c->n->in[0]].blocked;
     dnnl_primitive_desc_t pd = NULL;
     struct veil__kstate *ks = NULL;
-    if (c->in[0].rank != 4 || c->in[0].dt != VEIL_DT_FLOAT)
+    /* Empty inputs (a global pool over no elements) are left to the plain kernels. */
+    if (c->in[0].rank != 4 || c->in[0].dt != VEIL_DT_FLOAT || c->in[0].numel == 0)
         return blocked_in ? veil_errf(c->eb, VEIL_E_INTERNAL, "blocked input to plain pooling")
                           : VEIL_OK;
     dnnl_dims_t strides, kernel, dil = {0, 0}, pl, pr;

@@ -78,8 +78,8 @@ static VeilOnnx__AttributeProto *attr_s(struct mb *b, const char *name, const ch
 }
 
 /* Whether got (float) matches want everywhere within tol relative (plus tol absolute). */
-static bool close_all(const char *what, const struct veil_tensor *got, const double *want,
-                      size_t n, double tol)
+static bool close_all(const char *what, const struct veil_tensor *got, const double *want, size_t n,
+                      double tol)
 {
     if (got->nbytes != n * sizeof(float)) {
         fprintf(stderr, "%s: %zu bytes, want %zu floats\n", what, got->nbytes, n);
@@ -319,8 +319,8 @@ static double ref_cubic_1d(const double *v, size_t stride, int64_t in, double xo
     return acc;
 }
 
-static double ref_coord(const struct rz *p, int64_t x, int64_t in, int64_t out, double s,
-                        double r0, double r1)
+static double ref_coord(const struct rz *p, int64_t x, int64_t in, int64_t out, double s, double r0,
+                        double r1)
 {
     if (strcmp(p->ctm, "align_corners") == 0)
         return in * s > 1 ? x * (double)(in - 1) / (in * s - 1) : 0;
@@ -443,7 +443,8 @@ TEST(crop_and_resize_by_scales)
     mb_init_f(&b, "roi", 1, four, roi);
     mb_init_f(&b, "scales", 1, two, sc);
     VeilOnnx__AttributeProto *mode = attr_s(&b, "mode", "linear");
-    VeilOnnx__AttributeProto *ctm = attr_s(&b, "coordinate_transformation_mode", "tf_crop_and_resize");
+    VeilOnnx__AttributeProto *ctm =
+        attr_s(&b, "coordinate_transformation_mode", "tf_crop_and_resize");
     mb_node(&b, "Resize", "x,roi,scales", "y", 2, mode, ctm);
     mb_output(&b, "y", 1, 2, od);
     ASSERT_OK(run_f(&b, x, 2, xd, &out, &eb));
@@ -538,8 +539,8 @@ static void reduce_case(const char *op, const float *x)
 
 TEST(reductions_against_reference)
 {
-    static const char *const ops[] = {"ReduceMin",    "ReduceProd",      "ReduceL1",
-                                      "ReduceL2",     "ReduceLogSum",    "ReduceLogSumExp",
+    static const char *const ops[] = {"ReduceMin",      "ReduceProd",   "ReduceL1",
+                                      "ReduceL2",       "ReduceLogSum", "ReduceLogSumExp",
                                       "ReduceSumSquare"};
     float x[1400], big[1400];
     uint32_t seed = 2;
@@ -562,8 +563,9 @@ TEST(reductions_against_reference)
 /* Reductions over an empty axis give the empty set's value. */
 TEST(reductions_of_empty_sets)
 {
-    static const char *const ops[] = {"ReduceMin", "ReduceProd",      "ReduceL1",       "ReduceL2",
-                                      "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"};
+    static const char *const ops[] = {"ReduceMin",      "ReduceProd",   "ReduceL1",
+                                      "ReduceL2",       "ReduceLogSum", "ReduceLogSumExp",
+                                      "ReduceSumSquare"};
     const double want_v[] = {INFINITY, 1, 0, 0, -INFINITY, -INFINITY, 0};
     const int64_t xd[3] = {2, 0, 3}, od[3] = {2, 1, 3}, ax[1] = {1};
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
@@ -592,8 +594,7 @@ TEST(integer_reductions)
     const int32_t x[12] = {3, -7, 2, 5, 1, 1, 1, 1, -2, 4, -6, 0};
     static const char *const ops[] = {"ReduceMin", "ReduceProd", "ReduceL1", "ReduceSumSquare",
                                       "ReduceL2"};
-    const int32_t want[5][3] = {
-        {-7, 1, -6}, {-210, 1, 0}, {17, 4, 12}, {87, 4, 56}, {9, 2, 7}};
+    const int32_t want[5][3] = {{-7, 1, -6}, {-210, 1, 0}, {17, 4, 12}, {87, 4, 56}, {9, 2, 7}};
     for (size_t i = 0; i < 5; i++) {
         struct mb b;
         struct veil_errbuf eb = {{0}};
@@ -659,8 +660,8 @@ TEST(hardmax_opset_semantics)
         mb_node(&b, "Hardmax", "x", "y", 1, mb_attr_i(&b, "axis", 1));
         mb_output(&b, "y", 1, 3, xd);
         ASSERT_OK(run_f(&b, x, 3, xd, &out, &eb));
-        bool ok = close_all(opset >= 13 ? "Hardmax opset 13" : "Hardmax opset 11", &out, want,
-                            24, 0);
+        bool ok =
+            close_all(opset >= 13 ? "Hardmax opset 13" : "Hardmax opset 11", &out, want, 24, 0);
         veil_tensor_release(&out);
         ASSERT_TRUE(ok);
     }
@@ -790,6 +791,74 @@ TEST(unsupported_types_refused)
     ASSERT_ERR(run_dt(&b, 7, x, 4, xd, &out, &eb), VEIL_E_UNSUPPORTED);
     ASSERT_STR_CONTAINS(eb.msg, "node 'Hardmax'");
     ASSERT_STR_CONTAINS(eb.msg, "int64");
+}
+
+/* Empty tensors and hostile Resize inputs: results or clean refusals, never a crash. */
+TEST(empty_and_hostile_inputs)
+{
+    const int64_t xd[4] = {1, 2, 0, 3}, od[4] = {1, 2, 1, 1}, four[1] = {4}, eight[1] = {8};
+    float dummy[4] = {0};
+    struct mb b;
+    struct veil_errbuf eb = {{0}};
+    struct veil_tensor out;
+    for (int mx = 0; mx < 2; mx++) {
+        double want[2] = {mx ? -INFINITY : NAN, mx ? -INFINITY : NAN};
+        mb_init(&b);
+        mb_input(&b, "x", 1, 4, xd);
+        mb_node(&b, mx ? "GlobalMaxPool" : "GlobalAveragePool", "x", "y", 0);
+        mb_output(&b, "y", 1, 4, od);
+        ASSERT_OK(run_f(&b, dummy, 4, xd, &out, &eb));
+        bool ok = close_all("global pool of an empty plane", &out, want, 2, 0);
+        veil_tensor_release(&out);
+        ASSERT_TRUE(ok);
+    }
+    mb_init(&b);
+    mb_input(&b, "x", 1, 4, xd);
+    mb_node(&b, "LRN", "x", "y", 1, mb_attr_i(&b, "size", 3));
+    mb_output(&b, "y", 1, 4, xd);
+    ASSERT_OK(run_f(&b, dummy, 4, xd, &out, &eb));
+    ASSERT_EQ_U64(out.nbytes, 0);
+    veil_tensor_release(&out);
+
+    /* An empty axis cannot be resized to a non-empty one. */
+    const int64_t sizes[4] = {1, 2, 4, 3};
+    mb_init(&b);
+    mb_input(&b, "x", 1, 4, xd);
+    mb_init_i64(&b, "sizes", 1, four, sizes);
+    mb_node(&b, "Resize", "x,,,sizes", "y", 0);
+    mb_output(&b, "y", 1, 4, sizes);
+    ASSERT_ERR(run_f(&b, dummy, 4, xd, &out, &eb), VEIL_E_INVALID);
+    ASSERT_STR_CONTAINS(eb.msg, "axis 2 is empty");
+
+    const int64_t sd[4] = {1, 1, 2, 2};
+    const float inf_sc[4] = {1, 1, INFINITY, 1}, nan_roi[8] = {0, 0, NAN, 0, 1, 1, 1, 1};
+    const float sc[4] = {1, 1, 2, 2};
+    mb_init(&b);
+    mb_input(&b, "x", 1, 4, sd);
+    mb_init_f(&b, "scales", 1, four, inf_sc);
+    mb_node(&b, "Resize", "x,,scales", "y", 0);
+    mb_output(&b, "y", 1, 4, sd);
+    ASSERT_ERR(run_f(&b, dummy, 4, sd, &out, &eb), VEIL_E_INVALID);
+    ASSERT_STR_CONTAINS(eb.msg, "bad scale");
+    mb_init(&b);
+    mb_input(&b, "x", 1, 4, sd);
+    mb_init_f(&b, "roi", 1, eight, nan_roi);
+    mb_init_f(&b, "scales", 1, four, sc);
+    mb_node(&b, "Resize", "x,roi,scales", "y", 1,
+            attr_s(&b, "coordinate_transformation_mode", "tf_crop_and_resize"));
+    mb_output(&b, "y", 1, 4, sd);
+    ASSERT_ERR(run_f(&b, dummy, 4, sd, &out, &eb), VEIL_E_INVALID);
+    ASSERT_STR_CONTAINS(eb.msg, "roi is not finite");
+    /* A roi of the wrong length. */
+    mb_init(&b);
+    mb_input(&b, "x", 1, 4, sd);
+    mb_init_f(&b, "roi", 1, four, sc);
+    mb_init_f(&b, "scales", 1, four, sc);
+    mb_node(&b, "Resize", "x,roi,scales", "y", 1,
+            attr_s(&b, "coordinate_transformation_mode", "tf_crop_and_resize"));
+    mb_output(&b, "y", 1, 4, sd);
+    ASSERT_ERR(run_f(&b, dummy, 4, sd, &out, &eb), VEIL_E_INVALID);
+    ASSERT_STR_CONTAINS(eb.msg, "roi must hold 8 floats");
 }
 
 RUN_TESTS()
