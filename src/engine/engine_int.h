@@ -357,7 +357,8 @@ bool veil__storage_dies(const struct veil__ictx *c, int32_t v);
 typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);
 void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
 
-/* MaxPool and GlobalAveragePool as oneDNN primitives (2-D; required for blocked inputs). */
+/* MaxPool, GlobalAveragePool and GlobalMaxPool as oneDNN primitives (2-D; required for blocked
+ * inputs). */
 veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
 
 /*

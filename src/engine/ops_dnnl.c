@@ -745,22 +745,24 @@ out:
     return rc;
 }
 
-/* ---- MaxPool and GlobalAveragePool on oneDNN (2-D, any layout) ---- */
+/* ---- MaxPool, GlobalAveragePool and GlobalMaxPool on oneDNN (2-D, any layout) ---- */
 
 veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
 {
     veil_err rc = VEIL_E_INTERNAL;
     bool gap = strcmp(c->n->op_type, "GlobalAveragePool") == 0;
+    bool gmp = strcmp(c->n->op_type, "GlobalMaxPool") == 0;
     bool blocked_in = c->vals != NULL && c->vals[c->n->in[0]].blocked;
     dnnl_primitive_desc_t pd = NULL;
     struct veil__kstate *ks = NULL;
-    if (c->in[0].rank != 4 || c->in[0].dt != VEIL_DT_FLOAT)
+    /* Empty inputs (a global pool over no elements) are left to the plain kernels. */
+    if (c->in[0].rank != 4 || c->in[0].dt != VEIL_DT_FLOAT || c->in[0].numel == 0)
         return blocked_in ? veil_errf(c->eb, VEIL_E_INTERNAL, "blocked input to plain pooling")
                           : VEIL_OK;
     dnnl_dims_t strides, kernel, dil = {0, 0}, pl, pr;
     for (size_t i = 0; i < 2; i++) {
         int64_t in = c->in[0].dims[2 + i], out = c->out[0].dims[2 + i];
-        if (gap) {
+        if (gap || gmp) {
             strides[i] = 1;
             kernel[i] = in;
             pl[i] = pr[i] = 0;

@@ -1,9 +1,11 @@
 /*
- * Neural-network operators in plain C: reductions (ReduceMean, ReduceSum, ReduceMax), Softmax,
- * LogSoftmax, LayerNormalization, ArgMax, TopK, BatchNormalization (inference form),
- * GlobalAveragePool, MaxPool and AveragePool. Most work on an [outer, axis, inner] view of
- * the input, so one loop shape serves every axis; accumulation is in double where a sum over
- * a long axis would otherwise lose precision.
+ * Neural-network operators in plain C: reductions (ReduceMean, ReduceSum, ReduceMax, ReduceMin,
+ * ReduceProd, ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceSumSquare), Softmax,
+ * LogSoftmax, Hardmax, LayerNormalization, InstanceNormalization, MeanVarianceNormalization,
+ * LRN, ArgMax, ArgMin, TopK, BatchNormalization (inference form), GlobalAveragePool,
+ * GlobalMaxPool, MaxPool and AveragePool. Most work on an [outer, axis, inner] view of the
+ * input, so one loop shape serves every axis; accumulation is in double where a sum over a long
+ * axis would otherwise lose precision.
  */
 #include "engine_int.h"
 
@@ -48,14 +50,23 @@ static veil_err need_float(const struct veil__ictx *c, size_t i)
 
 /* ---- Reductions ---- */
 
-enum { R_MEAN, R_SUM, R_MAX };
+enum { R_MEAN, R_SUM, R_MAX, R_MIN, R_PROD, R_L1, R_L2, R_LOGSUM, R_LSE, R_SUMSQ };
+
+static const char *const k_reduce_ops[] = {
+    [R_MEAN] = "ReduceMean",       [R_SUM] = "ReduceSum",       [R_MAX] = "ReduceMax",
+    [R_MIN] = "ReduceMin",         [R_PROD] = "ReduceProd",     [R_L1] = "ReduceL1",
+    [R_L2] = "ReduceL2",           [R_LOGSUM] = "ReduceLogSum", [R_LSE] = "ReduceLogSumExp",
+    [R_SUMSQ] = "ReduceSumSquare",
+};
 
 static veil_err reduce_infer(struct veil__ictx *c)
 {
-    const char *op = c->n->op_type;
-    int kind = strcmp(op, "ReduceMean") == 0  ? R_MEAN
-               : strcmp(op, "ReduceSum") == 0 ? R_SUM
-                                              : R_MAX;
+    int kind = -1;
+    for (size_t k = 0; k < sizeof(k_reduce_ops) / sizeof(k_reduce_ops[0]); k++)
+        if (strcmp(c->n->op_type, k_reduce_ops[k]) == 0)
+            kind = (int)k;
+    if (kind < 0)
+        return veil_errf(c->eb, VEIL_E_INTERNAL, "not a reduction");
     size_t r = c->in[0].rank;
     int64_t axes[VEIL__ENG_RANK];
     size_t na = 0;
@@ -106,6 +117,74 @@ static veil_err reduce_infer(struct veil__ictx *c)
 }
 
 /*
+ * One reduction's arithmetic, shared by the vector and the element-by-element paths: the
+ * accumulator's start (the value of an empty reduction before red_finish), one step, the
+ * combination of two partial accumulators, and the result. ReduceLogSumExp accumulates
+ * exp(v - shift), shift being the maximum of its set, so large inputs do not overflow.
+ */
+static double red_init(int kind)
+{
+    return kind == R_MAX ? -INFINITY : kind == R_MIN ? INFINITY : kind == R_PROD ? 1.0 : 0.0;
+}
+
+/* ReduceMax's and ReduceMin's steps: NaN wins. */
+static double red_max(double acc, double v)
+{
+    return v > acc || isnan(v) ? v : acc;
+}
+
+static double red_min(double acc, double v)
+{
+    return v < acc || isnan(v) ? v : acc;
+}
+
+static inline double red_step(int kind, double acc, double v, double shift)
+{
+    switch (kind) {
+    case R_MAX:
+        return red_max(acc, v);
+    case R_MIN:
+        return red_min(acc, v);
+    case R_PROD:
+        return acc * v;
+    case R_L1:
+        return acc + fabs(v);
+    case R_L2:
+    case R_SUMSQ:
+        return acc + v * v;
+    case R_LSE:
+        return acc + exp(v - shift);
+    default:
+        return acc + v;
+    }
+}
+
+static double red_comb(int kind, double a, double b)
+{
+    return kind == R_MAX    ? red_max(a, b)
+           : kind == R_MIN  ? red_min(a, b)
+           : kind == R_PROD ? a * b
+                            : a + b;
+}
+
+static double red_finish(int kind, double acc, uint64_t len, double shift)
+{
+    switch (kind) {
+    case R_MEAN:
+        return len ? acc / (double)len : NAN;
+    case R_L2:
+        return sqrt(acc);
+    case R_LOGSUM:
+        return log(acc);
+    case R_LSE:
+        /* An infinite or NaN maximum is the result (an empty set gives -inf, as log(0)). */
+        return isfinite(shift) ? log(acc) + shift : shift;
+    default:
+        return acc;
+    }
+}
+
+/*
  * Float reductions whose reduced axes are one contiguous block (ignoring axes of size 1): the
  * input is [outer, len, inner] and each output is a plain loop over len, in double lanes the
  * compiler vectorises. Units are (outer row, block of RED_BLOCK inner positions); an inner part
@@ -120,72 +199,104 @@ struct red_job {
     int kind;
 };
 
-static float red_finish(int kind, double acc, uint64_t len)
+/* acc[i] = step(acc[i], x[i]) for i < n, with the kind fixed per loop so each vectorises. */
+#define RED_LANES(K)                                                                               \
+    for (uint64_t i = 0; i < n; i++)                                                               \
+        acc[i] = red_step(K, acc[i], x[i], (K) == R_LSE ? shift[i] : 0.0);
+
+static void red_lanes(int kind, double *acc, const float *x, uint64_t n, const double *shift)
 {
-    if (kind == R_MEAN)
-        return len ? (float)(acc / (double)len) : NAN;
-    if (kind == R_MAX && len == 0)
-        return -INFINITY;
-    return (float)acc;
+    switch (kind) {
+    case R_MAX:
+        RED_LANES(R_MAX)
+        break;
+    case R_MIN:
+        RED_LANES(R_MIN)
+        break;
+    case R_PROD:
+        RED_LANES(R_PROD)
+        break;
+    case R_L1:
+        RED_LANES(R_L1)
+        break;
+    case R_L2:
+    case R_SUMSQ:
+        RED_LANES(R_SUMSQ)
+        break;
+    case R_LSE:
+        RED_LANES(R_LSE)
+        break;
+    default:
+        RED_LANES(R_SUM)
+        break;
+    }
 }
 
-/* ReduceMax's step: NaN wins, as in the element-by-element path. */
-static double red_max(double acc, double v)
+#undef RED_LANES
+
+/*
+ * A slab of total = len * inner contiguous floats reduced to inner results: accumulated in w
+ * lanes (w a multiple of inner), lane l then folded into result l % inner. shift holds w
+ * lanes (ReduceLogSumExp) or is NULL.
+ */
+static void red_slab(int kind, const float *x, uint64_t total, uint64_t inner, uint64_t w,
+                     const double *shift, double *res)
 {
-    return v > acc || isnan(v) ? v : acc;
+    double acc[RED_BLOCK];
+    uint64_t k = 0;
+    for (uint64_t i = 0; i < w; i++)
+        acc[i] = red_init(kind);
+    for (; k + w <= total; k += w)
+        red_lanes(kind, acc, x + k, w, shift);
+    red_lanes(kind, acc, x + k, total - k, shift);
+    for (uint64_t i = 0; i < inner; i++) {
+        double r = acc[i];
+        for (uint64_t l = i + inner; l < w; l += inner)
+            r = red_comb(kind, r, acc[l]);
+        res[i] = r;
+    }
+}
+
+/* nb inner positions from b0 of a [len, inner] block reduced over len into res. */
+static void red_cols(int kind, const float *x, uint64_t len, uint64_t inner, uint64_t b0,
+                     uint64_t nb, const double *shift, double *res)
+{
+    for (uint64_t i = 0; i < nb; i++)
+        res[i] = red_init(kind);
+    for (uint64_t k = 0; k < len; k++)
+        red_lanes(kind, res, x + k * inner + b0, nb, shift);
 }
 
 static void red_range(void *ud, uint64_t lo, uint64_t hi)
 {
     const struct red_job *j = ud;
-    bool mx = j->kind == R_MAX;
-    double acc[RED_BLOCK];
+    double res[RED_BLOCK], mx[RED_BLOCK], shift[RED_BLOCK];
+    bool lse = j->kind == R_LSE;
     for (uint64_t u = lo; u < hi; u++) {
         uint64_t o = u / j->blocks, b0 = (u % j->blocks) * RED_BLOCK;
         const float *x = j->x + o * j->len * j->inner;
         float *y = j->y + o * j->inner;
         if (j->inner <= RED_BLOCK) {
-            /* The slab is len*inner contiguous floats: accumulate it in w lanes (w a multiple
-             * of inner), then fold lane r into output r % inner. */
-            uint64_t w = j->inner * (RED_BLOCK / j->inner), total = j->len * j->inner, k = 0;
-            for (uint64_t i = 0; i < w; i++)
-                acc[i] = mx ? -INFINITY : 0.0;
-            if (mx) {
-                for (; k + w <= total; k += w)
-                    for (uint64_t i = 0; i < w; i++)
-                        acc[i] = red_max(acc[i], x[k + i]);
-                for (uint64_t i = 0; k + i < total; i++)
-                    acc[i] = red_max(acc[i], x[k + i]);
-            } else {
-                for (; k + w <= total; k += w)
-                    for (uint64_t i = 0; i < w; i++)
-                        acc[i] += (double)x[k + i];
-                for (uint64_t i = 0; k + i < total; i++)
-                    acc[i] += (double)x[k + i];
+            uint64_t w = j->inner * (RED_BLOCK / j->inner), total = j->len * j->inner;
+            if (lse) {
+                red_slab(R_MAX, x, total, j->inner, w, NULL, mx);
+                for (uint64_t i = 0; i < w; i++)
+                    shift[i] = isfinite(mx[i % j->inner]) ? mx[i % j->inner] : 0.0;
             }
-            for (uint64_t i = 0; i < j->inner; i++) {
-                double r = acc[i];
-                for (uint64_t l = i + j->inner; l < w; l += j->inner)
-                    r = mx ? red_max(r, acc[l]) : r + acc[l];
-                y[i] = red_finish(j->kind, r, j->len);
-            }
+            red_slab(j->kind, x, total, j->inner, w, lse ? shift : NULL, res);
+            for (uint64_t i = 0; i < j->inner; i++)
+                y[i] = (float)red_finish(j->kind, res[i], j->len, lse ? mx[i] : 0.0);
             continue;
         }
         uint64_t nb = j->inner - b0 < RED_BLOCK ? j->inner - b0 : RED_BLOCK;
-        for (uint64_t i = 0; i < nb; i++)
-            acc[i] = mx ? -INFINITY : 0.0;
-        for (uint64_t k = 0; k < j->len; k++) {
-            const float *row = x + k * j->inner + b0;
-            if (mx) {
-                for (uint64_t i = 0; i < nb; i++)
-                    acc[i] = red_max(acc[i], row[i]);
-            } else {
-                for (uint64_t i = 0; i < nb; i++)
-                    acc[i] += (double)row[i];
-            }
+        if (lse) {
+            red_cols(R_MAX, x, j->len, j->inner, b0, nb, NULL, mx);
+            for (uint64_t i = 0; i < nb; i++)
+                shift[i] = isfinite(mx[i]) ? mx[i] : 0.0;
         }
+        red_cols(j->kind, x, j->len, j->inner, b0, nb, lse ? shift : NULL, res);
         for (uint64_t i = 0; i < nb; i++)
-            y[b0 + i] = red_finish(j->kind, acc[i], j->len);
+            y[b0 + i] = (float)red_finish(j->kind, res[i], j->len, lse ? mx[i] : 0.0);
     }
 }
 
@@ -225,68 +336,128 @@ static bool reduce_fast(struct veil__kctx *c, const struct veil__kparams *kp, in
     return true;
 }
 
+/*
+ * A tensor split into kept and reduced axes (mask[i] != 0: axis i reduced): groups are the
+ * kept positions, and a group's members are its rcount reduced positions. contig: every
+ * group's members are contiguous (no kept axis of size > 1 after a reduced one).
+ */
+struct red_geom {
+    size_t nk, nr;
+    int64_t kdims[VEIL__ENG_RANK], kst[VEIL__ENG_RANK], rdims[VEIL__ENG_RANK], rst[VEIL__ENG_RANK];
+    uint64_t rcount;
+    bool contig;
+};
+
+static void red_geom_init(const struct veil__tv *t, const int64_t *mask, struct red_geom *g)
+{
+    int64_t st[VEIL__ENG_RANK], s = 1;
+    memset(g, 0, sizeof(*g));
+    for (size_t i = t->rank; i-- > 0;) {
+        st[i] = s;
+        s *= t->dims[i];
+    }
+    g->rcount = 1;
+    g->contig = true;
+    bool seen_red = false;
+    for (size_t i = 0; i < t->rank; i++) {
+        if (mask[i]) {
+            g->rdims[g->nr] = t->dims[i];
+            g->rst[g->nr++] = st[i];
+            g->rcount *= (uint64_t)t->dims[i];
+            seen_red = true;
+        } else {
+            g->kdims[g->nk] = t->dims[i];
+            g->kst[g->nk++] = st[i];
+            if (seen_red && t->dims[i] != 1)
+                g->contig = false;
+        }
+    }
+}
+
+/* Offset of group o's first member. */
+static int64_t red_base(const struct red_geom *g, uint64_t o)
+{
+    int64_t base = 0;
+    for (size_t i = g->nk; i-- > 0;) {
+        base += (int64_t)(o % (uint64_t)g->kdims[i]) * g->kst[i];
+        o /= (uint64_t)g->kdims[i];
+    }
+    return base;
+}
+
+/* Offset of member k of the group starting at base. */
+static int64_t red_off(const struct red_geom *g, int64_t base, uint64_t k)
+{
+    if (g->contig)
+        return base + (int64_t)k;
+    for (size_t i = g->nr; i-- > 0;) {
+        base += (int64_t)(k % (uint64_t)g->rdims[i]) * g->rst[i];
+        k /= (uint64_t)g->rdims[i];
+    }
+    return base;
+}
+
 static veil_err reduce_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
-    size_t r = c->in[0].rank;
     int kind = (int)kp->i[0];
     if (reduce_fast(c, kp, kind))
         return VEIL_OK;
-    int64_t st[VEIL__ENG_RANK], kdims[VEIL__ENG_RANK], kst[VEIL__ENG_RANK], rdims[VEIL__ENG_RANK],
-        rst[VEIL__ENG_RANK];
-    size_t nk = 0, nr = 0;
-    int64_t s = 1;
-    for (size_t i = r; i-- > 0;) {
-        st[i] = s;
-        s *= c->in[0].dims[i];
-    }
-    uint64_t rcount = 1;
-    for (size_t i = 0; i < r; i++) {
-        if (kp->v[0][i]) {
-            rdims[nr] = c->in[0].dims[i];
-            rst[nr++] = st[i];
-            rcount *= (uint64_t)c->in[0].dims[i];
-        } else {
-            kdims[nk] = c->in[0].dims[i];
-            kst[nk++] = st[i];
-        }
-    }
+    struct red_geom g;
+    red_geom_init(&c->in[0], kp->v[0], &g);
+    /* Integers accumulate exactly (wrapping) where the result is an integer of the same sums;
+     * the norms and logarithms go through double and saturate back. */
+    bool fl = c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE || kind == R_L2 ||
+              kind == R_LOGSUM || kind == R_LSE;
     for (uint64_t o = 0; o < c->out[0].numel; o++) {
-        uint64_t q = o;
-        int64_t base = 0;
-        for (size_t i = nk; i-- > 0;) {
-            base += (int64_t)(q % (uint64_t)kdims[i]) * kst[i];
-            q /= (uint64_t)kdims[i];
-        }
-        double acc = kind == R_MAX ? -INFINITY : 0.0;
-        int64_t iacc = kind == R_MAX ? INT64_MIN : 0;
-        bool fl = c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE;
-        for (uint64_t k = 0; k < rcount; k++) {
-            uint64_t qq = k;
-            int64_t off = base;
-            for (size_t i = nr; i-- > 0;) {
-                off += (int64_t)(qq % (uint64_t)rdims[i]) * rst[i];
-                qq /= (uint64_t)rdims[i];
-            }
-            if (fl) {
-                double v = veil__get_f64(&c->in[0], (uint64_t)off);
-                acc = kind == R_MAX ? (v > acc || isnan(v) ? v : acc) : acc + v;
-            } else {
-                int64_t v = veil__get_i64(&c->in[0], (uint64_t)off);
-                iacc =
-                    kind == R_MAX ? (v > iacc ? v : iacc) : (int64_t)((uint64_t)iacc + (uint64_t)v);
-            }
-        }
+        int64_t base = red_base(&g, o);
         if (fl) {
-            if (kind == R_MEAN)
-                acc = rcount ? acc / (double)rcount : NAN;
-            if (kind == R_MAX && rcount == 0)
-                acc = -INFINITY;
-            veil__set_f64(&c->out[0], o, acc);
-        } else {
-            if (kind == R_MEAN)
-                iacc = rcount ? iacc / (int64_t)rcount : 0;
-            veil__set_i64(&c->out[0], o, iacc);
+            double shift = 0.0, mx = -INFINITY;
+            if (kind == R_LSE) {
+                for (uint64_t k = 0; k < g.rcount; k++)
+                    mx = red_max(mx, veil__get_f64(&c->in[0], (uint64_t)red_off(&g, base, k)));
+                shift = isfinite(mx) ? mx : 0.0;
+            }
+            double acc = red_init(kind);
+            for (uint64_t k = 0; k < g.rcount; k++)
+                acc = red_step(kind, acc, veil__get_f64(&c->in[0], (uint64_t)red_off(&g, base, k)),
+                               shift);
+            veil__set_f64(&c->out[0], o, red_finish(kind, acc, g.rcount, mx));
+            continue;
         }
+        if (g.rcount == 0 && (kind == R_MAX || kind == R_MIN)) {
+            /* The empty set's extreme is the type's lowest or highest value (saturated). */
+            veil__set_f64(&c->out[0], o, red_init(kind));
+            continue;
+        }
+        uint64_t acc = kind == R_PROD ? 1 : 0;
+        int64_t best = 0;
+        for (uint64_t k = 0; k < g.rcount; k++) {
+            int64_t v = veil__get_i64(&c->in[0], (uint64_t)red_off(&g, base, k));
+            switch (kind) {
+            case R_MAX:
+                best = k == 0 || v > best ? v : best;
+                break;
+            case R_MIN:
+                best = k == 0 || v < best ? v : best;
+                break;
+            case R_PROD:
+                acc *= (uint64_t)v;
+                break;
+            case R_L1:
+                acc += v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+                break;
+            case R_SUMSQ:
+                acc += (uint64_t)v * (uint64_t)v;
+                break;
+            default:
+                acc += (uint64_t)v;
+                break;
+            }
+        }
+        int64_t res = kind == R_MAX || kind == R_MIN ? best : (int64_t)acc;
+        if (kind == R_MEAN)
+            res = g.rcount ? res / (int64_t)g.rcount : 0;
+        veil__set_i64(&c->out[0], o, res);
     }
     return VEIL_OK;
 }
@@ -523,7 +694,7 @@ static veil_err ln_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     return VEIL_OK;
 }
 
-/* ---- ArgMax, TopK ---- */
+/* ---- ArgMax, ArgMin, Hardmax, TopK ---- */
 
 static veil_err argmax_infer(struct veil__ictx *c)
 {
@@ -535,10 +706,11 @@ static veil_err argmax_infer(struct veil__ictx *c)
     if ((rc = norm_axis(veil__attr_i(c->n, "axis", 0), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
         return rc;
     if (c->in[0].dims[ax] == 0)
-        return veil_errf(c->eb, VEIL_E_INVALID, "ArgMax over an empty axis");
+        return veil_errf(c->eb, VEIL_E_INVALID, "%s over an empty axis", c->n->op_type);
     bool keep = veil__attr_i(c->n, "keepdims", 1) != 0;
     c->kp->i[0] = (int64_t)ax;
     c->kp->i[1] = veil__attr_i(c->n, "select_last_index", 0);
+    c->kp->i[2] = strcmp(c->n->op_type, "ArgMin") == 0;
     c->out[0].dt = VEIL_DT_INT64;
     c->out[0].rank = 0;
     for (size_t d = 0; d < c->in[0].rank; d++)
@@ -549,24 +721,77 @@ static veil_err argmax_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
+/*
+ * Index of the largest (min: smallest) of len elements of t from base with stride s (len >
+ * 0); ties go to the first index, or the last with last. A NaN wins only as the first element.
+ */
+static uint64_t arg_best(const struct veil__tv *t, uint64_t base, uint64_t len, uint64_t s,
+                         bool min, bool last)
+{
+    uint64_t best = 0;
+    double bv = veil__get_f64(t, base);
+    for (uint64_t i = 1; i < len; i++) {
+        double v = veil__get_f64(t, base + i * s);
+        if ((min ? v < bv : v > bv) || (last && v == bv)) {
+            bv = v;
+            best = i;
+        }
+    }
+    return best;
+}
+
 static veil_err argmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     uint64_t outer, len, inner;
     split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
-    bool last = kp->i[1] != 0;
+    bool last = kp->i[1] != 0, min = kp->i[2] != 0;
     int64_t *y = c->out[0].data;
     for (uint64_t o = 0; o < outer; o++)
+        for (uint64_t in = 0; in < inner; in++)
+            y[o * inner + in] =
+                (int64_t)arg_best(&c->in[0], o * len * inner + in, len, inner, min, last);
+    return VEIL_OK;
+}
+
+/*
+ * Hardmax: 1 at the first largest element of each row, 0 elsewhere. Rows run along axis
+ * (default -1) from opset 13; before, the input is coerced to 2-D at axis (default 1) and a
+ * row is everything from axis on, as for Softmax.
+ */
+static veil_err hardmax_infer(struct veil__ictx *c)
+{
+    size_t ax;
+    veil_err rc;
+    if (c->in[0].dt != VEIL_DT_FLOAT && c->in[0].dt != VEIL_DT_DOUBLE)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s (float and double are)",
+                         veil_dtype_name(c->in[0].dt));
+    if (c->in[0].rank == 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "scalar input");
+    int64_t def = c->opset >= 13 ? -1 : 1;
+    if ((rc = norm_axis(veil__attr_i(c->n, "axis", def), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+        return rc;
+    c->kp->i[0] = (int64_t)ax;
+    c->out[0] = c->in[0];
+    return VEIL_OK;
+}
+
+static veil_err hardmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    uint64_t outer, len, inner;
+    split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
+    if (c->opset < 13) {
+        len *= inner;
+        inner = 1;
+    }
+    struct veil__tv *y = &c->out[0];
+    memset(y->data, 0, (size_t)y->numel * veil_dtype_size(y->dt));
+    if (len == 0)
+        return VEIL_OK;
+    for (uint64_t o = 0; o < outer; o++)
         for (uint64_t in = 0; in < inner; in++) {
-            uint64_t base = o * len * inner + in, best = 0;
-            double bv = veil__get_f64(&c->in[0], base);
-            for (uint64_t i = 1; i < len; i++) {
-                double v = veil__get_f64(&c->in[0], base + i * inner);
-                if (v > bv || (last && v == bv)) {
-                    bv = v;
-                    best = i;
-                }
-            }
-            y[o * inner + in] = (int64_t)best;
+            uint64_t base = o * len * inner + in;
+            uint64_t best = arg_best(&c->in[0], base, len, inner, false, false);
+            veil__set_f64(y, base + best * inner, 1.0);
         }
     return VEIL_OK;
 }
@@ -641,7 +866,8 @@ static veil_err topk_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     return VEIL_OK;
 }
 
-/* ---- BatchNormalization (inference), GlobalAveragePool ---- */
+/* ---- BatchNormalization (inference), instance and mean-variance normalisation, LRN, global
+ * pooling ---- */
 
 static veil_err bn_infer(struct veil__ictx *c)
 {
@@ -679,16 +905,212 @@ static veil_err bn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     return VEIL_OK;
 }
 
+/*
+ * InstanceNormalization and MeanVarianceNormalization: each group of elements (the reduced
+ * axes of struct red_geom at one kept position) is normalised by its own mean and variance,
+ * both in double over two passes. InstanceNormalization's groups are the (n, c) planes, with
+ * y = (x - mean) / sqrt(var + epsilon) * scale[c] + B[c]; MeanVarianceNormalization's are
+ * given by axes (default [0, 2, 3]), with y = (x - mean) / (sqrt(var) + 1e-9) as in the
+ * operator's function body.
+ */
+static veil_err norm_infer(struct veil__ictx *c)
+{
+    veil_err rc = need_float(c, 0);
+    if (rc != VEIL_OK)
+        return rc;
+    size_t r = c->in[0].rank;
+    memset(c->kp->v[0], 0, sizeof(c->kp->v[0]));
+    if (strcmp(c->n->op_type, "InstanceNormalization") == 0) {
+        if (r < 3)
+            return veil_errf(c->eb, VEIL_E_INVALID, "InstanceNormalization needs rank >= 3");
+        for (size_t i = 1; i < 3; i++)
+            if (!has_in(c, i) || c->in[i].dt != VEIL_DT_FLOAT || c->in[i].rank != 1 ||
+                c->in[i].dims[0] != c->in[0].dims[1])
+                return veil_errf(c->eb, VEIL_E_INVALID, "input %zu must hold C = %lld floats", i,
+                                 (long long)c->in[0].dims[1]);
+        float eps = veil__attr_f(c->n, "epsilon", 1e-5f);
+        if (!(eps >= 0.0f) || isinf(eps))
+            return veil_errf(c->eb, VEIL_E_INVALID, "epsilon %g", (double)eps);
+        for (size_t d = 2; d < r; d++)
+            c->kp->v[0][d] = 1;
+        c->kp->i[0] = 1;
+        c->kp->f[0] = eps;
+    } else {
+        static const int64_t def_axes[3] = {0, 2, 3};
+        const struct veil__attr *a = veil__attr_get(c->n, "axes");
+        const int64_t *axes = def_axes;
+        size_t na = 3;
+        if (a != NULL) {
+            if (a->type != VEIL_ONNX_ATTR_INTS || a->n == 0 || a->n > VEIL__ENG_RANK)
+                return veil_errf(c->eb, VEIL_E_INVALID, "axes must be 1 to %d integers",
+                                 VEIL__ENG_RANK);
+            axes = a->ints;
+            na = a->n;
+        }
+        for (size_t i = 0; i < na; i++) {
+            size_t ax;
+            if ((rc = norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
+                return rc;
+            c->kp->v[0][ax] = 1;
+        }
+        c->kp->i[0] = 0;
+        c->kp->f[0] = 1e-9f;
+    }
+    c->out[0] = c->in[0];
+    return VEIL_OK;
+}
+
+struct norm_job {
+    const float *x, *scale, *bias;
+    float *y;
+    struct red_geom g;
+    uint64_t ch; /* channels (InstanceNormalization) */
+    bool inst;
+    double eps;
+};
+
+static void norm_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct norm_job *j = ud;
+    const struct red_geom *g = &j->g;
+    for (uint64_t o = lo; o < hi; o++) {
+        int64_t base = red_base(g, o);
+        double sum = 0, sq = 0;
+        for (uint64_t k = 0; k < g->rcount; k++)
+            sum += j->x[red_off(g, base, k)];
+        double mean = g->rcount ? sum / (double)g->rcount : 0.0;
+        for (uint64_t k = 0; k < g->rcount; k++) {
+            double d = j->x[red_off(g, base, k)] - mean;
+            sq += d * d;
+        }
+        double var = g->rcount ? sq / (double)g->rcount : 0.0, a, b = 0.0;
+        if (j->inst) {
+            uint64_t ch = o % j->ch;
+            a = j->scale[ch] / sqrt(var + j->eps);
+            b = j->bias[ch];
+        } else {
+            a = 1.0 / (sqrt(var) + j->eps);
+        }
+        for (uint64_t k = 0; k < g->rcount; k++) {
+            int64_t off = red_off(g, base, k);
+            j->y[off] = (float)((j->x[off] - mean) * a + b);
+        }
+    }
+}
+
+static veil_err norm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    struct norm_job j;
+    memset(&j, 0, sizeof(j));
+    red_geom_init(&c->in[0], kp->v[0], &j.g);
+    j.x = c->in[0].data;
+    j.y = c->out[0].data;
+    j.inst = kp->i[0] != 0;
+    j.eps = kp->f[0];
+    if (j.inst) {
+        j.scale = c->in[1].data;
+        j.bias = c->in[2].data;
+        j.ch = (uint64_t)c->in[0].dims[1];
+    }
+    if (c->in[0].numel == 0)
+        return VEIL_OK;
+    uint64_t groups = c->in[0].numel / j.g.rcount;
+    veil__parallel(groups, j.g.rcount >= 4096 ? 1 : 4096 / j.g.rcount, norm_range, &j);
+    return VEIL_OK;
+}
+
+/*
+ * LRN across channels: y = x / (bias + alpha / size * sum of x^2 over the channels
+ * c - floor((size - 1) / 2) .. c + ceil((size - 1) / 2))^beta, the window cut at the edges.
+ */
+static veil_err lrn_infer(struct veil__ictx *c)
+{
+    veil_err rc = need_float(c, 0);
+    if (rc != VEIL_OK)
+        return rc;
+    if (c->in[0].rank < 3)
+        return veil_errf(c->eb, VEIL_E_INVALID, "LRN needs rank >= 3");
+    const struct veil__attr *sz = veil__attr_typed(c->n, "size", VEIL_ONNX_ATTR_INT);
+    if (sz == NULL)
+        return veil_errf(c->eb, VEIL_E_INVALID, "LRN needs an integer size");
+    if (sz->i < 1 || sz->i % 2 == 0 || sz->i > 65535)
+        return veil_errf(c->eb, VEIL_E_INVALID, "size %lld (an odd number from 1 to 65535)",
+                         (long long)sz->i);
+    float alpha = veil__attr_f(c->n, "alpha", 1e-4f), beta = veil__attr_f(c->n, "beta", 0.75f),
+          bias = veil__attr_f(c->n, "bias", 1.0f);
+    if (!isfinite(alpha) || !isfinite(beta) || !isfinite(bias))
+        return veil_errf(c->eb, VEIL_E_INVALID, "alpha, beta and bias must be finite");
+    c->kp->i[0] = sz->i;
+    c->kp->f[0] = alpha;
+    c->kp->f[1] = beta;
+    c->kp->f[2] = bias;
+    c->out[0] = c->in[0];
+    return VEIL_OK;
+}
+
+struct lrn_job {
+    const float *x;
+    float *y;
+    uint64_t ch, sp;
+    int64_t lo, hi; /* window: channels c - lo .. c + hi */
+    double alpha, beta, bias;
+};
+
+/* Rows are (n, c) planes, each done in blocks of RED_BLOCK positions. */
+static void lrn_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct lrn_job *j = ud;
+    double acc[RED_BLOCK];
+    for (uint64_t row = lo; row < hi; row++) {
+        int64_t ch = (int64_t)(row % j->ch), c0 = ch - j->lo, c1 = ch + j->hi;
+        if (c0 < 0)
+            c0 = 0;
+        if (c1 > (int64_t)j->ch - 1)
+            c1 = (int64_t)j->ch - 1;
+        const float *plane = j->x + (row - (uint64_t)ch) * j->sp;
+        const float *x = j->x + row * j->sp;
+        float *y = j->y + row * j->sp;
+        for (uint64_t b0 = 0; b0 < j->sp; b0 += RED_BLOCK) {
+            uint64_t nb = j->sp - b0 < RED_BLOCK ? j->sp - b0 : RED_BLOCK;
+            for (uint64_t i = 0; i < nb; i++)
+                acc[i] = 0.0;
+            for (int64_t k = c0; k <= c1; k++) {
+                const float *xk = plane + (uint64_t)k * j->sp + b0;
+                for (uint64_t i = 0; i < nb; i++)
+                    acc[i] += (double)xk[i] * xk[i];
+            }
+            for (uint64_t i = 0; i < nb; i++)
+                y[b0 + i] = (float)(x[b0 + i] / pow(j->bias + j->alpha * acc[i], j->beta));
+        }
+    }
+}
+
+static veil_err lrn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    int64_t size = kp->i[0];
+    struct lrn_job j = {c->in[0].data,  c->out[0].data, (uint64_t)c->in[0].dims[1],      0,
+                        (size - 1) / 2, size / 2,       (double)kp->f[0] / (double)size, kp->f[1],
+                        kp->f[2]};
+    uint64_t rows = (uint64_t)c->in[0].dims[0] * j.ch;
+    if (rows == 0 || c->in[0].numel == 0)
+        return VEIL_OK;
+    j.sp = c->in[0].numel / rows;
+    veil__parallel(rows, j.sp >= 4096 ? 1 : 4096 / j.sp, lrn_range, &j);
+    return VEIL_OK;
+}
+
+/* GlobalAveragePool and GlobalMaxPool: one mean or maximum per (n, c) plane. */
 static veil_err gap_infer(struct veil__ictx *c)
 {
     veil_err rc = need_float(c, 0);
     if (rc != VEIL_OK)
         return rc;
     if (c->in[0].rank < 3)
-        return veil_errf(c->eb, VEIL_E_INVALID, "GlobalAveragePool needs rank >= 3");
+        return veil_errf(c->eb, VEIL_E_INVALID, "%s needs rank >= 3", c->n->op_type);
     c->out[0] = c->in[0];
     for (size_t d = 2; d < c->in[0].rank; d++)
         c->out[0].dims[d] = 1;
+    c->kp->i[0] = strcmp(c->n->op_type, "GlobalMaxPool") == 0;
     return VEIL_OK;
 }
 
@@ -696,14 +1118,22 @@ struct gap_job {
     const float *x;
     float *y;
     uint64_t sp;
+    bool max;
 };
 
 static void gap_range(void *ud, uint64_t lo, uint64_t hi)
 {
     const struct gap_job *j = ud;
     for (uint64_t r = lo; r < hi; r++) {
-        double s = 0;
         const float *x = j->x + r * j->sp;
+        if (j->max) {
+            double m = -INFINITY;
+            for (uint64_t i = 0; i < j->sp; i++)
+                m = red_max(m, x[i]);
+            j->y[r] = (float)m;
+            continue;
+        }
+        double s = 0;
         for (uint64_t i = 0; i < j->sp; i++)
             s += x[i];
         j->y[r] = (float)(s / (double)j->sp);
@@ -712,9 +1142,9 @@ static void gap_range(void *ud, uint64_t lo, uint64_t hi)
 
 static veil_err gap_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
-    (void)kp;
     uint64_t rows = c->out[0].numel;
-    struct gap_job j = {c->in[0].data, c->out[0].data, rows ? c->in[0].numel / rows : 0};
+    struct gap_job j = {c->in[0].data, c->out[0].data, rows ? c->in[0].numel / rows : 0,
+                        kp->i[0] != 0};
     veil__parallel(rows, 64, gap_range, &j);
     return VEIL_OK;
 }
@@ -865,13 +1295,26 @@ const struct veil__op_def veil__ops_nn[] = {
     {"ReduceMean", reduce_infer, NULL, reduce_exec, 0, false, false},
     {"ReduceSum", reduce_infer, NULL, reduce_exec, 0x2, false, false},
     {"ReduceMax", reduce_infer, NULL, reduce_exec, 0, false, false},
+    {"ReduceMin", reduce_infer, NULL, reduce_exec, 0, false, false},
+    {"ReduceProd", reduce_infer, NULL, reduce_exec, 0, false, false},
+    {"ReduceL1", reduce_infer, NULL, reduce_exec, 0, false, false},
+    {"ReduceL2", reduce_infer, NULL, reduce_exec, 0, false, false},
+    {"ReduceLogSum", reduce_infer, NULL, reduce_exec, 0, false, false},
+    {"ReduceLogSumExp", reduce_infer, NULL, reduce_exec, 0, false, false},
+    {"ReduceSumSquare", reduce_infer, NULL, reduce_exec, 0, false, false},
     {"Softmax", softmax_infer, veil__softmax_prepare, softmax_exec, 0, false, false},
     {"LogSoftmax", softmax_infer, veil__softmax_prepare, softmax_exec, 0, false, false},
     {"LayerNormalization", ln_infer, ln_prepare, ln_exec, 0, false, false},
     {"ArgMax", argmax_infer, NULL, argmax_exec, 0, false, false},
+    {"ArgMin", argmax_infer, NULL, argmax_exec, 0, false, false},
+    {"Hardmax", hardmax_infer, NULL, hardmax_exec, 0, false, false},
     {"TopK", topk_infer, NULL, topk_exec, 0x2, false, false},
     {"BatchNormalization", bn_infer, NULL, bn_exec, 0, false, false},
     {"GlobalAveragePool", gap_infer, veil__pool_prepare, gap_exec, 0, false, false},
+    {"GlobalMaxPool", gap_infer, veil__pool_prepare, gap_exec, 0, false, false},
+    {"InstanceNormalization", norm_infer, NULL, norm_exec, 0, false, false},
+    {"MeanVarianceNormalization", norm_infer, NULL, norm_exec, 0, false, false},
+    {"LRN", lrn_infer, NULL, lrn_exec, 0, false, false},
     {"MaxPool", pool_infer, veil__pool_prepare, pool_exec, 0, false, false},
     {"AveragePool", pool_infer, NULL, pool_exec, 0, false, false},
 };
