@@ -87,186 +87,108 @@ struct un_job {
     float a, b;
 };
 
+/*
+ * The unary kernels once for float and once for double: S is the suffix of the <math.h>
+ * functions of that precision (f for float, empty for double).
+ */
+#define VEIL_ENGINE_UNARY_CASES(T, S)                                                              \
+    switch (kind) {                                                                                \
+    case U_RELU:                                                                                   \
+        return x > 0 ? x : (T)0;                                                                   \
+    case U_LEAKY:                                                                                  \
+        return x >= 0 ? x : x * a;                                                                 \
+    case U_CLIP:                                                                                   \
+        return x < a ? a : (x > b ? b : x);                                                        \
+    case U_SIGMOID:                                                                                \
+        return 1 / (1 + exp##S(-x));                                                               \
+    case U_TANH:                                                                                   \
+        return tanh##S(x);                                                                         \
+    case U_ERF:                                                                                    \
+        return erf##S(x);                                                                          \
+    case U_GELU:                                                                                   \
+        return (T)0.5 * x * (1 + erf##S(x * (T)0.70710678118654752));                              \
+    case U_GELU_TANH:                                                                              \
+        return (T)0.5 * x * (1 + tanh##S((T)0.7978845608028654 * (x + (T)0.044715 * x * x * x)));  \
+    case U_SQRT:                                                                                   \
+        return sqrt##S(x);                                                                         \
+    case U_EXP:                                                                                    \
+        return exp##S(x);                                                                          \
+    case U_LOG:                                                                                    \
+        return log##S(x);                                                                          \
+    case U_NEG:                                                                                    \
+        return -x;                                                                                 \
+    case U_ABS:                                                                                    \
+        return fabs##S(x);                                                                         \
+    case U_RECIP:                                                                                  \
+        return 1 / x;                                                                              \
+    case U_FLOOR:                                                                                  \
+        return floor##S(x);                                                                        \
+    case U_CEIL:                                                                                   \
+        return ceil##S(x);                                                                         \
+    case U_ROUND:                                                                                  \
+        /* The default rounding mode rounds halves to even, as ONNX Round requires. */             \
+        return nearbyint##S(x);                                                                    \
+    case U_SIGN:                                                                                   \
+        return x > 0 ? (T)1 : (x < 0 ? (T)-1 : x);                                                 \
+    case U_SIN:                                                                                    \
+        return sin##S(x);                                                                          \
+    case U_COS:                                                                                    \
+        return cos##S(x);                                                                          \
+    case U_TAN:                                                                                    \
+        return tan##S(x);                                                                          \
+    case U_ASIN:                                                                                   \
+        return asin##S(x);                                                                         \
+    case U_ACOS:                                                                                   \
+        return acos##S(x);                                                                         \
+    case U_ATAN:                                                                                   \
+        return atan##S(x);                                                                         \
+    case U_SINH:                                                                                   \
+        return sinh##S(x);                                                                         \
+    case U_COSH:                                                                                   \
+        return cosh##S(x);                                                                         \
+    case U_ASINH:                                                                                  \
+        return asinh##S(x);                                                                        \
+    case U_ACOSH:                                                                                  \
+        return acosh##S(x);                                                                        \
+    case U_ATANH:                                                                                  \
+        return atanh##S(x);                                                                        \
+    case U_ELU:                                                                                    \
+        return x >= 0 ? x : a * expm1##S(x);                                                       \
+    case U_SELU:                                                                                   \
+        return x > 0 ? b * x : b * a * expm1##S(x);                                                \
+    case U_CELU: {                                                                                 \
+        T e = a * expm1##S(x / a);                                                                 \
+        return isnan(x) ? x : (x > 0 ? x : (T)0) + (e < 0 ? e : (T)0);                             \
+    }                                                                                              \
+    case U_HSIGMOID: {                                                                             \
+        T v = a * x + b;                                                                           \
+        return v < 0 ? (T)0 : (v > 1 ? (T)1 : v);                                                  \
+    }                                                                                              \
+    case U_HSWISH: {                                                                               \
+        T v = x / 6 + (T)0.5;                                                                      \
+        return x * (v < 0 ? (T)0 : (v > 1 ? (T)1 : v));                                            \
+    }                                                                                              \
+    case U_THRELU:                                                                                 \
+        return x > a ? x : (T)0;                                                                   \
+    case U_SOFTPLUS:                                                                               \
+        /* log##S(1 + e^x) without overflowing e^x for large x. */                                 \
+        return x > 0 ? x + log1p##S(exp##S(-x)) : log1p##S(exp##S(x));                             \
+    case U_SOFTSIGN:                                                                               \
+        return x / (1 + fabs##S(x));                                                               \
+    case U_SHRINK:                                                                                 \
+        return x < -b ? x + a : (x > b ? x - a : (T)0);                                            \
+    default:                                                                                       \
+        return x;                                                                                  \
+    }
+
 static inline float un_f(int kind, float x, float a, float b)
 {
-    switch (kind) {
-    case U_RELU:
-        return x > 0.0f ? x : 0.0f;
-    case U_LEAKY:
-        return x >= 0.0f ? x : x * a;
-    case U_CLIP:
-        return x < a ? a : (x > b ? b : x);
-    case U_SIGMOID:
-        return 1.0f / (1.0f + expf(-x));
-    case U_TANH:
-        return tanhf(x);
-    case U_ERF:
-        return erff(x);
-    case U_GELU:
-        return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case U_GELU_TANH:
-        return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    case U_SQRT:
-        return sqrtf(x);
-    case U_EXP:
-        return expf(x);
-    case U_LOG:
-        return logf(x);
-    case U_NEG:
-        return -x;
-    case U_ABS:
-        return fabsf(x);
-    case U_RECIP:
-        return 1.0f / x;
-    case U_FLOOR:
-        return floorf(x);
-    case U_CEIL:
-        return ceilf(x);
-    case U_ROUND:
-        /* The default rounding mode rounds halves to even, as ONNX Round requires. */
-        return nearbyintf(x);
-    case U_SIGN:
-        return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
-    case U_SIN:
-        return sinf(x);
-    case U_COS:
-        return cosf(x);
-    case U_TAN:
-        return tanf(x);
-    case U_ASIN:
-        return asinf(x);
-    case U_ACOS:
-        return acosf(x);
-    case U_ATAN:
-        return atanf(x);
-    case U_SINH:
-        return sinhf(x);
-    case U_COSH:
-        return coshf(x);
-    case U_ASINH:
-        return asinhf(x);
-    case U_ACOSH:
-        return acoshf(x);
-    case U_ATANH:
-        return atanhf(x);
-    case U_ELU:
-        return x >= 0.0f ? x : a * expm1f(x);
-    case U_SELU:
-        return x > 0.0f ? b * x : b * a * expm1f(x);
-    case U_CELU: {
-        float e = a * expm1f(x / a);
-        return isnan(x) ? x : (x > 0.0f ? x : 0.0f) + (e < 0.0f ? e : 0.0f);
-    }
-    case U_HSIGMOID: {
-        float v = a * x + b;
-        return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
-    }
-    case U_HSWISH: {
-        float v = x / 6.0f + 0.5f;
-        return x * (v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v));
-    }
-    case U_THRELU:
-        return x > a ? x : 0.0f;
-    case U_SOFTPLUS:
-        /* log(1 + e^x) without overflowing e^x for large x. */
-        return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x));
-    case U_SOFTSIGN:
-        return x / (1.0f + fabsf(x));
-    case U_SHRINK:
-        return x < -b ? x + a : (x > b ? x - a : 0.0f);
-    default:
-        return x;
-    }
+    VEIL_ENGINE_UNARY_CASES(float, f)
 }
 
 static inline double un_d(int kind, double x, double a, double b)
 {
-    switch (kind) {
-    case U_RELU:
-        return x > 0.0 ? x : 0.0;
-    case U_LEAKY:
-        return x >= 0.0 ? x : x * a;
-    case U_CLIP:
-        return x < a ? a : (x > b ? b : x);
-    case U_SIGMOID:
-        return 1.0 / (1.0 + exp(-x));
-    case U_TANH:
-        return tanh(x);
-    case U_ERF:
-        return erf(x);
-    case U_GELU:
-        return 0.5 * x * (1.0 + erf(x * 0.70710678118654752));
-    case U_GELU_TANH:
-        return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
-    case U_SQRT:
-        return sqrt(x);
-    case U_EXP:
-        return exp(x);
-    case U_LOG:
-        return log(x);
-    case U_NEG:
-        return -x;
-    case U_ABS:
-        return fabs(x);
-    case U_RECIP:
-        return 1.0 / x;
-    case U_FLOOR:
-        return floor(x);
-    case U_CEIL:
-        return ceil(x);
-    case U_ROUND:
-        return nearbyint(x);
-    case U_SIGN:
-        return x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : x);
-    case U_SIN:
-        return sin(x);
-    case U_COS:
-        return cos(x);
-    case U_TAN:
-        return tan(x);
-    case U_ASIN:
-        return asin(x);
-    case U_ACOS:
-        return acos(x);
-    case U_ATAN:
-        return atan(x);
-    case U_SINH:
-        return sinh(x);
-    case U_COSH:
-        return cosh(x);
-    case U_ASINH:
-        return asinh(x);
-    case U_ACOSH:
-        return acosh(x);
-    case U_ATANH:
-        return atanh(x);
-    case U_ELU:
-        return x >= 0.0 ? x : a * expm1(x);
-    case U_SELU:
-        return x > 0.0 ? b * x : b * a * expm1(x);
-    case U_CELU: {
-        double e = a * expm1(x / a);
-        return isnan(x) ? x : (x > 0.0 ? x : 0.0) + (e < 0.0 ? e : 0.0);
-    }
-    case U_HSIGMOID: {
-        double v = a * x + b;
-        return v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v);
-    }
-    case U_HSWISH: {
-        double v = x / 6.0 + 0.5;
-        return x * (v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v));
-    }
-    case U_THRELU:
-        return x > a ? x : 0.0;
-    case U_SOFTPLUS:
-        return x > 0.0 ? x + log1p(exp(-x)) : log1p(exp(x));
-    case U_SOFTSIGN:
-        return x / (1.0 + fabs(x));
-    case U_SHRINK:
-        return x < -b ? x + a : (x > b ? x - a : 0.0);
-    default:
-        return x;
-    }
+    VEIL_ENGINE_UNARY_CASES(double, )
 }
 
 static bool is_unsigned_dt(enum veil_dtype dt)
