@@ -57,7 +57,7 @@ static void one_node(struct mb *b, const char *op, const struct veil_tensor *in,
     char names[128] = "";
     size_t len = 0;
     for (size_t i = 0; i < n_in && len < sizeof(names); i++) {
-        char nm[16];
+        char nm[24];
         snprintf(nm, sizeof(nm), "x%zu", i);
         mb_input(b, nm, (int)in[i].dtype, in[i].rank, in[i].dims);
         len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i ? "," : "", nm);
