@@ -310,6 +310,10 @@ const char *veil__attr_s(const struct veil__node *n, const char *name, const cha
 uint64_t veil__numel(const int64_t *dims, size_t rank);
 veil_err veil__broadcast(const struct veil__tv *a, const struct veil__tv *b, size_t *rank,
                          int64_t *dims, struct veil_errbuf *eb);
+/* Element type classes: float or double; a signed or unsigned integer (not bool); either. */
+bool veil__dt_is_float(enum veil_dtype dt);
+bool veil__dt_is_int(enum veil_dtype dt);
+bool veil__dt_is_numeric(enum veil_dtype dt);
 /* Reads element i of an integer or float tensor as int64 / double. */
 int64_t veil__get_i64(const struct veil__tv *t, uint64_t i);
 double veil__get_f64(const struct veil__tv *t, uint64_t i);

@@ -757,6 +757,33 @@ int64_t veil__get_i64(const struct veil__tv *t, uint64_t i)
     }
 }
 
+bool veil__dt_is_float(enum veil_dtype dt)
+{
+    return dt == VEIL_DT_FLOAT || dt == VEIL_DT_DOUBLE;
+}
+
+bool veil__dt_is_int(enum veil_dtype dt)
+{
+    switch (dt) {
+    case VEIL_DT_INT8:
+    case VEIL_DT_INT16:
+    case VEIL_DT_INT32:
+    case VEIL_DT_INT64:
+    case VEIL_DT_UINT8:
+    case VEIL_DT_UINT16:
+    case VEIL_DT_UINT32:
+    case VEIL_DT_UINT64:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool veil__dt_is_numeric(enum veil_dtype dt)
+{
+    return veil__dt_is_float(dt) || veil__dt_is_int(dt);
+}
+
 double veil__get_f64(const struct veil__tv *t, uint64_t i)
 {
     switch (t->dt) {

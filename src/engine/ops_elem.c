@@ -287,28 +287,6 @@ static int unary_kind_of(const char *op)
     return -1;
 }
 
-static bool is_float_dt(enum veil_dtype dt)
-{
-    return dt == VEIL_DT_FLOAT || dt == VEIL_DT_DOUBLE;
-}
-
-static bool is_int_dt(enum veil_dtype dt)
-{
-    switch (dt) {
-    case VEIL_DT_INT8:
-    case VEIL_DT_INT16:
-    case VEIL_DT_INT32:
-    case VEIL_DT_INT64:
-    case VEIL_DT_UINT8:
-    case VEIL_DT_UINT16:
-    case VEIL_DT_UINT32:
-    case VEIL_DT_UINT64:
-        return true;
-    default:
-        return false;
-    }
-}
-
 /*
  * A float attribute of the node into *v: def when absent. Errors: VEIL_E_INVALID when the
  * attribute has another type.
@@ -398,9 +376,9 @@ static veil_err unary_infer(struct veil__ictx *c)
         ok = veil_dtype_size(dt) > 0;
     else if (kind == U_NEG || kind == U_ABS || kind == U_RELU || kind == U_CLIP || kind == U_SIGN ||
              kind == U_SHRINK)
-        ok = is_float_dt(dt) || is_int_dt(dt);
+        ok = veil__dt_is_float(dt) || veil__dt_is_int(dt);
     else
-        ok = is_float_dt(dt);
+        ok = veil__dt_is_float(dt);
     if (!ok)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s is not supported",
                          veil_dtype_name(dt));
@@ -442,7 +420,7 @@ static veil_err unary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     struct un_job j = {&c->in[0], &c->out[0], (int)kp->i[0], kp->f[0], kp->f[1]};
     if (j.kind == U_CLIP) {
         /* Bounds are read here, so they may be computed at run time. */
-        bool is_int = is_int_dt(c->in[0].dt);
+        bool is_int = veil__dt_is_int(c->in[0].dt);
         j.a = is_int ? -9.2e18f : -INFINITY;
         j.b = is_int ? 9.2e18f : INFINITY;
         if (c->n_in > 1 && c->n->in[1] >= 0)
@@ -567,57 +545,42 @@ struct bin_job {
     int kind;
 };
 
-/* Max and Min propagate NaN from either side, as NumPy's maximum and minimum do. */
+/*
+ * The binary float kernels once per precision, as VEIL_ENGINE_UNARY_CASES. Max and Min
+ * propagate NaN from either side, as NumPy's maximum and minimum do.
+ */
+#define VEIL_ENGINE_BINARY_CASES(T, S)                                                             \
+    switch (k) {                                                                                   \
+    case B_ADD:                                                                                    \
+        return x + y;                                                                              \
+    case B_SUB:                                                                                    \
+        return x - y;                                                                              \
+    case B_MUL:                                                                                    \
+        return x * y;                                                                              \
+    case B_DIV:                                                                                    \
+        return x / y;                                                                              \
+    case B_POW:                                                                                    \
+        return pow##S(x, y);                                                                       \
+    case B_MAX:                                                                                    \
+        return x > y || isnan(x) ? x : y;                                                          \
+    case B_MIN:                                                                                    \
+        return x < y || isnan(x) ? x : y;                                                          \
+    case B_FMOD:                                                                                   \
+        return fmod##S(x, y);                                                                      \
+    case B_PRELU:                                                                                  \
+        return x < 0 ? x * y : x;                                                                  \
+    default:                                                                                       \
+        return (T)0;                                                                               \
+    }
+
 static inline float bin_f(int k, float x, float y)
 {
-    switch (k) {
-    case B_ADD:
-        return x + y;
-    case B_SUB:
-        return x - y;
-    case B_MUL:
-        return x * y;
-    case B_DIV:
-        return x / y;
-    case B_POW:
-        return powf(x, y);
-    case B_MAX:
-        return x > y || isnan(x) ? x : y;
-    case B_MIN:
-        return x < y || isnan(x) ? x : y;
-    case B_FMOD:
-        return fmodf(x, y);
-    case B_PRELU:
-        return x < 0.0f ? x * y : x;
-    default:
-        return 0.0f;
-    }
+    VEIL_ENGINE_BINARY_CASES(float, f)
 }
 
 static inline double bin_d(int k, double x, double y)
 {
-    switch (k) {
-    case B_ADD:
-        return x + y;
-    case B_SUB:
-        return x - y;
-    case B_MUL:
-        return x * y;
-    case B_DIV:
-        return x / y;
-    case B_POW:
-        return pow(x, y);
-    case B_MAX:
-        return x > y || isnan(x) ? x : y;
-    case B_MIN:
-        return x < y || isnan(x) ? x : y;
-    case B_FMOD:
-        return fmod(x, y);
-    case B_PRELU:
-        return x < 0.0 ? x * y : x;
-    default:
-        return 0.0;
-    }
+    VEIL_ENGINE_BINARY_CASES(double, )
 }
 
 /* A shift by 64 or more clears every bit (C leaves it undefined). */
@@ -754,7 +717,7 @@ static void bin_range(void *ud, uint64_t lo, uint64_t hi)
             continue;
         }
         struct veil__tv at = *j->a, bt = *j->bb;
-        bool fl = is_float_dt(at.dt) || is_float_dt(bt.dt);
+        bool fl = veil__dt_is_float(at.dt) || veil__dt_is_float(bt.dt);
         for (int64_t i = 0; i < len; i++) {
             uint64_t ia = (uint64_t)(offs[0] + i * sa), ib = (uint64_t)(offs[1] + i * sb);
             uint64_t io = o0 + (uint64_t)i;
@@ -827,7 +790,7 @@ static veil_err bin_attr_kind(struct veil__ictx *c, enum veil_dtype dt, int *k)
         veil_err rc = attr_flag(c, "fmod", 0, &fm);
         if (rc != VEIL_OK)
             return rc;
-        if (fm == 0 && is_float_dt(dt))
+        if (fm == 0 && veil__dt_is_float(dt))
             return veil_errf(c->eb, VEIL_E_INVALID,
                              "fmod=0 (integer modulo) on %s input: ONNX requires fmod=1 for "
                              "floating-point types",
@@ -896,11 +859,12 @@ static veil_err binary_infer(struct veil__ictx *c)
     else if (k == B_SHL)
         ok = is_unsigned_dt(a->dt);
     else
-        ok = is_float_dt(a->dt) || is_int_dt(a->dt) || (k == B_EQ && a->dt == VEIL_DT_BOOL);
+        ok = veil__dt_is_float(a->dt) || veil__dt_is_int(a->dt) ||
+             (k == B_EQ && a->dt == VEIL_DT_BOOL);
     if (!ok)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s is not supported",
                          veil_dtype_name(a->dt));
-    if (k == B_POW && !(is_float_dt(b->dt) || is_int_dt(b->dt)))
+    if (k == B_POW && !(veil__dt_is_float(b->dt) || veil__dt_is_int(b->dt)))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "exponent type %s is not supported",
                          veil_dtype_name(b->dt));
     if ((rc = bin_attr_kind(c, a->dt, &k)) != VEIL_OK)
@@ -955,7 +919,7 @@ static veil_err variadic_infer(struct veil__ictx *c)
     if (c->n_in < 1 || c->n_out < 1 || c->n->out[0] < 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "needs at least one input and its output");
     enum veil_dtype dt = c->in[0].dt;
-    if (!(is_float_dt(dt) || (ints && is_int_dt(dt))))
+    if (!(veil__dt_is_float(dt) || (ints && veil__dt_is_int(dt))))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s is not supported",
                          veil_dtype_name(dt));
     struct veil__tv acc = c->in[0];
@@ -1036,9 +1000,9 @@ static void cast_range(void *ud, uint64_t lo, uint64_t hi)
         return;
     }
     for (uint64_t i = lo; i < hi; i++) {
-        if (is_float_dt(from))
+        if (veil__dt_is_float(from))
             veil__set_f64(j->out, i, veil__get_f64(j->in, i));
-        else if (from == VEIL_DT_UINT64 && is_float_dt(to))
+        else if (from == VEIL_DT_UINT64 && veil__dt_is_float(to))
             veil__set_f64(j->out, i, (double)((const uint64_t *)j->in->data)[i]);
         else
             veil__set_i64(j->out, i, veil__get_i64(j->in, i));

@@ -544,31 +544,6 @@ static bool index_dt(enum veil_dtype dt)
     return dt == VEIL_DT_INT64 || dt == VEIL_DT_INT32;
 }
 
-/* The element types the engine computes with (not bool, float16 or strings). */
-static bool numeric_dt(enum veil_dtype dt)
-{
-    switch (dt) {
-    case VEIL_DT_FLOAT:
-    case VEIL_DT_DOUBLE:
-    case VEIL_DT_INT8:
-    case VEIL_DT_INT16:
-    case VEIL_DT_INT32:
-    case VEIL_DT_INT64:
-    case VEIL_DT_UINT8:
-    case VEIL_DT_UINT16:
-    case VEIL_DT_UINT32:
-    case VEIL_DT_UINT64:
-        return true;
-    default:
-        return false;
-    }
-}
-
-static bool float_dt(enum veil_dtype dt)
-{
-    return dt == VEIL_DT_FLOAT || dt == VEIL_DT_DOUBLE;
-}
-
 /* Fails the run on the first index of ix outside [-len, len): hostile indices never read. */
 static veil_err check_indices(const struct veil__tv *ix, int64_t len, struct veil_errbuf *eb)
 {
@@ -601,7 +576,7 @@ static veil_err reduction_of(struct veil__ictx *c, enum veil_dtype dt, int64_t *
         return veil_errf(c->eb, VEIL_E_INVALID, "unknown reduction '%s'", s);
     if (*out != RED_NONE && c->opset < 16)
         return veil_errf(c->eb, VEIL_E_INVALID, "reduction '%s' needs opset 16", s);
-    if (*out != RED_NONE && !numeric_dt(dt))
+    if (*out != RED_NONE && !veil__dt_is_numeric(dt))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "reduction '%s' of %s", s, veil_dtype_name(dt));
     return VEIL_OK;
 }
@@ -613,7 +588,7 @@ static veil_err reduction_of(struct veil__ictx *c, enum veil_dtype dt, int64_t *
 static void reduce_at(struct veil__tv *o, uint64_t i, const struct veil__tv *u, uint64_t k,
                       int64_t red)
 {
-    if (float_dt(o->dt)) {
+    if (veil__dt_is_float(o->dt)) {
         double a = veil__get_f64(o, i), b = veil__get_f64(u, k);
         veil__set_f64(o, i, red == RED_ADD ? a + b : a * b);
     } else {
@@ -1772,7 +1747,7 @@ struct cumsum_job {
 static void cumsum_range(void *ud, uint64_t lo, uint64_t hi)
 {
     const struct cumsum_job *j = ud;
-    bool fl = float_dt(j->x->dt);
+    bool fl = veil__dt_is_float(j->x->dt);
     for (uint64_t t = lo; t < hi; t++) {
         uint64_t base = (t / j->inner) * j->len * j->inner + t % j->inner;
         double fs = 0;
@@ -1821,7 +1796,7 @@ static veil_err onehot_infer(struct veil__ictx *c)
 {
     const struct veil__tv *ix = &c->in[0], *dep = &c->in[1], *val = &c->in[2];
     size_t r = ix->rank, ax;
-    if (!numeric_dt(ix->dt) || !numeric_dt(dep->dt))
+    if (!veil__dt_is_numeric(ix->dt) || !veil__dt_is_numeric(dep->dt))
         return veil_errf(c->eb, VEIL_E_INVALID, "indices and depth must be numeric");
     if (dep->numel != 1 || dep->rank > 1)
         return veil_errf(c->eb, VEIL_E_INVALID, "depth must hold one value");
@@ -1881,7 +1856,7 @@ static veil_err eyelike_infer(struct veil__ictx *c)
                              (long long)a->i);
         dt = (enum veil_dtype)a->i;
     }
-    if (!numeric_dt(dt) && dt != VEIL_DT_BOOL && dt != VEIL_DT_FLOAT16)
+    if (!veil__dt_is_numeric(dt) && dt != VEIL_DT_BOOL && dt != VEIL_DT_FLOAT16)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "EyeLike of %s (dtype %d)", veil_dtype_name(dt),
                          (int)dt);
     c->out[0] = c->in[0];
@@ -2036,7 +2011,7 @@ static veil_err einsum_infer(struct veil__ictx *c)
         if (c->in[i].dt != c->in[0].dt)
             return veil_errf(c->eb, VEIL_E_INVALID, "operands differ in type");
     }
-    if (!numeric_dt(c->in[0].dt))
+    if (!veil__dt_is_numeric(c->in[0].dt))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Einsum of %s", veil_dtype_name(c->in[0].dt));
     if ((rc = ein_parse(c, terms, &out, &explicit_out)) != VEIL_OK)
         return rc;
@@ -2182,7 +2157,7 @@ static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
 {
     const struct einsum_job *j = ud;
     const struct einsum_plan *pl = j->pl;
-    bool fl = float_dt(j->out->dt);
+    bool fl = veil__dt_is_float(j->out->dt);
     size_t ni = pl->n_in;
     uint64_t red = veil__numel(pl->size + pl->n_out, pl->n_dims - pl->n_out);
     for (uint64_t o = lo; o < hi; o++) {
