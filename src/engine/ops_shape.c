@@ -1120,8 +1120,11 @@ static veil_err resize_infer(struct veil__ictx *c)
             return veil_errf(c->eb, VEIL_E_INVALID, "scales must hold %zu floats", r);
         for (size_t i = 0; i < r; i++) {
             scales[i] = ((const float *)c->in[2].data)[i];
-            /* Under tf_crop_and_resize an axis keeps (end - start) of its length. */
-            double d = floor((double)c->in[0].dims[i] * (r1[i] - r0[i]) * scales[i]);
+            /*
+             * floor(length * scale) under every mode, tf_crop_and_resize included: ONNX
+             * Runtime and ONNX's reference implementation both size the output this way.
+             */
+            double d = floor((double)c->in[0].dims[i] * scales[i]);
             if (!(scales[i] > 0) || !isfinite(scales[i]) || !(d >= 0) || d > (1 << 24))
                 return veil_errf(c->eb, VEIL_E_INVALID, "bad scale");
             c->out[0].dims[i] = (int64_t)d;
