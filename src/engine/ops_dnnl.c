@@ -1181,8 +1181,8 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
     int64_t m = c->kp->i[0], k = c->kp->i[1], n = c->kp->i[2];
     int64_t ad[VEIL__ENG_RANK + 2], bd[VEIL__ENG_RANK + 2], od[VEIL__ENG_RANK + 2];
     dnnl_memory_desc_t a_md, b_md, o_md, bias_md, add_md;
-    if (m * n == 0)
-        return VEIL_OK; /* an empty output: nothing to compute */
+    if (c->out[0].numel == 0)
+        return VEIL_OK; /* an empty output (a zero batch dim too): nothing to compute */
     if (r > DNNL_MAX_NDIMS || k == 0)
         return c->n->n_post > 0 || c->n->add_in >= 0
                    ? veil_errf(c->eb, VEIL_E_INTERNAL, "fusion without a primitive")

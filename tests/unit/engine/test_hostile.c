@@ -346,4 +346,44 @@ TEST(wrong_input_and_output_counts)
     }
 }
 
+/*
+ * A batched MatMul whose output is empty through a zero batch dim, with B 2-D (batches folded
+ * into M, which becomes 0) and with B batched: nothing to compute and nothing handed to oneDNN
+ * (its primitive creation divides by the zero extent).
+ */
+TEST(matmul_with_zero_batch)
+{
+    static const int64_t wdims[2][4] = {{4, 5, 0, 0}, {2, 1, 4, 5}};
+    static const size_t wrank[2] = {2, 4};
+    float w[40];
+    for (size_t i = 0; i < 40; i++)
+        w[i] = (float)i;
+    for (size_t c = 0; c < 2; c++) {
+        struct mb b;
+        struct veil_engine_model *m = NULL;
+        struct veil_errbuf eb = {{0}};
+        int64_t xd[4] = {2, 0, 3, 4}, yd[4] = {2, 0, 3, 5};
+        mb_init(&b);
+        mb_input(&b, "x", 1, 4, xd);
+        mb_init_f(&b, "w", wrank[c], wdims[c], w);
+        mb_node(&b, "MatMul", "x,w", "y", 0);
+        mb_output(&b, "y", 1, 4, yd);
+        ASSERT_OK(load_b(&b, &m, &eb));
+        struct veil_tensor in, out;
+        memset(&in, 0, sizeof(in));
+        in.dtype = VEIL_DT_FLOAT;
+        in.rank = 4;
+        memcpy(in.dims, xd, sizeof(xd));
+        in.data = w;
+        in.nbytes = 0;
+        ASSERT_OK(veil_engine_run(m, &in, 1, &out, 1, &eb));
+        ASSERT_EQ_U64(out.rank, 4);
+        for (size_t i = 0; i < 4; i++)
+            ASSERT_EQ_I64(out.dims[i], yd[i]);
+        ASSERT_EQ_U64(out.nbytes, 0);
+        veil_tensor_release(&out);
+        veil_engine_model_free(m);
+    }
+}
+
 RUN_TESTS()
