@@ -466,13 +466,15 @@ static veil_err conv_infer(struct veil__ictx *c)
         if (os != NULL) {
             out = os->ints[os->n == r ? i + 2 : i];
             int64_t total = full - out;
-            if (out < 0)
-                return veil_errf(c->eb, VEIL_E_INVALID, "negative output_shape");
-            if (total < 0)
-                return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
-                                 "output_shape larger than the full "
-                                 "transposed convolution");
-            pb = strcmp(ap, "SAME_UPPER") == 0 ? total / 2 : total - total / 2;
+            if (out < 0 || out > full + 4096)
+                return veil_errf(c->eb, VEIL_E_INVALID, "output_shape %lld out of range",
+                                 (long long)out);
+            /*
+             * total/2 rounds down, so an output_shape larger than the full result (total < 0)
+             * gives a negative end pad: the extra positions get no contribution (bias only).
+             */
+            int64_t half = total >= 0 ? total / 2 : -((1 - total) / 2);
+            pb = strcmp(ap, "SAME_UPPER") == 0 ? half : total - half;
             pe = total - pb;
         } else if (strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0) {
             out = in * s;
@@ -755,8 +757,12 @@ veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
     bool blocked_in = c->vals != NULL && c->vals[c->n->in[0]].blocked;
     dnnl_primitive_desc_t pd = NULL;
     struct veil__kstate *ks = NULL;
-    /* Empty inputs (a global pool over no elements) are left to the plain kernels. */
-    if (c->in[0].rank != 4 || c->in[0].dt != VEIL_DT_FLOAT || c->in[0].numel == 0)
+    /*
+     * Empty inputs (a global pool over no elements) and MaxPool's indices output are left to
+     * the plain kernels.
+     */
+    if (c->in[0].rank != 4 || c->in[0].dt != VEIL_DT_FLOAT || c->in[0].numel == 0 ||
+        (c->n_out > 1 && c->n->out[1] >= 0))
         return blocked_in ? veil_errf(c->eb, VEIL_E_INTERNAL, "blocked input to plain pooling")
                           : VEIL_OK;
     dnnl_dims_t strides, kernel, dil = {0, 0}, pl, pr;

@@ -1217,21 +1217,38 @@ veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *
     return VEIL_OK;
 }
 
+/*
+ * MaxPool takes float, double, int8 and uint8 and may give the indices output (int64 positions
+ * in the flattened input, row-major or, with storage_order 1, column-major within each plane);
+ * AveragePool takes float. kp->i: 0 max, 1 count_include_pad, 2 indices wanted, 3 storage_order.
+ */
 static veil_err pool_infer(struct veil__ictx *c)
 {
-    veil_err rc = need_float(c, 0);
-    if (rc != VEIL_OK)
-        return rc;
-    if (c->n_out > 1 && c->n->out[1] >= 0)
-        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "MaxPool indices output");
-    if (veil__attr_i(c->n, "storage_order", 0) != 0)
-        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "storage_order");
+    bool is_max = strcmp(c->n->op_type, "MaxPool") == 0;
+    enum veil_dtype dt = c->in[0].dt;
+    if (!is_max || (dt != VEIL_DT_DOUBLE && dt != VEIL_DT_INT8 && dt != VEIL_DT_UINT8)) {
+        veil_err rc = need_float(c, 0);
+        if (rc != VEIL_OK)
+            return rc;
+    }
+    int64_t order = veil__attr_i(c->n, "storage_order", 0);
+    if (order != 0 && order != 1)
+        return veil_errf(c->eb, VEIL_E_INVALID, "storage_order %lld (0 or 1)", (long long)order);
     if (c->in[0].rank < 3)
         return veil_errf(c->eb, VEIL_E_INVALID, "pooling needs rank >= 3");
-    rc = veil__pool_geometry(c, false, NULL, c->kp);
-    c->kp->i[0] = strcmp(c->n->op_type, "MaxPool") == 0;
+    veil_err rc = veil__pool_geometry(c, false, NULL, c->kp);
+    if (rc != VEIL_OK)
+        return rc;
+    bool idx = is_max && c->n_out > 1 && c->n->out[1] >= 0;
+    if (idx) {
+        c->out[1] = c->out[0];
+        c->out[1].dt = VEIL_DT_INT64;
+    }
+    c->kp->i[0] = is_max;
     c->kp->i[1] = veil__attr_i(c->n, "count_include_pad", 0);
-    return rc;
+    c->kp->i[2] = idx;
+    c->kp->i[3] = order;
+    return VEIL_OK;
 }
 
 static veil_err pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
@@ -1248,17 +1265,18 @@ static veil_err pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
         pe[i] = kp->v[2][i + sp];
         d[i] = kp->v[3][i];
     }
-    bool is_max = kp->i[0] != 0, incl = kp->i[1] != 0;
+    bool is_max = kp->i[0] != 0, incl = kp->i[1] != 0, col = kp->i[3] != 0;
+    int64_t *ix = kp->i[2] != 0 ? c->out[1].data : NULL;
     uint64_t planes = (uint64_t)c->in[0].dims[0] * (uint64_t)c->in[0].dims[1];
+    bool fl = c->in[0].dt == VEIL_DT_FLOAT;
     const float *x = c->in[0].data;
-    float *y = c->out[0].data;
     uint64_t isz = (uint64_t)(id[0] * id[1] * id[2]), osz = (uint64_t)(od[0] * od[1] * od[2]);
     for (uint64_t pl = 0; pl < planes; pl++)
         for (int64_t a = 0; a < od[0]; a++)
             for (int64_t b = 0; b < od[1]; b++)
                 for (int64_t e = 0; e < od[2]; e++) {
-                    float acc = is_max ? -INFINITY : 0.0f;
-                    int64_t cnt = 0, cnt_pad = 0;
+                    double acc = is_max ? -INFINITY : 0.0;
+                    int64_t cnt = 0, cnt_pad = 0, best = -1;
                     for (int64_t ka = 0; ka < k[0]; ka++) {
                         int64_t ia = a * s[0] - p[0] + ka * d[0];
                         for (int64_t kb = 0; kb < k[1]; kb++) {
@@ -1272,11 +1290,15 @@ static veil_err pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
                                     cnt_pad += in_pad;
                                     continue;
                                 }
-                                float v = x[pl * isz + (uint64_t)((ia * id[1] + ib) * id[2] + ie)];
-                                if (is_max)
-                                    acc = v > acc ? v : acc;
-                                else
+                                uint64_t at = pl * isz + (uint64_t)((ia * id[1] + ib) * id[2] + ie);
+                                double v = fl ? x[at] : veil__get_f64(&c->in[0], at);
+                                if (!is_max) {
                                     acc += v;
+                                } else if (v > acc) {
+                                    acc = v;
+                                    best = col ? (ie * id[1] + ib) * id[0] + ia
+                                               : (ia * id[1] + ib) * id[2] + ie;
+                                }
                                 cnt++;
                                 cnt_pad++;
                             }
@@ -1284,9 +1306,15 @@ static veil_err pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
                     }
                     if (!is_max) {
                         int64_t div = incl ? cnt_pad : cnt;
-                        acc = div > 0 ? acc / (float)div : 0.0f;
+                        acc = div > 0 ? acc / (double)div : 0.0;
                     }
-                    y[pl * osz + (uint64_t)((a * od[1] + b) * od[2] + e)] = acc;
+                    uint64_t o = pl * osz + (uint64_t)((a * od[1] + b) * od[2] + e);
+                    if (fl)
+                        ((float *)c->out[0].data)[o] = (float)acc;
+                    else
+                        veil__set_f64(&c->out[0], o, acc);
+                    if (ix != NULL)
+                        ix[o] = (int64_t)(pl * isz) + best;
                 }
     return VEIL_OK;
 }

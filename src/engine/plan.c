@@ -215,9 +215,9 @@ static veil_err fill_tv(const struct veil__plan *p, int32_t v, struct veil__tv *
 
 /*
  * Values that may stay in a oneDNN blocked layout: not graph outputs, read at least once, and
- * only by readers that take any layout (Conv's data input or fused residual, MaxPool,
- * GlobalAveragePool and GlobalMaxPool, which run as oneDNN primitives and reorder what they do
- * not want).
+ * only by readers that take any layout (Conv's data input or fused residual, MaxPool without
+ * its indices output, GlobalAveragePool and GlobalMaxPool, which run as oneDNN primitives and
+ * reorder what they do not want).
  */
 static veil_err find_blockable(const struct veil__graph *g, bool **out, struct veil_errbuf *eb)
 {
@@ -232,7 +232,8 @@ static veil_err find_blockable(const struct veil__graph *g, bool **out, struct v
     for (size_t i = 0; i < g->n_order; i++) {
         const struct veil__node *n = &g->nodes[g->order[i]];
         bool conv = strcmp(n->op_type, "Conv") == 0;
-        bool pool = strcmp(n->op_type, "MaxPool") == 0 ||
+        bool indices = n->n_out > 1 && n->out[1] >= 0;
+        bool pool = (strcmp(n->op_type, "MaxPool") == 0 && !indices) ||
                     strcmp(n->op_type, "GlobalAveragePool") == 0 ||
                     strcmp(n->op_type, "GlobalMaxPool") == 0;
         for (size_t k = 0; k <= n->n_in; k++) {

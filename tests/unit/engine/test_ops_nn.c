@@ -260,6 +260,88 @@ TEST(global_max_pool_after_conv)
     ASSERT_TRUE(ok);
 }
 
+/*
+ * MaxPool's indices output after a Conv (whose output would otherwise stay in oneDNN's blocked
+ * layout): values and int64 positions in the flattened input, row-major and, with
+ * storage_order 1, column-major within each plane; the first maximum of a window wins. The
+ * 1x1 Conv has identity weights, so its output equals x exactly and the reference is exact.
+ */
+TEST(max_pool_indices_after_conv)
+{
+    enum { N = 2, C = 32, H = 7, W = 6, OH = 4, OW = 3 };
+    const int64_t xd[4] = {N, C, H, W}, wd[4] = {C, C, 1, 1}, od[4] = {N, C, OH, OW};
+    const int64_t k[2] = {3, 3}, st[2] = {2, 2}, pads[4] = {1, 1, 1, 0};
+    size_t n = count(4, xd), on = count(4, od);
+    float *x = malloc(n * sizeof(float)), *w = calloc(C * C, sizeof(float));
+    double *want = malloc(on * sizeof(double));
+    int64_t *want_ix = malloc(on * sizeof(int64_t));
+    uint32_t seed = 21;
+    ASSERT_TRUE(x != NULL && w != NULL && want != NULL && want_ix != NULL);
+    for (size_t i = 0; i < n; i++)
+        x[i] = rnd(&seed);
+    x[0] = x[1] = 2.0f; /* a tie inside one window: the first position wins */
+    for (size_t i = 0; i < C; i++)
+        w[i * C + i] = 1.0f;
+    for (int64_t order = 0; order < 2; order++) {
+        for (size_t pl = 0; pl < N * C; pl++)
+            for (int64_t a = 0; a < OH; a++)
+                for (int64_t b2 = 0; b2 < OW; b2++) {
+                    double best = -INFINITY;
+                    int64_t at = -1;
+                    for (int64_t ka = 0; ka < 3; ka++)
+                        for (int64_t kb = 0; kb < 3; kb++) {
+                            int64_t h = a * 2 - 1 + ka, ww = b2 * 2 - 1 + kb;
+                            if (h < 0 || ww < 0 || h >= H || ww >= W)
+                                continue;
+                            double v = x[pl * H * W + (size_t)(h * W + ww)];
+                            if (v > best) {
+                                best = v;
+                                at = (int64_t)pl * H * W + (order ? ww * H + h : h * W + ww);
+                            }
+                        }
+                    size_t o = pl * OH * OW + (size_t)(a * OW + b2);
+                    want[o] = best;
+                    want_ix[o] = at;
+                }
+        struct mb b;
+        struct veil_errbuf eb = {{0}};
+        struct veil_buf buf;
+        struct veil_engine_model *m = NULL;
+        mb_init(&b);
+        mb_input(&b, "x", 1, 4, xd);
+        mb_init_f(&b, "w", 4, wd, w);
+        mb_node(&b, "Conv", "x,w", "c", 0);
+        mb_node(&b, "MaxPool", "c", "y,ix", 4, mb_attr_ints(&b, "kernel_shape", 2, k),
+                mb_attr_ints(&b, "strides", 2, st), mb_attr_ints(&b, "pads", 4, pads),
+                mb_attr_i(&b, "storage_order", order));
+        mb_output(&b, "y", 1, 4, od);
+        mb_output(&b, "ix", 7, 4, od);
+        mb_pack(&b, &buf);
+        mb_release(&b);
+        ASSERT_OK(veil_engine_model_load(veil_buf_span(&buf), NULL, &m, &eb));
+        veil_buf_release(&buf);
+        struct veil_tensor in, out[2];
+        memset(&in, 0, sizeof(in));
+        in.dtype = VEIL_DT_FLOAT;
+        in.rank = 4;
+        memcpy(in.dims, xd, sizeof(xd));
+        in.data = x;
+        in.nbytes = n * sizeof(float);
+        ASSERT_OK(veil_engine_run(m, &in, 1, out, 2, &eb));
+        bool ok = close_all("MaxPool values", &out[0], want, on, 0);
+        ok = ok && out[1].dtype == VEIL_DT_INT64 && out[1].nbytes == on * sizeof(int64_t) &&
+             memcmp(out[1].data, want_ix, on * sizeof(int64_t)) == 0;
+        veil_tensor_release(&out[0]);
+        veil_tensor_release(&out[1]);
+        veil_engine_model_free(m);
+        ASSERT_TRUE(ok);
+    }
+    free(x);
+    free(w);
+    free(want);
+    free(want_ix);
+}
+
 /* ---- Cubic Resize ---- */
 
 struct rz {
