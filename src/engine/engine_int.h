@@ -59,6 +59,8 @@ enum veil__post_kind {
     VEIL__POST_TANH,
     VEIL__POST_GELU_ERF,
     VEIL__POST_LINEAR, /* a * x + b */
+    VEIL__POST_SWISH,  /* x * sigmoid(x) */
+    VEIL__POST_HARDSWISH,
 };
 
 struct veil__post {

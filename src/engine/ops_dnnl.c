@@ -101,6 +101,13 @@ static veil_err make_attr_sum(const struct veil__node *n, const dnnl_memory_desc
             a = p->a;
             b = p->b;
             break;
+        case VEIL__POST_SWISH:
+            alg = dnnl_eltwise_swish;
+            a = 1.0f;
+            break;
+        case VEIL__POST_HARDSWISH:
+            alg = dnnl_eltwise_hardswish;
+            break;
         default:
             alg = dnnl_eltwise_gelu_erf;
             break;

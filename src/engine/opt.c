@@ -291,6 +291,39 @@ static veil_err fuse_softmax_add(struct veil__graph *g, const struct uses *u)
     return VEIL_OK;
 }
 
+/*
+ * x * Sigmoid(x) (SiLU, as torch exports it) after host h: h's output is read by exactly a
+ * Sigmoid and a Mul, and the Sigmoid only by that Mul. h takes a swish post-op and the Mul's
+ * output. Returns whether it fused.
+ */
+static bool fuse_swish(struct veil__graph *g, const struct uses *u, struct veil__node *h)
+{
+    int32_t v = h->out[0];
+    for (size_t k = 1; k < h->n_out; k++)
+        if (h->out[k] >= 0)
+            return false;
+    if (v < 0 || u->count[v] != 2 || g->values[v].is_output || h->n_post >= VEIL__ENG_MAX_POST)
+        return false;
+    for (size_t j = 0; j < g->n_nodes; j++) {
+        struct veil__node *s = &g->nodes[j];
+        if (!is_op(s, "Sigmoid") || s->n_in != 1 || s->in[0] != v || s->n_out != 1)
+            continue;
+        int32_t r = sole_reader(g, u, j);
+        if (r < 0)
+            return false;
+        struct veil__node *m = &g->nodes[r];
+        int32_t sv = s->out[0];
+        if (!is_op(m, "Mul") || m->n_in != 2 ||
+            !((m->in[0] == v && m->in[1] == sv) || (m->in[0] == sv && m->in[1] == v)))
+            return false;
+        h->post[h->n_post++] = (struct veil__post){VEIL__POST_SWISH, 1.0f, 0.0f};
+        take_output(g, h, m);
+        s->dead = true;
+        return true;
+    }
+    return false;
+}
+
 static veil_err fuse_post(struct veil__graph *g, struct uses *u)
 {
     bool changed = true;
@@ -301,8 +334,10 @@ static veil_err fuse_post(struct veil__graph *g, struct uses *u)
             if (!fusable_host(g, h) || h->n_post >= VEIL__ENG_MAX_POST)
                 continue;
             int32_t r = sole_reader(g, u, i);
-            if (r < 0)
+            if (r < 0) {
+                changed = fuse_swish(g, u, h) || changed;
                 continue;
+            }
             struct veil__node *nx = &g->nodes[r];
             struct veil__post p = {0, 0.0f, 0.0f};
             if (is_op(nx, "Relu")) {
@@ -314,6 +349,16 @@ static veil_err fuse_post(struct veil__graph *g, struct uses *u)
                 p.kind = VEIL__POST_SIGMOID;
             } else if (is_op(nx, "Tanh")) {
                 p.kind = VEIL__POST_TANH;
+            } else if (is_op(nx, "HardSwish")) {
+                p.kind = VEIL__POST_HARDSWISH;
+            } else if (is_op(nx, "HardSigmoid")) {
+                /* max(0, min(1, alpha * x + beta)): a linear post-op, then a clip. */
+                if (h->n_post + 2 > VEIL__ENG_MAX_POST)
+                    continue;
+                h->post[h->n_post++] =
+                    (struct veil__post){VEIL__POST_LINEAR, veil__attr_f(nx, "alpha", 0.2f),
+                                        veil__attr_f(nx, "beta", 0.5f)};
+                p = (struct veil__post){VEIL__POST_CLIP, 0.0f, 1.0f};
             } else if (is_op(nx, "Gelu") &&
                        strcmp(veil__attr_s(nx, "approximate", "none"), "none") == 0) {
                 p.kind = VEIL__POST_GELU_ERF;

@@ -263,6 +263,86 @@ TEST(conv3x3_winograd_and_direct)
     conv_case(32, 13, 11, 3, true, true);
 }
 
+/*
+ * Activations fused into a 1x1 Conv as oneDNN post-ops, against a naive reference: SiLU as
+ * torch exports it (Sigmoid and a Mul of both, in either operand order), HardSwish and
+ * HardSigmoid (a linear post-op and a clip). kind 4 keeps the Sigmoid's output as a graph
+ * output too, so nothing may be fused there.
+ */
+static void act_case(int kind)
+{
+    enum { N = 2, C = 16, H = 5, W = 7 };
+    struct mb b;
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    uint32_t seed = 5;
+    float w[C * C], cb[C], x[N * C * H * W], want[N * C * H * W];
+    for (size_t i = 0; i < C * C; i++)
+        w[i] = rnd(&seed);
+    for (size_t i = 0; i < C; i++)
+        cb[i] = rnd(&seed);
+    for (size_t i = 0; i < N * C * H * W; i++)
+        x[i] = 2.0f * rnd(&seed);
+    int64_t xd[4] = {N, C, H, W}, wd[4] = {C, C, 1, 1}, cd[1] = {C};
+    mb_init(&b);
+    mb_input(&b, "x", 1, 4, xd);
+    mb_init_f(&b, "w", 4, wd, w);
+    mb_init_f(&b, "cb", 1, cd, cb);
+    mb_node(&b, "Conv", "x,w,cb", "c", 0);
+    if (kind == 0 || kind == 4) {
+        mb_node(&b, "Sigmoid", "c", "s", 0);
+        mb_node(&b, "Mul", "c,s", "y", 0);
+    } else if (kind == 1) {
+        mb_node(&b, "Sigmoid", "c", "s", 0);
+        mb_node(&b, "Mul", "s,c", "y", 0);
+    } else if (kind == 2) {
+        mb_node(&b, "HardSwish", "c", "y", 0);
+    } else {
+        mb_node(&b, "HardSigmoid", "c", "y", 2, mb_attr_f(&b, "alpha", 0.3f),
+                mb_attr_f(&b, "beta", 0.4f));
+    }
+    mb_output(&b, "y", 1, 4, xd);
+    if (kind == 4)
+        mb_output(&b, "s", 1, 4, xd);
+    struct veil_buf buf;
+    mb_pack(&b, &buf);
+    struct veil_engine_options opt = {.threads = 2};
+    ASSERT_OK(veil_engine_model_load(veil_buf_span(&buf), &opt, &m, &eb));
+    veil_buf_release(&buf);
+    mb_release(&b);
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < C; o++)
+            for (int p = 0; p < H * W; p++) {
+                double v = cb[o];
+                for (int c = 0; c < C; c++)
+                    v += (double)w[o * C + c] * x[(n * C + c) * H * W + p];
+                double r;
+                if (kind == 2)
+                    r = v * fmin(1.0, fmax(0.0, v / 6.0 + 0.5));
+                else if (kind == 3)
+                    r = fmin(1.0, fmax(0.0, 0.3 * v + 0.4));
+                else
+                    r = v / (1.0 + exp(-v));
+                want[(n * C + o) * H * W + p] = (float)r;
+            }
+    struct veil_tensor in = tensor_f(x, 4, xd), out[2];
+    ASSERT_OK(veil_engine_run(m, &in, 1, out, kind == 4 ? 2 : 1, &eb));
+    double err = rel_l2(out[0].data, want, N * C * H * W);
+    if (err >= 1e-5)
+        fprintf(stderr, "activation case %d: relative L2 error %g\n", kind, err);
+    ASSERT_TRUE(err < 1e-5);
+    veil_tensor_release(&out[0]);
+    if (kind == 4)
+        veil_tensor_release(&out[1]);
+    veil_engine_model_free(m);
+}
+
+TEST(conv_activation_fusions)
+{
+    for (int kind = 0; kind < 5; kind++)
+        act_case(kind);
+}
+
 struct conc {
     struct veil_engine_model *m;
     const float *x;
