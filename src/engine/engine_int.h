@@ -377,6 +377,11 @@ veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm
 
 /* Softmax/LogSoftmax (opset >= 13) and float Transpose as oneDNN primitives. */
 veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+/*
+ * Mul: with an input stored blocked, either kp->i[1] = 1 and the element-wise kernel scales
+ * the channel-blocked map (see ops_dnnl.c), or a oneDNN binary primitive; else nothing.
+ */
+veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
 veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
 
 /* oneDNN helpers. */

@@ -878,6 +878,154 @@ static veil_err simple_prim(struct veil__ictx *c, dnnl_engine_t eng, struct veil
     return rc;
 }
 
+/*
+ * Whether md is oneDNN's channel-blocked 4-D layout aBcd<B>b ([N][C/B][H][W][B], channels
+ * padded to a multiple of B); *block receives B.
+ */
+static bool channel_blocked(const dnnl_memory_desc_t *md, int64_t *block)
+{
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    if (md->ndims != 4 || md->format_kind != dnnl_blocked || b->inner_nblks != 1 ||
+        b->inner_idxs[0] != 1 || md->offset0 != 0)
+        return false;
+    int64_t bs = b->inner_blks[0], h = md->padded_dims[2], w = md->padded_dims[3];
+    *block = bs;
+    return b->strides[3] == bs && b->strides[2] == w * bs && b->strides[1] == h * w * bs &&
+           b->strides[0] == md->padded_dims[1] * h * w && md->padded_dims[0] == md->dims[0] &&
+           h == md->dims[2] && w == md->dims[3];
+}
+
+/*
+ * Mul with an input in a oneDNN blocked layout (a Conv's output, e.g. the feature map that a
+ * squeeze-and-excitation block scales), so the Conv need not reorder to row-major for it.
+ * Source 0 is the input with the output's shape (the blocked one when both have it); the
+ * other operand broadcasts. Scaling a channel-blocked map by one value per (batch, channel)
+ * or per channel runs on the element-wise kernel over the blocked layout (kp->i[1..7]),
+ * writing blocked when every reader of the product accepts that, else row-major; anything
+ * else runs as a oneDNN binary primitive (its operand reordered to row-major when blocked).
+ * With row-major inputs Mul stays on the element-wise kernel.
+ */
+veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+{
+    if (c->vals == NULL || c->n_in != 2 || c->n->in[0] < 0 || c->n->in[1] < 0)
+        return VEIL_OK;
+    bool blk[2] = {c->vals[c->n->in[0]].blocked, c->vals[c->n->in[1]].blocked};
+    if (!blk[0] && !blk[1])
+        return VEIL_OK;
+    size_t r = c->out[0].rank;
+    bool full[2];
+    for (size_t k = 0; k < 2; k++) {
+        full[k] = c->in[k].rank == r;
+        for (size_t i = 0; full[k] && i < r; i++)
+            full[k] = c->in[k].dims[i] == c->out[0].dims[i];
+    }
+    if ((!full[0] && !full[1]) || c->in[0].dt != VEIL_DT_FLOAT || c->in[1].dt != VEIL_DT_FLOAT ||
+        r > DNNL_MAX_NDIMS || c->out[0].numel == 0)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
+                         "Mul of a blocked convolution output where neither input has the "
+                         "output's shape");
+    size_t s0 = full[0] && (blk[0] || !full[1]) ? 0 : 1, s1 = 1 - s0;
+    int32_t v1 = c->n->in[s1], out_v = c->n->out[0];
+    dnnl_memory_desc_t md0, md1, dany, have1;
+    int64_t d1[VEIL__ENG_RANK], block = 0;
+    value_md(c, c->n->in[s0], &c->in[s0], &md0);
+    /* The broadcast operand, its dims padded to the output's rank with leading 1s. */
+    const struct veil__tv *b = &c->in[s1];
+    for (size_t i = 0; i < r; i++)
+        d1[i] = i + b->rank >= r ? b->dims[i + b->rank - r] : 1;
+    /* A blocked [N, C, 1, 1] scale (a Conv's output) holds its values at n * Cp + c. */
+    int64_t sblock = 0, s_nstride = d1[1];
+    bool scale_ok = !blk[s1];
+    if (blk[s1]) {
+        value_md(c, v1, b, &have1);
+        scale_ok =
+            b->rank == 4 && channel_blocked(&have1, &sblock) && b->dims[2] == 1 && b->dims[3] == 1;
+        s_nstride = have1.padded_dims[1];
+    }
+    if (blk[s0] && scale_ok && channel_blocked(&md0, &block) && d1[2] == 1 && d1[3] == 1) {
+        struct veil__kparams *kp = c->kp;
+        kp->i[8] = s_nstride;
+        kp->i[1] = 1;
+        kp->i[2] = (int64_t)s0;
+        kp->i[3] = block;
+        kp->i[4] = md0.padded_dims[1];
+        kp->i[5] = d1[0];
+        kp->i[6] = d1[1];
+        kp->i[7] = c->blockable != NULL && c->blockable[out_v];
+        if (kp->i[7]) {
+            struct veil__pval *pv = &c->vals[out_v];
+            pv->blocked = true;
+            pv->md = md0;
+            if (dnnl_memory_desc_get_size(&md0) > pv->nbytes)
+                pv->nbytes = dnnl_memory_desc_get_size(&md0);
+        }
+        return VEIL_OK;
+    }
+    veil_err rc = VEIL_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    struct veil__kstate *ks = veil_calloc(1, sizeof(*ks));
+    if (ks == NULL)
+        return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for a kernel");
+    plain_md(&md1, r, d1);
+    dnnl_memory_desc_init_by_tag(&dany, (int)r, md0.dims, dnnl_f32, dnnl_format_tag_any);
+    size_t cur = 0, off1 = 0;
+    if (blk[s1]) {
+        dnnl_memory_desc_t plain1;
+        plain_md(&plain1, b->rank, b->dims);
+        value_md(c, v1, b, &have1);
+        off1 = take_scratch(st, &cur, dnnl_memory_desc_get_size(&plain1));
+        rc = add_reorder(eng, ks, &have1, v1, 0, &plain1, -1, off1, c->eb);
+        v1 = -1;
+    }
+    dnnl_binary_desc_t bd;
+    if (rc == VEIL_OK)
+        rc = veil__dnnl_err(dnnl_binary_desc_init(&bd, dnnl_binary_mul, &md0, &md1, &dany),
+                            "binary descriptor", c->eb);
+    if (rc == VEIL_OK &&
+        (rc = veil__dnnl_err(dnnl_primitive_attr_create(&attr), "attr", c->eb)) == VEIL_OK) {
+        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+        rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &bd, attr, eng, NULL), "binary", c->eb);
+    }
+    if (rc == VEIL_OK) {
+        /* bind_src_dst takes source 0 as the node's input 0: a view with the operands so. */
+        struct veil__node tmp = *c->n;
+        int32_t ins[2] = {c->n->in[s0], c->n->in[s1]};
+        tmp.in = ins;
+        struct veil__ictx c2 = *c;
+        c2.n = &tmp;
+        c2.in[0] = c->in[s0];
+        c2.in[1] = c->in[s1];
+        struct veil__dnnl_exec main_ex, post;
+        bool has_post = false;
+        memset(&main_ex, 0, sizeof(main_ex));
+        memset(&post, 0, sizeof(post));
+        rc = bind_src_dst(&c2, eng, pd, ks, &main_ex, st, &cur, &post, &has_post);
+        if (rc == VEIL_OK) {
+            add_arg(&main_ex, DNNL_ARG_SRC_1, &md1, v1, NULL, off1);
+            rc = finish_prim_at(pd, &main_ex, st, &cur, c->eb);
+        }
+        if (rc == VEIL_OK) {
+            push_execs(ks, &main_ex, &post, has_post);
+        } else {
+            if (main_ex.prim != NULL)
+                dnnl_primitive_destroy(main_ex.prim);
+            if (post.prim != NULL)
+                dnnl_primitive_destroy(post.prim);
+        }
+    }
+    if (pd != NULL)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr != NULL)
+        dnnl_primitive_attr_destroy(attr);
+    if (rc == VEIL_OK) {
+        st->ks = ks;
+        ks = NULL;
+    }
+    veil__kstate_free(ks);
+    return rc;
+}
+
 veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
 {
     bool last = c->kp->i[0] == (int64_t)c->out[0].rank - 1;

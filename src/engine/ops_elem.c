@@ -903,8 +903,66 @@ static void bin_run(int k, const struct veil__tv *a, const struct veil__tv *b,
     veil__parallel(rows, grain, bin_range, &j);
 }
 
+/*
+ * A channel-blocked map ([N][Cp/B][H][W][B], see veil__mul_prepare) times one value per
+ * (batch, channel) or per channel. kp->i: 2 the map's input, 3 B, 4 Cp, 5 and 6 the scale's
+ * batch and channel extents (1 or full), 7 whether the product stays blocked (padding
+ * channels written as 0, as oneDNN expects) or is written row-major.
+ */
+struct mulblk_job {
+    const float *x, *s;
+    float *y;
+    int64_t n_cb, block, cp, c, hw, sn, sc, sns;
+    bool blocked;
+};
+
+static void mulblk_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct mulblk_job *j = ud;
+    for (uint64_t t = lo; t < hi; t++) {
+        int64_t n = (int64_t)t / j->n_cb, cb = (int64_t)t % j->n_cb;
+        float sv[64];
+        for (int64_t k = 0; k < j->block; k++) {
+            int64_t ch = cb * j->block + k;
+            sv[k] = ch < j->c ? j->s[(j->sn > 1 ? n : 0) * j->sns + (j->sc > 1 ? ch : 0)] : 0.0f;
+        }
+        const float *x = j->x + (uint64_t)t * (uint64_t)(j->hw * j->block);
+        if (j->blocked) {
+            float *y = j->y + (uint64_t)t * (uint64_t)(j->hw * j->block);
+            for (int64_t p = 0; p < j->hw; p++)
+                for (int64_t k = 0; k < j->block; k++)
+                    y[p * j->block + k] = x[p * j->block + k] * sv[k];
+            continue;
+        }
+        for (int64_t k = 0; k < j->block && cb * j->block + k < j->c; k++) {
+            float *y = j->y + (uint64_t)(n * j->c + cb * j->block + k) * (uint64_t)j->hw;
+            for (int64_t p = 0; p < j->hw; p++)
+                y[p] = x[p * j->block + k] * sv[k];
+        }
+    }
+}
+
 static veil_err binary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
+    if (kp->i[1] != 0) {
+        const struct veil__tv *x = &c->in[kp->i[2]], *s = &c->in[1 - kp->i[2]];
+        struct mulblk_job j = {.x = x->data,
+                               .s = s->data,
+                               .y = c->out[0].data,
+                               .n_cb = kp->i[4] / kp->i[3],
+                               .block = kp->i[3],
+                               .cp = kp->i[4],
+                               .c = x->dims[1],
+                               .hw = x->dims[2] * x->dims[3],
+                               .sn = kp->i[5],
+                               .sc = kp->i[6],
+                               .sns = kp->i[8],
+                               .blocked = kp->i[7] != 0};
+        if (j.block > 64)
+            return veil_errf(c->eb, VEIL_E_INTERNAL, "channel block %lld", (long long)j.block);
+        veil__parallel((uint64_t)(x->dims[0] * j.n_cb), 1, mulblk_range, &j);
+        return VEIL_OK;
+    }
     bin_run((int)kp->i[0], &c->in[0], &c->in[1], &c->in[2], &c->out[0]);
     return VEIL_OK;
 }
@@ -1062,7 +1120,7 @@ const struct veil__op_def veil__ops_elem[] = {
     {"IsInf", unary_infer, NULL, unary_exec, 0, false, false},
     {"Add", binary_infer, NULL, binary_exec, 0, false, false},
     {"Sub", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Mul", binary_infer, NULL, binary_exec, 0, false, false},
+    {"Mul", binary_infer, veil__mul_prepare, binary_exec, 0, false, false},
     {"Div", binary_infer, NULL, binary_exec, 0, false, false},
     {"Pow", binary_infer, NULL, binary_exec, 0, false, false},
     {"Equal", binary_infer, NULL, binary_exec, 0, false, false},

@@ -216,8 +216,8 @@ static veil_err fill_tv(const struct veil__plan *p, int32_t v, struct veil__tv *
 /*
  * Values that may stay in a oneDNN blocked layout: not graph outputs, read at least once, and
  * only by readers that take any layout (Conv's data input or fused residual, MaxPool without
- * its indices output, GlobalAveragePool and GlobalMaxPool, which run as oneDNN primitives and
- * reorder what they do not want).
+ * its indices output, GlobalAveragePool, GlobalMaxPool and Mul, which then run as oneDNN
+ * primitives or blocked kernels and reorder what they do not want).
  */
 static veil_err find_blockable(const struct veil__graph *g, bool **out, struct veil_errbuf *eb)
 {
@@ -233,6 +233,7 @@ static veil_err find_blockable(const struct veil__graph *g, bool **out, struct v
         const struct veil__node *n = &g->nodes[g->order[i]];
         bool conv = strcmp(n->op_type, "Conv") == 0;
         bool indices = n->n_out > 1 && n->out[1] >= 0;
+        bool mul = strcmp(n->op_type, "Mul") == 0 && n->n_in == 2;
         bool pool = (strcmp(n->op_type, "MaxPool") == 0 && !indices) ||
                     strcmp(n->op_type, "GlobalAveragePool") == 0 ||
                     strcmp(n->op_type, "GlobalMaxPool") == 0;
@@ -240,7 +241,7 @@ static veil_err find_blockable(const struct veil__graph *g, bool **out, struct v
             int32_t v = k < n->n_in ? n->in[k] : n->add_in;
             if (v < 0)
                 continue;
-            bool ok = (k == 0 && (conv || pool)) || (k == n->n_in && conv);
+            bool ok = (k == 0 && (conv || pool)) || (k == n->n_in && conv) || (k < 2 && mul);
             if (ok)
                 b[v] = true;
             else

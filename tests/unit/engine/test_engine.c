@@ -343,6 +343,142 @@ TEST(conv_activation_fusions)
         act_case(kind);
 }
 
+/*
+ * A squeeze-and-excitation block: y = conv3(conv1(x) * sigmoid(conv2(GAP(conv1(x))))), conv1
+ * 3x3. Where oneDNN keeps conv1's output channel-blocked (32 channels on AVX-512), the Mul
+ * scales it in that layout; 20 channels take a row-major or channels-last layout and the
+ * other paths. kind 1 swaps the Mul's operands, kind 2 makes the product a graph output
+ * (written row-major), kind 3 scales by a constant per channel, and kind 4 by a constant
+ * [1, 1, H, W] map (a oneDNN binary primitive), all against a naive double reference.
+ */
+static void se_case(int kind, int C)
+{
+    enum { N = 2, H = 8, W = 8, HW = H * W };
+    struct mb b;
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    uint32_t seed = 3;
+    size_t cc = (size_t)C * (size_t)C, nx = (size_t)N * (size_t)C * HW;
+    float *w1 = malloc(cc * 9 * sizeof(float)), *w2 = malloc(cc * sizeof(float));
+    float *w3 = malloc(cc * sizeof(float)), *b1 = malloc((size_t)C * sizeof(float));
+    float *k = malloc((size_t)C * sizeof(float)), *x = malloc(nx * sizeof(float));
+    float *want = malloc(nx * sizeof(float)), t[HW];
+    double *c1 = malloc(nx * sizeof(double)), *prod = malloc(nx * sizeof(double));
+    double *g = malloc((size_t)N * (size_t)C * sizeof(double));
+    double *sc = malloc((size_t)N * (size_t)C * sizeof(double));
+    ASSERT_TRUE(w1 != NULL && w2 != NULL && w3 != NULL && b1 != NULL && k != NULL && x != NULL &&
+                want != NULL && c1 != NULL && prod != NULL && g != NULL && sc != NULL);
+    for (size_t i = 0; i < cc * 9; i++)
+        w1[i] = rnd(&seed) * 0.1f;
+    for (size_t i = 0; i < cc; i++) {
+        w2[i] = rnd(&seed) * 0.3f;
+        w3[i] = rnd(&seed) * 0.3f;
+    }
+    for (int i = 0; i < C; i++) {
+        b1[i] = rnd(&seed);
+        k[i] = rnd(&seed);
+    }
+    for (size_t i = 0; i < HW; i++)
+        t[i] = rnd(&seed);
+    for (size_t i = 0; i < nx; i++)
+        x[i] = rnd(&seed);
+    int64_t xd[4] = {N, C, H, W}, wd[4] = {C, C, 1, 1}, w1d[4] = {C, C, 3, 3}, cd[1] = {C},
+            kd[4] = {1, C, 1, 1}, td[4] = {1, 1, H, W}, pads[4] = {1, 1, 1, 1};
+    mb_init(&b);
+    mb_input(&b, "x", 1, 4, xd);
+    mb_init_f(&b, "w1", 4, w1d, w1);
+    mb_init_f(&b, "b1", 1, cd, b1);
+    mb_init_f(&b, "w2", 4, wd, w2);
+    mb_init_f(&b, "w3", 4, wd, w3);
+    mb_init_f(&b, "k", 4, kd, k);
+    mb_init_f(&b, "t", 4, td, t);
+    mb_node(&b, "Conv", "x,w1,b1", "c1", 1, mb_attr_ints(&b, "pads", 4, pads));
+    mb_node(&b, "GlobalAveragePool", "c1", "g", 0);
+    mb_node(&b, "Conv", "g,w2", "z", 0);
+    mb_node(&b, "Sigmoid", "z", "s", 0);
+    const char *mul_in[5] = {"c1,s", "s,c1", "c1,s", "c1,k", "t,c1"};
+    mb_node(&b, "Mul", mul_in[kind], kind == 2 ? "y" : "m", 0);
+    if (kind != 2)
+        mb_node(&b, "Conv", "m,w3", "y", 0);
+    mb_output(&b, "y", 1, 4, xd);
+    struct veil_buf buf;
+    mb_pack(&b, &buf);
+    struct veil_engine_options opt = {.threads = 2};
+    ASSERT_OK(veil_engine_model_load(veil_buf_span(&buf), &opt, &m, &eb));
+    veil_buf_release(&buf);
+    mb_release(&b);
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < C; o++) {
+            double sum = 0;
+            for (int p = 0; p < HW; p++) {
+                double v = b1[o];
+                for (int c = 0; c < C; c++)
+                    for (int q = 0; q < 9; q++) {
+                        int i = p / W + q / 3 - 1, j = p % W + q % 3 - 1;
+                        if (i >= 0 && j >= 0 && i < H && j < W)
+                            v += (double)w1[((size_t)o * C + c) * 9 + q] *
+                                 x[((size_t)n * C + c) * HW + (size_t)(i * W + j)];
+                    }
+                c1[((size_t)n * C + o) * HW + p] = v;
+                sum += v;
+            }
+            g[n * C + o] = sum / HW;
+        }
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < C; o++) {
+            double z = 0;
+            for (int c = 0; c < C; c++)
+                z += (double)w2[o * C + c] * g[n * C + c];
+            sc[n * C + o] = 1.0 / (1.0 + exp(-z));
+        }
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            for (int p = 0; p < HW; p++) {
+                size_t at = ((size_t)n * C + c) * HW + (size_t)p;
+                double f = kind == 3 ? k[c] : kind == 4 ? t[p] : sc[n * C + c];
+                prod[at] = c1[at] * f;
+            }
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < C; o++)
+            for (int p = 0; p < HW; p++) {
+                double v = 0;
+                if (kind == 2)
+                    v = prod[((size_t)n * C + o) * HW + p];
+                else
+                    for (int c = 0; c < C; c++)
+                        v += (double)w3[o * C + c] * prod[((size_t)n * C + c) * HW + p];
+                want[((size_t)n * C + o) * HW + p] = (float)v;
+            }
+    struct veil_tensor in = tensor_f(x, 4, xd), out;
+    ASSERT_OK(veil_engine_run(m, &in, 1, &out, 1, &eb));
+    double err = rel_l2(out.data, want, nx);
+    if (err >= 1e-5)
+        fprintf(stderr, "squeeze-and-excitation case %d, %d channels: relative L2 error %g\n", kind,
+                C, err);
+    ASSERT_TRUE(err < 1e-5);
+    veil_tensor_release(&out);
+    veil_engine_model_free(m);
+    free(w1);
+    free(w2);
+    free(w3);
+    free(b1);
+    free(k);
+    free(x);
+    free(want);
+    free(c1);
+    free(prod);
+    free(g);
+    free(sc);
+}
+
+TEST(squeeze_excitation_blocked_mul)
+{
+    for (int kind = 0; kind < 5; kind++) {
+        se_case(kind, 32);
+        se_case(kind, 20);
+    }
+}
+
 struct conc {
     struct veil_engine_model *m;
     const float *x;
