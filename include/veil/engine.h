@@ -57,6 +57,8 @@ struct veil_engine_options {
      * the direct sum in the last bits (relative error around 1e-6).
      */
     bool direct_conv;
+    /* Time every node of every run (see veil_engine_model_profile): two clock reads a node. */
+    bool profile;
 };
 
 /* The default cap on one plan's activation memory (see veil_engine_model_set_max_activation). */
@@ -96,6 +98,29 @@ unsigned veil_engine_model_threads(const struct veil_engine_model *m);
 
 /* Frees a model. No run may be in progress on it. NULL is a no-op. */
 void veil_engine_model_free(struct veil_engine_model *m);
+
+/* Time spent in the nodes of one label: an operator type with the operations fused into it. */
+struct veil_engine_prof_row {
+    char op[96];    /* "Conv", or with fusions "Conv+Add+Relu", "MatMul+Gelu" */
+    uint64_t nodes; /* nodes of the optimised graph with this label */
+    double ms;      /* total over the profiled runs */
+};
+
+/*
+ * The profile of the runs completed since load or the last veil_engine_model_profile_reset:
+ * one row per label of the nodes that ran (not those folded into constants), slowest first; at most
+ * cap rows are written and *n_rows is the number of labels. *runs is the number of runs and *run_ms
+ * their summed time from the first input copy to the last output copy (the rows' sum is less: it
+ * leaves out those copies). Errors: VEIL_E_INVALID when the model was not loaded with
+ * options.profile. Thread-safe.
+ */
+VEIL_NODISCARD veil_err veil_engine_model_profile(struct veil_engine_model *m,
+                                                  struct veil_engine_prof_row *rows, size_t cap,
+                                                  size_t *n_rows, uint64_t *runs, double *run_ms,
+                                                  struct veil_errbuf *eb);
+
+/* Clears the profile (a warm-up run before the timed ones, say). Thread-safe. */
+void veil_engine_model_profile_reset(struct veil_engine_model *m);
 
 /* Model inputs and outputs in graph order; i must be below the count. Pointers live with m. */
 size_t veil_engine_model_num_inputs(const struct veil_engine_model *m);

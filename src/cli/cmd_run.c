@@ -22,7 +22,7 @@ struct run_args {
     const char *shape_spec[RUN_MAX_INPUTS]; /* NAME=D0,D1,... */
     size_t n_shape_spec;
     uint64_t batch, iterations, threads;
-    bool have_batch, json, direct_conv;
+    bool have_batch, json, direct_conv, profile;
 };
 
 static void run_help(FILE *f)
@@ -30,7 +30,7 @@ static void run_help(FILE *f)
     fprintf(f,
             "usage: veil run MODEL [--input NAME=FILE.npy ...] [--batch N] [--iterations N]\n"
             "                [--output-dir DIR] [--json] [--threads N] [--shape NAME=D0,D1,...]\n"
-            "                [--key FILE] [--direct-conv]\n\n"
+            "                [--key FILE] [--direct-conv] [--profile]\n\n"
             "Runs an ONNX model (or a sealed .veil model, decrypted in memory with --key) on\n"
             "the CPU and prints its outputs' names, shapes and a summary.\n\n"
             "  -i, --input NAME=FILE.npy  an input from a .npy file; inputs not given are\n"
@@ -47,6 +47,9 @@ static void run_help(FILE *f)
             "  -k, --key FILE             model key for a sealed model\n"
             "      --direct-conv          no Winograd kernels for 3x3 convolutions (slower;\n"
             "                             rounding of the plain sum)\n"
+            "      --profile              time every node; print the time per operator (fused\n"
+            "                             operations joined with +) over the timed runs, or\n"
+            "                             over the one run without --iterations\n"
             "  -h, --help                 this help\n");
 }
 
@@ -61,6 +64,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                                          {"key", required_argument, NULL, 'k'},
                                          {"shape", required_argument, NULL, 's'},
                                          {"direct-conv", no_argument, NULL, 'd'},
+                                         {"profile", no_argument, NULL, 'p'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -100,6 +104,9 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             break;
         case 'd':
             a->direct_conv = true;
+            break;
+        case 'p':
+            a->profile = true;
             break;
         case 'k':
             a->key = optarg;
@@ -227,6 +234,52 @@ static void json_name(const char *s)
     putchar('"');
 }
 
+/* Prints the profile per run: a table, or a "profile" member continuing the JSON object. */
+static int print_profile(struct veil_engine_model *m, bool json)
+{
+    struct veil_errbuf eb = {{0}};
+    struct veil_engine_prof_row *rows = NULL;
+    size_t n = 0;
+    uint64_t runs;
+    double run_ms;
+    veil_err rc = veil_engine_model_profile(m, NULL, 0, &n, &runs, &run_ms, &eb);
+    if (rc == VEIL_OK && (rows = veil_calloc(n + 1, sizeof(*rows))) == NULL)
+        rc = veil_errf(&eb, VEIL_E_NOMEM, "no memory for the profile");
+    if (rc == VEIL_OK)
+        rc = veil_engine_model_profile(m, rows, n, &n, &runs, &run_ms, &eb);
+    if (rc != VEIL_OK) {
+        veil_free(rows);
+        return veil_cli_fail("run", "profile: %s", veil_errbuf_msg(&eb, rc));
+    }
+    double per = runs > 0 ? 1.0 / (double)runs : 0, total = run_ms * per, in_nodes = 0;
+    for (size_t i = 0; i < n; i++)
+        in_nodes += rows[i].ms * per;
+    if (json) {
+        printf(", \"profile\": {\"runs\": %llu, \"run_ms\": %.3f, \"outside_nodes_ms\": %.3f, "
+               "\"ops\": [",
+               (unsigned long long)runs, total, total - in_nodes);
+        for (size_t i = 0; i < n; i++) {
+            printf("%s{\"op\": ", i ? ", " : "");
+            json_name(rows[i].op);
+            printf(", \"nodes\": %llu, \"ms\": %.4f}", (unsigned long long)rows[i].nodes,
+                   rows[i].ms * per);
+        }
+        printf("]}");
+    } else {
+        printf("profile over %llu run%s, %.2f ms per run:\n", (unsigned long long)runs,
+               runs == 1 ? "" : "s", total);
+        printf("  %10s %6s %6s  %s\n", "ms/run", "%", "nodes", "operator");
+        for (size_t i = 0; i < n; i++)
+            printf("  %10.3f %6.1f %6llu  %s\n", rows[i].ms * per,
+                   total > 0 ? 100.0 * rows[i].ms * per / total : 0,
+                   (unsigned long long)rows[i].nodes, rows[i].op);
+        printf("  %10.3f %6.1f %6s  (inputs and outputs copied, run set-up)\n", total - in_nodes,
+               total > 0 ? 100.0 * (total - in_nodes) / total : 0, "");
+    }
+    veil_free(rows);
+    return 0;
+}
+
 static veil_err load_model_bytes(const struct run_args *a, struct veil_buf *plain, uint8_t **secure,
                                  size_t *secure_len, struct veil_errbuf *eb)
 {
@@ -286,7 +339,8 @@ int veil_cmd_run(int argc, char **argv)
         veil_cli_fail("run", "%s: %s", a.model, veil_errbuf_msg(&eb, rc));
         goto out;
     }
-    struct veil_engine_options opt = {.threads = (unsigned)a.threads, .direct_conv = a.direct_conv};
+    struct veil_engine_options opt = {
+        .threads = (unsigned)a.threads, .direct_conv = a.direct_conv, .profile = a.profile};
     struct veil_span bytes =
         secure != NULL ? veil_span_make(secure, secure_len) : veil_buf_span(&plain);
     rc = veil_engine_model_load(bytes, &opt, &m, &eb);
@@ -355,6 +409,8 @@ int veil_cmd_run(int argc, char **argv)
         goto out;
     }
     double first_ms = (double)(veil_time_mono_ns() - r0) / 1e6;
+    if (a.profile && a.iterations > 0)
+        veil_engine_model_profile_reset(m);
     size_t n_times = 0;
     for (uint64_t it = 0; it < a.iterations; it++) {
         struct veil_tensor tmp[RUN_MAX_INPUTS];
@@ -413,9 +469,12 @@ int veil_cmd_run(int argc, char **argv)
         }
         printf("], \"load_ms\": %.3f, \"first_run_ms\": %.3f, \"iterations\": %zu, "
                "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"items_per_s\": %.3f, "
-               "\"batch\": %lld, \"threads\": %u, \"peak_activation_bytes\": %zu}\n",
+               "\"batch\": %lld, \"threads\": %u, \"peak_activation_bytes\": %zu",
                load_ms, first_ms, a.iterations ? n_times : 0, p50, p90, p99, items_per_s,
                (long long)items, veil_engine_model_threads(m), veil_engine_model_peak_bytes(m));
+        if (a.profile && print_profile(m, true) != 0)
+            goto out;
+        printf("}\n");
     } else {
         for (size_t k = 0; k < n_out; k++) {
             printf("output %s: %s ", veil_engine_model_output(m, k)->name,
@@ -440,6 +499,8 @@ int veil_cmd_run(int argc, char **argv)
         if (a.iterations > 0)
             printf("%zu runs: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, %.2f items/s\n", n_times, p50,
                    p90, p99, items_per_s);
+        if (a.profile && print_profile(m, false) != 0)
+            goto out;
     }
     ret = 0;
 out:

@@ -6,6 +6,8 @@
  */
 #include "engine_int.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void veil_tensor_release(struct veil_tensor *t)
@@ -172,6 +174,14 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
         if (veil__attr_i(n, "group", 1) > 1 || (m->g.winograd && winograd_shape(&m->g, n)))
             m->g.blocked_convs = true;
     }
+    if (opt != NULL && opt->profile) {
+        m->prof_ns = veil_calloc(m->g.n_nodes + 1, sizeof(*m->prof_ns));
+        m->prof_ran = veil_calloc(m->g.n_nodes + 1, sizeof(*m->prof_ran));
+        if (m->prof_ns == NULL || m->prof_ran == NULL) {
+            rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the profile");
+            goto out;
+        }
+    }
     m->threads = opt != NULL && opt->threads > 0 ? opt->threads : veil_cpu_count();
     veil__lanes_reserve(m->threads);
     m->max_act = VEIL_ENGINE_DEFAULT_MAX_ACTIVATION;
@@ -197,6 +207,8 @@ void veil_engine_model_free(struct veil_engine_model *m)
     veil__graph_release(&m->g);
     veil_free(m->in_info);
     veil_free(m->out_info);
+    veil_free(m->prof_ns);
+    veil_free(m->prof_ran);
     if (m->deng != NULL)
         dnnl_engine_destroy(m->deng);
     pthread_mutex_destroy(&m->mu);
@@ -246,6 +258,93 @@ size_t veil_engine_model_peak_bytes(struct veil_engine_model *m)
             peak = m->plans[i]->peak_act_bytes;
     pthread_mutex_unlock(&m->mu);
     return peak;
+}
+
+/* A node's profile label: its operator type and what was fused into it. */
+static void prof_label(const struct veil__node *n, char *out, size_t cap)
+{
+    static const char *const post_names[] = {
+        [VEIL__POST_RELU] = "Relu",           [VEIL__POST_LEAKY] = "LeakyRelu",
+        [VEIL__POST_CLIP] = "Clip",           [VEIL__POST_SIGMOID] = "Sigmoid",
+        [VEIL__POST_TANH] = "Tanh",           [VEIL__POST_GELU_ERF] = "Gelu",
+        [VEIL__POST_LINEAR] = "Affine",       [VEIL__POST_SWISH] = "SiLU",
+        [VEIL__POST_HARDSWISH] = "HardSwish",
+    };
+    size_t len = (size_t)snprintf(out, cap, "%s", n->op_type);
+    for (size_t i = 0; i <= n->n_post && len < cap; i++) {
+        const char *add = NULL;
+        if (n->add_in >= 0 && n->add_at == i)
+            add = "Add";
+        if (add != NULL && len < cap)
+            len += (size_t)snprintf(out + len, cap - len, "+%s", add);
+        if (i < n->n_post && len < cap) {
+            const char *pn = (size_t)n->post[i].kind < sizeof(post_names) / sizeof(post_names[0]) &&
+                                     post_names[n->post[i].kind] != NULL
+                                 ? post_names[n->post[i].kind]
+                                 : "Post";
+            len += (size_t)snprintf(out + len, cap - len, "+%s", pn);
+        }
+    }
+}
+
+static int prof_row_cmp(const void *a, const void *b)
+{
+    const struct veil_engine_prof_row *x = a, *y = b;
+    return x->ms < y->ms ? 1 : x->ms > y->ms ? -1 : strcmp(x->op, y->op);
+}
+
+veil_err veil_engine_model_profile(struct veil_engine_model *m, struct veil_engine_prof_row *rows,
+                                   size_t cap, size_t *n_rows, uint64_t *runs, double *run_ms,
+                                   struct veil_errbuf *eb)
+{
+    *n_rows = 0;
+    *runs = 0;
+    *run_ms = 0;
+    if (m->prof_ns == NULL)
+        return veil_errf(eb, VEIL_E_INVALID, "the model was loaded without profiling");
+    struct veil_engine_prof_row *all = veil_calloc(m->g.n_nodes + 1, sizeof(*all));
+    if (all == NULL)
+        return veil_errf(eb, VEIL_E_NOMEM, "no memory for the profile");
+    size_t n = 0;
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->g.n_nodes; i++) {
+        const struct veil__node *nd = &m->g.nodes[i];
+        if (nd->dead || !m->prof_ran[i])
+            continue;
+        char label[sizeof(all->op)];
+        if (m->prof_ran[i] & VEIL__PROF_ATTENTION)
+            snprintf(label, sizeof(label), "Attention (MatMul+Softmax+MatMul)");
+        else
+            prof_label(nd, label, sizeof(label));
+        size_t r = 0;
+        while (r < n && strcmp(all[r].op, label) != 0)
+            r++;
+        if (r == n)
+            memcpy(all[n++].op, label, sizeof(label));
+        all[r].nodes++;
+        all[r].ms += (double)m->prof_ns[i] / 1e6;
+    }
+    *runs = m->prof_runs;
+    *run_ms = (double)m->prof_run_ns / 1e6;
+    pthread_mutex_unlock(&m->mu);
+    qsort(all, n, sizeof(*all), prof_row_cmp);
+    if (cap > 0)
+        memcpy(rows, all, (n < cap ? n : cap) * sizeof(*all));
+    *n_rows = n;
+    veil_free(all);
+    return VEIL_OK;
+}
+
+void veil_engine_model_profile_reset(struct veil_engine_model *m)
+{
+    pthread_mutex_lock(&m->mu);
+    if (m->prof_ns != NULL) {
+        memset(m->prof_ns, 0, m->g.n_nodes * sizeof(*m->prof_ns));
+        memset(m->prof_ran, 0, m->g.n_nodes * sizeof(*m->prof_ran));
+    }
+    m->prof_runs = 0;
+    m->prof_run_ns = 0;
+    pthread_mutex_unlock(&m->mu);
 }
 
 static veil_err check_inputs(const struct veil_engine_model *m, const struct veil_tensor *in,

@@ -193,6 +193,16 @@ struct veil__step {
     struct veil__kstate *ks;
     size_t scratch_bytes; /* per-run scratch for this step (the shared step region) */
     size_t ex_base;       /* index of this step's first exec in a scratch's args_base */
+    /*
+     * A fused kernel that does this node's work and that of later nodes (attention.c). It runs
+     * instead of the operator's, reading the node's inputs, then the values xval in that order
+     * (in kctx in[n_in + k]; -1 for none), which it reads or writes besides the node's own.
+     */
+    veil_err (*xexec)(struct veil__kctx *c, const struct veil__kparams *kp);
+    int32_t xval[4];
+    size_t n_xval;
+    /* 1 + the index of the earlier fused step that does this node's work; 0 when none. */
+    int64_t absorbed_by;
 };
 
 struct veil__scratch {
@@ -204,6 +214,7 @@ struct veil__scratch {
     dnnl_exec_arg_t *args; /* per (step, exec): args_base[] indexes into this */
     size_t *args_base;     /* one per (step, exec) */
     size_t n_mems;
+    uint64_t *step_ns; /* per step, this run's time; only when the model profiles */
 };
 
 struct veil__plan {
@@ -239,6 +250,8 @@ struct veil__wcache {
     size_t n, cap;
 };
 
+enum { VEIL__PROF_RAN = 1, VEIL__PROF_ATTENTION = 2 };
+
 struct veil_engine_model {
     struct veil__graph g;
     struct veil__wcache wcache; /* used under mu (plans are built under it) */
@@ -251,6 +264,10 @@ struct veil_engine_model {
     struct veil__plan *plans[VEIL__ENG_MAX_PLANS];
     size_t n_plans;
     uint64_t use_clock;
+    /* Profiling (options.profile), under mu: per graph node, time over completed runs. */
+    uint64_t *prof_ns;
+    uint8_t *prof_ran; /* PROF_RAN: ran in a profiled run; PROF_ATTENTION: as fused attention */
+    uint64_t prof_runs, prof_run_ns;
 };
 
 /* ---- Operator table ---- */
@@ -278,6 +295,7 @@ struct veil__ictx {
     struct veil__step *steps;
     const int32_t *step_of;
     const int32_t *sole_reader;
+    unsigned threads; /* the model's compute threads */
     int64_t opset;
     struct veil_errbuf *eb;
 };
@@ -362,6 +380,24 @@ bool veil__storage_dies(const struct veil__ictx *c, int32_t v);
 /* Runs body(lo, hi) over [0, n) on the run's threads when n is large enough. */
 typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);
 void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
+
+/*
+ * Fused attention (attention.c): called from a MatMul's prepare. When this MatMul (with at
+ * most a scale post-op) feeds only a Softmax over the last axis (with at most a fused mask
+ * addend) that feeds only a second MatMul, and the shapes and layouts fit, the step becomes
+ * one kernel computing softmax(scale * Q K^T + mask) V without storing the scores: the later
+ * two steps are marked absorbed, and Transposes around the three are read through (as views
+ * of their inputs) where they are only read here. *taken says whether it did. Errors only
+ * from allocation.
+ */
+veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bool *taken);
+/*
+ * Whether no runtime step after step `since` and before this one has written over the storage
+ * of value u (an in-place result or accumulated sum sharing it; views do not count). A kernel
+ * that reads a Transpose's input u in place of the Transpose's output, decided at its own
+ * later step, needs u unchanged since the Transpose's step.
+ */
+bool veil__storage_unwritten_since(const struct veil__ictx *c, int32_t u, int64_t since);
 
 /* MaxPool, GlobalAveragePool and GlobalMaxPool as oneDNN primitives (2-D; required for blocked
  * inputs). */

@@ -1256,7 +1256,8 @@ static bool fold_in_view(const struct veil__ictx *c, size_t k, size_t r, dnnl_me
     const struct veil__step *ts = &c->steps[c->step_of[p]];
     int32_t u = c->g->nodes[p].in[0];
     if (!ts->runtime || u < 0 || !c->vals[u].runtime || c->vals[u].blocked ||
-        c->vals[u].t.dt != VEIL_DT_FLOAT || c->vals[u].t.rank != r)
+        c->vals[u].t.dt != VEIL_DT_FLOAT || c->vals[u].t.rank != r ||
+        !veil__storage_unwritten_since(c, u, c->step_of[p]))
         return false;
     int64_t ust[DNNL_MAX_NDIMS];
     dnnl_dims_t d, st;
@@ -1344,6 +1345,9 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
     dnnl_memory_desc_t a_md, b_md, o_md, bias_md, add_md;
     if (c->out[0].numel == 0)
         return VEIL_OK; /* an empty output (a zero batch dim too): nothing to compute */
+    bool fused = false;
+    if ((rc = veil__attention_prepare(c, st, &fused)) != VEIL_OK || fused)
+        return rc;
     if (r > DNNL_MAX_NDIMS || k == 0)
         return c->n->n_post > 0 || c->n->add_in >= 0
                    ? veil_errf(c->eb, VEIL_E_INTERNAL, "fusion without a primitive")

@@ -47,6 +47,7 @@ static void scratch_free(struct veil__scratch *sc)
     veil_free(sc->mems);
     veil_free(sc->args);
     veil_free(sc->args_base);
+    veil_free(sc->step_ns);
     if (sc->stream != NULL)
         dnnl_stream_destroy(sc->stream);
     veil_aligned_free(sc->arena);
@@ -105,6 +106,29 @@ bool veil__storage_dies(const struct veil__ictx *c, int32_t v)
         if (!c->vals[w].alias)
             return true;
     }
+}
+
+bool veil__storage_unwritten_since(const struct veil__ictx *c, int32_t u, int64_t since)
+{
+    int32_t r = u;
+    while (c->vals[r].alias)
+        r = c->vals[r].root;
+    for (int64_t s = since + 1; s < c->step; s++) {
+        const struct veil__step *st = &c->steps[s];
+        const struct veil__node *n = &c->g->nodes[st->node];
+        if (!st->runtime || veil__op_get(n->op)->view)
+            continue;
+        for (size_t k = 0; k < n->n_out; k++) {
+            int32_t w = n->out[k];
+            if (w < 0 || !c->vals[w].runtime || !c->vals[w].alias)
+                continue;
+            while (c->vals[w].alias)
+                w = c->vals[w].root;
+            if (w == r)
+                return false;
+        }
+    }
+    return true;
 }
 
 bool veil__inplace(struct veil__ictx *c, size_t k)
@@ -415,6 +439,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         ic.steps = p->steps;
         ic.step_of = step_of;
         ic.sole_reader = sole_reader;
+        ic.threads = m->threads;
         if (n->n_in > 16 || n->n_out > 8) {
             rc = veil_errf(eb, VEIL_E_LIMIT, "node '%s' has too many inputs or outputs", n->name);
             goto out;
@@ -490,6 +515,18 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
             pv->t = *t;
             pv->nbytes = (size_t)nbytes;
             out_bytes += (size_t)nbytes;
+        }
+        if (st->absorbed_by > 0) {
+            /* An earlier fused step does this node's work: only what it writes has storage. */
+            const struct veil__step *fs = &p->steps[st->absorbed_by - 1];
+            for (size_t k = 0; k < n->n_out; k++)
+                for (size_t x = 0; n->out[k] >= 0 && x < fs->n_xval; x++)
+                    if (fs->xval[x] == n->out[k]) {
+                        p->vals[n->out[k]].runtime = true;
+                        p->vals[n->out[k]].first = st->absorbed_by - 1;
+                        p->vals[n->out[k]].last = st->absorbed_by - 1;
+                    }
+            continue;
         }
         bool view_const = op->view && n->n_in > 0 && n->in[0] >= 0 && ic.in[0].data != NULL;
         /* Shape and Size read only shapes, which are all known here. */
@@ -580,8 +617,8 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
             if (p->vals[r].last < (int64_t)s)
                 p->vals[r].last = (int64_t)s;
         }
-        for (size_t k = 0; k < n->n_out; k++) {
-            int32_t v = n->out[k];
+        for (size_t k = 0; k < n->n_out + st->n_xval; k++) {
+            int32_t v = k < n->n_out ? n->out[k] : st->xval[k - n->n_out];
             if (v < 0 || !p->vals[v].runtime)
                 continue;
             int32_t r = root_of(p, v);
@@ -650,7 +687,10 @@ static veil_err scratch_new(struct veil_engine_model *m, struct veil__plan *p,
     sc->mems = veil_calloc(n_args + 1, sizeof(*sc->mems));
     sc->args = veil_calloc(n_args + 1, sizeof(*sc->args));
     sc->args_base = veil_calloc(p->n_ex + 1, sizeof(*sc->args_base));
-    if (sc->mems == NULL || sc->args == NULL || sc->args_base == NULL) {
+    if (m->prof_ns != NULL)
+        sc->step_ns = veil_calloc(p->n_steps + 1, sizeof(*sc->step_ns));
+    if (sc->mems == NULL || sc->args == NULL || sc->args_base == NULL ||
+        (m->prof_ns != NULL && sc->step_ns == NULL)) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for run scratch");
         goto out;
     }
@@ -690,6 +730,91 @@ out:
     return rc;
 }
 
+/* Runs one step of a plan on a run's scratch. */
+static veil_err exec_step(struct veil_engine_model *m, struct veil__plan *p,
+                          struct veil__scratch *sc, const struct veil__step *st,
+                          struct veil_errbuf *eb)
+{
+    const struct veil__graph *g = &m->g;
+    const struct veil__node *n = &g->nodes[st->node];
+    veil_err rc;
+
+    if (st->ks != NULL) {
+        for (size_t e = 0; e < st->ks->n_ex; e++) {
+            const struct veil__dnnl_exec *dx = &st->ks->ex[e];
+            rc = veil__dnnl_err(dnnl_primitive_execute(dx->prim, sc->stream, (int)dx->n_args,
+                                                       &sc->args[sc->args_base[st->ex_base + e]]),
+                                "execution", eb);
+            if (rc != VEIL_OK)
+                return rc;
+        }
+        return veil__dnnl_err(dnnl_stream_wait(sc->stream), "stream wait", eb);
+    }
+    const struct veil__op_def *op = veil__op_get(n->op);
+    struct veil__kctx kc;
+    kc.g = g;
+    kc.n = n;
+    kc.st = st;
+    kc.n_in = n->n_in;
+    kc.n_out = n->n_out;
+    kc.sc = sc;
+    kc.opset = g->opset;
+    kc.eb = eb;
+    for (size_t k = 0; k < n->n_in; k++) {
+        fill_tv(p, n->in[k], &kc.in[k]);
+        if (n->in[k] >= 0)
+            kc.in[k].data = value_addr(p, sc, n->in[k]);
+    }
+    for (size_t k = 0; k < n->n_out; k++) {
+        fill_tv(p, n->out[k], &kc.out[k]);
+        if (n->out[k] >= 0)
+            kc.out[k].data = value_addr(p, sc, n->out[k]);
+    }
+    if (n->add_in >= 0) {
+        fill_tv(p, n->add_in, &kc.add);
+        kc.add.data = value_addr(p, sc, n->add_in);
+    }
+    if (st->xexec != NULL) {
+        for (size_t k = 0; k < st->n_xval; k++) {
+            struct veil__tv *t = &kc.in[n->n_in + k];
+            memset(t, 0, sizeof(*t));
+            if (st->xval[k] >= 0) {
+                fill_tv(p, st->xval[k], t);
+                t->data = value_addr(p, sc, st->xval[k]);
+            }
+        }
+        return st->xexec(&kc, &st->kp);
+    }
+    if (op->view) {
+        /* Same storage as the input; nothing to compute. */
+        if (kc.out[0].data != kc.in[0].data && kc.out[0].numel > 0)
+            memmove(kc.out[0].data, kc.in[0].data, p->vals[n->out[0]].nbytes);
+        return VEIL_OK;
+    }
+    rc = op->exec(&kc, &st->kp);
+    if (rc != VEIL_OK)
+        veil_err_prefix(eb, rc, "node '%s' (%s)", n->name, op->name);
+    return rc;
+}
+
+/* Adds a completed run's step times to the model's profile. */
+static void profile_add(struct veil_engine_model *m, const struct veil__plan *p,
+                        struct veil__scratch *sc, uint64_t run_ns)
+{
+    pthread_mutex_lock(&m->mu);
+    for (size_t s = 0; s < p->n_steps; s++) {
+        if (!p->steps[s].runtime)
+            continue;
+        m->prof_ns[p->steps[s].node] += sc->step_ns[s];
+        m->prof_ran[p->steps[s].node] |=
+            (uint8_t)(VEIL__PROF_RAN | (p->steps[s].xexec != NULL ? VEIL__PROF_ATTENTION : 0));
+        sc->step_ns[s] = 0;
+    }
+    m->prof_runs++;
+    m->prof_run_ns += run_ns;
+    pthread_mutex_unlock(&m->mu);
+}
+
 veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
                          const struct veil_tensor *inputs, struct veil_tensor *outputs,
                          struct veil_errbuf *eb)
@@ -698,6 +823,7 @@ veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
     struct veil__scratch *sc = NULL;
     const struct veil__graph *g = &m->g;
     size_t n_done = 0;
+    uint64_t run_t0 = 0;
 
     pthread_mutex_lock(&p->mu);
     sc = p->free_scratch;
@@ -706,6 +832,8 @@ veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
     pthread_mutex_unlock(&p->mu);
     if (sc == NULL && (rc = scratch_new(m, p, &sc, eb)) != VEIL_OK)
         return rc;
+    if (sc->step_ns != NULL)
+        run_t0 = veil_time_mono_ns();
     omp_set_num_threads((int)m->threads);
     for (size_t i = 0; i < g->n_inputs; i++) {
         int32_t v = g->inputs[i];
@@ -716,57 +844,15 @@ veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
         const struct veil__step *st = &p->steps[s];
         if (!st->runtime)
             continue;
-        const struct veil__node *n = &g->nodes[st->node];
-        if (st->ks != NULL) {
-            for (size_t e = 0; e < st->ks->n_ex; e++) {
-                const struct veil__dnnl_exec *dx = &st->ks->ex[e];
-                rc = veil__dnnl_err(
-                    dnnl_primitive_execute(dx->prim, sc->stream, (int)dx->n_args,
-                                           &sc->args[sc->args_base[st->ex_base + e]]),
-                    "execution", eb);
-                if (rc != VEIL_OK)
-                    goto out;
-            }
-            rc = veil__dnnl_err(dnnl_stream_wait(sc->stream), "stream wait", eb);
-            if (rc != VEIL_OK)
-                goto out;
-            continue;
+        if (sc->step_ns == NULL) {
+            rc = exec_step(m, p, sc, st, eb);
+        } else {
+            uint64_t t0 = veil_time_mono_ns();
+            rc = exec_step(m, p, sc, st, eb);
+            sc->step_ns[s] += veil_time_mono_ns() - t0;
         }
-        const struct veil__op_def *op = veil__op_get(n->op);
-        struct veil__kctx kc;
-        kc.g = g;
-        kc.n = n;
-        kc.st = st;
-        kc.n_in = n->n_in;
-        kc.n_out = n->n_out;
-        kc.sc = sc;
-        kc.opset = g->opset;
-        kc.eb = eb;
-        for (size_t k = 0; k < n->n_in; k++) {
-            fill_tv(p, n->in[k], &kc.in[k]);
-            if (n->in[k] >= 0)
-                kc.in[k].data = value_addr(p, sc, n->in[k]);
-        }
-        for (size_t k = 0; k < n->n_out; k++) {
-            fill_tv(p, n->out[k], &kc.out[k]);
-            if (n->out[k] >= 0)
-                kc.out[k].data = value_addr(p, sc, n->out[k]);
-        }
-        if (n->add_in >= 0) {
-            fill_tv(p, n->add_in, &kc.add);
-            kc.add.data = value_addr(p, sc, n->add_in);
-        }
-        if (op->view) {
-            /* Same storage as the input; nothing to compute. */
-            if (kc.out[0].data != kc.in[0].data && kc.out[0].numel > 0)
-                memmove(kc.out[0].data, kc.in[0].data, p->vals[n->out[0]].nbytes);
-            continue;
-        }
-        rc = op->exec(&kc, &st->kp);
-        if (rc != VEIL_OK) {
-            veil_err_prefix(eb, rc, "node '%s' (%s)", n->name, op->name);
+        if (rc != VEIL_OK)
             goto out;
-        }
     }
     for (n_done = 0; n_done < g->n_outputs; n_done++) {
         int32_t v = g->outputs[n_done];
@@ -786,11 +872,15 @@ veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
         if (pv->nbytes > 0)
             memcpy(o->data, src, pv->nbytes);
     }
+    if (sc->step_ns != NULL)
+        profile_add(m, p, sc, veil_time_mono_ns() - run_t0);
     rc = VEIL_OK;
 out:
     if (rc != VEIL_OK)
         for (size_t i = 0; i < n_done && i < g->n_outputs; i++)
             veil_tensor_release(&outputs[i]);
+    if (rc != VEIL_OK && sc->step_ns != NULL)
+        memset(sc->step_ns, 0, p->n_steps * sizeof(*sc->step_ns));
     pthread_mutex_lock(&p->mu);
     sc->next = p->free_scratch;
     p->free_scratch = sc;

@@ -1,0 +1,556 @@
+/*
+ * Fused attention: O = softmax(scale * Q K^T + mask) V as one kernel, for the
+ * MatMul -> Softmax -> MatMul chain of transformer models. The unfused chain writes the scores
+ * (batch x heads x Sq x Sk floats, 6 MiB per BERT-base layer at batch 8) to memory three times
+ * and reads them back; here each block of query rows keeps its scores in a per-thread buffer
+ * while they are scaled, masked, normalised and multiplied by V.
+ *
+ * Work items are (batch, head, block of up to 128 query rows), split evenly over the threads.
+ * For each (batch, head) a thread packs K^T ([D][Sk], so score rows are vector loads) and V
+ * ([Sk][Dv]); for each row block it packs Q and runs two register-tiled products (6 rows by
+ * up to 64 columns of accumulators, one broadcast A element against 4 vectors of B per step)
+ * with the softmax of veil__softmax_row between them. Operands are read through element
+ * strides, so the Transposes that split heads (Q, K, V) and merge them (the output) are read
+ * through rather than run, as for MatMul (ops_dnnl.c).
+ *
+ * The kernel is built for AVX-512; on other CPUs the chain runs unfused.
+ */
+#include "engine_int.h"
+
+#include <omp.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+/* Query rows per work item. */
+#define ATT_ROWS 128
+
+/*
+ * Kernel parameters (kp): i[0..5] batch, heads, Sq, Sk, D, Dv (the operands as 4-D views
+ * [batch, heads, rows, columns], missing leading dims 1); i[6] threads the scratch was sized
+ * for; i[7] per-thread scratch bytes; i[8] whether a mask is read; i[9..12] the mask's
+ * strides. v[0..3]: element strides of Q [B,H,Sq,D], K^T [B,H,D,Sk], V [B,H,Sk,Dv] and O
+ * [B,H,Sq,Dv]. f[0]: the scale.
+ */
+enum { KP_B, KP_H, KP_SQ, KP_SK, KP_D, KP_DV, KP_THREADS, KP_PER_THREAD, KP_MASK, KP_MST };
+enum { SV_Q, SV_K, SV_V, SV_O };
+
+static size_t round16(int64_t n)
+{
+    return (size_t)(n + 15) / 16 * 16;
+}
+
+/* Per-thread scratch floats: K^T, V, a Q block and a score block. */
+static size_t thread_floats(int64_t sk, int64_t d, int64_t dv)
+{
+    size_t skp = round16(sk);
+    return round16(d) * skp + (size_t)sk * round16(dv) + ATT_ROWS * round16(d) + ATT_ROWS * skp +
+           4 * 16;
+}
+
+#if defined(__x86_64__)
+#define AVX512 __attribute__((target("avx512f,fma")))
+#define INLINE __attribute__((always_inline)) inline
+
+/*
+ * c[i][0, n) = scale * sum_k a[i * as + k] b[k * bs + 0, n) for i < mr (at most 6), where n
+ * covers nv vectors of 16 (at most 4), the last masked by last.
+ */
+AVX512 static INLINE void tile(int mr, int nv, size_t kn, const float *a, size_t as,
+                               const float *b, size_t bs, float *c, size_t cs, __mmask16 last,
+                               float scale)
+{
+    __m512 acc[6][4];
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    for (size_t k = 0; k < kn; k++) {
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            if (j < nv)
+                bv[j] = j == nv - 1 ? _mm512_maskz_loadu_ps(last, b + k * bs + 16 * j)
+                                    : _mm512_loadu_ps(b + k * bs + 16 * j);
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; i++) {
+            if (i >= mr)
+                continue;
+            __m512 av = _mm512_set1_ps(a[(size_t)i * as + k]);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                if (j < nv)
+                    acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+    __m512 vs = _mm512_set1_ps(scale);
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) {
+        if (i >= mr)
+            continue;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            if (j >= nv)
+                continue;
+            float *dst = c + (size_t)i * cs + 16 * j;
+            __m512 v = _mm512_mul_ps(acc[i][j], vs);
+            if (j == nv - 1 && last != 0xffff)
+                _mm512_mask_storeu_ps(dst, last, v);
+            else
+                _mm512_storeu_ps(dst, v);
+        }
+    }
+}
+
+#define TILE_CASE(MR, NV)                                                                      \
+    case (MR) * 8 + (NV):                                                                      \
+        tile(MR, NV, kn, a, as, b, bs, c, cs, last, scale);                                    \
+        break
+#define TILE_ROW(MR)                                                                           \
+    TILE_CASE(MR, 1);                                                                          \
+    TILE_CASE(MR, 2);                                                                          \
+    TILE_CASE(MR, 3);                                                                          \
+    TILE_CASE(MR, 4)
+
+/* One tile with the row and vector counts as constants, so the accumulators stay registers. */
+AVX512 static void tile_any(int mr, int nv, size_t kn, const float *a, size_t as, const float *b,
+                            size_t bs, float *c, size_t cs, __mmask16 last, float scale)
+{
+    switch (mr * 8 + nv) {
+        TILE_ROW(1);
+        TILE_ROW(2);
+        TILE_ROW(3);
+        TILE_ROW(4);
+        TILE_ROW(5);
+        TILE_ROW(6);
+    default:
+        break;
+    }
+}
+
+/* C[m][n] = scale * A[m][kn] B[kn][n], rows of A, B and C at strides as, bs and cs. */
+AVX512 static void gemm(size_t m, size_t n, size_t kn, const float *a, size_t as, const float *b,
+                        size_t bs, float *c, size_t cs, float scale)
+{
+    for (size_t j0 = 0; j0 < n; j0 += 64) {
+        size_t nj = n - j0 < 64 ? n - j0 : 64;
+        int nv = (int)((nj + 15) / 16);
+        __mmask16 last = nj % 16 != 0 ? (__mmask16)((1u << (nj % 16)) - 1u) : (__mmask16)0xffff;
+        for (size_t i0 = 0; i0 < m; i0 += 6) {
+            int mr = (int)(m - i0 < 6 ? m - i0 : 6);
+            tile_any(mr, nv, kn, a + i0 * as, as, b + j0, bs, c + i0 * cs + j0, cs, last, scale);
+        }
+    }
+}
+
+struct att_job {
+    const float *q, *k, *v, *mask;
+    float *o;
+    int64_t b, h, sq, sk, d, dv;
+    const int64_t *qs, *ks, *vs, *os, *ms;
+    float scale;
+    uint8_t *scratch;
+    size_t per_thread;
+};
+
+/* dst[r][0, cols) = src[r * rs + c * cs] for r < rows (dst rows at stride ds). */
+static void pack(float *dst, size_t ds, const float *src, int64_t rows, int64_t cols, int64_t rs,
+                 int64_t cs)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = src + r * rs;
+        float *o = dst + (size_t)r * ds;
+        if (cs == 1) {
+            memcpy(o, s, (size_t)cols * sizeof(float));
+        } else {
+            for (int64_t c = 0; c < cols; c++)
+                o[c] = s[c * cs];
+        }
+    }
+}
+
+/*
+ * 16 x 16 transpose in registers: on return r[j] holds column j of the rows given. Pairs of
+ * rows interleave (unpack), then groups of four (shuffle_ps), then 128-bit lanes twice.
+ */
+AVX512 static INLINE void transpose16(__m512 *r)
+{
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* r[4g + c], lane L: column c + 4L of rows 4g .. 4g + 3. */
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+        r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+    }
+    /* t[c], t[4 + c]: rows 0-7; t[8 + c], t[12 + c]: rows 8-15 (columns c, c + 8 / c + 4, c + 12). */
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
+        t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+        t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+        t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        r[c + 8] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);
+        r[c + 4] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+        r[c + 12] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xdd);
+    }
+}
+
+/*
+ * K^T block [D][Sk] (rows at stride ds) from K^T's view strides rs (along D) and cs (along Sk).
+ * The usual view (heads split from [.., Sk, D] rows, rs = 1) is transposed in 16 x 16 register
+ * blocks, writing whole blocks: dst must hold round16(D) rows of round16(Sk) columns.
+ */
+AVX512 static void pack_kt(float *dst, size_t ds, const float *src, int64_t d, int64_t sk,
+                           int64_t rs, int64_t cs)
+{
+    if (cs == 1 || rs != 1) {
+        pack(dst, ds, src, d, sk, rs, cs);
+        return;
+    }
+    for (int64_t j0 = 0; j0 < sk; j0 += 16)
+        for (int64_t i0 = 0; i0 < d; i0 += 16) {
+            __mmask16 km =
+                d - i0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (d - i0)) - 1u);
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++)
+                r[t] = j0 + t < sk ? _mm512_maskz_loadu_ps(km, src + (j0 + t) * cs + i0)
+                                   : _mm512_setzero_ps();
+            transpose16(r);
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++)
+                _mm512_storeu_ps(dst + (size_t)(i0 + t) * ds + (size_t)j0, r[t]);
+        }
+}
+
+AVX512 static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, uint8_t *buf)
+{
+    size_t skp = round16(j->sk), dvp = round16(j->dv), dp = round16(j->d);
+    float *kt = (float *)(void *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
+    float *vp = kt + dp * skp;
+    float *qp = vp + (size_t)j->sk * dvp;
+    float *sc = qp + ATT_ROWS * dp;
+    uint64_t nblk = ((uint64_t)j->sq + ATT_ROWS - 1) / ATT_ROWS, packed = UINT64_MAX;
+    for (uint64_t w = lo; w < hi; w++) {
+        uint64_t bh = w / nblk;
+        int64_t b = (int64_t)(bh / (uint64_t)j->h), h = (int64_t)(bh % (uint64_t)j->h);
+        int64_t i0 = (int64_t)(w % nblk) * ATT_ROWS;
+        int64_t rows = j->sq - i0 < ATT_ROWS ? j->sq - i0 : ATT_ROWS;
+        if (bh != packed) {
+            pack_kt(kt, skp, j->k + b * j->ks[0] + h * j->ks[1], j->d, j->sk, j->ks[2], j->ks[3]);
+            pack(vp, dvp, j->v + b * j->vs[0] + h * j->vs[1], j->sk, j->dv, j->vs[2], j->vs[3]);
+            packed = bh;
+        }
+        pack(qp, dp, j->q + b * j->qs[0] + h * j->qs[1] + i0 * j->qs[2], rows, j->d, j->qs[2],
+             j->qs[3]);
+        gemm((size_t)rows, (size_t)j->sk, (size_t)j->d, qp, dp, kt, skp, sc, skp, j->scale);
+        for (int64_t i = 0; i < rows; i++) {
+            const float *m = j->mask != NULL ? j->mask + b * j->ms[0] + h * j->ms[1] +
+                                                   (i0 + i) * j->ms[2]
+                                             : NULL;
+            float *row = sc + (size_t)i * skp;
+            veil__softmax_row(row, 1, m, (size_t)j->ms[3], row, (size_t)j->sk);
+        }
+        gemm((size_t)rows, (size_t)j->dv, (size_t)j->sk, sc, skp, vp, dvp,
+             j->o + b * j->os[0] + h * j->os[1] + i0 * j->os[2], (size_t)j->os[2], 1.0f);
+    }
+}
+
+static veil_err attention_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+{
+    struct att_job j;
+    j.q = c->in[0].data;
+    j.k = c->in[1].data;
+    j.v = c->in[2].data;
+    j.mask = kp->i[KP_MASK] ? c->in[3].data : NULL;
+    j.o = c->in[4].data;
+    j.b = kp->i[KP_B];
+    j.h = kp->i[KP_H];
+    j.sq = kp->i[KP_SQ];
+    j.sk = kp->i[KP_SK];
+    j.d = kp->i[KP_D];
+    j.dv = kp->i[KP_DV];
+    j.qs = kp->v[SV_Q];
+    j.ks = kp->v[SV_K];
+    j.vs = kp->v[SV_V];
+    j.os = kp->v[SV_O];
+    j.ms = &kp->i[KP_MST];
+    j.scale = kp->f[0];
+    j.scratch = c->sc->step_region;
+    j.per_thread = (size_t)kp->i[KP_PER_THREAD];
+    uint64_t items = (uint64_t)(j.b * j.h) * (((uint64_t)j.sq + ATT_ROWS - 1) / ATT_ROWS);
+    int nt = omp_get_max_threads();
+    if (nt > kp->i[KP_THREADS])
+        nt = (int)kp->i[KP_THREADS];
+    if ((uint64_t)nt > items)
+        nt = (int)items;
+    if (nt <= 1 || omp_in_parallel()) {
+        att_items(&j, 0, items, j.scratch);
+        return VEIL_OK;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        uint64_t t = (uint64_t)omp_get_thread_num(), tn = (uint64_t)omp_get_num_threads();
+        uint64_t lo = items * t / tn, hi = items * (t + 1) / tn;
+        if (lo < hi)
+            att_items(&j, lo, hi, j.scratch + t * j.per_thread);
+    }
+    return VEIL_OK;
+}
+#endif
+
+/* ---- Plan time ---- */
+
+static void row_major(size_t r, const int64_t *dims, int64_t *st)
+{
+    int64_t s = 1;
+    for (size_t i = r; i-- > 0;) {
+        st[i] = s;
+        s *= dims[i];
+    }
+}
+
+/* A read of value v by node `reader`: v's own storage, or its producer Transpose's input. */
+struct att_view {
+    int64_t st[VEIL__ENG_RANK]; /* element strides of v's dims */
+    int32_t tnode;              /* the Transpose read through, or -1 */
+};
+
+static bool known_before(const struct veil__ictx *c, int32_t v)
+{
+    int32_t p = c->g->values[v].producer;
+    return p < 0 || (c->step_of[p] >= 0 && c->step_of[p] < c->step);
+}
+
+static bool input_view(const struct veil__ictx *c, int32_t v, int32_t reader, size_t r,
+                       struct att_view *w)
+{
+    const struct veil__pval *pv = &c->vals[v];
+    w->tnode = -1;
+    if (pv->t.dt != VEIL_DT_FLOAT || pv->t.rank != r || pv->blocked || !known_before(c, v))
+        return false;
+    if (!pv->runtime && pv->t.data == NULL)
+        return false;
+    row_major(r, pv->t.dims, w->st);
+    int32_t p = c->g->values[v].producer;
+    if (!pv->runtime || p < 0 || c->sole_reader[v] != reader ||
+        strcmp(c->g->nodes[p].op_type, "Transpose") != 0)
+        return true;
+    const struct veil__step *ts = &c->steps[c->step_of[p]];
+    int32_t u = c->g->nodes[p].in[0];
+    if (!ts->runtime || ts->absorbed_by > 0 || u < 0 || !c->vals[u].runtime ||
+        c->vals[u].blocked || c->vals[u].t.dt != VEIL_DT_FLOAT || c->vals[u].t.rank != r ||
+        !veil__storage_unwritten_since(c, u, c->step_of[p]))
+        return true;
+    int64_t ust[VEIL__ENG_RANK];
+    row_major(r, c->vals[u].t.dims, ust);
+    for (size_t i = 0; i < r; i++)
+        if (ts->kp.i[i] < 0 || (size_t)ts->kp.i[i] >= r)
+            return true;
+    for (size_t i = 0; i < r; i++)
+        w->st[i] = ust[ts->kp.i[i]];
+    w->tnode = p;
+    return true;
+}
+
+/* Skips a Transpose read through: its output becomes a view of its input. */
+static void commit_view(struct veil__ictx *c, int32_t v, const struct att_view *w)
+{
+    if (w->tnode < 0)
+        return;
+    struct veil__step *ts = &c->steps[c->step_of[w->tnode]];
+    int32_t u = c->g->nodes[w->tnode].in[0];
+    veil__kstate_free(ts->ks);
+    ts->ks = NULL;
+    ts->runtime = false;
+    c->vals[v].alias = true;
+    c->vals[v].root = u;
+    /* u's storage is read later than u's own last reader: never accumulate into it. */
+    c->viewed[u] = true;
+}
+
+/* Left-pads rank r strides to 4 (missing leading dims have extent 1). */
+static void pad4(size_t r, const int64_t *st, int64_t *out)
+{
+    for (size_t i = 0; i < 4; i++)
+        out[i] = i < 4 - r ? 0 : st[i - (4 - r)];
+}
+
+/*
+ * The output's strides: written in the order of a Transpose that alone reads it and keeps the
+ * last axis last (which then becomes a view, see veil__transpose_prepare), else row-major.
+ */
+static void output_view(struct veil__ictx *c, int32_t o, size_t r, const int64_t *od,
+                        int64_t *st)
+{
+    row_major(r, od, st);
+    int32_t t = c->sole_reader[o];
+    if (t < 0 || strcmp(c->g->nodes[t].op_type, "Transpose") != 0 || c->g->nodes[t].in[0] != o ||
+        c->g->nodes[t].n_out < 1 || c->g->nodes[t].out[0] < 0)
+        return;
+    size_t perm[VEIL__ENG_RANK];
+    if (veil__transpose_perm(&c->g->nodes[t], r, perm, NULL) != VEIL_OK || perm[r - 1] != r - 1)
+        return;
+    int64_t td[VEIL__ENG_RANK], tst[VEIL__ENG_RANK], ost[VEIL__ENG_RANK];
+    dnnl_dims_t d, dst;
+    for (size_t i = 0; i < r; i++)
+        td[i] = od[perm[i]];
+    row_major(r, td, tst);
+    for (size_t i = 0; i < r; i++) {
+        ost[perm[i]] = tst[i];
+        d[i] = od[i];
+    }
+    for (size_t i = 0; i < r; i++)
+        dst[i] = ost[i];
+    dnnl_memory_desc_t md;
+    if (dnnl_memory_desc_init_by_strides(&md, (int)r, d, dnnl_f32, dst) != dnnl_success)
+        return;
+    c->vals[o].blocked = true;
+    c->vals[o].md = md;
+    memcpy(st, ost, r * sizeof(int64_t));
+}
+
+/* The node reading value v once and alone, when it is a live node of type op. */
+static int32_t sole(const struct veil__ictx *c, int32_t v, const char *op)
+{
+    int32_t r = v >= 0 ? c->sole_reader[v] : -1;
+    if (r < 0 || c->g->nodes[r].dead || strcmp(c->g->nodes[r].op_type, op) != 0 ||
+        c->step_of[r] <= c->step || c->steps[c->step_of[r]].absorbed_by > 0)
+        return -1;
+    return r;
+}
+
+veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bool *taken)
+{
+    const struct veil__node *n = c->n;
+    *taken = false;
+#if defined(__x86_64__)
+    if (veil__vec_best() != VEIL__VEC_AVX512 || c->vals == NULL || c->sole_reader == NULL ||
+        c->steps == NULL || strcmp(n->op_type, "MatMul") != 0 || n->n_in != 2 ||
+        n->add_in >= 0 || n->n_out != 1 || c->opset < 13)
+        return VEIL_OK;
+    float scale = 1.0f;
+    if (n->n_post == 1 && n->post[0].kind == VEIL__POST_LINEAR && n->post[0].b == 0.0f)
+        scale = n->post[0].a;
+    else if (n->n_post != 0)
+        return VEIL_OK;
+    /* The chain: this MatMul -> Softmax over the last axis (+ mask) -> MatMul reading it as A. */
+    int32_t s_v = n->out[0], sm = sole(c, s_v, "Softmax");
+    if (sm < 0)
+        return VEIL_OK;
+    const struct veil__node *smn = &c->g->nodes[sm];
+    if (smn->in[0] != s_v || smn->n_post != 0 || smn->n_out != 1 || smn->out[0] < 0)
+        return VEIL_OK;
+    int32_t p_v = smn->out[0], m2 = sole(c, p_v, "MatMul");
+    if (m2 < 0 || c->step_of[m2] <= c->step_of[sm])
+        return VEIL_OK;
+    const struct veil__node *m2n = &c->g->nodes[m2];
+    if (m2n->n_in != 2 || m2n->in[0] != p_v || m2n->in[1] < 0 || m2n->in[1] == p_v ||
+        m2n->n_post != 0 || m2n->add_in >= 0 || m2n->n_out != 1 || m2n->out[0] < 0)
+        return VEIL_OK;
+    int32_t v_v = m2n->in[1], o_v = m2n->out[0], mask_v = smn->add_in;
+    /* Shapes: Q [.., Sq, D], K^T [.., D, Sk], V [.., Sk, Dv] with equal batch dims. */
+    size_t r = c->in[0].rank;
+    const struct veil__tv *q = &c->in[0], *kt = &c->in[1], *v = &c->vals[v_v].t;
+    if (r < 2 || r > 4 || kt->rank != r || !known_before(c, v_v) || v->rank != r)
+        return VEIL_OK;
+    int64_t axis = veil__attr_i(smn, "axis", -1);
+    if (axis != -1 && axis != (int64_t)r - 1)
+        return VEIL_OK;
+    for (size_t i = 0; i + 2 < r; i++)
+        if (q->dims[i] != kt->dims[i] || q->dims[i] != v->dims[i])
+            return VEIL_OK;
+    int64_t sq = q->dims[r - 2], d = q->dims[r - 1], sk = kt->dims[r - 1],
+            dv = v->dims[r - 1];
+    if (kt->dims[r - 2] != d || v->dims[r - 2] != sk || sq <= 0 || d <= 0 || sk <= 0 || dv <= 0)
+        return VEIL_OK;
+    int64_t sdims[VEIL__ENG_RANK], mst[4] = {0, 0, 0, 0};
+    memcpy(sdims, q->dims, r * sizeof(int64_t));
+    sdims[r - 1] = sk;
+    if (mask_v >= 0) {
+        /* Broadcast to the scores' shape without changing it; read at strides (0 repeats). */
+        const struct veil__pval *mp = &c->vals[mask_v];
+        if (mp->t.dt != VEIL_DT_FLOAT || mp->t.rank > r || mp->blocked ||
+            !known_before(c, mask_v) || (!mp->runtime && mp->t.data == NULL))
+            return VEIL_OK;
+        int64_t mrm[VEIL__ENG_RANK], mfull[4] = {0, 0, 0, 0};
+        row_major(mp->t.rank, mp->t.dims, mrm);
+        size_t off = r - mp->t.rank;
+        for (size_t i = 0; i < mp->t.rank; i++) {
+            int64_t md = mp->t.dims[i];
+            if (md != 1 && md != sdims[off + i])
+                return VEIL_OK;
+            mfull[4 - mp->t.rank + i] = md == 1 ? 0 : mrm[i];
+        }
+        memcpy(mst, mfull, sizeof(mst));
+        if (mst[3] != 0 && mst[3] != 1)
+            return VEIL_OK;
+    }
+    struct att_view qv, kv, vv;
+    if (!input_view(c, n->in[0], c->node, r, &qv) || !input_view(c, n->in[1], c->node, r, &kv) ||
+        !input_view(c, v_v, m2, r, &vv))
+        return VEIL_OK;
+    /* Every size the kernel indexes fits comfortably in its 64-bit arithmetic. */
+    uint64_t tf = thread_floats(sk, d, dv);
+    if ((uint64_t)sk > (1u << 24) || (uint64_t)d > (1u << 20) || (uint64_t)dv > (1u << 20) ||
+        tf > (uint64_t)1 << 34)
+        return VEIL_OK;
+    size_t per_thread = (size_t)tf * sizeof(float);
+    unsigned threads = c->threads > 0 ? c->threads : 1;
+    int64_t od[VEIL__ENG_RANK], ost[VEIL__ENG_RANK];
+    memcpy(od, q->dims, r * sizeof(int64_t));
+    od[r - 1] = dv;
+    output_view(c, o_v, r, od, ost);
+    commit_view(c, n->in[0], &qv);
+    commit_view(c, n->in[1], &kv);
+    commit_view(c, v_v, &vv);
+    c->vals[s_v].runtime = false; /* the scores are never stored */
+    c->steps[c->step_of[sm]].absorbed_by = c->step + 1;
+    c->steps[c->step_of[m2]].absorbed_by = c->step + 1;
+    struct veil__kparams *kp = c->kp;
+    memset(kp, 0, sizeof(*kp));
+    int64_t d4[4];
+    for (size_t i = 0; i < 4; i++)
+        d4[i] = i < 4 - r ? 1 : q->dims[i - (4 - r)];
+    kp->i[KP_B] = d4[0];
+    kp->i[KP_H] = d4[1];
+    kp->i[KP_SQ] = sq;
+    kp->i[KP_SK] = sk;
+    kp->i[KP_D] = d;
+    kp->i[KP_DV] = dv;
+    kp->i[KP_THREADS] = threads;
+    kp->i[KP_PER_THREAD] = (int64_t)per_thread;
+    kp->i[KP_MASK] = mask_v >= 0;
+    memcpy(&kp->i[KP_MST], mst, sizeof(mst));
+    pad4(r, qv.st, kp->v[SV_Q]);
+    pad4(r, kv.st, kp->v[SV_K]);
+    pad4(r, vv.st, kp->v[SV_V]);
+    pad4(r, ost, kp->v[SV_O]);
+    kp->f[0] = scale;
+    st->xexec = attention_exec;
+    st->xval[0] = v_v;
+    st->xval[1] = mask_v;
+    st->xval[2] = o_v;
+    st->n_xval = 3;
+    if (st->scratch_bytes < per_thread * threads)
+        st->scratch_bytes = per_thread * threads;
+    *taken = true;
+#else
+    (void)c;
+    (void)st;
+#endif
+    return VEIL_OK;
+}
