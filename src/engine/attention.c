@@ -57,9 +57,8 @@ static size_t thread_floats(int64_t sk, int64_t d, int64_t dv)
  * c[i][0, n) = scale * sum_k a[i * as + k] b[k * bs + 0, n) for i < mr (at most 6), where n
  * covers nv vectors of 16 (at most 4), the last masked by last.
  */
-AVX512 static INLINE void tile(int mr, int nv, size_t kn, const float *a, size_t as,
-                               const float *b, size_t bs, float *c, size_t cs, __mmask16 last,
-                               float scale)
+AVX512 static INLINE void tile(int mr, int nv, size_t kn, const float *a, size_t as, const float *b,
+                               size_t bs, float *c, size_t cs, __mmask16 last, float scale)
 {
     __m512 acc[6][4];
 #pragma GCC unroll 6
@@ -104,14 +103,14 @@ AVX512 static INLINE void tile(int mr, int nv, size_t kn, const float *a, size_t
     }
 }
 
-#define TILE_CASE(MR, NV)                                                                      \
-    case (MR) * 8 + (NV):                                                                      \
-        tile(MR, NV, kn, a, as, b, bs, c, cs, last, scale);                                    \
+#define TILE_CASE(MR, NV)                                                                          \
+    case (MR)*8 + (NV):                                                                            \
+        tile(MR, NV, kn, a, as, b, bs, c, cs, last, scale);                                        \
         break
-#define TILE_ROW(MR)                                                                           \
-    TILE_CASE(MR, 1);                                                                          \
-    TILE_CASE(MR, 2);                                                                          \
-    TILE_CASE(MR, 3);                                                                          \
+#define TILE_ROW(MR)                                                                               \
+    TILE_CASE(MR, 1);                                                                              \
+    TILE_CASE(MR, 2);                                                                              \
+    TILE_CASE(MR, 3);                                                                              \
     TILE_CASE(MR, 4)
 
 /* One tile with the row and vector counts as constants, so the accumulators stay registers. */
@@ -191,7 +190,8 @@ AVX512 static INLINE void transpose16(__m512 *r)
         r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
         r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
     }
-    /* t[c], t[4 + c]: rows 0-7; t[8 + c], t[12 + c]: rows 8-15 (columns c, c + 8 / c + 4, c + 12). */
+    /* t[c], t[4 + c]: rows 0-7; t[8 + c], t[12 + c]: rows 8-15 (columns c, c + 8 / c + 4, c + 12).
+     */
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
         t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
@@ -222,8 +222,7 @@ AVX512 static void pack_kt(float *dst, size_t ds, const float *src, int64_t d, i
     }
     for (int64_t j0 = 0; j0 < sk; j0 += 16)
         for (int64_t i0 = 0; i0 < d; i0 += 16) {
-            __mmask16 km =
-                d - i0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (d - i0)) - 1u);
+            __mmask16 km = d - i0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (d - i0)) - 1u);
             __m512 r[16];
 #pragma GCC unroll 16
             for (int t = 0; t < 16; t++)
@@ -258,9 +257,9 @@ AVX512 static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, 
              j->qs[3]);
         gemm((size_t)rows, (size_t)j->sk, (size_t)j->d, qp, dp, kt, skp, sc, skp, j->scale);
         for (int64_t i = 0; i < rows; i++) {
-            const float *m = j->mask != NULL ? j->mask + b * j->ms[0] + h * j->ms[1] +
-                                                   (i0 + i) * j->ms[2]
-                                             : NULL;
+            const float *m = j->mask != NULL
+                                 ? j->mask + b * j->ms[0] + h * j->ms[1] + (i0 + i) * j->ms[2]
+                                 : NULL;
             float *row = sc + (size_t)i * skp;
             veil__softmax_row(row, 1, m, (size_t)j->ms[3], row, (size_t)j->sk);
         }
@@ -351,8 +350,8 @@ static bool input_view(const struct veil__ictx *c, int32_t v, int32_t reader, si
         return true;
     const struct veil__step *ts = &c->steps[c->step_of[p]];
     int32_t u = c->g->nodes[p].in[0];
-    if (!ts->runtime || ts->absorbed_by > 0 || u < 0 || !c->vals[u].runtime ||
-        c->vals[u].blocked || c->vals[u].t.dt != VEIL_DT_FLOAT || c->vals[u].t.rank != r ||
+    if (!ts->runtime || ts->absorbed_by > 0 || u < 0 || !c->vals[u].runtime || c->vals[u].blocked ||
+        c->vals[u].t.dt != VEIL_DT_FLOAT || c->vals[u].t.rank != r ||
         !veil__storage_unwritten_since(c, u, c->step_of[p]))
         return true;
     int64_t ust[VEIL__ENG_RANK];
@@ -393,8 +392,7 @@ static void pad4(size_t r, const int64_t *st, int64_t *out)
  * The output's strides: written in the order of a Transpose that alone reads it and keeps the
  * last axis last (which then becomes a view, see veil__transpose_prepare), else row-major.
  */
-static void output_view(struct veil__ictx *c, int32_t o, size_t r, const int64_t *od,
-                        int64_t *st)
+static void output_view(struct veil__ictx *c, int32_t o, size_t r, const int64_t *od, int64_t *st)
 {
     row_major(r, od, st);
     int32_t t = c->sole_reader[o];
@@ -439,8 +437,8 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     *taken = false;
 #if defined(__x86_64__)
     if (veil__vec_best() != VEIL__VEC_AVX512 || c->vals == NULL || c->sole_reader == NULL ||
-        c->steps == NULL || strcmp(n->op_type, "MatMul") != 0 || n->n_in != 2 ||
-        n->add_in >= 0 || n->n_out != 1 || c->opset < 13)
+        c->steps == NULL || strcmp(n->op_type, "MatMul") != 0 || n->n_in != 2 || n->add_in >= 0 ||
+        n->n_out != 1 || c->opset < 13)
         return VEIL_OK;
     float scale = 1.0f;
     if (n->n_post == 1 && n->post[0].kind == VEIL__POST_LINEAR && n->post[0].b == 0.0f)
@@ -473,8 +471,7 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     for (size_t i = 0; i + 2 < r; i++)
         if (q->dims[i] != kt->dims[i] || q->dims[i] != v->dims[i])
             return VEIL_OK;
-    int64_t sq = q->dims[r - 2], d = q->dims[r - 1], sk = kt->dims[r - 1],
-            dv = v->dims[r - 1];
+    int64_t sq = q->dims[r - 2], d = q->dims[r - 1], sk = kt->dims[r - 1], dv = v->dims[r - 1];
     if (kt->dims[r - 2] != d || v->dims[r - 2] != sk || sq <= 0 || d <= 0 || sk <= 0 || dv <= 0)
         return VEIL_OK;
     int64_t sdims[VEIL__ENG_RANK], mst[4] = {0, 0, 0, 0};
