@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static _Atomic uint64_t g_count;
 static _Atomic uint64_t g_fail_at; /* 0 = never; else the count at which failures start */
@@ -149,4 +150,15 @@ void veil_alloc_tune_large_blocks(void)
 {
     (void)mallopt(M_MMAP_THRESHOLD, 64 << 20);
     (void)mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
+void veil_advise_huge(void *p, size_t size)
+{
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    if (p == NULL || size < 2 * huge)
+        return;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)p + size) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 }

@@ -58,8 +58,16 @@ veil_err veil_file_read_all(const char *path, size_t max, struct veil_buf *out,
                        (long long)st.st_size, max);
         goto out;
     }
+    /*
+     * A regular file's size is known: one allocation with a spare byte, so the read that sees
+     * the end needs no growth (no doubling copies of a large model).
+     */
+    if (S_ISREG(st.st_mode) && st.st_size > 0 && (uint64_t)st.st_size < max - out->len &&
+        out->len == 0 && veil_buf_reserve(out, (size_t)st.st_size + 1) == VEIL_OK)
+        veil_advise_huge(out->p, out->cap); /* else the loop below grows it step by step */
     for (;;) {
-        rc = veil_buf_reserve(out, 65536 < max - out->len ? 65536 : max - out->len);
+        size_t want = 65536 < max - out->len ? 65536 : max - out->len;
+        rc = veil_buf_reserve(out, out->cap > out->len + 1 ? 0 : want);
         if (rc != VEIL_OK && out->len == max) {
             /* Probe for one more byte beyond the cap: the file is too large. */
             uint8_t extra;

@@ -20,7 +20,10 @@ struct parsed {
 static void *pb_alloc(void *ud, size_t n)
 {
     (void)ud;
-    return veil_malloc(n);
+    void *p = veil_malloc(n);
+    /* protobuf-c copies large tensors' bytes in right away: huge pages fault in far faster. */
+    veil_advise_huge(p, n);
+    return p;
 }
 
 static void pb_free(void *ud, void *p)

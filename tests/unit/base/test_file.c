@@ -50,6 +50,40 @@ TEST(atomic_write_and_read)
     ASSERT_EQ_U64(count_entries(), 1);
 }
 
+/* Sizes around the read loop's 64 KiB steps and a multi-MiB file (read into one allocation):
+ * contents intact; a file exactly at the cap is read, one byte over it refused. */
+TEST(read_all_sizes)
+{
+    static const size_t sizes[] = {1, 65535, 65536, 65537, (5u << 20) + 3};
+    char path[256];
+    snprintf(path, sizeof(path), "%s/sized.bin", dir);
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        size_t n = sizes[k];
+        uint8_t *data = malloc(n);
+        ASSERT_TRUE(data != NULL);
+        for (size_t i = 0; i < n; i++)
+            data[i] = (uint8_t)(i * 131 + k);
+        ASSERT_OK(
+            veil_file_write_atomic(path, veil_span_make(data, n), 0600, VEIL_ATOMIC_REPLACE, NULL));
+        struct veil_buf b;
+        veil_buf_init(&b, 64u << 20);
+        ASSERT_OK(veil_file_read_all(path, 64u << 20, &b, NULL));
+        ASSERT_EQ_U64(b.len, n);
+        ASSERT_MEM_EQ(b.p, data, n);
+        veil_buf_release(&b);
+        veil_buf_init(&b, n);
+        ASSERT_OK(veil_file_read_all(path, n, &b, NULL));
+        ASSERT_EQ_U64(b.len, n);
+        veil_buf_release(&b);
+        struct veil_errbuf eb = {{0}};
+        veil_buf_init(&b, n);
+        ASSERT_ERR(veil_file_read_all(path, n - 1, &b, &eb), VEIL_E_LIMIT);
+        veil_buf_release(&b);
+        free(data);
+    }
+    ASSERT_EQ_I64(unlink(path), 0);
+}
+
 TEST(abort_leaves_nothing)
 {
     char path[256];
