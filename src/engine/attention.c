@@ -518,7 +518,9 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     c->steps[c->step_of[sm]].absorbed_by = c->step + 1;
     c->steps[c->step_of[m2]].absorbed_by = c->step + 1;
     struct veil__kparams *kp = c->kp;
+    void *keep = kp->ptr; /* owned by the step, freed with it */
     memset(kp, 0, sizeof(*kp));
+    kp->ptr = keep;
     int64_t d4[4];
     for (size_t i = 0; i < 4; i++)
         d4[i] = i < 4 - r ? 1 : q->dims[i - (4 - r)];
