@@ -365,22 +365,6 @@ static bool input_view(const struct veil__ictx *c, int32_t v, int32_t reader, si
     return true;
 }
 
-/* Skips a Transpose read through: its output becomes a view of its input. */
-static void commit_view(struct veil__ictx *c, int32_t v, const struct att_view *w)
-{
-    if (w->tnode < 0)
-        return;
-    struct veil__step *ts = &c->steps[c->step_of[w->tnode]];
-    int32_t u = c->g->nodes[w->tnode].in[0];
-    veil__kstate_free(ts->ks);
-    ts->ks = NULL;
-    ts->runtime = false;
-    c->vals[v].alias = true;
-    c->vals[v].root = u;
-    /* u's storage is read later than u's own last reader: never accumulate into it. */
-    c->viewed[u] = true;
-}
-
 /* Left-pads rank r strides to 4 (missing leading dims have extent 1). */
 static void pad4(size_t r, const int64_t *st, int64_t *out)
 {
@@ -511,9 +495,12 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     memcpy(od, q->dims, r * sizeof(int64_t));
     od[r - 1] = dv;
     output_view(c, o_v, r, od, ost);
-    commit_view(c, n->in[0], &qv);
-    commit_view(c, n->in[1], &kv);
-    commit_view(c, v_v, &vv);
+    if (qv.tnode >= 0)
+        veil__skip_transpose(c, qv.tnode, n->in[0]);
+    if (kv.tnode >= 0)
+        veil__skip_transpose(c, kv.tnode, n->in[1]);
+    if (vv.tnode >= 0)
+        veil__skip_transpose(c, vv.tnode, v_v);
     c->vals[s_v].runtime = false; /* the scores are never stored */
     c->steps[c->step_of[sm]].absorbed_by = c->step + 1;
     c->steps[c->step_of[m2]].absorbed_by = c->step + 1;

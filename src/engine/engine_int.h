@@ -411,6 +411,13 @@ veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
 veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm,
                               struct veil_errbuf *eb);
 
+/*
+ * Skips the runtime Transpose node tnode, whose output v a later kernel reads through as a
+ * strided view of the Transpose's input: v becomes an alias of that input, which is marked
+ * viewed (never written in place after its own last reader).
+ */
+void veil__skip_transpose(const struct veil__ictx *c, int32_t tnode, int32_t v);
+
 /* Softmax/LogSoftmax (opset >= 13) and float Transpose as oneDNN primitives. */
 veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
 /*

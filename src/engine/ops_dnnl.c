@@ -1308,24 +1308,26 @@ static bool fast_impl(dnnl_primitive_desc_t pd)
     return strncmp(impl, "ref", 3) != 0;
 }
 
+void veil__skip_transpose(const struct veil__ictx *c, int32_t tnode, int32_t v)
+{
+    struct veil__step *ts = &c->steps[c->step_of[tnode]];
+    int32_t u = c->g->nodes[tnode].in[0];
+    veil__kstate_free(ts->ks);
+    ts->ks = NULL;
+    ts->runtime = false;
+    c->vals[v].alias = true;
+    c->vals[v].root = u;
+    /* u's storage is read later than u's own last reader: never accumulate into it. */
+    c->viewed[u] = true;
+}
+
 /* Makes the folds of f part of the plan: skipped Transposes, aliases and layouts. */
 static void fold_commit(const struct veil__ictx *c, const struct mm_fold *f,
                         const dnnl_memory_desc_t *o_md)
 {
-    for (size_t k = 0; k < 2; k++) {
-        if (!f->in[k])
-            continue;
-        const struct veil__node *t = &c->g->nodes[f->tnode[k]];
-        struct veil__step *ts = &c->steps[c->step_of[f->tnode[k]]];
-        int32_t v = c->n->in[k], u = t->in[0];
-        veil__kstate_free(ts->ks);
-        ts->ks = NULL;
-        ts->runtime = false;
-        c->vals[v].alias = true;
-        c->vals[v].root = u;
-        /* u's storage is read later than u's own last reader: never accumulate into it. */
-        c->viewed[u] = true;
-    }
+    for (size_t k = 0; k < 2; k++)
+        if (f->in[k])
+            veil__skip_transpose(c, f->tnode[k], c->n->in[k]);
     if (f->out) {
         struct veil__pval *pv = &c->vals[c->n->out[0]];
         pv->blocked = true;

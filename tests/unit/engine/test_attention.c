@@ -9,6 +9,7 @@
  * the results are checked). Also the profile API's contract.
  */
 #include "harness.h"
+#include "engine_test.h"
 #include "model_builder.h"
 
 #include "veil/engine.h"
@@ -24,39 +25,6 @@ struct spec {
     bool probs_out; /* the softmax output is a graph output too: the chain stays unfused */
     bool one_head;  /* rank-3 operands, K^T by Transpose(0, 2, 1), no head split */
 };
-
-static float rnd(uint32_t *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
-}
-
-static struct veil_tensor tensor_f(float *data, size_t rank, const int64_t *dims)
-{
-    struct veil_tensor t;
-    memset(&t, 0, sizeof(t));
-    t.dtype = VEIL_DT_FLOAT;
-    t.rank = rank;
-    size_t n = 1;
-    for (size_t i = 0; i < rank; i++) {
-        t.dims[i] = dims[i];
-        n *= (size_t)dims[i];
-    }
-    t.data = data;
-    t.nbytes = n * sizeof(float);
-    return t;
-}
-
-static double rel_l2_f(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1e-30));
-}
 
 static bool has_avx512(void)
 {
@@ -225,7 +193,7 @@ static void attention_case(const struct spec *s, bool *fused_out)
     size_t n_out = s->probs_out ? 2 : 1;
     for (int run = 0; run < 2; run++) {
         ASSERT_OK(veil_engine_run(m, in, s->mask != MASK_NONE ? 4 : 3, out, n_out, &eb));
-        double err = rel_l2_f(out[0].data, want, no);
+        double err = rel_l2(out[0].data, want, no);
         if (err > 1e-5)
             fprintf(stderr, "attention b%lld h%lld sq%lld sk%lld d%lld dv%lld mask %d: %g\n",
                     (long long)s->b, (long long)s->h, (long long)s->sq, (long long)s->sk,

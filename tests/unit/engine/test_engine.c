@@ -6,18 +6,13 @@
  * the contract's error cases.
  */
 #include "harness.h"
+#include "engine_test.h"
 #include "model_builder.h"
 
 #include "veil/engine.h"
 
 #include <math.h>
 #include <pthread.h>
-
-static float rnd(uint32_t *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
-}
 
 static veil_err load(struct mb *b, struct veil_engine_model **m, struct veil_errbuf *eb)
 {
@@ -29,22 +24,6 @@ static veil_err load(struct mb *b, struct veil_engine_model **m, struct veil_err
     return rc;
 }
 
-static struct veil_tensor tensor_f(float *data, size_t rank, const int64_t *dims)
-{
-    struct veil_tensor t;
-    memset(&t, 0, sizeof(t));
-    t.dtype = VEIL_DT_FLOAT;
-    t.rank = rank;
-    size_t n = 1;
-    for (size_t i = 0; i < rank; i++) {
-        t.dims[i] = dims[i];
-        n *= (size_t)dims[i];
-    }
-    t.data = data;
-    t.nbytes = n * sizeof(float);
-    return t;
-}
-
 static double max_rel(const float *a, const float *b, size_t n)
 {
     double m = 0;
@@ -54,18 +33,6 @@ static double max_rel(const float *a, const float *b, size_t n)
             m = d;
     }
     return m;
-}
-
-/* ||a - b|| / ||b||: the whole-tensor error, insensitive to single values near zero. */
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1e-30));
 }
 
 TEST(add_relu_dynamic_batch)

@@ -8,17 +8,12 @@
  * unsupported attributes with the node named.
  */
 #include "harness.h"
+#include "engine_test.h"
 #include "model_builder.h"
 
 #include "veil/engine.h"
 
 #include <math.h>
-
-static float rnd(uint32_t *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
-}
 
 static size_t count(size_t rank, const int64_t *dims)
 {

@@ -1,0 +1,50 @@
+/*
+ * Helpers shared by the engine's unit tests: a fixed-seed generator, float tensors over
+ * caller-owned data, and the whole-tensor relative error.
+ */
+#ifndef VEIL_TEST_ENGINE_TEST_H
+#define VEIL_TEST_ENGINE_TEST_H
+
+#include "veil/engine.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Uniform in [-1, 1) from a linear congruential step of *s. */
+static __attribute__((unused)) float rnd(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+/* A float tensor of the given shape over data (not owned). */
+static __attribute__((unused)) struct veil_tensor tensor_f(float *data, size_t rank,
+                                                           const int64_t *dims)
+{
+    struct veil_tensor t;
+    memset(&t, 0, sizeof(t));
+    t.dtype = VEIL_DT_FLOAT;
+    t.rank = rank;
+    size_t n = 1;
+    for (size_t i = 0; i < rank; i++) {
+        t.dims[i] = dims[i];
+        n *= (size_t)dims[i];
+    }
+    t.data = data;
+    t.nbytes = n * sizeof(float);
+    return t;
+}
+
+/* ||a - b|| / ||b||: the whole-tensor error, insensitive to single values near zero. */
+static __attribute__((unused)) double rel_l2(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1e-30));
+}
+
+#endif
