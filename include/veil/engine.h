@@ -93,6 +93,14 @@ size_t veil_engine_model_peak_bytes(struct veil_engine_model *m);
  */
 void veil_engine_model_set_max_activation(struct veil_engine_model *m, uint64_t bytes);
 
+/*
+ * Bytes of weights the model holds: constants in the model's plain layout plus their copies
+ * reordered for the kernels. After the first run, float weights of 1 MiB or more that every
+ * plan reads only reordered keep just that copy (a new plan, built on a new input signature,
+ * rebuilds the plain copy while it is built and drops it again). Thread-safe.
+ */
+size_t veil_engine_model_weight_bytes(struct veil_engine_model *m);
+
 /* Compute threads a run uses (the option, or the core count). */
 unsigned veil_engine_model_threads(const struct veil_engine_model *m);
 

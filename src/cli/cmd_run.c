@@ -42,7 +42,8 @@ static void run_help(FILE *f)
             "  -n, --iterations N         time N runs after a warm-up run\n"
             "  -o, --output-dir DIR       write each output as DIR/NAME.npy\n"
             "      --json                 print one JSON object (outputs, load_ms, p50_ms,\n"
-            "                             p90_ms, p99_ms, items_per_s, peak_activation_bytes)\n"
+            "                             p90_ms, p99_ms, items_per_s, peak_activation_bytes,\n"
+            "                             weight_bytes)\n"
             "  -t, --threads N            compute threads (default: all cores)\n"
             "  -k, --key FILE             model key for a sealed model\n"
             "      --direct-conv          no Winograd kernels for 3x3 convolutions (slower;\n"
@@ -469,9 +470,11 @@ int veil_cmd_run(int argc, char **argv)
         }
         printf("], \"load_ms\": %.3f, \"first_run_ms\": %.3f, \"iterations\": %zu, "
                "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"items_per_s\": %.3f, "
-               "\"batch\": %lld, \"threads\": %u, \"peak_activation_bytes\": %zu",
+               "\"batch\": %lld, \"threads\": %u, \"peak_activation_bytes\": %zu, "
+               "\"weight_bytes\": %zu",
                load_ms, first_ms, a.iterations ? n_times : 0, p50, p90, p99, items_per_s,
-               (long long)items, veil_engine_model_threads(m), veil_engine_model_peak_bytes(m));
+               (long long)items, veil_engine_model_threads(m), veil_engine_model_peak_bytes(m),
+               veil_engine_model_weight_bytes(m));
         if (a.profile && print_profile(m, true) != 0)
             goto out;
         printf("}\n");
@@ -493,9 +496,10 @@ int veil_cmd_run(int argc, char **argv)
             }
             putchar('\n');
         }
-        printf("loaded in %.1f ms; first run %.2f ms; peak activations %.1f MiB; %u threads\n",
+        printf("loaded in %.1f ms; first run %.2f ms; peak activations %.1f MiB; weights %.1f "
+               "MiB; %u threads\n",
                load_ms, first_ms, (double)veil_engine_model_peak_bytes(m) / 1048576.0,
-               veil_engine_model_threads(m));
+               (double)veil_engine_model_weight_bytes(m) / 1048576.0, veil_engine_model_threads(m));
         if (a.iterations > 0)
             printf("%zu runs: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, %.2f items/s\n", n_times, p50,
                    p90, p99, items_per_s);

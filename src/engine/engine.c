@@ -244,6 +244,14 @@ void veil_engine_model_set_max_activation(struct veil_engine_model *m, uint64_t 
     pthread_mutex_unlock(&m->mu);
 }
 
+size_t veil_engine_model_weight_bytes(struct veil_engine_model *m)
+{
+    pthread_mutex_lock(&m->mu);
+    size_t n = veil__weight_bytes(m);
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
 unsigned veil_engine_model_threads(const struct veil_engine_model *m)
 {
     return m->threads;

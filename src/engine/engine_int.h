@@ -95,6 +95,13 @@ struct veil__value {
     bool is_const;
     struct veil__tv c; /* c.data owned (veil_aligned_alloc) when is_const */
     size_t nbytes;
+    /*
+     * Weights held only reordered: every plan so far read this constant only through the
+     * weights cache, so its plain copy was freed (c.data NULL) and is rebuilt from the cache
+     * when the next plan is built (veil__wcache_rehydrate). plain_needed: some plan read it
+     * otherwise; it is never dropped.
+     */
+    bool dropped, plain_needed;
 };
 
 struct veil__graph {
@@ -240,7 +247,8 @@ struct veil__plan {
  * sizes do not multiply weight memory). Keyed by the constant's data pointer and layout.
  */
 struct veil__wcache_ent {
-    const void *src;
+    int32_t value;             /* the graph constant */
+    dnnl_memory_desc_t src_md; /* its plain layout as the reorder read it */
     dnnl_memory_desc_t md;
     void *data; /* veil_aligned_alloc, owned by the cache */
 };
@@ -282,6 +290,7 @@ struct veil__ictx {
     struct veil__kparams *kp;
     struct veil__pval *vals;     /* the plan's values: layouts are read and set by prepare */
     struct veil__wcache *wcache; /* the model's reordered weights */
+    uint32_t *wreads;            /* per value: reads through the weights cache in this plan */
     const bool *blockable;       /* per value: every reader accepts a oneDNN blocked layout */
     const int64_t *last_read;    /* per value: the last step reading it (INT64_MAX for outputs) */
     bool *viewed;                /* per value: another value shares its storage (no in-place) */
@@ -447,6 +456,22 @@ veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
                          struct veil_errbuf *eb);
 
 void veil__wcache_release(struct veil__wcache *wc);
+/*
+ * Rebuilds the plain copy of every dropped constant from its reordered copy (before a plan is
+ * built, as plans may read constants plainly). Called under the model's mutex. Errors:
+ * VEIL_E_NOMEM, VEIL_E_INTERNAL (oneDNN).
+ */
+veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf *eb);
+/*
+ * After a plan is built: marks constants this plan read other than through the weights cache
+ * (wreads against n_reads, the reading slots of live nodes) as plain_needed, and frees the
+ * plain copy of float constants of 1 MiB or more that no plan has read otherwise. Called under
+ * the model's mutex.
+ */
+void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads,
+                       const uint32_t *n_reads);
+/* Bytes of weights held: plain constants plus reordered copies. Under the model's mutex. */
+size_t veil__weight_bytes(const struct veil_engine_model *m);
 
 /*
  * Compute lanes (lanes.c): every run executes on one of a fixed set of threads, each an

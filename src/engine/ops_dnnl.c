@@ -195,8 +195,9 @@ static size_t take_scratch(struct veil__step *st, size_t *cur, size_t sz)
 }
 
 /*
- * As reorder_const_new, through the model's cache when data is a graph constant (its pointer
- * is stable for the model's life): the reordered copy is made once and shared by all plans.
+ * As reorder_const_new, through the model's cache when data is a graph constant's own data:
+ * the reordered copy is made once per (constant, layout) and shared by all plans. Counts the
+ * read in c->wreads (see veil__wcache_drop).
  */
 static veil_err reorder_const(const struct veil__ictx *c, int32_t value, dnnl_engine_t eng,
                               const dnnl_memory_desc_t *src, const void *data,
@@ -206,11 +207,14 @@ static veil_err reorder_const(const struct veil__ictx *c, int32_t value, dnnl_en
     struct veil__wcache *wc = c->wcache;
     /* Only the graph's own constants: a plan's folded values die with the plan. */
     if (wc == NULL || value < 0 || !c->g->values[value].is_const ||
-        c->g->values[value].c.data != data)
+        c->g->values[value].c.data != data || data == NULL)
         return reorder_const_new(eng, src, data, dst, ks, out, eb);
     for (size_t i = 0; i < wc->n; i++)
-        if (wc->ents[i].src == data && dnnl_memory_desc_equal(&wc->ents[i].md, dst)) {
+        if (wc->ents[i].value == value && dnnl_memory_desc_equal(&wc->ents[i].md, dst) &&
+            dnnl_memory_desc_equal(&wc->ents[i].src_md, src)) {
             *out = wc->ents[i].data;
+            if (c->wreads != NULL)
+                c->wreads[value]++;
             return VEIL_OK;
         }
     if (wc->n == wc->cap) {
@@ -228,9 +232,63 @@ static veil_err reorder_const(const struct veil__ictx *c, int32_t value, dnnl_en
         veil_aligned_free(tmp.owned[0]);
         return rc;
     }
-    wc->ents[wc->n++] = (struct veil__wcache_ent){data, *dst, tmp.owned[0]};
+    wc->ents[wc->n++] = (struct veil__wcache_ent){value, *src, *dst, tmp.owned[0]};
+    if (c->wreads != NULL)
+        c->wreads[value]++;
     (void)ks;
     return VEIL_OK;
+}
+
+veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf *eb)
+{
+    for (size_t i = 0; i < m->wcache.n; i++) {
+        const struct veil__wcache_ent *e = &m->wcache.ents[i];
+        struct veil__value *v = &m->g.values[e->value];
+        if (!v->dropped)
+            continue;
+        struct veil__kstate tmp;
+        const void *plain;
+        memset(&tmp, 0, sizeof(tmp));
+        veil_err rc = reorder_const_new(m->deng, &e->md, e->data, &e->src_md, &tmp, &plain, eb);
+        if (rc != VEIL_OK) {
+            veil_aligned_free(tmp.owned[0]);
+            return rc;
+        }
+        v->c.data = tmp.owned[0];
+        v->dropped = false;
+    }
+    return VEIL_OK;
+}
+
+void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads, const uint32_t *n_reads)
+{
+    struct veil__graph *g = &m->g;
+    for (size_t v = 0; v < g->n_values; v++)
+        if (g->values[v].is_const && n_reads[v] > 0 && wreads[v] != n_reads[v])
+            g->values[v].plain_needed = true;
+    for (size_t i = 0; i < m->wcache.n; i++) {
+        const struct veil__wcache_ent *e = &m->wcache.ents[i];
+        struct veil__value *v = &g->values[e->value];
+        if (v->dropped || v->plain_needed || v->is_output || v->c.dt != VEIL_DT_FLOAT ||
+            v->nbytes < ((size_t)1 << 20) || n_reads[e->value] == 0 ||
+            wreads[e->value] != n_reads[e->value] ||
+            dnnl_memory_desc_get_size(&e->src_md) != v->nbytes)
+            continue;
+        veil_aligned_free(v->c.data);
+        v->c.data = NULL;
+        v->dropped = true;
+    }
+}
+
+size_t veil__weight_bytes(const struct veil_engine_model *m)
+{
+    size_t n = 0;
+    for (size_t v = 0; v < m->g.n_values; v++)
+        if (m->g.values[v].is_const && !m->g.values[v].dropped)
+            n += m->g.values[v].nbytes;
+    for (size_t i = 0; i < m->wcache.n; i++)
+        n += dnnl_memory_desc_get_size(&m->wcache.ents[i].md);
+    return n;
 }
 
 /* Creates the primitive of pd into ex, with its scratchpad in the step's scratch region. */

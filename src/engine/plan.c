@@ -328,7 +328,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     bool *blockable = NULL, *viewed = NULL;
     int64_t *last_read = NULL;
     int32_t *sole_reader = NULL, *step_of = NULL;
-    uint32_t *n_reads = NULL;
+    uint32_t *n_reads = NULL, *wreads = NULL;
 
     *out = NULL;
     /* oneDNN sizes a primitive's work split by the thread count current at creation. */
@@ -352,9 +352,10 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     viewed = veil_calloc(g->n_values + 1, sizeof(bool));
     sole_reader = veil_allocarray(g->n_values + 1, sizeof(int32_t));
     n_reads = veil_calloc(g->n_values + 1, sizeof(uint32_t));
+    wreads = veil_calloc(g->n_values + 1, sizeof(uint32_t));
     step_of = veil_allocarray(g->n_nodes + 1, sizeof(int32_t));
     if (last_read == NULL || viewed == NULL || sole_reader == NULL || n_reads == NULL ||
-        step_of == NULL) {
+        wreads == NULL || step_of == NULL) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for a plan");
         goto out;
     }
@@ -381,6 +382,9 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     for (size_t v = 0; v < g->n_values; v++)
         if (n_reads[v] != 1 || g->values[v].is_output)
             sole_reader[v] = -1;
+    /* Constants whose plain copy was dropped get it back while this plan is built. */
+    if ((rc = veil__wcache_rehydrate(m, eb)) != VEIL_OK)
+        goto out;
     for (size_t v = 0; v < g->n_values; v++) {
         const struct veil__value *gv = &g->values[v];
         struct veil__pval *pv = &p->vals[v];
@@ -431,6 +435,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         ic.eb = eb;
         ic.vals = p->vals;
         ic.wcache = &m->wcache;
+        ic.wreads = wreads;
         ic.blockable = blockable;
         ic.last_read = last_read;
         ic.viewed = viewed;
@@ -646,10 +651,12 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
             ex += p->steps[s].ks->n_ex;
     }
     p->n_ex = ex;
+    veil__wcache_drop(m, wreads, n_reads);
     *out = p;
     p = NULL;
     rc = VEIL_OK;
 out:
+    veil_free(wreads);
     veil_free(blockable);
     veil_free(last_read);
     veil_free(viewed);

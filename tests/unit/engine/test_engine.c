@@ -469,6 +469,78 @@ static void *conc_run(void *arg)
     return NULL;
 }
 
+/*
+ * Weights read only through the reordered-weights cache keep one copy after the first run;
+ * a new batch size (a new plan) rebuilds the plain copy while planning and results stay
+ * right in every plan. A constant that is also read plainly (here by ReduceSum) keeps both.
+ */
+static void weights_case(bool plain_reader)
+{
+    enum { K = 512, N = 640 };
+    struct mb b;
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    float *w = malloc((size_t)K * N * sizeof(float)), *x = malloc((size_t)5 * K * sizeof(float));
+    float *want = malloc((size_t)5 * N * sizeof(float));
+    ASSERT_TRUE(w != NULL && x != NULL && want != NULL);
+    uint32_t seed = 5;
+    for (size_t i = 0; i < (size_t)K * N; i++)
+        w[i] = rnd(&seed);
+    for (size_t i = 0; i < (size_t)5 * K; i++)
+        x[i] = rnd(&seed);
+    for (size_t r = 0; r < 5; r++)
+        for (size_t j = 0; j < N; j++) {
+            double acc = 0;
+            for (size_t k = 0; k < K; k++)
+                acc += (double)x[r * K + k] * w[k * N + j];
+            want[r * N + j] = (float)acc;
+        }
+    double wsum = 0;
+    for (size_t i = 0; i < (size_t)K * N; i++)
+        wsum += w[i];
+    mb_init(&b);
+    int64_t xd[2] = {-1, K}, wd[2] = {K, N}, yd[2] = {-1, N}, one[1] = {1};
+    mb_input(&b, "x", 1, 2, xd);
+    mb_init_f(&b, "w", 2, wd, w);
+    mb_node(&b, "MatMul", "x,w", "y", 0);
+    mb_output(&b, "y", 1, 2, yd);
+    if (plain_reader) {
+        mb_node(&b, "ReduceSum", "w", "ws", 1, mb_attr_i(&b, "keepdims", 0));
+        mb_output(&b, "ws", 1, 0, one);
+    }
+    ASSERT_OK(load(&b, &m, &eb));
+    mb_release(&b);
+    size_t plain = (size_t)K * N * sizeof(float), n_out = plain_reader ? 2 : 1;
+    ASSERT_EQ_U64(veil_engine_model_weight_bytes(m), plain);
+    static const int64_t batches[] = {2, 5, 2, 1};
+    for (size_t bi = 0; bi < sizeof(batches) / sizeof(batches[0]); bi++) {
+        int64_t d[2] = {batches[bi], K};
+        struct veil_tensor in = tensor_f(x, 2, d), out[2];
+        ASSERT_OK(veil_engine_run(m, &in, 1, out, n_out, &eb));
+        ASSERT_TRUE(rel_l2(out[0].data, want, (size_t)batches[bi] * N) < 1e-5);
+        if (plain_reader) {
+            ASSERT_TRUE(fabs(*(const float *)out[1].data - wsum) < 1e-2 * (fabs(wsum) + 1));
+            veil_tensor_release(&out[1]);
+        }
+        veil_tensor_release(&out[0]);
+        size_t held = veil_engine_model_weight_bytes(m);
+        if (plain_reader)
+            ASSERT_TRUE(held >= 2 * plain);
+        else
+            ASSERT_TRUE(held >= plain && held < plain + plain / 2);
+    }
+    veil_engine_model_free(m);
+    free(w);
+    free(x);
+    free(want);
+}
+
+TEST(weights_held_once)
+{
+    weights_case(false);
+    weights_case(true);
+}
+
 TEST(concurrent_runs)
 {
     struct mb b;
