@@ -170,6 +170,13 @@ void veil_alloc_tune_large_blocks(void);
 void veil_advise_huge(void *p, size_t size);
 
 /*
+ * Returns the heap's free memory to the system (glibc's malloc_trim): after freeing large
+ * blocks that the heap would otherwise keep (see veil_alloc_tune_large_blocks), such as a
+ * parsed model's tensors. Takes the heap's locks for a moment. Thread-safe.
+ */
+void veil_heap_release(void);
+
+/*
  * Failure injection for tests: after n more successful allocations, every allocation fails
  * until veil_alloc_fail_reset(). The environment variable VEIL_TEST_FAIL_ALLOC=N sets the
  * same at the first allocation. veil_alloc_count() returns allocations made so far.

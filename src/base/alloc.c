@@ -162,3 +162,10 @@ void veil_advise_huge(void *p, size_t size)
     if (hi > lo)
         (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 }
+
+void veil_heap_release(void)
+{
+#if defined(__GLIBC__)
+    (void)malloc_trim(0);
+#endif
+}

@@ -158,6 +158,8 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
     }
     veil_onnx_model_free(om);
     om = NULL;
+    /* The parsed model's tensor bytes (as large as the model) go back to the system. */
+    veil_heap_release();
     if ((rc = veil__graph_order(&m->g, eb)) != VEIL_OK)
         goto out;
     if ((rc = veil__graph_optimize(&m->g, eb)) != VEIL_OK)

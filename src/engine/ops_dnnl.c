@@ -263,6 +263,7 @@ veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf 
 void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads, const uint32_t *n_reads)
 {
     struct veil__graph *g = &m->g;
+    bool dropped = false;
     for (size_t v = 0; v < g->n_values; v++)
         if (g->values[v].is_const && n_reads[v] > 0 && wreads[v] != n_reads[v])
             g->values[v].plain_needed = true;
@@ -277,7 +278,11 @@ void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads, cons
         veil_aligned_free(v->c.data);
         v->c.data = NULL;
         v->dropped = true;
+        dropped = true;
     }
+    /* The heap keeps large freed blocks (veil_alloc_tune_large_blocks): hand them back. */
+    if (dropped)
+        veil_heap_release();
 }
 
 size_t veil__weight_bytes(const struct veil_engine_model *m)
