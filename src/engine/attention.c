@@ -13,7 +13,9 @@
  * strides, so the Transposes that split heads (Q, K, V) and merge them (the output) are read
  * through rather than run, as for MatMul (ops_dnnl.c).
  *
- * The kernel is built for AVX-512; on other CPUs the chain runs unfused.
+ * The kernels come in AVX-512 (16-float vectors, K^T transposed in 16 x 16 register blocks)
+ * and AVX2+FMA variants (8-float vectors, 6 x 16 tiles), chosen from the CPU; without AVX2
+ * the chain runs unfused.
  */
 #include "engine_int.h"
 
@@ -23,6 +25,8 @@
 #include <immintrin.h>
 #endif
 
+enum veil__vec_isa veil__attention_isa_cap = VEIL__VEC_AVX512;
+
 /* Query rows per work item. */
 #define ATT_ROWS 128
 
@@ -30,10 +34,22 @@
  * Kernel parameters (kp): i[0..5] batch, heads, Sq, Sk, D, Dv (the operands as 4-D views
  * [batch, heads, rows, columns], missing leading dims 1); i[6] threads the scratch was sized
  * for; i[7] per-thread scratch bytes; i[8] whether a mask is read; i[9..12] the mask's
- * strides. v[0..3]: element strides of Q [B,H,Sq,D], K^T [B,H,D,Sk], V [B,H,Sk,Dv] and O
- * [B,H,Sq,Dv]. f[0]: the scale.
+ * strides; i[13] the instruction set (enum veil__vec_isa). v[0..3]: element strides of Q
+ * [B,H,Sq,D], K^T [B,H,D,Sk], V [B,H,Sk,Dv] and O [B,H,Sq,Dv]. f[0]: the scale.
  */
-enum { KP_B, KP_H, KP_SQ, KP_SK, KP_D, KP_DV, KP_THREADS, KP_PER_THREAD, KP_MASK, KP_MST };
+enum {
+    KP_B,
+    KP_H,
+    KP_SQ,
+    KP_SK,
+    KP_D,
+    KP_DV,
+    KP_THREADS,
+    KP_PER_THREAD,
+    KP_MASK,
+    KP_MST,
+    KP_ISA = KP_MST + 4
+};
 enum { SV_Q, SV_K, SV_V, SV_O };
 
 static size_t round16(int64_t n)
@@ -57,8 +73,9 @@ static size_t thread_floats(int64_t sk, int64_t d, int64_t dv)
  * c[i][0, n) = scale * sum_k a[i * as + k] b[k * bs + 0, n) for i < mr (at most 6), where n
  * covers nv vectors of 16 (at most 4), the last masked by last.
  */
-AVX512 static INLINE void tile(int mr, int nv, size_t kn, const float *a, size_t as, const float *b,
-                               size_t bs, float *c, size_t cs, __mmask16 last, float scale)
+AVX512 static INLINE void tile512(int mr, int nv, size_t kn, const float *a, size_t as,
+                                  const float *b, size_t bs, float *c, size_t cs, __mmask16 last,
+                                  float scale)
 {
     __m512 acc[6][4];
 #pragma GCC unroll 6
@@ -105,7 +122,7 @@ AVX512 static INLINE void tile(int mr, int nv, size_t kn, const float *a, size_t
 
 #define TILE_CASE(MR, NV)                                                                          \
     case (MR)*8 + (NV):                                                                            \
-        tile(MR, NV, kn, a, as, b, bs, c, cs, last, scale);                                        \
+        tile512(MR, NV, kn, a, as, b, bs, c, cs, last, scale);                                     \
         break
 #define TILE_ROW(MR)                                                                               \
     TILE_CASE(MR, 1);                                                                              \
@@ -114,8 +131,8 @@ AVX512 static INLINE void tile(int mr, int nv, size_t kn, const float *a, size_t
     TILE_CASE(MR, 4)
 
 /* One tile with the row and vector counts as constants, so the accumulators stay registers. */
-AVX512 static void tile_any(int mr, int nv, size_t kn, const float *a, size_t as, const float *b,
-                            size_t bs, float *c, size_t cs, __mmask16 last, float scale)
+AVX512 static void tile_any512(int mr, int nv, size_t kn, const float *a, size_t as, const float *b,
+                               size_t bs, float *c, size_t cs, __mmask16 last, float scale)
 {
     switch (mr * 8 + nv) {
         TILE_ROW(1);
@@ -130,8 +147,8 @@ AVX512 static void tile_any(int mr, int nv, size_t kn, const float *a, size_t as
 }
 
 /* C[m][n] = scale * A[m][kn] B[kn][n], rows of A, B and C at strides as, bs and cs. */
-AVX512 static void gemm(size_t m, size_t n, size_t kn, const float *a, size_t as, const float *b,
-                        size_t bs, float *c, size_t cs, float scale)
+AVX512 static void gemm512(size_t m, size_t n, size_t kn, const float *a, size_t as, const float *b,
+                           size_t bs, float *c, size_t cs, float scale)
 {
     for (size_t j0 = 0; j0 < n; j0 += 64) {
         size_t nj = n - j0 < 64 ? n - j0 : 64;
@@ -139,7 +156,99 @@ AVX512 static void gemm(size_t m, size_t n, size_t kn, const float *a, size_t as
         __mmask16 last = nj % 16 != 0 ? (__mmask16)((1u << (nj % 16)) - 1u) : (__mmask16)0xffff;
         for (size_t i0 = 0; i0 < m; i0 += 6) {
             int mr = (int)(m - i0 < 6 ? m - i0 : 6);
-            tile_any(mr, nv, kn, a + i0 * as, as, b + j0, bs, c + i0 * cs + j0, cs, last, scale);
+            tile_any512(mr, nv, kn, a + i0 * as, as, b + j0, bs, c + i0 * cs + j0, cs, last, scale);
+        }
+    }
+}
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* As tile512 with 8-float vectors: i < mr (at most 6) rows, nv (at most 2) vectors. */
+AVX2 static INLINE void tile256(int mr, int nv, size_t kn, const float *a, size_t as,
+                                const float *b, size_t bs, float *c, size_t cs, __m256i last,
+                                bool partial, float scale)
+{
+    __m256 acc[6][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++)
+            acc[i][j] = _mm256_setzero_ps();
+    for (size_t k = 0; k < kn; k++) {
+        __m256 bv[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++)
+            if (j < nv)
+                bv[j] = j == nv - 1 && partial ? _mm256_maskload_ps(b + k * bs + 8 * j, last)
+                                               : _mm256_loadu_ps(b + k * bs + 8 * j);
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; i++) {
+            if (i >= mr)
+                continue;
+            __m256 av = _mm256_broadcast_ss(a + (size_t)i * as + k);
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++)
+                if (j < nv)
+                    acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+    __m256 vs = _mm256_set1_ps(scale);
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) {
+        if (i >= mr)
+            continue;
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+            if (j >= nv)
+                continue;
+            float *dst = c + (size_t)i * cs + 8 * j;
+            __m256 v = _mm256_mul_ps(acc[i][j], vs);
+            if (j == nv - 1 && partial)
+                _mm256_maskstore_ps(dst, last, v);
+            else
+                _mm256_storeu_ps(dst, v);
+        }
+    }
+}
+
+#define TILE256_CASE(MR, NV)                                                                       \
+    case (MR)*8 + (NV):                                                                            \
+        tile256(MR, NV, kn, a, as, b, bs, c, cs, last, partial, scale);                            \
+        break
+#define TILE256_ROW(MR)                                                                            \
+    TILE256_CASE(MR, 1);                                                                           \
+    TILE256_CASE(MR, 2)
+
+AVX2 static void tile_any256(int mr, int nv, size_t kn, const float *a, size_t as, const float *b,
+                             size_t bs, float *c, size_t cs, __m256i last, bool partial,
+                             float scale)
+{
+    switch (mr * 8 + nv) {
+        TILE256_ROW(1);
+        TILE256_ROW(2);
+        TILE256_ROW(3);
+        TILE256_ROW(4);
+        TILE256_ROW(5);
+        TILE256_ROW(6);
+    default:
+        break;
+    }
+}
+
+/* As gemm512, in column blocks of 16. */
+AVX2 static void gemm256(size_t m, size_t n, size_t kn, const float *a, size_t as, const float *b,
+                         size_t bs, float *c, size_t cs, float scale)
+{
+    for (size_t j0 = 0; j0 < n; j0 += 16) {
+        size_t nj = n - j0 < 16 ? n - j0 : 16;
+        int nv = (int)((nj + 7) / 8);
+        bool partial = nj % 8 != 0;
+        __m256i last = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nj % 8)),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        for (size_t i0 = 0; i0 < m; i0 += 6) {
+            int mr = (int)(m - i0 < 6 ? m - i0 : 6);
+            tile_any256(mr, nv, kn, a + i0 * as, as, b + j0, bs, c + i0 * cs + j0, cs, last,
+                        partial, scale);
         }
     }
 }
@@ -152,6 +261,7 @@ struct att_job {
     float scale;
     uint8_t *scratch;
     size_t per_thread;
+    bool avx512; /* else the AVX2 kernels */
 };
 
 /* dst[r][0, cols) = src[r * rs + c * cs] for r < rows (dst rows at stride ds). */
@@ -167,6 +277,21 @@ static void pack(float *dst, size_t ds, const float *src, int64_t rows, int64_t 
             for (int64_t c = 0; c < cols; c++)
                 o[c] = s[c * cs];
         }
+    }
+}
+
+/* K^T block [D][Sk] from K^T's view strides rs (along D) and cs (along Sk), element by element. */
+static void pack_kt(float *dst, size_t ds, const float *src, int64_t d, int64_t sk, int64_t rs,
+                    int64_t cs)
+{
+    if (cs == 1 || rs != 1) {
+        pack(dst, ds, src, d, sk, rs, cs);
+        return;
+    }
+    for (int64_t j = 0; j < sk; j++) {
+        const float *s = src + j * cs;
+        for (int64_t i = 0; i < d; i++)
+            dst[(size_t)i * ds + (size_t)j] = s[i];
     }
 }
 
@@ -213,8 +338,8 @@ AVX512 static INLINE void transpose16(__m512 *r)
  * The usual view (heads split from [.., Sk, D] rows, rs = 1) is transposed in 16 x 16 register
  * blocks, writing whole blocks: dst must hold round16(D) rows of round16(Sk) columns.
  */
-AVX512 static void pack_kt(float *dst, size_t ds, const float *src, int64_t d, int64_t sk,
-                           int64_t rs, int64_t cs)
+AVX512 static void pack_kt512(float *dst, size_t ds, const float *src, int64_t d, int64_t sk,
+                              int64_t rs, int64_t cs)
 {
     if (cs == 1 || rs != 1) {
         pack(dst, ds, src, d, sk, rs, cs);
@@ -235,7 +360,16 @@ AVX512 static void pack_kt(float *dst, size_t ds, const float *src, int64_t d, i
         }
 }
 
-AVX512 static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, uint8_t *buf)
+static void att_gemm(const struct att_job *j, size_t m, size_t n, size_t kn, const float *a,
+                     size_t as, const float *b, size_t bs, float *c, size_t cs, float scale)
+{
+    if (j->avx512)
+        gemm512(m, n, kn, a, as, b, bs, c, cs, scale);
+    else
+        gemm256(m, n, kn, a, as, b, bs, c, cs, scale);
+}
+
+static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, uint8_t *buf)
 {
     size_t skp = round16(j->sk), dvp = round16(j->dv), dp = round16(j->d);
     float *kt = (float *)(void *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
@@ -249,13 +383,17 @@ AVX512 static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, 
         int64_t i0 = (int64_t)(w % nblk) * ATT_ROWS;
         int64_t rows = j->sq - i0 < ATT_ROWS ? j->sq - i0 : ATT_ROWS;
         if (bh != packed) {
-            pack_kt(kt, skp, j->k + b * j->ks[0] + h * j->ks[1], j->d, j->sk, j->ks[2], j->ks[3]);
+            const float *k = j->k + b * j->ks[0] + h * j->ks[1];
+            if (j->avx512)
+                pack_kt512(kt, skp, k, j->d, j->sk, j->ks[2], j->ks[3]);
+            else
+                pack_kt(kt, skp, k, j->d, j->sk, j->ks[2], j->ks[3]);
             pack(vp, dvp, j->v + b * j->vs[0] + h * j->vs[1], j->sk, j->dv, j->vs[2], j->vs[3]);
             packed = bh;
         }
         pack(qp, dp, j->q + b * j->qs[0] + h * j->qs[1] + i0 * j->qs[2], rows, j->d, j->qs[2],
              j->qs[3]);
-        gemm((size_t)rows, (size_t)j->sk, (size_t)j->d, qp, dp, kt, skp, sc, skp, j->scale);
+        att_gemm(j, (size_t)rows, (size_t)j->sk, (size_t)j->d, qp, dp, kt, skp, sc, skp, j->scale);
         for (int64_t i = 0; i < rows; i++) {
             const float *m = j->mask != NULL
                                  ? j->mask + b * j->ms[0] + h * j->ms[1] + (i0 + i) * j->ms[2]
@@ -263,8 +401,8 @@ AVX512 static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, 
             float *row = sc + (size_t)i * skp;
             veil__softmax_row(row, 1, m, (size_t)j->ms[3], row, (size_t)j->sk);
         }
-        gemm((size_t)rows, (size_t)j->dv, (size_t)j->sk, sc, skp, vp, dvp,
-             j->o + b * j->os[0] + h * j->os[1] + i0 * j->os[2], (size_t)j->os[2], 1.0f);
+        att_gemm(j, (size_t)rows, (size_t)j->dv, (size_t)j->sk, sc, skp, vp, dvp,
+                 j->o + b * j->os[0] + h * j->os[1] + i0 * j->os[2], (size_t)j->os[2], 1.0f);
     }
 }
 
@@ -290,6 +428,7 @@ static veil_err attention_exec(struct veil__kctx *c, const struct veil__kparams 
     j.scale = kp->f[0];
     j.scratch = c->sc->step_region;
     j.per_thread = (size_t)kp->i[KP_PER_THREAD];
+    j.avx512 = kp->i[KP_ISA] == VEIL__VEC_AVX512;
     uint64_t items = (uint64_t)(j.b * j.h) * (((uint64_t)j.sq + ATT_ROWS - 1) / ATT_ROWS);
     int nt = omp_get_max_threads();
     if (nt > kp->i[KP_THREADS])
@@ -420,9 +559,12 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     const struct veil__node *n = c->n;
     *taken = false;
 #if defined(__x86_64__)
-    if (veil__vec_best() != VEIL__VEC_AVX512 || c->vals == NULL || c->sole_reader == NULL ||
-        c->steps == NULL || strcmp(n->op_type, "MatMul") != 0 || n->n_in != 2 || n->add_in >= 0 ||
-        n->n_out != 1 || c->opset < 13)
+    enum veil__vec_isa isa = veil__vec_best();
+    if (isa > veil__attention_isa_cap)
+        isa = veil__attention_isa_cap;
+    if (isa == VEIL__VEC_BASE || c->vals == NULL || c->sole_reader == NULL || c->steps == NULL ||
+        strcmp(n->op_type, "MatMul") != 0 || n->n_in != 2 || n->add_in >= 0 || n->n_out != 1 ||
+        c->opset < 13)
         return VEIL_OK;
     float scale = 1.0f;
     if (n->n_post == 1 && n->post[0].kind == VEIL__POST_LINEAR && n->post[0].b == 0.0f)
@@ -525,6 +667,7 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     pad4(r, kv.st, kp->v[SV_K]);
     pad4(r, vv.st, kp->v[SV_V]);
     pad4(r, ost, kp->v[SV_O]);
+    kp->i[KP_ISA] = isa;
     kp->f[0] = scale;
     st->xexec = attention_exec;
     st->xval[0] = v_v;

@@ -391,15 +391,21 @@ typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);
 void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
 
 /*
- * Fused attention (attention.c): called from a MatMul's prepare. When this MatMul (with at
- * most a scale post-op) feeds only a Softmax over the last axis (with at most a fused mask
- * addend) that feeds only a second MatMul, and the shapes and layouts fit, the step becomes
- * one kernel computing softmax(scale * Q K^T + mask) V without storing the scores: the later
- * two steps are marked absorbed, and Transposes around the three are read through (as views
+ * Fused attention (attention.c; AVX-512 or AVX2 kernels): called from a MatMul's prepare. When this
+ * MatMul (with at most a scale post-op) feeds only a Softmax over the last axis (with at most a
+ * fused mask addend) that feeds only a second MatMul, and the shapes and layouts fit, the step
+ * becomes one kernel computing softmax(scale * Q K^T + mask) V without storing the scores: the
+ * later two steps are marked absorbed, and Transposes around the three are read through (as views
  * of their inputs) where they are only read here. *taken says whether it did. Errors only
  * from allocation.
  */
 veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bool *taken);
+/*
+ * The widest instruction set the fused attention may use (default AVX-512: whatever the CPU
+ * has). Tests lower it to run the AVX2 kernels, or to VEIL__VEC_BASE to leave chains unfused;
+ * set it before loading a model, not during runs.
+ */
+extern enum veil__vec_isa veil__attention_isa_cap;
 /*
  * Whether no runtime step after step `since` and before this one has written over the storage
  * of value u (an in-place result or accumulated sum sharing it; views do not count). A kernel

@@ -4,11 +4,12 @@
  * value width unlike the key width, every mask broadcast the kernel reads (per sequence,
  * causal with -inf, full), scales written as Div and Mul or absent, more than one block of
  * query rows and of columns with vector tails, one head without Transposes, and chains the
- * kernel must leave alone (the probabilities also a graph output). The profile says which
- * runs took the fused kernel (on CPUs with AVX-512; elsewhere the chain runs unfused and only
- * the results are checked). Also the profile API's contract.
+ * kernel must leave alone (the probabilities also a graph output). Every case runs with the
+ * widest kernels the CPU has, with the AVX2 kernels, and unfused; the profile says which runs
+ * took the fused kernel. Also the profile API's contract.
  */
 #include "harness.h"
+#include "engine_int.h"
 #include "engine_test.h"
 #include "model_builder.h"
 
@@ -26,13 +27,11 @@ struct spec {
     bool one_head;  /* rank-3 operands, K^T by Transpose(0, 2, 1), no head split */
 };
 
-static bool has_avx512(void)
+/* Whether the fused attention is expected with the kernels capped at isa. */
+static bool fusable_with(enum veil__vec_isa isa)
 {
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx512f");
-#else
-    return false;
-#endif
+    enum veil__vec_isa best = veil__vec_best();
+    return (isa < best ? isa : best) != VEIL__VEC_BASE;
 }
 
 /* The mask value for (batch b, head h, query i, key j); the mask tensor holds its own dims. */
@@ -240,11 +239,16 @@ TEST(attention_shapes_masks_and_scales)
         /* One head, rank-3 operands. */
         {2, 1, 50, 70, 24, 40, MASK_CAUSAL, SCALE_DIV, false, true},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        bool fused;
-        attention_case(&cases[i], &fused);
-        ASSERT_TRUE(fused == has_avx512());
+    static const enum veil__vec_isa caps[] = {VEIL__VEC_AVX512, VEIL__VEC_AVX2, VEIL__VEC_BASE};
+    for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+        veil__attention_isa_cap = caps[c];
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            bool fused;
+            attention_case(&cases[i], &fused);
+            ASSERT_TRUE(fused == fusable_with(caps[c]));
+        }
     }
+    veil__attention_isa_cap = VEIL__VEC_AVX512;
 }
 
 TEST(attention_left_unfused_when_probabilities_are_read)
