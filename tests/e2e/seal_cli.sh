@@ -11,6 +11,14 @@ pass=0
 ok() { pass=$((pass + 1)); }
 bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
+# flip_byte FILE OFFSET: inverts every bit of one byte (writing a fixed value would leave a
+# random byte that already held it unchanged).
+flip_byte() {
+    local b
+    b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+    printf "\\$(printf '%03o' $((b ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
 # expect_fail NAME MESSAGE CMD...: the command exits non-zero and prints MESSAGE on stderr.
 expect_fail() {
     local name=$1 msg=$2
@@ -44,9 +52,9 @@ expect_fail "wrong key ID" "sealed under key ID 'prod-1'" "$veil" unseal model.o
 expect_fail "wrong key" "wrong key" "$veil" unseal model.onnx.veil --key same-id.key -o plain
 expect_fail "wrong name" "expected 'vgg'" "$veil" unseal model.onnx.veil --key m.key --name vgg -o plain
 expect_fail "rollback" "expected 1" "$veil" unseal model.onnx.veil --key m.key --version 1 -o plain
-cp model.onnx.veil t1; printf '\x80' | dd of=t1 bs=1 seek=2000000 conv=notrunc status=none
+cp model.onnx.veil t1; flip_byte t1 2000000
 expect_fail "flipped chunk bit" "chunk 1 of 3 failed authentication" "$veil" unseal t1 --key m.key -o plain
-cp model.onnx.veil t2; printf 'Z' | dd of=t2 bs=1 seek=40 conv=notrunc status=none
+cp model.onnx.veil t2; flip_byte t2 40 # a byte of the random salt
 expect_fail "flipped header byte" "key commitment mismatch" "$veil" unseal t2 --key m.key -o plain
 cp model.onnx.veil t2b; printf 'Z' | dd of=t2b bs=1 seek=75 conv=notrunc status=none
 expect_fail "broken header length" "runs past the header" "$veil" unseal t2b --key m.key -o plain
