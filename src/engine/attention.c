@@ -25,8 +25,6 @@
 #include <immintrin.h>
 #endif
 
-enum veil__vec_isa veil__attention_isa_cap = VEIL__VEC_AVX512;
-
 /* Query rows per work item. */
 #define ATT_ROWS 128
 
@@ -560,8 +558,8 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     *taken = false;
 #if defined(__x86_64__)
     enum veil__vec_isa isa = veil__vec_best();
-    if (isa > veil__attention_isa_cap)
-        isa = veil__attention_isa_cap;
+    if (isa > c->attention_isa)
+        isa = c->attention_isa;
     if (isa == VEIL__VEC_BASE || c->vals == NULL || c->sole_reader == NULL || c->steps == NULL ||
         strcmp(n->op_type, "MatMul") != 0 || n->n_in != 2 || n->add_in >= 0 || n->n_out != 1 ||
         c->opset < 13)

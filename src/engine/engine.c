@@ -187,6 +187,7 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
     m->threads = opt != NULL && opt->threads > 0 ? opt->threads : veil_cpu_count();
     veil__lanes_reserve(m->threads);
     m->max_act = VEIL_ENGINE_DEFAULT_MAX_ACTIVATION;
+    m->attention_isa = VEIL__VEC_AVX512;
     rc = veil__dnnl_err(dnnl_engine_create(&m->deng, dnnl_cpu, 0), "engine creation", eb);
     if (rc != VEIL_OK)
         goto out;
@@ -243,6 +244,13 @@ void veil_engine_model_set_max_activation(struct veil_engine_model *m, uint64_t 
 {
     pthread_mutex_lock(&m->mu);
     m->max_act = bytes > 0 ? bytes : VEIL_ENGINE_DEFAULT_MAX_ACTIVATION;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void veil__model_cap_attention(struct veil_engine_model *m, enum veil__vec_isa cap)
+{
+    pthread_mutex_lock(&m->mu);
+    m->attention_isa = cap;
     pthread_mutex_unlock(&m->mu);
 }
 

@@ -51,6 +51,9 @@ struct veil__attr {
 };
 
 /* Activations that can be fused after a convolution, matmul or gemm. */
+/* Instruction sets of the engine's own vector kernels (vec.c, attention.c), narrowest first. */
+enum veil__vec_isa { VEIL__VEC_BASE, VEIL__VEC_AVX2, VEIL__VEC_AVX512 };
+
 enum veil__post_kind {
     VEIL__POST_RELU = 1,
     VEIL__POST_LEAKY, /* a = alpha */
@@ -273,6 +276,7 @@ struct veil_engine_model {
     size_t n_plans;
     uint64_t use_clock;
     /* Profiling (options.profile), under mu: per graph node, time over completed runs. */
+    enum veil__vec_isa attention_isa; /* see veil__model_cap_attention */
     uint64_t *prof_ns;
     uint8_t *prof_ran; /* PROF_RAN: ran in a profiled run; PROF_ATTENTION: as fused attention */
     uint64_t prof_runs, prof_run_ns;
@@ -304,7 +308,8 @@ struct veil__ictx {
     struct veil__step *steps;
     const int32_t *step_of;
     const int32_t *sole_reader;
-    unsigned threads; /* the model's compute threads */
+    unsigned threads;                 /* the model's compute threads */
+    enum veil__vec_isa attention_isa; /* the widest fused-attention kernels allowed */
     int64_t opset;
     struct veil_errbuf *eb;
 };
@@ -356,7 +361,6 @@ void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v);
  * variant these use; veil__softmax_row_isa runs a given variant (false, doing nothing, where
  * the CPU lacks it), so tests can check every variant the machine has.
  */
-enum veil__vec_isa { VEIL__VEC_BASE, VEIL__VEC_AVX2, VEIL__VEC_AVX512 };
 enum veil__vec_isa veil__vec_best(void);
 void veil__softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y, size_t len);
 bool veil__softmax_row_isa(enum veil__vec_isa isa, const float *x, size_t xs, const float *a,
@@ -401,11 +405,11 @@ void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
  */
 veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bool *taken);
 /*
- * The widest instruction set the fused attention may use (default AVX-512: whatever the CPU
- * has). Tests lower it to run the AVX2 kernels, or to VEIL__VEC_BASE to leave chains unfused;
- * set it before loading a model, not during runs.
+ * Caps the instruction set of m's fused attention (default VEIL__VEC_AVX512: whatever the CPU
+ * has): tests lower it to run the AVX2 kernels, or to VEIL__VEC_BASE to leave the chains
+ * unfused. Applies to plans built afterwards; call it after load, before the first run.
  */
-extern enum veil__vec_isa veil__attention_isa_cap;
+void veil__model_cap_attention(struct veil_engine_model *m, enum veil__vec_isa cap);
 /*
  * Whether no runtime step after step `since` and before this one has written over the storage
  * of value u (an in-place result or accumulated sum sharing it; views do not count). A kernel

@@ -445,6 +445,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         ic.step_of = step_of;
         ic.sole_reader = sole_reader;
         ic.threads = m->threads;
+        ic.attention_isa = m->attention_isa;
         if (n->n_in > 16 || n->n_out > 8) {
             rc = veil_errf(eb, VEIL_E_LIMIT, "node '%s' has too many inputs or outputs", n->name);
             goto out;
