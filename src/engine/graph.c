@@ -529,8 +529,11 @@ void veil__graph_release(struct veil__graph *g)
     }
     for (size_t i = 0; i < g->n_values; i++) {
         veil_free(g->values[i].name);
-        if (g->values[i].is_const)
+        if (g->values[i].is_const && g->values[i].c.data != NULL) {
+            /* Weights of a sealed model are its plaintext: wiped before they are freed. */
+            veil_memzero(g->values[i].c.data, g->values[i].nbytes);
             veil_aligned_free(g->values[i].c.data);
+        }
     }
     veil_free(g->nodes);
     veil_free(g->values);

@@ -129,8 +129,11 @@ static veil_err make_attr(const struct veil__node *n, const dnnl_memory_desc_t *
 
 void veil__wcache_release(struct veil__wcache *wc)
 {
-    for (size_t i = 0; i < wc->n; i++)
+    for (size_t i = 0; i < wc->n; i++) {
+        /* Reordered weights are plaintext weights too: wiped before they are freed. */
+        veil_memzero(wc->ents[i].data, dnnl_memory_desc_get_size(&wc->ents[i].md));
         veil_aligned_free(wc->ents[i].data);
+    }
     veil_free(wc->ents);
     memset(wc, 0, sizeof(*wc));
 }
@@ -275,6 +278,7 @@ void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads, cons
             wreads[e->value] != n_reads[e->value] ||
             dnnl_memory_desc_get_size(&e->src_md) != v->nbytes)
             continue;
+        veil_memzero(v->c.data, v->nbytes);
         veil_aligned_free(v->c.data);
         v->c.data = NULL;
         v->dropped = true;

@@ -10,6 +10,7 @@
 
 #include "onnx.pb-c.h"
 
+#include <malloc.h>
 #include <string.h>
 
 struct parsed {
@@ -29,6 +30,9 @@ static void *pb_alloc(void *ud, size_t n)
 static void pb_free(void *ud, void *p)
 {
     (void)ud;
+    /* Tensor bytes of a decrypted model are plaintext weights: wiped before they are freed. */
+    if (p != NULL)
+        veil_memzero(p, malloc_usable_size(p));
     veil_free(p);
 }
 
