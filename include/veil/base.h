@@ -177,6 +177,13 @@ void veil_advise_huge(void *p, size_t size);
 void veil_heap_release(void);
 
 /*
+ * Wipes a veil_malloc block (all of its usable bytes, whatever size was asked for) and frees
+ * it: for allocators handed to libraries that free without a size, such as protobuf-c's, when
+ * the blocks may hold secrets. NULL is a no-op.
+ */
+void veil_free_wipe(void *p);
+
+/*
  * Failure injection for tests: after n more successful allocations, every allocation fails
  * until veil_alloc_fail_reset(). The environment variable VEIL_TEST_FAIL_ALLOC=N sets the
  * same at the first allocation. veil_alloc_count() returns allocations made so far.

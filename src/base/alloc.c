@@ -169,3 +169,11 @@ void veil_heap_release(void)
     (void)malloc_trim(0);
 #endif
 }
+
+void veil_free_wipe(void *p)
+{
+    if (p == NULL)
+        return;
+    veil_memzero(p, malloc_usable_size(p));
+    free(p);
+}

@@ -10,7 +10,6 @@
 
 #include "onnx.pb-c.h"
 
-#include <malloc.h>
 #include <string.h>
 
 struct parsed {
@@ -31,9 +30,7 @@ static void pb_free(void *ud, void *p)
 {
     (void)ud;
     /* Tensor bytes of a decrypted model are plaintext weights: wiped before they are freed. */
-    if (p != NULL)
-        veil_memzero(p, malloc_usable_size(p));
-    veil_free(p);
+    veil_free_wipe(p);
 }
 
 size_t veil_dtype_size(enum veil_dtype dt)
