@@ -79,11 +79,17 @@ void veil__plan_free(struct veil__plan *p)
     veil_free(p);
 }
 
+/* The value whose storage v shares (v itself when it is not an alias). */
+static int32_t storage_root(const struct veil__pval *vals, int32_t v)
+{
+    while (vals[v].alias)
+        v = vals[v].root;
+    return v;
+}
+
 static int32_t root_of(const struct veil__plan *p, int32_t v)
 {
-    while (p->vals[v].alias)
-        v = p->vals[v].root;
-    return v;
+    return storage_root(p->vals, v);
 }
 
 static void *value_addr(const struct veil__plan *p, const struct veil__scratch *sc, int32_t v)
@@ -110,9 +116,7 @@ bool veil__storage_dies(const struct veil__ictx *c, int32_t v)
 
 bool veil__storage_unwritten_since(const struct veil__ictx *c, int32_t u, int64_t since)
 {
-    int32_t r = u;
-    while (c->vals[r].alias)
-        r = c->vals[r].root;
+    int32_t r = storage_root(c->vals, u);
     for (int64_t s = since + 1; s < c->step; s++) {
         const struct veil__step *st = &c->steps[s];
         const struct veil__node *n = &c->g->nodes[st->node];
@@ -120,11 +124,7 @@ bool veil__storage_unwritten_since(const struct veil__ictx *c, int32_t u, int64_
             continue;
         for (size_t k = 0; k < n->n_out; k++) {
             int32_t w = n->out[k];
-            if (w < 0 || !c->vals[w].runtime || !c->vals[w].alias)
-                continue;
-            while (c->vals[w].alias)
-                w = c->vals[w].root;
-            if (w == r)
+            if (w >= 0 && c->vals[w].runtime && c->vals[w].alias && storage_root(c->vals, w) == r)
                 return false;
         }
     }

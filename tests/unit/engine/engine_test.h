@@ -1,5 +1,5 @@
 /*
- * Helpers shared by the engine's unit tests: a fixed-seed generator, float tensors over
+ * Helpers shared by the engine's unit tests: a fixed-seed generator, tensors over
  * caller-owned data, and the whole-tensor relative error.
  */
 #ifndef VEIL_TEST_ENGINE_TEST_H
@@ -17,22 +17,29 @@ static __attribute__((unused)) float rnd(uint32_t *s)
     return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-/* A float tensor of the given shape over data (not owned). */
-static __attribute__((unused)) struct veil_tensor tensor_f(float *data, size_t rank,
-                                                           const int64_t *dims)
+/* A tensor of type dt and the given shape over data (not owned). */
+static __attribute__((unused)) struct veil_tensor tensor_of(enum veil_dtype dt, size_t rank,
+                                                            const int64_t *dims, const void *data)
 {
     struct veil_tensor t;
     memset(&t, 0, sizeof(t));
-    t.dtype = VEIL_DT_FLOAT;
+    t.dtype = dt;
     t.rank = rank;
     size_t n = 1;
     for (size_t i = 0; i < rank; i++) {
         t.dims[i] = dims[i];
         n *= (size_t)dims[i];
     }
-    t.data = data;
-    t.nbytes = n * sizeof(float);
+    t.data = (void *)(uintptr_t)data;
+    t.nbytes = n * veil_dtype_size(dt);
     return t;
+}
+
+/* A float tensor of the given shape over data (not owned). */
+static __attribute__((unused)) struct veil_tensor tensor_f(float *data, size_t rank,
+                                                           const int64_t *dims)
+{
+    return tensor_of(VEIL_DT_FLOAT, rank, dims, data);
 }
 
 /* ||a - b|| / ||b||: the whole-tensor error, insensitive to single values near zero. */

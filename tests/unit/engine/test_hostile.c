@@ -7,6 +7,7 @@
  * outputs.
  */
 #include "harness.h"
+#include "engine_test.h"
 #include "model_builder.h"
 
 #include "veil/engine.h"
@@ -24,17 +25,7 @@ static veil_err load_b(struct mb *b, struct veil_engine_model **m, struct veil_e
 static veil_err run1(struct veil_engine_model *m, float *x, size_t rank, const int64_t *dims,
                      struct veil_errbuf *eb)
 {
-    struct veil_tensor in, out;
-    memset(&in, 0, sizeof(in));
-    in.dtype = VEIL_DT_FLOAT;
-    in.rank = rank;
-    size_t n = 1;
-    for (size_t i = 0; i < rank; i++) {
-        in.dims[i] = dims[i];
-        n *= (size_t)dims[i];
-    }
-    in.data = x;
-    in.nbytes = n * sizeof(float);
+    struct veil_tensor in = tensor_f(x, rank, dims), out;
     veil_err rc = veil_engine_run(m, &in, 1, &out, 1, eb);
     if (rc == VEIL_OK)
         veil_tensor_release(&out);

@@ -10,28 +10,12 @@
  * a variadic node without inputs (at load).
  */
 #include "harness.h"
+#include "engine_test.h"
 #include "model_builder.h"
 
 #include "veil/engine.h"
 
 #include <math.h>
-
-static struct veil_tensor tens(enum veil_dtype dt, size_t rank, const int64_t *dims,
-                               const void *data)
-{
-    struct veil_tensor t;
-    memset(&t, 0, sizeof(t));
-    t.dtype = dt;
-    t.rank = rank;
-    size_t n = 1;
-    for (size_t i = 0; i < rank; i++) {
-        t.dims[i] = dims[i];
-        n *= (size_t)dims[i];
-    }
-    t.data = (void *)(uintptr_t)data;
-    t.nbytes = n * veil_dtype_size(dt);
-    return t;
-}
 
 static VeilOnnx__AttributeProto *attr_str(struct mb *b, const char *name, const char *v)
 {
@@ -270,7 +254,7 @@ TEST(unary_against_reference)
             }
             int64_t d[1] = {(int64_t)N_XS};
             enum veil_dtype dt = dbl ? VEIL_DT_DOUBLE : VEIL_DT_FLOAT;
-            struct veil_tensor in = tens(dt, 1, d, dbl ? (const void *)xd : (const void *)xf);
+            struct veil_tensor in = tensor_of(dt, 1, d, dbl ? (const void *)xd : (const void *)xf);
             VeilOnnx__AttributeProto *attrs[2];
             size_t na = 0;
             mb_init(&b);
@@ -307,7 +291,7 @@ TEST(unary_nan_propagates)
         struct veil_tensor out;
         float x[2] = {NAN, 1.0f};
         int64_t d[1] = {2};
-        struct veil_tensor in = tens(VEIL_DT_FLOAT, 1, d, x);
+        struct veil_tensor in = tensor_of(VEIL_DT_FLOAT, 1, d, x);
         mb_init(&b);
         ASSERT_OK(run_op(op, &in, 1, VEIL_DT_FLOAT, 0, NULL, &b, &out, &eb));
         float y = ((const float *)out.data)[0];
@@ -326,7 +310,7 @@ TEST(sign_abs_shrink_integers)
     struct veil_tensor out;
     int64_t d4[1] = {4}, d5[1] = {5};
     int32_t xi[4] = {-5, 0, 7, INT32_MIN + 1};
-    struct veil_tensor in = tens(VEIL_DT_INT32, 1, d4, xi);
+    struct veil_tensor in = tensor_of(VEIL_DT_INT32, 1, d4, xi);
     mb_init(&b);
     ASSERT_OK(run_op("Sign", &in, 1, VEIL_DT_INT32, 0, NULL, &b, &out, &eb));
     const int32_t sign_want[4] = {-1, 0, 1, -1};
@@ -335,7 +319,7 @@ TEST(sign_abs_shrink_integers)
 
     /* Unsigned values above INT64_MAX are positive: Abs keeps them, Sign gives 1. */
     uint64_t xu[4] = {0, 1, (1ull << 63) + 5, UINT64_MAX};
-    in = tens(VEIL_DT_UINT64, 1, d4, xu);
+    in = tensor_of(VEIL_DT_UINT64, 1, d4, xu);
     mb_init(&b);
     ASSERT_OK(run_op("Abs", &in, 1, VEIL_DT_UINT64, 0, NULL, &b, &out, &eb));
     ASSERT_MEM_EQ(out.data, xu, sizeof(xu));
@@ -347,7 +331,7 @@ TEST(sign_abs_shrink_integers)
     veil_tensor_release(&out);
 
     int8_t x8[4] = {-128, -1, 0, 127};
-    in = tens(VEIL_DT_INT8, 1, d4, x8);
+    in = tensor_of(VEIL_DT_INT8, 1, d4, x8);
     mb_init(&b);
     ASSERT_OK(run_op("Sign", &in, 1, VEIL_DT_INT8, 0, NULL, &b, &out, &eb));
     const int8_t sign8_want[4] = {-1, -1, 0, 1};
@@ -355,7 +339,7 @@ TEST(sign_abs_shrink_integers)
     veil_tensor_release(&out);
 
     int32_t xs[5] = {-3, -1, 0, 2, 5};
-    in = tens(VEIL_DT_INT32, 1, d5, xs);
+    in = tensor_of(VEIL_DT_INT32, 1, d5, xs);
     mb_init(&b);
     VeilOnnx__AttributeProto *attrs[2] = {mb_attr_f(&b, "bias", 1.0f),
                                           mb_attr_f(&b, "lambd", 1.5f)};
@@ -369,7 +353,7 @@ TEST(isnan_isinf)
 {
     float x[5] = {-INFINITY, -1.0f, 0.0f, NAN, INFINITY};
     int64_t d[1] = {5};
-    struct veil_tensor in = tens(VEIL_DT_FLOAT, 1, d, x), out;
+    struct veil_tensor in = tensor_of(VEIL_DT_FLOAT, 1, d, x), out;
     struct veil_errbuf eb = {{0}};
     struct mb b;
     mb_init(&b);
@@ -390,7 +374,7 @@ TEST(isnan_isinf)
         }
     double xd[3] = {-INFINITY, NAN, INFINITY};
     int64_t d3[1] = {3};
-    struct veil_tensor ind = tens(VEIL_DT_DOUBLE, 1, d3, xd);
+    struct veil_tensor ind = tensor_of(VEIL_DT_DOUBLE, 1, d3, xd);
     mb_init(&b);
     ASSERT_OK(run_op("IsInf", &ind, 1, VEIL_DT_BOOL, 0, NULL, &b, &out, &eb));
     const uint8_t inf_want[3] = {1, 0, 1};
@@ -402,7 +386,7 @@ TEST(unary_refusals)
 {
     float x[2] = {1.0f, -1.0f};
     int64_t d[1] = {2};
-    struct veil_tensor in = tens(VEIL_DT_FLOAT, 1, d, x), out;
+    struct veil_tensor in = tensor_of(VEIL_DT_FLOAT, 1, d, x), out;
     struct veil_errbuf eb = {{0}};
     struct mb b;
 
@@ -425,7 +409,7 @@ TEST(unary_refusals)
 
     /* Integer inputs where ONNX allows only floats. */
     int32_t xi[2] = {1, 2};
-    struct veil_tensor ini = tens(VEIL_DT_INT32, 1, d, xi);
+    struct veil_tensor ini = tensor_of(VEIL_DT_INT32, 1, d, xi);
     mb_init(&b);
     ASSERT_ERR(run_op("Floor", &ini, 1, VEIL_DT_INT32, 0, NULL, &b, &out, &eb), VEIL_E_UNSUPPORTED);
     ASSERT_STR_CONTAINS(eb.msg, "int32");
@@ -442,7 +426,8 @@ TEST(mod_integer_modes)
     const int32_t want_mod[8] = {2, -2, -1, 1, 0, 0, 0, 3};  /* the divisor's sign */
     const int32_t want_fmod[8] = {-1, 1, -1, 1, 0, 0, 0, 3}; /* the dividend's sign */
     int64_t d[1] = {8};
-    struct veil_tensor in[2] = {tens(VEIL_DT_INT32, 1, d, x), tens(VEIL_DT_INT32, 1, d, y)};
+    struct veil_tensor in[2] = {tensor_of(VEIL_DT_INT32, 1, d, x),
+                                tensor_of(VEIL_DT_INT32, 1, d, y)};
     struct veil_tensor out;
     struct veil_errbuf eb = {{0}};
     for (int fm = 0; fm < 2; fm++) {
@@ -456,14 +441,15 @@ TEST(mod_integer_modes)
     /* int64's extremes, with a broadcast divisor. */
     int64_t x64[3] = {INT64_MIN, INT64_MAX, -1}, ym[1] = {-1}, y7[1] = {7};
     int64_t d3[1] = {3}, d1[1] = {1};
-    struct veil_tensor in64[2] = {tens(VEIL_DT_INT64, 1, d3, x64), tens(VEIL_DT_INT64, 1, d1, ym)};
+    struct veil_tensor in64[2] = {tensor_of(VEIL_DT_INT64, 1, d3, x64),
+                                  tensor_of(VEIL_DT_INT64, 1, d1, ym)};
     struct mb b;
     mb_init(&b);
     ASSERT_OK(run_op("Mod", in64, 2, VEIL_DT_INT64, 0, NULL, &b, &out, &eb));
     const int64_t want_m1[3] = {0, 0, 0};
     ASSERT_MEM_EQ(out.data, want_m1, sizeof(want_m1));
     veil_tensor_release(&out);
-    in64[1] = tens(VEIL_DT_INT64, 1, d1, y7);
+    in64[1] = tensor_of(VEIL_DT_INT64, 1, d1, y7);
     mb_init(&b);
     ASSERT_OK(run_op("Mod", in64, 2, VEIL_DT_INT64, 0, NULL, &b, &out, &eb));
     /* INT64_MAX = 7 * 1317624576693539401, so INT64_MIN leaves -1 truncated, 6 floored. */
@@ -472,7 +458,8 @@ TEST(mod_integer_modes)
     veil_tensor_release(&out);
     /* Unsigned: both modes are the plain remainder. */
     uint8_t xu[3] = {250, 7, 9}, yu[3] = {7, 0, 200};
-    struct veil_tensor inu[2] = {tens(VEIL_DT_UINT8, 1, d3, xu), tens(VEIL_DT_UINT8, 1, d3, yu)};
+    struct veil_tensor inu[2] = {tensor_of(VEIL_DT_UINT8, 1, d3, xu),
+                                 tensor_of(VEIL_DT_UINT8, 1, d3, yu)};
     mb_init(&b);
     ASSERT_OK(run_op("Mod", inu, 2, VEIL_DT_UINT8, 0, NULL, &b, &out, &eb));
     const uint8_t want_u[3] = {5, 0, 9};
@@ -484,7 +471,8 @@ TEST(mod_float_fmod)
 {
     float x[5] = {5.5f, -5.5f, 5.5f, -5.5f, 1.0f}, y[5] = {2.0f, 2.0f, -2.0f, -2.0f, 0.0f};
     int64_t d[1] = {5};
-    struct veil_tensor in[2] = {tens(VEIL_DT_FLOAT, 1, d, x), tens(VEIL_DT_FLOAT, 1, d, y)};
+    struct veil_tensor in[2] = {tensor_of(VEIL_DT_FLOAT, 1, d, x),
+                                tensor_of(VEIL_DT_FLOAT, 1, d, y)};
     struct veil_tensor out;
     struct veil_errbuf eb = {{0}};
     struct mb b;
@@ -500,7 +488,8 @@ TEST(mod_refusals)
 {
     float x[2] = {1.0f, 2.0f};
     int64_t d[1] = {2};
-    struct veil_tensor in[2] = {tens(VEIL_DT_FLOAT, 1, d, x), tens(VEIL_DT_FLOAT, 1, d, x)};
+    struct veil_tensor in[2] = {tensor_of(VEIL_DT_FLOAT, 1, d, x),
+                                tensor_of(VEIL_DT_FLOAT, 1, d, x)};
     struct veil_tensor out;
     struct veil_errbuf eb = {{0}};
     struct mb b;
@@ -516,7 +505,8 @@ TEST(mod_refusals)
     ASSERT_STR_CONTAINS(eb.msg, "fmod=0");
 
     int32_t xi[2] = {7, 3};
-    struct veil_tensor ini[2] = {tens(VEIL_DT_INT32, 1, d, xi), tens(VEIL_DT_INT32, 1, d, xi)};
+    struct veil_tensor ini[2] = {tensor_of(VEIL_DT_INT32, 1, d, xi),
+                                 tensor_of(VEIL_DT_INT32, 1, d, xi)};
     mb_init(&b);
     VeilOnnx__AttributeProto *a2[1] = {mb_attr_i(&b, "fmod", 2)};
     ASSERT_ERR(run_op("Mod", ini, 2, VEIL_DT_INT32, 1, a2, &b, &out, &eb), VEIL_E_INVALID);
@@ -548,7 +538,8 @@ TEST(bitshift_widths)
     int64_t d4[1] = {4}, d3[1] = {3}, d2[1] = {2}, d22[2] = {2, 2}, d1[1] = {1};
     /* Shifts by the width or more clear every bit. */
     uint8_t x8[4] = {1, 255, 128, 3}, y8[4] = {1, 1, 8, 200};
-    struct veil_tensor in8[2] = {tens(VEIL_DT_UINT8, 1, d4, x8), tens(VEIL_DT_UINT8, 1, d4, y8)};
+    struct veil_tensor in8[2] = {tensor_of(VEIL_DT_UINT8, 1, d4, x8),
+                                 tensor_of(VEIL_DT_UINT8, 1, d4, y8)};
     ASSERT_OK(shift(in8, "LEFT", &out, &eb));
     const uint8_t l8[4] = {2, 254, 0, 0};
     ASSERT_MEM_EQ(out.data, l8, 4);
@@ -559,16 +550,16 @@ TEST(bitshift_widths)
     veil_tensor_release(&out);
 
     uint32_t x32[2] = {1, 1}, y32[2] = {31, 32};
-    struct veil_tensor in32[2] = {tens(VEIL_DT_UINT32, 1, d2, x32),
-                                  tens(VEIL_DT_UINT32, 1, d2, y32)};
+    struct veil_tensor in32[2] = {tensor_of(VEIL_DT_UINT32, 1, d2, x32),
+                                  tensor_of(VEIL_DT_UINT32, 1, d2, y32)};
     ASSERT_OK(shift(in32, "LEFT", &out, &eb));
     const uint32_t l32[2] = {1u << 31, 0};
     ASSERT_MEM_EQ(out.data, l32, sizeof(l32));
     veil_tensor_release(&out);
 
     uint64_t x64[3] = {1, 1ull << 63, 5}, y64[3] = {63, 1, 64};
-    struct veil_tensor in64[2] = {tens(VEIL_DT_UINT64, 1, d3, x64),
-                                  tens(VEIL_DT_UINT64, 1, d3, y64)};
+    struct veil_tensor in64[2] = {tensor_of(VEIL_DT_UINT64, 1, d3, x64),
+                                  tensor_of(VEIL_DT_UINT64, 1, d3, y64)};
     ASSERT_OK(shift(in64, "LEFT", &out, &eb));
     const uint64_t l64[3] = {1ull << 63, 0, 0};
     ASSERT_MEM_EQ(out.data, l64, sizeof(l64));
@@ -580,8 +571,8 @@ TEST(bitshift_widths)
 
     /* A broadcast shift amount. */
     uint16_t x16[4] = {1, 2, 0x8001, 0xffff}, y16[1] = {4};
-    struct veil_tensor in16[2] = {tens(VEIL_DT_UINT16, 2, d22, x16),
-                                  tens(VEIL_DT_UINT16, 1, d1, y16)};
+    struct veil_tensor in16[2] = {tensor_of(VEIL_DT_UINT16, 2, d22, x16),
+                                  tensor_of(VEIL_DT_UINT16, 1, d1, y16)};
     ASSERT_OK(shift(in16, "LEFT", &out, &eb));
     const uint16_t l16[4] = {16, 32, 0x0010, 0xfff0};
     ASSERT_EQ_U64(out.rank, 2);
@@ -595,7 +586,8 @@ TEST(bitshift_refusals)
     struct veil_errbuf eb = {{0}};
     int64_t d2[1] = {2};
     uint8_t x8[2] = {1, 2};
-    struct veil_tensor in8[2] = {tens(VEIL_DT_UINT8, 1, d2, x8), tens(VEIL_DT_UINT8, 1, d2, x8)};
+    struct veil_tensor in8[2] = {tensor_of(VEIL_DT_UINT8, 1, d2, x8),
+                                 tensor_of(VEIL_DT_UINT8, 1, d2, x8)};
     ASSERT_ERR(shift(in8, "UP", &out, &eb), VEIL_E_INVALID);
     ASSERT_STR_CONTAINS(eb.msg, "node 'BitShift'");
     ASSERT_STR_CONTAINS(eb.msg, "\"UP\"");
@@ -610,7 +602,8 @@ TEST(bitshift_refusals)
     ASSERT_ERR(run_op("BitShift", in8, 2, VEIL_DT_UINT8, 1, a, &b, &out, &eb), VEIL_E_INVALID);
     /* Signed integers are outside BitShift's types. */
     int32_t xi[2] = {1, 2};
-    struct veil_tensor ini[2] = {tens(VEIL_DT_INT32, 1, d2, xi), tens(VEIL_DT_INT32, 1, d2, xi)};
+    struct veil_tensor ini[2] = {tensor_of(VEIL_DT_INT32, 1, d2, xi),
+                                 tensor_of(VEIL_DT_INT32, 1, d2, xi)};
     ASSERT_ERR(shift(ini, "LEFT", &out, &eb), VEIL_E_UNSUPPORTED);
     ASSERT_STR_CONTAINS(eb.msg, "int32");
 }
@@ -623,7 +616,8 @@ TEST(prelu_unidirectional)
     for (size_t i = 0; i < 24; i++)
         x[i] = (float)i * 0.5f - 6.0f;
     int64_t xd[4] = {2, 3, 2, 2}, sd[3] = {3, 1, 1};
-    struct veil_tensor in[2] = {tens(VEIL_DT_FLOAT, 4, xd, x), tens(VEIL_DT_FLOAT, 3, sd, slope)};
+    struct veil_tensor in[2] = {tensor_of(VEIL_DT_FLOAT, 4, xd, x),
+                                tensor_of(VEIL_DT_FLOAT, 3, sd, slope)};
     struct veil_tensor out;
     struct veil_errbuf eb = {{0}};
     struct mb b;
@@ -637,7 +631,8 @@ TEST(prelu_unidirectional)
 
     int32_t xi[2] = {-4, 5}, si[1] = {3};
     int64_t d2[1] = {2}, d1[1] = {1};
-    struct veil_tensor ini[2] = {tens(VEIL_DT_INT32, 1, d2, xi), tens(VEIL_DT_INT32, 1, d1, si)};
+    struct veil_tensor ini[2] = {tensor_of(VEIL_DT_INT32, 1, d2, xi),
+                                 tensor_of(VEIL_DT_INT32, 1, d1, si)};
     mb_init(&b);
     ASSERT_OK(run_op("PRelu", ini, 2, VEIL_DT_INT32, 0, NULL, &b, &out, &eb));
     const int32_t want_i[2] = {-12, 5};
@@ -647,7 +642,8 @@ TEST(prelu_unidirectional)
     /* A slope that broadcasts with X only by growing X's shape is refused. */
     float x3[3] = {1, 2, 3}, s23[6] = {0};
     int64_t d3[1] = {3}, d23[2] = {2, 3};
-    struct veil_tensor bad[2] = {tens(VEIL_DT_FLOAT, 1, d3, x3), tens(VEIL_DT_FLOAT, 2, d23, s23)};
+    struct veil_tensor bad[2] = {tensor_of(VEIL_DT_FLOAT, 1, d3, x3),
+                                 tensor_of(VEIL_DT_FLOAT, 2, d23, s23)};
     mb_init(&b);
     ASSERT_ERR(run_op("PRelu", bad, 2, VEIL_DT_FLOAT, 0, NULL, &b, &out, &eb), VEIL_E_INVALID);
     ASSERT_STR_CONTAINS(eb.msg, "node 'PRelu'");
@@ -658,7 +654,8 @@ TEST(compare_and_logic_broadcast)
 {
     int64_t x[6] = {1, 2, 3, 4, 5, 6}, y[3] = {2, 5, 6};
     int64_t xd[2] = {2, 3}, yd[1] = {3};
-    struct veil_tensor in[2] = {tens(VEIL_DT_INT64, 2, xd, x), tens(VEIL_DT_INT64, 1, yd, y)};
+    struct veil_tensor in[2] = {tensor_of(VEIL_DT_INT64, 2, xd, x),
+                                tensor_of(VEIL_DT_INT64, 1, yd, y)};
     struct veil_tensor out;
     struct veil_errbuf eb = {{0}};
     struct mb b;
@@ -676,7 +673,8 @@ TEST(compare_and_logic_broadcast)
     /* NaN compares false both ways. */
     float xf[2] = {NAN, 1.0f}, yf[2] = {NAN, 1.0f};
     int64_t d2[1] = {2};
-    struct veil_tensor inf[2] = {tens(VEIL_DT_FLOAT, 1, d2, xf), tens(VEIL_DT_FLOAT, 1, d2, yf)};
+    struct veil_tensor inf[2] = {tensor_of(VEIL_DT_FLOAT, 1, d2, xf),
+                                 tensor_of(VEIL_DT_FLOAT, 1, d2, yf)};
     mb_init(&b);
     ASSERT_OK(run_op("GreaterOrEqual", inf, 2, VEIL_DT_BOOL, 0, NULL, &b, &out, &eb));
     const uint8_t gef[2] = {0, 1};
@@ -685,7 +683,8 @@ TEST(compare_and_logic_broadcast)
 
     uint8_t p[4] = {0, 0, 1, 1}, q[2] = {0, 1};
     int64_t pd[2] = {2, 2}, qd[1] = {2};
-    struct veil_tensor inb[2] = {tens(VEIL_DT_BOOL, 2, pd, p), tens(VEIL_DT_BOOL, 1, qd, q)};
+    struct veil_tensor inb[2] = {tensor_of(VEIL_DT_BOOL, 2, pd, p),
+                                 tensor_of(VEIL_DT_BOOL, 1, qd, q)};
     mb_init(&b);
     ASSERT_OK(run_op("Or", inb, 2, VEIL_DT_BOOL, 0, NULL, &b, &out, &eb));
     const uint8_t or_want[4] = {0, 1, 1, 1};
@@ -749,10 +748,10 @@ TEST(variadic_broadcast_against_reference)
         enum veil_dtype dt = dti == 0 ? VEIL_DT_FLOAT : dti == 1 ? VEIL_DT_DOUBLE : VEIL_DT_INT32;
         struct veil_tensor in[4];
         for (size_t k = 0; k < 4; k++)
-            in[k] = tens(dt, rk[k], shp[k],
-                         dti == 0   ? (const void *)f[k]
-                         : dti == 1 ? (const void *)dd[k]
-                                    : (const void *)iv[k]);
+            in[k] = tensor_of(dt, rk[k], shp[k],
+                              dti == 0   ? (const void *)f[k]
+                              : dti == 1 ? (const void *)dd[k]
+                                         : (const void *)iv[k]);
         for (size_t o = 0; o < 4; o++) {
             bool is_sum = o >= 2;
             if (dt == VEIL_DT_INT32 && is_sum)
@@ -814,7 +813,8 @@ TEST(variadic_edges)
     int64_t d2[1] = {2};
     /* NaN from any input wins in Max and Min, whichever side it is on. */
     float a[2] = {NAN, 1.0f}, c[2] = {0.0f, NAN};
-    struct veil_tensor inf[2] = {tens(VEIL_DT_FLOAT, 1, d2, a), tens(VEIL_DT_FLOAT, 1, d2, c)};
+    struct veil_tensor inf[2] = {tensor_of(VEIL_DT_FLOAT, 1, d2, a),
+                                 tensor_of(VEIL_DT_FLOAT, 1, d2, c)};
     mb_init(&b);
     ASSERT_OK(run_op("Max", inf, 2, VEIL_DT_FLOAT, 0, NULL, &b, &out, &eb));
     ASSERT_TRUE(isnan(((const float *)out.data)[0]) && isnan(((const float *)out.data)[1]));
@@ -826,7 +826,8 @@ TEST(variadic_edges)
 
     /* uint64 above INT64_MAX compares as unsigned. */
     uint64_t u0[2] = {1ull << 63, 5}, u1[2] = {3, UINT64_MAX};
-    struct veil_tensor inu[2] = {tens(VEIL_DT_UINT64, 1, d2, u0), tens(VEIL_DT_UINT64, 1, d2, u1)};
+    struct veil_tensor inu[2] = {tensor_of(VEIL_DT_UINT64, 1, d2, u0),
+                                 tensor_of(VEIL_DT_UINT64, 1, d2, u1)};
     mb_init(&b);
     ASSERT_OK(run_op("Max", inu, 2, VEIL_DT_UINT64, 0, NULL, &b, &out, &eb));
     const uint64_t umax[2] = {1ull << 63, UINT64_MAX};
@@ -835,7 +836,7 @@ TEST(variadic_edges)
 
     /* Types must agree; Sum and Mean take only floats. */
     int32_t xi[2] = {1, 2};
-    struct veil_tensor mixed[2] = {inf[0], tens(VEIL_DT_INT32, 1, d2, xi)};
+    struct veil_tensor mixed[2] = {inf[0], tensor_of(VEIL_DT_INT32, 1, d2, xi)};
     mb_init(&b);
     ASSERT_ERR(run_op("Sum", mixed, 2, VEIL_DT_FLOAT, 0, NULL, &b, &out, &eb), VEIL_E_INVALID);
     ASSERT_STR_CONTAINS(eb.msg, "node 'Sum'");
@@ -846,7 +847,7 @@ TEST(variadic_edges)
     /* Shapes that do not broadcast. */
     float x3[3] = {1, 2, 3};
     int64_t d3[1] = {3};
-    struct veil_tensor nb[2] = {inf[0], tens(VEIL_DT_FLOAT, 1, d3, x3)};
+    struct veil_tensor nb[2] = {inf[0], tensor_of(VEIL_DT_FLOAT, 1, d3, x3)};
     mb_init(&b);
     ASSERT_ERR(run_op("Max", nb, 2, VEIL_DT_FLOAT, 0, NULL, &b, &out, &eb), VEIL_E_INVALID);
     ASSERT_STR_CONTAINS(eb.msg, "broadcast");
@@ -882,7 +883,8 @@ TEST(castlike)
     float x[4] = {1.5f, -2.7f, 1e10f, NAN};
     int32_t like[1] = {0};
     int64_t d4[1] = {4}, d1[1] = {1};
-    struct veil_tensor in[2] = {tens(VEIL_DT_FLOAT, 1, d4, x), tens(VEIL_DT_INT32, 1, d1, like)};
+    struct veil_tensor in[2] = {tensor_of(VEIL_DT_FLOAT, 1, d4, x),
+                                tensor_of(VEIL_DT_INT32, 1, d1, like)};
     struct veil_tensor out;
     struct veil_errbuf eb = {{0}};
     struct mb b;
@@ -897,8 +899,8 @@ TEST(castlike)
     int64_t xi[2] = {-3, 1ll << 40};
     double liked[3] = {0, 0, 0};
     int64_t d2[1] = {2}, d3[1] = {3};
-    struct veil_tensor in2[2] = {tens(VEIL_DT_INT64, 1, d2, xi),
-                                 tens(VEIL_DT_DOUBLE, 1, d3, liked)};
+    struct veil_tensor in2[2] = {tensor_of(VEIL_DT_INT64, 1, d2, xi),
+                                 tensor_of(VEIL_DT_DOUBLE, 1, d3, liked)};
     mb_init(&b);
     ASSERT_OK(run_op("CastLike", in2, 2, VEIL_DT_DOUBLE, 0, NULL, &b, &out, &eb));
     ASSERT_EQ_U64(out.dtype, VEIL_DT_DOUBLE);

@@ -315,13 +315,7 @@ TEST(max_pool_indices_after_conv)
         mb_release(&b);
         ASSERT_OK(veil_engine_model_load(veil_buf_span(&buf), NULL, &m, &eb));
         veil_buf_release(&buf);
-        struct veil_tensor in, out[2];
-        memset(&in, 0, sizeof(in));
-        in.dtype = VEIL_DT_FLOAT;
-        in.rank = 4;
-        memcpy(in.dims, xd, sizeof(xd));
-        in.data = x;
-        in.nbytes = n * sizeof(float);
+        struct veil_tensor in = tensor_f(x, 4, xd), out[2];
         ASSERT_OK(veil_engine_run(m, &in, 1, out, 2, &eb));
         bool ok = close_all("MaxPool values", &out[0], want, on, 0);
         ok = ok && out[1].dtype == VEIL_DT_INT64 && out[1].nbytes == on * sizeof(int64_t) &&
