@@ -505,4 +505,14 @@ void *veil__big_alloc(size_t size);
 veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum veil_dtype dt,
                                size_t rank, const int64_t *dims, void *data, int32_t *id);
 
+/* Gives node n another operator (its attributes stay). VEIL_E_NOMEM on failure. */
+veil_err veil__node_retype(struct veil__node *n, const char *op_type);
+
+/*
+ * Appends an INT (value i) or FLOAT (value f) attribute to node n. VEIL_E_INVALID for another
+ * type or a name n already has, VEIL_E_NOMEM on failure.
+ */
+veil_err veil__node_add_attr(struct veil__node *n, const char *name, enum veil_onnx_attr_type type,
+                             int64_t i, float f);
+
 #endif /* VEIL_ENGINE_INT_H */

@@ -63,6 +63,42 @@ veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum vei
     return VEIL_OK;
 }
 
+veil_err veil__node_retype(struct veil__node *n, const char *op_type)
+{
+    char *name = veil_strdup(op_type);
+    if (name == NULL)
+        return VEIL_E_NOMEM;
+    veil_free(n->op_type);
+    n->op_type = name;
+    n->op = veil__op_index(op_type);
+    return VEIL_OK;
+}
+
+veil_err veil__node_add_attr(struct veil__node *n, const char *name, enum veil_onnx_attr_type type,
+                             int64_t i, float f)
+{
+    if (type != VEIL_ONNX_ATTR_INT && type != VEIL_ONNX_ATTR_FLOAT)
+        return VEIL_E_INVALID;
+    for (size_t k = 0; k < n->n_attrs; k++)
+        if (strcmp(n->attrs[k].name, name) == 0)
+            return VEIL_E_INVALID;
+    struct veil__attr *a = veil_reallocarray(n->attrs, n->n_attrs + 1, sizeof(*a));
+    if (a == NULL)
+        return VEIL_E_NOMEM;
+    n->attrs = a;
+    struct veil__attr *d = &a[n->n_attrs];
+    memset(d, 0, sizeof(*d));
+    d->tensor = -1;
+    d->name = veil_strdup(name);
+    if (d->name == NULL)
+        return VEIL_E_NOMEM;
+    d->type = type;
+    d->i = i;
+    d->f = f;
+    n->n_attrs++;
+    return VEIL_OK;
+}
+
 /* Names are looked up through a sorted index while building. */
 struct name_ent {
     const char *name;

@@ -2,7 +2,10 @@
  * Load-time graph optimisation. Each pass rewrites nodes in place and marks the nodes it
  * absorbs dead; a value is only rewired when it has exactly one reader and is not a graph
  * output, so no other consumer can observe the change. Passes, in order:
+ *  - Constant nodes become constants, and Identity nodes are bypassed;
  *  - the GELU subgraph of exporters (x * 0.5 * (1 + erf(x / sqrt 2))) becomes one Gelu node;
+ *  - the layer normalisation subgraph of exporters before opset 17 (ReduceMean, Sub, Pow,
+ *    ReduceMean, Add, Sqrt, Div, Mul, Add) becomes one LayerNormalization node;
  *  - BatchNormalization after a Conv with constant weights is folded into the weights and bias;
  *  - MatMul followed by Add of a constant [N] vector takes the vector as its bias;
  *  - Softmax over the last axis of an Add (attention scores plus a mask) takes the Add's
@@ -138,18 +141,151 @@ static veil_err fuse_gelu(struct veil__graph *g, const struct uses *u)
         if (!(scalar_is(const_in(g, mul2, 1), 0.5f, 0) || scalar_is(const_in(g, mul2, 0), 0.5f, 0)))
             continue;
         /* Rewrite div into Gelu(x) producing mul2's output. */
-        int op = veil__op_index("Gelu");
-        char *name = veil_strdup("Gelu");
-        if (name == NULL)
-            return VEIL_E_NOMEM;
-        veil_free(div->op_type);
-        div->op_type = name;
-        div->op = op;
+        veil_err rc = veil__node_retype(div, "Gelu");
+        if (rc != VEIL_OK)
+            return rc;
         div->n_in = 1;
         g->nodes[e].dead = true;
         add->dead = true;
         mul1->dead = true;
         take_output(g, div, mul2);
+    }
+    return VEIL_OK;
+}
+
+/*
+ * How many trailing axes a ReduceMean averages over with kept dims: its axes attribute must be
+ * exactly -k .. -1 in some order. 0 otherwise.
+ */
+static int64_t reduce_suffix(const struct veil__node *n)
+{
+    if (n->n_out != 1 || veil__attr_i(n, "keepdims", 1) != 1 || (n->n_in > 1 && n->in[1] >= 0))
+        return 0;
+    const struct veil__attr *a = veil__attr_typed(n, "axes", VEIL_ONNX_ATTR_INTS);
+    const int64_t *ax = a != NULL ? a->ints : NULL;
+    size_t na = a != NULL ? a->n : 0;
+    if (na == 0 || na > VEIL__ENG_RANK)
+        return 0;
+    bool seen[VEIL__ENG_RANK] = {false};
+    for (size_t i = 0; i < na; i++) {
+        if (ax[i] >= 0 || ax[i] < -(int64_t)na || seen[-ax[i] - 1])
+            return 0;
+        seen[-ax[i] - 1] = true;
+    }
+    return (int64_t)na;
+}
+
+/* The operand of binary node n that is not value v, when n reads v exactly once. */
+static int32_t other_operand(const struct veil__node *n, int32_t v)
+{
+    if (n->n_in != 2 || n->in[0] == n->in[1])
+        return -1;
+    return n->in[0] == v ? n->in[1] : n->in[1] == v ? n->in[0] : -1;
+}
+
+/* A constant float vector of at least 2 elements (a per-feature scale or shift). */
+static bool feature_vector(const struct veil__graph *g, int32_t v, int64_t k)
+{
+    if (v < 0 || !g->values[v].is_const)
+        return false;
+    const struct veil__tv *c = &g->values[v].c;
+    return c->dt == VEIL_DT_FLOAT && c->rank == (size_t)k && c->numel >= 2;
+}
+
+/*
+ * The layer normalisation of exporters before opset 17, as torch writes it:
+ *   m = ReduceMean(x) over the last k axes; d = x - m; v = ReduceMean(d ^ 2) (Pow 2 or d * d);
+ *   y = d / Sqrt(v + eps) * gamma + beta
+ * becomes one LayerNormalization(x, gamma, beta) with axis -1, for k = 1 (the form exporters
+ * write). gamma and beta (beta may be absent) must be constant float vectors of at least 2
+ * elements: broadcasting them against the last axis then leaves only its exact length, which
+ * LayerNormalization checks again at plan time.
+ */
+static veil_err fuse_layernorm(struct veil__graph *g, const struct uses *u)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct veil__node *rm = &g->nodes[i];
+        int64_t k;
+        if (!is_op(rm, "ReduceMean") || rm->in[0] < 0 || (k = reduce_suffix(rm)) != 1)
+            continue;
+        int32_t x = rm->in[0];
+        int32_t si = sole_reader(g, u, i);
+        if (si < 0 || !is_op(&g->nodes[si], "Sub"))
+            continue;
+        struct veil__node *sub = &g->nodes[si];
+        int32_t d = sub->out[0];
+        if (sub->n_in != 2 || sub->in[0] != x || sub->in[1] != rm->out[0] || sub->n_out != 1 ||
+            d < 0 || g->values[d].is_output)
+            continue;
+        /* d is read by the squaring node and the division, nothing else. */
+        int32_t sq = -1, dv = -1;
+        size_t reads = 0;
+        for (size_t j = 0; j < g->n_nodes; j++) {
+            const struct veil__node *n = &g->nodes[j];
+            if (n->dead || n->n_in < 1 || (n->in[0] != d && (n->n_in < 2 || n->in[1] != d)))
+                continue;
+            if ((is_op(n, "Pow") && n->n_in == 2 && n->in[0] == d &&
+                 scalar_is(const_in(g, n, 1), 2.0f, 0)) ||
+                (is_op(n, "Mul") && n->n_in == 2 && n->in[0] == d && n->in[1] == d)) {
+                sq = (int32_t)j;
+                reads += n->in[1] == d ? 2 : 1;
+            } else if (is_op(n, "Div") && n->n_in == 2 && n->in[0] == d && n->in[1] != d) {
+                dv = (int32_t)j;
+                reads++;
+            }
+        }
+        if (sq < 0 || dv < 0 || reads != u->count[d] || g->nodes[sq].n_out != 1)
+            continue;
+        int32_t r2 = sole_reader(g, u, (size_t)sq);
+        if (r2 < 0 || !is_op(&g->nodes[r2], "ReduceMean") || reduce_suffix(&g->nodes[r2]) != k)
+            continue;
+        int32_t ae = sole_reader(g, u, (size_t)r2);
+        if (ae < 0 || !is_op(&g->nodes[ae], "Add"))
+            continue;
+        int32_t ev = other_operand(&g->nodes[ae], g->nodes[r2].out[0]);
+        const struct veil__value *eps = ev >= 0 && g->values[ev].is_const ? &g->values[ev] : NULL;
+        if (eps == NULL || eps->c.dt != VEIL_DT_FLOAT || eps->c.numel != 1)
+            continue;
+        float epsilon = *(const float *)eps->c.data;
+        int32_t sr = sole_reader(g, u, (size_t)ae);
+        if (sr < 0 || !is_op(&g->nodes[sr], "Sqrt") || sole_reader(g, u, (size_t)sr) != dv ||
+            g->nodes[dv].in[1] != g->nodes[sr].out[0] || !(epsilon >= 0.0f))
+            continue;
+        int32_t mi = sole_reader(g, u, (size_t)dv);
+        if (mi < 0 || !is_op(&g->nodes[mi], "Mul"))
+            continue;
+        int32_t gamma = other_operand(&g->nodes[mi], g->nodes[dv].out[0]);
+        if (!feature_vector(g, gamma, k))
+            continue;
+        int32_t bi = sole_reader(g, u, (size_t)mi);
+        int32_t beta = -1;
+        if (bi >= 0 && is_op(&g->nodes[bi], "Add")) {
+            beta = other_operand(&g->nodes[bi], g->nodes[mi].out[0]);
+            if (!feature_vector(g, beta, k) || g->values[beta].c.numel != g->values[gamma].c.numel)
+                beta = -1;
+        }
+        struct veil__node *last = beta >= 0 ? &g->nodes[bi] : &g->nodes[mi];
+        veil_err rc = veil__node_retype(rm, "LayerNormalization");
+        if (rc == VEIL_OK)
+            rc = grow_inputs(rm, 3);
+        if (rc == VEIL_OK)
+            rc = veil__node_add_attr(rm, "axis", VEIL_ONNX_ATTR_INT, -k, 0.0f);
+        if (rc == VEIL_OK)
+            rc = veil__node_add_attr(rm, "epsilon", VEIL_ONNX_ATTR_FLOAT, 0, epsilon);
+        if (rc != VEIL_OK)
+            return rc;
+        rm->in[1] = gamma;
+        rm->in[2] = beta;
+        rm->n_in = 3;
+        sub->dead = true;
+        g->nodes[sq].dead = true;
+        g->nodes[r2].dead = true;
+        g->nodes[ae].dead = true;
+        g->nodes[sr].dead = true;
+        g->nodes[dv].dead = true;
+        if (beta >= 0)
+            g->nodes[mi].dead = true;
+        take_output(g, rm, last);
     }
     return VEIL_OK;
 }
@@ -434,14 +570,45 @@ static veil_err fold_constant_nodes(struct veil__graph *g)
     return VEIL_OK;
 }
 
+/*
+ * Identity nodes are bypassed: their readers read the input instead (exporters write them
+ * for deduplicated initializers, such as layers sharing equal weights). An Identity whose
+ * output is a graph output stays.
+ */
+static void bypass_identity(struct veil__graph *g)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct veil__node *id = &g->nodes[i];
+        if (!is_op(id, "Identity") || id->n_in != 1 || id->n_out != 1 || id->in[0] < 0 ||
+            id->out[0] < 0 || g->values[id->out[0]].is_output)
+            continue;
+        int32_t from = id->out[0], to = id->in[0];
+        for (size_t j = 0; j < g->n_nodes; j++) {
+            struct veil__node *n = &g->nodes[j];
+            for (size_t k = 0; k < n->n_in; k++)
+                if (n->in[k] == from)
+                    n->in[k] = to;
+            if (n->add_in == from)
+                n->add_in = to;
+        }
+        id->dead = true;
+    }
+}
+
 veil_err veil__graph_optimize(struct veil__graph *g, struct veil_errbuf *eb)
 {
     struct uses u = {NULL, NULL};
     veil_err rc = fold_constant_nodes(g);
+    bypass_identity(g);
     if (rc == VEIL_OK)
         rc = count_uses(g, &u);
     if (rc == VEIL_OK)
         rc = fuse_gelu(g, &u);
+    uses_release(&u);
+    if (rc == VEIL_OK)
+        rc = count_uses(g, &u);
+    if (rc == VEIL_OK)
+        rc = fuse_layernorm(g, &u);
     uses_release(&u);
     if (rc == VEIL_OK)
         rc = count_uses(g, &u);

@@ -1,13 +1,16 @@
 #!/usr/bin/python3
 """Exports the whole models the engine is tested and benchmarked on, with fixed seeds.
 
-Models (all with a dynamic batch dimension, ONNX opset 17):
+Models (all with a dynamic batch dimension, ONNX opset 17 unless named otherwise):
   resnet50      torchvision ResNet-50, random weights, batch-norm statistics randomised so
                 that folding them into the convolutions is exercised.
   mobilenet_v2  torchvision MobileNetV2, likewise.
   bert_small    a BERT-style encoder (token, position and segment embeddings, LayerNorm,
                 multi-head self-attention with an attention mask, GELU feed-forward, pooler)
                 with 2 layers, hidden 256, 4 heads, FFN 1024: the agreement tests' encoder.
+  bert_small_op14  the same encoder exported at opset 14, where torch writes each LayerNorm
+                out as ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul and Add, and
+                equal initializers once (the others as Identity nodes).
   bert_base     the same code at BERT-base size (12 layers, hidden 768, 12 heads, FFN 3072,
                 vocabulary 30522): the benchmark's encoder.
 Sequence length is dynamic too for the encoders.
@@ -96,7 +99,7 @@ def export_vision(name, path):
 
 def export_encoder(name, path):
     torch.manual_seed(0)
-    if name == "bert_small":
+    if name.startswith("bert_small"):
         m = Encoder(2, 256, 4, 1024, 1000)
     else:
         m = Encoder(12, 768, 12, 3072, 30522)
@@ -104,7 +107,8 @@ def export_encoder(name, path):
     ids = torch.randint(0, 1000, (1, 16))
     mask = torch.ones(1, 16, dtype=torch.int64)
     dyn = {0: "batch", 1: "seq"}
-    torch.onnx.export(m, (ids, mask), path, opset_version=17,
+    opset = 14 if name.endswith("_op14") else 17
+    torch.onnx.export(m, (ids, mask), path, opset_version=opset,
                       input_names=["input_ids", "attention_mask"],
                       output_names=["last_hidden_state", "pooled"],
                       dynamic_axes={"input_ids": dyn, "attention_mask": dyn,
@@ -127,7 +131,7 @@ def main():
         with torch.no_grad():
             if name in ("resnet50", "mobilenet_v2"):
                 export_vision(name, tmp)
-            elif name in ("bert_small", "bert_base"):
+            elif name in ("bert_small", "bert_small_op14", "bert_base"):
                 export_encoder(name, tmp)
             else:
                 print("unknown model %s" % name)

@@ -650,6 +650,86 @@ TEST(prelu_unidirectional)
     ASSERT_STR_CONTAINS(eb.msg, "slope");
 }
 
+/*
+ * Float Add, Sub, Mul, Div and Pow with each operand a full row, a broadcast scalar row or both
+ * full (the vector loops), and Pow by the exponents that skip powf (2, 3, 1, 0.5) on special
+ * values: the results must be what the operators define, pow's signed zero and infinities
+ * included.
+ */
+TEST(float_binary_rows)
+{
+    enum { R = 3, L = 21 };
+    float a[R * L], b[R * L], col[R], row[L];
+    uint32_t seed = 99;
+    for (size_t i = 0; i < R * L; i++) {
+        a[i] = rnd(&seed) * 4.0f;
+        b[i] = rnd(&seed) * 4.0f + (i % 2 ? 5.0f : -5.0f);
+    }
+    for (size_t i = 0; i < R; i++)
+        col[i] = rnd(&seed) + 2.0f;
+    for (size_t i = 0; i < L; i++)
+        row[i] = rnd(&seed) - 3.0f;
+    static const char *const ops[] = {"Add", "Sub", "Mul", "Div", "Pow"};
+    int64_t full[2] = {R, L}, cold[2] = {R, 1}, rowd[2] = {1, L};
+    /* x op y for: full op full, full op column, column op full, full op row, row op full. */
+    struct {
+        const float *x, *y;
+        const int64_t *xd, *yd;
+    } shapes[] = {{a, b, full, full},
+                  {a, col, full, cold},
+                  {col, b, cold, full},
+                  {a, row, full, rowd},
+                  {row, b, rowd, full}};
+    struct veil_errbuf eb = {{0}};
+    for (size_t o = 0; o < sizeof(ops) / sizeof(ops[0]); o++)
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+            struct veil_tensor in[2] = {tensor_of(VEIL_DT_FLOAT, 2, shapes[s].xd, shapes[s].x),
+                                        tensor_of(VEIL_DT_FLOAT, 2, shapes[s].yd, shapes[s].y)};
+            struct veil_tensor out;
+            struct mb mb;
+            mb_init(&mb);
+            one_node(&mb, ops[o], in, 2, VEIL_DT_FLOAT, 2, full, 0, NULL);
+            ASSERT_OK(run_model(&mb, in, 2, &out, &eb));
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t c = 0; c < L; c++) {
+                    double x = shapes[s].x[(shapes[s].xd[0] > 1 ? r : 0) * shapes[s].xd[1] +
+                                           (shapes[s].xd[1] > 1 ? c : 0)];
+                    double y = shapes[s].y[(shapes[s].yd[0] > 1 ? r : 0) * shapes[s].yd[1] +
+                                           (shapes[s].yd[1] > 1 ? c : 0)];
+                    double want = o == 0   ? x + y
+                                  : o == 1 ? x - y
+                                  : o == 2 ? x * y
+                                  : o == 3 ? x / y
+                                           : pow(x, y);
+                    ASSERT_TRUE(close_to(((const float *)out.data)[r * L + c], want, 1e-5, 1e-6));
+                }
+            veil_tensor_release(&out);
+        }
+    const float sp[] = {-INFINITY, -2.5f, -1.0f, -0.0f,    0.0f, 1e-30f,
+                        0.5f,      3.0f,  1e20f, INFINITY, NAN};
+    const float exps[] = {2.0f, 3.0f, 1.0f, 0.5f};
+    int64_t nd[1] = {sizeof(sp) / sizeof(sp[0])}, sd[1] = {1};
+    for (size_t e = 0; e < sizeof(exps) / sizeof(exps[0]); e++) {
+        struct veil_tensor in[2] = {tensor_of(VEIL_DT_FLOAT, 1, nd, sp),
+                                    tensor_of(VEIL_DT_FLOAT, 1, sd, &exps[e])};
+        struct veil_tensor out;
+        struct mb mb;
+        mb_init(&mb);
+        one_node(&mb, "Pow", in, 2, VEIL_DT_FLOAT, 1, nd, 0, NULL);
+        ASSERT_OK(run_model(&mb, in, 2, &out, &eb));
+        for (int64_t i = 0; i < nd[0]; i++) {
+            float got = ((const float *)out.data)[i], want = powf(sp[i], exps[e]);
+            if (isnan(want)) {
+                ASSERT_TRUE(isnan(got));
+            } else {
+                ASSERT_TRUE(close_to(got, want, 1e-6, 0));
+                ASSERT_TRUE(signbit(got) == signbit(want));
+            }
+        }
+        veil_tensor_release(&out);
+    }
+}
+
 TEST(compare_and_logic_broadcast)
 {
     int64_t x[6] = {1, 2, 3, 4, 5, 6}, y[3] = {2, 5, 6};

@@ -1,0 +1,186 @@
+/*
+ * Load-time rewrites of exporters' subgraphs: the layer normalisation written out as
+ * ReduceMean, Sub, Pow (or Mul), ReduceMean, Add, Sqrt, Div, Mul and Add (torch before
+ * opset 17) runs as one LayerNormalization, with the scale reached through an Identity (as
+ * torch writes deduplicated weights), with the square as d * d, and without the shift. Chains
+ * that differ in meaning or whose pieces are read elsewhere stay as written. Every case checks
+ * the outputs against a double-precision reference and, through the profile, which operators
+ * ran.
+ */
+#include "harness.h"
+#include "engine_test.h"
+#include "model_builder.h"
+
+#include "veil/engine.h"
+
+#include <math.h>
+
+#define ROWS 6
+#define LEN 40
+
+enum variant {
+    V_POW,           /* Pow(d, 2), gamma and beta */
+    V_MUL_NO_BETA,   /* d * d, gamma only */
+    V_SCALAR_GAMMA,  /* gamma of one element: broadcast, not a per-feature scale */
+    V_D_IS_OUTPUT,   /* d = x - mean is also a graph output */
+    V_FOURTH,        /* Pow(d, 4): not a variance */
+    V_NOT_LAST_AXIS, /* ReduceMean over axis -2 */
+};
+
+struct ln_case {
+    enum variant v;
+    bool fused; /* expected */
+};
+
+/* The chain's value in double, normalising over the last axis (V_NOT_LAST_AXIS excluded). */
+static void reference(const struct ln_case *c, const float *x, const float *gamma,
+                      const float *beta, float eps, double *y, double *d)
+{
+    int p = c->v == V_FOURTH ? 4 : 2;
+    for (int r = 0; r < ROWS; r++) {
+        const float *row = x + r * LEN;
+        double m = 0, v = 0;
+        for (int i = 0; i < LEN; i++)
+            m += row[i];
+        m /= LEN;
+        for (int i = 0; i < LEN; i++) {
+            double di = (double)row[i] - m;
+            d[r * LEN + i] = di;
+            v += p == 2 ? di * di : di * di * di * di;
+        }
+        v /= LEN;
+        for (int i = 0; i < LEN; i++) {
+            double g = c->v == V_SCALAR_GAMMA ? gamma[0] : gamma[i];
+            double b = c->v == V_MUL_NO_BETA ? 0.0 : beta[c->v == V_SCALAR_GAMMA ? 0 : i];
+            y[r * LEN + i] = d[r * LEN + i] / sqrt(v + eps) * g + b;
+        }
+    }
+}
+
+static void ln_case(const struct ln_case *c)
+{
+    int64_t xd[3] = {2, ROWS / 2, LEN}, vec[1] = {LEN}, one[1] = {1}, none[1] = {0};
+    float x[ROWS * LEN], res[ROWS * LEN], gamma[LEN], beta[LEN], two = 2.0f, four = 4.0f,
+                                                                 eps = 0.1f;
+    uint32_t seed = 7u + (uint32_t)c->v;
+    for (int i = 0; i < ROWS * LEN; i++) {
+        x[i] = rnd(&seed) * 3.0f + 0.5f;
+        res[i] = rnd(&seed);
+    }
+    for (int i = 0; i < LEN; i++) {
+        gamma[i] = 1.0f + 0.5f * rnd(&seed);
+        beta[i] = 0.25f * rnd(&seed);
+    }
+    static const int64_t last[1] = {-1}, second_last[1] = {-2};
+    struct mb mb;
+    mb_init(&mb);
+    mb_input(&mb, "a", 1, 3, xd);
+    mb_input(&mb, "res", 1, 3, xd);
+    mb_init_f(&mb, "two", 0, none, c->v == V_FOURTH ? &four : &two);
+    mb_init_f(&mb, "eps", 0, none, &eps);
+    bool scalar = c->v == V_SCALAR_GAMMA;
+    mb_init_f(&mb, "gamma0", 1, scalar ? one : vec, gamma);
+    mb_init_f(&mb, "beta", 1, scalar ? one : vec, beta);
+    /* x is the sum of two inputs, and is read again after the chain (a residual). */
+    mb_node(&mb, "Add", "a,res", "x", 0);
+    const int64_t *axes = c->v == V_NOT_LAST_AXIS ? second_last : last;
+    mb_node(&mb, "ReduceMean", "x", "mean", 1, mb_attr_ints(&mb, "axes", 1, axes));
+    mb_node(&mb, "Sub", "x,mean", "d", 0);
+    if (c->v == V_MUL_NO_BETA)
+        mb_node(&mb, "Mul", "d,d", "sq", 0);
+    else
+        mb_node(&mb, "Pow", "d,two", "sq", 0);
+    mb_node(&mb, "ReduceMean", "sq", "var", 1, mb_attr_ints(&mb, "axes", 1, axes));
+    mb_node(&mb, "Add", "var,eps", "ve", 0);
+    mb_node(&mb, "Sqrt", "ve", "sd", 0);
+    mb_node(&mb, "Div", "d,sd", "n", 0);
+    mb_node(&mb, "Identity", "gamma0", "gamma", 0);
+    if (c->v == V_MUL_NO_BETA) {
+        mb_node(&mb, "Mul", "n,gamma", "ln", 0);
+    } else {
+        mb_node(&mb, "Mul", "n,gamma", "g", 0);
+        mb_node(&mb, "Add", "g,beta", "ln", 0);
+    }
+    mb_node(&mb, "Add", "ln,x", "y", 0);
+    mb_output(&mb, "y", 1, 3, xd);
+    if (c->v == V_D_IS_OUTPUT)
+        mb_output(&mb, "d", 1, 3, xd);
+    struct veil_buf buf;
+    mb_pack(&mb, &buf);
+    mb_release(&mb);
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    struct veil_engine_options opt = {.threads = 2, .profile = true};
+    ASSERT_OK(veil_engine_model_load(veil_buf_span(&buf), &opt, &m, &eb));
+    veil_buf_release(&buf);
+    struct veil_tensor in[2] = {tensor_f(x, 3, xd), tensor_f(res, 3, xd)}, out[2];
+    size_t n_out = c->v == V_D_IS_OUTPUT ? 2 : 1;
+    ASSERT_OK(veil_engine_run(m, in, 2, out, n_out, &eb));
+    float xs[ROWS * LEN];
+    for (int i = 0; i < ROWS * LEN; i++)
+        xs[i] = x[i] + res[i];
+    if (c->v != V_NOT_LAST_AXIS) {
+        double want[ROWS * LEN], d[ROWS * LEN];
+        float wf[ROWS * LEN], df[ROWS * LEN];
+        reference(c, xs, gamma, beta, eps, want, d);
+        for (int i = 0; i < ROWS * LEN; i++) {
+            wf[i] = (float)(want[i] + xs[i]);
+            df[i] = (float)d[i];
+        }
+        double err = rel_l2(out[0].data, wf, ROWS * LEN);
+        if (!(err <= 1e-6))
+            fprintf(stderr, "variant %d: relative error %g\n", (int)c->v, err);
+        ASSERT_TRUE(err <= 1e-6);
+        if (n_out == 2)
+            ASSERT_TRUE(rel_l2(out[1].data, df, ROWS * LEN) <= 1e-6);
+    } else {
+        /* Normalised over the middle axis (3 rows of each batch item): each column of a batch
+         * item has mean 0 before gamma and beta. */
+        const float *y = out[0].data;
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < LEN; i++) {
+                double s = 0;
+                for (int r = 0; r < ROWS / 2; r++) {
+                    int k = (b * (ROWS / 2) + r) * LEN + i;
+                    s += ((double)y[k] - xs[k] - beta[i]) / gamma[i];
+                }
+                ASSERT_TRUE(fabs(s) < 1e-4);
+            }
+    }
+    for (size_t k = 0; k < n_out; k++)
+        veil_tensor_release(&out[k]);
+    struct veil_engine_prof_row rows[32];
+    size_t n_rows = 0;
+    uint64_t runs = 0;
+    double run_ms = 0;
+    ASSERT_OK(veil_engine_model_profile(m, rows, 32, &n_rows, &runs, &run_ms, &eb));
+    bool ln = false, pow_or_sqrt = false;
+    for (size_t i = 0; i < n_rows && i < 32; i++) {
+        ln = ln || strcmp(rows[i].op, "LayerNormalization") == 0;
+        pow_or_sqrt = pow_or_sqrt || strcmp(rows[i].op, "Sqrt") == 0;
+    }
+    if (ln != c->fused)
+        fprintf(stderr, "variant %d: fused %d, expected %d\n", (int)c->v, ln, c->fused);
+    ASSERT_TRUE(ln == c->fused);
+    ASSERT_TRUE(pow_or_sqrt != c->fused); /* the written-out chain ran exactly when not fused */
+    veil_engine_model_free(m);
+}
+
+TEST(layernorm_chains_fuse)
+{
+    static const struct ln_case cases[] = {{V_POW, true}, {V_MUL_NO_BETA, true}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ln_case(&cases[i]);
+}
+
+TEST(layernorm_lookalikes_stay)
+{
+    static const struct ln_case cases[] = {{V_SCALAR_GAMMA, false},
+                                           {V_D_IS_OUTPUT, false},
+                                           {V_FOURTH, false},
+                                           {V_NOT_LAST_AXIS, false}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ln_case(&cases[i]);
+}
+
+RUN_TESTS()
