@@ -561,8 +561,7 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     if (isa > c->attention_isa)
         isa = c->attention_isa;
     if (isa == VEIL__VEC_BASE || c->vals == NULL || c->sole_reader == NULL || c->steps == NULL ||
-        strcmp(n->op_type, "MatMul") != 0 || n->n_in != 2 || n->add_in >= 0 || n->n_out != 1 ||
-        c->opset < 13)
+        strcmp(n->op_type, "MatMul") != 0 || n->n_in != 2 || n->add_in >= 0 || n->n_out != 1)
         return VEIL_OK;
     float scale = 1.0f;
     if (n->n_post == 1 && n->post[0].kind == VEIL__POST_LINEAR && n->post[0].b == 0.0f)
@@ -589,7 +588,8 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     const struct veil__tv *q = &c->in[0], *kt = &c->in[1], *v = &c->vals[v_v].t;
     if (r < 2 || r > 4 || kt->rank != r || !known_before(c, v_v) || v->rank != r)
         return VEIL_OK;
-    int64_t axis = veil__attr_i(smn, "axis", -1);
+    /* Over the last axis, opsets before 13 (which coerce to 2-D there) mean the same. */
+    int64_t axis = veil__attr_i(smn, "axis", c->opset >= 13 ? -1 : 1);
     if (axis != -1 && axis != (int64_t)r - 1)
         return VEIL_OK;
     for (size_t i = 0; i + 2 < r; i++)

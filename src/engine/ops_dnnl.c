@@ -1102,7 +1102,7 @@ veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
      * softmax on BERT's attention rows), in place when the scores die here: the next reader
      * then finds the probabilities in the lines the kernel just read.
      */
-    if (strcmp(c->n->op_type, "Softmax") == 0 && c->opset >= 13 && last &&
+    if (strcmp(c->n->op_type, "Softmax") == 0 && last &&
         (c->n->add_in >= 0 || veil__vec_best() != VEIL__VEC_BASE)) {
         (void)veil__inplace(c, 0);
         return VEIL_OK;

@@ -511,7 +511,7 @@ static veil_err softmax_infer(struct veil__ictx *c)
     c->out[0] = c->in[0];
     if (c->n->add_in >= 0) {
         /* Softmax(x + m) as the optimiser fuses it: the output has the broadcast shape. */
-        if (c->add.dt != VEIL_DT_FLOAT || strcmp(c->n->op_type, "Softmax") != 0 || c->opset < 13)
+        if (c->add.dt != VEIL_DT_FLOAT || strcmp(c->n->op_type, "Softmax") != 0)
             return veil_errf(c->eb, VEIL_E_INTERNAL, "fused softmax addend");
         if ((rc = veil__broadcast(&c->in[0], &c->add, &c->out[0].rank, c->out[0].dims, c->eb)) !=
             VEIL_OK)
@@ -539,6 +539,7 @@ struct smr_job {
     int64_t dims[VEIL__ENG_RANK];
     uint64_t xst[VEIL__ENG_RANK], ast[VEIL__ENG_RANK];
     size_t xs, as; /* last-axis strides: 0 or 1 */
+    bool add_only; /* y = x + a only (the softmax then runs over another axis) */
 };
 
 static void smr_range(void *ud, uint64_t lo, uint64_t hi)
@@ -552,8 +553,14 @@ static void smr_range(void *ud, uint64_t lo, uint64_t hi)
             xo += i * j->xst[d];
             ao += i * j->ast[d];
         }
-        veil__softmax_row(j->x + xo, j->xs, j->a != NULL ? j->a + ao : NULL, j->as,
-                          j->y + row * j->len, (size_t)j->len);
+        float *y = j->y + row * j->len;
+        if (j->add_only) {
+            for (uint64_t i = 0; i < j->len; i++)
+                y[i] = j->x[xo + i * j->xs] + j->a[ao + i * j->as];
+            continue;
+        }
+        veil__softmax_row(j->x + xo, j->xs, j->a != NULL ? j->a + ao : NULL, j->as, y,
+                          (size_t)j->len);
     }
 }
 
@@ -585,29 +592,37 @@ static veil_err softmax_exec(struct veil__kctx *c, const struct veil__kparams *k
     split3(y, ax, &outer, &len, &inner);
     if (len == 0 || y->numel == 0)
         return VEIL_OK;
-    if (!log && c->opset >= 13 && inner == 1) {
+    /*
+     * Over the last axis, where every opset means the same, the vector row kernel
+     * runs, adding a fused addend in its first pass. A fused addend with the softmax over
+     * another axis (an opset before 13 names its axis by position, which the optimiser cannot
+     * check) is first added into the output, which the plain kernel then normalises in place.
+     */
+    bool rows = !log && ax + 1 == y->rank;
+    if (rows || c->n->add_in >= 0) {
         struct smr_job j;
         memset(&j, 0, sizeof(j));
         j.x = c->in[0].data;
         j.a = c->n->add_in >= 0 ? c->add.data : NULL;
         j.y = y->data;
-        j.len = len;
         j.rank = y->rank - 1;
+        j.len = (uint64_t)y->dims[j.rank];
+        j.add_only = !rows;
         memcpy(j.dims, y->dims, j.rank * sizeof(int64_t));
         bcast_strides(&c->in[0], y->dims, j.rank, j.xst, &j.xs);
         if (j.a != NULL)
             bcast_strides(&c->add, y->dims, j.rank, j.ast, &j.as);
-        veil__parallel(outer, 16, smr_range, &j);
-        return VEIL_OK;
+        veil__parallel(y->numel / j.len, 16, smr_range, &j);
+        if (rows)
+            return VEIL_OK;
     }
-    if (c->n->add_in >= 0)
-        return veil_errf(c->eb, VEIL_E_INTERNAL, "fused softmax not over the last axis");
     if (c->opset < 13) {
         /* Opsets before 13 coerce the input to 2-D at axis. */
         len *= inner;
         inner = 1;
     }
-    struct sm_job j = {c->in[0].data, y->data, len, inner, log};
+    const float *x = c->n->add_in >= 0 ? y->data : c->in[0].data;
+    struct sm_job j = {x, y->data, len, inner, log};
     veil__parallel(outer * inner, 64, sm_range, &j);
     return VEIL_OK;
 }

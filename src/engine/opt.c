@@ -8,8 +8,8 @@
  *    ReduceMean, Add, Sqrt, Div, Mul, Add) becomes one LayerNormalization node;
  *  - BatchNormalization after a Conv with constant weights is folded into the weights and bias;
  *  - MatMul followed by Add of a constant [N] vector takes the vector as its bias;
- *  - Softmax over the last axis of an Add (attention scores plus a mask) takes the Add's
- *    second operand as its addend (add_in): the row kernel adds it in its first pass;
+ *  - Softmax of an Add (attention scores plus a mask) takes the Add's second operand as its
+ *    addend (add_in): over the last axis the row kernel adds it in its first pass;
  *  - a residual Add of a Conv/MatMul/Gemm output becomes a post-op of that node;
  *  - ReLU, LeakyRelu, Clip (constant bounds), Sigmoid, Tanh and Gelu after a Conv/MatMul/Gemm
  *    become post-ops.
@@ -401,8 +401,6 @@ static bool fusable_host(const struct veil__graph *g, const struct veil__node *n
 
 static veil_err fuse_softmax_add(struct veil__graph *g, const struct uses *u)
 {
-    if (g->opset < 13)
-        return VEIL_OK;
     for (size_t i = 0; i < g->n_nodes; i++) {
         struct veil__node *add = &g->nodes[i];
         if (!is_op(add, "Add") || add->dead || add->n_in != 2 || add->in[0] < 0 || add->in[1] < 0 ||
@@ -412,8 +410,12 @@ static veil_err fuse_softmax_add(struct veil__graph *g, const struct uses *u)
         if (r < 0)
             continue;
         struct veil__node *sm = &g->nodes[r];
+        /*
+         * From opset 13 the axis must be -1. Before, an axis counts from the front and the
+         * rank is not known yet: the kernel then checks it (see softmax_exec).
+         */
         if (!is_op(sm, "Softmax") || sm->n_in != 1 || sm->in[0] != add->out[0] || sm->add_in >= 0 ||
-            sm->n_post > 0 || veil__attr_i(sm, "axis", -1) != -1)
+            sm->n_post > 0 || (g->opset >= 13 && veil__attr_i(sm, "axis", -1) != -1))
             continue;
         /* The scores (a MatMul's output, when one is) stay the kernel's main input. */
         size_t main_in = 0;

@@ -3,7 +3,8 @@
  * reference: heads split and merged by Transposes, queries and keys of different lengths,
  * value width unlike the key width, every mask broadcast the kernel reads (per sequence,
  * causal with -inf, full), scales written as Div and Mul or absent, more than one block of
- * query rows and of columns with vector tails, one head without Transposes, and chains the
+ * query rows and of columns with vector tails, one head without Transposes, a model at opset
+ * 12 (the softmax axis counted from the front), and chains the
  * kernel must leave alone (the probabilities also a graph output). Every case runs with the
  * widest kernels the CPU has, with the AVX2 kernels, and unfused; the profile says which runs
  * took the fused kernel. Also the profile API's contract.
@@ -25,6 +26,7 @@ struct spec {
     int mask, scale;
     bool probs_out; /* the softmax output is a graph output too: the chain stays unfused */
     bool one_head;  /* rank-3 operands, K^T by Transpose(0, 2, 1), no head split */
+    bool opset12;   /* the model at opset 12: the softmax axis counted from the front */
 };
 
 /* Whether the fused attention is expected with the kernels capped at isa. */
@@ -101,6 +103,8 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
     struct veil_engine_model *m = NULL;
     struct veil_errbuf eb = {{0}};
     mb_init(&mb);
+    if (s->opset12)
+        mb.opset = 12;
     int64_t qd[3] = {s->b, s->sq, E}, kd[3] = {s->b, s->sk, E}, vd[3] = {s->b, s->sk, EV},
             odims[3] = {s->b, s->sq, EV}, pd4[4] = {s->b, s->h, s->sq, s->sk},
             pd3[3] = {s->b, s->sq, s->sk};
@@ -144,7 +148,8 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
         mb_node(&mb, "Add", ins, "s3", 0);
         scores = "s3";
     }
-    mb_node(&mb, "Softmax", scores, "pr", 1, mb_attr_i(&mb, "axis", -1));
+    int64_t axis = s->opset12 ? (s->one_head ? 2 : 3) : -1;
+    mb_node(&mb, "Softmax", scores, "pr", 1, mb_attr_i(&mb, "axis", axis));
     if (s->one_head) {
         mb_node(&mb, "MatMul", "pr,xv", "y", 0);
     } else {
@@ -231,17 +236,19 @@ TEST(attention_shapes_masks_and_scales)
 {
     static const struct spec cases[] = {
         /* BERT-like: padding mask, Div scale. */
-        {2, 3, 128, 128, 64, 64, MASK_PAD, SCALE_DIV, false, false},
+        {2, 3, 128, 128, 64, 64, MASK_PAD, SCALE_DIV, false, false, false},
         /* Cross attention: more keys than queries, value width 80 (two column blocks). */
-        {2, 2, 37, 150, 20, 80, MASK_PAD, SCALE_MUL, false, false},
+        {2, 2, 37, 150, 20, 80, MASK_PAD, SCALE_MUL, false, false, false},
         /* Causal -inf mask broadcast over batch and heads; 300 query rows (three blocks). */
-        {1, 2, 300, 300, 16, 16, MASK_CAUSAL, SCALE_DIV, false, false},
+        {1, 2, 300, 300, 16, 16, MASK_CAUSAL, SCALE_DIV, false, false, false},
         /* A full mask per head, no scale, tiny sizes (one-lane tails). */
-        {3, 2, 5, 7, 3, 1, MASK_FULL, SCALE_NONE, false, false},
+        {3, 2, 5, 7, 3, 1, MASK_FULL, SCALE_NONE, false, false, false},
         /* No mask; 130 keys: a column block of 64, 64 and a 2-wide tail. */
-        {1, 4, 65, 130, 33, 17, MASK_NONE, SCALE_MUL, false, false},
+        {1, 4, 65, 130, 33, 17, MASK_NONE, SCALE_MUL, false, false, false},
         /* One head, rank-3 operands. */
-        {2, 1, 50, 70, 24, 40, MASK_CAUSAL, SCALE_DIV, false, true},
+        {2, 1, 50, 70, 24, 40, MASK_CAUSAL, SCALE_DIV, false, true, false},
+        /* Opset 12 (as torch exports with opset_version 12): Softmax axis 3, the mask Add. */
+        {2, 3, 40, 40, 16, 16, MASK_PAD, SCALE_DIV, false, false, true},
     };
     static const enum veil__vec_isa caps[] = {VEIL__VEC_AVX512, VEIL__VEC_AVX2, VEIL__VEC_BASE};
     for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++)
@@ -254,7 +261,7 @@ TEST(attention_shapes_masks_and_scales)
 
 TEST(attention_left_unfused_when_probabilities_are_read)
 {
-    static const struct spec s = {2, 2, 20, 20, 8, 8, MASK_PAD, SCALE_DIV, true, false};
+    static const struct spec s = {2, 2, 20, 20, 8, 8, MASK_PAD, SCALE_DIV, true, false, false};
     bool fused = true;
     attention_case(&s, VEIL__VEC_AVX512, &fused);
     ASSERT_FALSE(fused);

@@ -3,9 +3,9 @@
  * ReduceMean, Sub, Pow (or Mul), ReduceMean, Add, Sqrt, Div, Mul and Add (torch before
  * opset 17) runs as one LayerNormalization, with the scale reached through an Identity (as
  * torch writes deduplicated weights), with the square as d * d, and without the shift. Chains
- * that differ in meaning or whose pieces are read elsewhere stay as written. Every case checks
- * the outputs against a double-precision reference and, through the profile, which operators
- * ran.
+ * that differ in meaning or whose pieces are read elsewhere stay as written. A softmax's mask
+ * addend is taken into it before opset 13 too. Every case checks the outputs against a
+ * double-precision reference and, through the profile, which operators ran.
  */
 #include "harness.h"
 #include "engine_test.h"
@@ -181,6 +181,75 @@ TEST(layernorm_lookalikes_stay)
                                            {V_NOT_LAST_AXIS, false}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         ln_case(&cases[i]);
+}
+
+/*
+ * Softmax(s + m) in an opset before 13, where Softmax coerces its input to 2-D at its axis
+ * (counted from the front, as exporters write it): the Add is taken into the softmax for any
+ * axis, the last axis runs on the row kernel and any other first adds, then normalises the
+ * coerced rows. Both against a double reference of the old semantics.
+ */
+TEST(softmax_addend_before_opset_13)
+{
+    int64_t sd[4] = {2, 3, 4, 5}, md[4] = {2, 1, 1, 5};
+    float sv[120], mv[10];
+    uint32_t seed = 5;
+    for (size_t i = 0; i < 120; i++)
+        sv[i] = rnd(&seed) * 4.0f;
+    for (size_t i = 0; i < 10; i++)
+        mv[i] = i % 4 == 3 ? -10000.0f : 0.0f;
+    static const int64_t axes[] = {3, -1, 1};
+    for (size_t a = 0; a < sizeof(axes) / sizeof(axes[0]); a++) {
+        struct mb mb;
+        mb_init(&mb);
+        mb.opset = 11;
+        mb_input(&mb, "s", 1, 4, sd);
+        mb_input(&mb, "m", 1, 4, md);
+        mb_node(&mb, "Add", "s,m", "x", 0);
+        mb_node(&mb, "Softmax", "x", "y", 1, mb_attr_i(&mb, "axis", axes[a]));
+        mb_output(&mb, "y", 1, 4, sd);
+        struct veil_buf buf;
+        mb_pack(&mb, &buf);
+        mb_release(&mb);
+        struct veil_engine_model *m = NULL;
+        struct veil_errbuf eb = {{0}};
+        struct veil_engine_options opt = {.threads = 2, .profile = true};
+        ASSERT_OK(veil_engine_model_load(veil_buf_span(&buf), &opt, &m, &eb));
+        veil_buf_release(&buf);
+        struct veil_tensor in[2] = {tensor_f(sv, 4, sd), tensor_f(mv, 4, md)}, out;
+        ASSERT_OK(veil_engine_run(m, in, 2, &out, 1, &eb));
+        /* Rows of the coerced 2-D view: [prod(dims before axis), prod(dims from axis)]. */
+        size_t ax = axes[a] < 0 ? 3 : (size_t)axes[a], cols = 1;
+        for (size_t d = ax; d < 4; d++)
+            cols *= (size_t)sd[d];
+        double x[120], want_d[120];
+        for (size_t i = 0; i < 120; i++)
+            x[i] = (double)sv[i] + mv[(i / 60) * 5 + i % 5];
+        for (size_t r = 0; r < 120 / cols; r++) {
+            double mx = -INFINITY, sum = 0;
+            for (size_t j = 0; j < cols; j++)
+                mx = x[r * cols + j] > mx ? x[r * cols + j] : mx;
+            for (size_t j = 0; j < cols; j++)
+                sum += exp(x[r * cols + j] - mx);
+            for (size_t j = 0; j < cols; j++)
+                want_d[r * cols + j] = exp(x[r * cols + j] - mx) / sum;
+        }
+        float want[120];
+        for (size_t i = 0; i < 120; i++)
+            want[i] = (float)want_d[i];
+        ASSERT_TRUE(rel_l2(out.data, want, 120) <= 1e-6);
+        veil_tensor_release(&out);
+        struct veil_engine_prof_row rows[8];
+        size_t n_rows = 0;
+        uint64_t runs = 0;
+        double run_ms = 0;
+        ASSERT_OK(veil_engine_model_profile(m, rows, 8, &n_rows, &runs, &run_ms, &eb));
+        ASSERT_EQ_U64(n_rows, 1);
+        if (strcmp(rows[0].op, "Softmax+Add") != 0)
+            fprintf(stderr, "axis %lld: %s\n", (long long)axes[a], rows[0].op);
+        ASSERT_TRUE(strcmp(rows[0].op, "Softmax+Add") == 0);
+        veil_engine_model_free(m);
+    }
 }
 
 RUN_TESTS()
