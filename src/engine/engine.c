@@ -286,7 +286,7 @@ static void prof_label(const struct veil__node *n, char *out, size_t cap)
         [VEIL__POST_CLIP] = "Clip",           [VEIL__POST_SIGMOID] = "Sigmoid",
         [VEIL__POST_TANH] = "Tanh",           [VEIL__POST_GELU_ERF] = "Gelu",
         [VEIL__POST_LINEAR] = "Affine",       [VEIL__POST_SWISH] = "SiLU",
-        [VEIL__POST_HARDSWISH] = "HardSwish",
+        [VEIL__POST_HARDSWISH] = "HardSwish", [VEIL__POST_GELU_TANH] = "GeluTanh",
     };
     size_t len = (size_t)snprintf(out, cap, "%s", n->op_type);
     for (size_t i = 0; i <= n->n_post && len < cap; i++) {

@@ -61,6 +61,7 @@ enum veil__post_kind {
     VEIL__POST_SIGMOID,
     VEIL__POST_TANH,
     VEIL__POST_GELU_ERF,
+    VEIL__POST_GELU_TANH,
     VEIL__POST_LINEAR, /* a * x + b */
     VEIL__POST_SWISH,  /* x * sigmoid(x) */
     VEIL__POST_HARDSWISH,
@@ -509,10 +510,11 @@ veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum vei
 veil_err veil__node_retype(struct veil__node *n, const char *op_type);
 
 /*
- * Appends an INT (value i) or FLOAT (value f) attribute to node n. VEIL_E_INVALID for another
- * type or a name n already has, VEIL_E_NOMEM on failure.
+ * Appends an INT (value i), FLOAT (value f) or STRING (a copy of str) attribute to node n.
+ * VEIL_E_INVALID for another type, a STRING without str, or a name n already has;
+ * VEIL_E_NOMEM on failure.
  */
 veil_err veil__node_add_attr(struct veil__node *n, const char *name, enum veil_onnx_attr_type type,
-                             int64_t i, float f);
+                             int64_t i, float f, const char *str);
 
 #endif /* VEIL_ENGINE_INT_H */

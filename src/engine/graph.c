@@ -75,9 +75,10 @@ veil_err veil__node_retype(struct veil__node *n, const char *op_type)
 }
 
 veil_err veil__node_add_attr(struct veil__node *n, const char *name, enum veil_onnx_attr_type type,
-                             int64_t i, float f)
+                             int64_t i, float f, const char *str)
 {
-    if (type != VEIL_ONNX_ATTR_INT && type != VEIL_ONNX_ATTR_FLOAT)
+    if (type != VEIL_ONNX_ATTR_INT && type != VEIL_ONNX_ATTR_FLOAT &&
+        (type != VEIL_ONNX_ATTR_STRING || str == NULL))
         return VEIL_E_INVALID;
     for (size_t k = 0; k < n->n_attrs; k++)
         if (strcmp(n->attrs[k].name, name) == 0)
@@ -95,7 +96,9 @@ veil_err veil__node_add_attr(struct veil__node *n, const char *name, enum veil_o
     d->type = type;
     d->i = i;
     d->f = f;
-    n->n_attrs++;
+    n->n_attrs++; /* from here the node owns d->name, whatever follows */
+    if (type == VEIL_ONNX_ATTR_STRING && (d->s = veil_strdup(str)) == NULL)
+        return VEIL_E_NOMEM;
     return VEIL_OK;
 }
 

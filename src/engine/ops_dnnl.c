@@ -108,6 +108,9 @@ static veil_err make_attr_sum(const struct veil__node *n, const dnnl_memory_desc
         case VEIL__POST_HARDSWISH:
             alg = dnnl_eltwise_hardswish;
             break;
+        case VEIL__POST_GELU_TANH:
+            alg = dnnl_eltwise_gelu_tanh;
+            break;
         default:
             alg = dnnl_eltwise_gelu_erf;
             break;

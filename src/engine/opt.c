@@ -3,7 +3,8 @@
  * absorbs dead; a value is only rewired when it has exactly one reader and is not a graph
  * output, so no other consumer can observe the change. Passes, in order:
  *  - Constant nodes become constants, and Identity nodes are bypassed;
- *  - the GELU subgraph of exporters (x * 0.5 * (1 + erf(x / sqrt 2))) becomes one Gelu node;
+ *  - the GELU subgraph of exporters (x * 0.5 * (1 + erf(x / sqrt 2))) becomes one Gelu node,
+ *    and so does its tanh approximation (Gelu with approximate = "tanh");
  *  - the layer normalisation subgraph of exporters before opset 17 (ReduceMean, Sub, Pow,
  *    ReduceMean, Add, Sqrt, Div, Mul, Add) becomes one LayerNormalization node;
  *  - BatchNormalization after a Conv with constant weights is folded into the weights and bias;
@@ -11,8 +12,8 @@
  *  - Softmax of an Add (attention scores plus a mask) takes the Add's second operand as its
  *    addend (add_in): over the last axis the row kernel adds it in its first pass;
  *  - a residual Add of a Conv/MatMul/Gemm output becomes a post-op of that node;
- *  - ReLU, LeakyRelu, Clip (constant bounds), Sigmoid, Tanh and Gelu after a Conv/MatMul/Gemm
- *    become post-ops.
+ *  - ReLU, LeakyRelu, Clip (constant bounds), Sigmoid, Tanh and Gelu (either form) after a
+ *    Conv/MatMul/Gemm become post-ops.
  */
 #include "engine_int.h"
 
@@ -153,6 +154,122 @@ static veil_err fuse_gelu(struct veil__graph *g, const struct uses *u)
     return VEIL_OK;
 }
 
+/* The node that produced value v when it is a live op, or NULL. */
+static struct veil__node *producer_op(struct veil__graph *g, int32_t v, const char *op)
+{
+    int32_t p = v >= 0 ? g->values[v].producer : -1;
+    return p >= 0 && is_op(&g->nodes[p], op) ? &g->nodes[p] : NULL;
+}
+
+/* Whether binary node n reads value v and a constant scalar within tol of x, either order. */
+static bool with_scalar(const struct veil__graph *g, const struct veil__node *n, int32_t v, float x,
+                        float tol)
+{
+    if (n == NULL || n->n_in != 2)
+        return false;
+    return (n->in[0] == v && scalar_is(const_in(g, n, 1), x, tol)) ||
+           (n->in[1] == v && scalar_is(const_in(g, n, 0), x, tol));
+}
+
+/* Value v has node n as its single reader (n reading it once), and is not a graph output. */
+static bool only_reader(const struct veil__graph *g, const struct uses *u, int32_t v,
+                        const struct veil__node *n)
+{
+    return v >= 0 && u->count[v] == 1 && !g->values[v].is_output &&
+           u->reader[v] == (int32_t)(n - g->nodes);
+}
+
+/*
+ * The tanh approximation of GELU as exporters write it (GPT-2's and the "new" GELU):
+ *   0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))
+ * with x^3 as Pow(x, 3), the 0.5 taken first (Mul(Mul(x, 0.5), ...)) or last
+ * (Mul(Mul(x, ...), 0.5)), constants on either side. The Tanh node becomes
+ * Gelu(x, approximate = "tanh") producing the final Mul's output.
+ */
+static veil_err fuse_gelu_tanh(struct veil__graph *g, const struct uses *u)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct veil__node *t = &g->nodes[i];
+        if (!is_op(t, "Tanh") || t->n_in != 1 || t->n_out != 1)
+            continue;
+        /* Backwards: d = c * sqrt(2 / pi); c = x + b; b = p * 0.044715; p = Pow(x, 3). */
+        struct veil__node *d = producer_op(g, t->in[0], "Mul");
+        if (d == NULL || !only_reader(g, u, t->in[0], t))
+            continue;
+        int32_t cv = d->in[0];
+        if (!with_scalar(g, d, cv, 0.7978845608f, 1e-5f)) {
+            cv = d->in[1];
+            if (!with_scalar(g, d, cv, 0.7978845608f, 1e-5f))
+                continue;
+        }
+        struct veil__node *c = producer_op(g, cv, "Add");
+        if (c == NULL || c->n_in != 2 || !only_reader(g, u, cv, d))
+            continue;
+        int32_t x = -1;
+        struct veil__node *b = NULL, *p = NULL;
+        for (size_t k = 0; k < 2 && b == NULL; k++) {
+            struct veil__node *bk = producer_op(g, c->in[k], "Mul");
+            if (bk == NULL || !only_reader(g, u, c->in[k], c))
+                continue;
+            int32_t pv = bk->in[0];
+            if (!with_scalar(g, bk, pv, 0.044715f, 1e-6f)) {
+                pv = bk->in[1];
+                if (!with_scalar(g, bk, pv, 0.044715f, 1e-6f))
+                    continue;
+            }
+            struct veil__node *pk = producer_op(g, pv, "Pow");
+            if (pk == NULL || pk->n_in != 2 || pk->in[0] != c->in[1 - k] ||
+                !scalar_is(const_in(g, pk, 1), 3.0f, 0) || !only_reader(g, u, pv, bk))
+                continue;
+            b = bk;
+            p = pk;
+            x = c->in[1 - k];
+        }
+        if (b == NULL || x < 0)
+            continue;
+        /* Forwards: e = t + 1; then 0.5 * x * e in one of two groupings. */
+        int32_t ei = sole_reader(g, u, i);
+        struct veil__node *e = ei >= 0 ? &g->nodes[ei] : NULL;
+        if (e == NULL || !is_op(e, "Add") || !with_scalar(g, e, t->out[0], 1.0f, 0))
+            continue;
+        int32_t mi = sole_reader(g, u, (size_t)ei);
+        struct veil__node *m1 = mi >= 0 ? &g->nodes[mi] : NULL;
+        if (m1 == NULL || !is_op(m1, "Mul") || m1->n_in != 2)
+            continue;
+        int32_t other = m1->in[0] == e->out[0] ? m1->in[1] : m1->in[0];
+        struct veil__node *half = NULL, *last = NULL;
+        if (other == x) {
+            /* x * e first, then * 0.5. */
+            int32_t hi = sole_reader(g, u, (size_t)mi);
+            if (hi < 0 || !is_op(&g->nodes[hi], "Mul") ||
+                !with_scalar(g, &g->nodes[hi], m1->out[0], 0.5f, 0))
+                continue;
+            half = &g->nodes[hi];
+            last = half;
+        } else {
+            half = producer_op(g, other, "Mul");
+            if (half == NULL || !with_scalar(g, half, x, 0.5f, 0) || !only_reader(g, u, other, m1))
+                continue;
+            last = m1;
+        }
+        veil_err rc = veil__node_retype(t, "Gelu");
+        if (rc == VEIL_OK)
+            rc = veil__node_add_attr(t, "approximate", VEIL_ONNX_ATTR_STRING, 0, 0.0f, "tanh");
+        if (rc != VEIL_OK)
+            return rc;
+        t->in[0] = x;
+        p->dead = true;
+        b->dead = true;
+        c->dead = true;
+        d->dead = true;
+        e->dead = true;
+        m1->dead = true;
+        half->dead = true;
+        take_output(g, t, last);
+    }
+    return VEIL_OK;
+}
+
 /*
  * How many trailing axes a ReduceMean averages over with kept dims: its axes attribute must be
  * exactly -k .. -1 in some order. 0 otherwise.
@@ -269,9 +386,9 @@ static veil_err fuse_layernorm(struct veil__graph *g, const struct uses *u)
         if (rc == VEIL_OK)
             rc = grow_inputs(rm, 3);
         if (rc == VEIL_OK)
-            rc = veil__node_add_attr(rm, "axis", VEIL_ONNX_ATTR_INT, -k, 0.0f);
+            rc = veil__node_add_attr(rm, "axis", VEIL_ONNX_ATTR_INT, -k, 0.0f, NULL);
         if (rc == VEIL_OK)
-            rc = veil__node_add_attr(rm, "epsilon", VEIL_ONNX_ATTR_FLOAT, 0, epsilon);
+            rc = veil__node_add_attr(rm, "epsilon", VEIL_ONNX_ATTR_FLOAT, 0, epsilon, NULL);
         if (rc != VEIL_OK)
             return rc;
         rm->in[1] = gamma;
@@ -500,6 +617,9 @@ static veil_err fuse_post(struct veil__graph *g, struct uses *u)
             } else if (is_op(nx, "Gelu") &&
                        strcmp(veil__attr_s(nx, "approximate", "none"), "none") == 0) {
                 p.kind = VEIL__POST_GELU_ERF;
+            } else if (is_op(nx, "Gelu") &&
+                       strcmp(veil__attr_s(nx, "approximate", "none"), "tanh") == 0) {
+                p.kind = VEIL__POST_GELU_TANH;
             } else if ((is_op(nx, "Div") || is_op(nx, "Mul")) && nx->n_in == 2 &&
                        nx->in[0] == h->out[0] && nx->in[1] != h->out[0] &&
                        const_in(g, nx, 1) != NULL && const_in(g, nx, 1)->c.dt == VEIL_DT_FLOAT &&
@@ -606,6 +726,11 @@ veil_err veil__graph_optimize(struct veil__graph *g, struct veil_errbuf *eb)
         rc = count_uses(g, &u);
     if (rc == VEIL_OK)
         rc = fuse_gelu(g, &u);
+    uses_release(&u);
+    if (rc == VEIL_OK)
+        rc = count_uses(g, &u);
+    if (rc == VEIL_OK)
+        rc = fuse_gelu_tanh(g, &u);
     uses_release(&u);
     if (rc == VEIL_OK)
         rc = count_uses(g, &u);

@@ -14,7 +14,10 @@ Models (all with a dynamic batch dimension, ONNX opset 17 unless named otherwise
                 (before opset 13 the axis coerces the input to 2-D).
   bert_base     the same code at BERT-base size (12 layers, hidden 768, 12 heads, FFN 3072,
                 vocabulary 30522): the benchmark's encoder.
-Sequence length is dynamic too for the encoders.
+  gpt_small     a GPT-2-style decoder (causal self-attention masked with masked_fill, which
+                exports as Where; tanh-approximated GELU written out; 2 layers, hidden 256,
+                4 heads, vocabulary 1000).
+Sequence length is dynamic too for the encoders and the decoder.
 
 Usage: export_models.py OUTDIR [NAME...]   (exit status 77 when torch is missing)
 """
@@ -73,6 +76,53 @@ class Encoder(torch.nn.Module):
         return x, pooled
 
 
+class DecoderBlock(torch.nn.Module):
+    """A GPT-2 block: causal self-attention masked with masked_fill, tanh-approximated GELU."""
+
+    def __init__(self, hidden, heads, max_pos):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = torch.nn.LayerNorm(hidden)
+        self.qkv = torch.nn.Linear(hidden, 3 * hidden)
+        self.proj = torch.nn.Linear(hidden, hidden)
+        self.ln2 = torch.nn.LayerNorm(hidden)
+        self.fc = torch.nn.Linear(hidden, 4 * hidden)
+        self.fc2 = torch.nn.Linear(4 * hidden, hidden)
+        causal = torch.tril(torch.ones(max_pos, max_pos)).view(1, 1, max_pos, max_pos)
+        self.register_buffer("causal", causal)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        dh = c // self.heads
+        q, k, v = (z.view(b, t, self.heads, dh).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(dh))
+        att = att.masked_fill(self.causal[:, :, :t, :t] == 0, float("-inf"))
+        y = (torch.softmax(att, dim=-1) @ v).transpose(1, 2).contiguous().view(b, t, c)
+        x = x + self.proj(y)
+        h = self.fc(self.ln2(x))
+        h = 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) *
+                                        (h + 0.044715 * torch.pow(h, 3.0))))
+        return x + self.fc2(h)
+
+
+class Decoder(torch.nn.Module):
+    def __init__(self, layers, hidden, heads, vocab, max_pos=512):
+        super().__init__()
+        self.tok = torch.nn.Embedding(vocab, hidden)
+        self.pos = torch.nn.Embedding(max_pos, hidden)
+        self.blocks = torch.nn.ModuleList(DecoderBlock(hidden, heads, max_pos)
+                                          for _ in range(layers))
+        self.ln = torch.nn.LayerNorm(hidden)
+
+    def forward(self, input_ids):
+        t = input_ids.shape[1]
+        x = self.tok(input_ids) + self.pos(torch.arange(t).unsqueeze(0))
+        for blk in self.blocks:
+            x = blk(x)
+        return self.ln(x)
+
+
 def randomise_bn(model):
     g = torch.Generator().manual_seed(1)
     for m in model.modules():
@@ -116,6 +166,16 @@ def export_encoder(name, path):
                                     "last_hidden_state": dyn, "pooled": {0: "batch"}})
 
 
+def export_decoder(name, path):
+    torch.manual_seed(0)
+    m = Decoder(2, 256, 4, 1000)
+    m.eval()
+    ids = torch.randint(0, 1000, (1, 16))
+    dyn = {0: "batch", 1: "seq"}
+    torch.onnx.export(m, (ids,), path, opset_version=17, input_names=["input_ids"],
+                      output_names=["hidden"], dynamic_axes={"input_ids": dyn, "hidden": dyn})
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
@@ -134,6 +194,8 @@ def main():
                 export_vision(name, tmp)
             elif name in ("bert_small", "bert_small_op12", "bert_base"):
                 export_encoder(name, tmp)
+            elif name == "gpt_small":
+                export_decoder(name, tmp)
             else:
                 print("unknown model %s" % name)
                 return 2

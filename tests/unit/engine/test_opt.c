@@ -3,9 +3,9 @@
  * ReduceMean, Sub, Pow (or Mul), ReduceMean, Add, Sqrt, Div, Mul and Add (torch before
  * opset 17) runs as one LayerNormalization, with the scale reached through an Identity (as
  * torch writes deduplicated weights), with the square as d * d, and without the shift. Chains
- * that differ in meaning or whose pieces are read elsewhere stay as written. A softmax's mask
- * addend is taken into it before opset 13 too. Every case checks the outputs against a
- * double-precision reference and, through the profile, which operators ran.
+ * that differ in meaning or whose pieces are read elsewhere stay as written. Likewise the tanh
+ * form of GELU. A softmax's mask addend is taken into it before opset 13 too. Every case checks the
+ * outputs against a double-precision reference and, through the profile, which operators ran.
  */
 #include "harness.h"
 #include "engine_test.h"
@@ -250,6 +250,120 @@ TEST(softmax_addend_before_opset_13)
         ASSERT_TRUE(strcmp(rows[0].op, "Softmax+Add") == 0);
         veil_engine_model_free(m);
     }
+}
+
+/*
+ * The tanh GELU as GPT-2 exports it, 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))),
+ * with the half taken first or last: after a MatMul it becomes the matmul's gelu_tanh post-op;
+ * after an Add of two inputs, one Gelu node. A wrong constant or an intermediate that is also
+ * a graph output leaves the chain as written.
+ */
+enum gt_variant { GT_HALF_FIRST, GT_HALF_LAST, GT_AFTER_ADD, GT_WRONG_CONST, GT_INNER_OUTPUT };
+
+static void gelu_tanh_case(enum gt_variant v, const char *want_label)
+{
+    enum { M = 5, K = 6, N = 33 };
+    int64_t ad[2] = {M, K}, wd[2] = {K, N}, yd[2] = {M, N}, none[1] = {0};
+    float a[M * K], w[K * N], a2[M * N], b2[M * N];
+    float half = 0.5f, one = 1.0f, c1 = 0.7978845608f,
+          c2 = v == GT_WRONG_CONST ? 0.0447f : 0.044715f, three = 3.0f;
+    uint32_t seed = 11u + (uint32_t)v;
+    for (int i = 0; i < M * K; i++)
+        a[i] = rnd(&seed) * 2.0f;
+    for (int i = 0; i < K * N; i++)
+        w[i] = rnd(&seed);
+    for (int i = 0; i < M * N; i++) {
+        a2[i] = rnd(&seed) * 3.0f;
+        b2[i] = rnd(&seed);
+    }
+    struct mb mb;
+    mb_init(&mb);
+    mb_init_f(&mb, "half", 0, none, &half);
+    mb_init_f(&mb, "one", 0, none, &one);
+    mb_init_f(&mb, "c1", 0, none, &c1);
+    mb_init_f(&mb, "c2", 0, none, &c2);
+    mb_init_f(&mb, "three", 0, none, &three);
+    if (v == GT_AFTER_ADD) {
+        mb_input(&mb, "p", 1, 2, yd);
+        mb_input(&mb, "q", 1, 2, yd);
+        mb_node(&mb, "Add", "p,q", "x", 0);
+    } else {
+        mb_input(&mb, "a", 1, 2, ad);
+        mb_init_f(&mb, "w", 2, wd, w);
+        mb_node(&mb, "MatMul", "a,w", "x", 0);
+    }
+    mb_node(&mb, "Pow", "x,three", "p3", 0);
+    mb_node(&mb, "Mul", "c2,p3", "b", 0); /* constants on either side */
+    mb_node(&mb, "Add", "x,b", "c", 0);
+    mb_node(&mb, "Mul", "c,c1", "d", 0);
+    mb_node(&mb, "Tanh", "d", "t", 0);
+    mb_node(&mb, "Add", "one,t", "e", 0);
+    if (v == GT_HALF_LAST) {
+        mb_node(&mb, "Mul", "x,e", "xe", 0);
+        mb_node(&mb, "Mul", "xe,half", "y", 0);
+    } else {
+        mb_node(&mb, "Mul", "x,half", "hx", 0);
+        mb_node(&mb, "Mul", "hx,e", "y", 0);
+    }
+    mb_output(&mb, "y", 1, 2, yd);
+    if (v == GT_INNER_OUTPUT)
+        mb_output(&mb, "t", 1, 2, yd);
+    struct veil_buf buf;
+    mb_pack(&mb, &buf);
+    mb_release(&mb);
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    struct veil_engine_options opt = {.threads = 2, .profile = true};
+    ASSERT_OK(veil_engine_model_load(veil_buf_span(&buf), &opt, &m, &eb));
+    veil_buf_release(&buf);
+    struct veil_tensor in[2], out[2];
+    if (v == GT_AFTER_ADD) {
+        in[0] = tensor_f(a2, 2, yd);
+        in[1] = tensor_f(b2, 2, yd);
+    } else {
+        in[0] = tensor_f(a, 2, ad);
+    }
+    size_t n_out = v == GT_INNER_OUTPUT ? 2 : 1;
+    ASSERT_OK(veil_engine_run(m, in, v == GT_AFTER_ADD ? 2 : 1, out, n_out, &eb));
+    float want[M * N];
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double x = 0;
+            if (v == GT_AFTER_ADD) {
+                x = (double)a2[i * N + j] + b2[i * N + j];
+            } else {
+                for (int k = 0; k < K; k++)
+                    x += (double)a[i * K + k] * w[k * N + j];
+            }
+            want[i * N + j] = (float)(0.5 * x * (1 + tanh(0.7978845608 * (x + c2 * x * x * x))));
+        }
+    double err = rel_l2(out[0].data, want, M * N);
+    if (!(err <= 1e-5))
+        fprintf(stderr, "gelu tanh variant %d: relative error %g\n", (int)v, err);
+    ASSERT_TRUE(err <= 1e-5);
+    for (size_t k = 0; k < n_out; k++)
+        veil_tensor_release(&out[k]);
+    struct veil_engine_prof_row rows[32];
+    size_t n_rows = 0;
+    uint64_t runs = 0;
+    double run_ms = 0;
+    ASSERT_OK(veil_engine_model_profile(m, rows, 32, &n_rows, &runs, &run_ms, &eb));
+    bool found = false;
+    for (size_t i = 0; i < n_rows && i < 32; i++)
+        found = found || strcmp(rows[i].op, want_label) == 0;
+    if (!found)
+        fprintf(stderr, "gelu tanh variant %d: no %s in the profile\n", (int)v, want_label);
+    ASSERT_TRUE(found);
+    veil_engine_model_free(m);
+}
+
+TEST(gelu_tanh_chains)
+{
+    gelu_tanh_case(GT_HALF_FIRST, "MatMul+GeluTanh");
+    gelu_tanh_case(GT_HALF_LAST, "MatMul+GeluTanh");
+    gelu_tanh_case(GT_AFTER_ADD, "Gelu");
+    gelu_tanh_case(GT_WRONG_CONST, "Tanh");
+    gelu_tanh_case(GT_INNER_OUTPUT, "Tanh");
 }
 
 RUN_TESTS()
