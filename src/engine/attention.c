@@ -31,7 +31,7 @@
 /*
  * Kernel parameters (kp): i[0..5] batch, heads, Sq, Sk, D, Dv (the operands as 4-D views
  * [batch, heads, rows, columns], missing leading dims 1); i[6] threads the scratch was sized
- * for; i[7] per-thread scratch bytes; i[8] whether a mask is read; i[9..12] the mask's
+ * for; i[7] per-thread scratch bytes; i[8] which mask is read (MASK_*); i[9..12] the mask's
  * strides; i[13] the instruction set (enum veil__vec_isa). v[0..3]: element strides of Q
  * [B,H,Sq,D], K^T [B,H,D,Sk], V [B,H,Sk,Dv] and O [B,H,Sq,Dv]. f[0]: the scale.
  */
@@ -49,6 +49,8 @@ enum {
     KP_ISA = KP_MST + 4
 };
 enum { SV_Q, SV_K, SV_V, SV_O };
+/* i[KP_MASK]: no mask, a float mask value (the softmax's addend), or one owned in kp->ptr. */
+enum { MASK_NONE, MASK_VALUE, MASK_OWNED };
 
 static size_t round16(int64_t n)
 {
@@ -410,7 +412,9 @@ static veil_err attention_exec(struct veil__kctx *c, const struct veil__kparams 
     j.q = c->in[0].data;
     j.k = c->in[1].data;
     j.v = c->in[2].data;
-    j.mask = kp->i[KP_MASK] ? c->in[3].data : NULL;
+    j.mask = kp->i[KP_MASK] == MASK_OWNED   ? kp->ptr
+             : kp->i[KP_MASK] == MASK_VALUE ? c->in[3].data
+                                            : NULL;
     j.o = c->in[4].data;
     j.b = kp->i[KP_B];
     j.h = kp->i[KP_H];
@@ -552,6 +556,42 @@ static int32_t sole(const struct veil__ictx *c, int32_t v, const char *op)
     return r;
 }
 
+/*
+ * A Where that masks the scores s: Where(cond, s, fill) or Where(cond, fill, s), cond a
+ * boolean constant of the plan (a causal mask sliced from a buffer folds to one), fill a float
+ * scalar constant of -inf or below -1e37 (finfo.min): adding fill where the scores are dropped
+ * then gives the fill itself for every score of magnitude below 1e29, so the Where is an
+ * additive mask.
+ */
+struct where_mask {
+    const struct veil__tv *cond;
+    float fill;
+    bool scores_first; /* the scores are Where's second input (kept where cond is true) */
+};
+
+static bool where_mask(const struct veil__ictx *c, int32_t w, int32_t s_v, struct where_mask *wm)
+{
+    const struct veil__node *wn = &c->g->nodes[w];
+    if (wn->n_in != 3 || wn->n_out != 1 || wn->out[0] < 0 || wn->n_post != 0 || wn->add_in >= 0 ||
+        wn->in[0] < 0 || (wn->in[1] == s_v) == (wn->in[2] == s_v))
+        return false;
+    bool first = wn->in[1] == s_v;
+    int32_t fv = wn->in[first ? 2 : 1], cv = wn->in[0];
+    if (fv < 0 || cv < 0)
+        return false;
+    const struct veil__pval *fp = &c->vals[fv], *cp = &c->vals[cv];
+    if (fp->runtime || fp->t.data == NULL || fp->t.dt != VEIL_DT_FLOAT || fp->t.numel != 1 ||
+        cp->runtime || cp->t.data == NULL || cp->t.dt != VEIL_DT_BOOL)
+        return false;
+    float fill = *(const float *)fp->t.data;
+    if (!(fill < -1e37f))
+        return false;
+    wm->cond = &cp->t;
+    wm->fill = fill;
+    wm->scores_first = first;
+    return true;
+}
+
 veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bool *taken)
 {
     const struct veil__node *n = c->n;
@@ -568,12 +608,23 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
         scale = n->post[0].a;
     else if (n->n_post != 0)
         return VEIL_OK;
-    /* The chain: this MatMul -> Softmax over the last axis (+ mask) -> MatMul reading it as A. */
-    int32_t s_v = n->out[0], sm = sole(c, s_v, "Softmax");
+    /*
+     * The chain: this MatMul -> (a Where masking it with a constant condition) -> Softmax over
+     * the last axis (+ mask) -> MatMul reading it as A.
+     */
+    int32_t s_v = n->out[0], w = sole(c, s_v, "Where"), sm_in = s_v;
+    struct where_mask wm = {NULL, 0.0f, false};
+    if (w >= 0) {
+        if (c->kp->ptr != NULL || !where_mask(c, w, s_v, &wm))
+            return VEIL_OK;
+        sm_in = c->g->nodes[w].out[0];
+    }
+    int32_t sm = sole(c, sm_in, "Softmax");
     if (sm < 0)
         return VEIL_OK;
     const struct veil__node *smn = &c->g->nodes[sm];
-    if (smn->in[0] != s_v || smn->n_post != 0 || smn->n_out != 1 || smn->out[0] < 0)
+    if (smn->in[0] != sm_in || smn->n_post != 0 || smn->n_out != 1 || smn->out[0] < 0 ||
+        (w >= 0 && smn->add_in >= 0))
         return VEIL_OK;
     int32_t p_v = smn->out[0], m2 = sole(c, p_v, "MatMul");
     if (m2 < 0 || c->step_of[m2] <= c->step_of[sm])
@@ -601,24 +652,40 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     int64_t sdims[VEIL__ENG_RANK], mst[4] = {0, 0, 0, 0};
     memcpy(sdims, q->dims, r * sizeof(int64_t));
     sdims[r - 1] = sk;
+    const struct veil__tv *mt = wm.cond;
     if (mask_v >= 0) {
-        /* Broadcast to the scores' shape without changing it; read at strides (0 repeats). */
         const struct veil__pval *mp = &c->vals[mask_v];
-        if (mp->t.dt != VEIL_DT_FLOAT || mp->t.rank > r || mp->blocked ||
-            !known_before(c, mask_v) || (!mp->runtime && mp->t.data == NULL))
+        if (mp->t.dt != VEIL_DT_FLOAT || mp->blocked || !known_before(c, mask_v) ||
+            (!mp->runtime && mp->t.data == NULL))
+            return VEIL_OK;
+        mt = &mp->t;
+    }
+    if (mt != NULL) {
+        /* Broadcast to the scores' shape without changing it; read at strides (0 repeats). */
+        if (mt->rank > r)
             return VEIL_OK;
         int64_t mrm[VEIL__ENG_RANK], mfull[4] = {0, 0, 0, 0};
-        row_major(mp->t.rank, mp->t.dims, mrm);
-        size_t off = r - mp->t.rank;
-        for (size_t i = 0; i < mp->t.rank; i++) {
-            int64_t md = mp->t.dims[i];
+        row_major(mt->rank, mt->dims, mrm);
+        size_t off = r - mt->rank;
+        for (size_t i = 0; i < mt->rank; i++) {
+            int64_t md = mt->dims[i];
             if (md != 1 && md != sdims[off + i])
                 return VEIL_OK;
-            mfull[4 - mp->t.rank + i] = md == 1 ? 0 : mrm[i];
+            mfull[4 - mt->rank + i] = md == 1 ? 0 : mrm[i];
         }
         memcpy(mst, mfull, sizeof(mst));
         if (mst[3] != 0 && mst[3] != 1)
             return VEIL_OK;
+    }
+    /* The Where's mask as an addend: 0 where the scores are kept, the fill elsewhere. */
+    float *wbuf = NULL;
+    if (wm.cond != NULL) {
+        wbuf = veil_allocarray(wm.cond->numel + 1, sizeof(float));
+        if (wbuf == NULL)
+            return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for an attention mask");
+        const uint8_t *cb = wm.cond->data;
+        for (uint64_t i = 0; i < wm.cond->numel; i++)
+            wbuf[i] = (cb[i] != 0) == wm.scores_first ? 0.0f : wm.fill;
     }
     struct att_view qv, kv, vv;
     if (!input_view(c, n->in[0], c->node, r, &qv) || !input_view(c, n->in[1], c->node, r, &kv) ||
@@ -644,10 +711,14 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     c->vals[s_v].runtime = false; /* the scores are never stored */
     c->steps[c->step_of[sm]].absorbed_by = c->step + 1;
     c->steps[c->step_of[m2]].absorbed_by = c->step + 1;
+    if (w >= 0) {
+        c->vals[sm_in].runtime = false;
+        c->steps[c->step_of[w]].absorbed_by = c->step + 1;
+    }
     struct veil__kparams *kp = c->kp;
     void *keep = kp->ptr; /* owned by the step, freed with it */
     memset(kp, 0, sizeof(*kp));
-    kp->ptr = keep;
+    kp->ptr = wbuf != NULL ? wbuf : keep;
     int64_t d4[4];
     for (size_t i = 0; i < 4; i++)
         d4[i] = i < 4 - r ? 1 : q->dims[i - (4 - r)];
@@ -659,7 +730,7 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     kp->i[KP_DV] = dv;
     kp->i[KP_THREADS] = threads;
     kp->i[KP_PER_THREAD] = (int64_t)per_thread;
-    kp->i[KP_MASK] = mask_v >= 0;
+    kp->i[KP_MASK] = wbuf != NULL ? MASK_OWNED : mask_v >= 0 ? MASK_VALUE : MASK_NONE;
     memcpy(&kp->i[KP_MST], mst, sizeof(mst));
     pad4(r, qv.st, kp->v[SV_Q]);
     pad4(r, kv.st, kp->v[SV_K]);

@@ -4,7 +4,8 @@
  * value width unlike the key width, every mask broadcast the kernel reads (per sequence,
  * causal with -inf, full), scales written as Div and Mul or absent, more than one block of
  * query rows and of columns with vector tails, one head without Transposes, a model at opset
- * 12 (the softmax axis counted from the front), and chains the
+ * 12 (the softmax axis counted from the front), causal masks written as Where with a constant
+ * condition, and chains the
  * kernel must leave alone (the probabilities also a graph output). Every case runs with the
  * widest kernels the CPU has, with the AVX2 kernels, and unfused; the profile says which runs
  * took the fused kernel. Also the profile API's contract.
@@ -16,9 +17,21 @@
 
 #include "veil/engine.h"
 
+#include <float.h>
 #include <math.h>
 
-enum { MASK_NONE, MASK_PAD, MASK_CAUSAL, MASK_FULL };
+/*
+ * Masks: none, an additive mask input (per sequence, causal, full), or a causal Where on the
+ * scores with a constant condition: Where(keep, scores, -inf), or Where(drop, fill, scores)
+ * with fill = -FLT_MAX (torch.finfo(float32).min, as HF's GPT-2 writes it), or
+ * Where(keep, scores, -10000): a replacement, not an addend, which must stay unfused.
+ */
+enum { MASK_NONE, MASK_PAD, MASK_CAUSAL, MASK_FULL, MASK_WHERE, MASK_WHERE_MIN, MASK_WHERE_SMALL };
+
+static bool mask_input(int mask)
+{
+    return mask == MASK_PAD || mask == MASK_CAUSAL || mask == MASK_FULL;
+}
 enum { SCALE_NONE, SCALE_DIV, SCALE_MUL };
 
 struct spec {
@@ -28,6 +41,12 @@ struct spec {
     bool one_head;  /* rank-3 operands, K^T by Transpose(0, 2, 1), no head split */
     bool opset12;   /* the model at opset 12: the softmax axis counted from the front */
 };
+
+/* Whether the causal Where masks keys j of query i (Sk - Sq keys precede the queries). */
+static bool causal_drop(const struct spec *s, int64_t i, int64_t j)
+{
+    return j > i + (s->sk - s->sq);
+}
 
 /* Whether the fused attention is expected with the kernels capped at isa. */
 static bool fusable_with(enum veil__vec_isa isa)
@@ -46,6 +65,10 @@ static float mask_at(const struct spec *s, int64_t b, int64_t h, int64_t i, int6
         return j > i + (s->sk - s->sq) ? -INFINITY : 0.0f;
     case MASK_FULL:
         return (float)((b * 7 + h * 5 + i * 3 + j) % 11) * -0.25f;
+    case MASK_WHERE:
+        return causal_drop(s, i, j) ? -INFINITY : 0.0f;
+    case MASK_WHERE_MIN:
+        return causal_drop(s, i, j) ? -FLT_MAX : 0.0f;
     default:
         return 0.0f;
     }
@@ -116,7 +139,7 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
     mb_input(&mb, "xq", 1, 3, qd);
     mb_input(&mb, "xk", 1, 3, kd);
     mb_input(&mb, "xv", 1, 3, vd);
-    if (s->mask != MASK_NONE)
+    if (mask_input(s->mask))
         mb_input(&mb, "mask", 1, mrank, mdims);
     mb_init_f(&mb, "sc", 1, one, s->scale == SCALE_DIV ? &sc : &inv);
     if (s->one_head) {
@@ -142,10 +165,32 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
         mb_node(&mb, "Mul", "s,sc", "s2", 0);
     if (s->scale != SCALE_NONE)
         scores = "s2";
-    if (s->mask != MASK_NONE) {
+    if (mask_input(s->mask)) {
         char ins[16];
         snprintf(ins, sizeof(ins), "%s,mask", scores);
         mb_node(&mb, "Add", ins, "s3", 0);
+        scores = "s3";
+    } else if (s->mask >= MASK_WHERE) {
+        /* A constant [1, 1, Sq, Sk] (or [1, Sq, Sk]) condition and a scalar fill. */
+        size_t nc = (size_t)(s->sq * s->sk);
+        uint8_t *cond = mb_alloc(&mb, nc);
+        for (int64_t i = 0; i < s->sq; i++)
+            for (int64_t j = 0; j < s->sk; j++) {
+                bool keep = !causal_drop(s, i, j);
+                cond[i * s->sk + j] = s->mask == MASK_WHERE_MIN ? !keep : keep;
+            }
+        int64_t cd4[4] = {1, 1, s->sq, s->sk}, cd3[3] = {1, s->sq, s->sk}, none[1] = {0};
+        static const float inf_fill = -INFINITY, min_fill = -FLT_MAX, small_fill = -10000.0f;
+        mb.inits[mb.n_inits++] =
+            mb_tensor(&mb, "cond", 9, s->one_head ? 3 : 4, s->one_head ? cd3 : cd4, cond, nc);
+        mb_init_f(&mb, "fill", 0, none,
+                  s->mask == MASK_WHERE       ? &inf_fill
+                  : s->mask == MASK_WHERE_MIN ? &min_fill
+                                              : &small_fill);
+        char ins[24];
+        snprintf(ins, sizeof(ins), s->mask == MASK_WHERE_MIN ? "cond,fill,%s" : "cond,%s,fill",
+                 scores);
+        mb_node(&mb, "Where", ins, "s3", 0);
         scores = "s3";
     }
     int64_t axis = s->opset12 ? (s->one_head ? 2 : 3) : -1;
@@ -181,7 +226,9 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
                         dot /= sc;
                     else if (s->scale == SCALE_MUL)
                         dot *= inv;
-                    p[j] = dot + mask_at(s, b, h, i, j);
+                    p[j] = s->mask == MASK_WHERE_SMALL && causal_drop(s, i, j)
+                               ? -10000.0
+                               : dot + mask_at(s, b, h, i, j);
                     mx = p[j] > mx ? p[j] : mx;
                 }
                 for (int64_t j = 0; j < s->sk; j++) {
@@ -200,7 +247,7 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
     struct veil_tensor out[2];
     size_t n_out = s->probs_out ? 2 : 1;
     for (int run = 0; run < 2; run++) {
-        ASSERT_OK(veil_engine_run(m, in, s->mask != MASK_NONE ? 4 : 3, out, n_out, &eb));
+        ASSERT_OK(veil_engine_run(m, in, mask_input(s->mask) ? 4 : 3, out, n_out, &eb));
         double err = rel_l2(out[0].data, want, no);
         if (err > 1e-5)
             fprintf(stderr, "attention b%lld h%lld sq%lld sk%lld d%lld dv%lld mask %d: %g\n",
@@ -249,6 +296,10 @@ TEST(attention_shapes_masks_and_scales)
         {2, 1, 50, 70, 24, 40, MASK_CAUSAL, SCALE_DIV, false, true, false},
         /* Opset 12 (as torch exports with opset_version 12): Softmax axis 3, the mask Add. */
         {2, 3, 40, 40, 16, 16, MASK_PAD, SCALE_DIV, false, false, true},
+        /* GPT-2's causal Where with -inf, and with finfo.min and the operands swapped. */
+        {2, 3, 70, 70, 32, 32, MASK_WHERE, SCALE_MUL, false, false, false},
+        {1, 2, 20, 45, 8, 8, MASK_WHERE_MIN, SCALE_DIV, false, false, false},
+        {2, 1, 33, 33, 16, 24, MASK_WHERE, SCALE_DIV, false, true, false},
     };
     static const enum veil__vec_isa caps[] = {VEIL__VEC_AVX512, VEIL__VEC_AVX2, VEIL__VEC_BASE};
     for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++)
@@ -257,6 +308,15 @@ TEST(attention_shapes_masks_and_scales)
             attention_case(&cases[i], caps[c], &fused);
             ASSERT_TRUE(fused == fusable_with(caps[c]));
         }
+}
+
+TEST(attention_where_with_a_small_fill_stays_unfused)
+{
+    static const struct spec s = {2,         2,     24,    24,   8, 8, MASK_WHERE_SMALL,
+                                  SCALE_DIV, false, false, false};
+    bool fused = true;
+    attention_case(&s, VEIL__VEC_AVX512, &fused);
+    ASSERT_FALSE(fused);
 }
 
 TEST(attention_left_unfused_when_probabilities_are_read)
