@@ -32,8 +32,9 @@
  * Kernel parameters (kp): i[0..5] batch, heads, Sq, Sk, D, Dv (the operands as 4-D views
  * [batch, heads, rows, columns], missing leading dims 1); i[6] threads the scratch was sized
  * for; i[7] per-thread scratch bytes; i[8] which mask is read (MASK_*); i[9..12] the mask's
- * strides; i[13] the instruction set (enum veil__vec_isa). v[0..3]: element strides of Q
- * [B,H,Sq,D], K^T [B,H,D,Sk], V [B,H,Sk,Dv] and O [B,H,Sq,Dv]. f[0]: the scale.
+ * strides; i[13] the instruction set (enum veil__vec_isa); i[14] see KP_SFIRST. v[0..3]: element
+ * strides of Q [B,H,Sq,D], K^T [B,H,D,Sk], V [B,H,Sk,Dv] and O [B,H,Sq,Dv]. f[0]: the scale;
+ * f[1]: a Where's fill.
  */
 enum {
     KP_B,
@@ -46,23 +47,28 @@ enum {
     KP_PER_THREAD,
     KP_MASK,
     KP_MST,
-    KP_ISA = KP_MST + 4
+    KP_ISA = KP_MST + 4,
+    KP_SFIRST /* with MASK_COND: the scores are the Where's second input */
 };
 enum { SV_Q, SV_K, SV_V, SV_O };
-/* i[KP_MASK]: no mask, a float mask value (the softmax's addend), or one owned in kp->ptr. */
-enum { MASK_NONE, MASK_VALUE, MASK_OWNED };
+/*
+ * i[KP_MASK]: no mask, a float mask value (the softmax's addend), one owned in kp->ptr (a
+ * Where's constant condition made an addend), or a Where's run-time boolean condition, turned
+ * into an addend row by row (fill in f[1]).
+ */
+enum { MASK_NONE, MASK_VALUE, MASK_OWNED, MASK_COND };
 
 static size_t round16(int64_t n)
 {
     return (size_t)(n + 15) / 16 * 16;
 }
 
-/* Per-thread scratch floats: K^T, V, a Q block and a score block. */
+/* Per-thread scratch floats: K^T, V, a Q block, a score block and one mask row. */
 static size_t thread_floats(int64_t sk, int64_t d, int64_t dv)
 {
     size_t skp = round16(sk);
     return round16(d) * skp + (size_t)sk * round16(dv) + ATT_ROWS * round16(d) + ATT_ROWS * skp +
-           4 * 16;
+           skp + 4 * 16;
 }
 
 #if defined(__x86_64__)
@@ -255,6 +261,9 @@ AVX2 static void gemm256(size_t m, size_t n, size_t kn, const float *a, size_t a
 
 struct att_job {
     const float *q, *k, *v, *mask;
+    const uint8_t *cond; /* a Where's run-time condition, read as a mask (see where_mask) */
+    float fill;
+    bool scores_first;
     float *o;
     int64_t b, h, sq, sk, d, dv;
     const int64_t *qs, *ks, *vs, *os, *ms;
@@ -376,6 +385,7 @@ static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, uint8_t
     float *vp = kt + dp * skp;
     float *qp = vp + (size_t)j->sk * dvp;
     float *sc = qp + ATT_ROWS * dp;
+    float *mrow = sc + ATT_ROWS * skp;
     uint64_t nblk = ((uint64_t)j->sq + ATT_ROWS - 1) / ATT_ROWS, packed = UINT64_MAX;
     for (uint64_t w = lo; w < hi; w++) {
         uint64_t bh = w / nblk;
@@ -395,11 +405,18 @@ static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, uint8_t
              j->qs[3]);
         att_gemm(j, (size_t)rows, (size_t)j->sk, (size_t)j->d, qp, dp, kt, skp, sc, skp, j->scale);
         for (int64_t i = 0; i < rows; i++) {
-            const float *m = j->mask != NULL
-                                 ? j->mask + b * j->ms[0] + h * j->ms[1] + (i0 + i) * j->ms[2]
-                                 : NULL;
+            int64_t mo = b * j->ms[0] + h * j->ms[1] + (i0 + i) * j->ms[2];
+            const float *m = j->mask != NULL ? j->mask + mo : NULL;
+            size_t mstep = (size_t)j->ms[3];
+            if (j->cond != NULL) {
+                const uint8_t *cr = j->cond + mo;
+                for (int64_t t = 0; t < j->sk; t++)
+                    mrow[t] = (cr[t * j->ms[3]] != 0) == j->scores_first ? 0.0f : j->fill;
+                m = mrow;
+                mstep = 1;
+            }
             float *row = sc + (size_t)i * skp;
-            veil__softmax_row(row, 1, m, (size_t)j->ms[3], row, (size_t)j->sk);
+            veil__softmax_row(row, 1, m, mstep, row, (size_t)j->sk);
         }
         att_gemm(j, (size_t)rows, (size_t)j->dv, (size_t)j->sk, sc, skp, vp, dvp,
                  j->o + b * j->os[0] + h * j->os[1] + i0 * j->os[2], (size_t)j->os[2], 1.0f);
@@ -415,6 +432,9 @@ static veil_err attention_exec(struct veil__kctx *c, const struct veil__kparams 
     j.mask = kp->i[KP_MASK] == MASK_OWNED   ? kp->ptr
              : kp->i[KP_MASK] == MASK_VALUE ? c->in[3].data
                                             : NULL;
+    j.cond = kp->i[KP_MASK] == MASK_COND ? c->in[3].data : NULL;
+    j.fill = kp->f[1];
+    j.scores_first = kp->i[KP_SFIRST] != 0;
     j.o = c->in[4].data;
     j.b = kp->i[KP_B];
     j.h = kp->i[KP_H];
@@ -557,14 +577,16 @@ static int32_t sole(const struct veil__ictx *c, int32_t v, const char *op)
 }
 
 /*
- * A Where that masks the scores s: Where(cond, s, fill) or Where(cond, fill, s), cond a
- * boolean constant of the plan (a causal mask sliced from a buffer folds to one), fill a float
+ * A Where that masks the scores s: Where(cond, s, fill) or Where(cond, fill, s), fill a float
  * scalar constant of -inf or below -1e37 (finfo.min): adding fill where the scores are dropped
  * then gives the fill itself for every score of magnitude below 1e29, so the Where is an
- * additive mask.
+ * additive mask. cond is a boolean constant of the plan (a causal mask sliced from a buffer
+ * folds to one), made a float addend at plan time, or a boolean computed earlier in the run
+ * (a padding mask from an input), turned into an addend row by row.
  */
 struct where_mask {
     const struct veil__tv *cond;
+    int32_t cond_v; /* the run-time condition's value, or -1 for a constant */
     float fill;
     bool scores_first; /* the scores are Where's second input (kept where cond is true) */
 };
@@ -581,12 +603,15 @@ static bool where_mask(const struct veil__ictx *c, int32_t w, int32_t s_v, struc
         return false;
     const struct veil__pval *fp = &c->vals[fv], *cp = &c->vals[cv];
     if (fp->runtime || fp->t.data == NULL || fp->t.dt != VEIL_DT_FLOAT || fp->t.numel != 1 ||
-        cp->runtime || cp->t.data == NULL || cp->t.dt != VEIL_DT_BOOL)
+        cp->t.dt != VEIL_DT_BOOL)
+        return false;
+    if (cp->runtime ? cp->blocked || !known_before(c, cv) : cp->t.data == NULL)
         return false;
     float fill = *(const float *)fp->t.data;
     if (!(fill < -1e37f))
         return false;
     wm->cond = &cp->t;
+    wm->cond_v = cp->runtime ? cv : -1;
     wm->fill = fill;
     wm->scores_first = first;
     return true;
@@ -613,7 +638,7 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
      * the last axis (+ mask) -> MatMul reading it as A.
      */
     int32_t s_v = n->out[0], w = sole(c, s_v, "Where"), sm_in = s_v;
-    struct where_mask wm = {NULL, 0.0f, false};
+    struct where_mask wm = {NULL, -1, 0.0f, false};
     if (w >= 0) {
         if (c->kp->ptr != NULL || !where_mask(c, w, s_v, &wm))
             return VEIL_OK;
@@ -677,9 +702,9 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
         if (mst[3] != 0 && mst[3] != 1)
             return VEIL_OK;
     }
-    /* The Where's mask as an addend: 0 where the scores are kept, the fill elsewhere. */
+    /* A constant Where mask as an addend: 0 where the scores are kept, the fill elsewhere. */
     float *wbuf = NULL;
-    if (wm.cond != NULL) {
+    if (wm.cond != NULL && wm.cond_v < 0) {
         wbuf = veil_allocarray(wm.cond->numel + 1, sizeof(float));
         if (wbuf == NULL)
             return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for an attention mask");
@@ -730,7 +755,12 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     kp->i[KP_DV] = dv;
     kp->i[KP_THREADS] = threads;
     kp->i[KP_PER_THREAD] = (int64_t)per_thread;
-    kp->i[KP_MASK] = wbuf != NULL ? MASK_OWNED : mask_v >= 0 ? MASK_VALUE : MASK_NONE;
+    kp->i[KP_MASK] = wbuf != NULL     ? MASK_OWNED
+                     : wm.cond_v >= 0 ? MASK_COND
+                     : mask_v >= 0    ? MASK_VALUE
+                                      : MASK_NONE;
+    kp->i[KP_SFIRST] = wm.scores_first;
+    kp->f[1] = wm.fill;
     memcpy(&kp->i[KP_MST], mst, sizeof(mst));
     pad4(r, qv.st, kp->v[SV_Q]);
     pad4(r, kv.st, kp->v[SV_K]);
@@ -740,7 +770,7 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     kp->f[0] = scale;
     st->xexec = attention_exec;
     st->xval[0] = v_v;
-    st->xval[1] = mask_v;
+    st->xval[1] = wm.cond_v >= 0 ? wm.cond_v : mask_v;
     st->xval[2] = o_v;
     st->n_xval = 3;
     if (st->scratch_bytes < per_thread * threads)

@@ -753,6 +753,27 @@ static void bin_range(void *ud, uint64_t lo, uint64_t hi)
             const uint8_t *y = k == B_WHERE ? (const uint8_t *)j->cc->data : NULL;
             int64_t xo = k == B_WHERE ? offs[1] : offs[0], xs = k == B_WHERE ? sb : sa;
             uint8_t *o = (uint8_t *)j->out->data + o0 * es;
+            if (es == 4 && k == B_EXPAND) {
+                /* Expand of 4-byte elements: a row copy or a fill. */
+                const uint32_t *xv = (const uint32_t *)(const void *)x + xo;
+                uint32_t *ov = (uint32_t *)(void *)o;
+                if (xs == 1) {
+                    memcpy(ov, xv, (size_t)len * 4);
+                } else {
+                    for (int64_t i = 0; i < len; i++)
+                        ov[i] = xv[i * xs];
+                }
+                continue;
+            }
+            if (es == 4 && k == B_WHERE) {
+                /* Where on 4-byte elements: a select the compiler can vectorise. */
+                const uint32_t *xv = (const uint32_t *)(const void *)x + xo;
+                const uint32_t *yv = (const uint32_t *)(const void *)y + offs[2];
+                uint32_t *ov = (uint32_t *)(void *)o;
+                for (int64_t i = 0; i < len; i++)
+                    ov[i] = cond[i * sa] ? xv[i * xs] : yv[i * sc];
+                continue;
+            }
             for (int64_t i = 0; i < len; i++) {
                 const uint8_t *src;
                 if (k == B_WHERE && !cond[i * sa])
