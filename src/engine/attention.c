@@ -582,14 +582,79 @@ static int32_t sole(const struct veil__ictx *c, int32_t v, const char *op)
  * then gives the fill itself for every score of magnitude below 1e29, so the Where is an
  * additive mask. cond is a boolean constant of the plan (a causal mask sliced from a buffer
  * folds to one), made a float addend at plan time, or a boolean computed earlier in the run
- * (a padding mask from an input), turned into an addend row by row.
+ * (a padding mask from an input), turned into an addend row by row; either may be read through
+ * an Expand and a Cast (cond_source).
  */
 struct where_mask {
     const struct veil__tv *cond;
-    int32_t cond_v; /* the run-time condition's value, or -1 for a constant */
+    int32_t cond_v;  /* the run-time condition's value, or -1 for a constant */
+    int32_t skip[2]; /* an Expand and a Cast read through (cond is their input), or -1 */
     float fill;
     bool scores_first; /* the scores are Where's second input (kept where cond is true) */
 };
+
+/*
+ * The node producing v when it is a live op of that type, v's only reader is `reader`, and the
+ * node runs after the current step (so it can be skipped). -1 otherwise.
+ */
+static int32_t later_producer(const struct veil__ictx *c, int32_t v, int32_t reader, const char *op)
+{
+    int32_t p = c->g->values[v].producer;
+    if (p < 0 || c->sole_reader[v] != reader)
+        return -1;
+    const struct veil__node *pn = &c->g->nodes[p];
+    if (pn->dead || strcmp(pn->op_type, op) != 0 || pn->n_in < 1 || pn->in[0] < 0 ||
+        pn->n_out != 1 || c->step_of[p] <= c->step || c->steps[c->step_of[p]].absorbed_by > 0)
+        return -1;
+    return p;
+}
+
+/*
+ * DistilBERT's expand_as: the condition cv is a Cast to bool and/or an Expand to the shape of
+ * the scores s (Shape(s)), each read only by the next. Both run after the scores' MatMul (the
+ * Expand's shape comes from them), so nothing about their outputs is planned yet; what they
+ * compute follows from their input x alone: a boolean x whose dims broadcast to the scores'
+ * without changing them is what the Expand spreads, and a Cast of a boolean to bool changes
+ * nothing. The kernel then reads x at broadcast strides, and the two are skipped (wm->skip).
+ * Returns the value to read as the condition (cv itself when there is nothing to see through).
+ */
+static int32_t cond_source(const struct veil__ictx *c, int32_t cv, int32_t w, int32_t s_v,
+                           struct where_mask *wm)
+{
+    wm->skip[0] = wm->skip[1] = -1;
+    int32_t v = cv, reader = w;
+    int32_t k = later_producer(c, v, reader, "Cast");
+    if (k >= 0) {
+        if (c->g->nodes[k].n_in != 1 || veil__attr_i(&c->g->nodes[k], "to", 0) != VEIL_DT_BOOL)
+            return cv;
+        reader = k;
+        v = c->g->nodes[k].in[0];
+    }
+    int32_t e = later_producer(c, v, reader, "Expand");
+    if (e >= 0) {
+        const struct veil__node *en = &c->g->nodes[e];
+        int32_t sh = en->n_in == 2 && en->in[1] >= 0 ? c->g->values[en->in[1]].producer : -1;
+        const struct veil__node *shn = sh >= 0 ? &c->g->nodes[sh] : NULL;
+        if (shn == NULL || shn->dead || strcmp(shn->op_type, "Shape") != 0 || shn->in[0] != s_v ||
+            veil__attr_get(shn, "start") != NULL || veil__attr_get(shn, "end") != NULL)
+            return cv;
+        v = en->in[0];
+    } else if (k < 0) {
+        return cv;
+    }
+    /* v is now planned: a boolean that broadcasts to the scores unchanged. */
+    const struct veil__tv *xt = &c->vals[v].t, *st = &c->vals[s_v].t;
+    if (!known_before(c, v) || xt->dt != VEIL_DT_BOOL || xt->rank > st->rank)
+        return cv;
+    for (size_t i = 0; i < xt->rank; i++) {
+        int64_t d = xt->dims[i];
+        if (d != 1 && d != st->dims[st->rank - xt->rank + i])
+            return cv;
+    }
+    wm->skip[0] = e;
+    wm->skip[1] = k;
+    return v;
+}
 
 static bool where_mask(const struct veil__ictx *c, int32_t w, int32_t s_v, struct where_mask *wm)
 {
@@ -601,6 +666,7 @@ static bool where_mask(const struct veil__ictx *c, int32_t w, int32_t s_v, struc
     int32_t fv = wn->in[first ? 2 : 1], cv = wn->in[0];
     if (fv < 0 || cv < 0)
         return false;
+    cv = cond_source(c, cv, w, s_v, wm);
     const struct veil__pval *fp = &c->vals[fv], *cp = &c->vals[cv];
     if (fp->runtime || fp->t.data == NULL || fp->t.dt != VEIL_DT_FLOAT || fp->t.numel != 1 ||
         cp->t.dt != VEIL_DT_BOOL)
@@ -638,7 +704,7 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
      * the last axis (+ mask) -> MatMul reading it as A.
      */
     int32_t s_v = n->out[0], w = sole(c, s_v, "Where"), sm_in = s_v;
-    struct where_mask wm = {NULL, -1, 0.0f, false};
+    struct where_mask wm = {NULL, -1, {-1, -1}, 0.0f, false};
     if (w >= 0) {
         if (c->kp->ptr != NULL || !where_mask(c, w, s_v, &wm))
             return VEIL_OK;
@@ -740,6 +806,11 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
         c->vals[sm_in].runtime = false;
         c->steps[c->step_of[w]].absorbed_by = c->step + 1;
     }
+    for (size_t i = 0; i < 2; i++)
+        if (wm.skip[i] >= 0) {
+            c->vals[c->g->nodes[wm.skip[i]].out[0]].runtime = false;
+            c->steps[c->step_of[wm.skip[i]]].absorbed_by = c->step + 1;
+        }
     struct veil__kparams *kp = c->kp;
     void *keep = kp->ptr; /* owned by the step, freed with it */
     memset(kp, 0, sizeof(*kp));

@@ -582,11 +582,21 @@ void veil__graph_release(struct veil__graph *g)
     memset(g, 0, sizeof(*g));
 }
 
+/* Products that dominate a run: scheduled after every lighter node that is ready. */
+static bool heavy_op(const struct veil__node *n)
+{
+    static const char *const ops[] = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum"};
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (strcmp(n->op_type, ops[i]) == 0)
+            return true;
+    return false;
+}
+
 /* Kahn's algorithm over live nodes; a node left unvisited sits on a cycle. */
 veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
-    size_t *indeg = NULL, *cons_start = NULL, *cons = NULL, *queue = NULL;
+    size_t *indeg = NULL, *cons_start = NULL, *cons = NULL, *queue = NULL, *heavy = NULL;
     size_t n_edges = 0;
 
     veil_free(g->order);
@@ -595,8 +605,9 @@ veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb)
     indeg = veil_calloc(g->n_nodes + 1, sizeof(size_t));
     cons_start = veil_calloc(g->n_values + 2, sizeof(size_t));
     queue = veil_calloc(g->n_nodes + 1, sizeof(size_t));
+    heavy = veil_calloc(g->n_nodes + 1, sizeof(size_t));
     g->order = veil_calloc(g->n_nodes + 1, sizeof(int32_t));
-    if (indeg == NULL || cons_start == NULL || queue == NULL || g->order == NULL) {
+    if (indeg == NULL || cons_start == NULL || queue == NULL || heavy == NULL || g->order == NULL) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the graph order");
         goto out;
     }
@@ -639,16 +650,25 @@ veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb)
         }
         veil_free(fill);
     }
-    size_t qh = 0, qt = 0, live = 0;
+    /*
+     * Two first-in first-out queues of ready nodes, taken light first: a matmul or convolution
+     * waits until no lighter node is ready. Masks and shapes are then computed before the
+     * products that follow them (the fused attention reads a mask computed before its scores).
+     */
+    size_t lh = 0, lt = 0, hh = 0, ht = 0, live = 0;
     for (size_t i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].dead)
             continue;
         live++;
-        if (indeg[i] == 0)
-            queue[qt++] = i;
+        if (indeg[i] == 0) {
+            if (heavy_op(&g->nodes[i]))
+                heavy[ht++] = i;
+            else
+                queue[lt++] = i;
+        }
     }
-    while (qh < qt) {
-        size_t i = queue[qh++];
+    while (lh < lt || hh < ht) {
+        size_t i = lh < lt ? queue[lh++] : heavy[hh++];
         g->order[g->n_order++] = (int32_t)i;
         const struct veil__node *n = &g->nodes[i];
         for (size_t k = 0; k < n->n_out; k++) {
@@ -656,8 +676,12 @@ veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb)
             if (v < 0)
                 continue;
             for (size_t e = cons_start[v]; e < cons_start[v + 1]; e++)
-                if (--indeg[cons[e]] == 0)
-                    queue[qt++] = cons[e];
+                if (--indeg[cons[e]] == 0) {
+                    if (heavy_op(&g->nodes[cons[e]]))
+                        heavy[ht++] = cons[e];
+                    else
+                        queue[lt++] = cons[e];
+                }
         }
     }
     if (g->n_order != live) {
@@ -676,6 +700,7 @@ out:
     veil_free(cons_start);
     veil_free(cons);
     veil_free(queue);
+    veil_free(heavy);
     return rc;
 }
 

@@ -367,6 +367,14 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         const struct veil__node *n = &g->nodes[g->order[s]];
         bool view = veil__op_get(n->op)->view;
         step_of[g->order[s]] = (int32_t)s;
+        /*
+         * Shape and Size read only shapes, all known while planning (they fold, below): they
+         * do not count as readers of the data, so a value that only they read besides one
+         * node still has that node as its sole reader (the scores of attention whose mask is
+         * expanded to their shape), and its storage need not outlive its data's last reader.
+         */
+        if (strcmp(n->op_type, "Shape") == 0 || strcmp(n->op_type, "Size") == 0)
+            continue;
         for (size_t k = 0; k <= n->n_in; k++) {
             int32_t v = k < n->n_in ? n->in[k] : n->add_in;
             if (v < 0)

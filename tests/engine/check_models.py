@@ -2,7 +2,7 @@
 """Whole-model agreement: Veil's engine against ONNX Runtime, and against itself across batches.
 
 For each model exported by export_models.py (ResNet-50, MobileNetV2, the small BERT-style
-encoder at opsets 17 and 12, the GPT-2-style decoder; all with dynamic batch), random inputs from a fixed seed are run through
+encoder at opsets 17 and 12, the GPT-2-style decoder, the DistilBERT-style encoder; all with dynamic batch), random inputs from a fixed seed are run through
 `veil run --output-dir` and through ONNX Runtime (onnxruntime-node, tests/engine/ort_run.js).
 Every output must agree within 1e-4 relative L2 error (||veil - ort|| / ||ort||). Each model
 also runs at two batch sizes, and the rows of the larger batch must match the smaller batch's
@@ -34,6 +34,8 @@ CASES = [
     ("bert_small_op12", {"input_ids": ("i8", ("B", "S")), "attention_mask": ("i8", ("B", "S"))},
      (1, 3), 48),
     ("gpt_small", {"input_ids": ("i8", ("B", "S"))}, (1, 3), 40),
+    ("distilbert_small",
+     {"input_ids": ("i8", ("B", "S")), "attention_mask": ("i8", ("B", "S"))}, (1, 3), 48),
 ]
 
 

@@ -17,6 +17,9 @@ Models (all with a dynamic batch dimension, ONNX opset 17 unless named otherwise
   gpt_small     a GPT-2-style decoder (causal self-attention masked with masked_fill, which
                 exports as Where; tanh-approximated GELU written out; 2 layers, hidden 256,
                 4 heads, vocabulary 1000).
+  distilbert_small  a DistilBERT-style encoder at opset 14 (the padding mask compared with 0,
+                expanded to the scores' shape and applied with masked_fill and finfo.min;
+                2 layers, hidden 256, 4 heads, FFN 1024).
 Sequence length is dynamic too for the encoders and the decoder.
 
 Usage: export_models.py OUTDIR [NAME...]   (exit status 77 when torch is missing)
@@ -123,6 +126,54 @@ class Decoder(torch.nn.Module):
         return self.ln(x)
 
 
+class DistilLayer(torch.nn.Module):
+    """A DistilBERT layer: the padding mask expanded to the scores and applied by masked_fill."""
+
+    def __init__(self, hidden, heads, ffn):
+        super().__init__()
+        self.heads = heads
+        self.q = torch.nn.Linear(hidden, hidden)
+        self.k = torch.nn.Linear(hidden, hidden)
+        self.v = torch.nn.Linear(hidden, hidden)
+        self.o = torch.nn.Linear(hidden, hidden)
+        self.ln1 = torch.nn.LayerNorm(hidden, eps=1e-12)
+        self.f1 = torch.nn.Linear(hidden, ffn)
+        self.f2 = torch.nn.Linear(ffn, hidden)
+        self.ln2 = torch.nn.LayerNorm(hidden, eps=1e-12)
+
+    def forward(self, x, mask):
+        bs, length, dim = x.shape
+        dh = dim // self.heads
+
+        def shape(t):
+            return t.view(bs, -1, self.heads, dh).transpose(1, 2)
+
+        q, k, v = shape(self.q(x)) / math.sqrt(dh), shape(self.k(x)), shape(self.v(x))
+        scores = torch.matmul(q, k.transpose(2, 3))
+        drop = (mask == 0).view(bs, 1, 1, length).expand_as(scores)
+        scores = scores.masked_fill(drop, torch.tensor(torch.finfo(scores.dtype).min))
+        ctx = torch.matmul(torch.softmax(scores, dim=-1), v)
+        ctx = ctx.transpose(1, 2).contiguous().view(bs, -1, dim)
+        x = self.ln1(self.o(ctx) + x)
+        return self.ln2(self.f2(torch.nn.functional.gelu(self.f1(x))) + x)
+
+
+class Distil(torch.nn.Module):
+    def __init__(self, layers, hidden, heads, ffn, vocab, max_pos=512):
+        super().__init__()
+        self.tok = torch.nn.Embedding(vocab, hidden)
+        self.pos = torch.nn.Embedding(max_pos, hidden)
+        self.ln = torch.nn.LayerNorm(hidden, eps=1e-12)
+        self.layers = torch.nn.ModuleList(DistilLayer(hidden, heads, ffn) for _ in range(layers))
+
+    def forward(self, input_ids, attention_mask):
+        t = input_ids.shape[1]
+        x = self.ln(self.tok(input_ids) + self.pos(torch.arange(t).unsqueeze(0)))
+        for layer in self.layers:
+            x = layer(x, attention_mask)
+        return x
+
+
 def randomise_bn(model):
     g = torch.Generator().manual_seed(1)
     for m in model.modules():
@@ -176,6 +227,18 @@ def export_decoder(name, path):
                       output_names=["hidden"], dynamic_axes={"input_ids": dyn, "hidden": dyn})
 
 
+def export_distil(name, path):
+    torch.manual_seed(0)
+    m = Distil(2, 256, 4, 1024, 1000)
+    m.eval()
+    ids = torch.randint(0, 1000, (1, 16))
+    mask = torch.ones(1, 16, dtype=torch.int64)
+    dyn = {0: "batch", 1: "seq"}
+    torch.onnx.export(m, (ids, mask), path, opset_version=14,
+                      input_names=["input_ids", "attention_mask"], output_names=["hidden"],
+                      dynamic_axes={"input_ids": dyn, "attention_mask": dyn, "hidden": dyn})
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
@@ -196,6 +259,8 @@ def main():
                 export_encoder(name, tmp)
             elif name == "gpt_small":
                 export_decoder(name, tmp)
+            elif name == "distilbert_small":
+                export_distil(name, tmp)
             else:
                 print("unknown model %s" % name)
                 return 2

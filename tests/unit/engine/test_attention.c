@@ -25,7 +25,8 @@
  * scores with a constant condition: Where(keep, scores, -inf), or Where(drop, fill, scores)
  * with fill = -FLT_MAX (torch.finfo(float32).min, as HF's GPT-2 writes it), or
  * Where(keep, scores, -10000): a replacement, not an addend, which must stay unfused; or a
- * padding Where from a boolean input, Where(drop, finfo.min, scores), as DistilBERT writes it.
+ * padding Where from a boolean input, Where(drop, finfo.min, scores), the input used as is or,
+ * as DistilBERT writes it, expanded to Shape(scores) and cast to bool first.
  */
 enum {
     MASK_NONE,
@@ -35,12 +36,14 @@ enum {
     MASK_WHERE,
     MASK_WHERE_MIN,
     MASK_WHERE_SMALL,
-    MASK_WHERE_INPUT
+    MASK_WHERE_INPUT,
+    MASK_WHERE_EXPAND
 };
 
 static bool mask_input(int mask)
 {
-    return mask == MASK_PAD || mask == MASK_CAUSAL || mask == MASK_FULL || mask == MASK_WHERE_INPUT;
+    return mask == MASK_PAD || mask == MASK_CAUSAL || mask == MASK_FULL ||
+           mask == MASK_WHERE_INPUT || mask == MASK_WHERE_EXPAND;
 }
 enum { SCALE_NONE, SCALE_DIV, SCALE_MUL };
 
@@ -80,6 +83,7 @@ static float mask_at(const struct spec *s, int64_t b, int64_t h, int64_t i, int6
     case MASK_WHERE_MIN:
         return causal_drop(s, i, j) ? -FLT_MAX : 0.0f;
     case MASK_WHERE_INPUT:
+    case MASK_WHERE_EXPAND:
         return b == s->b - 1 && j >= s->sk - 3 ? -FLT_MAX : 0.0f;
     default:
         return 0.0f;
@@ -112,7 +116,7 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
     /* The mask tensor: its dims per kind, filled from mask_at. */
     int64_t mdims[4];
     size_t mrank = s->one_head ? 3 : 4;
-    if (s->mask == MASK_PAD || s->mask == MASK_WHERE_INPUT) {
+    if (s->mask == MASK_PAD || s->mask == MASK_WHERE_INPUT || s->mask == MASK_WHERE_EXPAND) {
         int64_t d4[4] = {s->b, 1, 1, s->sk}, d3[3] = {s->b, 1, s->sk};
         memcpy(mdims, s->one_head ? d3 : d4, mrank * sizeof(int64_t));
     } else if (s->mask == MASK_CAUSAL) {
@@ -152,7 +156,7 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
     mb_input(&mb, "xk", 1, 3, kd);
     mb_input(&mb, "xv", 1, 3, vd);
     if (mask_input(s->mask))
-        mb_input(&mb, "mask", s->mask == MASK_WHERE_INPUT ? 9 : 1, mrank, mdims);
+        mb_input(&mb, "mask", s->mask >= MASK_WHERE_INPUT ? 9 : 1, mrank, mdims);
     mb_init_f(&mb, "sc", 1, one, s->scale == SCALE_DIV ? &sc : &inv);
     if (s->one_head) {
         mb_node(&mb, "Transpose", "xk", "kt", 1, mb_attr_ints(&mb, "perm", 3, p_t3));
@@ -177,12 +181,19 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
         mb_node(&mb, "Mul", "s,sc", "s2", 0);
     if (s->scale != SCALE_NONE)
         scores = "s2";
-    if (s->mask == MASK_WHERE_INPUT) {
+    if (s->mask >= MASK_WHERE_INPUT) {
         static const float min_fill = -FLT_MAX;
         int64_t none[1] = {0};
         char ins[24];
         mb_init_f(&mb, "fill", 0, none, &min_fill);
-        snprintf(ins, sizeof(ins), "mask,fill,%s", scores);
+        const char *cond = "mask";
+        if (s->mask == MASK_WHERE_EXPAND) {
+            mb_node(&mb, "Shape", scores, "ssh", 0);
+            mb_node(&mb, "Expand", "mask,ssh", "mx", 0);
+            mb_node(&mb, "Cast", "mx", "mc", 1, mb_attr_i(&mb, "to", 9));
+            cond = "mc";
+        }
+        snprintf(ins, sizeof(ins), "%s,fill,%s", cond, scores);
         mb_node(&mb, "Where", ins, "s3", 0);
         scores = "s3";
     } else if (mask_input(s->mask)) {
@@ -268,7 +279,7 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
     for (size_t i = 0; i < nm; i++)
         drop[i] = mask[i] != 0.0f;
     struct veil_tensor in[4] = {tensor_f(xq, 3, qd), tensor_f(xk, 3, kd), tensor_f(xv, 3, vd),
-                                s->mask == MASK_WHERE_INPUT
+                                s->mask >= MASK_WHERE_INPUT
                                     ? tensor_of(VEIL_DT_BOOL, mrank, mdims, drop)
                                     : tensor_f(mask, mrank, mdims)};
     struct veil_tensor out[2];
@@ -328,8 +339,9 @@ TEST(attention_shapes_masks_and_scales)
         {2, 3, 70, 70, 32, 32, MASK_WHERE, SCALE_MUL, false, false, false},
         {1, 2, 20, 45, 8, 8, MASK_WHERE_MIN, SCALE_DIV, false, false, false},
         {2, 1, 33, 33, 16, 24, MASK_WHERE, SCALE_DIV, false, true, false},
-        /* A padding Where from a boolean input (DistilBERT). */
+        /* A padding Where from a boolean input, as is and expanded (DistilBERT). */
         {3, 2, 50, 50, 16, 16, MASK_WHERE_INPUT, SCALE_DIV, false, false, false},
+        {2, 3, 64, 64, 16, 16, MASK_WHERE_EXPAND, SCALE_NONE, false, false, false},
     };
     static const enum veil__vec_isa caps[] = {VEIL__VEC_AVX512, VEIL__VEC_AVX2, VEIL__VEC_BASE};
     for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++)
