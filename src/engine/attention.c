@@ -768,16 +768,6 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
         if (mst[3] != 0 && mst[3] != 1)
             return VEIL_OK;
     }
-    /* A constant Where mask as an addend: 0 where the scores are kept, the fill elsewhere. */
-    float *wbuf = NULL;
-    if (wm.cond != NULL && wm.cond_v < 0) {
-        wbuf = veil_allocarray(wm.cond->numel + 1, sizeof(float));
-        if (wbuf == NULL)
-            return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for an attention mask");
-        const uint8_t *cb = wm.cond->data;
-        for (uint64_t i = 0; i < wm.cond->numel; i++)
-            wbuf[i] = (cb[i] != 0) == wm.scores_first ? 0.0f : wm.fill;
-    }
     struct att_view qv, kv, vv;
     if (!input_view(c, n->in[0], c->node, r, &qv) || !input_view(c, n->in[1], c->node, r, &kv) ||
         !input_view(c, v_v, m2, r, &vv))
@@ -788,6 +778,19 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
         tf > (uint64_t)1 << 34)
         return VEIL_OK;
     size_t per_thread = (size_t)tf * sizeof(float);
+    /*
+     * From here the chain is fused. A constant Where mask becomes an addend: 0 where the
+     * scores are kept, the fill elsewhere.
+     */
+    float *wbuf = NULL;
+    if (wm.cond != NULL && wm.cond_v < 0) {
+        wbuf = veil_allocarray(wm.cond->numel + 1, sizeof(float));
+        if (wbuf == NULL)
+            return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for an attention mask");
+        const uint8_t *cb = wm.cond->data;
+        for (uint64_t i = 0; i < wm.cond->numel; i++)
+            wbuf[i] = (cb[i] != 0) == wm.scores_first ? 0.0f : wm.fill;
+    }
     unsigned threads = c->threads > 0 ? c->threads : 1;
     int64_t od[VEIL__ENG_RANK], ost[VEIL__ENG_RANK];
     memcpy(od, q->dims, r * sizeof(int64_t));
