@@ -112,7 +112,7 @@ static veil_err grow_inputs(struct veil__node *n, size_t want)
 }
 
 /* x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5 (or 0.5 * x first), as torch exports GELU. */
-static veil_err fuse_gelu(struct veil__graph *g, const struct uses *u)
+static veil_err fuse_gelu(struct veil__graph *g, struct uses *u)
 {
     for (size_t i = 0; i < g->n_nodes; i++) {
         struct veil__node *div = &g->nodes[i];
@@ -171,6 +171,17 @@ static bool with_scalar(const struct veil__graph *g, const struct veil__node *n,
            (n->in[1] == v && scalar_is(const_in(g, n, 0), x, tol));
 }
 
+/* The operand of binary node n whose other operand is a constant scalar within tol of x, or -1. */
+static int32_t scaled_operand(const struct veil__graph *g, const struct veil__node *n, float x,
+                              float tol)
+{
+    if (n->n_in != 2)
+        return -1;
+    if (with_scalar(g, n, n->in[0], x, tol))
+        return n->in[0];
+    return with_scalar(g, n, n->in[1], x, tol) ? n->in[1] : -1;
+}
+
 /* Value v has node n as its single reader (n reading it once), and is not a graph output. */
 static bool only_reader(const struct veil__graph *g, const struct uses *u, int32_t v,
                         const struct veil__node *n)
@@ -186,7 +197,7 @@ static bool only_reader(const struct veil__graph *g, const struct uses *u, int32
  * (Mul(Mul(x, ...), 0.5)), constants on either side. The Tanh node becomes
  * Gelu(x, approximate = "tanh") producing the final Mul's output.
  */
-static veil_err fuse_gelu_tanh(struct veil__graph *g, const struct uses *u)
+static veil_err fuse_gelu_tanh(struct veil__graph *g, struct uses *u)
 {
     for (size_t i = 0; i < g->n_nodes; i++) {
         struct veil__node *t = &g->nodes[i];
@@ -196,12 +207,7 @@ static veil_err fuse_gelu_tanh(struct veil__graph *g, const struct uses *u)
         struct veil__node *d = producer_op(g, t->in[0], "Mul");
         if (d == NULL || !only_reader(g, u, t->in[0], t))
             continue;
-        int32_t cv = d->in[0];
-        if (!with_scalar(g, d, cv, 0.7978845608f, 1e-5f)) {
-            cv = d->in[1];
-            if (!with_scalar(g, d, cv, 0.7978845608f, 1e-5f))
-                continue;
-        }
+        int32_t cv = scaled_operand(g, d, 0.7978845608f, 1e-5f);
         struct veil__node *c = producer_op(g, cv, "Add");
         if (c == NULL || c->n_in != 2 || !only_reader(g, u, cv, d))
             continue;
@@ -211,12 +217,7 @@ static veil_err fuse_gelu_tanh(struct veil__graph *g, const struct uses *u)
             struct veil__node *bk = producer_op(g, c->in[k], "Mul");
             if (bk == NULL || !only_reader(g, u, c->in[k], c))
                 continue;
-            int32_t pv = bk->in[0];
-            if (!with_scalar(g, bk, pv, 0.044715f, 1e-6f)) {
-                pv = bk->in[1];
-                if (!with_scalar(g, bk, pv, 0.044715f, 1e-6f))
-                    continue;
-            }
+            int32_t pv = scaled_operand(g, bk, 0.044715f, 1e-6f);
             struct veil__node *pk = producer_op(g, pv, "Pow");
             if (pk == NULL || pk->n_in != 2 || pk->in[0] != c->in[1 - k] ||
                 !scalar_is(const_in(g, pk, 1), 3.0f, 0) || !only_reader(g, u, pv, bk))
@@ -318,7 +319,7 @@ static bool feature_vector(const struct veil__graph *g, int32_t v, int64_t k)
  * elements: broadcasting them against the last axis then leaves only its exact length, which
  * LayerNormalization checks again at plan time.
  */
-static veil_err fuse_layernorm(struct veil__graph *g, const struct uses *u)
+static veil_err fuse_layernorm(struct veil__graph *g, struct uses *u)
 {
     for (size_t i = 0; i < g->n_nodes; i++) {
         struct veil__node *rm = &g->nodes[i];
@@ -407,7 +408,7 @@ static veil_err fuse_layernorm(struct veil__graph *g, const struct uses *u)
     return VEIL_OK;
 }
 
-static veil_err fold_bn(struct veil__graph *g, const struct uses *u)
+static veil_err fold_bn(struct veil__graph *g, struct uses *u)
 {
     for (size_t i = 0; i < g->n_nodes; i++) {
         struct veil__node *conv = &g->nodes[i];
@@ -477,7 +478,7 @@ static veil_err fold_bn(struct veil__graph *g, const struct uses *u)
     return VEIL_OK;
 }
 
-static veil_err fuse_matmul_bias(struct veil__graph *g, const struct uses *u)
+static veil_err fuse_matmul_bias(struct veil__graph *g, struct uses *u)
 {
     for (size_t i = 0; i < g->n_nodes; i++) {
         struct veil__node *mm = &g->nodes[i];
@@ -516,7 +517,7 @@ static bool fusable_host(const struct veil__graph *g, const struct veil__node *n
     return false;
 }
 
-static veil_err fuse_softmax_add(struct veil__graph *g, const struct uses *u)
+static veil_err fuse_softmax_add(struct veil__graph *g, struct uses *u)
 {
     for (size_t i = 0; i < g->n_nodes; i++) {
         struct veil__node *add = &g->nodes[i];
@@ -719,44 +720,20 @@ static void bypass_identity(struct veil__graph *g)
 
 veil_err veil__graph_optimize(struct veil__graph *g, struct veil_errbuf *eb)
 {
-    struct uses u = {NULL, NULL};
+    /* In order; each pass sees the readers as the passes before it left them. */
+    static veil_err (*const passes[])(struct veil__graph *, struct uses *) = {
+        fuse_gelu,        fuse_gelu_tanh,   fuse_layernorm, fold_bn,
+        fuse_matmul_bias, fuse_softmax_add, fuse_post,
+    };
     veil_err rc = fold_constant_nodes(g);
     bypass_identity(g);
-    if (rc == VEIL_OK)
+    for (size_t i = 0; rc == VEIL_OK && i < sizeof(passes) / sizeof(passes[0]); i++) {
+        struct uses u = {NULL, NULL};
         rc = count_uses(g, &u);
-    if (rc == VEIL_OK)
-        rc = fuse_gelu(g, &u);
-    uses_release(&u);
-    if (rc == VEIL_OK)
-        rc = count_uses(g, &u);
-    if (rc == VEIL_OK)
-        rc = fuse_gelu_tanh(g, &u);
-    uses_release(&u);
-    if (rc == VEIL_OK)
-        rc = count_uses(g, &u);
-    if (rc == VEIL_OK)
-        rc = fuse_layernorm(g, &u);
-    uses_release(&u);
-    if (rc == VEIL_OK)
-        rc = count_uses(g, &u);
-    if (rc == VEIL_OK)
-        rc = fold_bn(g, &u);
-    uses_release(&u);
-    if (rc == VEIL_OK)
-        rc = count_uses(g, &u);
-    if (rc == VEIL_OK)
-        rc = fuse_matmul_bias(g, &u);
-    uses_release(&u);
-    if (rc == VEIL_OK)
-        rc = count_uses(g, &u);
-    if (rc == VEIL_OK)
-        rc = fuse_softmax_add(g, &u);
-    uses_release(&u);
-    if (rc == VEIL_OK)
-        rc = count_uses(g, &u);
-    if (rc == VEIL_OK)
-        rc = fuse_post(g, &u);
-    uses_release(&u);
+        if (rc == VEIL_OK)
+            rc = passes[i](g, &u);
+        uses_release(&u);
+    }
     if (rc != VEIL_OK)
         return veil_errf(eb, rc, "no memory while optimising the graph");
     return VEIL_OK;

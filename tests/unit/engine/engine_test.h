@@ -1,6 +1,6 @@
 /*
  * Helpers shared by the engine's unit tests: a fixed-seed generator, tensors over
- * caller-owned data, and the whole-tensor relative error.
+ * caller-owned data, the whole-tensor relative error, and profile lookups.
  */
 #ifndef VEIL_TEST_ENGINE_TEST_H
 #define VEIL_TEST_ENGINE_TEST_H
@@ -52,6 +52,26 @@ static __attribute__((unused)) double rel_l2(const float *a, const float *b, siz
         den += (double)b[i] * b[i];
     }
     return sqrt(num / (den > 0 ? den : 1e-30));
+}
+
+/*
+ * Whether a profiled model's profile has a row labelled op (exactly, or starting with op when
+ * prefix). False when the profile cannot be read.
+ */
+static __attribute__((unused)) bool profile_has(struct veil_engine_model *m, const char *op,
+                                                bool prefix)
+{
+    struct veil_engine_prof_row rows[64];
+    size_t n = 0;
+    uint64_t runs = 0;
+    double ms = 0;
+    struct veil_errbuf eb = {{0}};
+    if (veil_engine_model_profile(m, rows, 64, &n, &runs, &ms, &eb) != VEIL_OK)
+        return false;
+    for (size_t i = 0; i < n && i < 64; i++)
+        if (prefix ? strncmp(rows[i].op, op, strlen(op)) == 0 : strcmp(rows[i].op, op) == 0)
+            return true;
+    return false;
 }
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "onnx.pb-c.h"
 #include "veil/base.h"
+#include "veil/engine.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -265,6 +266,19 @@ static __attribute__((unused)) void mb_pack(struct mb *b, struct veil_buf *out)
     if (veil_buf_reserve(out, n) != VEIL_OK)
         abort();
     out->len = veil_onnx__model_proto__pack(&m, out->p);
+}
+
+/* Packs the model in b (released here) and loads it with opt into *m. Returns load's error. */
+static __attribute__((unused)) veil_err mb_load(struct mb *b, const struct veil_engine_options *opt,
+                                                struct veil_engine_model **m,
+                                                struct veil_errbuf *eb)
+{
+    struct veil_buf buf;
+    mb_pack(b, &buf);
+    mb_release(b);
+    veil_err rc = veil_engine_model_load(veil_buf_span(&buf), opt, m, eb);
+    veil_buf_release(&buf);
+    return rc;
 }
 
 #endif
