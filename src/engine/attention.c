@@ -19,6 +19,7 @@
  */
 #include "engine_int.h"
 
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 #if defined(__x86_64__)
@@ -526,6 +527,48 @@ static bool input_view(const struct veil__ictx *c, int32_t v, int32_t reader, si
     return true;
 }
 
+/*
+ * An operand scaled just before the product: v = Mul(u, k), Mul(k, u) or Div(u, k) with k a
+ * float scalar known while planning (DistilBERT divides Q by sqrt(D); exported
+ * scaled_dot_product_attention multiplies Q and K^T by the root of the scale), read only by
+ * `reader` and computed by a runtime step whose input u nothing has overwritten since. The
+ * kernel then reads u and folds k into its scale: *scale is multiplied by k (1 / k for Div).
+ * Returns the Mul/Div node, or -1.
+ */
+static int32_t prescaled(const struct veil__ictx *c, int32_t v, int32_t reader, int32_t *u,
+                         float *scale)
+{
+    int32_t p = v >= 0 ? c->g->values[v].producer : -1;
+    if (p < 0 || c->sole_reader[v] != reader || !c->vals[v].runtime || c->step_of[p] < 0 ||
+        c->step_of[p] >= c->step)
+        return -1;
+    const struct veil__node *pn = &c->g->nodes[p];
+    bool div = strcmp(pn->op_type, "Div") == 0;
+    if ((!div && strcmp(pn->op_type, "Mul") != 0) || pn->n_in != 2 || pn->n_out != 1 ||
+        pn->n_post != 0 || pn->add_in >= 0 || pn->in[0] < 0 || pn->in[1] < 0)
+        return -1;
+    const struct veil__step *ps = &c->steps[c->step_of[p]];
+    if (!ps->runtime || ps->absorbed_by > 0)
+        return -1;
+    for (size_t k = 0; k < 2; k++) {
+        if (div && k == 0)
+            continue; /* k / u is not a scaling of u */
+        const struct veil__pval *kp = &c->vals[pn->in[k]], *up = &c->vals[pn->in[1 - k]];
+        if (kp->runtime || kp->t.data == NULL || kp->t.dt != VEIL_DT_FLOAT || kp->t.numel != 1 ||
+            kp->t.rank > up->t.rank || up->t.dt != VEIL_DT_FLOAT || !up->runtime ||
+            up->t.rank != c->vals[v].t.rank ||
+            !veil__storage_unwritten_since(c, pn->in[1 - k], c->step_of[p]))
+            continue;
+        float f = *(const float *)kp->t.data;
+        if (!isfinite(f) || f == 0.0f)
+            return -1;
+        *scale *= div ? 1.0f / f : f;
+        *u = pn->in[1 - k];
+        return p;
+    }
+    return -1;
+}
+
 /* Left-pads rank r strides to 4 (missing leading dims have extent 1). */
 static void pad4(size_t r, const int64_t *st, int64_t *out)
 {
@@ -768,9 +811,14 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
         if (mst[3] != 0 && mst[3] != 1)
             return VEIL_OK;
     }
+    /* Q and K^T, or the operands a Mul/Div scaled just before (read unscaled, see prescaled). */
+    int32_t qsrc = n->in[0], ksrc = n->in[1];
+    int32_t qmul = prescaled(c, n->in[0], c->node, &qsrc, &scale);
+    int32_t kmul = prescaled(c, n->in[1], c->node, &ksrc, &scale);
     struct att_view qv, kv, vv;
-    if (!input_view(c, n->in[0], c->node, r, &qv) || !input_view(c, n->in[1], c->node, r, &kv) ||
-        !input_view(c, v_v, m2, r, &vv))
+    if (!input_view(c, qsrc, qmul >= 0 ? qmul : c->node, r, &qv) ||
+        !input_view(c, ksrc, kmul >= 0 ? kmul : c->node, r, &kv) ||
+        !input_view(c, v_v, m2, r, &vv) || !isfinite(scale))
         return VEIL_OK;
     /* Every size the kernel indexes fits comfortably in its 64-bit arithmetic. */
     uint64_t tf = thread_floats(sk, d, dv);
@@ -796,10 +844,14 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     memcpy(od, q->dims, r * sizeof(int64_t));
     od[r - 1] = dv;
     output_view(c, o_v, r, od, ost);
+    if (qmul >= 0)
+        veil__skip_node(c, qmul, n->in[0], qsrc);
+    if (kmul >= 0)
+        veil__skip_node(c, kmul, n->in[1], ksrc);
     if (qv.tnode >= 0)
-        veil__skip_transpose(c, qv.tnode, n->in[0]);
+        veil__skip_transpose(c, qv.tnode, qsrc);
     if (kv.tnode >= 0)
-        veil__skip_transpose(c, kv.tnode, n->in[1]);
+        veil__skip_transpose(c, kv.tnode, ksrc);
     if (vv.tnode >= 0)
         veil__skip_transpose(c, vv.tnode, v_v);
     c->vals[s_v].runtime = false; /* the scores are never stored */

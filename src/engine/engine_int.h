@@ -438,6 +438,12 @@ veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm
  */
 void veil__skip_transpose(const struct veil__ictx *c, int32_t tnode, int32_t v);
 
+/*
+ * Skips the runtime node `node` whose output v a later kernel reads as the node's input u
+ * instead (doing the node's work itself): v becomes an alias of u, marked viewed as above.
+ */
+void veil__skip_node(const struct veil__ictx *c, int32_t node, int32_t v, int32_t u);
+
 /* Softmax/LogSoftmax (opset >= 13) and float Transpose as oneDNN primitives. */
 veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
 /*

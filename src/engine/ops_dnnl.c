@@ -1380,8 +1380,12 @@ static bool fast_impl(dnnl_primitive_desc_t pd)
 
 void veil__skip_transpose(const struct veil__ictx *c, int32_t tnode, int32_t v)
 {
-    struct veil__step *ts = &c->steps[c->step_of[tnode]];
-    int32_t u = c->g->nodes[tnode].in[0];
+    veil__skip_node(c, tnode, v, c->g->nodes[tnode].in[0]);
+}
+
+void veil__skip_node(const struct veil__ictx *c, int32_t node, int32_t v, int32_t u)
+{
+    struct veil__step *ts = &c->steps[c->step_of[node]];
     veil__kstate_free(ts->ks);
     ts->ks = NULL;
     ts->runtime = false;

@@ -45,7 +45,12 @@ static bool mask_input(int mask)
     return mask == MASK_PAD || mask == MASK_CAUSAL || mask == MASK_FULL ||
            mask == MASK_WHERE_INPUT || mask == MASK_WHERE_EXPAND;
 }
-enum { SCALE_NONE, SCALE_DIV, SCALE_MUL };
+/*
+ * The scale: none, the scores divided by sqrt(D) or multiplied by its inverse, Q divided by
+ * sqrt(D) before the product (DistilBERT), or Q and K^T each multiplied by D^-1/4 before it
+ * (exported scaled_dot_product_attention).
+ */
+enum { SCALE_NONE, SCALE_DIV, SCALE_MUL, SCALE_PRE_DIV_Q, SCALE_PRE_MUL_QK };
 
 struct spec {
     int64_t b, h, sq, sk, d, dv;
@@ -157,10 +162,15 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
     mb_input(&mb, "xv", 1, 3, vd);
     if (mask_input(s->mask))
         mb_input(&mb, "mask", s->mask >= MASK_WHERE_INPUT ? 9 : 1, mrank, mdims);
-    mb_init_f(&mb, "sc", 1, one, s->scale == SCALE_DIV ? &sc : &inv);
+    float quarter = 1.0f / sqrtf(sqrtf((float)s->d));
+    mb_init_f(&mb, "sc", 1, one,
+              s->scale == SCALE_PRE_MUL_QK ? &quarter
+              : s->scale == SCALE_MUL      ? &inv
+                                           : &sc);
+    /* Q and K^T as the product reads them, after any scaling before it. */
+    const char *qn = s->one_head ? "xq" : "qt", *kn = "kt";
     if (s->one_head) {
         mb_node(&mb, "Transpose", "xk", "kt", 1, mb_attr_ints(&mb, "perm", 3, p_t3));
-        mb_node(&mb, "MatMul", "xq,kt", "s", 0);
     } else {
         mb_init_i64(&mb, "qsh", 1, four, qsh);
         mb_init_i64(&mb, "ksh", 1, four, ksh);
@@ -172,14 +182,25 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
         mb_node(&mb, "Transpose", "q4", "qt", 1, mb_attr_ints(&mb, "perm", 4, p_split));
         mb_node(&mb, "Transpose", "k4", "kt", 1, mb_attr_ints(&mb, "perm", 4, p_kt));
         mb_node(&mb, "Transpose", "v4", "vt", 1, mb_attr_ints(&mb, "perm", 4, p_split));
-        mb_node(&mb, "MatMul", "qt,kt", "s", 0);
     }
+    char pre[24];
+    if (s->scale == SCALE_PRE_DIV_Q || s->scale == SCALE_PRE_MUL_QK) {
+        snprintf(pre, sizeof(pre), "%s,sc", qn);
+        mb_node(&mb, s->scale == SCALE_PRE_DIV_Q ? "Div" : "Mul", pre, "qs", 0);
+        qn = "qs";
+    }
+    if (s->scale == SCALE_PRE_MUL_QK) {
+        mb_node(&mb, "Mul", "sc,kt", "ks", 0); /* the constant first */
+        kn = "ks";
+    }
+    snprintf(pre, sizeof(pre), "%s,%s", qn, kn);
+    mb_node(&mb, "MatMul", pre, "s", 0);
     const char *scores = "s";
     if (s->scale == SCALE_DIV)
         mb_node(&mb, "Div", "s,sc", "s2", 0);
     else if (s->scale == SCALE_MUL)
         mb_node(&mb, "Mul", "s,sc", "s2", 0);
-    if (s->scale != SCALE_NONE)
+    if (s->scale == SCALE_DIV || s->scale == SCALE_MUL)
         scores = "s2";
     if (s->mask >= MASK_WHERE_INPUT) {
         static const float min_fill = -FLT_MAX;
@@ -249,10 +270,10 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
                     for (int64_t d = 0; d < s->d; d++)
                         dot += (double)xq[(b * s->sq + i) * E + h * s->d + d] *
                                xk[(b * s->sk + j) * E + h * s->d + d];
-                    if (s->scale == SCALE_DIV)
-                        dot /= sc;
-                    else if (s->scale == SCALE_MUL)
+                    if (s->scale == SCALE_MUL)
                         dot *= inv;
+                    else if (s->scale != SCALE_NONE)
+                        dot /= sc;
                     p[j] = s->mask == MASK_WHERE_SMALL && causal_drop(s, i, j)
                                ? -10000.0
                                : dot + mask_at(s, b, h, i, j);
@@ -298,6 +319,9 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
     ASSERT_OK(veil_engine_model_profile(m, &row, 1, &n_rows, &runs, &run_ms, &eb));
     ASSERT_EQ_U64(runs, 2);
     bool fused = profile_has(m, "Attention", true), softmax = profile_has(m, "Softmax", true);
+    /* Fused, a scaling of Q or K^T before the product is folded into the kernel's scale. */
+    if (fused && (s->scale == SCALE_PRE_DIV_Q || s->scale == SCALE_PRE_MUL_QK))
+        ASSERT_TRUE(!profile_has(m, "Div", false) && !profile_has(m, "Mul", false));
     ASSERT_TRUE(fused != softmax); /* the softmax ran on its own exactly when not fused */
     veil_engine_model_free(m);
     free(xq);
@@ -334,6 +358,10 @@ TEST(attention_shapes_masks_and_scales)
         /* A padding Where from a boolean input, as is and expanded (DistilBERT). */
         {3, 2, 50, 50, 16, 16, MASK_WHERE_INPUT, SCALE_DIV, false, false, false},
         {2, 3, 64, 64, 16, 16, MASK_WHERE_EXPAND, SCALE_NONE, false, false, false},
+        /* Q scaled before the product; Q and K^T scaled before it (one head too). */
+        {2, 2, 48, 48, 32, 32, MASK_WHERE_EXPAND, SCALE_PRE_DIV_Q, false, false, false},
+        {2, 3, 40, 56, 16, 16, MASK_PAD, SCALE_PRE_MUL_QK, false, false, false},
+        {2, 1, 30, 30, 16, 16, MASK_CAUSAL, SCALE_PRE_MUL_QK, false, true, false},
     };
     static const enum veil__vec_isa caps[] = {VEIL__VEC_AVX512, VEIL__VEC_AVX2, VEIL__VEC_BASE};
     for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++)
