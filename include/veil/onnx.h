@@ -132,7 +132,7 @@ struct veil_onnx_model {
 };
 
 /* The opsets of the default domain that the parser accepts. */
-#define VEIL_ONNX_OPSET_MIN 11
+#define VEIL_ONNX_OPSET_MIN 7
 #define VEIL_ONNX_OPSET_MAX 17
 
 /*

@@ -332,6 +332,12 @@ const struct veil__op_def *veil__op_find(const char *name);
 const struct veil__op_def *veil__op_get(int op);
 int veil__op_index(const char *name);
 
+/*
+ * Whether a default-domain node of this operator can be loaded in a model of this opset: one
+ * of the kernels' operators, or Upsample before opset 10 (loaded as a Resize, legacy.c).
+ */
+bool veil__op_known(const char *name, int64_t opset);
+
 /* Attribute helpers (by name; defaults when absent). */
 const struct veil__attr *veil__attr_get(const struct veil__node *n, const char *name);
 /* The attribute called name when it has type t; NULL when absent or of another type. */
@@ -511,6 +517,14 @@ void *veil__big_alloc(size_t size);
 /* Adds a constant value owning data (taken over on success). */
 veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum veil_dtype dt,
                                size_t rank, const int64_t *dims, void *data, int32_t *id);
+
+/*
+ * Rewrites the nodes of a model of opset 7 to 10 whose operands were attributes then (Clip,
+ * Pad, Slice, TopK) or whose operator changed (Resize of opset 10, Upsample) into the opset-11
+ * forms the kernels implement (legacy.c); refuses BatchNormalization with spatial=0. Nothing
+ * to do from opset 11.
+ */
+veil_err veil__graph_legacy(struct veil__graph *g, struct veil_errbuf *eb);
 
 /* Gives node n another operator (its attributes stay). VEIL_E_NOMEM on failure. */
 veil_err veil__node_retype(struct veil__node *n, const char *op_type);

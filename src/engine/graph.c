@@ -192,7 +192,7 @@ static veil_err copy_attrs(struct veil__graph *g, struct veil__node *n,
 }
 
 /*
- * How many inputs and outputs each supported operator takes across opsets 11 to 17 (ONNX's
+ * How many inputs and outputs each supported operator takes across opsets 7 to 17 (ONNX's
  * operator schemas; optional slots count, an omitted optional input in the middle is an empty
  * name, which still counts). Where a count changed between opsets (Slice, Pad, Resize,
  * Squeeze, Unsqueeze, the reductions) the range covers every supported version. A node
@@ -325,6 +325,7 @@ static const struct arity k_arity[] = {
     {"Transpose", 1, 1, 1, 1},
     {"Trilu", 1, 2, 1, 1},
     {"Unsqueeze", 1, 2, 1, 1},
+    {"Upsample", 1, 2, 1, 1}, /* opsets 7 to 9, made a Resize (legacy.c) */
     {"Where", 3, 3, 1, 1},
     {"Xor", 2, 2, 1, 1},
 };
@@ -366,7 +367,7 @@ veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *
         for (size_t i = 0; i < om->n_nodes; i++) {
             const struct veil_onnx_node *on = &om->nodes[i];
             bool default_domain = on->domain[0] == '\0' || strcmp(on->domain, "ai.onnx") == 0;
-            if (default_domain && veil__op_find(on->op_type) != NULL)
+            if (default_domain && veil__op_known(on->op_type, om->opset))
                 continue;
             bool dup = false;
             for (size_t k = 0; k < n_seen && !dup; k++)
@@ -543,7 +544,7 @@ veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *
         g->values[e->id].is_output = true;
         g->outputs[g->n_outputs++] = e->id;
     }
-    rc = VEIL_OK;
+    rc = veil__graph_legacy(g, eb);
 out:
     veil_free(idx);
     veil_buf_release(&missing);

@@ -47,3 +47,8 @@ const struct veil__op_def *veil__op_find(const char *name)
     int i = veil__op_index(name);
     return i < 0 ? NULL : veil__op_get(i);
 }
+
+bool veil__op_known(const char *name, int64_t opset)
+{
+    return veil__op_find(name) != NULL || (opset < 10 && strcmp(name, "Upsample") == 0);
+}

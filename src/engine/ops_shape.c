@@ -1083,6 +1083,14 @@ static veil_err resize_infer(struct veil__ictx *c)
         return veil_errf(c->eb, VEIL_E_INVALID, "coordinate_transformation_mode '%s'", ctm);
     if (cf.nm < 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "nearest_mode '%s'", nm);
+    /*
+     * Before opset 11 (Resize 10 and Upsample, see legacy.c) coordinates were asymmetric and
+     * nearest rounded down on an enlarged axis and up on a shrunk one (ONNX Runtime's
+     * "simple" mode; ONNX's reference only defines whole enlargements, where both agree).
+     */
+    bool simple = c->opset < 11;
+    if (simple)
+        cf.ctm = name_index("asymmetric", ctms, 6);
     if (!isfinite(cf.a))
         return veil_errf(c->eb, VEIL_E_INVALID, "cubic_coeff_a is not finite");
     float ext = veil__attr_f(c->n, "extrapolation_value", 0.0f);
@@ -1146,8 +1154,11 @@ static veil_err resize_infer(struct veil__ictx *c)
     c->kp->f[0] = ext;
     for (size_t i = 0; i < r; i++) {
         int64_t in = c->in[0].dims[i], out = c->out[0].dims[i];
+        struct resize_cfg ax = cf;
+        if (simple)
+            ax.nm = scales[i] < 1.0 ? 3 : 2; /* ceil, floor */
         for (int64_t x = 0; x < out; x++)
-            resize_entry(&cf, resize_coord(cf.ctm, x, in, out, scales[i], r0[i], r1[i]), in,
+            resize_entry(&ax, resize_coord(ax.ctm, x, in, out, scales[i], r0[i], r1[i]), in,
                          &tab[x]);
         tab += out;
     }

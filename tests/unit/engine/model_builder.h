@@ -182,6 +182,20 @@ mb_attr_ints(struct mb *b, const char *name, size_t n, const int64_t *v)
     return a;
 }
 
+static __attribute__((unused)) VeilOnnx__AttributeProto *
+mb_attr_floats(struct mb *b, const char *name, size_t n, const float *v)
+{
+    VeilOnnx__AttributeProto *a = mb_alloc(b, sizeof(*a));
+    veil_onnx__attribute_proto__init(a);
+    a->name = mb_str(b, name);
+    a->has_type = 1;
+    a->type = VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
+    a->n_floats = n;
+    a->floats = mb_alloc(b, n * sizeof(float) + 1);
+    memcpy(a->floats, v, n * sizeof(float));
+    return a;
+}
+
 static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_s(struct mb *b, const char *name,
                                                                    const char *v)
 {

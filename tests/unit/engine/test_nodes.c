@@ -154,7 +154,7 @@ static enum outcome run_case(const char dir[2048], char *why, size_t why_len)
         return rc == VEIL_E_UNSUPPORTED ? OTHER_OPS : FAIL;
     }
     for (size_t i = 0; i < om->n_nodes; i++)
-        if (veil__op_find(om->nodes[i].op_type) == NULL || om->nodes[i].domain[0] != '\0') {
+        if (!veil__op_known(om->nodes[i].op_type, om->opset) || om->nodes[i].domain[0] != '\0') {
             snprintf(why, why_len, "uses %s", om->nodes[i].op_type);
             veil_onnx_model_free(om);
             veil_buf_release(&mb);
