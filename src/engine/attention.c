@@ -387,6 +387,7 @@ static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, uint8_t
     float *qp = vp + (size_t)j->sk * dvp;
     float *sc = qp + ATT_ROWS * dp;
     float *mrow = sc + ATT_ROWS * skp;
+    int64_t mrow_at = -1; /* the condition row mrow holds (rows repeat over heads and queries) */
     uint64_t nblk = ((uint64_t)j->sq + ATT_ROWS - 1) / ATT_ROWS, packed = UINT64_MAX;
     for (uint64_t w = lo; w < hi; w++) {
         uint64_t bh = w / nblk;
@@ -411,8 +412,9 @@ static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, uint8_t
             size_t mstep = (size_t)j->ms[3];
             if (j->cond != NULL) {
                 const uint8_t *cr = j->cond + mo;
-                for (int64_t t = 0; t < j->sk; t++)
+                for (int64_t t = 0; mo != mrow_at && t < j->sk; t++)
                     mrow[t] = (cr[t * j->ms[3]] != 0) == j->scores_first ? 0.0f : j->fill;
+                mrow_at = mo;
                 m = mrow;
                 mstep = 1;
             }
@@ -743,8 +745,8 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     else if (n->n_post != 0)
         return VEIL_OK;
     /*
-     * The chain: this MatMul -> (a Where masking it with a constant condition) -> Softmax over
-     * the last axis (+ mask) -> MatMul reading it as A.
+     * The chain: this MatMul -> (a Where masking it, see where_mask) -> Softmax over the last
+     * axis (+ mask) -> MatMul reading it as A.
      */
     int32_t s_v = n->out[0], w = sole(c, s_v, "Where"), sm_in = s_v;
     struct where_mask wm = {NULL, -1, {-1, -1}, 0.0f, false};
@@ -855,17 +857,11 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     if (vv.tnode >= 0)
         veil__skip_transpose(c, vv.tnode, v_v);
     c->vals[s_v].runtime = false; /* the scores are never stored */
-    c->steps[c->step_of[sm]].absorbed_by = c->step + 1;
-    c->steps[c->step_of[m2]].absorbed_by = c->step + 1;
-    if (w >= 0) {
-        c->vals[sm_in].runtime = false;
-        c->steps[c->step_of[w]].absorbed_by = c->step + 1;
-    }
-    for (size_t i = 0; i < 2; i++)
-        if (wm.skip[i] >= 0) {
-            c->vals[c->g->nodes[wm.skip[i]].out[0]].runtime = false;
-            c->steps[c->step_of[wm.skip[i]]].absorbed_by = c->step + 1;
-        }
+    /* The later steps this kernel does (plan.c gives their outputs no storage). */
+    int32_t later[5] = {sm, m2, w, wm.skip[0], wm.skip[1]};
+    for (size_t i = 0; i < 5; i++)
+        if (later[i] >= 0)
+            c->steps[c->step_of[later[i]]].absorbed_by = c->step + 1;
     struct veil__kparams *kp = c->kp;
     void *keep = kp->ptr; /* owned by the step, freed with it */
     memset(kp, 0, sizeof(*kp));

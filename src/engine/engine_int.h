@@ -526,6 +526,9 @@ veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum vei
  */
 veil_err veil__graph_legacy(struct veil__graph *g, struct veil_errbuf *eb);
 
+/* Gives node n at least `want` input slots, new ones empty (-1). VEIL_E_NOMEM on failure. */
+veil_err veil__node_grow_inputs(struct veil__node *n, size_t want);
+
 /* Gives node n another operator (its attributes stay). VEIL_E_NOMEM on failure. */
 veil_err veil__node_retype(struct veil__node *n, const char *op_type);
 

@@ -63,6 +63,20 @@ veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum vei
     return VEIL_OK;
 }
 
+veil_err veil__node_grow_inputs(struct veil__node *n, size_t want)
+{
+    if (n->n_in >= want)
+        return VEIL_OK;
+    int32_t *in = veil_reallocarray(n->in, want + 1, sizeof(int32_t));
+    if (in == NULL)
+        return VEIL_E_NOMEM;
+    for (size_t k = n->n_in; k < want; k++)
+        in[k] = -1;
+    n->in = in;
+    n->n_in = want;
+    return VEIL_OK;
+}
+
 veil_err veil__node_retype(struct veil__node *n, const char *op_type)
 {
     char *name = veil_strdup(op_type);

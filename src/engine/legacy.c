@@ -35,18 +35,13 @@ static veil_err add_const(struct veil__graph *g, const struct veil__node *n, con
     return rc;
 }
 
-/* Gives node n the inputs ins[0, k) (-1 for an empty slot). */
+/* Gives node n the inputs ins[0, k) (-1 for an empty slot); n has at most k inputs. */
 static veil_err set_inputs(struct veil__node *n, const int32_t *ins, size_t k)
 {
-    if (n->n_in < k) {
-        int32_t *in = veil_reallocarray(n->in, k + 1, sizeof(int32_t));
-        if (in == NULL)
-            return VEIL_E_NOMEM;
-        n->in = in;
-    }
-    memcpy(n->in, ins, k * sizeof(int32_t));
-    n->n_in = k;
-    return VEIL_OK;
+    veil_err rc = veil__node_grow_inputs(n, k);
+    if (rc == VEIL_OK)
+        memcpy(n->in, ins, k * sizeof(int32_t));
+    return rc;
 }
 
 static veil_err clip_attrs(struct veil__graph *g, struct veil__node *n)

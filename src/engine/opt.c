@@ -97,20 +97,6 @@ static void take_output(struct veil__graph *g, struct veil__node *n, struct veil
     dead->dead = true;
 }
 
-static veil_err grow_inputs(struct veil__node *n, size_t want)
-{
-    if (n->n_in >= want)
-        return VEIL_OK;
-    int32_t *in = veil_reallocarray(n->in, want + 1, sizeof(int32_t));
-    if (in == NULL)
-        return VEIL_E_NOMEM;
-    for (size_t k = n->n_in; k < want; k++)
-        in[k] = -1;
-    n->in = in;
-    n->n_in = want;
-    return VEIL_OK;
-}
-
 /* x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5 (or 0.5 * x first), as torch exports GELU. */
 static veil_err fuse_gelu(struct veil__graph *g, struct uses *u)
 {
@@ -385,7 +371,7 @@ static veil_err fuse_layernorm(struct veil__graph *g, struct uses *u)
         struct veil__node *last = beta >= 0 ? &g->nodes[bi] : &g->nodes[mi];
         veil_err rc = veil__node_retype(rm, "LayerNormalization");
         if (rc == VEIL_OK)
-            rc = grow_inputs(rm, 3);
+            rc = veil__node_grow_inputs(rm, 3);
         if (rc == VEIL_OK)
             rc = veil__node_add_attr(rm, "axis", VEIL_ONNX_ATTR_INT, -k, 0.0f, NULL);
         if (rc == VEIL_OK)
@@ -469,7 +455,7 @@ static veil_err fold_bn(struct veil__graph *g, struct uses *u)
             return rc;
         }
         conv = &g->nodes[i]; /* values may have moved; nodes did not */
-        if ((rc = grow_inputs(conv, 3)) != VEIL_OK)
+        if ((rc = veil__node_grow_inputs(conv, 3)) != VEIL_OK)
             return rc;
         conv->in[1] = wid;
         conv->in[2] = bid;
@@ -496,7 +482,7 @@ static veil_err fuse_matmul_bias(struct veil__graph *g, struct uses *u)
         if (b == NULL || b->c.dt != VEIL_DT_FLOAT || b->c.numel != (uint64_t)w->c.dims[1] ||
             b->c.rank < 1 || b->c.dims[b->c.rank - 1] != w->c.dims[1] || b->c.rank > 1)
             continue;
-        veil_err rc = grow_inputs(mm, 3);
+        veil_err rc = veil__node_grow_inputs(mm, 3);
         if (rc != VEIL_OK)
             return rc;
         mm->in[2] = add->in[other];

@@ -142,14 +142,23 @@ mb_init_i64(struct mb *b, const char *name, size_t rank, const int64_t *dims, co
     return t;
 }
 
-static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_i(struct mb *b, const char *name,
-                                                                   int64_t v)
+/* An attribute of the given type with no value yet. */
+static VeilOnnx__AttributeProto *mb_attr_new(struct mb *b, const char *name,
+                                             VeilOnnx__AttributeProto__AttributeType type)
 {
     VeilOnnx__AttributeProto *a = mb_alloc(b, sizeof(*a));
     veil_onnx__attribute_proto__init(a);
     a->name = mb_str(b, name);
     a->has_type = 1;
-    a->type = VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    a->type = type;
+    return a;
+}
+
+static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_i(struct mb *b, const char *name,
+                                                                   int64_t v)
+{
+    VeilOnnx__AttributeProto *a =
+        mb_attr_new(b, name, VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
     a->has_i = 1;
     a->i = v;
     return a;
@@ -158,11 +167,8 @@ static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_i(struct mb *b,
 static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_f(struct mb *b, const char *name,
                                                                    float v)
 {
-    VeilOnnx__AttributeProto *a = mb_alloc(b, sizeof(*a));
-    veil_onnx__attribute_proto__init(a);
-    a->name = mb_str(b, name);
-    a->has_type = 1;
-    a->type = VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+    VeilOnnx__AttributeProto *a =
+        mb_attr_new(b, name, VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
     a->has_f = 1;
     a->f = v;
     return a;
@@ -171,11 +177,8 @@ static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_f(struct mb *b,
 static __attribute__((unused)) VeilOnnx__AttributeProto *
 mb_attr_ints(struct mb *b, const char *name, size_t n, const int64_t *v)
 {
-    VeilOnnx__AttributeProto *a = mb_alloc(b, sizeof(*a));
-    veil_onnx__attribute_proto__init(a);
-    a->name = mb_str(b, name);
-    a->has_type = 1;
-    a->type = VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+    VeilOnnx__AttributeProto *a =
+        mb_attr_new(b, name, VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
     a->n_ints = n;
     a->ints = mb_alloc(b, n * sizeof(int64_t) + 1);
     memcpy(a->ints, v, n * sizeof(int64_t));
@@ -185,11 +188,8 @@ mb_attr_ints(struct mb *b, const char *name, size_t n, const int64_t *v)
 static __attribute__((unused)) VeilOnnx__AttributeProto *
 mb_attr_floats(struct mb *b, const char *name, size_t n, const float *v)
 {
-    VeilOnnx__AttributeProto *a = mb_alloc(b, sizeof(*a));
-    veil_onnx__attribute_proto__init(a);
-    a->name = mb_str(b, name);
-    a->has_type = 1;
-    a->type = VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
+    VeilOnnx__AttributeProto *a =
+        mb_attr_new(b, name, VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS);
     a->n_floats = n;
     a->floats = mb_alloc(b, n * sizeof(float) + 1);
     memcpy(a->floats, v, n * sizeof(float));
@@ -199,11 +199,8 @@ mb_attr_floats(struct mb *b, const char *name, size_t n, const float *v)
 static __attribute__((unused)) VeilOnnx__AttributeProto *mb_attr_s(struct mb *b, const char *name,
                                                                    const char *v)
 {
-    VeilOnnx__AttributeProto *a = mb_alloc(b, sizeof(*a));
-    veil_onnx__attribute_proto__init(a);
-    a->name = mb_str(b, name);
-    a->has_type = 1;
-    a->type = VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+    VeilOnnx__AttributeProto *a =
+        mb_attr_new(b, name, VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
     a->has_s = 1;
     a->s.len = strlen(v);
     a->s.data = (uint8_t *)mb_str(b, v);
