@@ -2,11 +2,13 @@
  * The broker's HTTP/1.1 framing: a strict parser for message heads (request or response) and
  * the blocking read/write of whole messages over an OpenSSL connection. Only Content-Length
  * bodies are accepted (no chunked encoding), heads and bodies are capped, and every byte is
- * read through the span reader.
+ * read through the span reader. The reader grows its buffer after parsing the head, so the
+ * head's views are carried across that growth as offsets, never as pointers.
  */
 #include "kbs_int.h"
 
 #include <openssl/err.h>
+#include <limits.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
@@ -140,36 +142,79 @@ veil_err veil_kbs_http_parse(struct veil_span bytes, bool is_request,
     return VEIL_OK;
 }
 
+/* The offset of a view inside buf: unlike the view, it survives buf moving. */
+static size_t offset_in(const struct veil_buf *buf, struct veil_span v)
+{
+    return v.len == 0 ? 0 : (size_t)(v.p - buf->p);
+}
+
+static struct veil_span view_at(const struct veil_buf *buf, size_t off, size_t len)
+{
+    return len == 0 ? veil_span_make(NULL, 0) : veil_span_make(buf->p + off, len);
+}
+
+veil_err veil__kbs_read_message_from(veil__kbs_read_fn rd, void *ctx, bool is_request,
+                                     struct veil_buf *buf, struct veil_kbs_http_head *head,
+                                     struct veil_span *body)
+{
+    veil_err rc;
+    memset(head, 0, sizeof(*head));
+    *body = veil_span_make(NULL, 0);
+    veil_buf_reset(buf);
+    for (;;) {
+        /* The head is parsed afresh after each read, so no view outlives a growth here. */
+        rc = veil_kbs_http_parse(veil_buf_span(buf), is_request, head);
+        if (rc == VEIL_OK)
+            break;
+        if (rc != VEIL_E_INCOMPLETE)
+            goto fail;
+        rc = veil_buf_reserve(buf, 4096);
+        if (rc != VEIL_OK)
+            goto fail;
+        size_t n = rd(ctx, buf->p + buf->len, 4096);
+        if (n == 0) {
+            rc = buf->len == 0 ? VEIL_E_CANCELLED : VEIL_E_INCOMPLETE;
+            goto fail;
+        }
+        buf->len += n;
+    }
+    /*
+     * Reading the body grows buf, which may move it: the head's views would then point at
+     * freed memory (issue 18, before authentication). Keep offsets across the growth and
+     * rebuild the views after it.
+     */
+    size_t method_off = offset_in(buf, head->method), path_off = offset_in(buf, head->path);
+    size_t need = head->head_len + (size_t)head->content_length;
+    while (buf->len < need) {
+        rc = veil_buf_reserve(buf, need - buf->len);
+        if (rc != VEIL_OK)
+            goto fail;
+        size_t n = rd(ctx, buf->p + buf->len, need - buf->len);
+        if (n == 0) {
+            rc = VEIL_E_INCOMPLETE;
+            goto fail;
+        }
+        buf->len += n;
+    }
+    head->method = view_at(buf, method_off, head->method.len);
+    head->path = view_at(buf, path_off, head->path.len);
+    *body = view_at(buf, head->head_len, (size_t)head->content_length);
+    return VEIL_OK;
+fail:
+    memset(head, 0, sizeof(*head));
+    return rc;
+}
+
+static size_t ssl_read(void *ctx, uint8_t *p, size_t n)
+{
+    int r = SSL_read(ctx, p, n > INT_MAX ? INT_MAX : (int)n);
+    return r > 0 ? (size_t)r : 0;
+}
+
 veil_err veil__kbs_read_message(SSL *ssl, bool is_request, struct veil_buf *buf,
                                 struct veil_kbs_http_head *head, struct veil_span *body)
 {
-    veil_buf_reset(buf);
-    for (;;) {
-        veil_err rc = veil_kbs_http_parse(veil_buf_span(buf), is_request, head);
-        if (rc == VEIL_OK) {
-            size_t need = head->head_len + (size_t)head->content_length;
-            while (buf->len < need) {
-                rc = veil_buf_reserve(buf, need - buf->len);
-                if (rc != VEIL_OK)
-                    return rc;
-                int n = SSL_read(ssl, buf->p + buf->len, (int)(need - buf->len));
-                if (n <= 0)
-                    return VEIL_E_INCOMPLETE;
-                buf->len += (size_t)n;
-            }
-            *body = veil_span_make(buf->p + head->head_len, (size_t)head->content_length);
-            return VEIL_OK;
-        }
-        if (rc != VEIL_E_INCOMPLETE)
-            return rc;
-        rc = veil_buf_reserve(buf, 4096);
-        if (rc != VEIL_OK)
-            return rc;
-        int n = SSL_read(ssl, buf->p + buf->len, 4096);
-        if (n <= 0)
-            return buf->len == 0 ? VEIL_E_CANCELLED : VEIL_E_INCOMPLETE;
-        buf->len += (size_t)n;
-    }
+    return veil__kbs_read_message_from(ssl_read, ssl, is_request, buf, head, body);
 }
 
 veil_err veil__kbs_write_all(SSL *ssl, const void *p, size_t n)

@@ -15,10 +15,25 @@
 /* ---- HTTP (http.c) ---- */
 
 /*
- * Reads one whole message (head and Content-Length body) into buf. *body views buf.
- * Errors: VEIL_E_CANCELLED (peer closed before sending anything), VEIL_E_INCOMPLETE (closed
- * mid-message or timed out), those of veil_kbs_http_parse, VEIL_E_NOMEM.
+ * Reads up to n bytes into p. Returns how many (at least 1), or 0 at the end of the stream, on
+ * a timeout or on an error.
  */
+typedef size_t (*veil__kbs_read_fn)(void *ctx, uint8_t *p, size_t n);
+
+/*
+ * Reads one whole message (head and Content-Length body) into buf, whose earlier contents are
+ * dropped, by calling rd(ctx, ...) until it is complete. On success head's method and path and
+ * *body view buf as it is after the last growth (valid until buf changes); bytes read past the
+ * message are discarded (the broker answers a request before reading the next). On failure
+ * *head is zeroed and *body is empty. Errors: VEIL_E_CANCELLED (end of stream before any
+ * byte), VEIL_E_INCOMPLETE (end of stream or timeout mid-message), those of
+ * veil_kbs_http_parse, VEIL_E_LIMIT (buf's maximum), VEIL_E_NOMEM. Pure apart from rd.
+ */
+VEIL_NODISCARD veil_err veil__kbs_read_message_from(veil__kbs_read_fn rd, void *ctx,
+                                                    bool is_request, struct veil_buf *buf,
+                                                    struct veil_kbs_http_head *head,
+                                                    struct veil_span *body);
+/* veil__kbs_read_message_from over an OpenSSL connection (SSL_read). */
 VEIL_NODISCARD veil_err veil__kbs_read_message(SSL *ssl, bool is_request, struct veil_buf *buf,
                                                struct veil_kbs_http_head *head,
                                                struct veil_span *body);

@@ -3,13 +3,17 @@
  * and sim workloads that attest and receive keys, including refusals and concurrency.
  */
 #include "harness.h"
-#include "veil/kbs.h"
+#include "kbs_int.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static char state[] = "/tmp/veil-kbs-test-XXXXXX";
@@ -149,6 +153,80 @@ TEST(admin_adds_and_lists_keys)
     ASSERT_TRUE(memmem(r.p, r.len, "bert-key-1", 10) != NULL);
     ASSERT_TRUE(memmem(r.p, r.len, "\"key\"", 5) == NULL); /* listing never shows material */
     ASSERT_EQ_I64(admin("GET", "/kbs/v1/admin/nothing", NULL, &r), 404);
+    veil_buf_release(&r);
+}
+
+/*
+ * Sends method path with a body of n bytes (body_start, then spaces) over TLS without a client
+ * certificate, and returns the HTTP status (-1 on a transport failure); the answer's body
+ * goes to resp.
+ */
+static int anonymous_request(const char *method, const char *path, const char *body_start, size_t n,
+                             struct veil_buf *resp)
+{
+    int status = -1, fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(veil_kbs_server_port(server))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    struct veil_buf req, raw;
+    veil_buf_init(&req, 2u << 20);
+    veil_buf_init(&raw, VEIL_LIMIT_KBS_HEAD + VEIL_LIMIT_KBS_BODY);
+    veil_buf_reset(resp);
+    veil_err rc =
+        veil_buf_appendf(&req, "%s %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", method, path, n);
+    /* Over the cap the head alone is refused; the body is not sent. */
+    size_t end = req.len + (n <= VEIL_LIMIT_KBS_BODY ? n : 0);
+    if (rc == VEIL_OK && n <= VEIL_LIMIT_KBS_BODY)
+        rc = veil_buf_append_str(&req, body_start);
+    while (rc == VEIL_OK && req.len < end)
+        rc = veil_buf_append_u8(&req, ' ');
+    if (rc == VEIL_OK && fd >= 0 && ctx != NULL &&
+        connect(fd, (const struct sockaddr *)&a, sizeof(a)) == 0 && (ssl = SSL_new(ctx)) != NULL &&
+        SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1 &&
+        veil__kbs_write_all(ssl, req.p, req.len) == VEIL_OK) {
+        struct veil_kbs_http_head h;
+        struct veil_span body;
+        if (veil__kbs_read_message(ssl, false, &raw, &h, &body) == VEIL_OK &&
+            veil_buf_append(resp, body.p, body.len) == VEIL_OK)
+            status = h.status;
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    if (fd >= 0)
+        close(fd);
+    veil_buf_release(&req);
+    veil_buf_release(&raw);
+    return status;
+}
+
+/*
+ * Issue 18: a body that outgrew the reader's buffer left the parsed path pointing at freed
+ * memory, before any authentication: an anonymous 20 KiB body aborted the ASan broker, and
+ * a real 8 KiB admin policy was answered "no such endpoint". Both now reach their handler.
+ */
+TEST(large_bodies_reach_their_endpoint)
+{
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    static const size_t sizes[] = {9000, 20000, VEIL_LIMIT_KBS_BODY};
+    for (size_t i = 0; i < 3; i++) {
+        ASSERT_EQ_I64(anonymous_request("PUT", "/kbs/v1/admin/policy", "{", sizes[i], &r), 403);
+        ASSERT_TRUE(memmem(r.p, r.len, "administrator certificate", 25) != NULL);
+    }
+    ASSERT_EQ_I64(
+        anonymous_request("PUT", "/kbs/v1/admin/policy", "{", VEIL_LIMIT_KBS_BODY + 1, &r), 413);
+    /* An administrator's oversized (padded, invalid) policy reaches the policy parser. */
+    struct veil_buf big;
+    veil_buf_init(&big, 64 << 10);
+    ASSERT_OK(veil_buf_append_str(&big, "{\"version\":1,\"workloads\":[{}]"));
+    while (big.len < 20000)
+        ASSERT_OK(veil_buf_append_u8(&big, ' '));
+    ASSERT_OK(veil_buf_append_str(&big, "}"));
+    ASSERT_EQ_I64(admin("PUT", "/kbs/v1/admin/policy", (const char *)big.p, &r), 400);
+    ASSERT_TRUE(memmem(r.p, r.len, "no such", 7) == NULL);
+    veil_buf_release(&big);
     veil_buf_release(&r);
 }
 
