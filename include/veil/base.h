@@ -220,6 +220,20 @@ void veil_secure_lock(void *p, size_t size);
 /* Wipes and unmaps memory from veil_secure_alloc; size must be the size allocated. NULL no-op. */
 void veil_secure_free(void *p, size_t size);
 
+/*
+ * Keeps the secrets of a server process (model keys, plaintext weights, TLS and CA private
+ * keys, released keys) out of core files, for the whole process and not only its secure
+ * memory: sets RLIMIT_CORE to 0 (soft and hard, so it cannot be raised again without
+ * privilege) and PR_SET_DUMPABLE to 0, which makes the kernel write no core at all, even
+ * through a piped core_pattern, and also refuses ptrace and /proc/PID/mem to processes of the
+ * same user without CAP_SYS_PTRACE. With allow_dumps it changes nothing and logs a warning
+ * that a core of this process holds those secrets (for debugging only).
+ * Call it once at start, before secrets are loaded. Both settings are inherited by children.
+ * Errors: VEIL_E_PERM / VEIL_E_IO (the kernel refused a setting; eb names which, and the
+ * process may be left with only the other one applied). Not thread-safe with itself.
+ */
+VEIL_NODISCARD veil_err veil_harden_process(bool allow_dumps, struct veil_errbuf *eb);
+
 /* ---- Checked spans for untrusted bytes (STYLE rule 25) ---- */
 
 /* A read-only view of bytes. Readers consume from the front and never read past len. */

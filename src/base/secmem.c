@@ -2,12 +2,18 @@
  * Secure memory for keys and plaintext weights: page-aligned anonymous mappings, locked
  * where the system allows, excluded from core dumps, and wiped with OPENSSL_cleanse (which the
  * compiler cannot elide) before they are unmapped. Comparisons of secrets use CRYPTO_memcmp.
+ * Secrets also live outside secure memory (OpenSSL's key objects, heap buffers), so the servers
+ * turn core dumps off for the whole process at start with veil_harden_process.
  */
 #include "veil/base.h"
 
 #include <openssl/crypto.h>
+#include <errno.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static _Atomic int g_mlock_warned;
@@ -78,4 +84,28 @@ void veil_secure_free(void *p, size_t size)
     OPENSSL_cleanse(p, len);
     (void)munlock(p, len);
     munmap(p, len);
+}
+
+veil_err veil_harden_process(bool allow_dumps, struct veil_errbuf *eb)
+{
+    if (allow_dumps) {
+        VEIL_LOG_WARN("core dumps are allowed (--allow-core-dumps): a core file of this "
+                      "process holds model keys, plaintext weights and private keys; use it only "
+                      "to debug, never with production keys");
+        return VEIL_OK;
+    }
+    /* The limit first: it stops file cores even if the kernel refused the flag below. */
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) != 0) {
+        int e = errno;
+        return veil_errf(eb, e == EPERM ? VEIL_E_PERM : VEIL_E_IO,
+                         "cannot set RLIMIT_CORE to 0: %s", strerror(e));
+    }
+    /* Not dumpable: no core even through a core_pattern pipe, which ignores RLIMIT_CORE. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        int e = errno;
+        return veil_errf(eb, e == EPERM ? VEIL_E_PERM : VEIL_E_IO,
+                         "cannot clear the dumpable flag (PR_SET_DUMPABLE): %s", strerror(e));
+    }
+    return VEIL_OK;
 }

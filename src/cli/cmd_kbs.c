@@ -26,6 +26,7 @@ static void help(FILE *f)
         f, "usage: veil kbs init --state DIR [--host NAME]...\n"
            "       veil kbs [serve] --state DIR [--listen HOST:PORT] [--roots DIR]\n"
            "                [--collateral DIR] [--sim-key PUB.pem] [--threads N]\n"
+           "                [--allow-core-dumps]\n"
            "       veil kbs admin --broker HOST:PORT --ca CA.pem --cert ADMIN.pem --key ADMIN.key\n"
            "                COMMAND   (list | add NAME [--key-file F | --id ID] | rotate NAME |\n"
            "                           retire ID | policy FILE)\n"
@@ -33,7 +34,9 @@ static void help(FILE *f)
            "                --sim-key SIM.key [--keys ID,...] [--measurement HEX] [--svn N]\n\n"
            "The key broker holds model keys encrypted under its master key, releases them only\n"
            "to workloads whose RA-TLS evidence matches the policy, signs their serving\n"
-           "certificates, and appends every decision to STATE/audit.log.\n");
+           "certificates, and appends every decision to STATE/audit.log. The broker turns core\n"
+           "dumps off at start (its memory holds the CA keys and released model keys);\n"
+           "--allow-core-dumps keeps them on, for debugging only.\n");
 }
 
 /* Options shared by the subcommands; each uses the ones it needs. */
@@ -43,6 +46,7 @@ struct kbs_args {
     const char *hosts[17];
     size_t nhosts;
     uint64_t threads, svn;
+    bool allow_core_dumps;
 };
 
 static int parse_args(int argc, char **argv, struct kbs_args *a)
@@ -64,6 +68,7 @@ static int parse_args(int argc, char **argv, struct kbs_args *a)
                                          {"threads", required_argument, NULL, 'T'},
                                          {"svn", required_argument, NULL, 'v'},
                                          {"measurement", required_argument, NULL, 'm'},
+                                         {"allow-core-dumps", no_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -113,6 +118,9 @@ static int parse_args(int argc, char **argv, struct kbs_args *a)
         case 'm':
             a->measurement = optarg;
             break;
+        case 'D':
+            a->allow_core_dumps = true;
+            break;
         case 'H':
             if (a->nhosts == 16)
                 return veil_cli_fail("kbs", "at most 16 --host names");
@@ -157,14 +165,18 @@ static int cmd_serve(struct kbs_args *a)
 {
     if (a->state == NULL)
         return veil_cli_fail("kbs", "--state DIR is required");
+    struct veil_errbuf eb = {{0}};
+    /* Before any key is read: a core of the broker would hold the CA keys and released keys. */
+    veil_err rc = veil_harden_process(a->allow_core_dumps, &eb);
+    if (rc != VEIL_OK)
+        return veil_cli_fail_rc("kbs", rc, &eb);
     struct veil_kbs_server_opts o = {.state_dir = a->state,
                                      .listen = a->listen,
                                      .roots_dir = a->roots,
                                      .collateral_dir = a->collateral,
                                      .sim_key_pem = a->sim_key,
                                      .threads = (unsigned)a->threads};
-    struct veil_errbuf eb = {{0}};
-    veil_err rc = veil_kbs_server_open(&o, &g_server, &eb);
+    rc = veil_kbs_server_open(&o, &g_server, &eb);
     if (rc != VEIL_OK)
         return veil_cli_fail_rc("kbs", rc, &eb);
     if (a->sim_key != NULL)

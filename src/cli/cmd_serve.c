@@ -50,6 +50,8 @@ static void help(FILE *f)
         "  --request_threads=N            request decode/encode threads (default 2 x cores, >= 4)\n"
         "  --max_message_bytes=N          gRPC message / REST body cap (default 2 GiB-1 / 1 GiB)\n"
         "  --max_connections=N --max_streams=N  connection and HTTP/2 stream caps\n"
+        "  --allow-core-dumps             keep core dumps on (debugging only: a core holds model\n"
+        "                                 keys, plaintext weights and the TLS private key)\n"
         "  --log_level=err|warn|info|debug\n"
         "  --version                      print the version and exit\n");
 }
@@ -132,6 +134,7 @@ int veil_cmd_serve(int argc, char **argv)
     const char *san_list[17] = {NULL};
     char san_buf[1024] = "";
     int status = 1;
+    bool allow_core_dumps = false;
     memset(&o, 0, sizeof(o));
     o.grpc_port = 8500;
     o.rest_port = 8501;
@@ -158,7 +161,8 @@ int veil_cmd_serve(int argc, char **argv)
         /* Boolean flags may stand alone; the others take =VALUE or the next argument. */
         if (strcmp(name, "enable_batching") == 0 || strcmp(name, "plaintext") == 0 ||
             strcmp(name, "enable_grpc_healthcheck_service") == 0 ||
-            strcmp(name, "rest_api_enable_cors_support") == 0 || strcmp(name, "version") == 0) {
+            strcmp(name, "rest_api_enable_cors_support") == 0 || strcmp(name, "version") == 0 ||
+            strcmp(name, "allow-core-dumps") == 0 || strcmp(name, "allow_core_dumps") == 0) {
             if (!parse_bool(val, &b))
                 return veil_cli_fail("serve", "--%s takes true or false", name);
             if (strcmp(name, "enable_batching") == 0)
@@ -169,6 +173,8 @@ int veil_cmd_serve(int argc, char **argv)
                 o.rest_api_enable_cors_support = b;
             else if (strcmp(name, "enable_grpc_healthcheck_service") == 0)
                 o.enable_grpc_healthcheck_service = b;
+            else if (strncmp(name, "allow", 5) == 0)
+                allow_core_dumps = b;
             else if (b) {
                 printf("Veil ModelServer: 0.1.0 (TensorFlow Serving API compatible)\n");
                 return 0;
@@ -285,7 +291,10 @@ int veil_cmd_serve(int argc, char **argv)
         if (!ok)
             return veil_cli_fail("serve", "bad value for --%s: '%s'", name, val);
     }
-    veil_err rc = VEIL_OK;
+    /* Before any key, weight or private key is loaded: none of them may end up in a core. */
+    veil_err rc = veil_harden_process(allow_core_dumps, &eb);
+    if (rc != VEIL_OK)
+        return veil_cli_fail("serve", "%s", veil_errbuf_msg(&eb, rc));
     if (kbs.brokers != NULL && key_path != NULL)
         return veil_cli_fail("serve", "--kbs and --key exclude each other");
     if (kbs.brokers != NULL) {
