@@ -939,8 +939,9 @@ static void serve_connection(struct veil_kbs_server *s, int fd)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     SSL *ssl = SSL_new(s->ssl);
+    /* Secret: an administrator's request body may carry a model key being imported. */
     struct veil_buf buf;
-    veil_buf_init(&buf, VEIL_LIMIT_KBS_HEAD + VEIL_LIMIT_KBS_BODY);
+    veil_buf_init_secret(&buf, VEIL_LIMIT_KBS_HEAD + VEIL_LIMIT_KBS_BODY);
     if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1) {
         ERR_clear_error();
         goto out;
