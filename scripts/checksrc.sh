@@ -23,5 +23,13 @@ if out=$(grep -rnE "$printing" src --include=*.c | grep -vE '^src/(cli|base/(log
     echo "$out"
     status=1
 fi
+# libFuzzer writes its findings as crash-*, slow-unit-*, leak-*, timeout-* and oom-* files in
+# the folder it runs from: one must become a named corpus entry or a regression test instead.
+artefacts='(^|/)(crash|slow-unit|leak|timeout|oom)-[0-9a-f]+$'
+if out=$(git ls-files --cached --others --exclude-standard 2>/dev/null | grep -E "$artefacts"); then
+    echo "checksrc: libFuzzer artefacts in the tree (name them as corpus entries or tests):"
+    echo "$out"
+    status=1
+fi
 [ $status -eq 0 ] && echo "checksrc: ok"
 exit $status

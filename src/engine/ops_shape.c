@@ -1916,6 +1916,18 @@ struct einsum_plan {
     size_t n_in, n_dims, n_out;
     int64_t size[EIN_MAX_DIMS];
     int64_t st[EIN_MAX_IN][EIN_MAX_DIMS];
+    /*
+     * A summed dimension that only one operand reads ("bin,bck->": n and k) is summed inside
+     * that operand first, into a dense partial sum over the operand's other dimensions (rst:
+     * its strides, 0 elsewhere): the main loop then runs over the product of the remaining
+     * dimensions only, not of every label (a sum of products factors). own[d]: the operand
+     * that alone reads summed dimension d, or -1.
+     */
+    int8_t own[EIN_MAX_DIMS];
+    bool reduce[EIN_MAX_IN];
+    uint64_t rnumel[EIN_MAX_IN];
+    int64_t rst[EIN_MAX_IN][EIN_MAX_DIMS];
+    uint64_t red; /* summed positions the main loop visits per output element */
 };
 
 /* One term's subscripts: labels 0-51, and -1 for its '...' (at most one). */
@@ -2148,23 +2160,103 @@ static veil_err einsum_infer(struct veil__ictx *c)
                     pl->st[i][ge[e]] += ist[a];
         }
     }
-    /* Every output element sums over all summed positions: cap the whole loop nest. */
-    uint64_t work = c->n_in;
+    /* Summed dimensions read by one operand alone are summed inside it first. */
+    for (size_t d = 0; d < n; d++) {
+        pl->own[d] = -1;
+        if (d < pl->n_out)
+            continue;
+        int readers = 0, who = -1;
+        for (size_t i = 0; i < c->n_in; i++)
+            if (pl->st[i][d] != 0) {
+                readers++;
+                who = (int)i;
+            }
+        if (readers == 1 && c->n_in > 1) {
+            pl->own[d] = (int8_t)who;
+            pl->reduce[who] = true;
+        }
+    }
+    for (size_t i = 0; i < c->n_in; i++) {
+        if (!pl->reduce[i])
+            continue;
+        uint64_t rn = 1;
+        for (size_t d = n; d-- > 0;)
+            if (pl->st[i][d] != 0 && pl->own[d] < 0) {
+                pl->rst[i][d] = (int64_t)rn;
+                rn *= (uint64_t)pl->size[d]; /* at most the operand's numel */
+            }
+        pl->rnumel[i] = rn;
+    }
+    /*
+     * Every output element sums over the summed positions the main loop visits; the partial
+     * sums read each operand once. Cap the whole loop nest.
+     */
+    uint64_t work = c->n_in, red = 1;
     bool empty = false;
     for (size_t d = 0; d < n; d++)
         empty = empty || pl->size[d] == 0;
-    for (size_t d = 0; d < n && !empty; d++)
+    for (size_t d = 0; d < n && !empty; d++) {
+        if (pl->own[d] >= 0)
+            continue;
+        if (d >= pl->n_out)
+            red *= (uint64_t)pl->size[d];
         if (__builtin_mul_overflow(work, (uint64_t)pl->size[d], &work) || work > EIN_MAX_WORK)
             return veil_errf(c->eb, VEIL_E_LIMIT, "Einsum needs more than %llu multiply-adds",
                              (unsigned long long)EIN_MAX_WORK);
+    }
+    pl->red = empty ? 0 : red;
     return VEIL_OK;
 }
 
 struct einsum_job {
     const struct einsum_plan *pl;
-    const struct veil__tv *in;
+    const struct veil__tv *in; /* the operands, or their partial sums (einsum_reduce) */
     struct veil__tv *out;
 };
+
+/* The stride of operand i along dimension d in the main loop (its partial sum's if reduced). */
+static int64_t ein_st(const struct einsum_plan *pl, size_t i, size_t d)
+{
+    return pl->reduce[i] ? pl->rst[i][d] : pl->st[i][d];
+}
+
+/*
+ * Sums operand i over the dimensions it alone reads into r (rnumel elements, zeroed, float64
+ * for float operands, int64 otherwise), visiting every element of the operand once.
+ */
+static void einsum_reduce(const struct einsum_plan *pl, size_t i, const struct veil__tv *in,
+                          struct veil__tv *r)
+{
+    size_t dims[EIN_MAX_DIMS], nd = 0;
+    int64_t pos[EIN_MAX_DIMS] = {0}, off = 0, roff = 0;
+    uint64_t total = 1;
+    bool fl = veil__dt_is_float(in->dt);
+    for (size_t d = 0; d < pl->n_dims; d++)
+        if (pl->st[i][d] != 0) {
+            dims[nd++] = d;
+            total *= (uint64_t)pl->size[d];
+        }
+    for (uint64_t k = 0; k < total; k++) {
+        if (fl)
+            veil__set_f64(r, (uint64_t)roff,
+                          veil__get_f64(r, (uint64_t)roff) + veil__get_f64(in, (uint64_t)off));
+        else /* wrapping, as the products of the main loop */
+            veil__set_i64(r, (uint64_t)roff,
+                          (int64_t)((uint64_t)veil__get_i64(r, (uint64_t)roff) +
+                                    (uint64_t)veil__get_i64(in, (uint64_t)off)));
+        for (size_t t = nd; t-- > 0;) {
+            size_t d = dims[t];
+            if (++pos[t] < pl->size[d]) {
+                off += pl->st[i][d];
+                roff += pl->rst[i][d];
+                break;
+            }
+            pos[t] = 0;
+            off -= (pl->size[d] - 1) * pl->st[i][d];
+            roff -= (pl->size[d] - 1) * pl->rst[i][d];
+        }
+    }
+}
 
 /* Output elements [lo, hi): each sums the operands' product over the summed dimensions. */
 static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
@@ -2173,7 +2265,7 @@ static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
     const struct einsum_plan *pl = j->pl;
     bool fl = veil__dt_is_float(j->out->dt);
     size_t ni = pl->n_in;
-    uint64_t red = veil__numel(pl->size + pl->n_out, pl->n_dims - pl->n_out);
+    uint64_t red = pl->red;
     for (uint64_t o = lo; o < hi; o++) {
         int64_t off[EIN_MAX_IN] = {0}, pos[EIN_MAX_DIMS] = {0};
         uint64_t q = o;
@@ -2181,7 +2273,7 @@ static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
             int64_t x = (int64_t)(q % (uint64_t)pl->size[d]);
             q /= (uint64_t)pl->size[d];
             for (size_t i = 0; i < ni; i++)
-                off[i] += x * pl->st[i][d];
+                off[i] += x * ein_st(pl, i, d);
         }
         double fs = 0;
         uint64_t is = 0;
@@ -2197,16 +2289,18 @@ static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
                     p *= (uint64_t)veil__get_i64(&j->in[i], (uint64_t)off[i]);
                 is += p;
             }
-            /* Next summed position, the last dimension fastest. */
+            /* Next summed position, the last dimension fastest (not those summed inside). */
             for (size_t d = pl->n_dims; d-- > pl->n_out;) {
+                if (pl->own[d] >= 0)
+                    continue;
                 if (++pos[d] < pl->size[d]) {
                     for (size_t i = 0; i < ni; i++)
-                        off[i] += pl->st[i][d];
+                        off[i] += ein_st(pl, i, d);
                     break;
                 }
                 pos[d] = 0;
                 for (size_t i = 0; i < ni; i++)
-                    off[i] -= (pl->size[d] - 1) * pl->st[i][d];
+                    off[i] -= (pl->size[d] - 1) * ein_st(pl, i, d);
             }
         }
         if (fl)
@@ -2218,10 +2312,35 @@ static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
 
 static veil_err einsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
-    struct einsum_job j = {kp->ptr, c->in, &c->out[0]};
-    uint64_t red = veil__numel(j.pl->size + j.pl->n_out, j.pl->n_dims - j.pl->n_out);
-    veil__parallel(c->out[0].numel, 1 + 4096 / (red + 1), einsum_range, &j);
-    return VEIL_OK;
+    const struct einsum_plan *pl = kp->ptr;
+    struct veil__tv src[EIN_MAX_IN];
+    veil_err rc = VEIL_OK;
+    for (size_t i = 0; i < pl->n_in; i++)
+        src[i] = c->in[i];
+    for (size_t i = 0; i < pl->n_in; i++) {
+        if (!pl->reduce[i])
+            continue;
+        /* Partial sums are at most as large as the operand; they live for this run only. */
+        bool fl = veil__dt_is_float(c->in[i].dt);
+        src[i].dt = fl ? VEIL_DT_DOUBLE : VEIL_DT_INT64;
+        src[i].rank = 1;
+        src[i].dims[0] = (int64_t)pl->rnumel[i];
+        src[i].numel = pl->rnumel[i];
+        src[i].data = veil_calloc(pl->rnumel[i] > 0 ? pl->rnumel[i] : 1, 8);
+        if (src[i].data == NULL) {
+            rc = veil_errf(c->eb, VEIL_E_NOMEM, "no memory for an Einsum partial sum");
+            break;
+        }
+        einsum_reduce(pl, i, &c->in[i], &src[i]);
+    }
+    if (rc == VEIL_OK) {
+        struct einsum_job j = {pl, src, &c->out[0]};
+        veil__parallel(c->out[0].numel, 1 + 4096 / (pl->red + 1), einsum_range, &j);
+    }
+    for (size_t i = 0; i < pl->n_in; i++)
+        if (pl->reduce[i] && src[i].data != c->in[i].data)
+            veil_free(src[i].data);
+    return rc;
 }
 
 const struct veil__op_def veil__ops_shape[] = {

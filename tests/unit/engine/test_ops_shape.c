@@ -716,6 +716,82 @@ TEST(einsum_against_reference)
     veil_tensor_release(&y);
 }
 
+/*
+ * Labels summed in one operand only are summed inside it before the products: the results
+ * equal the plain sum of products. The first case is a fuzzer's model ("bin, bck ->" on two
+ * [5, 122, 91] operands): 616 million products as one loop nest, 74 thousand once factored.
+ */
+TEST(einsum_private_sums)
+{
+    struct veil_errbuf eb = {{0}};
+    struct veil_tensor y;
+    uint32_t s = 9;
+    enum { B = 5, R = 122, C = 91 };
+    float *a = malloc(sizeof(float) * B * R * C), *c = malloc(sizeof(float) * B * R * C);
+    ASSERT_TRUE(a != NULL && c != NULL);
+    for (size_t i = 0; i < (size_t)B * R * C; i++) {
+        a[i] = rnd_f(&s);
+        c[i] = rnd_f(&s);
+    }
+    struct tin big[2] = {{"a", VEIL_DT_FLOAT, 3, {B, R, C}, a},
+                         {"c", VEIL_DT_FLOAT, 3, {B, R, C}, c}};
+    ASSERT_OK(einsum_run("bin, bck ->", big, 2, 0, &y, &eb));
+    double want = 0;
+    for (size_t n = 0; n < B; n++) {
+        double sa = 0, sc = 0;
+        for (size_t i = 0; i < (size_t)R * C; i++) {
+            sa += a[n * R * C + i];
+            sc += c[n * R * C + i];
+        }
+        want += sa * sc;
+    }
+    ASSERT_EQ_I64(y.rank, 0);
+    ASSERT_TRUE(fabs(*(float *)y.data - want) <= 1e-4 * (fabs(want) + 1));
+    veil_tensor_release(&y);
+    /* k is summed inside b alone; j is shared; a diagonal (ii) beside a private label. */
+    enum { BA = 3, I = 4, J = 5, K = 6 };
+    float x[BA * I * J], w[BA * J * K];
+    for (size_t i = 0; i < BA * I * J; i++)
+        x[i] = rnd_f(&s);
+    for (size_t i = 0; i < BA * J * K; i++)
+        w[i] = rnd_f(&s);
+    struct tin mm[2] = {{"a", VEIL_DT_FLOAT, 3, {BA, I, J}, x},
+                        {"b", VEIL_DT_FLOAT, 3, {BA, J, K}, w}};
+    int64_t bid[2] = {BA, I};
+    ASSERT_OK(einsum_run("bij,bjk->bi", mm, 2, 2, &y, &eb));
+    ASSERT_TRUE(same_dims(&y, 2, bid));
+    for (size_t n = 0; n < BA; n++)
+        for (size_t i = 0; i < I; i++) {
+            double acc = 0;
+            for (size_t j = 0; j < J; j++)
+                for (size_t k = 0; k < K; k++)
+                    acc += (double)x[(n * I + i) * J + j] * w[(n * J + j) * K + k];
+            ASSERT_TRUE(fabs(((float *)y.data)[n * I + i] - acc) <= 1e-5);
+        }
+    veil_tensor_release(&y);
+    enum { Q = 4 };
+    int32_t sq[2 * Q * Q], v[2 * 3];
+    for (size_t i = 0; i < 2 * Q * Q; i++)
+        sq[i] = (int32_t)rnd_in(&s, -50, 50);
+    for (size_t i = 0; i < 6; i++)
+        v[i] = (int32_t)rnd_in(&s, -9, 9);
+    struct tin dg[2] = {{"x", VEIL_DT_INT32, 3, {2, Q, Q}, sq}, {"v", VEIL_DT_INT32, 2, {2, 3}, v}};
+    int64_t bd[1] = {2};
+    ASSERT_OK(einsum_run("bii,bk->b", dg, 2, 1, &y, &eb));
+    ASSERT_TRUE(same_dims(&y, 1, bd));
+    for (size_t n = 0; n < 2; n++) {
+        int64_t tr = 0, sv = 0;
+        for (size_t i = 0; i < Q; i++)
+            tr += sq[(n * Q + i) * Q + i];
+        for (size_t k = 0; k < 3; k++)
+            sv += v[n * 3 + k];
+        ASSERT_EQ_I64(((int32_t *)y.data)[n], tr * sv);
+    }
+    veil_tensor_release(&y);
+    free(a);
+    free(c);
+}
+
 TEST(einsum_malformed_equations)
 {
     struct veil_errbuf eb = {{0}};
