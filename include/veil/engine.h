@@ -59,7 +59,17 @@ struct veil_engine_options {
     bool direct_conv;
     /* Time every node of every run (see veil_engine_model_profile): two clock reads a node. */
     bool profile;
+    /*
+     * Plans kept per model (one per distinct input signature, see veil_engine_model_peak_bytes):
+     * 0 means VEIL_ENGINE_DEFAULT_PLANS, larger values are capped at VEIL_ENGINE_MAX_PLANS. A
+     * signature whose plan was evicted (least recently used first) is planned again on its next
+     * run; a run while every cached plan is in use gets a plan of its own, freed after the run.
+     */
+    unsigned max_plans;
 };
+
+#define VEIL_ENGINE_DEFAULT_PLANS 16
+#define VEIL_ENGINE_MAX_PLANS 64
 
 /* The default cap on one plan's activation memory (see veil_engine_model_set_max_activation). */
 #define VEIL_ENGINE_DEFAULT_MAX_ACTIVATION (64ull << 30)
@@ -96,8 +106,10 @@ void veil_engine_model_set_max_activation(struct veil_engine_model *m, uint64_t 
 /*
  * Bytes of weights the model holds: constants in the model's plain layout plus their copies
  * reordered for the kernels. After the first run, float weights of 1 MiB or more that every
- * plan reads only reordered keep just that copy (a new plan, built on a new input signature,
- * rebuilds the plain copy while it is built and drops it again). Thread-safe.
+ * plan reads only reordered keep just that copy when the plain layout can be rebuilt from it (a
+ * new plan, built on a new input signature, rebuilds the plain copy while it is built and drops
+ * it again); Winograd weights are a one-way transform, so those keep their plain copy too.
+ * Thread-safe.
  */
 size_t veil_engine_model_weight_bytes(struct veil_engine_model *m);
 
@@ -141,8 +153,11 @@ const struct veil_tensor_info *veil_engine_model_output(const struct veil_engine
  * Runs the model. inputs[i] corresponds to veil_engine_model_input(m, i) and must match its
  * dtype and rank and every static dimension. On success outputs[j] (n_out must equal the
  * number of outputs) holds newly allocated results owned by the caller. On failure no output
- * is allocated. Errors: VEIL_E_INVALID (count, dtype or shape mismatch, named in eb),
- * VEIL_E_LIMIT, VEIL_E_NOMEM. Thread-safe: concurrent runs on one model are allowed.
+ * is allocated. Errors: VEIL_E_INVALID (count, dtype or shape mismatch, named in eb, or a shape
+ * the graph's operators refuse), VEIL_E_LIMIT, VEIL_E_NOMEM, VEIL_E_UNSUPPORTED or
+ * VEIL_E_INTERNAL (a kernel could not be planned or run for this signature: the engine's
+ * failure, not the input's). Thread-safe: concurrent runs on one model are allowed, with any
+ * mix of input signatures.
  */
 VEIL_NODISCARD veil_err veil_engine_run(struct veil_engine_model *m,
                                         const struct veil_tensor *inputs, size_t n_in,

@@ -185,6 +185,9 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
         }
     }
     m->threads = opt != NULL && opt->threads > 0 ? opt->threads : veil_cpu_count();
+    m->max_plans = opt != NULL && opt->max_plans > 0 ? opt->max_plans : VEIL_ENGINE_DEFAULT_PLANS;
+    if (m->max_plans > VEIL_ENGINE_MAX_PLANS)
+        m->max_plans = VEIL_ENGINE_MAX_PLANS;
     veil__lanes_reserve(m->threads);
     m->max_act = VEIL_ENGINE_DEFAULT_MAX_ACTIVATION;
     m->attention_isa = VEIL__VEC_AVX512;
@@ -422,7 +425,7 @@ static veil_err get_plan(struct veil_engine_model *m, const struct veil_tensor *
         goto out;
     p->last_use = m->use_clock;
     p->refs = 1;
-    if (m->n_plans < VEIL__ENG_MAX_PLANS) {
+    if (m->n_plans < m->max_plans) {
         p->cached = true;
         m->plans[m->n_plans++] = p;
     } else {

@@ -23,7 +23,6 @@
 #include <stdint.h>
 
 #define VEIL__ENG_RANK VEIL_LIMIT_TENSOR_RANK
-#define VEIL__ENG_MAX_PLANS 16          /* cached plans per model (distinct input signatures) */
 #define VEIL__ENG_MAX_POST 4            /* fused post-operations per node */
 #define VEIL__ENG_MAX_ACT (64ull << 30) /* cap on one plan's activation bytes */
 #define VEIL__ENG_FOLD_MAX (64u << 20)  /* largest value produced by constant folding */
@@ -255,6 +254,11 @@ struct veil__wcache_ent {
     dnnl_memory_desc_t src_md; /* its plain layout as the reorder read it */
     dnnl_memory_desc_t md;
     void *data; /* veil_aligned_alloc, owned by the cache */
+    /*
+     * oneDNN can reorder md back into src_md. Not so for every layout: Winograd weights
+     * (format kind wino) are a one-way transform, so they never stand in for the plain copy.
+     */
+    bool reversible;
 };
 
 struct veil__wcache {
@@ -273,8 +277,8 @@ struct veil_engine_model {
     uint64_t max_act; /* cap on a plan's activation arena */
     dnnl_engine_t deng;
     pthread_mutex_t mu;
-    struct veil__plan *plans[VEIL__ENG_MAX_PLANS];
-    size_t n_plans;
+    struct veil__plan *plans[VEIL_ENGINE_MAX_PLANS];
+    size_t n_plans, max_plans; /* cached plans, and the cap (options.max_plans) */
     uint64_t use_clock;
     /* Profiling (options.profile), under mu: per graph node, time over completed runs. */
     enum veil__vec_isa attention_isa; /* see veil__model_cap_attention */
@@ -480,16 +484,17 @@ veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
 
 void veil__wcache_release(struct veil__wcache *wc);
 /*
- * Rebuilds the plain copy of every dropped constant from its reordered copy (before a plan is
- * built, as plans may read constants plainly). Called under the model's mutex. Errors:
- * VEIL_E_NOMEM, VEIL_E_INTERNAL (oneDNN).
+ * Rebuilds the plain copy of every dropped constant from a reversible reordered copy (before a
+ * plan is built, as plans may read constants plainly or need another layout). Called under the
+ * model's mutex. Errors: VEIL_E_NOMEM, VEIL_E_INTERNAL (oneDNN, or no reversible copy: a broken
+ * invariant of veil__wcache_drop).
  */
 veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf *eb);
 /*
  * After a plan is built: marks constants this plan read other than through the weights cache
  * (wreads against n_reads, the reading slots of live nodes) as plain_needed, and frees the
- * plain copy of float constants of 1 MiB or more that no plan has read otherwise. Called under
- * the model's mutex.
+ * plain copy of float constants of 1 MiB or more that no plan has read otherwise and that have
+ * a reversible reordered copy to rebuild it from. Called under the model's mutex.
  */
 void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads,
                        const uint32_t *n_reads);

@@ -190,6 +190,17 @@ out:
     return rc;
 }
 
+/* Whether oneDNN has a reorder from layout a to layout b (it has none out of Winograd's). */
+static bool reorder_exists(dnnl_engine_t eng, const dnnl_memory_desc_t *a,
+                           const dnnl_memory_desc_t *b)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_reorder_primitive_desc_create(&pd, a, eng, b, eng, NULL) != dnnl_success)
+        return false;
+    dnnl_primitive_desc_destroy(pd);
+    return true;
+}
+
 /* Reserves sz bytes of the step's scratch region at the cursor and returns their offset. */
 static size_t take_scratch(struct veil__step *st, size_t *cur, size_t sz)
 {
@@ -238,11 +249,18 @@ static veil_err reorder_const(const struct veil__ictx *c, int32_t value, dnnl_en
         veil_aligned_free(tmp.owned[0]);
         return rc;
     }
-    wc->ents[wc->n++] = (struct veil__wcache_ent){value, *src, *dst, tmp.owned[0]};
+    wc->ents[wc->n++] =
+        (struct veil__wcache_ent){value, *src, *dst, tmp.owned[0], reorder_exists(eng, dst, src)};
     if (c->wreads != NULL)
         c->wreads[value]++;
     (void)ks;
     return VEIL_OK;
+}
+
+/* Whether the plain copy of v can be rebuilt, whole, from cache entry e. */
+static bool restores(const struct veil__wcache_ent *e, const struct veil__value *v)
+{
+    return e->reversible && dnnl_memory_desc_get_size(&e->src_md) == v->nbytes;
 }
 
 veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf *eb)
@@ -250,7 +268,8 @@ veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf 
     for (size_t i = 0; i < m->wcache.n; i++) {
         const struct veil__wcache_ent *e = &m->wcache.ents[i];
         struct veil__value *v = &m->g.values[e->value];
-        if (!v->dropped)
+        /* A later entry of the same constant may be the one to rebuild from. */
+        if (!v->dropped || !restores(e, v))
             continue;
         struct veil__kstate tmp;
         const void *plain;
@@ -263,6 +282,10 @@ veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf 
         v->c.data = tmp.owned[0];
         v->dropped = false;
     }
+    for (size_t v = 0; v < m->g.n_values; v++)
+        if (m->g.values[v].dropped)
+            return veil_errf(eb, VEIL_E_INTERNAL, "weights '%s' have no copy to rebuild from",
+                             m->g.values[v].name);
     return VEIL_OK;
 }
 
@@ -276,10 +299,10 @@ void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads, cons
     for (size_t i = 0; i < m->wcache.n; i++) {
         const struct veil__wcache_ent *e = &m->wcache.ents[i];
         struct veil__value *v = &g->values[e->value];
-        if (v->dropped || v->plain_needed || v->is_output || v->c.dt != VEIL_DT_FLOAT ||
-            v->nbytes < ((size_t)1 << 20) || n_reads[e->value] == 0 ||
-            wreads[e->value] != n_reads[e->value] ||
-            dnnl_memory_desc_get_size(&e->src_md) != v->nbytes)
+        /* Only a copy the plain layout can be rebuilt from lets the plain copy go. */
+        if (!restores(e, v) || v->dropped || v->plain_needed || v->is_output ||
+            v->c.dt != VEIL_DT_FLOAT || v->nbytes < ((size_t)1 << 20) || n_reads[e->value] == 0 ||
+            wreads[e->value] != n_reads[e->value])
             continue;
         veil_memzero(v->c.data, v->nbytes);
         veil_aligned_free(v->c.data);

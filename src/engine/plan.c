@@ -19,9 +19,8 @@ veil_err veil__dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *
 {
     if (st == dnnl_success)
         return VEIL_OK;
-    veil_err rc = st == dnnl_out_of_memory   ? VEIL_E_NOMEM
-                  : st == dnnl_unimplemented ? VEIL_E_UNSUPPORTED
-                                             : VEIL_E_INVALID;
+    /* oneDNN refusing a descriptor the engine built is the engine's failure, not the input's. */
+    veil_err rc = st == dnnl_out_of_memory ? VEIL_E_NOMEM : VEIL_E_INTERNAL;
     return veil_errf(eb, rc, "oneDNN %s failed (status %d)", what, (int)st);
 }
 

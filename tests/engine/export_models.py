@@ -4,6 +4,7 @@
 Models (all with a dynamic batch dimension, ONNX opset 17 unless named otherwise):
   resnet50      torchvision ResNet-50, random weights, batch-norm statistics randomised so
                 that folding them into the convolutions is exercised.
+  resnet18      torchvision ResNet-18, likewise (the serving tests' CNN).
   mobilenet_v2  torchvision MobileNetV2, likewise.
   bert_small    a BERT-style encoder (token, position and segment embeddings, LayerNorm,
                 multi-head self-attention with an attention mask, GELU feed-forward, pooler)
@@ -189,6 +190,8 @@ def export_vision(name, path):
     torch.manual_seed(0)
     if name == "resnet50":
         m = torchvision.models.resnet50()
+    elif name == "resnet18":
+        m = torchvision.models.resnet18()
     else:
         m = torchvision.models.mobilenet_v2()
     randomise_bn(m)
@@ -253,7 +256,7 @@ def main():
             continue
         tmp = path + ".tmp"
         with torch.no_grad():
-            if name in ("resnet50", "mobilenet_v2"):
+            if name in ("resnet50", "resnet18", "mobilenet_v2"):
                 export_vision(name, tmp)
             elif name in ("bert_small", "bert_small_op12", "bert_base"):
                 export_encoder(name, tmp)

@@ -134,8 +134,12 @@ TEST(matmul_bias_gemm)
  * the add and the ReLU. With 16-channel multiples the 3x3 convolution runs on Winograd kernels
  * unless direct_conv is set; odd sizes exercise partial Winograd tiles.
  */
-static void conv_case(int C, int H, int W, int N, bool direct, bool residual)
+static void conv_case_batches(int C, int H, int W, const int *batches, size_t nb, bool direct,
+                              bool residual, unsigned max_plans)
 {
+    int N = 0;
+    for (size_t i = 0; i < nb; i++)
+        N = batches[i] > N ? batches[i] : N;
     struct mb b;
     struct veil_engine_model *m = NULL;
     struct veil_errbuf eb = {{0}};
@@ -172,7 +176,7 @@ static void conv_case(int C, int H, int W, int N, bool direct, bool residual)
     mb_output(&b, "y", 1, 4, xd);
     struct veil_buf buf;
     mb_pack(&b, &buf);
-    struct veil_engine_options opt = {.threads = 2, .direct_conv = direct};
+    struct veil_engine_options opt = {.threads = 2, .direct_conv = direct, .max_plans = max_plans};
     ASSERT_OK(veil_engine_model_load(veil_buf_span(&buf), &opt, &m, &eb));
     veil_buf_release(&buf);
     mb_release(&b);
@@ -198,20 +202,33 @@ static void conv_case(int C, int H, int W, int N, bool direct, bool residual)
                         v += x[at];
                     want[at] = (float)(v > 0 ? v : 0);
                 }
-    int64_t in_d[4] = {N, C, H, W};
-    struct veil_tensor in = tensor_f(x, 4, in_d), out;
-    ASSERT_OK(veil_engine_run(m, &in, 1, &out, 1, &eb));
-    double err = rel_l2(out.data, want, nx);
-    if (err >= 1e-5)
-        fprintf(stderr, "conv %dx%dx%dx%d%s: relative L2 error %g\n", N, C, H, W,
-                direct ? " direct" : "", err);
-    ASSERT_TRUE(err < 1e-5);
-    veil_tensor_release(&out);
+    /* Items are independent: a batch of n answers the first n rows of the reference. */
+    for (size_t bi = 0; bi < nb; bi++) {
+        int n = batches[bi];
+        int64_t in_d[4] = {n, C, H, W};
+        size_t rows = (size_t)n * (size_t)C * (size_t)H * (size_t)W;
+        struct veil_tensor in = tensor_f(x, 4, in_d), out;
+        veil_err rc = veil_engine_run(m, &in, 1, &out, 1, &eb);
+        if (rc != VEIL_OK)
+            fprintf(stderr, "conv batch %d (run %zu): %s\n", n, bi, veil_errbuf_msg(&eb, rc));
+        ASSERT_OK(rc);
+        double err = rel_l2(out.data, want, rows);
+        if (err >= 1e-5)
+            fprintf(stderr, "conv %dx%dx%dx%d%s: relative L2 error %g\n", n, C, H, W,
+                    direct ? " direct" : "", err);
+        ASSERT_TRUE(err < 1e-5);
+        veil_tensor_release(&out);
+    }
     veil_engine_model_free(m);
     free(w);
     free(x);
     free(want);
     free(cb);
+}
+
+static void conv_case(int C, int H, int W, int N, bool direct, bool residual)
+{
+    conv_case_batches(C, H, W, &N, 1, direct, residual, 0);
 }
 
 TEST(conv_bn_residual_relu)
@@ -228,6 +245,21 @@ TEST(conv3x3_winograd_and_direct)
     /* The residual is the graph input, stored row-major while the output is channel-blocked. */
     conv_case(32, 13, 11, 3, false, true);
     conv_case(32, 13, 11, 3, true, true);
+}
+
+/*
+ * One loaded model answers every batch size in any order: the 3x3 weights (2.25 MiB) keep only
+ * their Winograd copy after the first plan, which cannot be reordered back to the plain layout,
+ * so every later plan must still find (or rebuild) what it reads. With a plan cache of 2, the
+ * sequence also evicts plans and rebuilds them for signatures seen before.
+ */
+TEST(conv_weights_across_batches)
+{
+    static const int batches[] = {1, 2, 3, 8, 1, 5, 2};
+    size_t nb = sizeof(batches) / sizeof(batches[0]);
+    conv_case_batches(256, 6, 5, batches, nb, false, false, 0);
+    conv_case_batches(256, 6, 5, batches, nb, false, true, 2);
+    conv_case_batches(256, 6, 5, batches, nb, true, false, 2);
 }
 
 /*
