@@ -8,7 +8,8 @@
 #   5. starts the key broker (`veil kbs`), imports the key and a policy naming this build;
 #   6. starts `veil serve --kbs ... --tee sim`: it attests, gets the key and its serving
 #      certificate, decrypts the model in memory and serves gRPC and REST over mutual TLS;
-#   7. runs `veil predict` and a short `veil bench` as a client that pins the broker's CA;
+#   7. runs `veil predict` and short `veil bench` runs (batch 1, then 4) as a client that pins
+#      the broker's CA;
 #   8. shuts everything down.
 #
 # Everything lands in one folder: VEIL_DEMO_DIR, default .veil-demo/ in the repository. A second
@@ -127,9 +128,12 @@ step "7b. veil predict over REST with mutual TLS"
 "$veil" predict --server "localhost:$rport" --rest --model "$model" "${tls[@]}" --seed 7 \
     --top-k 3
 
-step "7c. veil bench over gRPC with mutual TLS ($bench_s s, 4 in flight)"
-"$veil" bench --server "localhost:$gport" --model "$model" "${tls[@]}" \
-    --duration "$bench_s" --concurrency 4 --warmup 1
+step "7c. veil bench over gRPC with mutual TLS ($bench_s s each at batch 1 and 4, 4 in flight)"
+# Two batch sizes on one loaded model: every input signature the graph allows is served.
+for b in 1 4; do
+    "$veil" bench --server "localhost:$gport" --model "$model" "${tls[@]}" \
+        --duration "$bench_s" --concurrency 4 --warmup 1 --batch "$b"
+done
 
 step "7d. the broker's audit log"
 tail -3 broker/audit.log | cut -c1-220

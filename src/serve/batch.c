@@ -133,7 +133,7 @@ static void run_direct(struct sv_version *v, struct veil_tensor *inputs, sv_done
     veil__serve_metrics_runtime(v->model->repo->metrics, v->model->cfg.name, t_run);
     VEIL_LOG_DEBUG("unbatched run ran in %.2f ms", (double)t_run / 1e6);
     if (rc != VEIL_OK) {
-        sv_fail(&st, veil__serve_code_of(rc), "%s", veil_errbuf_msg(&eb, rc));
+        sv_fail(&st, veil__serve_run_code_of(rc), "%s", veil_errbuf_msg(&eb, rc));
         done(arg, false, NULL, 0, &st);
         return;
     }
@@ -270,7 +270,7 @@ static void run_batch(struct sv_batcher *b, struct bitem *items, int64_t rows)
     for (struct bitem *it = items; it != NULL;) {
         struct bitem *next = it->next;
         if (!ok) {
-            fail_item(it, rc != VEIL_OK ? veil__serve_code_of(rc) : VEIL_GRPC_INTERNAL, why);
+            fail_item(it, rc != VEIL_OK ? veil__serve_run_code_of(rc) : VEIL_GRPC_INTERNAL, why);
         } else {
             struct veil_tensor mine[SV_MAX_IO];
             bool mine_ok = true;

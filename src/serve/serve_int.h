@@ -475,5 +475,12 @@ void veil__serve_rest_handle(void *ud, struct veil_http_req *req);
 
 /* Converts a veil_err from the engine or repository into a canonical code. */
 int veil__serve_code_of(veil_err rc);
+/*
+ * The canonical code of a failed veil_engine_run: inputs the model refuses are
+ * INVALID_ARGUMENT, memory and activation caps RESOURCE_EXHAUSTED, and every other failure
+ * (a kernel or oneDNN refusing a shape the graph allows included) INTERNAL: the call is
+ * implemented, the server failed it (UNIMPLEMENTED would say the method does not exist).
+ */
+int veil__serve_run_code_of(veil_err rc);
 
 #endif /* VEIL_SERVE_INT_H */

@@ -65,6 +65,24 @@ int veil__serve_code_of(veil_err rc)
     }
 }
 
+int veil__serve_run_code_of(veil_err rc)
+{
+    switch (rc) {
+    case VEIL_E_INVALID:
+    case VEIL_E_FORMAT:
+    case VEIL_E_MISMATCH:
+    case VEIL_E_LIMIT:
+    case VEIL_E_NOMEM:
+    case VEIL_E_TIMEOUT:
+    case VEIL_E_EXPIRED:
+    case VEIL_E_UNAVAILABLE:
+    case VEIL_E_CANCELLED:
+        return veil__serve_code_of(rc);
+    default:
+        return VEIL_GRPC_INTERNAL;
+    }
+}
+
 int veil__serve_tf_dtype(enum veil_dtype dt)
 {
     switch (dt) {

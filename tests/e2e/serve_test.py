@@ -4,7 +4,11 @@ generated from the project's .proto files, and curl. Usage:
 
     serve_test.py --veil PATH --proto DIR --work DIR SUITE
 
-SUITE is one of: api, tls, config, reload, batching, robust, sealed."""
+    serve_test.py --veil PATH --proto DIR --work DIR --models DIR cnn
+
+SUITE is one of: api, tls, config, reload, batching, robust, sealed, cnn (a torch-exported
+ResNet-18 at mixed batch sizes against ONNX Runtime; exit status 77 without torch or
+onnxruntime-node)."""
 
 import argparse
 import base64
@@ -1066,8 +1070,144 @@ def suite_sealed(work):
         srv.stop()
 
 
+# ---------------------------------------------------------------------------------------------
+
+def cnn_setup(work):
+    """ResNet-18 exported by torch into --models, and ONNX Runtime's logits for a pool of six
+    images (one batch of six: a row of the answer depends only on its own image). Exits 77
+    (skip) without torch or onnxruntime-node."""
+    import numpy as np
+    here = os.path.dirname(os.path.abspath(__file__))
+    eng = os.path.join(here, "..", "engine")
+    r = subprocess.run(["/usr/bin/python3", os.path.join(eng, "export_models.py"), args.models,
+                        "resnet18"], capture_output=True, text=True, timeout=600)
+    if r.returncode == 77:
+        print("SKIP: " + r.stdout.strip())
+        sys.exit(77)
+    if r.returncode != 0:
+        raise RuntimeError("ResNet-18 export failed: " + r.stdout + r.stderr)
+    onnx_path = os.path.join(args.models, "resnet18.onnx")
+    pool = np.random.default_rng(7).standard_normal((6, 3, 224, 224)).astype(np.float32)
+    np.save(os.path.join(work, "pool.npy"), pool)
+    ort_dir = fresh_dir(os.path.join(work, "ort"))
+    r = subprocess.run(["node", os.path.join(eng, "ort_run.js"), "run", onnx_path, ort_dir, "2",
+                        "input=" + os.path.join(work, "pool.npy")],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode == 77:
+        print("SKIP: onnxruntime-node is not installed (cd tests/peers && npm install)")
+        sys.exit(77)
+    if r.returncode != 0:
+        raise RuntimeError("onnxruntime failed: " + r.stderr)
+    ref = np.load(os.path.join(ort_dir, "logits.npy"))
+    base = os.path.join(work, "models", "resnet18")
+    os.makedirs(os.path.join(base, "1"), exist_ok=True)
+    shutil.copy(onnx_path, os.path.join(base, "1", "model.onnx"))
+    return base, pool, ref
+
+
+def cnn_clients(srv, P, pool, ref, what):
+    """Two gRPC and two REST clients at once, each sending batches of 1, 2, 3, 2, 1, 3 rows
+    taken from the pool at its own offset. Every answer must be OK, of the right shape, and
+    each row within 1e-4 relative L2 of ONNX Runtime's row for the same image."""
+    import numpy as np
+    ps = P.ps.PredictionServiceStub(srv.channel(options=[
+        ("grpc.max_receive_message_length", 64 << 20),
+        ("grpc.max_send_message_length", 64 << 20)]))
+    results = []
+    lock = threading.Lock()
+
+    def rel(a, b):
+        return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b))
+
+    def one(kind, c, k):
+        rows = (1, 2, 3, 2, 1, 3)[k]
+        idx = [(c * 2 + k + j) % len(pool) for j in range(rows)]
+        x = pool[idx]
+        try:
+            if kind == "grpc":
+                code, r = grpc_code(lambda: ps.Predict(predict_req(P, "resnet18", x),
+                                                       timeout=120))
+                if code != "OK":
+                    return (kind, rows, code, str(r)[:200])
+                shape = [d.size for d in r.outputs["logits"].tensor_shape.dim]
+                raw = r.outputs["logits"].tensor_content
+                got = (np.frombuffer(raw, dtype=np.float32) if raw else
+                       np.array(r.outputs["logits"].float_val, dtype=np.float32))
+            else:
+                st, js = srv.rest_json("POST", "/v1/models/resnet18:predict",
+                                       {"instances": x.tolist()})
+                if st != 200:
+                    return (kind, rows, st, str(js)[:200])
+                got = np.array(js["predictions"], dtype=np.float32)
+                shape = list(got.shape)
+            if shape != [rows, 1000]:
+                return (kind, rows, "shape", shape)
+            got = got.reshape(rows, 1000)
+            errs = [rel(got[j], ref[i]) for j, i in enumerate(idx)]
+            if max(errs) > 1e-4:
+                return (kind, rows, "error", max(errs))
+            return None
+        except Exception as e:  # a broken connection counts as a failed request
+            return (kind, rows, "exception", repr(e)[:200])
+
+    def client(kind, c):
+        for k in range(6):
+            bad = one(kind, c, k)
+            with lock:
+                results.append(bad)
+
+    ts = [threading.Thread(target=client, args=(kind, c))
+          for c, kind in enumerate(("grpc", "rest", "grpc", "rest"))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=300)
+    failed = [r for r in results if r is not None]
+    check(len(results) == 24 and not failed,
+          "%s: %d requests at batch sizes 1, 2 and 3 over gRPC and REST, %d failed, every row "
+          "equal to ONNX Runtime's (first failures: %r)" % (what, len(results), len(failed),
+                                                           failed[:3]))
+    # The order the issue was found in: batch 1, then 2, then 1 again, one after another.
+    for rows in (1, 2, 1):
+        bad = one("grpc", 0, {1: 0, 2: 1}[rows])
+        check(bad is None, "%s: a lone request at batch %d after the others (%r)" %
+              (what, rows, bad))
+
+
+def suite_cnn(work):
+    """A real CNN (ResNet-18, exported by torch at test time) answers every batch size in any
+    order: batching on (plaintext) and off (mutual TLS), gRPC and REST clients at once."""
+    P = pb()
+    base, pool, ref = cnn_setup(work)
+    bp = os.path.join(work, "batching.config")
+    with open(bp, "w") as f:
+        f.write("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000 }\n"
+                "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 2 }\n")
+    mp = ["--model_name=resnet18", "--model_base_path=" + base]
+    print("batching on:")
+    srv = Server(args.veil, work, mp + ["--plaintext", "--enable_batching",
+                                        "--batching_parameters_file=" + bp], "cnn_batching",
+                 ready_timeout=120)
+    try:
+        cnn_clients(srv, P, pool, ref, "batching on")
+    finally:
+        srv.stop()
+    print("batching off, mutual TLS:")
+    certs = make_certs(os.path.join(work, "certs"))
+    srv = Server(args.veil, work, mp + ["--tls_cert=" + certs["server.pem"],
+                                        "--tls_key=" + certs["server.key"],
+                                        "--tls_client_ca=" + certs["ca.pem"]], "cnn_direct",
+                 tls={"ca": certs["ca.pem"], "cert": certs["client.pem"],
+                      "key": certs["client.key"]}, ready_timeout=120)
+    try:
+        cnn_clients(srv, P, pool, ref, "batching off")
+    finally:
+        srv.stop()
+
+
 SUITES = {"api": suite_api, "tls": suite_tls, "config": suite_config, "reload": suite_reload,
-          "batching": suite_batching, "robust": suite_robust, "sealed": suite_sealed}
+          "batching": suite_batching, "robust": suite_robust, "sealed": suite_sealed,
+          "cnn": suite_cnn}
 
 
 def main():
@@ -1076,6 +1216,7 @@ def main():
     ap.add_argument("--veil", required=True)
     ap.add_argument("--proto", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--models", help="where whole models are exported (suite cnn)")
     ap.add_argument("suite", choices=sorted(SUITES))
     args = ap.parse_args()
     work = fresh_dir(os.path.join(args.work, args.suite))

@@ -198,4 +198,22 @@ TEST(http_status_mapping)
     ASSERT_STR_CONTAINS(st.msg, "a...TRUNCATED");
 }
 
+/*
+ * A failed engine run is the server's failure (INTERNAL, HTTP 500), unless the input is what
+ * the model refuses or a cap was hit; never UNIMPLEMENTED, which says the method is missing.
+ */
+TEST(engine_run_failure_codes)
+{
+    ASSERT_EQ_U64(veil__serve_run_code_of(VEIL_E_UNSUPPORTED), VEIL_GRPC_INTERNAL);
+    ASSERT_EQ_U64(veil__serve_run_code_of(VEIL_E_INTERNAL), VEIL_GRPC_INTERNAL);
+    ASSERT_EQ_U64(veil__serve_run_code_of(VEIL_E_STATE), VEIL_GRPC_INTERNAL);
+    ASSERT_EQ_U64(veil__serve_run_code_of(VEIL_E_CRYPTO), VEIL_GRPC_INTERNAL);
+    ASSERT_EQ_U64(sv_http_status(veil__serve_run_code_of(VEIL_E_UNSUPPORTED)), 500);
+    ASSERT_EQ_U64(veil__serve_run_code_of(VEIL_E_INVALID), VEIL_GRPC_INVALID_ARGUMENT);
+    ASSERT_EQ_U64(veil__serve_run_code_of(VEIL_E_MISMATCH), VEIL_GRPC_INVALID_ARGUMENT);
+    ASSERT_EQ_U64(veil__serve_run_code_of(VEIL_E_LIMIT), VEIL_GRPC_RESOURCE_EXHAUSTED);
+    ASSERT_EQ_U64(veil__serve_run_code_of(VEIL_E_NOMEM), VEIL_GRPC_RESOURCE_EXHAUSTED);
+    ASSERT_EQ_U64(veil__serve_run_code_of(VEIL_E_TIMEOUT), VEIL_GRPC_DEADLINE_EXCEEDED);
+}
+
 RUN_TESTS()
