@@ -53,6 +53,13 @@ struct veil_kbs_server_opts {
     const char *sim_key_pem;    /* a trusted sim public key file (attest); NULL: none */
     unsigned threads;           /* worker threads; 0: 8 x cores */
     int64_t cert_validity_s;    /* serving certificates; 0: 24 hours */
+    /*
+     * Deadlines (milliseconds) that drop slow peers: the TLS handshake must finish within
+     * handshake_timeout_ms of accept (0: 5 s), and each whole request, head and body, must
+     * arrive within request_timeout_ms of accept or of the previous response (0: 10 s).
+     */
+    uint32_t handshake_timeout_ms;
+    uint32_t request_timeout_ms;
 };
 
 struct veil_kbs_server;

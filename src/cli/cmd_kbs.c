@@ -26,7 +26,7 @@ static void help(FILE *f)
         f, "usage: veil kbs init --state DIR [--host NAME]...\n"
            "       veil kbs [serve] --state DIR [--listen HOST:PORT] [--roots DIR]\n"
            "                [--collateral DIR] [--sim-key PUB.pem] [--threads N]\n"
-           "                [--allow-core-dumps]\n"
+           "                [--handshake-timeout MS] [--request-timeout MS] [--allow-core-dumps]\n"
            "       veil kbs admin --broker HOST:PORT --ca CA.pem --cert ADMIN.pem --key ADMIN.key\n"
            "                COMMAND   (list | add NAME [--key-file F | --id ID] | rotate NAME |\n"
            "                           retire ID | policy FILE)\n"
@@ -36,7 +36,9 @@ static void help(FILE *f)
            "to workloads whose RA-TLS evidence matches the policy, signs their serving\n"
            "certificates, and appends every decision to STATE/audit.log. The broker turns core\n"
            "dumps off at start (its memory holds the CA keys and released model keys);\n"
-           "--allow-core-dumps keeps them on, for debugging only.\n");
+           "--allow-core-dumps keeps them on, for debugging only. A peer is dropped when its TLS\n"
+           "handshake takes over --handshake-timeout (default 5000 ms) or a whole request over\n"
+           "--request-timeout (default 10000 ms, from accept or the previous answer).\n");
 }
 
 /* Options shared by the subcommands; each uses the ones it needs. */
@@ -45,7 +47,7 @@ struct kbs_args {
         *id, *keys, *tee, *measurement;
     const char *hosts[17];
     size_t nhosts;
-    uint64_t threads, svn;
+    uint64_t threads, svn, handshake_ms, request_ms;
     bool allow_core_dumps;
 };
 
@@ -69,6 +71,8 @@ static int parse_args(int argc, char **argv, struct kbs_args *a)
                                          {"svn", required_argument, NULL, 'v'},
                                          {"measurement", required_argument, NULL, 'm'},
                                          {"allow-core-dumps", no_argument, NULL, 'D'},
+                                         {"handshake-timeout", required_argument, NULL, 'W'},
+                                         {"request-timeout", required_argument, NULL, 'R'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -130,6 +134,14 @@ static int parse_args(int argc, char **argv, struct kbs_args *a)
             if (!veil_cli_parse_u64(optarg, &a->threads) || a->threads > 128)
                 return veil_cli_fail("kbs", "--threads must be 0..128");
             break;
+        case 'W':
+        case 'R':
+            if (!veil_cli_parse_u64(optarg, c == 'W' ? &a->handshake_ms : &a->request_ms) ||
+                (c == 'W' ? a->handshake_ms : a->request_ms) == 0 ||
+                (c == 'W' ? a->handshake_ms : a->request_ms) > 600000)
+                return veil_cli_fail("kbs", "--handshake-timeout and --request-timeout are "
+                                            "milliseconds, 1..600000");
+            break;
         case 'v':
             if (!veil_cli_parse_u64(optarg, &a->svn) || a->svn > UINT32_MAX)
                 return veil_cli_fail("kbs", "--svn must be a 32-bit number");
@@ -175,7 +187,9 @@ static int cmd_serve(struct kbs_args *a)
                                      .roots_dir = a->roots,
                                      .collateral_dir = a->collateral,
                                      .sim_key_pem = a->sim_key,
-                                     .threads = (unsigned)a->threads};
+                                     .threads = (unsigned)a->threads,
+                                     .handshake_timeout_ms = (uint32_t)a->handshake_ms,
+                                     .request_timeout_ms = (uint32_t)a->request_ms};
     rc = veil_kbs_server_open(&o, &g_server, &eb);
     if (rc != VEIL_OK)
         return veil_cli_fail_rc("kbs", rc, &eb);

@@ -142,6 +142,22 @@ veil_err veil_kbs_http_parse(struct veil_span bytes, bool is_request,
     return VEIL_OK;
 }
 
+veil_err veil__kbs_http_complete(struct veil_span bytes, bool is_request,
+                                 struct veil_kbs_http_head *head, struct veil_span *body)
+{
+    *body = veil_span_make(NULL, 0);
+    veil_err rc = veil_kbs_http_parse(bytes, is_request, head);
+    if (rc != VEIL_OK)
+        return rc;
+    if (bytes.len - head->head_len < head->content_length) {
+        memset(head, 0, sizeof(*head));
+        return VEIL_E_INCOMPLETE;
+    }
+    if (head->content_length > 0)
+        *body = veil_span_make(bytes.p + head->head_len, (size_t)head->content_length);
+    return VEIL_OK;
+}
+
 /* The offset of a view inside buf: unlike the view, it survives buf moving. */
 static size_t offset_in(const struct veil_buf *buf, struct veil_span v)
 {

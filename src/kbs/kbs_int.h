@@ -33,6 +33,14 @@ VEIL_NODISCARD veil_err veil__kbs_read_message_from(veil__kbs_read_fn rd, void *
                                                     bool is_request, struct veil_buf *buf,
                                                     struct veil_kbs_http_head *head,
                                                     struct veil_span *body);
+/*
+ * Whether bytes start with one whole request (is_request) or response: on VEIL_OK, *head and
+ * *body view bytes. Pure. Errors: VEIL_E_INCOMPLETE (head or body not all there yet), those of
+ * veil_kbs_http_parse.
+ */
+VEIL_NODISCARD veil_err veil__kbs_http_complete(struct veil_span bytes, bool is_request,
+                                                struct veil_kbs_http_head *head,
+                                                struct veil_span *body);
 /* veil__kbs_read_message_from over an OpenSSL connection (SSL_read). */
 VEIL_NODISCARD veil_err veil__kbs_read_message(SSL *ssl, bool is_request, struct veil_buf *buf,
                                                struct veil_kbs_http_head *head,

@@ -1,7 +1,10 @@
 /*
- * The key broker server: a TLS listener whose accepted connections are served by a pool of
- * worker threads (blocking OpenSSL with socket timeouts, a bounded queue: excess connections
- * are closed rather than queued without bound).
+ * The key broker server: a listener thread drives each accepted connection's TLS handshake and
+ * reads its request without blocking, under a handshake deadline and a whole-request deadline,
+ * in a bounded pending set; only a complete request goes to the pool of worker threads, which
+ * answer it with blocking OpenSSL (a send timeout) and hand kept-alive connections back. Slow
+ * or silent peers therefore never hold a worker (issue 18, slowloris), and excess connections
+ * are shed rather than queued without bound.
  *
  * Authorisation is per request, from the client certificate the TLS handshake proved
  * possession of: /kbs/v1/provision requires an RA-TLS certificate whose evidence verifies and
@@ -29,6 +32,7 @@
 #include <unistd.h>
 
 #define QUEUE_CAP 256
+#define PENDING_CAP 512 /* connections between accept and a complete request */
 #define MAX_REQUESTS_PER_CONN 100
 #define IO_TIMEOUT_S 10
 #define MAX_SAN 16
@@ -56,8 +60,10 @@ struct veil_kbs_server {
     _Atomic bool stopping;
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
-    int queue[QUEUE_CAP];
+    struct conn *queue[QUEUE_CAP]; /* complete requests waiting for a worker */
     size_t qhead, qlen;
+    struct conn *returned; /* kept-alive connections going back to the listener */
+    uint64_t handshake_timeout_ns, request_timeout_ns;
 };
 
 /* ---- Small helpers ---- */
@@ -131,6 +137,12 @@ static int accept_any_cert(int ok, X509_STORE_CTX *ctx)
     return 1;
 }
 
+static bool set_nonblocking(int fd, bool on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl >= 0 && fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK) == 0;
+}
+
 static veil_err parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len,
                              struct veil_errbuf *eb)
 {
@@ -183,6 +195,10 @@ veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct ve
     /* Workers block on the network and on audit flushes, so there are more than cores. */
     s->threads = opts->threads != 0 ? opts->threads : 8 * veil_cpu_count();
     s->cert_validity_s = opts->cert_validity_s > 0 ? opts->cert_validity_s : 86400;
+    s->handshake_timeout_ns =
+        (uint64_t)(opts->handshake_timeout_ms != 0 ? opts->handshake_timeout_ms : 5000) * 1000000;
+    s->request_timeout_ns =
+        (uint64_t)(opts->request_timeout_ms != 0 ? opts->request_timeout_ms : 10000) * 1000000;
     s->state_dir = veil_strdup(opts->state_dir);
     s->policy_path = path_join(opts->state_dir, "policy.json");
     if (s->state_dir == NULL || s->policy_path == NULL) {
@@ -266,7 +282,8 @@ veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct ve
     getsockname(s->listen_fd, (struct sockaddr *)&bound, &bl);
     s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                 : ((struct sockaddr_in *)&bound)->sin_port);
-    if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+    /* The listener accepts in a loop until EAGAIN and must never block there. */
+    if (!set_nonblocking(s->listen_fd, true) || pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = veil_errf(eb, VEIL_E_IO, "pipe: %s", strerror(errno));
         goto out;
     }
@@ -931,52 +948,137 @@ static veil_err handle_admin(struct veil_kbs_server *s, SSL *ssl, const struct p
 
 /* ---- Connections ---- */
 
-static void serve_connection(struct veil_kbs_server *s, int fd)
+/*
+ * A connection from accept to a complete request is owned by the listener thread, which
+ * drives its TLS handshake and reads its request without blocking. A worker only ever holds a
+ * connection whose request is all there, so peers that trickle bytes hold a slot of the
+ * bounded pending set, not a worker, and lose it at their deadline.
+ */
+struct conn {
+    int fd;
+    SSL *ssl;
+    struct veil_buf buf; /* secret: an admin request body may carry a model key */
+    uint64_t handshake_deadline_ns, deadline_ns;
+    bool handshaken;
+    short events;
+    veil_err rc; /* when handed to a worker: VEIL_OK, or the framing error to answer */
+    int requests;
+    struct conn *next;
+};
+
+static void conn_free(struct conn *c)
 {
-    struct timeval tv = {IO_TIMEOUT_S, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    SSL *ssl = SSL_new(s->ssl);
-    /* Secret: an administrator's request body may carry a model key being imported. */
-    struct veil_buf buf;
-    veil_buf_init_secret(&buf, VEIL_LIMIT_KBS_HEAD + VEIL_LIMIT_KBS_BODY);
-    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1) {
-        ERR_clear_error();
-        goto out;
+    if (c == NULL)
+        return;
+    SSL_free(c->ssl);
+    ERR_clear_error();
+    if (c->fd >= 0)
+        close(c->fd);
+    veil_buf_release(&c->buf);
+    veil_free(c);
+}
+
+static struct conn *conn_new(struct veil_kbs_server *s, int fd)
+{
+    struct conn *c = veil_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->fd = fd;
+    veil_buf_init_secret(&c->buf, VEIL_LIMIT_KBS_HEAD + VEIL_LIMIT_KBS_BODY);
+    c->ssl = SSL_new(s->ssl);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+        c->fd = -1; /* the caller closes fd */
+        conn_free(c);
+        return NULL;
     }
-    struct peer p;
-    describe_peer(fd, ssl, &p);
-    for (int n = 0; n < MAX_REQUESTS_PER_CONN && !atomic_load(&s->stopping); n++) {
+    uint64_t now = veil_time_mono_ns();
+    c->deadline_ns = now + s->request_timeout_ns;
+    c->handshake_deadline_ns = now + s->handshake_timeout_ns;
+    if (c->handshake_deadline_ns > c->deadline_ns)
+        c->handshake_deadline_ns = c->deadline_ns;
+    c->events = POLLIN;
+    return c;
+}
+
+/* After a non-blocking TLS call returned r: 0 to wait for c->events, -1 to drop c. */
+static int tls_wait(struct conn *c, int r)
+{
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        c->events = POLLIN;
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        c->events = POLLOUT;
+        return 0;
+    default:
+        ERR_clear_error();
+        return -1;
+    }
+}
+
+/*
+ * Advances c without blocking: 1 when it is ready for a worker (a whole request, or a framing
+ * error to answer, in c->rc), 0 while it waits for the peer, -1 when it is to be dropped.
+ */
+static int conn_advance(struct conn *c)
+{
+    if (!c->handshaken) {
+        int r = SSL_accept(c->ssl);
+        if (r != 1)
+            return tls_wait(c, r);
+        c->handshaken = true;
+    }
+    for (;;) {
         struct veil_kbs_http_head h;
         struct veil_span body;
-        veil_err rc = veil__kbs_read_message(ssl, true, &buf, &h, &body);
-        if (rc == VEIL_E_CANCELLED || rc == VEIL_E_INCOMPLETE)
-            break;
-        if (rc != VEIL_OK) {
-            (void)respond_error(ssl, rc == VEIL_E_LIMIT ? 413 : 400,
-                                rc == VEIL_E_LIMIT ? "request too large" : "malformed HTTP request",
-                                true);
-            break;
-        }
-        if (veil_span_eq_str(h.path, "/kbs/v1/provision")) {
-            rc = veil_span_eq_str(h.method, "POST") ? handle_provision(s, ssl, &p, body)
-                                                    : respond_error(ssl, 405, "use POST", false);
-        } else if (veil_span_starts_with(h.path, "/kbs/v1/admin/")) {
-            rc = handle_admin(s, ssl, &p, &h, body);
-        } else {
-            rc = respond_error(ssl, 404, "no such endpoint", false);
-        }
-        if (rc != VEIL_OK || h.close)
-            break;
+        c->rc = veil__kbs_http_complete(veil_buf_span(&c->buf), true, &h, &body);
+        if (c->rc != VEIL_E_INCOMPLETE)
+            return 1;
+        size_t room = c->buf.max - c->buf.len < 4096 ? c->buf.max - c->buf.len : 4096;
+        c->rc = room == 0 ? VEIL_E_LIMIT : veil_buf_reserve(&c->buf, room);
+        if (c->rc != VEIL_OK)
+            return 1;
+        room = c->buf.cap - 1 - c->buf.len;
+        if (room > c->buf.max - c->buf.len)
+            room = c->buf.max - c->buf.len;
+        int r = SSL_read(c->ssl, c->buf.p + c->buf.len, room > 65536 ? 65536 : (int)room);
+        if (r <= 0)
+            return tls_wait(c, r);
+        c->buf.len += (size_t)r;
     }
-    SSL_shutdown(ssl);
-out:
-    ERR_clear_error();
-    veil_buf_release(&buf);
-    SSL_free(ssl);
-    close(fd);
+}
+
+/* Answers the complete request in c (blocking, with a send timeout). Returns whether the
+ * connection stays open for another request. */
+static bool serve_request(struct veil_kbs_server *s, struct conn *c)
+{
+    struct timeval tv = {IO_TIMEOUT_S, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (!set_nonblocking(c->fd, false))
+        return false;
+    if (c->rc != VEIL_OK) {
+        (void)respond_error(c->ssl, c->rc == VEIL_E_LIMIT ? 413 : 400,
+                            c->rc == VEIL_E_LIMIT ? "request too large" : "malformed HTTP request",
+                            true);
+        return false;
+    }
+    struct peer p;
+    describe_peer(c->fd, c->ssl, &p);
+    struct veil_kbs_http_head h;
+    struct veil_span body;
+    veil_err rc = veil__kbs_http_complete(veil_buf_span(&c->buf), true, &h, &body);
+    if (rc != VEIL_OK)
+        return false;
+    if (veil_span_eq_str(h.path, "/kbs/v1/provision")) {
+        rc = veil_span_eq_str(h.method, "POST") ? handle_provision(s, c->ssl, &p, body)
+                                                : respond_error(c->ssl, 405, "use POST", false);
+    } else if (veil_span_starts_with(h.path, "/kbs/v1/admin/")) {
+        rc = handle_admin(s, c->ssl, &p, &h, body);
+    } else {
+        rc = respond_error(c->ssl, 404, "no such endpoint", false);
+    }
+    return rc == VEIL_OK && !h.close && ++c->requests < MAX_REQUESTS_PER_CONN &&
+           !atomic_load(&s->stopping) && set_nonblocking(c->fd, true);
 }
 
 static void *worker_main(void *arg)
@@ -990,53 +1092,161 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&s->qlock);
             return NULL;
         }
-        int fd = s->queue[s->qhead];
+        struct conn *c = s->queue[s->qhead];
         s->qhead = (s->qhead + 1) % QUEUE_CAP;
         s->qlen--;
         pthread_mutex_unlock(&s->qlock);
-        serve_connection(s, fd);
+        if (serve_request(s, c)) {
+            /* Keep-alive: the next request is read by the listener, under a fresh deadline. */
+            veil_buf_reset(&c->buf);
+            c->deadline_ns = veil_time_mono_ns() + s->request_timeout_ns;
+            c->events = POLLIN;
+            pthread_mutex_lock(&s->qlock);
+            c->next = s->returned;
+            s->returned = c;
+            pthread_mutex_unlock(&s->qlock);
+            ssize_t w = write(s->wake[1], "r", 1);
+            (void)w;
+        } else {
+            SSL_shutdown(c->ssl);
+            conn_free(c);
+        }
     }
+}
+
+/* Hands c to the workers; false (c untouched) when their queue is full. */
+static bool dispatch(struct veil_kbs_server *s, struct conn *c)
+{
+    pthread_mutex_lock(&s->qlock);
+    bool ok = s->qlen < QUEUE_CAP;
+    if (ok) {
+        s->queue[(s->qhead + s->qlen) % QUEUE_CAP] = c;
+        s->qlen++;
+        pthread_cond_signal(&s->qcond);
+    }
+    pthread_mutex_unlock(&s->qlock);
+    return ok;
+}
+
+/* Adds c to the pending set, or drops it when the set is full. */
+static void pend(struct conn **pending, size_t *npending, struct conn *c)
+{
+    if (*npending == PENDING_CAP) {
+        conn_free(c); /* shed: each pending slot is released by its deadline at the latest */
+        return;
+    }
+    pending[(*npending)++] = c;
 }
 
 veil_err veil_kbs_server_run(struct veil_kbs_server *s, struct veil_errbuf *eb)
 {
     pthread_t tids[128];
     unsigned started = 0, want = s->threads > 128 ? 128 : s->threads;
+    struct conn **pending = veil_allocarray(PENDING_CAP, sizeof(*pending));
+    struct pollfd *pf = veil_allocarray(PENDING_CAP + 2, sizeof(*pf));
+    size_t npending = 0;
+    if (pending == NULL || pf == NULL) {
+        veil_free(pending);
+        veil_free(pf);
+        return veil_errf(eb, VEIL_E_NOMEM, "out of memory");
+    }
     for (unsigned i = 0; i < want; i++)
         if (pthread_create(&tids[started], NULL, worker_main, s) == 0)
             started++;
-    if (started == 0)
+    if (started == 0) {
+        veil_free(pending);
+        veil_free(pf);
         return veil_errf(eb, VEIL_E_NOMEM, "cannot start worker threads");
+    }
     VEIL_LOG_INFO("key broker listening on port %u with %u workers", s->port, started);
     while (!atomic_load(&s->stopping)) {
-        struct pollfd pf[2] = {{s->listen_fd, POLLIN, 0}, {s->wake[0], POLLIN, 0}};
-        int r = poll(pf, 2, 1000);
+        uint64_t now = veil_time_mono_ns(), next = now + 1000000000ull;
+        pf[0] = (struct pollfd){s->listen_fd, npending < PENDING_CAP ? POLLIN : 0, 0};
+        pf[1] = (struct pollfd){s->wake[0], POLLIN, 0};
+        for (size_t i = 0; i < npending; i++) {
+            struct conn *c = pending[i];
+            uint64_t d = c->handshaken ? c->deadline_ns : c->handshake_deadline_ns;
+            if (d < next)
+                next = d;
+            pf[2 + i] = (struct pollfd){c->fd, c->events, 0};
+        }
+        int r = poll(pf, 2 + npending, next > now ? (int)((next - now) / 1000000 + 1) : 0);
         if (r < 0 && errno != EINTR)
             break;
         if (file_mtime(s->policy_path) != s->policy_mtime) {
             veil_err prc = veil_kbs_server_reload_policy(s, NULL); /* logged inside */
             (void)prc;
         }
+        /* Pending connections: advance those that are ready, drop those past their deadline. */
+        now = veil_time_mono_ns();
+        size_t kept = 0, n = npending;
+        for (size_t i = 0; i < n; i++) {
+            struct conn *c = pending[i];
+            int st = 0;
+            if (r > 0 && (pf[2 + i].revents & (c->events | POLLERR | POLLHUP)))
+                st = conn_advance(c);
+            uint64_t d = c->handshaken ? c->deadline_ns : c->handshake_deadline_ns;
+            if (st == 0 && now >= d)
+                st = -1; /* too slow: the deadline covers the whole request, not each read */
+            if (st == 0)
+                pending[kept++] = c;
+            else if (st < 0 || !dispatch(s, c))
+                conn_free(c);
+        }
+        npending = kept;
+        if (r > 0 && (pf[1].revents & POLLIN)) {
+            char drain[64];
+            while (read(s->wake[0], drain, sizeof(drain)) > 0)
+                ;
+            pthread_mutex_lock(&s->qlock);
+            struct conn *back = s->returned;
+            s->returned = NULL;
+            pthread_mutex_unlock(&s->qlock);
+            while (back != NULL) {
+                struct conn *c = back;
+                back = c->next;
+                c->next = NULL;
+                pend(pending, &npending, c);
+            }
+        }
         if (r <= 0 || !(pf[0].revents & POLLIN))
             continue;
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
-            continue;
-        pthread_mutex_lock(&s->qlock);
-        if (s->qlen == QUEUE_CAP) {
-            pthread_mutex_unlock(&s->qlock);
-            close(fd); /* overloaded: shed the connection rather than queue without bound */
-            continue;
+        for (int k = 0; k < 64 && npending < PENDING_CAP; k++) {
+            int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd < 0)
+                break;
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            struct conn *c = conn_new(s, fd);
+            if (c == NULL) {
+                close(fd);
+                continue;
+            }
+            int st = conn_advance(c);
+            if (st == 0)
+                pend(pending, &npending, c);
+            else if (st < 0 || !dispatch(s, c))
+                conn_free(c);
         }
-        s->queue[(s->qhead + s->qlen) % QUEUE_CAP] = fd;
-        s->qlen++;
-        pthread_cond_signal(&s->qcond);
-        pthread_mutex_unlock(&s->qlock);
     }
     pthread_mutex_lock(&s->qlock);
     pthread_cond_broadcast(&s->qcond);
     pthread_mutex_unlock(&s->qlock);
     for (unsigned i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
+    for (size_t i = 0; i < npending; i++)
+        conn_free(pending[i]);
+    while (s->returned != NULL) {
+        struct conn *c = s->returned;
+        s->returned = c->next;
+        conn_free(c);
+    }
+    while (s->qlen > 0) {
+        conn_free(s->queue[s->qhead]);
+        s->qhead = (s->qhead + 1) % QUEUE_CAP;
+        s->qlen--;
+    }
+    veil_free(pending);
+    veil_free(pf);
     return VEIL_OK;
 }

@@ -7,11 +7,13 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -114,8 +116,12 @@ TEST(start_broker)
     veil_buf_release(&pub);
     char simpub[512];
     snprintf(simpub, sizeof(simpub), "%s/sim.pub.pem", state);
-    struct veil_kbs_server_opts o = {
-        .state_dir = state, .listen = "127.0.0.1:0", .sim_key_pem = simpub, .threads = 4};
+    struct veil_kbs_server_opts o = {.state_dir = state,
+                                     .listen = "127.0.0.1:0",
+                                     .sim_key_pem = simpub,
+                                     .threads = 4,
+                                     .handshake_timeout_ms = 1500,
+                                     .request_timeout_ms = 2000};
     veil_err rc = veil_kbs_server_open(&o, &server, &eb);
     if (rc != VEIL_OK)
         HFAIL("open: %s", eb.msg);
@@ -435,6 +441,124 @@ TEST(policy_without_sim_refuses_sim)
     struct veil_errbuf eb = {{0}};
     ASSERT_ERR(provision(good_meas, 3, NULL, 0, &g, &eb), VEIL_E_REJECTED);
     ASSERT_STR_CONTAINS(eb.msg, "no workload in the policy for tee sim");
+}
+
+/* A TCP connection to the broker (non-blocking once open), or -1. */
+static int connect_broker(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(veil_kbs_server_port(server))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (const struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* Whether the broker has closed fd: end of stream or a reset, not "nothing yet". */
+static bool closed_by_broker(int fd)
+{
+    uint8_t b[4096];
+    for (;;) {
+        ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+        if (n == 0)
+            return true;
+        if (n < 0)
+            return errno != EAGAIN && errno != EWOULDBLOCK;
+    }
+}
+
+/*
+ * Sends byte k of a slow peer's stream: of a ClientHello record that announces 512 bytes
+ * (without ssl), or of the request head, one TLS record per byte (with ssl). Both stay valid
+ * for longer than the test runs, so only a deadline can end them.
+ */
+static void trickle(int fd, SSL *ssl, size_t k, const char *head, size_t head_len)
+{
+    static const uint8_t hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01,
+                                    0x00, 0x01, 0xfc, 0x03, 0x03};
+    if (ssl != NULL)
+        (void)SSL_write(ssl, head + (k < head_len ? k : head_len - 1), 1);
+    else
+        (void)send(fd, k < sizeof(hello) ? &hello[k] : &hello[sizeof(hello) - 1], 1, MSG_NOSIGNAL);
+}
+
+static double seconds_since(uint64_t t0)
+{
+    return (double)(veil_time_mono_ns() - t0) / 1e9;
+}
+
+/*
+ * Issue 18, finding 4: peers that trickle one byte at a time held every worker for minutes.
+ * Twelve slow peers (more than the 4 workers), nine stuck in the TLS handshake and three in
+ * the request head, keep sending; an administrator is still answered at once, and each slow peer
+ * is dropped at its deadline (1.5 s handshake, 2 s request) although it never went quiet.
+ */
+TEST(slow_peers_do_not_starve_workers)
+{
+    enum { NSLOW = 12, NTLS = 3 }; /* NTLS handshakes must finish while setting up */
+    int fds[NSLOW];
+    SSL *ssls[NSLOW] = {NULL};
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    ASSERT_TRUE(ctx != NULL);
+    signal(SIGPIPE, SIG_IGN); /* the broker hangs up on these peers mid-write */
+    static const char head[] = "POST /kbs/v1/provision HTTP/1.1\r\nContent-Length: 2\r\nX-Pad: "
+                               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n{}";
+    for (int i = 0; i < NSLOW; i++) {
+        fds[i] = connect_broker();
+        ASSERT_TRUE(fds[i] >= 0);
+        if (i < NTLS) {
+            ssls[i] = SSL_new(ctx);
+            ASSERT_TRUE(ssls[i] != NULL && SSL_set_fd(ssls[i], fds[i]) == 1);
+            ASSERT_EQ_I64(SSL_connect(ssls[i]), 1);
+        }
+    }
+    uint64_t t0 = veil_time_mono_ns();
+    /* One byte per peer every 100 ms. */
+    size_t sent = 0;
+    bool served = false;
+    double admin_s = -1;
+    while (seconds_since(t0) < 1.2) {
+        for (int i = 0; i < NSLOW; i++)
+            trickle(fds[i], ssls[i], sent, head, sizeof(head) - 1);
+        sent++;
+        if (!served && seconds_since(t0) > 0.3) {
+            struct veil_buf r;
+            veil_buf_init(&r, 1 << 20);
+            uint64_t t1 = veil_time_mono_ns();
+            int st = admin("GET", "/kbs/v1/admin/keys", NULL, &r);
+            admin_s = seconds_since(t1);
+            veil_buf_release(&r);
+            if (admin_s > 1.0 || st != 200)
+                HFAIL("an administrator got %d after %.2f s behind %d slow peers", st, admin_s,
+                      (int)NSLOW);
+            served = true;
+        }
+        usleep(100000);
+    }
+    ASSERT_TRUE(served);
+    for (int i = 0; i < NSLOW; i++)
+        if (closed_by_broker(fds[i]))
+            HFAIL("slow peer %d dropped before its deadline (%.2f s)", i, seconds_since(t0));
+    /* Keep trickling past the deadlines; the broker must hang up on every one. */
+    while (seconds_since(t0) < 3.5) {
+        for (int i = 0; i < NSLOW; i++)
+            trickle(fds[i], ssls[i], sent, head, sizeof(head) - 1);
+        sent++;
+        usleep(100000);
+    }
+    size_t dropped = 0;
+    for (int i = 0; i < NSLOW; i++) {
+        dropped += closed_by_broker(fds[i]);
+        SSL_free(ssls[i]);
+        close(fds[i]);
+    }
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    if (dropped != NSLOW)
+        HFAIL("%zu of %d slow peers still connected after %.2f s", NSLOW - dropped, (int)NSLOW,
+              seconds_since(t0));
 }
 
 TEST(state_survives_a_restart)
