@@ -18,8 +18,12 @@ static const double lat_bounds_us[] = {10,     50,     100,     250,     500,   
 static const unsigned batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 #define N_BATCH (sizeof(batch_bounds) / sizeof(batch_bounds[0]))
 
+/* A label value escaped for the text format: each byte takes at most two. */
+#define LABEL_MAX (2 * SV_NAME_MAX + 1)
+
 struct series {
     char model[SV_NAME_MAX + 1];
+    char label[LABEL_MAX]; /* model, escaped */
     int64_t version;
     char api[24];
     char entry[8];
@@ -31,6 +35,7 @@ struct series {
 
 struct bseries {
     char model[SV_NAME_MAX + 1];
+    char label[LABEL_MAX];
     uint64_t count; /* batches */
     uint64_t sum;
     uint64_t buckets[N_BATCH];
@@ -76,6 +81,24 @@ void veil__serve_metrics_free(struct sv_metrics *m)
     veil_free(m);
 }
 
+/*
+ * Escapes a label value as the Prometheus text format requires (backslash, double quote and
+ * line feed become \\, \" and \n), so a model name cannot end its label or inject a line.
+ */
+static void escape_label(const char *v, char out[LABEL_MAX])
+{
+    size_t o = 0;
+    for (const char *p = v; *p != '\0' && o + 2 < LABEL_MAX; p++) {
+        if (*p == '\\' || *p == '"' || *p == '\n') {
+            out[o++] = '\\';
+            out[o++] = *p == '\n' ? 'n' : *p;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
 void veil__serve_metrics_request(struct sv_metrics *m, const char *model, int64_t version,
                                  const char *api, const char *entry, int code, uint64_t latency_ns)
 {
@@ -94,6 +117,7 @@ void veil__serve_metrics_request(struct sv_metrics *m, const char *model, int64_
     if (s == NULL && m->n < MET_MAX_SERIES) {
         s = &m->s[m->n++];
         snprintf(s->model, sizeof(s->model), "%s", model);
+        escape_label(s->model, s->label);
         s->version = version;
         snprintf(s->api, sizeof(s->api), "%s", api);
         snprintf(s->entry, sizeof(s->entry), "%s", entry);
@@ -119,6 +143,7 @@ static struct bseries *model_series(struct sv_metrics *m, const char *model)
         return NULL;
     struct bseries *b = &m->b[m->nb++];
     snprintf(b->model, sizeof(b->model), "%s", model);
+    escape_label(b->model, b->label);
     return b;
 }
 
@@ -165,17 +190,17 @@ veil_err veil__serve_metrics_render(struct sv_metrics *m, struct veil_buf *b)
             veil_buf_appendf(b,
                              ":tensorflow:serving:request_count{model_name=\"%s\",version=\"%lld\","
                              "API=\"%s\",entrypoint=\"%s\",status=\"%s\"} %llu\n",
-                             s->model, (long long)s->version, s->api, s->entry,
+                             s->label, (long long)s->version, s->api, s->entry,
                              veil_grpc_status_name(s->code), (unsigned long long)s->count);
     }
     if (rc == VEIL_OK)
         rc = veil_buf_append_str(b, "# TYPE :tensorflow:serving:request_latency histogram\n");
     for (size_t i = 0; rc == VEIL_OK && i < m->n; i++) {
         const struct series *s = &m->s[i];
-        char labels[512];
+        char labels[LABEL_MAX + 128];
         snprintf(labels, sizeof(labels),
                  "model_name=\"%s\",version=\"%lld\",API=\"%s\",entrypoint=\"%s\",status=\"%s\"",
-                 s->model, (long long)s->version, s->api, s->entry, veil_grpc_status_name(s->code));
+                 s->label, (long long)s->version, s->api, s->entry, veil_grpc_status_name(s->code));
         for (size_t k = 0; rc == VEIL_OK && k < N_LAT; k++)
             rc = veil_buf_appendf(b,
                                   ":tensorflow:serving:request_latency_bucket{%s,le=\"%g\"} %llu\n",
@@ -200,7 +225,7 @@ veil_err veil__serve_metrics_render(struct sv_metrics *m, struct veil_buf *b)
             rc = veil_buf_appendf(b,
                                   ":tensorflow:serving:batching_session:processed_batch_size_bucket"
                                   "{model_name=\"%s\",le=\"%u\"} %llu\n",
-                                  s->model, batch_bounds[k], (unsigned long long)s->buckets[k]);
+                                  s->label, batch_bounds[k], (unsigned long long)s->buckets[k]);
         if (rc == VEIL_OK)
             rc = veil_buf_appendf(
                 b,
@@ -212,8 +237,8 @@ veil_err veil__serve_metrics_render(struct sv_metrics *m, struct veil_buf *b)
                 ":tensorflow:serving:batching_session:processed_batch_size_count{model_name=\"%s\"}"
                 " "
                 "%llu\n",
-                s->model, (unsigned long long)s->count, s->model, (unsigned long long)s->sum,
-                s->model, (unsigned long long)s->count);
+                s->label, (unsigned long long)s->count, s->label, (unsigned long long)s->sum,
+                s->label, (unsigned long long)s->count);
     }
     if (rc == VEIL_OK)
         rc = veil_buf_append_str(b, "# TYPE :tensorflow:serving:runtime_latency histogram\n");
@@ -221,9 +246,9 @@ veil_err veil__serve_metrics_render(struct sv_metrics *m, struct veil_buf *b)
         const struct bseries *s = &m->b[i];
         if (s->rt_count == 0)
             continue;
-        char labels[SV_NAME_MAX + 64];
+        char labels[LABEL_MAX + 64];
         snprintf(labels, sizeof(labels), "model_name=\"%s\",API=\"Predict\",runtime=\"veil\"",
-                 s->model);
+                 s->label);
         for (size_t k = 0; rc == VEIL_OK && k < N_LAT; k++)
             rc = veil_buf_appendf(b,
                                   ":tensorflow:serving:runtime_latency_bucket{%s,le=\"%g\"} %llu\n",
