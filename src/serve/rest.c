@@ -325,6 +325,19 @@ static void reply_text(struct veil_http_req *req, int status, const char *ctype,
     veil_http_req_reply(req, status, ctype, NULL, veil_span_from_str(text));
 }
 
+/* Whether path percent-encodes a control character (%00-%1F, %7F), which names refuse. */
+static bool has_control_escape(struct veil_span path)
+{
+    for (size_t i = 0; i + 2 < path.len; i++) {
+        uint8_t v;
+        if (path.p[i] == '%' &&
+            veil_hex_decode(veil_span_make(path.p + i + 1, 2), &v, 1) == VEIL_OK &&
+            (v < 0x20 || v == 0x7f))
+            return true;
+    }
+    return false;
+}
+
 void veil__serve_rest_handle(void *ud, struct veil_http_req *req)
 {
     struct veil_serve *s = ud;
@@ -380,9 +393,12 @@ void veil__serve_rest_handle(void *ud, struct veil_http_req *req)
     j->start_ns = veil_http_req_start_ns(req);
     veil_arena_init(&j->arena, 64u << 10, SV_REQ_ARENA_MAX);
     if (!veil__serve_rest_route_parse(method, path, &j->rt)) {
-        char msg[600];
-        snprintf(msg, sizeof(msg), "Malformed request: %s %.*s", method,
-                 (int)(path.len > 500 ? 500 : path.len), (const char *)path.p);
+        char msg[700];
+        snprintf(msg, sizeof(msg), "Malformed request: %s %.*s%s", method,
+                 (int)(path.len > 500 ? 500 : path.len), (const char *)path.p,
+                 has_control_escape(path)
+                     ? ": a model name or label must not contain control characters"
+                     : "");
         struct sv_status st;
         sv_fail(&st, VEIL_GRPC_INVALID_ARGUMENT, "%s", msg);
         job_fail(j, &st);

@@ -43,7 +43,11 @@ static int hexd(uint8_t c)
     return -1;
 }
 
-/* Percent-decodes seg into out (cap bytes with the NUL); false when it does not fit. */
+/*
+ * Percent-decodes seg into out (cap bytes with the NUL); false when it does not fit or decodes
+ * to a control character: a %00 would otherwise cut the name short (issue 18, finding 6), and
+ * names reach logs, metrics and the model table.
+ */
 static bool unescape(struct veil_span seg, char *out, size_t cap)
 {
     size_t w = 0;
@@ -53,6 +57,8 @@ static bool unescape(struct veil_span seg, char *out, size_t cap)
             c = (uint8_t)(hexd(seg.p[i + 1]) * 16 + hexd(seg.p[i + 2]));
             i += 2;
         }
+        if (c < 0x20 || c == 0x7f)
+            return false;
         if (w + 1 >= cap)
             return false;
         out[w++] = (char)c;

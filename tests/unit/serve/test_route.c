@@ -66,4 +66,27 @@ TEST(malformed_paths)
             HFAIL("accepted %s %s", bad[i][0], bad[i][1]);
 }
 
+/*
+ * Issue 18, finding 6: /v1/models/a%00b decoded to "a\0b" and served model "a". A decoded
+ * control character in a name or label is refused (the REST layer answers 400), not cut.
+ */
+TEST(control_characters_in_names_are_refused)
+{
+    struct sv_route rt;
+    static const char *const bad[] = {
+        "/v1/models/a%00b",          "/v1/models/a%00",          "/v1/models/%0aevil",
+        "/v1/models/m%0D%0AX:1",     "/v1/models/m%1f",          "/v1/models/m%7F",
+        "/v1/models/m/labels/a%00b", "/v1/models/m/labels/x%0a", "/v1/models/m/labels/%09/metadata",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (route("GET", bad[i], &rt))
+            HFAIL("GET %s accepted as model '%s' label '%s'", bad[i], rt.name, rt.label);
+    }
+    ASSERT_FALSE(route("POST", "/v1/models/a%00b:predict", &rt));
+    ASSERT_FALSE(route("POST", "/v1/models/a/labels/b%0a:predict", &rt));
+    /* Printable escapes still decode. */
+    ASSERT_TRUE(route("GET", "/v1/models/a%20b%2Fc%7e", &rt));
+    ASSERT_STR_EQ(rt.name, "a b/c~");
+}
+
 RUN_TESTS()
