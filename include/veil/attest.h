@@ -437,4 +437,20 @@ size_t veil_attest_workload_key_count(const struct veil_attest_workload *w);
 const char *veil_attest_workload_key(const struct veil_attest_workload *w, size_t i);
 bool veil_attest_workload_may_receive(const struct veil_attest_workload *w, const char *key_id);
 
+/*
+ * The names (exact DNS names or IP addresses, policy field "names") the workload's serving
+ * certificate may carry: count, i-th (NULL out of range), and membership (DNS names compare
+ * case-insensitively). A workload without names gets no serving certificate.
+ */
+size_t veil_attest_workload_host_count(const struct veil_attest_workload *w);
+const char *veil_attest_workload_host(const struct veil_attest_workload *w, size_t i);
+bool veil_attest_workload_grants_host(const struct veil_attest_workload *w, const char *host);
+
+/*
+ * Whether s[0, len) is a name a certificate may carry: an IPv4 or IPv6 address, or a DNS name
+ * of dot-separated labels (letters, digits, inner hyphens; 1..63 bytes each, 253 in all). No
+ * wildcards, spaces, control characters or NULs. Pure.
+ */
+bool veil_attest_host_name_ok(const char *s, size_t len);
+
 #endif /* VEIL_ATTEST_H */

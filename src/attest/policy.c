@@ -7,6 +7,8 @@
  */
 #include "attest_int.h"
 
+#include <arpa/inet.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +17,8 @@
 #define MAX_MEAS 64
 #define MAX_KEYS 256
 #define MAX_NAME 128
+#define MAX_HOSTS 16
+#define MAX_HOST_LEN 253
 
 static const char *const tcb_names[] = {
     "UpToDate",
@@ -49,6 +53,8 @@ struct veil_attest_workload {
     uint8_t min_snp[5]; /* bootloader, tee, snp, microcode, fmc */
     size_t n_keys;
     const char **keys;
+    size_t n_hosts;
+    const char **hosts; /* names its serving certificate may carry (exact DNS names or IPs) */
 };
 
 struct veil_attest_policy {
@@ -102,6 +108,40 @@ static veil_err get_u32(const struct veil_json *v, uint32_t max, uint32_t *out)
     return VEIL_OK;
 }
 
+bool veil_attest_host_name_ok(const char *s, size_t len)
+{
+    uint8_t ip[16];
+    char tmp[64];
+    if (len == 0 || len > MAX_HOST_LEN || memchr(s, '\0', len) != NULL)
+        return false;
+    if (len < sizeof(tmp)) {
+        memcpy(tmp, s, len);
+        tmp[len] = '\0';
+        if (inet_pton(AF_INET, tmp, ip) == 1 || inet_pton(AF_INET6, tmp, ip) == 1)
+            return true;
+    }
+    /* A DNS name: dot-separated labels of letters, digits and inner hyphens, 1..63 each. */
+    size_t label = 0;
+    bool digits_only = true;
+    for (size_t i = 0; i <= len; i++) {
+        char ch = i < len ? s[i] : '.';
+        if (ch == '.') {
+            if (label == 0 || label > 63 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        bool digit = ch >= '0' && ch <= '9';
+        if (!alpha && !digit && !(ch == '-' && label > 0))
+            return false;
+        digits_only = digits_only && !alpha && ch != '-';
+        label++;
+    }
+    /* All-numeric dotted names that are not valid IPs ("1.2.3.999") are refused too. */
+    return !digits_only;
+}
+
 static veil_err parse_workload(struct veil_attest_policy *p, const struct veil_json *o,
                                struct veil_attest_workload *w, struct veil_errbuf *eb)
 {
@@ -124,7 +164,7 @@ static veil_err parse_workload(struct veil_attest_policy *p, const struct veil_j
         return perr(eb, w->name, "unknown tee \"%s\" (sgx, tdx, snp or sim)", tee->str);
     w->tcb_mask = 1u; /* UpToDate only */
     w->require_sept_ve_disable = true;
-    bool keys_seen = false;
+    bool keys_seen = false, unmeasured[4] = {false, false, false, true};
     for (size_t i = 0; i < o->n; i++) {
         const char *k = o->members[i].key;
         const struct veil_json *v = o->members[i].value;
@@ -161,6 +201,33 @@ static veil_err parse_workload(struct veil_attest_policy *p, const struct veil_j
                 veil_hex_decode(veil_span_make(v->str, v->str_len), w->rtmr[r], 48) != VEIL_OK)
                 return perr(eb, w->name, "%s must be 96 hex digits", k);
             w->has_rtmr[r] = true;
+        } else if (tdx && strcmp(k, "allow_unmeasured_rtmrs") == 0) {
+            if (v->type != VEIL_JSON_ARRAY || v->n == 0 || v->n > 4)
+                return perr(eb, w->name, "%s", "allow_unmeasured_rtmrs must list 0..3");
+            for (size_t j = 0; j < v->n; j++) {
+                uint32_t r;
+                if (get_u32(v->items[j], 3, &r) != VEIL_OK)
+                    return perr(eb, w->name, "%s", "allow_unmeasured_rtmrs must list 0..3");
+                unmeasured[r] = true;
+            }
+        } else if (strcmp(k, "names") == 0) {
+            if (v->type != VEIL_JSON_ARRAY || v->n == 0 || v->n > MAX_HOSTS)
+                return perr(eb, w->name, "%s", "names must list 1 to 16 DNS names or IPs");
+            if ((rc = veil_arena_allocarray(&p->arena, v->n + 1, sizeof(char *), 8,
+                                            (void **)&w->hosts)) != VEIL_OK)
+                return rc;
+            for (size_t j = 0; j < v->n; j++) {
+                const struct veil_json *h = v->items[j];
+                if (h->type != VEIL_JSON_STRING || !veil_attest_host_name_ok(h->str, h->str_len))
+                    return perr(eb, w->name, "%s",
+                                "names must be exact DNS names or IP addresses (no wildcards, "
+                                "letters, digits, '-' and '.' only)");
+                for (size_t q = 0; q < j; q++)
+                    if (strcasecmp(w->hosts[q], h->str) == 0)
+                        return perr(eb, w->name, "name \"%s\" is listed twice", h->str);
+                w->hosts[j] = h->str;
+            }
+            w->n_hosts = v->n;
         } else if (strcmp(k, "allow_debug") == 0) {
             if (v->type != VEIL_JSON_BOOL)
                 return perr(eb, w->name, "%s", "allow_debug must be true or false");
@@ -231,6 +298,20 @@ static veil_err parse_workload(struct veil_attest_policy *p, const struct veil_j
         return perr(eb, w->name, "%s", "needs mrenclave, or mrsigner with isv_prod_id");
     if (w->tee != VEIL_TEE_SGX && w->n_meas == 0)
         return perr(eb, w->name, "%s", "needs a measurement list");
+    /*
+     * MRTD measures only the TD's firmware: the kernel, its command line and the initrd are in
+     * RTMR1 and RTMR2 (RTMR0: the firmware's configuration). A TD naming only MRTD would let
+     * any kernel in, so each of RTMR0-2 must be named unless the policy says it is not.
+     */
+    for (size_t r = 0; w->tee == VEIL_TEE_TDX && r < 4; r++)
+        if (!w->has_rtmr[r] && !unmeasured[r])
+            return perr(eb, w->name,
+                        "needs rtmr%zu (or \"allow_unmeasured_rtmrs\": [%zu] to accept any "
+                        "value)",
+                        r, r);
+    /* AMD publishes no TCB status: without a minimum, any firmware, however old, passes. */
+    if (w->tee == VEIL_TEE_SNP && !w->has_min_snp_tcb)
+        return perr(eb, w->name, "%s", "needs min_tcb (the lowest firmware versions accepted)");
     return VEIL_OK;
 }
 
@@ -444,6 +525,24 @@ size_t veil_attest_workload_key_count(const struct veil_attest_workload *w)
 const char *veil_attest_workload_key(const struct veil_attest_workload *w, size_t i)
 {
     return i < w->n_keys ? w->keys[i] : NULL;
+}
+
+size_t veil_attest_workload_host_count(const struct veil_attest_workload *w)
+{
+    return w->n_hosts;
+}
+
+const char *veil_attest_workload_host(const struct veil_attest_workload *w, size_t i)
+{
+    return i < w->n_hosts ? w->hosts[i] : NULL;
+}
+
+bool veil_attest_workload_grants_host(const struct veil_attest_workload *w, const char *host)
+{
+    for (size_t i = 0; i < w->n_hosts; i++)
+        if (strcasecmp(w->hosts[i], host) == 0)
+            return true;
+    return false;
 }
 
 bool veil_attest_workload_may_receive(const struct veil_attest_workload *w, const char *key_id)

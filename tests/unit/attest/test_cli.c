@@ -207,7 +207,7 @@ TEST(snp_debug_refused_by_policy)
     const char *text =
         "{\"version\":1,\"workloads\":[{\"name\":\"gosev\",\"tee\":\"snp\",\"measurement\":"
         "[\"b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a6"
-        "08eb0cf2e4872b01\"],\"keys\":[\"k1\"]}]}";
+        "08eb0cf2e4872b01\"],\"min_tcb\":{},\"keys\":[\"k1\"]}]}";
     ASSERT_TRUE(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
     close(fd);
     char args[5 * 4096];

@@ -155,7 +155,7 @@ TEST(snp_debug_and_vmpl)
     struct veil_errbuf eb = {{0}};
     ASSERT_OK(parse("{\"version\":1,\"workloads\":[{\"name\":\"g\",\"tee\":\"snp\","
                     "\"measurement\":\"b07af9620f3b839b47996422ddec6058338951d984e312115131ea8270"
-                    "5eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01\",\"keys\":[\"m\"]}]}",
+                    "5eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01\",\"min_tcb\":{},\"keys\":[\"m\"]}]}",
                     &p, &eb));
     ASSERT_ERR(veil_attest_policy_match(p, &c, now, &w, &eb), VEIL_E_REJECTED);
     ASSERT_STR_CONTAINS(eb.msg, "debug");
@@ -194,7 +194,7 @@ TEST(tdx_sept_ve_and_rtmr)
     struct veil_errbuf eb = {{0}};
     snprintf(text, sizeof(text),
              "{\"version\":1,\"workloads\":[{\"name\":\"td\",\"tee\":\"tdx\",\"mrtd\":[\"%s\"],"
-             "\"rtmr0\":\"%s\",\"keys\":[\"k\"]}]}",
+             "\"rtmr0\":\"%s\",\"allow_unmeasured_rtmrs\":[1,2],\"keys\":[\"k\"]}]}",
              mrtd, rtmr0);
     ASSERT_OK(parse(text, &p, &eb));
     ASSERT_OK(veil_attest_policy_match(p, &c, now, &w, &eb));
@@ -210,6 +210,125 @@ TEST(tdx_sept_ve_and_rtmr)
     c.verified = false;
     ASSERT_ERR(veil_attest_policy_match(p, &c, now, &w, &eb), VEIL_E_INVALID);
     veil_attest_policy_free(p);
+}
+
+/*
+ * Strict defaults: a TDX workload names MRTD and RTMR0-2 (MRTD alone measures only the
+ * firmware, not the kernel and command line in RTMR1/2) unless allow_unmeasured_rtmrs says
+ * otherwise, and an SNP workload sets min_tcb. Each refusal names what is missing.
+ */
+TEST(strict_tdx_and_snp_defaults)
+{
+    char td[4096], r[4][120];
+    static const char *const mrtd =
+        "6363b8043668a3ad953278e10389574d326c6749fb78aa810ecd9336923db86f22fc00b8dcd404bc10d5e119d"
+        "7215cbb";
+    for (int i = 0; i < 4; i++)
+        snprintf(r[i], sizeof(r[i]), "\"rtmr%d\":\"%s\",", i, mrtd);
+    static const struct {
+        const char *rtmrs[4], *extra, *missing; /* missing NULL: accepted */
+    } cases[] = {
+        {{NULL, NULL, NULL, NULL}, "", "needs rtmr0"},
+        {{"x", NULL, NULL, NULL}, "", "needs rtmr1"},
+        {{"x", "x", NULL, NULL}, "", "needs rtmr2"},
+        {{"x", "x", "x", NULL}, "", NULL},
+        {{"x", "x", "x", "x"}, "", NULL},
+        {{NULL, "x", "x", NULL}, "\"allow_unmeasured_rtmrs\":[0],", NULL},
+        {{NULL, NULL, NULL, NULL}, "\"allow_unmeasured_rtmrs\":[0,1,2],", NULL},
+        {{NULL, NULL, NULL, NULL}, "\"allow_unmeasured_rtmrs\":[0,2],", "needs rtmr1"},
+        {{"x", "x", "x", NULL}, "\"allow_unmeasured_rtmrs\":[4],", "allow_unmeasured_rtmrs"},
+        {{"x", "x", "x", NULL}, "\"allow_unmeasured_rtmrs\":[],", "allow_unmeasured_rtmrs"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = (size_t)snprintf(td, sizeof(td),
+                                      "{\"version\":1,\"workloads\":[{\"name\":\"td\","
+                                      "\"tee\":\"tdx\",\"mrtd\":\"%s\",%s",
+                                      mrtd, cases[i].extra);
+        for (int k = 0; k < 4; k++)
+            if (cases[i].rtmrs[k] != NULL)
+                len += (size_t)snprintf(td + len, sizeof(td) - len, "%s", r[k]);
+        snprintf(td + len, sizeof(td) - len, "\"keys\":[]}]}");
+        struct veil_attest_policy *p = NULL;
+        struct veil_errbuf eb = {{0}};
+        veil_err rc = parse(td, &p, &eb);
+        veil_attest_policy_free(p);
+        if (cases[i].missing == NULL) {
+            if (rc != VEIL_OK)
+                HFAIL("tdx case %zu refused: %s", i, eb.msg);
+        } else {
+            if (rc != VEIL_E_FORMAT)
+                HFAIL("tdx case %zu accepted", i);
+            ASSERT_STR_CONTAINS(eb.msg, cases[i].missing);
+        }
+    }
+    struct veil_attest_policy *p = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_ERR(parse("{\"version\":1,\"workloads\":[{\"name\":\"s\",\"tee\":\"snp\","
+                     "\"measurement\":\"" SGX_MRENCLAVE "00000000000000000000000000000000\","
+                     "\"keys\":[]}]}",
+                     &p, &eb),
+               VEIL_E_FORMAT);
+    ASSERT_STR_CONTAINS(eb.msg, "needs min_tcb");
+    /* allow_unmeasured_rtmrs belongs to TDX only. */
+    ASSERT_ERR(parse("{\"version\":1,\"workloads\":[{\"name\":\"s\",\"tee\":\"sim\","
+                     "\"measurement\":\"" SGX_MRENCLAVE "\",\"allow_unmeasured_rtmrs\":[1],"
+                     "\"keys\":[]}]}",
+                     &p, &eb),
+               VEIL_E_FORMAT);
+}
+
+/*
+ * The names a workload's serving certificate may carry: exact DNS names or IP addresses,
+ * validated (no wildcards, spaces, control characters, empty labels), no duplicates.
+ */
+TEST(workload_names)
+{
+    struct veil_attest_policy *p = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(parse("{\"version\":1,\"workloads\":[{\"name\":\"dev\",\"tee\":\"sim\","
+                    "\"measurement\":\"" SGX_MRENCLAVE "\",\"names\":[\"model.example.com\","
+                    "\"10.0.0.7\",\"::1\",\"serve-1\"],\"keys\":[]}]}",
+                    &p, &eb));
+    const struct veil_attest_workload *w = veil_attest_policy_workload(p, 0);
+    ASSERT_EQ_U64(veil_attest_workload_host_count(w), 4);
+    ASSERT_STR_EQ(veil_attest_workload_host(w, 1), "10.0.0.7");
+    ASSERT_TRUE(veil_attest_workload_host(w, 4) == NULL);
+    ASSERT_TRUE(veil_attest_workload_grants_host(w, "Model.Example.COM"));
+    ASSERT_TRUE(veil_attest_workload_grants_host(w, "serve-1"));
+    ASSERT_TRUE(!veil_attest_workload_grants_host(w, "localhost"));
+    ASSERT_TRUE(!veil_attest_workload_grants_host(w, "example.com"));
+    veil_attest_policy_free(p);
+    static const char *const bad[] = {
+        "\"*.example.com\"",
+        "\"a..b\"",
+        "\"-a.b\"",
+        "\"a-.b\"",
+        "\"a b\"",
+        "\"a\\nb\"",
+        "\"\"",
+        "\"1.2.3.999\"",
+        "\"a\\u0000b\"",
+        "\"x,y\"",
+        "\"a/b\"",
+        "1",
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com\"",
+        "\"a.b\",\"A.B\"",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "{\"version\":1,\"workloads\":[{\"name\":\"dev\",\"tee\":\"sim\","
+                 "\"measurement\":\"" SGX_MRENCLAVE "\",\"names\":[%s],\"keys\":[]}]}",
+                 bad[i]);
+        p = NULL;
+        veil_err rc = parse(text, &p, &eb);
+        veil_attest_policy_free(p);
+        if (rc != VEIL_E_FORMAT)
+            HFAIL("names [%s] accepted", bad[i]);
+        ASSERT_STR_CONTAINS(eb.msg, "policy");
+    }
+    ASSERT_TRUE(veil_attest_host_name_ok("localhost", 9));
+    ASSERT_TRUE(!veil_attest_host_name_ok("local\0host", 10));
 }
 
 TEST(reload_keeps_old_policy_on_error)
