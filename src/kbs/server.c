@@ -36,6 +36,14 @@
 #define MAX_REQUESTS_PER_CONN 100
 #define IO_TIMEOUT_S 10
 #define MAX_SAN 16
+/*
+ * Refusals of unauthenticated peers (no certificate, failed attestation, not an admin) are
+ * audited at most AUDIT_UNAUTH_BURST at once and AUDIT_UNAUTH_RATE a second on average; the
+ * rest are counted and reported in one summary record, so anonymous peers cannot make the
+ * broker append and fdatasync without bound.
+ */
+#define AUDIT_UNAUTH_BURST 32.0
+#define AUDIT_UNAUTH_RATE 4.0
 
 struct veil_kbs_server {
     char *state_dir;
@@ -64,6 +72,10 @@ struct veil_kbs_server {
     size_t qhead, qlen;
     struct conn *returned; /* kept-alive connections going back to the listener */
     uint64_t handshake_timeout_ns, request_timeout_ns;
+    /* Token bucket for the audit records of refusals before authentication. */
+    pthread_mutex_t unauth_lock;
+    double unauth_tokens;
+    uint64_t unauth_refill_ns, unauth_suppressed;
 };
 
 /* ---- Small helpers ---- */
@@ -192,6 +204,9 @@ veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct ve
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->qlock, NULL);
     pthread_cond_init(&s->qcond, NULL);
+    pthread_mutex_init(&s->unauth_lock, NULL);
+    s->unauth_tokens = AUDIT_UNAUTH_BURST;
+    s->unauth_refill_ns = veil_time_mono_ns();
     /* Workers block on the network and on audit flushes, so there are more than cores. */
     s->threads = opts->threads != 0 ? opts->threads : 8 * veil_cpu_count();
     s->cert_validity_s = opts->cert_validity_s > 0 ? opts->cert_validity_s : 86400;
@@ -337,6 +352,7 @@ void veil_kbs_server_free(struct veil_kbs_server *s)
     pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
+    pthread_mutex_destroy(&s->unauth_lock);
     veil_free(s->state_dir);
     veil_free(s->policy_path);
     veil_free(s);
@@ -540,6 +556,57 @@ static veil_err audit(struct veil_kbs_server *s, const struct peer *p, const cha
     return rc;
 }
 
+/*
+ * Takes a token for an unauthenticated refusal's record: true (with *suppressed set to the
+ * refusals not recorded since the last token, now reported by the caller) or false (counted).
+ */
+static bool unauth_admit(struct veil_kbs_server *s, uint64_t *suppressed)
+{
+    pthread_mutex_lock(&s->unauth_lock);
+    uint64_t now = veil_time_mono_ns();
+    s->unauth_tokens += (double)(now - s->unauth_refill_ns) / 1e9 * AUDIT_UNAUTH_RATE;
+    if (s->unauth_tokens > AUDIT_UNAUTH_BURST)
+        s->unauth_tokens = AUDIT_UNAUTH_BURST;
+    s->unauth_refill_ns = now;
+    bool ok = s->unauth_tokens >= 1.0;
+    if (ok) {
+        s->unauth_tokens -= 1.0;
+        *suppressed = s->unauth_suppressed;
+        s->unauth_suppressed = 0;
+    } else {
+        s->unauth_suppressed++;
+    }
+    pthread_mutex_unlock(&s->unauth_lock);
+    return ok;
+}
+
+/* The summary record of n unrecorded refusals. */
+static veil_err audit_suppressed(struct veil_kbs_server *s, uint64_t n)
+{
+    struct peer anyone;
+    char reason[64];
+    memset(&anyone, 0, sizeof(anyone));
+    snprintf(anyone.addr, sizeof(anyone.addr), "*");
+    snprintf(reason, sizeof(reason), "%llu refusals suppressed", (unsigned long long)n);
+    return audit(s, &anyone, "unauthenticated", false, reason, NULL, NULL, NULL, 0);
+}
+
+/*
+ * Audits the refusal of a peer that has not authenticated, within the rate limit: over it the
+ * refusal is only counted and VEIL_OK returned (the refusal itself still happens).
+ */
+static veil_err audit_unauth(struct veil_kbs_server *s, const struct peer *p, const char *action,
+                             const char *reason, const struct veil_attest_claims *claims)
+{
+    uint64_t n = 0;
+    if (!unauth_admit(s, &n))
+        return VEIL_OK;
+    veil_err rc = n > 0 ? audit_suppressed(s, n) : VEIL_OK;
+    if (rc == VEIL_OK)
+        rc = audit(s, p, action, false, reason, claims, NULL, NULL, 0);
+    return rc;
+}
+
 /* ---- Provisioning ---- */
 
 static bool granted(const struct veil_attest_workload *w, const struct veil__kbs_key *k)
@@ -567,7 +634,7 @@ static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const stru
     bool locked = false;
 
     if (p->cert == NULL) {
-        (void)audit(s, p, "provision", false, "no client certificate", NULL, NULL, NULL, 0);
+        (void)audit_unauth(s, p, "provision", "no client certificate", NULL);
         rc = respond_error(ssl, 401, "an RA-TLS client certificate is required", true);
         goto out;
     }
@@ -575,7 +642,7 @@ static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const stru
     if (body.len > 0 &&
         (veil_json_parse(body, &a, &req, &jeb) != VEIL_OK || req->type != VEIL_JSON_OBJECT)) {
         snprintf(reason, sizeof(reason), "malformed request: %s", jeb.msg);
-        (void)audit(s, p, "provision", false, reason, NULL, NULL, NULL, 0);
+        (void)audit_unauth(s, p, "provision", reason, NULL);
         rc = respond_error(ssl, 400, reason, true);
         goto out;
     }
@@ -612,7 +679,7 @@ static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const stru
     if (vrc != VEIL_OK) {
         snprintf(reason, sizeof(reason), "attestation failed: %s: %s",
                  veil_attest_reason_name(claims->reason), claims->detail);
-        if (audit(s, p, "provision", false, reason, claims, NULL, NULL, 0) != VEIL_OK) {
+        if (audit_unauth(s, p, "provision", reason, claims) != VEIL_OK) {
             rc = respond_error(ssl, 500, "audit log unavailable", true);
             goto out;
         }
@@ -910,8 +977,7 @@ static veil_err handle_admin(struct veil_kbs_server *s, SSL *ssl, const struct p
                              const struct veil_kbs_http_head *h, struct veil_span body)
 {
     if (!is_admin(s, p)) {
-        (void)audit(s, p, "admin", false, "client certificate not issued by the admin CA", NULL,
-                    NULL, NULL, 0);
+        (void)audit_unauth(s, p, "admin", "client certificate not issued by the admin CA", NULL);
         return respond_error(ssl, 403, "an administrator certificate is required", true);
     }
     struct veil_span path = h->path;
@@ -1248,5 +1314,14 @@ veil_err veil_kbs_server_run(struct veil_kbs_server *s, struct veil_errbuf *eb)
     }
     veil_free(pending);
     veil_free(pf);
+    uint64_t n = 0;
+    pthread_mutex_lock(&s->unauth_lock);
+    n = s->unauth_suppressed;
+    s->unauth_suppressed = 0;
+    pthread_mutex_unlock(&s->unauth_lock);
+    if (n > 0) {
+        veil_err arc = audit_suppressed(s, n); /* logged inside */
+        (void)arc;
+    }
     return VEIL_OK;
 }

@@ -561,6 +561,60 @@ TEST(slow_peers_do_not_starve_workers)
               seconds_since(t0));
 }
 
+/* The sum of N over the audit log's "N refusals suppressed" records. */
+static uint64_t suppressed_total(void)
+{
+    struct veil_buf b;
+    veil_buf_init(&b, 64 << 20);
+    uint64_t sum = 0;
+    static const char key[] = "\"reason\":\"";
+    if (veil_file_read_all(at("audit.log"), b.max, &b, NULL) == VEIL_OK) {
+        struct veil_span s = veil_buf_span(&b), line;
+        while (veil_span_get_until(&s, '\n', &line) == VEIL_OK) {
+            const uint8_t *k = memmem(line.p, line.len, key, sizeof(key) - 1);
+            if (k == NULL || memmem(line.p, line.len, " refusals suppressed", 20) == NULL)
+                continue;
+            uint64_t n = 0;
+            for (k += sizeof(key) - 1; *k >= '0' && *k <= '9'; k++)
+                n = n * 10 + (uint64_t)(*k - '0');
+            sum += n;
+        }
+    }
+    veil_buf_release(&b);
+    return sum;
+}
+
+/*
+ * Issue 18, finding 6: every refusal of an anonymous peer was appended to the audit log and
+ * fdatasync'ed, without bound. 100 quick anonymous requests are all refused, but only a burst
+ * of them (plus the refill) is recorded; the next record reports how many were left out.
+ */
+TEST(unauthenticated_refusals_are_rate_limited_in_the_audit_log)
+{
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    usleep(1000000); /* let earlier refusals' tokens refill (4 a second, 32 at most) */
+    size_t before = audit_lines("no client certificate");
+    size_t summaries = audit_lines("refusals suppressed");
+    uint64_t suppressed_before = suppressed_total();
+    uint64_t t0 = veil_time_mono_ns();
+    for (int i = 0; i < 100; i++)
+        ASSERT_EQ_I64(anonymous_request("POST", "/kbs/v1/provision", "", 0, &r), 401);
+    double took = seconds_since(t0);
+    size_t recorded = audit_lines("no client certificate") - before;
+    if ((double)recorded > 32 + 4 * took + 1)
+        HFAIL("%zu of 100 anonymous refusals written to the audit log in %.2f s", recorded, took);
+    ASSERT_TRUE(recorded >= 1);
+    /* After a pause, the next refusal is recorded after a summary of those left out. */
+    usleep(600000);
+    ASSERT_EQ_I64(anonymous_request("POST", "/kbs/v1/provision", "", 0, &r), 401);
+    recorded = audit_lines("no client certificate") - before;
+    ASSERT_TRUE(audit_lines("refusals suppressed") > summaries);
+    /* Every refusal is either recorded or counted in exactly one summary. */
+    ASSERT_EQ_U64(recorded + suppressed_total() - suppressed_before, 101);
+    veil_buf_release(&r);
+}
+
 TEST(state_survives_a_restart)
 {
     veil_kbs_server_stop(server);
