@@ -270,6 +270,10 @@ static veil_err get_string(const struct tp_node *n, struct veil_arena *a, char *
     if (!n->is_string)
         return veil_errf(eb, VEIL_E_FORMAT, "line %u: '%.*s' needs a quoted string", n->line,
                          (int)n->name.len, (const char *)n->name.p);
+    /* A "\0" escape would silently cut the C string (a name or a base path) short. */
+    if (n->value.len > 0 && memchr(n->value.p, 0, n->value.len) != NULL)
+        return veil_errf(eb, VEIL_E_FORMAT, "line %u: '%.*s' holds a NUL byte", n->line,
+                         (int)n->name.len, (const char *)n->name.p);
     return veil_arena_strdup(a, n->value, out);
 }
 
@@ -404,6 +408,31 @@ static veil_err parse_policy(const struct tp_node *n, struct veil_arena *a,
     return VEIL_OK;
 }
 
+/*
+ * Checks a model or label name from the config: 1..SV_NAME_MAX bytes, no control character,
+ * '/', '"' or '\\'. Names go into paths, logs, JSON and the Prometheus text, and REST matches
+ * them against percent-decoded URLs (which refuse control characters), so any of these would
+ * let a config entry cut, inject or never match. On failure the error names the offending
+ * byte, not the raw name.
+ */
+static veil_err check_name(const char *what, const char *name, unsigned line,
+                           struct veil_errbuf *eb)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > SV_NAME_MAX)
+        return veil_errf(eb, VEIL_E_FORMAT, "line %u: %s name must be 1 to %d bytes", line, what,
+                         SV_NAME_MAX);
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = (uint8_t)name[i];
+        if (c < 0x20 || c == 0x7f || c == '/' || c == '"' || c == '\\')
+            return veil_errf(eb, VEIL_E_FORMAT,
+                             "line %u: %s name has byte 0x%02x at offset %zu: names are "
+                             "printable, without '/', '\"', '\\' or control characters",
+                             line, what, c, i);
+    }
+    return VEIL_OK;
+}
+
 static veil_err parse_label(const struct tp_node *n, struct sv_label *l, struct veil_arena *a,
                             struct veil_errbuf *eb)
 {
@@ -426,7 +455,7 @@ static veil_err parse_label(const struct tp_node *n, struct sv_label *l, struct 
     }
     if (!has_key || !has_value || l->name[0] == '\0')
         return veil_errf(eb, VEIL_E_FORMAT, "line %u: version_labels needs key and value", n->line);
-    return VEIL_OK;
+    return check_name("label", l->name, n->line, eb);
 }
 
 static veil_err parse_one_model(const struct tp_node *n, struct veil_arena *a,
@@ -478,11 +507,11 @@ static veil_err parse_one_model(const struct tp_node *n, struct veil_arena *a,
     }
     if (m->name == NULL || m->name[0] == '\0')
         return veil_errf(eb, VEIL_E_FORMAT, "line %u: config without a name", n->line);
+    if ((rc = check_name("model", m->name, n->line, eb)) != VEIL_OK)
+        return rc;
     if (m->base_path == NULL || m->base_path[0] == '\0')
         return veil_errf(eb, VEIL_E_FORMAT, "line %u: config '%s' without a base_path", n->line,
                          m->name);
-    if (strlen(m->name) > SV_NAME_MAX || strchr(m->name, '/') != NULL)
-        return veil_errf(eb, VEIL_E_FORMAT, "line %u: bad model name '%s'", n->line, m->name);
     return VEIL_OK;
 }
 

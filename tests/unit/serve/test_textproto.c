@@ -1,6 +1,8 @@
 #include "harness.h"
 #include "serve_int.h"
 
+#include <string.h>
+
 static struct veil_arena A;
 
 TEST(model_config_with_policies_and_labels)
@@ -147,6 +149,52 @@ TEST(deep_nesting_is_refused)
     struct veil_errbuf eb = {{0}};
     veil_arena_init(&A, 4096, 1 << 20);
     ASSERT_ERR(veil__serve_tp_parse(veil_span_make(text, o), &A, &root, &eb), VEIL_E_LIMIT);
+    veil_arena_release(&A);
+}
+
+/*
+ * Issue 18, finding 6: names from the config reach paths, logs, JSON and the metrics text, so
+ * control characters, '/', '"' and '\' are refused there, and a NUL escape may not cut one.
+ */
+TEST(model_and_label_names_are_validated)
+{
+    static const char *const bad[][2] = {
+        {"model_config_list { config { name: 'a\\nb' base_path: '/x' } }", "byte 0x0a at offset 1"},
+        {"model_config_list { config { name: 'a\\x01' base_path: '/x' } }", "byte 0x01"},
+        {"model_config_list { config { name: 'a\\x7f' base_path: '/x' } }", "byte 0x7f"},
+        {"model_config_list { config { name: 'a\\tb' base_path: '/x' } }", "byte 0x09"},
+        {"model_config_list { config { name: 'a/b' base_path: '/x' } }", "byte 0x2f"},
+        {"model_config_list { config { name: 'a\"} 1' base_path: '/x' } }", "byte 0x22"},
+        {"model_config_list { config { name: 'a\\\\b' base_path: '/x' } }", "byte 0x5c"},
+        {"model_config_list { config { name: 'a\\000b' base_path: '/x' } }", "NUL byte"},
+        {"model_config_list { config { name: 'a' base_path: '/x\\000y' } }", "NUL byte"},
+        {"model_config_list { config { name: 'a' base_path: '/x' "
+         "version_labels { key: 'st\\nable' value: 1 } } }",
+         "label name has byte 0x0a"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct sv_model_config *m = NULL;
+        size_t n = 0;
+        struct veil_errbuf eb = {{0}};
+        veil_arena_init(&A, 4096, 1 << 20);
+        veil_err rc =
+            veil__serve_parse_model_config(veil_span_from_str(bad[i][0]), &A, &m, &n, &eb);
+        veil_arena_release(&A);
+        if (rc == VEIL_OK)
+            HFAIL("accepted: %s", bad[i][0]);
+        ASSERT_STR_CONTAINS(eb.msg, bad[i][1]);
+        ASSERT_TRUE(strchr(eb.msg, '\n') == NULL);
+    }
+    /* Printable names, spaces and UTF-8 included, still load. */
+    struct sv_model_config *m = NULL;
+    size_t n = 0;
+    struct veil_errbuf eb = {{0}};
+    veil_arena_init(&A, 4096, 1 << 20);
+    ASSERT_OK(veil__serve_parse_model_config(
+        veil_span_from_str("model_config_list { config { name: 'My model-1.2_\xc3\xa9' "
+                           "base_path: '/x' } }"),
+        &A, &m, &n, &eb));
+    ASSERT_STR_EQ(m[0].name, "My model-1.2_\xc3\xa9");
     veil_arena_release(&A);
 }
 
