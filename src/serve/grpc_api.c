@@ -1,7 +1,8 @@
 /*
  * The gRPC frontend: tensorflow.serving.PredictionService (Predict, GetModelMetadata;
  * Classify, Regress and MultiInference answer UNIMPLEMENTED) and
- * tensorflow.serving.ModelService (GetModelStatus). Calls arrive on the loop thread and are
+ * tensorflow.serving.ModelService (GetModelStatus); inference.GRPCInferenceService (KServe v2)
+ * goes to kserve_grpc.c. Calls arrive on the loop thread and are
  * handed to request threads at once; each request decodes into its own arena (protobuf-c
  * allocates from it, tensor_content is used in place), runs, encodes and finishes there.
  * Codes and messages follow TF Serving (tfserving-api.md section 2).
@@ -561,6 +562,11 @@ static void job_main(void *arg)
 void veil__serve_grpc_handle(void *ud, struct veil_grpc_call *call)
 {
     struct veil_serve *s = ud;
+    /* KServe v2 shares the port: its package cannot collide with tensorflow.serving's. */
+    if (strncmp(veil_grpc_call_method(call), "/inference.GRPCInferenceService/", 32) == 0) {
+        veil__serve_kserve_grpc_handle(s, call);
+        return;
+    }
     struct gjob *j = veil_calloc(1, sizeof(*j));
     if (j == NULL) {
         veil_grpc_call_finish(call, VEIL_GRPC_RESOURCE_EXHAUSTED, "out of memory",

@@ -1316,3 +1316,107 @@ bool veil__serve_rest_decode_predict(const struct json_val *root, const struct s
                        "Expecting 'inputs' to be an object with %zu named inputs", sig->n_in);
     return decode_whole(inputs, &sig->in[0], a, &tensors[0], st);
 }
+
+/* ---- Flat element lists (KServe v2 tensor data) ---- */
+
+struct elems_ctx {
+    const struct sv_tinfo *ti;
+    void *data;
+    size_t numel;
+    size_t idx;
+    struct sv_status *st;
+};
+
+static bool elems_count_err(const struct elems_ctx *c)
+{
+    return sv_fail(c->st, VEIL_GRPC_INVALID_ARGUMENT,
+                   "input '%s': data holds more elements than its shape's %zu", c->ti->name,
+                   c->numel);
+}
+
+static bool elems_walk(struct elems_ctx *c, const struct json_val *v)
+{
+    if (v->kind != JSON_ARRAY) {
+        if (v->kind == JSON_OBJECT)
+            return sv_fail(c->st, VEIL_GRPC_INVALID_ARGUMENT,
+                           "input '%s': data holds an object where an element was expected",
+                           c->ti->name);
+        if (c->idx >= c->numel)
+            return elems_count_err(c);
+        return put_scalar(v, c->ti, c->data, c->idx++, c->st);
+    }
+    if (!v->flat) {
+        for (const struct json_val *m = v->child; m != NULL; m = m->next)
+            if (!elems_walk(c, m))
+                return false;
+        return true;
+    }
+    /* A regular list of numbers validated by the scanner: read its tokens in order. */
+    const uint8_t *p = v->text.p;
+    size_t n = v->text.len, i = 0;
+    struct json_val tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.kind = JSON_NUMBER;
+    while (i < n) {
+        uint8_t ch = p[i];
+        if (ch == '[' || ch == ']' || ch == ',' || is_ws(ch)) {
+            i++;
+            continue;
+        }
+        size_t k = number_len(p + i, n - i);
+        if (k == 0)
+            return sv_fail(c->st, VEIL_GRPC_INVALID_ARGUMENT, "input '%s': malformed number",
+                           c->ti->name);
+        if (c->idx >= c->numel)
+            return elems_count_err(c);
+        tmp.text = veil_span_make(p + i, k);
+        if (!put_scalar(&tmp, c->ti, c->data, c->idx++, c->st))
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+bool veil__serve_json_fill_elems(const struct json_val *v, const struct sv_tinfo *ti, void *data,
+                                 size_t numel, struct sv_status *st)
+{
+    struct elems_ctx c = {ti, data, numel, 0, st};
+    if (!json_dtype_ok(ti->dt))
+        return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT,
+                       "input '%s': %s data cannot travel as JSON (use binary tensor data)",
+                       ti->name, veil_dtype_name(ti->dt));
+    if (v->kind != JSON_ARRAY && numel != 1)
+        return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT,
+                       "input '%s': data must be a list of %zu elements", ti->name, numel);
+    if (!elems_walk(&c, v))
+        return false;
+    if (c.idx != numel)
+        return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT,
+                       "input '%s': data holds %zu elements, its shape needs %zu", ti->name, c.idx,
+                       numel);
+    return true;
+}
+
+bool veil__serve_json_dtype_ok(enum veil_dtype dt)
+{
+    return json_dtype_ok(dt);
+}
+
+veil_err veil__serve_json_put_flat(struct veil_buf *b, const struct veil_tensor *t)
+{
+    uint64_t numel = 0;
+    veil_err rc = veil_tensor_numel(t->dims, t->rank, &numel);
+    if (rc == VEIL_OK && !json_dtype_ok(t->dtype))
+        rc = VEIL_E_UNSUPPORTED;
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_u8(b, '[');
+    for (uint64_t i = 0; rc == VEIL_OK && i < numel; i++) {
+        if (i > 0)
+            rc = veil_buf_append_u8(b, ',');
+        if (rc == VEIL_OK)
+            rc = put_elem(b, t, (size_t)i);
+    }
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_u8(b, ']');
+    return rc;
+}

@@ -2,7 +2,8 @@
  * The REST frontend (TF Serving's HTTP API): URL grammar of http_rest_api_util.cc (case-
  * insensitive, /versions/N or /labels/L, :predict / :classify / :regress, /metadata), model
  * status and metadata JSON, predict in row and columnar forms, exact error bodies and HTTP
- * codes; plus Prometheus metrics and liveness/readiness probes outside /v1/. Requests are
+ * codes; plus Prometheus metrics and liveness/readiness probes outside /v1/, and /v2 paths
+ * handed to the KServe v2 frontend (kserve_rest.c). Requests are
  * routed on the loop thread and decoded, run and encoded on request threads.
  */
 #include "serve_int.h"
@@ -366,6 +367,11 @@ void veil__serve_rest_handle(void *ud, struct veil_http_req *req)
             reply_text(req, 200, "application/json", "{\"status\": \"ready\"}\n");
         else
             reply_text(req, 503, "application/json", "{\"status\": \"not ready\"}\n");
+        return;
+    }
+    /* KServe v2 (case-sensitive paths): /v2 and everything under /v2/. */
+    if (veil_span_eq_str(path, "/v2") || veil_span_starts_with(path, "/v2/")) {
+        veil__serve_kserve_rest_handle(s, req);
         return;
     }
     struct veil_span p = path;

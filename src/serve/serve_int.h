@@ -262,6 +262,18 @@ bool veil__serve_rest_encode_predict(const struct veil_tensor *outs, const char 
                                      size_t n, bool row_format, struct veil_buf *b,
                                      struct sv_status *st);
 
+/*
+ * Writes every element of v (a list nested any way, or a single scalar) in row-major order into
+ * data as ti->dt, for KServe v2 tensor data (flat or nested, the shape comes from the request).
+ * The count must be exactly numel. Pure. Errors set st (INVALID_ARGUMENT) and return false.
+ */
+bool veil__serve_json_fill_elems(const struct json_val *v, const struct sv_tinfo *ti, void *data,
+                                 size_t numel, struct sv_status *st);
+/* True when dt has a JSON form (numbers or booleans) in both directions. */
+bool veil__serve_json_dtype_ok(enum veil_dtype dt);
+/* Appends t's elements as one flat JSON list. Errors: VEIL_E_UNSUPPORTED (no JSON form), caps. */
+VEIL_NODISCARD veil_err veil__serve_json_put_flat(struct veil_buf *b, const struct veil_tensor *t);
+
 /* Decodes standard base64 with padding. Errors: VEIL_E_FORMAT. */
 VEIL_NODISCARD veil_err veil__serve_b64_decode(struct veil_span in, struct veil_arena *a,
                                                struct veil_span *out);
@@ -451,6 +463,119 @@ VEIL_NODISCARD veil_err veil__serve_batcher_new(struct sv_version *v, const stru
                                                 struct sv_metrics *m, struct sv_batcher **out);
 void veil__serve_batcher_free(struct sv_batcher *b);
 
+/* ---- KServe v2 / Open Inference Protocol (kserve.c, kserve_rest.c, kserve_grpc.c) ---- */
+
+#define SV_KV2_PLATFORM "onnx_onnxv1"
+#define SV_KV2_VERSION "0.1.0" /* the project version (CMakeLists.txt), in server metadata */
+
+/* The v2 datatype of an engine dtype ("FP32", "BYTES" for strings), or NULL when v2 has none. */
+const char *veil__serve_kv2_dtype_name(enum veil_dtype dt);
+/* The engine dtype of a v2 datatype name; VEIL_DT_UNDEFINED when unknown or unsupported (BF16). */
+enum veil_dtype veil__serve_kv2_dtype_parse(struct veil_span name);
+
+/*
+ * Parses a v2 version string: empty means the server's choice (*has false), else decimal digits
+ * that fit int64. False when it is neither (no such version can exist).
+ */
+bool veil__serve_kv2_version(const char *s, bool *has, int64_t *version);
+
+/* One request input: its name and a dense tensor (in place in the request, or in the arena). */
+struct kv2_input {
+    char *name;
+    struct veil_tensor t;
+};
+
+/* One requested output; binary: answer it as binary tensor data (REST). */
+struct kv2_output {
+    char *name;
+    bool binary;
+};
+
+/* A decoded inference request, from REST (JSON and binary) or gRPC. */
+struct kv2_request {
+    char *id;           /* NULL when absent */
+    bool binary_output; /* parameters.binary_data_output */
+    size_t n_in;
+    size_t n_out; /* 0: every output, binary as binary_output says */
+    struct kv2_input in[SV_MAX_IO];
+    struct kv2_output out[SV_MAX_IO];
+};
+
+/*
+ * Parses a REST inference body: the JSON object, then (when header_len, the value of
+ * Inference-Header-Content-Length, is not NULL) the binary tensor data after its first
+ * header_len bytes, cut into the inputs with binary_data_size in order. Checks names, datatypes,
+ * shapes (rank, overflow, size caps), that each binary chunk has exactly the tensor's size and
+ * that the chunks add up to the binary part. Tensors point into body when aligned, else into
+ * copies in a; JSON data is decoded into a. Pure. Errors set st (INVALID_ARGUMENT) and return
+ * false.
+ */
+bool veil__serve_kv2_parse_rest(struct veil_span body, const char *header_len, struct veil_arena *a,
+                                struct kv2_request *rq, struct sv_status *st);
+
+/*
+ * Checks that a BYTES tensor's bytes are exactly numel 4-byte-little-endian-length-prefixed
+ * elements. Pure.
+ */
+bool veil__serve_kv2_bytes_ok(struct veil_span b, uint64_t numel);
+
+/* Which of a signature's outputs a request answers, in the answer's order. */
+struct kv2_plan {
+    size_t n;
+    size_t idx[SV_MAX_IO];
+    bool binary[SV_MAX_IO];
+};
+
+/*
+ * Matches a request against a signature: every signature input exactly once by name, with its
+ * datatype and a shape it accepts, copied into in[] in signature order (data borrowed from rq);
+ * the requested outputs (unknown or repeated names refused) into plan. Pure. Errors set st
+ * (INVALID_ARGUMENT) and return false.
+ */
+bool veil__serve_kv2_bind(const struct kv2_request *rq, const struct sv_sig *sig,
+                          struct veil_tensor *in, struct kv2_plan *plan, struct sv_status *st);
+
+/*
+ * Writes the REST inference response for outs (sig order) as plan selects: the JSON object, then
+ * the binary outputs' bytes. *json_len is the JSON part's length when binary data follows, else
+ * 0 (no Inference-Header-Content-Length). Errors set st and return false.
+ */
+bool veil__serve_kv2_encode_rest(const struct kv2_request *rq, const char *model, int64_t version,
+                                 const struct sv_sig *sig, const struct veil_tensor *outs,
+                                 const struct kv2_plan *plan, struct veil_buf *b, size_t *json_len,
+                                 struct sv_status *st);
+
+/* The /v2 REST operations. */
+enum kv2_op {
+    KV2_NONE = 0,
+    KV2_SERVER_META,
+    KV2_LIVE,
+    KV2_READY,
+    KV2_MODEL_META,
+    KV2_MODEL_READY,
+    KV2_INFER
+};
+
+struct kv2_route {
+    enum kv2_op op;
+    char name[SV_NAME_MAX + 1];
+    char version[32];
+};
+
+/*
+ * Matches a /v2 path (case-sensitive, as the protocol's strings are). False: no such path. The
+ * model name is percent-decoded; a version longer than 31 bytes is kept cut (it cannot parse).
+ * Pure.
+ */
+bool veil__serve_kv2_route_parse(struct veil_span path, struct kv2_route *rt);
+
+/*
+ * A model's AVAILABLE versions (highest first) into out[cap]; *known false when no such model.
+ * Thread-safe.
+ */
+void veil__serve_kv2_versions(struct sv_repo *r, const char *name, int64_t *out, size_t cap,
+                              size_t *n, bool *known);
+
 /* ---- The server object ---- */
 
 struct veil_serve {
@@ -472,6 +597,9 @@ struct veil_serve {
 /* Frontend handlers (loop thread). */
 void veil__serve_grpc_handle(void *ud, struct veil_grpc_call *call);
 void veil__serve_rest_handle(void *ud, struct veil_http_req *req);
+/* The KServe v2 frontends: /v2 REST paths and inference.GRPCInferenceService methods. */
+void veil__serve_kserve_rest_handle(struct veil_serve *s, struct veil_http_req *req);
+void veil__serve_kserve_grpc_handle(struct veil_serve *s, struct veil_grpc_call *call);
 
 /* Converts a veil_err from the engine or repository into a canonical code. */
 int veil__serve_code_of(veil_err rc);

@@ -276,3 +276,16 @@ def curl(*args, timeout=30):
     except ValueError:
         code = 0
     return r.returncode, code, body
+
+
+def gen_kserve_stubs(proto_dir, out_dir):
+    """Python stubs for the KServe v2 service (proto/kserve/grpc_service.proto), written beside
+    those of gen_stubs (call that first: it empties out_dir); import kserve.grpc_service_pb2."""
+    os.makedirs(out_dir, exist_ok=True)
+    r = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I" + proto_dir,
+                        "--python_out=" + out_dir, "--grpc_python_out=" + out_dir,
+                        "kserve/grpc_service.proto"], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError("protoc failed: " + r.stderr)
+    if out_dir not in sys.path:
+        sys.path.insert(0, out_dir)
