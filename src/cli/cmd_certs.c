@@ -3,6 +3,7 @@
  * clients and `veil serve` when no key broker issues the serving certificate.
  */
 #include "cli.h"
+#include "veil/attest.h"
 #include "veil/kbs.h"
 
 #include <getopt.h>
@@ -29,6 +30,13 @@ int veil_cmd_certs(int argc, char **argv)
         case 'H':
             if (nh == 16)
                 return veil_cli_fail("certs", "at most 16 --host names");
+            /* The name goes into a certificate: no control characters, spaces or wildcards. */
+            if (!veil_attest_host_name_ok(optarg, strlen(optarg)))
+                return veil_cli_fail("certs",
+                                     "--host #%zu is not a DNS name or IP address (letters, "
+                                     "digits, '-' and '.'; no control characters, spaces, ',' "
+                                     "or '*')",
+                                     nh + 1);
             hosts[nh++] = optarg;
             break;
         case 'd':

@@ -656,9 +656,14 @@ static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const stru
     }
     for (size_t i = 0; sanj != NULL && i < sanj->n; i++) {
         const struct veil_json *v = sanj->items[i];
-        if (v->type != VEIL_JSON_STRING || v->str_len == 0 || v->str_len > 253 ||
-            strpbrk(v->str, ", \t") != NULL) {
-            rc = respond_error(ssl, 400, "bad name in \"san\"", true);
+        /* Exact DNS names or IP addresses only: a newline or other control character would
+         * reach the certificate, the audit log and the logs of whoever reads them. */
+        if (v->type != VEIL_JSON_STRING || !veil_attest_host_name_ok(v->str, v->str_len)) {
+            snprintf(reason, sizeof(reason),
+                     "\"san\"[%zu] is not a DNS name or IP address (letters, digits, '-' and "
+                     "'.'; no control characters, spaces, ',' or '*')",
+                     i);
+            rc = respond_error(ssl, 400, reason, true);
             goto out;
         }
         san[i] = v->str;

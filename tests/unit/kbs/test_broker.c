@@ -615,6 +615,40 @@ TEST(unauthenticated_refusals_are_rate_limited_in_the_audit_log)
     veil_buf_release(&r);
 }
 
+/*
+ * Issue 18, finding 6: a serving-certificate request's "san" names with a newline or other
+ * control character were accepted (only ',', space and tab were refused). They are refused
+ * with 400 before attestation, saying why; the client's certificate is not checked first.
+ */
+TEST(san_names_with_control_characters_are_refused)
+{
+    static const char *const bodies[] = {
+        "{\"san\":[\"good.example\",\"evil.example\\nX-Injected:1\"]}",
+        "{\"san\":[\"a\\rb\"]}",
+        "{\"san\":[\"a\\u007fb\"]}",
+        "{\"san\":[\"*.example\"]}",
+        "{\"san\":[\"\"]}",
+    };
+    char ca[512], cert[512], key[512];
+    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
+    snprintf(cert, sizeof(cert), "%s/admin.pem", state);
+    snprintf(key, sizeof(key), "%s/admin.key", state);
+    /* Any client certificate will do: names are checked before the certificate's evidence. */
+    struct veil_kbs_admin_opts o = {broker, ca, cert, key, 5000};
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        int status = 0;
+        struct veil_errbuf eb = {{0}};
+        veil_buf_reset(&r);
+        ASSERT_OK(veil_kbs_admin_request(&o, "POST", "/kbs/v1/provision",
+                                         veil_span_from_str(bodies[i]), &status, &r, &eb));
+        if (status != 400 || memmem(r.p, r.len, "not a DNS name or IP address", 28) == NULL)
+            HFAIL("%s: %d %.*s", bodies[i], status, (int)r.len, (const char *)r.p);
+    }
+    veil_buf_release(&r);
+}
+
 TEST(state_survives_a_restart)
 {
     veil_kbs_server_stop(server);
