@@ -1277,7 +1277,12 @@ veil_err veil_kbs_server_run(struct veil_kbs_server *s, struct veil_errbuf *eb)
                 struct conn *c = back;
                 back = c->next;
                 c->next = NULL;
-                pend(pending, &npending, c);
+                /* TLS may already hold the next request's bytes, which poll cannot see. */
+                int st = conn_advance(c);
+                if (st == 0)
+                    pend(pending, &npending, c);
+                else if (st < 0 || !dispatch(s, c))
+                    conn_free(c);
             }
         }
         if (r <= 0 || !(pf[0].revents & POLLIN))

@@ -649,6 +649,36 @@ TEST(san_names_with_control_characters_are_refused)
     veil_buf_release(&r);
 }
 
+/*
+ * A kept-alive connection goes back to the listener after each answer and is served again:
+ * three requests on one TLS connection, the last after a pause shorter than the deadline.
+ */
+TEST(keep_alive_connection_serves_several_requests)
+{
+    int fd = connect_broker();
+    ASSERT_TRUE(fd >= 0);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = ctx != NULL ? SSL_new(ctx) : NULL;
+    ASSERT_TRUE(ssl != NULL && SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1);
+    struct veil_buf raw;
+    veil_buf_init(&raw, VEIL_LIMIT_KBS_HEAD + VEIL_LIMIT_KBS_BODY);
+    static const char req[] = "GET /nothing HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    for (int i = 0; i < 3; i++) {
+        if (i == 2)
+            usleep(500000);
+        ASSERT_OK(veil__kbs_write_all(ssl, req, sizeof(req) - 1));
+        struct veil_kbs_http_head h;
+        struct veil_span body;
+        ASSERT_OK(veil__kbs_read_message(ssl, false, &raw, &h, &body));
+        ASSERT_EQ_I64(h.status, 404);
+    }
+    veil_buf_release(&raw);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    close(fd);
+}
+
 TEST(state_survives_a_restart)
 {
     veil_kbs_server_stop(server);
