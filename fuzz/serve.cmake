@@ -2,4 +2,5 @@
 # grammar, and the text-format config parsers.
 veil_fuzz_target(serve_tensor LINK veil_serve)
 veil_fuzz_target(serve_json LINK veil_serve)
+veil_fuzz_target(serve_kserve LINK veil_serve)
 veil_fuzz_target(serve_config LINK veil_serve)
