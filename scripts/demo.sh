@@ -77,13 +77,17 @@ fi
 "$veil" inspect "models/$model/1/model.onnx.veil" | sed -n '2,7p'
 
 step "5. starting the key broker with the key and a policy for this build"
-[ -f broker/master.key ] || "$veil" kbs init --state broker
+# A broker state from before the broker had its own CA is the demo's scratch: make it anew.
+[ -f broker/master.key ] && [ ! -f broker/broker-ca.pem ] && rm -rf broker
+# The broker answers as 127.0.0.1; the server's certificate is for localhost (a workload is
+# never granted one of the broker's names).
+[ -f broker/master.key ] || "$veil" kbs init --state broker --host 127.0.0.1
 kport=$(free_port)
 "$veil" kbs serve --state broker --listen "127.0.0.1:$kport" --sim-key sim.key.pub.pem \
     >broker.log 2>&1 &
 pids+=($!)
 wait_for 20 grep -q listening broker.log || { cat broker.log; exit 1; }
-admin=("$veil" kbs admin --broker "127.0.0.1:$kport" --ca broker/serving-ca.pem
+admin=("$veil" kbs admin --broker "127.0.0.1:$kport" --ca broker/broker-ca.pem
        --cert broker/admin.pem --key broker/admin.key)
 if ! "${admin[@]}" list | grep -q "\"$model-key-1\""; then
     "${admin[@]}" add "$model" --key-file model.key >/dev/null
@@ -92,7 +96,7 @@ measurement=$(sha256sum "$veil" | cut -c1-64)
 cat >policy.json <<JSON
 {"version": 1, "workloads": [
   {"name": "$model-server", "tee": "sim", "measurement": ["$measurement"], "min_svn": 1,
-   "allow_debug": true, "keys": ["$model"]}]}
+   "allow_debug": true, "names": ["localhost"], "keys": ["$model"]}]}
 JSON
 "${admin[@]}" policy policy.json >/dev/null
 echo "broker on 127.0.0.1:$kport holds $model-key-1; the policy admits this build's sim measurement"
@@ -103,7 +107,7 @@ gport=$(free_port)
 rport=$(free_port)
 "$veil" serve --model_name="$model" --model_base_path="$dir/models/$model" \
     --port="$gport" --rest_api_port="$rport" \
-    --kbs="127.0.0.1:$kport" --kbs-ca=broker/serving-ca.pem --tee=sim --sim-key=sim.key --svn=1 \
+    --kbs="127.0.0.1:$kport" --kbs-ca=broker/broker-ca.pem --tee=sim --sim-key=sim.key --svn=1 \
     --tls_client_ca=clients/ca.pem >serve.log 2>&1 &
 pids+=($!)
 tls=(--ca broker/serving-ca.pem --cert clients/client.pem --key clients/client.key)

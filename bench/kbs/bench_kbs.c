@@ -122,7 +122,8 @@ int main(int argc, char **argv)
     veil_hex_encode(meas, 32, hex);
     snprintf(policy, sizeof(policy),
              "{\"version\":1,\"workloads\":[{\"name\":\"bench\",\"tee\":\"sim\",\"measurement\":"
-             "[\"%s\"],\"allow_debug\":true,\"keys\":[\"bench\"]}]}",
+             "[\"%s\"],\"allow_debug\":true,\"names\":[\"bench.local\"],"
+             "\"keys\":[\"bench\"]}]}",
              hex);
     snprintf(policy_path, sizeof(policy_path), "%s/policy.json", state);
     if (veil_file_write_atomic(policy_path, veil_span_from_str(policy), 0600, 0, &eb) != VEIL_OK)
@@ -130,7 +131,7 @@ int main(int argc, char **argv)
 
     int port = 20000 + (int)(getpid() % 20000);
     snprintf(broker, sizeof(broker), "127.0.0.1:%d", port);
-    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
+    snprintf(ca, sizeof(ca), "%s/broker-ca.pem", state);
     pid_t pid = fork();
     if (pid == 0) {
         int devnull = open("/dev/null", 1);

@@ -26,14 +26,28 @@
 /* ---- Broker state ---- */
 
 /*
- * Creates a broker state directory (mode 0700): master key, serving CA, admin CA, the broker's
- * TLS certificate for the given host names / IP addresses (NULL-terminated; NULL: localhost and
- * 127.0.0.1), an empty key store, a policy that admits nothing, and one administrator
- * certificate (admin.pem, admin.key). Refuses a directory that already holds a master key.
- * Errors: VEIL_E_EXISTS, I/O errors naming the path, VEIL_E_CRYPTO, VEIL_E_NOMEM.
+ * Creates a broker state directory (mode 0700): master key, three CAs each signing one kind
+ * of certificate (broker CA: the broker's own TLS certificate, broker-ca.pem, which the
+ * broker's clients pin; serving CA: workloads' serving certificates, serving-ca.pem, which
+ * prediction clients pin; admin CA: administrators), the broker's TLS certificate for the
+ * given host names / IP addresses (NULL-terminated; NULL: localhost and 127.0.0.1), an empty
+ * key store, a policy that admits nothing, and one administrator certificate (admin.pem,
+ * admin.key). Refuses a directory that already holds a master key.
+ * Errors: VEIL_E_EXISTS, VEIL_E_INVALID (a host that is not an exact DNS name or IP address),
+ * I/O errors naming the path, VEIL_E_CRYPTO, VEIL_E_NOMEM.
  */
 VEIL_NODISCARD veil_err veil_kbs_init(const char *state_dir, const char *const *hosts,
                                       struct veil_errbuf *eb);
+
+/*
+ * Brings a broker state directory made before the broker had a CA of its own (its TLS
+ * certificate signed by the serving CA) to the current layout: a new broker CA (broker-ca.pem,
+ * its key sealed as broker-ca.key) and broker.pem re-issued under it for the same key and
+ * names. Clients of the broker (administrators, `veil serve --kbs`) must then pin
+ * broker-ca.pem. Safe to run again after a crash. Errors: VEIL_E_EXISTS (already migrated), I/O
+ * errors naming the path, VEIL_E_AUTH (wrong master key), VEIL_E_CRYPTO, VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil_kbs_migrate(const char *state_dir, struct veil_errbuf *eb);
 
 /*
  * Makes a CA and certificates for TLS and mutual TLS in dir (created if missing): ca.pem and
@@ -95,7 +109,7 @@ void veil_kbs_server_free(struct veil_kbs_server *s);
 
 struct veil_kbs_client_opts {
     const char *brokers;    /* "HOST:PORT[,HOST:PORT...]" */
-    const char *ca_file;    /* the broker's serving CA (PEM), pinned */
+    const char *ca_file;    /* the broker CA (PEM, broker-ca.pem), pinned */
     const char *const *san; /* names for the serving certificate, NULL-terminated; may be NULL */
     int64_t deadline_s;     /* give up after this long; 0: 60 s */
     unsigned timeout_ms;    /* per connection attempt; 0: 5000 */
@@ -117,7 +131,8 @@ struct veil_kbs_grant {
  * until one answers or the deadline passes. key_ids (n may be 0: every key the policy grants)
  * names the keys wanted. A refusal by policy is final (VEIL_E_REJECTED with the broker's
  * reason); unreachable brokers are retried. Errors: VEIL_E_REJECTED, VEIL_E_UNAVAILABLE
- * (deadline passed), VEIL_E_AUTH (broker certificate not from the pinned CA), VEIL_E_FORMAT.
+ * (deadline passed), VEIL_E_AUTH (broker certificate not from the pinned CA, or without the
+ * broker usage: a serving certificate never passes), VEIL_E_FORMAT.
  */
 VEIL_NODISCARD veil_err veil_kbs_provision(const struct veil_kbs_client_opts *opts,
                                            struct veil_attest_provider *p,
@@ -130,7 +145,7 @@ void veil_kbs_grant_free(struct veil_kbs_grant *g);
 
 struct veil_kbs_admin_opts {
     const char *broker;    /* "HOST:PORT" */
-    const char *ca_file;   /* the broker's serving CA */
+    const char *ca_file;   /* the broker CA (broker-ca.pem), pinned */
     const char *cert_file; /* admin client certificate */
     const char *key_file;  /* its private key */
     unsigned timeout_ms;   /* 0: 10000 */

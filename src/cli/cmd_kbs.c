@@ -22,23 +22,29 @@ static void on_signal(int sig)
 
 static void help(FILE *f)
 {
-    fprintf(
-        f, "usage: veil kbs init --state DIR [--host NAME]...\n"
-           "       veil kbs [serve] --state DIR [--listen HOST:PORT] [--roots DIR]\n"
-           "                [--collateral DIR] [--sim-key PUB.pem] [--threads N]\n"
-           "                [--handshake-timeout MS] [--request-timeout MS] [--allow-core-dumps]\n"
-           "       veil kbs admin --broker HOST:PORT --ca CA.pem --cert ADMIN.pem --key ADMIN.key\n"
-           "                COMMAND   (list | add NAME [--key-file F | --id ID] | rotate NAME |\n"
-           "                           retire ID | policy FILE)\n"
-           "       veil kbs provision --broker HOST:PORT[,...] --ca CA.pem --tee sim\n"
-           "                --sim-key SIM.key [--keys ID,...] [--measurement HEX] [--svn N]\n\n"
-           "The key broker holds model keys encrypted under its master key, releases them only\n"
-           "to workloads whose RA-TLS evidence matches the policy, signs their serving\n"
-           "certificates, and appends every decision to STATE/audit.log. The broker turns core\n"
-           "dumps off at start (its memory holds the CA keys and released model keys);\n"
-           "--allow-core-dumps keeps them on, for debugging only. A peer is dropped when its TLS\n"
-           "handshake takes over --handshake-timeout (default 5000 ms) or a whole request over\n"
-           "--request-timeout (default 10000 ms, from accept or the previous answer).\n");
+    fprintf(f,
+            "usage: veil kbs init --state DIR [--host NAME]...\n"
+            "       veil kbs migrate --state DIR\n"
+            "       veil kbs [serve] --state DIR [--listen HOST:PORT] [--roots DIR]\n"
+            "                [--collateral DIR] [--sim-key PUB.pem] [--threads N]\n"
+            "                [--handshake-timeout MS] [--request-timeout MS] [--allow-core-dumps]\n"
+            "       veil kbs admin --broker HOST:PORT --ca BROKER-CA.pem --cert ADMIN.pem\n"
+            "                --key ADMIN.key\n"
+            "                COMMAND   (list | add NAME [--key-file F | --id ID] | rotate NAME |\n"
+            "                           retire ID | policy FILE)\n"
+            "       veil kbs provision --broker HOST:PORT[,...] --ca BROKER-CA.pem --tee sim\n"
+            "                --sim-key SIM.key [--keys ID,...] [--measurement HEX] [--svn N]\n\n"
+            "The key broker holds model keys encrypted under its master key, releases them only\n"
+            "to workloads whose RA-TLS evidence matches the policy, signs their serving\n"
+            "certificates, and appends every decision to STATE/audit.log. Its own certificate\n"
+            "comes from the broker CA (STATE/broker-ca.pem, which its clients pin), serving\n"
+            "certificates from the serving CA (STATE/serving-ca.pem), with the names the policy\n"
+            "grants each workload; `migrate` upgrades a state made with one CA for both. The\n"
+            "broker turns core dumps off at start (its memory holds the CA keys and released\n"
+            "model keys); --allow-core-dumps keeps them on, for debugging only. A peer is dropped\n"
+            "when its TLS handshake takes over --handshake-timeout (default 5000 ms) or a whole\n"
+            "request over --request-timeout (default 10000 ms, from accept or the previous\n"
+            "answer).\n");
 }
 
 /* Options shared by the subcommands; each uses the ones it needs. */
@@ -166,10 +172,26 @@ static int cmd_init(struct kbs_args *a)
     if (rc != VEIL_OK)
         return veil_cli_fail_rc("kbs init", rc, &eb);
     printf("broker state created in %s\n"
-           "  serving CA (clients and servers pin it): %s/serving-ca.pem\n"
-           "  administrator credentials:               %s/admin.pem, %s/admin.key\n"
-           "  policy (admits nothing yet):             %s/policy.json\n",
-           a->state, a->state, a->state, a->state, a->state);
+           "  broker CA (administrators and `veil serve --kbs` pin it): %s/broker-ca.pem\n"
+           "  serving CA (prediction clients pin it):                   %s/serving-ca.pem\n"
+           "  administrator credentials:             %s/admin.pem, %s/admin.key\n"
+           "  policy (admits nothing yet):           %s/policy.json\n",
+           a->state, a->state, a->state, a->state, a->state, a->state);
+    return 0;
+}
+
+static int cmd_migrate(struct kbs_args *a)
+{
+    if (a->state == NULL)
+        return veil_cli_fail("kbs migrate", "--state DIR is required");
+    struct veil_errbuf eb = {{0}};
+    veil_err rc = veil_kbs_migrate(a->state, &eb);
+    if (rc != VEIL_OK)
+        return veil_cli_fail_rc("kbs migrate", rc, &eb);
+    printf("broker state in %s migrated: the broker's certificate now comes from its own CA,\n"
+           "  %s/broker-ca.pem: administrators and `veil serve --kbs` must pin it instead of\n"
+           "  serving-ca.pem (prediction clients keep pinning serving-ca.pem)\n",
+           a->state, a->state);
     return 0;
 }
 
@@ -346,6 +368,8 @@ int veil_cmd_kbs(int argc, char **argv)
         return st < 0 ? 0 : st;
     if (strcmp(sub, "init") == 0)
         return cmd_init(&a);
+    if (strcmp(sub, "migrate") == 0)
+        return cmd_migrate(&a);
     if (strcmp(sub, "serve") == 0)
         return cmd_serve(&a);
     if (strcmp(sub, "admin") == 0)

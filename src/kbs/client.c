@@ -1,8 +1,9 @@
 /*
  * The broker's clients. Provisioning: a workload makes a fresh key pair with an RA-TLS
- * certificate, connects to a broker it authenticates by the pinned serving CA, and receives
- * its keys and serving certificate; brokers are tried in turn with exponential backoff until a
- * deadline. Administration: one request with an admin client certificate.
+ * certificate, connects to a broker it authenticates by the pinned broker CA and the broker
+ * usage in its certificate, and receives its keys and serving certificate; brokers are tried
+ * in turn with exponential backoff until a deadline. Administration: one request with an admin
+ * client certificate, to a broker authenticated the same way.
  */
 #include "kbs_int.h"
 
@@ -121,6 +122,20 @@ static veil_err conn_open(SSL_CTX *ctx, const char *hp, size_t hplen, unsigned t
                           : veil_crypto_openssl_err(eb, VEIL_E_UNAVAILABLE, "TLS handshake failed");
         conn_close(c);
         return rc;
+    }
+    /*
+     * The chain and the name are right; the certificate must also be a broker's (its own
+     * extended key usage), never a workload's serving certificate, whatever CA was pinned.
+     */
+    X509 *peer = SSL_get1_peer_certificate(c->ssl);
+    bool broker = peer != NULL && veil__kbs_cert_has_eku(peer, VEIL__KBS_OID_BROKER);
+    X509_free(peer);
+    if (!broker) {
+        conn_close(c);
+        return veil_errf(eb, VEIL_E_AUTH,
+                         "%s: broker certificate refused: it is not a key broker's certificate "
+                         "(pin the broker CA, broker-ca.pem, not the serving CA)",
+                         c->host);
     }
     return VEIL_OK;
 }

@@ -55,13 +55,50 @@ VEIL_NODISCARD veil_err veil__kbs_new_key(EVP_PKEY **out);
 /* Makes a self-signed CA certificate for key, valid for ten years. */
 VEIL_NODISCARD veil_err veil__kbs_make_ca(EVP_PKEY *key, const char *cn, X509 **out);
 
-enum veil__kbs_cert_kind { VEIL_KBS_CERT_SERVER, VEIL_KBS_CERT_CLIENT };
+/*
+ * Leaf certificate kinds. SERVER and CLIENT are plain TLS identities (`veil certs`, the admin
+ * client). BROKER is the key broker's own TLS identity, issued only by the broker CA; SERVING
+ * is a workload's serving certificate, issued only by the serving CA. Each of the last two
+ * carries its own extended key usage (an OID under the UUID arc 2.25, X.667) beside
+ * serverAuth, and the broker's clients refuse a broker certificate without the broker usage,
+ * so a serving certificate can never stand in for the broker even under a misconfigured CA.
+ */
+enum veil__kbs_cert_kind {
+    VEIL_KBS_CERT_SERVER,
+    VEIL_KBS_CERT_CLIENT,
+    VEIL_KBS_CERT_BROKER,
+    VEIL_KBS_CERT_SERVING
+};
+
+#define VEIL__KBS_OID_BROKER "2.25.118680522568038220124356479914066063362"
+#define VEIL__KBS_OID_SERVING "2.25.208693128968357849454603975516163413909"
+
+/* Whether cert's extended key usage lists oid (dotted text). */
+bool veil__kbs_cert_has_eku(X509 *cert, const char *oid);
+
+/* State files (state.c): DIR/master.key; DIR/NAME as a PEM certificate; a sealed private key. */
+VEIL_NODISCARD veil_err veil__kbs_load_master(const char *dir, uint8_t master[32],
+                                              struct veil_errbuf *eb);
+VEIL_NODISCARD veil_err veil__kbs_read_cert(const char *dir, const char *name, X509 **out,
+                                            struct veil_errbuf *eb);
+VEIL_NODISCARD veil_err veil__kbs_read_sealed_key(const char *dir, const char *name,
+                                                  const uint8_t master[32], EVP_PKEY **out,
+                                                  struct veil_errbuf *eb);
+
+#define VEIL__KBS_NAME_MAX 253
+/*
+ * The DNS names and IP addresses (as text) of cert's subject alternative names, at most cap.
+ * Errors: VEIL_E_LIMIT (more than cap), VEIL_E_FORMAT (an unreadable name).
+ */
+VEIL_NODISCARD veil_err veil__kbs_cert_names(X509 *cert, char names[][VEIL__KBS_NAME_MAX + 1],
+                                             size_t cap, size_t *n);
 
 /*
  * Issues a leaf certificate for subject_key's public key under (ca, ca_key): common name cn,
  * subject alternative names san (NULL-terminated; entries that parse as IP addresses become
- * IP SANs, the rest DNS names; may be NULL), valid from 5 minutes ago for validity_s seconds,
- * with the extended key usage of kind.
+ * IP SANs, the rest DNS names; may be NULL; each must pass veil_attest_host_name_ok, else
+ * VEIL_E_INVALID), valid from 5 minutes ago for validity_s seconds, with the extended key
+ * usage of kind.
  */
 VEIL_NODISCARD veil_err veil__kbs_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *subject_key,
                                         const char *cn, const char *const *san, int64_t validity_s,

@@ -81,6 +81,32 @@ static bool looks_like_ip(const char *s)
     return ip != NULL;
 }
 
+static const char *eku_of(enum veil__kbs_cert_kind kind)
+{
+    switch (kind) {
+    case VEIL_KBS_CERT_BROKER:
+        return "serverAuth," VEIL__KBS_OID_BROKER;
+    case VEIL_KBS_CERT_SERVING:
+        return "serverAuth," VEIL__KBS_OID_SERVING;
+    case VEIL_KBS_CERT_SERVER:
+        return "serverAuth";
+    default:
+        return "clientAuth";
+    }
+}
+
+bool veil__kbs_cert_has_eku(X509 *cert, const char *oid)
+{
+    bool found = false;
+    ASN1_OBJECT *want = OBJ_txt2obj(oid, 1);
+    EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(cert, NID_ext_key_usage, NULL, NULL);
+    for (int i = 0; want != NULL && eku != NULL && i < sk_ASN1_OBJECT_num(eku) && !found; i++)
+        found = OBJ_cmp(sk_ASN1_OBJECT_value(eku, i), want) == 0;
+    EXTENDED_KEY_USAGE_free(eku);
+    ASN1_OBJECT_free(want);
+    return found;
+}
+
 veil_err veil__kbs_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *subject_key, const char *cn,
                          const char *const *san, int64_t validity_s, enum veil__kbs_cert_kind kind,
                          X509 **out)
@@ -91,7 +117,8 @@ veil_err veil__kbs_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *subject_key, cons
     veil_buf_init(&sans, 8192);
     *out = NULL;
     for (size_t i = 0; san != NULL && san[i] != NULL; i++) {
-        if (strchr(san[i], ',') != NULL || san[i][0] == '\0') {
+        /* Exact names only: no wildcards, separators, spaces or control characters. */
+        if (!veil_attest_host_name_ok(san[i], strlen(san[i]))) {
             rc = VEIL_E_INVALID;
             goto out;
         }
@@ -109,8 +136,7 @@ veil_err veil__kbs_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *subject_key, cons
               X509_set_pubkey(c, subject_key) == 1 &&
               add_ext(c, ca, NID_basic_constraints, "critical,CA:FALSE") &&
               add_ext(c, ca, NID_key_usage, "critical,digitalSignature,keyAgreement") &&
-              add_ext(c, ca, NID_ext_key_usage,
-                      kind == VEIL_KBS_CERT_SERVER ? "serverAuth" : "clientAuth") &&
+              add_ext(c, ca, NID_ext_key_usage, eku_of(kind)) &&
               add_ext(c, ca, NID_subject_key_identifier, "hash") &&
               add_ext(c, ca, NID_authority_key_identifier, "keyid:always") &&
               (sans.len == 0 || add_ext(c, ca, NID_subject_alt_name, (const char *)sans.p)) &&

@@ -56,6 +56,9 @@ struct veil_kbs_server {
     X509 *serving_ca;
     EVP_PKEY *serving_ca_key;
     struct veil_buf serving_ca_pem;
+    /* The broker's own names (its certificate's SANs): never granted to a workload. */
+    char broker_names[MAX_SAN][VEIL__KBS_NAME_MAX + 1];
+    size_t n_broker_names;
     X509_STORE *admin_store;
     struct veil_attest_roots *roots;
     struct veil_attest_collateral_files col;
@@ -87,48 +90,6 @@ static char *path_join(const char *dir, const char *name)
     if (p != NULL)
         snprintf(p, n, "%s/%s", dir, name);
     return p;
-}
-
-static veil_err load_master(const char *dir, uint8_t master[32], struct veil_errbuf *eb)
-{
-    char *path = path_join(dir, "master.key");
-    struct veil_buf b;
-    veil_buf_init_secret(&b, 64);
-    veil_err rc = path == NULL ? VEIL_E_NOMEM : veil_file_read_all(path, b.max, &b, eb);
-    if (rc == VEIL_OK && b.len != 32)
-        rc = veil_errf(eb, VEIL_E_FORMAT, "%s: a master key is 32 bytes, not %zu", path, b.len);
-    if (rc == VEIL_OK)
-        memcpy(master, b.p, 32);
-    veil_buf_release(&b);
-    veil_free(path);
-    return rc;
-}
-
-static veil_err read_pem_cert(const char *dir, const char *name, X509 **out, struct veil_errbuf *eb)
-{
-    char *path = path_join(dir, name);
-    struct veil_buf b;
-    veil_buf_init(&b, VEIL_LIMIT_CONFIG_FILE);
-    veil_err rc = path == NULL ? VEIL_E_NOMEM : veil_file_read_all(path, b.max, &b, eb);
-    if (rc == VEIL_OK && veil__kbs_parse_cert(veil_buf_span(&b), out) != VEIL_OK)
-        rc = veil_errf(eb, VEIL_E_FORMAT, "%s: not a PEM certificate", path);
-    veil_buf_release(&b);
-    veil_free(path);
-    return rc;
-}
-
-static veil_err read_sealed_key(const char *dir, const char *name, const uint8_t master[32],
-                                EVP_PKEY **out, struct veil_errbuf *eb)
-{
-    char *path = path_join(dir, name);
-    struct veil_buf b;
-    veil_buf_init_secret(&b, VEIL_LIMIT_CONFIG_FILE);
-    veil_err rc = path == NULL ? VEIL_E_NOMEM : veil__kbs_blob_load(master, name, path, &b, eb);
-    if (rc == VEIL_OK && veil__kbs_parse_key(veil_buf_span(&b), out) != VEIL_OK)
-        rc = veil_errf(eb, VEIL_E_FORMAT, "%s: not a private key", path);
-    veil_buf_release(&b);
-    veil_free(path);
-    return rc;
 }
 
 static int64_t file_mtime(const char *path)
@@ -181,6 +142,53 @@ static veil_err parse_listen(const char *listen, struct sockaddr_storage *ss, so
 
 /* ---- Opening ---- */
 
+/*
+ * The broker's TLS identity: broker.pem must be issued by the broker CA (broker-ca.pem) and
+ * carry the broker usage. A state made when one CA signed both the broker and the workloads
+ * is refused: a workload's serving certificate from that CA would pass for the broker.
+ */
+static veil_err open_broker_identity(const char *dir, X509 **ca, X509 **cert,
+                                     struct veil_errbuf *eb)
+{
+    char *probe = path_join(dir, "broker-ca.pem");
+    bool have = probe != NULL && access(probe, F_OK) == 0;
+    veil_free(probe);
+    if (!have)
+        return veil_errf(eb, VEIL_E_STATE,
+                         "%s: no broker CA (broker-ca.pem): this state signs the broker and the "
+                         "workloads with one CA, so an admitted workload could impersonate the "
+                         "broker; run `veil kbs migrate --state %s`, then pin broker-ca.pem in "
+                         "administrators and `veil serve --kbs-ca`",
+                         dir, dir);
+    veil_err rc = veil__kbs_read_cert(dir, "broker-ca.pem", ca, eb);
+    if (rc == VEIL_OK)
+        rc = veil__kbs_read_cert(dir, "broker.pem", cert, eb);
+    if (rc != VEIL_OK)
+        return rc;
+    EVP_PKEY *cak = X509_get0_pubkey(*ca);
+    if (cak == NULL || X509_verify(*cert, cak) != 1 ||
+        !veil__kbs_cert_has_eku(*cert, VEIL__KBS_OID_BROKER))
+        return veil_errf(eb, VEIL_E_STATE,
+                         "%s/broker.pem is not a broker certificate issued by broker-ca.pem", dir);
+    return VEIL_OK;
+}
+
+/* A policy may grant a workload none of the broker's own names. */
+static veil_err policy_names_ok(const struct veil_kbs_server *s, const struct veil_attest_policy *p,
+                                struct veil_errbuf *eb)
+{
+    for (size_t i = 0; i < veil_attest_policy_workload_count(p); i++) {
+        const struct veil_attest_workload *w = veil_attest_policy_workload(p, i);
+        for (size_t b = 0; b < s->n_broker_names; b++)
+            if (veil_attest_workload_grants_host(w, s->broker_names[b]))
+                return veil_errf(eb, VEIL_E_FORMAT,
+                                 "policy: workload \"%s\": name \"%s\" is the broker's own "
+                                 "name; a serving certificate for it could impersonate the broker",
+                                 veil_attest_workload_name(w), s->broker_names[b]);
+    }
+    return VEIL_OK;
+}
+
 veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct veil_kbs_server **out,
                               struct veil_errbuf *eb)
 {
@@ -189,7 +197,7 @@ veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct ve
     uint8_t master[32];
     char *path = NULL;
     EVP_PKEY *broker_key = NULL;
-    X509 *broker_cert = NULL, *admin_ca = NULL;
+    X509 *broker_cert = NULL, *admin_ca = NULL, *broker_ca = NULL;
     struct veil_buf sim;
     veil_buf_init(&sim, 65536);
     *out = NULL;
@@ -220,19 +228,25 @@ veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct ve
         rc = veil_errf(eb, VEIL_E_NOMEM, "out of memory");
         goto out;
     }
-    rc = load_master(s->state_dir, master, eb);
+    rc = veil__kbs_load_master(s->state_dir, master, eb);
     if (rc == VEIL_OK)
-        rc = read_pem_cert(s->state_dir, "serving-ca.pem", &s->serving_ca, eb);
+        rc = veil__kbs_read_cert(s->state_dir, "serving-ca.pem", &s->serving_ca, eb);
     if (rc == VEIL_OK)
-        rc = read_sealed_key(s->state_dir, "serving-ca.key", master, &s->serving_ca_key, eb);
+        rc = veil__kbs_read_sealed_key(s->state_dir, "serving-ca.key", master, &s->serving_ca_key,
+                                       eb);
     if (rc == VEIL_OK)
-        rc = read_pem_cert(s->state_dir, "admin-ca.pem", &admin_ca, eb);
+        rc = veil__kbs_read_cert(s->state_dir, "admin-ca.pem", &admin_ca, eb);
     if (rc == VEIL_OK)
-        rc = read_pem_cert(s->state_dir, "broker.pem", &broker_cert, eb);
+        rc = open_broker_identity(s->state_dir, &broker_ca, &broker_cert, eb);
     if (rc == VEIL_OK)
-        rc = read_sealed_key(s->state_dir, "broker.key", master, &broker_key, eb);
+        rc = veil__kbs_read_sealed_key(s->state_dir, "broker.key", master, &broker_key, eb);
     if (rc != VEIL_OK)
         goto out;
+    if (veil__kbs_cert_names(broker_cert, s->broker_names, MAX_SAN, &s->n_broker_names) !=
+        VEIL_OK) {
+        rc = veil_errf(eb, VEIL_E_FORMAT, "%s/broker.pem: unreadable names", s->state_dir);
+        goto out;
+    }
     if (veil__kbs_cert_pem(s->serving_ca, &s->serving_ca_pem) != VEIL_OK) {
         rc = veil_errf(eb, VEIL_E_CRYPTO, "cannot encode the serving CA");
         goto out;
@@ -242,6 +256,8 @@ veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct ve
     if (rc != VEIL_OK)
         goto out;
     rc = veil_attest_policy_load(s->policy_path, &s->policy, eb);
+    if (rc == VEIL_OK)
+        rc = policy_names_ok(s, s->policy, eb);
     if (rc != VEIL_OK)
         goto out;
     s->policy_mtime = file_mtime(s->policy_path);
@@ -270,7 +286,7 @@ veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct ve
         s->ssl == NULL || SSL_CTX_set_min_proto_version(s->ssl, TLS1_2_VERSION) != 1 ||
         SSL_CTX_use_certificate(s->ssl, broker_cert) != 1 ||
         SSL_CTX_use_PrivateKey(s->ssl, broker_key) != 1 ||
-        SSL_CTX_add1_chain_cert(s->ssl, s->serving_ca) != 1) {
+        SSL_CTX_add1_chain_cert(s->ssl, broker_ca) != 1) {
         rc = veil_crypto_openssl_err(eb, VEIL_E_CRYPTO, "TLS set-up failed");
         goto out;
     }
@@ -309,6 +325,7 @@ out:
     veil_memzero(master, sizeof(master));
     veil_free(path);
     EVP_PKEY_free(broker_key);
+    X509_free(broker_ca);
     X509_free(broker_cert);
     X509_free(admin_ca);
     veil_buf_release(&sim);
@@ -363,6 +380,10 @@ veil_err veil_kbs_server_reload_policy(struct veil_kbs_server *s, struct veil_er
     struct veil_attest_policy *p = NULL;
     int64_t mtime = file_mtime(s->policy_path);
     veil_err rc = veil_attest_policy_load(s->policy_path, &p, eb);
+    if (rc == VEIL_OK && (rc = policy_names_ok(s, p, eb)) != VEIL_OK) {
+        veil_attest_policy_free(p);
+        p = NULL;
+    }
     if (rc != VEIL_OK) {
         VEIL_LOG_ERR("policy %s refused, keeping the previous one: %s", s->policy_path,
                      veil_errbuf_msg(eb, rc));
@@ -668,10 +689,6 @@ static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const stru
         }
         san[i] = v->str;
     }
-    if (sanj == NULL || sanj->n == 0) {
-        san[0] = "localhost";
-        san[1] = "127.0.0.1";
-    }
 
     /* Attestation: the certificate's evidence, bound to its key, verified against the roots. */
     claims = veil_calloc(1, sizeof(*claims));
@@ -735,12 +752,39 @@ static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const stru
                 released[nrel++] = s->store->keys[i].id;
             }
     }
-    /* The serving certificate for the attested key: clients that pin the serving CA know they
-     * reach a workload that passed this check. */
+    /*
+     * The serving certificate carries only names the policy grants this workload: those asked
+     * for, each granted, or all of them. A workload cannot choose the broker's names (the
+     * policy refuses those) nor any other name, so its certificate speaks only for it.
+     */
+    const char *deny = NULL;
+    if (veil_attest_workload_host_count(w) == 0) {
+        snprintf(reason, sizeof(reason),
+                 "policy grants workload '%.128s' no names for a serving certificate (\"names\")",
+                 wname);
+        deny = reason;
+    } else if (sanj == NULL || sanj->n == 0) {
+        for (size_t i = 0; i < veil_attest_workload_host_count(w) && i < MAX_SAN; i++)
+            san[i] = veil_attest_workload_host(w, i);
+    } else {
+        for (size_t i = 0; san[i] != NULL && deny == NULL; i++)
+            if (!veil_attest_workload_grants_host(w, san[i])) {
+                snprintf(reason, sizeof(reason),
+                         "name '%.200s' is not granted to workload '%.128s'", san[i], wname);
+                deny = reason;
+            }
+    }
+    if (deny != NULL) {
+        if (audit(s, p, "provision", false, deny, claims, wname, NULL, 0) != VEIL_OK)
+            rc = respond_error(ssl, 500, "audit log unavailable", true);
+        else
+            rc = respond_error(ssl, 403, deny, true);
+        goto out;
+    }
     EVP_PKEY *pub = X509_get0_pubkey(p->cert);
     if (pub == NULL ||
         veil__kbs_issue(s->serving_ca, s->serving_ca_key, pub, wname, san, s->cert_validity_s,
-                        VEIL_KBS_CERT_SERVER, &issued) != VEIL_OK) {
+                        VEIL_KBS_CERT_SERVING, &issued) != VEIL_OK) {
         rc =
             respond_error(ssl, 400, "cannot issue a certificate for this key or these names", true);
         goto out;
@@ -957,6 +1001,8 @@ static veil_err admin_policy(struct veil_kbs_server *s, SSL *ssl, const struct p
     struct veil_errbuf eb = {{0}};
     struct veil_attest_policy *np = NULL;
     veil_err rc = veil_attest_policy_parse(body, &np, &eb);
+    if (rc == VEIL_OK)
+        rc = policy_names_ok(s, np, &eb);
     if (rc != VEIL_OK) {
         (void)audit(s, p, "replace-policy", false, eb.msg, NULL, NULL, NULL, 0);
         return respond_error(ssl, 400, veil_errbuf_msg(&eb, rc), false);

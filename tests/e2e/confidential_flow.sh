@@ -32,12 +32,12 @@ mkdir -p repo/affine/1
     -o repo/affine/1/model.onnx.veil >/dev/null || die "seal"
 rm -f affine.onnx
 
-"$veil" kbs init --state broker >/dev/null || die "kbs init"
+"$veil" kbs init --state broker --host 127.0.0.1 >/dev/null || die "kbs init"
 kport=$(port)
 "$veil" kbs serve --state broker --listen "127.0.0.1:$kport" --sim-key sim.key.pub.pem \
     >kbs.log 2>&1 &
 pids+=($!)
-admin=("$veil" kbs admin --broker "127.0.0.1:$kport" --ca broker/serving-ca.pem
+admin=("$veil" kbs admin --broker "127.0.0.1:$kport" --ca broker/broker-ca.pem
        --cert broker/admin.pem --key broker/admin.key)
 for _ in $(seq 100); do grep -q listening kbs.log && break; sleep 0.05; done
 "${admin[@]}" add affine --key-file model.key >/dev/null || die "import key"
@@ -45,16 +45,30 @@ meas=$(sha256sum "$veil" | cut -c1-64)
 cat >policy.json <<JSON
 {"version": 1, "workloads": [
   {"name": "affine-server", "tee": "sim", "measurement": ["$meas"], "min_svn": 2,
-   "allow_debug": true, "keys": ["affine"]}]}
+   "allow_debug": true, "names": ["localhost"], "keys": ["affine"]}]}
 JSON
 "${admin[@]}" policy policy.json >/dev/null || die "policy"
+# The serving CA signs workloads only: an administrator pinning it does not reach the broker.
+if "$veil" kbs admin --broker "127.0.0.1:$kport" --ca broker/serving-ca.pem \
+    --cert broker/admin.pem --key broker/admin.key list >wrongca.log 2>&1; then
+    bad "the broker passed as a workload's CA"
+else
+    grep -q "broker certificate refused" wrongca.log && ok || bad "wrong CA: $(cat wrongca.log)"
+fi
+# A policy granting a workload the broker's own name is refused.
+sed 's/"names": \["localhost"\]/"names": ["127.0.0.1"]/' policy.json >bad-policy.json
+if "${admin[@]}" policy bad-policy.json >badpolicy.log 2>&1; then
+    bad "a policy granting the broker's name was accepted"
+else
+    grep -q "the broker's own name" badpolicy.log && ok || bad "bad policy: $(cat badpolicy.log)"
+fi
 
 # A server below the policy's minimum SVN is refused and never listens.
 gport=$(port)
 rport=$(port)
 if timeout 60 "$veil" serve --model_name=affine --model_base_path="$work/repo/affine" \
     --port="$gport" --rest_api_port="$rport" --kbs="127.0.0.1:$kport" \
-    --kbs-ca=broker/serving-ca.pem --tee=sim --sim-key=sim.key --svn=1 >refused.log 2>&1; then
+    --kbs-ca=broker/broker-ca.pem --tee=sim --sim-key=sim.key --svn=1 >refused.log 2>&1; then
     bad "a server under the minimum SVN started"
 else
     grep -q "SVN below the minimum" refused.log && ok || bad "refusal reason: $(tail -2 refused.log)"
@@ -62,7 +76,7 @@ fi
 
 # The attested server: provisioned, then serving with the broker-issued certificate.
 "$veil" serve --model_name=affine --model_base_path="$work/repo/affine" --port="$gport" \
-    --rest_api_port="$rport" --kbs="127.0.0.1:$kport" --kbs-ca=broker/serving-ca.pem \
+    --rest_api_port="$rport" --kbs="127.0.0.1:$kport" --kbs-ca=broker/broker-ca.pem \
     --tee=sim --sim-key=sim.key --svn=3 >serve.log 2>&1 &
 pids+=($!)
 ready=0

@@ -13,7 +13,7 @@ fail() { echo "FAIL: $*"; echo "0 passed, 1 failed"; exit 1; }
 
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$veil" kbs init --state "$state" >/dev/null || fail "init"
-admin=("$veil" kbs admin --broker "127.0.0.1:$port" --ca "$state/serving-ca.pem"
+admin=("$veil" kbs admin --broker "127.0.0.1:$port" --ca "$state/broker-ca.pem"
        --cert "$state/admin.pem" --key "$state/admin.key")
 
 start() {
@@ -62,7 +62,7 @@ import json, sys
 for line in open(sys.argv[1]):
     json.loads(line)
 PY
-leftover=$(ls -A "$state" | grep -vE '^(master\.key|serving-ca\.(pem|key)|admin-ca\.pem|broker\.(pem|key)|admin\.(pem|key)|policy\.json|keys\.db|audit\.log)$')
+leftover=$(ls -A "$state" | grep -vE '^(master\.key|(serving|broker)-ca\.(pem|key)|admin-ca\.pem|broker\.(pem|key)|admin\.(pem|key)|policy\.json|keys\.db|audit\.log)$')
 [ -z "$leftover" ] || fail "unexpected files left: $leftover"
 echo "rounds: $rounds, acknowledged rotations: $((acked - 2)) + 1, keys in store: $have"
 echo "1 passed, 0 failed"

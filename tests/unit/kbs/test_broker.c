@@ -44,7 +44,7 @@ static void *run_server(void *arg)
 static int admin(const char *method, const char *path, const char *body, struct veil_buf *resp)
 {
     char ca[512], cert[512], key[512];
-    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
+    snprintf(ca, sizeof(ca), "%s/broker-ca.pem", state);
     snprintf(cert, sizeof(cert), "%s/admin.pem", state);
     snprintf(key, sizeof(key), "%s/admin.key", state);
     struct veil_kbs_admin_opts o = {broker, ca, cert, key, 5000};
@@ -67,8 +67,8 @@ static veil_err provision(const uint8_t meas[32], uint32_t svn, const char *cons
     if (rc != VEIL_OK)
         return rc;
     char ca[512];
-    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
-    static const char *const san[] = {"localhost", "127.0.0.1", NULL};
+    snprintf(ca, sizeof(ca), "%s/broker-ca.pem", state);
+    static const char *const san[] = {"localhost", NULL};
     struct veil_kbs_client_opts o = {
         .brokers = broker, .ca_file = ca, .san = san, .deadline_s = 10};
     rc = veil_kbs_provision(&o, p, ids, n, g, eb);
@@ -106,8 +106,10 @@ TEST(start_broker)
     ASSERT_TRUE(mkdtemp(state) != NULL);
     ASSERT_TRUE(rmdir(state) == 0); /* init creates it with mode 0700 */
     struct veil_errbuf eb = {{0}};
-    ASSERT_OK(veil_kbs_init(state, NULL, &eb));
-    ASSERT_ERR(veil_kbs_init(state, NULL, &eb), VEIL_E_EXISTS);
+    /* The broker is 127.0.0.1; workloads are granted other names (localhost here). */
+    static const char *const broker_hosts[] = {"127.0.0.1", NULL};
+    ASSERT_OK(veil_kbs_init(state, broker_hosts, &eb));
+    ASSERT_ERR(veil_kbs_init(state, broker_hosts, &eb), VEIL_E_EXISTS);
     struct veil_buf pub;
     veil_buf_init(&pub, 65536);
     veil_buf_init_secret(&sim_priv, 65536);
@@ -253,6 +255,7 @@ TEST(policy_refuses_until_it_names_the_workload)
     snprintf(policy, sizeof(policy),
              "{\"version\":1,\"workloads\":[{\"name\":\"resnet-server\",\"tee\":\"sim\","
              "\"measurement\":[\"%s\"],\"min_svn\":2,\"allow_debug\":true,"
+             "\"names\":[\"localhost\",\"serve.example\"],"
              "\"keys\":[\"resnet50\",\"bert-key-1\"]}]}",
              hex);
     set_policy(policy);
@@ -329,7 +332,7 @@ TEST(untrusted_sim_key_is_refused)
     struct veil_attest_provider *p = NULL;
     ASSERT_OK(veil_attest_provider_new_sim(veil_buf_span(&priv), good_meas, 3, &p, NULL));
     char ca[512];
-    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
+    snprintf(ca, sizeof(ca), "%s/broker-ca.pem", state);
     struct veil_kbs_client_opts o = {.brokers = broker, .ca_file = ca, .deadline_s = 5};
     struct veil_kbs_grant *g = NULL;
     struct veil_errbuf eb = {{0}};
@@ -353,7 +356,7 @@ TEST(workload_certificate_is_not_an_admin)
     char cpath[512], kpath[512], ca[512];
     snprintf(cpath, sizeof(cpath), "%s/intruder.pem", state);
     snprintf(kpath, sizeof(kpath), "%s/intruder.key", state);
-    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
+    snprintf(ca, sizeof(ca), "%s/broker-ca.pem", state);
     FILE *f = fopen(cpath, "w");
     PEM_write_X509(f, cert);
     fclose(f);
@@ -630,7 +633,7 @@ TEST(san_names_with_control_characters_are_refused)
         "{\"san\":[\"\"]}",
     };
     char ca[512], cert[512], key[512];
-    snprintf(ca, sizeof(ca), "%s/serving-ca.pem", state);
+    snprintf(ca, sizeof(ca), "%s/broker-ca.pem", state);
     snprintf(cert, sizeof(cert), "%s/admin.pem", state);
     snprintf(key, sizeof(key), "%s/admin.key", state);
     /* Any client certificate will do: names are checked before the certificate's evidence. */
@@ -677,6 +680,283 @@ TEST(keep_alive_connection_serves_several_requests)
     SSL_CTX_free(ctx);
     ERR_clear_error();
     close(fd);
+}
+
+/* The policy of policy_refuses_until_it_names_the_workload, with names (NULL: none). */
+static void policy_with_names(const char *names_json)
+{
+    char hex[65], policy[1024];
+    veil_hex_encode(good_meas, 32, hex);
+    snprintf(policy, sizeof(policy),
+             "{\"version\":1,\"workloads\":[{\"name\":\"resnet-server\",\"tee\":\"sim\","
+             "\"measurement\":[\"%s\"],\"min_svn\":2,\"allow_debug\":true,%s%s%s"
+             "\"keys\":[\"resnet50\",\"bert-key-1\"]}]}",
+             hex, names_json ? "\"names\":" : "", names_json ? names_json : "",
+             names_json ? "," : "");
+    set_policy(policy);
+}
+
+static veil_err provision_names(const char *const *san, struct veil_kbs_grant **g,
+                                struct veil_errbuf *eb)
+{
+    struct veil_attest_provider *p = NULL;
+    veil_err rc = veil_attest_provider_new_sim(veil_buf_span(&sim_priv), good_meas, 3, &p, eb);
+    if (rc != VEIL_OK)
+        return rc;
+    char ca[512];
+    snprintf(ca, sizeof(ca), "%s/broker-ca.pem", state);
+    struct veil_kbs_client_opts o = {.brokers = broker, .ca_file = ca, .san = san, .deadline_s = 5};
+    rc = veil_kbs_provision(&o, p, NULL, 0, g, eb);
+    veil_attest_provider_free(p);
+    return rc;
+}
+
+/*
+ * A workload chose its serving certificate's names (a wildcard, the broker's own names) and
+ * got them. Now the names come from the policy: asked-for names must each be granted, no
+ * names asked means all the granted ones, a workload without names gets no certificate, and a
+ * policy granting one of the broker's names is refused.
+ */
+TEST(serving_certificate_names_come_from_the_policy)
+{
+    struct veil_kbs_grant *g = NULL;
+    struct veil_errbuf eb = {{0}};
+    static const char *const other[] = {"other.example", NULL};
+    static const char *const brokers_name[] = {"127.0.0.1", NULL};
+    static const char *const mixed[] = {"localhost", "attacker.example", NULL};
+    policy_with_names("[\"localhost\",\"serve.example\"]");
+    ASSERT_ERR(provision_names(other, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "name 'other.example' is not granted to workload");
+    ASSERT_ERR(provision_names(brokers_name, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "'127.0.0.1' is not granted");
+    ASSERT_ERR(provision_names(mixed, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "attacker.example");
+    ASSERT_TRUE(g == NULL);
+    /* No names asked: the certificate carries exactly the granted ones. */
+    ASSERT_OK(provision_names(NULL, &g, &eb));
+    BIO *bio = BIO_new_mem_buf(g->cert_pem, -1);
+    X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    ASSERT_TRUE(cert != NULL);
+    char names[16][VEIL__KBS_NAME_MAX + 1];
+    size_t n = 0;
+    ASSERT_OK(veil__kbs_cert_names(cert, names, 16, &n));
+    ASSERT_EQ_U64(n, 2);
+    ASSERT_STR_EQ(names[0], "localhost");
+    ASSERT_STR_EQ(names[1], "serve.example");
+    ASSERT_TRUE(veil__kbs_cert_has_eku(cert, VEIL__KBS_OID_SERVING));
+    ASSERT_TRUE(!veil__kbs_cert_has_eku(cert, VEIL__KBS_OID_BROKER));
+    X509_free(cert);
+    veil_kbs_grant_free(g);
+    g = NULL;
+    /* A policy that grants a broker name is refused; the old policy stays. */
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    char hex[65], policy[1024];
+    veil_hex_encode(good_meas, 32, hex);
+    snprintf(policy, sizeof(policy),
+             "{\"version\":1,\"workloads\":[{\"name\":\"w\",\"tee\":\"sim\","
+             "\"measurement\":[\"%s\"],\"names\":[\"ok.example\",\"127.0.0.1\"],"
+             "\"keys\":[]}]}",
+             hex);
+    ASSERT_EQ_I64(admin("PUT", "/kbs/v1/admin/policy", policy, &r), 400);
+    ASSERT_TRUE(memmem(r.p, r.len, "the broker's own name", 21) != NULL);
+    veil_buf_release(&r);
+    ASSERT_OK(provision_names(NULL, &g, &eb));
+    veil_kbs_grant_free(g);
+    g = NULL;
+    /* A workload the policy grants no names gets no serving certificate. */
+    policy_with_names(NULL);
+    ASSERT_ERR(provision_names(NULL, &g, &eb), VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "no names for a serving certificate");
+    policy_with_names("[\"localhost\",\"serve.example\"]");
+}
+
+/* A TLS server on a loopback port presenting (cert, key): a fake broker. */
+struct fake_broker {
+    int lfd;
+    uint16_t port;
+    SSL_CTX *ctx;
+    size_t got; /* application bytes received from its one client */
+    pthread_t th;
+};
+
+static void *fake_broker_run(void *arg)
+{
+    struct fake_broker *f = arg;
+    int fd = accept(f->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    SSL *ssl = SSL_new(f->ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) == 1) {
+        char buf[4096];
+        int n;
+        while ((n = SSL_read(ssl, buf, sizeof(buf))) > 0)
+            f->got += (size_t)n;
+    }
+    SSL_free(ssl);
+    close(fd);
+    return NULL;
+}
+
+static bool fake_broker_start(struct fake_broker *f, const char *cert_pem, EVP_PKEY *key)
+{
+    memset(f, 0, sizeof(*f));
+    BIO *bio = BIO_new_mem_buf(cert_pem, -1);
+    X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    f->ctx = SSL_CTX_new(TLS_server_method());
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    bool ok = cert != NULL && f->ctx != NULL && SSL_CTX_use_certificate(f->ctx, cert) == 1 &&
+              SSL_CTX_use_PrivateKey(f->ctx, key) == 1 && f->lfd >= 0 &&
+              bind(f->lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(f->lfd, 4) == 0 &&
+              getsockname(f->lfd, (struct sockaddr *)&a, &al) == 0 &&
+              pthread_create(&f->th, NULL, fake_broker_run, f) == 0;
+    X509_free(cert);
+    f->port = ntohs(a.sin_port);
+    return ok;
+}
+
+static void fake_broker_stop(struct fake_broker *f)
+{
+    pthread_join(f->th, NULL);
+    close(f->lfd);
+    SSL_CTX_free(f->ctx);
+}
+
+/*
+ * The attack: an admitted workload's serving certificate, signed by the same CA as the
+ * broker's, ran a fake broker, and `veil kbs admin add --key-file` sent it the raw model key.
+ * Now the broker's certificate comes from a CA of its own and carries the broker usage, and the
+ * broker's clients check both: the fake broker is refused during the TLS handshake whichever
+ * CA the administrator pins, and receives not one byte of the request.
+ */
+TEST(serving_certificate_cannot_impersonate_the_broker)
+{
+    struct veil_kbs_grant *g = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(provision_names(NULL, &g, &eb));
+    static const char *const cas[] = {"serving-ca.pem", "broker-ca.pem"};
+    static const char *const why[] = {"not a key broker's certificate",
+                                      "broker certificate refused"};
+    for (size_t i = 0; i < 2; i++) {
+        struct fake_broker f;
+        ASSERT_TRUE(fake_broker_start(&f, g->cert_pem, g->pkey));
+        char addr[64], ca[512], cert[512], key[512];
+        snprintf(addr, sizeof(addr), "localhost:%u", f.port);
+        snprintf(ca, sizeof(ca), "%s/%s", state, cas[i]);
+        snprintf(cert, sizeof(cert), "%s/admin.pem", state);
+        snprintf(key, sizeof(key), "%s/admin.key", state);
+        struct veil_kbs_admin_opts o = {addr, ca, cert, key, 5000};
+        struct veil_buf r;
+        veil_buf_init(&r, 1 << 20);
+        int status = 0;
+        veil_err rc =
+            veil_kbs_admin_request(&o, "POST", "/kbs/v1/admin/keys",
+                                   veil_span_from_str("{\"name\":\"stolen\",\"key\":\""
+                                                      "00112233445566778899aabbccddeeff"
+                                                      "00112233445566778899aabbccddeeff\"}"),
+                                   &status, &r, &eb);
+        veil_buf_release(&r);
+        fake_broker_stop(&f);
+        if (rc != VEIL_E_AUTH)
+            HFAIL("pinning %s: %s (status %d)", cas[i], veil_err_name(rc), status);
+        ASSERT_STR_CONTAINS(eb.msg, why[i]);
+        ASSERT_EQ_U64(f.got, 0);
+    }
+    veil_kbs_grant_free(g);
+    /* The real broker's certificate: from the broker CA, with the broker usage only. */
+    X509 *bcert = NULL, *bca = NULL, *sca = NULL;
+    ASSERT_OK(veil__kbs_read_cert(state, "broker.pem", &bcert, &eb));
+    ASSERT_OK(veil__kbs_read_cert(state, "broker-ca.pem", &bca, &eb));
+    ASSERT_OK(veil__kbs_read_cert(state, "serving-ca.pem", &sca, &eb));
+    ASSERT_EQ_I64(X509_verify(bcert, X509_get0_pubkey(bca)), 1);
+    ASSERT_TRUE(X509_verify(bcert, X509_get0_pubkey(sca)) != 1);
+    ASSERT_TRUE(veil__kbs_cert_has_eku(bcert, VEIL__KBS_OID_BROKER));
+    ASSERT_TRUE(!veil__kbs_cert_has_eku(bcert, VEIL__KBS_OID_SERVING));
+    ERR_clear_error();
+    X509_free(bcert);
+    X509_free(bca);
+    X509_free(sca);
+}
+
+/*
+ * A state made when the serving CA also signed the broker's certificate is refused at start
+ * with what to do; `veil kbs migrate` gives the broker a CA of its own (same key and names),
+ * after which the broker starts, and a second migration is refused.
+ */
+TEST(state_without_broker_ca_is_refused_until_migrated)
+{
+    char old[] = "/tmp/veil-kbs-old-XXXXXX";
+    ASSERT_TRUE(mkdtemp(old) != NULL);
+    ASSERT_TRUE(rmdir(old) == 0);
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(veil_kbs_init(old, NULL, &eb));
+    /* Rewrite it into the previous layout: broker.pem from the serving CA, no broker CA. */
+    uint8_t master[32];
+    EVP_PKEY *sca_key = NULL, *bkey = NULL;
+    X509 *sca = NULL, *b = NULL;
+    ASSERT_OK(veil__kbs_load_master(old, master, &eb));
+    ASSERT_OK(veil__kbs_read_cert(old, "serving-ca.pem", &sca, &eb));
+    ASSERT_OK(veil__kbs_read_sealed_key(old, "serving-ca.key", master, &sca_key, &eb));
+    ASSERT_OK(veil__kbs_read_sealed_key(old, "broker.key", master, &bkey, &eb));
+    static const char *const hosts[] = {"localhost", "127.0.0.1", NULL};
+    ASSERT_OK(veil__kbs_issue(sca, sca_key, bkey, "Veil key broker", hosts, 86400,
+                              VEIL_KBS_CERT_SERVER, &b));
+    struct veil_buf pem;
+    veil_buf_init(&pem, 65536);
+    ASSERT_OK(veil__kbs_cert_pem(b, &pem));
+    char p1[512], p2[512], p3[512];
+    snprintf(p1, sizeof(p1), "%s/broker.pem", old);
+    snprintf(p2, sizeof(p2), "%s/broker-ca.pem", old);
+    snprintf(p3, sizeof(p3), "%s/broker-ca.key", old);
+    ASSERT_OK(veil_file_write_atomic(p1, veil_buf_span(&pem), 0644, VEIL_ATOMIC_REPLACE, NULL));
+    unlink(p2);
+    unlink(p3);
+    veil_buf_release(&pem);
+    X509_free(b);
+    X509_free(sca);
+    EVP_PKEY_free(sca_key);
+    EVP_PKEY_free(bkey);
+    veil_memzero(master, sizeof(master));
+    struct veil_kbs_server_opts o = {.state_dir = old, .listen = "127.0.0.1:0"};
+    struct veil_kbs_server *s2 = NULL;
+    ASSERT_ERR(veil_kbs_server_open(&o, &s2, &eb), VEIL_E_STATE);
+    ASSERT_STR_CONTAINS(eb.msg, "veil kbs migrate");
+    ASSERT_OK(veil_kbs_migrate(old, &eb));
+    ASSERT_ERR(veil_kbs_migrate(old, &eb), VEIL_E_EXISTS);
+    X509 *nb = NULL, *nca = NULL;
+    ASSERT_OK(veil__kbs_read_cert(old, "broker.pem", &nb, &eb));
+    ASSERT_OK(veil__kbs_read_cert(old, "broker-ca.pem", &nca, &eb));
+    ASSERT_EQ_I64(X509_verify(nb, X509_get0_pubkey(nca)), 1);
+    ASSERT_TRUE(veil__kbs_cert_has_eku(nb, VEIL__KBS_OID_BROKER));
+    char names[16][VEIL__KBS_NAME_MAX + 1];
+    size_t n = 0;
+    ASSERT_OK(veil__kbs_cert_names(nb, names, 16, &n));
+    ASSERT_EQ_U64(n, 2);
+    ASSERT_STR_EQ(names[1], "127.0.0.1");
+    X509_free(nb);
+    X509_free(nca);
+    veil_err rc = veil_kbs_server_open(&o, &s2, &eb);
+    if (rc != VEIL_OK)
+        HFAIL("open after migrate: %s", eb.msg);
+    veil_kbs_server_free(s2);
+    DIR *d = opendir(old);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.') {
+            char p[600];
+            snprintf(p, sizeof(p), "%s/%s", old, e->d_name);
+            unlink(p);
+        }
+    if (d != NULL)
+        closedir(d);
+    rmdir(old);
 }
 
 TEST(state_survives_a_restart)
