@@ -104,15 +104,13 @@ struct veil_serve_options {
     uint32_t rest_api_timeout_ms;         /* 0: 30000 */
     bool rest_api_enable_cors_support;
 
-    struct veil_key_source *keys;      /* borrowed; NULL: sealed models cannot load */
-    unsigned engine_threads;           /* per run; 0: engine default */
-    unsigned request_threads;          /* 0: max(4, 2 x CPUs) */
-    size_t max_message_bytes;          /* gRPC message and REST body cap; 0: 64 MiB */
-    unsigned max_connections;          /* open connections, both ports; 0: from RLIMIT_NOFILE */
-    unsigned max_connections_per_peer; /* of them from one IP address; 0: a quarter */
-    size_t max_inflight_bytes;         /* request bytes buffered server-wide; 0: from RAM */
-    unsigned max_streams;              /* 0: default */
-    unsigned drain_seconds;            /* graceful shutdown bound; 0: 10 */
+    struct veil_key_source *keys; /* borrowed; NULL: sealed models cannot load */
+    unsigned engine_threads;      /* per run; 0: engine default */
+    unsigned request_threads;     /* 0: max(4, 2 x CPUs) */
+    size_t max_message_bytes;     /* gRPC message and REST body cap; 0: 2 GiB - 1 / 1 GiB */
+    unsigned max_connections;     /* 0: default */
+    unsigned max_streams;         /* 0: default */
+    unsigned drain_seconds;       /* graceful shutdown bound; 0: 10 */
 };
 
 struct veil_serve;

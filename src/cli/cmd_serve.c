@@ -49,16 +49,8 @@ static void help(FILE *f)
         "  --enable_grpc_healthcheck_service  grpc.health.v1.Health/Check (SERVING when ready)\n"
         "  --engine_threads=N             compute threads per run (default: all cores)\n"
         "  --request_threads=N            request decode/encode threads (default 2 x cores, >= 4)\n"
-        "  --max_message_bytes=N          gRPC message / REST body cap, also after gunzip\n"
-        "                                 (default 64 MiB, at most 2 GiB-1)\n"
-        "  --max_connections=N            open connections over both ports (default: open-file\n"
-        "                                 limit - 64, at most 4096); over it the least recently\n"
-        "                                 active idle connection is closed\n"
-        "  --max_connections_per_peer=N   of them from one IP address (default: a quarter)\n"
-        "  --max_inflight_bytes=N         request bytes buffered server-wide (default: RAM/16\n"
-        "                                 within 256 MiB-4 GiB, at least 2 messages); beyond\n"
-        "                                 it RESOURCE_EXHAUSTED / HTTP 429\n"
-        "  --max_streams=N                concurrent HTTP/2 streams per connection (128)\n"
+        "  --max_message_bytes=N          gRPC message / REST body cap (default 2 GiB-1 / 1 GiB)\n"
+        "  --max_connections=N --max_streams=N  connection and HTTP/2 stream caps\n"
         "  --allow-core-dumps             keep core dumps on (debugging only: a core holds model\n"
         "                                 keys, plaintext weights and the TLS private key)\n"
         "  --log_level=err|warn|info|debug\n"
@@ -265,12 +257,7 @@ int veil_cmd_serve(int argc, char **argv)
             ok = parse_uint(val, &o.request_threads);
         else if (strcmp(name, "max_connections") == 0)
             ok = parse_uint(val, &o.max_connections);
-        else if (strcmp(name, "max_connections_per_peer") == 0)
-            ok = parse_uint(val, &o.max_connections_per_peer);
-        else if (strcmp(name, "max_inflight_bytes") == 0) {
-            ok = parse_i64(val, &iv) && iv > 0;
-            o.max_inflight_bytes = (size_t)iv;
-        } else if (strcmp(name, "max_streams") == 0)
+        else if (strcmp(name, "max_streams") == 0)
             ok = parse_uint(val, &o.max_streams);
         else if (strcmp(name, "drain_seconds") == 0)
             ok = parse_uint(val, &o.drain_seconds);

@@ -5,10 +5,7 @@
  * request body up to the message cap plus the 5-byte prefix; at END_STREAM the one unary message is
  * unframed (and gunzipped under the same cap) and handed to the handler as a call. The call
  * outlives its stream: when the client resets the stream or drops the connection, the call is only
- * detached, and its late finish frees it. Every connection holds an admission slot of the loop
- * (limit.c), and every buffered request byte (a body being received, an inflated message, a
- * call being served) is charged to the loop's in-flight budget until it is freed: a stream
- * that would pass the budget ends at once with RESOURCE_EXHAUSTED.
+ * detached, and its late finish frees it.
  */
 #include "net_int.h"
 
@@ -18,7 +15,6 @@
 #include <event2/listener.h>
 #include <nghttp2/nghttp2.h>
 #include <errno.h>
-#include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
@@ -45,12 +41,9 @@ struct veil_grpc_server {
     unsigned nconns;
     bool shutting;
     struct h2_conn *conns;
-    struct net_guard guard;
-    struct net_ratelog refuse_log;
 };
 
 struct h2_conn {
-    struct net_slot slot; /* admission (first: see conn_of) */
     struct veil_grpc_server *srv;
     struct bufferevent *bev;
     struct bufferevent *sock;         /* the socket's bufferevent: bev, or under TLS below it */
@@ -74,7 +67,6 @@ struct h2_stream {
     bool gzip;
     bool responded; /* a response has been submitted: ignore the rest of the request */
     bool too_big;
-    size_t charged; /* bytes of body taken from the loop's in-flight budget */
     uint64_t deadline_ns;
     struct veil_grpc_call *call;
     struct veil_buf resp; /* framed response message being sent */
@@ -87,7 +79,6 @@ struct veil_grpc_call {
     char method[VEIL_NET_GRPC_PATH_MAX];
     struct veil_buf msg;
     struct veil_span message;
-    size_t charged; /* bytes of msg taken from the loop's in-flight budget */
     uint64_t deadline_ns;
     uint64_t start_ns;
     int status;
@@ -103,7 +94,6 @@ static void call_free(struct veil_grpc_call *call)
 {
     if (call == NULL)
         return;
-    veil__net_budget_give(call->srv->loop, call->charged);
     veil_buf_release(&call->msg);
     veil_buf_release(&call->resp);
     veil_free(call->errmsg);
@@ -324,20 +314,7 @@ static void dispatch(struct h2_stream *st)
     call->start_ns = veil_time_mono_ns();
     veil_buf_init(&call->msg, srv->max_msg);
     if (compressed) {
-        /* Inflated under the message cap and within what the budget has left (the buffer's
-         * capacity is at most its cap plus one byte), refused as soon as it passes either. */
-        size_t room = veil__net_budget_room(srv->loop);
-        size_t cap = room > 0 && room - 1 < srv->max_msg ? room - 1 : srv->max_msg;
-        if (room == 0)
-            cap = 0;
-        rc = veil_net_gunzip(msg, cap, &call->msg, &eb);
-        if (rc == VEIL_E_LIMIT && cap < srv->max_msg) {
-            srv->loop->budget_refused++;
-            submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED,
-                          "server busy: request bytes in flight over the server's budget");
-            call_free(call);
-            return;
-        }
+        rc = veil_net_gunzip(msg, srv->max_msg, &call->msg, &eb);
         if (rc != VEIL_OK) {
             submit_status(st,
                           rc == VEIL_E_LIMIT ? VEIL_GRPC_RESOURCE_EXHAUSTED : VEIL_GRPC_INTERNAL,
@@ -345,24 +322,11 @@ static void dispatch(struct h2_stream *st)
             call_free(call);
             return;
         }
-        if (!veil__net_budget_take(srv->loop, call->msg.cap)) {
-            submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED,
-                          "server busy: request bytes in flight over the server's budget");
-            call_free(call);
-            return;
-        }
-        call->charged = call->msg.cap;
         call->message = veil_buf_span(&call->msg);
-        /* The compressed body is no longer needed. */
-        veil_buf_release(&st->body);
-        veil__net_budget_give(srv->loop, st->charged);
-        st->charged = 0;
     } else {
         /* The body moves to the call, which outlives the stream; no copy. */
         size_t off = (size_t)(msg.p - st->body.p);
         call->msg = st->body;
-        call->charged = st->charged;
-        st->charged = 0;
         veil_buf_init(&st->body, st->body.max);
         call->message = veil_span_make(call->msg.p + off, msg.len);
     }
@@ -383,8 +347,6 @@ static void stream_free(struct h2_stream *st)
         c->streams = st->next;
     if (st->next != NULL)
         st->next->prev = st->prev;
-    veil__net_budget_give(c->srv->loop, st->charged);
-    st->charged = 0;
     veil_buf_release(&st->body);
     veil_buf_release(&st->resp);
     veil_free(st);
@@ -451,41 +413,6 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     return 0;
 }
 
-/* Frees what a stream's body holds and gives its bytes back to the budget. */
-static void stream_drop_body(struct h2_stream *st)
-{
-    veil_buf_release(&st->body);
-    veil__net_budget_give(st->conn->srv->loop, st->charged);
-    st->charged = 0;
-}
-
-/*
- * Charges the growth of a stream's body to the loop's in-flight budget. Over the budget the
- * body is dropped and the call ends at once with RESOURCE_EXHAUSTED (the rest of its data is
- * ignored): a few unfinished large streams cannot hold the server's memory.
- */
-static bool stream_charge(struct h2_stream *st)
-{
-    struct veil_grpc_server *srv = st->conn->srv;
-    if (st->body.cap <= st->charged)
-        return true;
-    if (veil__net_budget_take(srv->loop, st->body.cap - st->charged)) {
-        st->charged = st->body.cap;
-        return true;
-    }
-    stream_drop_body(st);
-    st->too_big = true;
-    uint64_t more = 0;
-    if (veil__net_ratelog_tick(&srv->refuse_log, veil_time_mono_ns(),
-                               (uint64_t)VEIL_NET_ACCEPT_LOG_INTERVAL_S * 1000000000ULL, &more))
-        VEIL_LOG_WARN("gRPC request refused: %zu request bytes in flight, budget %zu (%llu "
-                      "more refusals since the last report)",
-                      srv->loop->inflight_bytes, srv->loop->max_inflight, (unsigned long long)more);
-    submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED,
-                  "server busy: request bytes in flight over the server's budget");
-    return false;
-}
-
 static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
                          size_t len, void *ud)
 {
@@ -496,11 +423,9 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         return 0;
     if (veil_buf_append(&st->body, data, len) != VEIL_OK) {
         st->too_big = true;
-        stream_drop_body(st);
+        veil_buf_release(&st->body);
         return 0;
     }
-    if (!stream_charge(st))
-        return 0;
     /* Refuse an announced oversize message as soon as its prefix arrives. */
     if (st->body.len >= 5) {
         struct veil_span s = veil_buf_span(&st->body);
@@ -509,7 +434,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         if (veil_span_get_u8(&s, &flag) == VEIL_OK && veil_span_get_u32be(&s, &mlen) == VEIL_OK) {
             if ((size_t)mlen > st->conn->srv->max_msg) {
                 st->too_big = true;
-                stream_drop_body(st);
+                veil_buf_release(&st->body);
                 submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED,
                               "request message larger than the limit");
             } else if (st->body.cap < (size_t)mlen + 5 && st->body.len < (1u << 20)) {
@@ -521,9 +446,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
                 size_t room = 4 * (st->body.len + (256u << 10));
                 if (veil_buf_reserve(&st->body, want < room ? want : room) != VEIL_OK) {
                     st->too_big = true;
-                    stream_drop_body(st);
-                } else {
-                    (void)stream_charge(st);
+                    veil_buf_release(&st->body);
                 }
             }
         }
@@ -573,7 +496,6 @@ static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t len, int
 static void conn_close(struct h2_conn *c)
 {
     struct veil_grpc_server *srv = c->srv;
-    veil__net_admit_remove(&srv->loop->admit, &c->slot);
     while (c->streams != NULL)
         stream_free(c->streams);
     if (c->ng != NULL)
@@ -631,7 +553,6 @@ static void on_sock_read(evutil_socket_t fd, short what, void *arg)
         conn_close(c);
         return;
     }
-    veil__net_admit_touch(&c->srv->loop->admit, &c->slot, veil_time_mono_ns());
     struct evbuffer *in = bufferevent_get_input(c->sock);
     if (evbuffer_get_length(in) > SOCKET_READ_MAX) {
         /* Its consumer has stopped taking input (it never should): bound the memory. */
@@ -738,65 +659,23 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
-/* Admission: a connection with an open stream is busy; an idle one may be closed for room. */
-static struct h2_conn *conn_of(const struct net_slot *slot)
-{
-    return (struct h2_conn *)(uintptr_t)((const char *)slot - offsetof(struct h2_conn, slot));
-}
-
-static bool slot_busy(const struct net_slot *slot)
-{
-    return conn_of(slot)->streams != NULL;
-}
-
-static void slot_evict(struct net_slot *slot)
-{
-    VEIL_LOG_DEBUG("idle gRPC connection closed to make room for a new one");
-    conn_close(conn_of(slot));
-}
-
-static const struct net_slot_ops conn_slot_ops = {slot_busy, slot_evict};
-
-static void log_refusal(struct veil_grpc_server *srv, const char *why)
-{
-    uint64_t more = 0;
-    if (veil__net_ratelog_tick(&srv->refuse_log, veil_time_mono_ns(),
-                               (uint64_t)VEIL_NET_ACCEPT_LOG_INTERVAL_S * 1000000000ULL, &more))
-        VEIL_LOG_WARN("gRPC connection refused: %s (%u open on this port, %u in all; %llu more "
-                      "refusals since the last report)",
-                      why, srv->nconns, srv->loop->admit.nconns, (unsigned long long)more);
-}
-
 static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     (void)lis;
+    (void)sa;
+    (void)salen;
     struct veil_grpc_server *srv = arg;
     struct h2_conn *c = NULL;
     nghttp2_session_callbacks *cbs = NULL;
-    if (srv->shutting) {
-        close(fd);
-        return;
-    }
-    if (srv->max_conns != 0 && srv->nconns >= srv->max_conns) {
-        log_refusal(srv, "the port's connection cap");
+    if (srv->shutting || srv->nconns >= srv->max_conns) {
+        VEIL_LOG_WARN("gRPC connection refused: %u connections open", srv->nconns);
         close(fd);
         return;
     }
     veil__net_nodelay(fd);
     c = veil_calloc(1, sizeof(*c));
     if (c == NULL) {
-        close(fd);
-        return;
-    }
-    c->slot.ops = &conn_slot_ops;
-    struct net_peer_key key;
-    veil__net_peer_key(sa, salen > 0 ? (size_t)salen : 0, &key);
-    veil_err arc = veil__net_admit_add(&srv->loop->admit, &c->slot, &key, veil_time_mono_ns());
-    if (arc != VEIL_OK) {
-        log_refusal(srv, arc == VEIL_E_LIMIT ? "every connection busy at the connection caps"
-                                             : "out of memory");
-        veil_free(c);
         close(fd);
         return;
     }
@@ -904,7 +783,6 @@ static void grpc_shutdown(void *p)
     struct veil_grpc_server *srv = p;
     srv->shutting = true;
     if (srv->lis != NULL) {
-        veil__net_guard_release(&srv->guard);
         evconnlistener_free(srv->lis);
         srv->lis = NULL;
     }
@@ -922,7 +800,6 @@ static void grpc_shutdown(void *p)
 static void grpc_free(void *p)
 {
     struct veil_grpc_server *srv = p;
-    veil__net_guard_release(&srv->guard);
     if (srv->lis != NULL)
         evconnlistener_free(srv->lis);
     while (srv->conns != NULL)
@@ -951,7 +828,7 @@ veil_err veil_grpc_server_new(struct veil_net_loop *loop, const struct veil_net_
     srv->tls = lst->tls;
     srv->max_msg = lst->max_body != 0 ? lst->max_body : VEIL_NET_MAX_MESSAGE_DEFAULT;
     srv->max_streams = lst->max_streams != 0 ? lst->max_streams : VEIL_NET_MAX_STREAMS_DEFAULT;
-    srv->max_conns = lst->max_conns;
+    srv->max_conns = lst->max_conns != 0 ? lst->max_conns : VEIL_NET_MAX_CONNS_DEFAULT;
     srv->idle_s = lst->idle_timeout_s != 0 ? lst->idle_timeout_s : VEIL_NET_IDLE_TIMEOUT_S;
     rc = veil__net_listen_socket(lst->host, lst->port, &fd, &srv->port, eb);
     if (rc != VEIL_OK)
@@ -962,8 +839,6 @@ veil_err veil_grpc_server_new(struct veil_net_loop *loop, const struct veil_net_
         goto out;
     }
     fd = -1;
-    if ((rc = veil__net_guard_init(&srv->guard, loop, srv->lis, "gRPC")) != VEIL_OK)
-        goto out;
     rc = veil__net_loop_add_server(loop, &grpc_ops, srv);
     if (rc != VEIL_OK)
         goto out;

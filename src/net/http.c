@@ -3,13 +3,6 @@
  * to one handler; replies may come from any thread and are posted back to the loop, where
  * headers and body are queued together so they leave in one write (TCP_NODELAY is set too).
  * Request headers and bodies are capped by evhttp before the handler sees them.
- *
- * evhttp 2.1 neither counts connections nor tells when one opens or closes, so each connection's
- * bufferevent is a pass-through filter over the socket (or TLS) bufferevent: its context is our
- * record of the connection (freed with it), its input side charges the bytes received to the
- * loop's in-flight budget until the request is handed over, and its admission slot is taken as
- * soon as the socket is known (at the next accept or the next loop turn). Connections are closed
- * from here with shutdown(2): evhttp then sees end-of-file and frees them itself.
  */
 #include "net_int.h"
 
@@ -18,12 +11,8 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <stddef.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
-
-struct rest_conn;
 
 struct veil_http_server {
     struct veil_net_loop *loop;
@@ -34,34 +23,10 @@ struct veil_http_server {
     void *ud;
     uint16_t port;
     size_t max_body;
-    unsigned max_conns; /* this port's own cap; 0: none */
-    unsigned nconns;
-    struct rest_conn *conns;      /* every connection record, admitted or not */
-    struct rest_conn *last_input; /* the connection whose bytes were last passed on */
-    struct event *admit_ev;       /* admits connections whose socket is set */
-    struct net_guard guard;
-    struct net_ratelog refuse_log;
-};
-
-/* One REST connection (the context of its filter bufferevent). */
-struct rest_conn {
-    struct net_slot slot;
-    struct veil_http_server *srv; /* NULL once the server is gone */
-    struct bufferevent *top;      /* the filter evhttp owns */
-    struct rest_conn *prev, *next;
-    unsigned refs; /* the filter, and each request handed out */
-    unsigned busy; /* requests handed to the handler and not answered */
-    bool admitted; /* admission was decided */
-    bool killed;   /* shut down; evhttp frees it soon */
-    bool flushing; /* in on_top_out */
-    struct evbuffer_cb_entry *out_cb;
-    size_t pending; /* bytes received since the last request, charged to the budget */
 };
 
 struct veil_http_req {
     struct veil_http_server *srv;
-    struct rest_conn *conn; /* a reference, or NULL */
-    size_t charged;         /* bytes taken from the in-flight budget */
     struct evhttp_request *er;
     char method[16];
     char *path;
@@ -137,20 +102,10 @@ static const char *reason(int status)
     return "Unknown";
 }
 
-static void conn_unref(struct rest_conn *rc);
-
 static void req_free(struct veil_http_req *req)
 {
     if (req == NULL)
         return;
-    veil__net_budget_give(req->srv->loop, req->charged);
-    if (req->conn != NULL) {
-        if (req->conn->busy > 0)
-            req->conn->busy--;
-        if (req->conn->srv != NULL)
-            veil__net_admit_touch(&req->srv->loop->admit, &req->conn->slot, veil_time_mono_ns());
-        conn_unref(req->conn);
-    }
     veil_free(req->path);
     veil_free(req->extra);
     veil_buf_release(&req->inflated);
@@ -172,38 +127,7 @@ static bool over_expected_transport(const struct veil_http_server *srv, struct e
         return true;
     struct evhttp_connection *ec = evhttp_request_get_connection(er);
     struct bufferevent *bev = ec != NULL ? evhttp_connection_get_bufferevent(ec) : NULL;
-    struct bufferevent *under = bev != NULL ? bufferevent_get_underlying(bev) : NULL;
-    return under != NULL && bufferevent_openssl_get_ssl(under) != NULL;
-}
-
-/* The record of the connection er arrived on, or NULL (evhttp made its bufferevent itself). */
-static struct rest_conn *conn_of_request(struct veil_http_server *srv, struct evhttp_request *er)
-{
-    struct evhttp_connection *ec = evhttp_request_get_connection(er);
-    struct bufferevent *bev = ec != NULL ? evhttp_connection_get_bufferevent(ec) : NULL;
-    if (bev == NULL)
-        return NULL;
-    /* evhttp runs the request callback from the read that passed its last bytes on. */
-    if (srv->last_input != NULL && srv->last_input->top == bev)
-        return srv->last_input;
-    for (struct rest_conn *rc = srv->conns; rc != NULL; rc = rc->next)
-        if (rc->top == bev)
-            return rc;
-    return NULL;
-}
-
-static void reply_json_error(struct evhttp_request *er, int status, const char *reason_phrase,
-                             const char *msg)
-{
-    struct evbuffer *b = evbuffer_new();
-    if (b == NULL) {
-        evhttp_send_error(er, status, reason_phrase);
-        return;
-    }
-    evhttp_add_header(evhttp_request_get_output_headers(er), "Content-Type", "application/json");
-    (void)evbuffer_add_printf(b, "{ \"error\": \"%s\" }", msg);
-    evhttp_send_reply(er, status, reason_phrase, b);
-    evbuffer_free(b);
+    return bev != NULL && bufferevent_openssl_get_ssl(bev) != NULL;
 }
 
 static void on_request(struct evhttp_request *er, void *arg)
@@ -223,15 +147,6 @@ static void on_request(struct evhttp_request *er, void *arg)
     req->srv = srv;
     req->er = er;
     req->start_ns = veil_time_mono_ns();
-    struct rest_conn *rc = conn_of_request(srv, er);
-    if (rc != NULL) {
-        /* The bytes of this request move from the connection to the request. */
-        veil__net_budget_give(srv->loop, rc->pending);
-        rc->pending = 0;
-        rc->busy++;
-        rc->refs++;
-        req->conn = rc;
-    }
     veil_buf_init(&req->inflated, srv->max_body);
     snprintf(req->method, sizeof(req->method), "%s", method_name(evhttp_request_get_command(er)));
     const char *uri = evhttp_request_get_uri(er);
@@ -254,34 +169,9 @@ static void on_request(struct evhttp_request *er, void *arg)
         return;
     }
     req->body = veil_span_make(bp, blen);
-    if (!veil__net_budget_take(srv->loop, blen)) {
-        req_free(req);
-        reply_json_error(er, 429, "Too Many Requests",
-                         "server busy: request bytes in flight over the server's budget");
-        return;
-    }
-    req->charged = blen;
     const char *ce = evhttp_find_header(evhttp_request_get_input_headers(er), "Content-Encoding");
     if (header_is(ce, "gzip") || header_is(ce, "deflate")) {
-        /* Inflated under the body cap and within what the budget has left (the buffer's
-         * capacity is at most its cap plus one byte), refused as soon as it passes either. */
-        size_t room = veil__net_budget_room(srv->loop);
-        size_t cap = room > 0 && room - 1 < srv->max_body ? room - 1 : srv->max_body;
-        if (room == 0)
-            cap = 0;
-        req->body_rc = veil_net_gunzip(req->body, cap, &req->inflated, &req->body_eb);
-        if (req->body_rc == VEIL_E_LIMIT && cap < srv->max_body) {
-            srv->loop->budget_refused++;
-            req->body_rc = veil_errf(&req->body_eb, VEIL_E_LIMIT,
-                                     "server busy: request bytes in flight over the budget");
-        }
-        if (req->body_rc == VEIL_OK && !veil__net_budget_take(srv->loop, req->inflated.cap)) {
-            veil_buf_release(&req->inflated);
-            req->body_rc = veil_errf(&req->body_eb, VEIL_E_LIMIT,
-                                     "server busy: request bytes in flight over the budget");
-        } else if (req->body_rc == VEIL_OK) {
-            req->charged += req->inflated.cap;
-        }
+        req->body_rc = veil_net_gunzip(req->body, srv->max_body, &req->inflated, &req->body_eb);
         req->body = veil_buf_span(&req->inflated);
     }
     atomic_fetch_add(&srv->loop->inflight, 1);
@@ -371,239 +261,25 @@ void veil_http_req_reply(struct veil_http_req *req, int status, const char *cont
     }
 }
 
-/* ---- Connection records and admission ---- */
-
-static void conn_unref(struct rest_conn *rc)
-{
-    if (--rc->refs == 0)
-        veil_free(rc);
-}
-
-static void conn_unlink(struct rest_conn *rc)
-{
-    struct veil_http_server *srv = rc->srv;
-    if (srv == NULL)
-        return;
-    veil__net_admit_remove(&srv->loop->admit, &rc->slot);
-    veil__net_budget_give(srv->loop, rc->pending);
-    rc->pending = 0;
-    if (srv->last_input == rc)
-        srv->last_input = NULL;
-    if (rc->prev != NULL)
-        rc->prev->next = rc->next;
-    else
-        srv->conns = rc->next;
-    if (rc->next != NULL)
-        rc->next->prev = rc->prev;
-    srv->nconns--;
-    rc->srv = NULL;
-}
-
-/* The filter's context is freed with the connection. */
-static void conn_gone(void *ctx)
-{
-    struct rest_conn *rc = ctx;
-    if (rc->out_cb != NULL)
-        (void)evbuffer_remove_cb_entry(bufferevent_get_output(rc->top), rc->out_cb);
-    rc->out_cb = NULL;
-    conn_unlink(rc);
-    conn_unref(rc);
-}
-
-/* Closes a connection through evhttp: after shutdown(2) it reads end-of-file and frees it. */
-static void conn_kill(struct rest_conn *rc)
-{
-    evutil_socket_t fd = bufferevent_getfd(rc->top);
-    rc->killed = true;
-    if (fd >= 0)
-        (void)shutdown(fd, SHUT_RDWR);
-}
-
-static struct rest_conn *rest_conn_of(const struct net_slot *slot)
-{
-    return (struct rest_conn *)(uintptr_t)((const char *)slot - offsetof(struct rest_conn, slot));
-}
-
-static bool slot_busy(const struct net_slot *slot)
-{
-    return rest_conn_of(slot)->busy > 0;
-}
-
-static void slot_evict(struct net_slot *slot)
-{
-    VEIL_LOG_DEBUG("idle REST connection closed to make room for a new one");
-    conn_kill(rest_conn_of(slot));
-}
-
-static const struct net_slot_ops rest_slot_ops = {slot_busy, slot_evict};
-
-static void log_refusal(struct veil_http_server *srv, const char *why)
-{
-    uint64_t more = 0;
-    if (veil__net_ratelog_tick(&srv->refuse_log, veil_time_mono_ns(),
-                               (uint64_t)VEIL_NET_ACCEPT_LOG_INTERVAL_S * 1000000000ULL, &more))
-        VEIL_LOG_WARN("REST connection refused: %s (%u open on this port, %u in all; %llu more "
-                      "refusals since the last report)",
-                      why, srv->nconns, srv->loop->admit.nconns, (unsigned long long)more);
-}
-
-/* Admits every connection whose socket evhttp has set by now. */
-static void admit_pending(struct veil_http_server *srv)
-{
-    for (struct rest_conn *rc = srv->conns; rc != NULL && !rc->admitted; rc = rc->next) {
-        evutil_socket_t fd = bufferevent_getfd(rc->top);
-        if (fd < 0)
-            continue;
-        rc->admitted = true;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        struct net_peer_key key;
-        if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-            sl = 0;
-        veil__net_peer_key((struct sockaddr *)&ss, sl, &key);
-        const char *why = NULL;
-        if (srv->max_conns != 0 && srv->nconns > srv->max_conns)
-            why = "the port's connection cap";
-        else if (veil__net_admit_add(&srv->loop->admit, &rc->slot, &key, veil_time_mono_ns()) !=
-                 VEIL_OK)
-            why = "every connection busy at the connection caps";
-        if (why != NULL) {
-            log_refusal(srv, why);
-            conn_kill(rc);
-        }
-    }
-}
-
-static void on_admit(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    admit_pending(arg);
-}
-
-/* Passes received bytes up to evhttp, charging them to the budget until the request is
- * handed over; a connection that would pass the budget is closed. */
-static enum bufferevent_filter_result filter_in(struct evbuffer *src, struct evbuffer *dst,
-                                                ev_ssize_t limit, enum bufferevent_flush_mode mode,
-                                                void *ctx)
-{
-    (void)mode;
-    struct rest_conn *rc = ctx;
-    size_t n = evbuffer_get_length(src);
-    if (limit >= 0 && (size_t)limit < n)
-        n = (size_t)limit;
-    if (n == 0)
-        return BEV_NEED_MORE;
-    struct veil_http_server *srv = rc->srv;
-    if (srv != NULL && !rc->killed) {
-        if (!veil__net_budget_take(srv->loop, n)) {
-            log_refusal(srv, "request bytes in flight over the server's budget");
-            (void)evbuffer_drain(src, evbuffer_get_length(src));
-            conn_kill(rc);
-            return BEV_NEED_MORE;
-        }
-        rc->pending += n;
-        srv->last_input = rc;
-        veil__net_admit_touch(&srv->loop->admit, &rc->slot, veil_time_mono_ns());
-    }
-    if (rc->killed) {
-        (void)evbuffer_drain(src, evbuffer_get_length(src));
-        return BEV_NEED_MORE;
-    }
-    return evbuffer_remove_buffer(src, dst, n) > 0 ? BEV_OK : BEV_NEED_MORE;
-}
-
-static enum bufferevent_filter_result filter_out(struct evbuffer *src, struct evbuffer *dst,
-                                                 ev_ssize_t limit, enum bufferevent_flush_mode mode,
-                                                 void *ctx)
-{
-    (void)mode;
-    (void)ctx;
-    size_t n = evbuffer_get_length(src);
-    if (limit >= 0 && (size_t)limit < n)
-        n = (size_t)limit;
-    if (n == 0)
-        return BEV_NEED_MORE;
-    return evbuffer_remove_buffer(src, dst, n) > 0 ? BEV_OK : BEV_NEED_MORE;
-}
-
-/*
- * libevent 2.1's filter passes output on only while writing is enabled, and evhttp queues a
- * reply before it enables writing (enabling a filter does not look at its output again): the
- * reply would sit there. Every byte evhttp queues is pushed down at once instead; the socket
- * below still writes all of a reply's pieces in one go on its next write event.
- */
-static void on_top_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    (void)buf;
-    struct rest_conn *rc = arg;
-    if (info->n_added == 0 || rc->flushing)
-        return;
-    rc->flushing = true;
-    (void)bufferevent_flush(rc->top, EV_WRITE, BEV_FLUSH);
-    rc->flushing = false;
-}
-
-/* evhttp's bufferevent for each accepted connection (its socket is set right after). */
-static struct bufferevent *make_bev(struct event_base *base, void *arg)
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
 {
     struct veil_http_server *srv = arg;
-    struct bufferevent *inner = NULL, *top = NULL;
-    SSL *ssl = NULL;
-    /* The connection accepted before this one has its socket now. */
-    admit_pending(srv);
-    struct rest_conn *rc = veil_calloc(1, sizeof(*rc));
-    if (rc == NULL)
-        goto fail;
-    if (srv->tls != NULL) {
-        ssl = SSL_new(srv->tls->ssl);
-        if (ssl == NULL)
-            goto fail;
-        inner = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                               BEV_OPT_CLOSE_ON_FREE);
-        if (inner == NULL)
-            goto fail;
-        ssl = NULL;
-        bufferevent_openssl_set_allow_dirty_shutdown(inner, 1);
-    } else {
-        inner = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-        if (inner == NULL)
-            goto fail;
-    }
-    top =
-        bufferevent_filter_new(inner, filter_in, filter_out, BEV_OPT_CLOSE_ON_FREE, conn_gone, rc);
-    if (top == NULL)
-        goto fail;
-    rc->slot.ops = &rest_slot_ops;
-    rc->top = top;
-    rc->refs = 1;
-    rc->out_cb = evbuffer_add_cb(bufferevent_get_output(top), on_top_out, rc);
-    if (rc->out_cb == NULL) {
-        bufferevent_free(top); /* frees inner and, through conn_gone, rc */
+    SSL *ssl = SSL_new(srv->tls->ssl);
+    if (ssl == NULL)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
         return NULL;
     }
-    rc->srv = srv;
-    /* Newest first: admit_pending stops at the first admitted record. */
-    rc->next = srv->conns;
-    if (srv->conns != NULL)
-        srv->conns->prev = rc;
-    srv->conns = rc;
-    srv->nconns++;
-    event_active(srv->admit_ev, EV_TIMEOUT, 1);
-    return top;
-fail:
-    /* evhttp then makes a plain bufferevent, which a TLS port refuses to serve. */
-    if (inner != NULL)
-        bufferevent_free(inner);
-    SSL_free(ssl);
-    veil_free(rc);
-    return NULL;
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
 }
 
 static void http_shutdown(void *p)
 {
     struct veil_http_server *srv = p;
-    veil__net_guard_release(&srv->guard);
     if (srv->bound != NULL) {
         evhttp_del_accept_socket(srv->http, srv->bound);
         srv->bound = NULL;
@@ -613,15 +289,8 @@ static void http_shutdown(void *p)
 static void http_free(void *p)
 {
     struct veil_http_server *srv = p;
-    veil__net_guard_release(&srv->guard);
     if (srv->http != NULL)
         evhttp_free(srv->http);
-    /* Filters evhttp freed may finish later (libevent finalizes bufferevents from the loop):
-     * their records forget the server now. */
-    while (srv->conns != NULL)
-        conn_unlink(srv->conns);
-    if (srv->admit_ev != NULL)
-        event_free(srv->admit_ev);
     veil_free(srv);
 }
 
@@ -645,10 +314,8 @@ veil_err veil_http_server_new(struct veil_net_loop *loop, const struct veil_net_
     srv->ud = ud;
     srv->tls = lst->tls;
     srv->max_body = lst->max_body != 0 ? lst->max_body : VEIL_NET_MAX_HTTP_BODY_DEFAULT;
-    srv->max_conns = lst->max_conns;
-    srv->admit_ev = event_new(loop->base, -1, 0, on_admit, srv);
     srv->http = evhttp_new(loop->base);
-    if (srv->http == NULL || srv->admit_ev == NULL) {
+    if (srv->http == NULL) {
         rc = VEIL_E_NOMEM;
         goto out;
     }
@@ -660,7 +327,8 @@ veil_err veil_http_server_new(struct veil_net_loop *loop, const struct veil_net_
                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                               EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_default_content_type(srv->http, "application/json");
-    evhttp_set_bevcb(srv->http, make_bev, srv);
+    if (srv->tls != NULL)
+        evhttp_set_bevcb(srv->http, tls_bev, srv);
     rc = veil__net_listen_socket(lst->host, lst->port, &fd, &srv->port, eb);
     if (rc != VEIL_OK)
         goto out;
@@ -670,10 +338,6 @@ veil_err veil_http_server_new(struct veil_net_loop *loop, const struct veil_net_
         goto out;
     }
     fd = -1;
-    rc = veil__net_guard_init(&srv->guard, loop, evhttp_bound_socket_get_listener(srv->bound),
-                              "REST");
-    if (rc != VEIL_OK)
-        goto out;
     rc = veil__net_loop_add_server(loop, &http_ops, srv);
     if (rc != VEIL_OK)
         goto out;

@@ -102,7 +102,6 @@ veil_err veil_net_loop_new(struct veil_net_loop **out, struct veil_errbuf *eb)
         rc = VEIL_E_NOMEM;
         goto out;
     }
-    loop->spare_fd = -1;
     pthread_mutex_init(&loop->mu, NULL);
     atomic_init(&loop->inflight, 0);
     atomic_init(&loop->stop_requested, false);
@@ -120,13 +119,6 @@ veil_err veil_net_loop_new(struct veil_net_loop **out, struct veil_errbuf *eb)
         rc = VEIL_E_NOMEM;
         goto out;
     }
-    struct veil_net_limits lim;
-    veil_net_limits_default(0, &lim);
-    veil__net_admit_init(&loop->admit, lim.max_conns, lim.max_conns_per_peer);
-    loop->max_inflight = lim.max_inflight_bytes;
-    /* The reserve descriptor that lets a listener at EMFILE still take and close a pending
-     * connection (see net_guard). */
-    loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     *out = loop;
     loop = NULL;
     rc = VEIL_OK;
@@ -199,9 +191,6 @@ void veil_net_loop_free(struct veil_net_loop *loop)
         event_free(loop->drain_tick);
     if (loop->base != NULL)
         event_base_free(loop->base);
-    veil__net_admit_release(&loop->admit);
-    if (loop->spare_fd >= 0)
-        close(loop->spare_fd);
     pthread_mutex_destroy(&loop->mu);
     veil_free(loop);
 }

@@ -238,28 +238,6 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
         goto out;
     if ((rc = veil_net_loop_new(&s->loop, eb)) != VEIL_OK)
         goto out;
-    /* One descriptor per connection: take what the hard limit allows, then size the
-     * connection caps and the in-flight byte budget from it and from physical memory. */
-    uint64_t nofile = 0;
-    if (veil_net_raise_nofile(&nofile) != VEIL_OK)
-        VEIL_LOG_WARN("cannot raise the open-file limit; connection caps follow the current one");
-    struct veil_net_limits lim;
-    veil_net_limits_default(o->max_message_bytes, &lim);
-    if (o->max_connections != 0) {
-        lim.max_conns = o->max_connections;
-        lim.max_conns_per_peer = 0; /* a quarter of the new cap unless given */
-    }
-    if (o->max_connections_per_peer != 0)
-        lim.max_conns_per_peer = o->max_connections_per_peer;
-    if (o->max_inflight_bytes != 0)
-        lim.max_inflight_bytes = o->max_inflight_bytes;
-    veil_net_loop_set_limits(s->loop, &lim);
-    VEIL_LOG_INFO("limits: %u connections (%u per peer), %zu request bytes in flight, open files "
-                  "%llu",
-                  lim.max_conns,
-                  lim.max_conns_per_peer != 0 ? lim.max_conns_per_peer
-                                              : lim.max_conns / VEIL_NET_PEER_SHARE,
-                  lim.max_inflight_bytes, (unsigned long long)nofile);
     struct veil_engine_options eopt = {.threads = o->engine_threads};
     rc = veil__serve_repo_new(cfgs, n_cfgs, o->file_system_poll_wait_seconds, o->keys, &eopt,
                               o->enable_batching ? &s->batching : NULL, s->metrics, &s->repo, eb);
@@ -269,7 +247,7 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
                                   o->grpc_port,
                                   s->tls_grpc,
                                   o->max_message_bytes,
-                                  0, /* the loop's limits cover both ports */
+                                  o->max_connections,
                                   o->max_streams,
                                   0};
     if (grpc_on) {
