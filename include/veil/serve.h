@@ -105,12 +105,18 @@ struct veil_serve_options {
     bool rest_api_enable_cors_support;
 
     struct veil_key_source *keys; /* borrowed; NULL: sealed models cannot load */
-    unsigned engine_threads;      /* per run; 0: engine default */
-    unsigned request_threads;     /* 0: max(4, 2 x CPUs) */
-    size_t max_message_bytes;     /* gRPC message and REST body cap; 0: 2 GiB - 1 / 1 GiB */
-    unsigned max_connections;     /* 0: default */
-    unsigned max_streams;         /* 0: default */
-    unsigned drain_seconds;       /* graceful shutdown bound; 0: 10 */
+    /*
+     * Refuse plaintext model.onnx files: a version folder without model.onnx.veil ends with
+     * FAILED_PRECONDITION in its status. Set whenever keys come from an attested broker, so a
+     * host cannot plant a model of its own under the attested certificate.
+     */
+    bool sealed_only;
+    unsigned engine_threads;  /* per run; 0: engine default */
+    unsigned request_threads; /* 0: max(4, 2 x CPUs) */
+    size_t max_message_bytes; /* gRPC message and REST body cap; 0: 2 GiB - 1 / 1 GiB */
+    unsigned max_connections; /* 0: default */
+    unsigned max_streams;     /* 0: default */
+    unsigned drain_seconds;   /* graceful shutdown bound; 0: 10 */
 };
 
 struct veil_serve;

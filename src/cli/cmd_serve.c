@@ -41,6 +41,8 @@ static void help(FILE *f)
         "  --tee=sim|gramine|tsm          where evidence comes from (sim: INSECURE, no TEE)\n"
         "  --sim-key=F --svn=N            sim attestation key (veil keygen --sim) and SVN\n"
         "  --tee-root=PATH                root of the gramine or tsm interface (tests)\n"
+        "  --allow_plaintext_models       with --kbs, also serve plaintext model.onnx files\n"
+        "                                 (development only: by default only sealed ones)\n"
         "  --tls_san=N1,N2                names for the broker-issued certificate (each\n"
         "                                 granted by the policy; default: all it grants)\n"
         "  --monitoring_config_file=F     text MonitoringConfig (Prometheus path)\n"
@@ -136,6 +138,7 @@ int veil_cmd_serve(int argc, char **argv)
     char san_buf[1024] = "";
     int status = 1;
     bool allow_core_dumps = false;
+    bool allow_plaintext = false;
     memset(&o, 0, sizeof(o));
     o.grpc_port = 8500;
     o.rest_port = 8501;
@@ -163,7 +166,8 @@ int veil_cmd_serve(int argc, char **argv)
         if (strcmp(name, "enable_batching") == 0 || strcmp(name, "plaintext") == 0 ||
             strcmp(name, "enable_grpc_healthcheck_service") == 0 ||
             strcmp(name, "rest_api_enable_cors_support") == 0 || strcmp(name, "version") == 0 ||
-            strcmp(name, "allow-core-dumps") == 0 || strcmp(name, "allow_core_dumps") == 0) {
+            strcmp(name, "allow-core-dumps") == 0 || strcmp(name, "allow_core_dumps") == 0 ||
+            strcmp(name, "allow_plaintext_models") == 0) {
             if (!parse_bool(val, &b))
                 return veil_cli_fail("serve", "--%s takes true or false", name);
             if (strcmp(name, "enable_batching") == 0)
@@ -174,6 +178,8 @@ int veil_cmd_serve(int argc, char **argv)
                 o.rest_api_enable_cors_support = b;
             else if (strcmp(name, "enable_grpc_healthcheck_service") == 0)
                 o.enable_grpc_healthcheck_service = b;
+            else if (strcmp(name, "allow_plaintext_models") == 0)
+                allow_plaintext = b;
             else if (strncmp(name, "allow", 5) == 0)
                 allow_core_dumps = b;
             else if (b) {
@@ -302,6 +308,12 @@ int veil_cmd_serve(int argc, char **argv)
         /* Attested key release: no listening before the broker has provisioned us. */
         if ((rc = veil_cli_serve_provision(&kbs, &o, &keys, &kbs_state, &eb)) != VEIL_OK)
             goto out;
+        /* Under the attested certificate only the owner's sealed models may answer. */
+        o.sealed_only = !allow_plaintext;
+        if (allow_plaintext)
+            fprintf(stderr, "veil serve: WARNING: --allow_plaintext_models: plaintext model.onnx "
+                            "files from the host are served under the attested certificate; "
+                            "for development only\n");
     } else if (kbs.ca != NULL || kbs.tee != NULL || kbs.sim_key != NULL) {
         return veil_cli_fail("serve", "--kbs-ca, --tee and --sim-key need --kbs=HOST:PORT");
     }

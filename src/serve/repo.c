@@ -164,23 +164,39 @@ static veil_err build_sig(struct veil_engine_model *em, struct sv_sig *sig, stru
     return VEIL_OK;
 }
 
-/* Finds the model file of a version folder: plain ONNX or sealed. */
-static veil_err model_file(const char *dir, char *path, size_t cap, bool *sealed, int64_t *mtime)
+/*
+ * A stamp of a model file's identity: modification and status-change times, inode and size.
+ * The status-change time cannot be set back from user space, so a file replaced in place
+ * (even with its old modification time restored) gets a new stamp.
+ */
+static int64_t file_stamp(const struct stat *sb)
+{
+    uint64_t h = 1469598103934665603ull;
+    const uint64_t parts[] = {(uint64_t)sb->st_mtim.tv_sec, (uint64_t)sb->st_mtim.tv_nsec,
+                              (uint64_t)sb->st_ctim.tv_sec, (uint64_t)sb->st_ctim.tv_nsec,
+                              (uint64_t)sb->st_ino,         (uint64_t)sb->st_size};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        h = (h ^ parts[i]) * 1099511628211ull;
+    return (int64_t)(h >> 2) + 1; /* positive: -1 and 0 mean "ask again" and "no file" */
+}
+
+/* Finds the model file of a version folder: sealed, else plain ONNX. */
+static veil_err model_file(const char *dir, char *path, size_t cap, bool *sealed, int64_t *stamp)
 {
     struct stat sb;
     snprintf(path, cap, "%s/model.onnx.veil", dir);
     if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
         *sealed = true;
-        *mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        *stamp = file_stamp(&sb);
         return VEIL_OK;
     }
     snprintf(path, cap, "%s/model.onnx", dir);
     if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
         *sealed = false;
-        *mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        *stamp = file_stamp(&sb);
         return VEIL_OK;
     }
-    *mtime = 0;
+    *stamp = 0;
     return VEIL_E_NOTFOUND;
 }
 
@@ -374,6 +390,16 @@ static void scan_model(struct sv_repo *r, struct sv_model *m)
          * only when its model file changed since. */
         bool need =
             x == NULL || (x->state == SV_END && (x->err_code == 0 || mtime != x->file_mtime));
+        /*
+         * A loaded version whose file changed (replaced, rewritten, removed) is never kept
+         * silently: it unloads (below) and loads again from the new file at the next scan,
+         * or ends with the new file's error.
+         */
+        if (x != NULL && x->state == SV_AVAILABLE && mtime != x->file_mtime) {
+            VEIL_LOG_WARN("model %s version %lld: its model file changed; reloading it",
+                          m->cfg.name, (long long)v);
+            x->state = SV_UNLOADING;
+        }
         if (!need) {
             pthread_mutex_unlock(&r->mu);
             continue;
@@ -401,6 +427,13 @@ static void scan_model(struct sv_repo *r, struct sv_model *m)
         veil_err rc = frc;
         if (rc != VEIL_OK)
             veil_errf(&eb, rc, "no model.onnx or model.onnx.veil in %s", dir);
+        else if (r->sealed_only && !sealed)
+            /* Keys come from an attested broker: a plaintext file is the host's, not the
+             * owner's, and must never answer under the attested certificate. */
+            rc = veil_errf(&eb, VEIL_E_STATE,
+                           "plaintext %s refused: this server serves only sealed models "
+                           "(model.onnx.veil, made with veil seal)",
+                           path);
         else
             rc = load_version(r, m, v, path, sealed, &em, &sig, &eb);
         struct sv_batcher *batcher = NULL;

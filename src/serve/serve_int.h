@@ -342,7 +342,7 @@ struct sv_version {
     struct sv_sig sig;
     unsigned refs;      /* requests holding it, under the repo mutex */
     bool failed_once;   /* do not retry a failed load until the file changes */
-    int64_t file_mtime; /* of the model file when last loaded (ns) */
+    int64_t file_mtime; /* stamp of the model file when last loaded (repo.c file_stamp) */
     struct sv_batcher *batcher;
     struct sv_version *next; /* sorted by version, highest first */
 };
@@ -371,6 +371,8 @@ struct sv_repo {
     const struct sv_batching *batching; /* NULL: no batching */
     struct sv_metrics *metrics;
     atomic_bool first_scan_done;
+    /* Only sealed model files load (veil_serve_options.sealed_only); set before start. */
+    bool sealed_only;
 };
 
 /*

@@ -243,6 +243,7 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
                               o->enable_batching ? &s->batching : NULL, s->metrics, &s->repo, eb);
     if (rc != VEIL_OK)
         goto out;
+    s->repo->sealed_only = o->sealed_only;
     struct veil_net_listen lst = {o->host,
                                   o->grpc_port,
                                   s->tls_grpc,

@@ -101,6 +101,39 @@ if curl -sf "https://localhost:$rport/v1/models/affine" >/dev/null 2>&1; then
 else
     ok
 fi
+# Sealed-only: a plaintext model the host plants as version 2 is refused with a clear status
+# (and version 1 keeps answering); a sealed version replaced in place is reloaded, never kept.
+status() { curl -sf --cacert broker/serving-ca.pem "https://localhost:$rport/v1/models/affine"; }
+predict() {
+    curl -sf --cacert broker/serving-ca.pem -d '{"instances": [[1.0, 2.0, 3.0]]}' \
+        "https://localhost:$rport/v1/models/affine:predict" | tr -d ' \n'
+}
+/usr/bin/python3 -c "
+import sys; sys.path.insert(0, '$src/tests/e2e')
+import serve_common
+serve_common.make_affine('$work/repo/affine/2/model.onnx', 5.0, 0.0)
+serve_common.make_affine('$work/affine3.onnx', 3.0, 0.0)" || die "models"
+refused=0
+for _ in $(seq 100); do
+    status | grep -q 'plaintext.*refused: this server serves only sealed models' && { refused=1; break; }
+    sleep 0.1
+done
+[ $refused = 1 ] && ok || bad "planted plaintext model: $(status)"
+status | tr -d ' \n' | grep -q '"version":"2","state":"END","status":{"error_code":"FAILED_PRECONDITION"' \
+    && ok || bad "plaintext version status: $(status)"
+predict | grep -q '"predictions":\[\[3.0,5.0,7.0\]\]' && ok || bad "version 1 after the plant: $(predict)"
+rm -rf repo/affine/2
+"$veil" seal affine3.onnx --key model.key --name affine --version 1 -o affine3.veil >/dev/null \
+    || die "seal 3"
+mv affine3.veil repo/affine/1/model.onnx.veil
+reloaded=0
+for _ in $(seq 150); do
+    predict | grep -q '"predictions":\[\[3.0,6.0,9.0\]\]' && { reloaded=1; break; }
+    sleep 0.1
+done
+[ $reloaded = 1 ] && ok || bad "replaced sealed version was not reloaded: $(predict)"
+grep -q "its model file changed; reloading it" serve.log && ok || bad "reload not logged"
+
 # The broker recorded the release.
 grep -q '"action":"provision","decision":"allow"' broker/audit.log && ok || bad "audit allow"
 grep -q '"decision":"deny","reason":"policy: workload \\"affine-server\\": SVN below' broker/audit.log \
