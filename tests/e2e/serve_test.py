@@ -254,9 +254,9 @@ def rest_api(srv):
     expect_rest(srv, "POST", "/v1/models/m/versions/99999999999999999999:predict",
                 {"instances": [[1, 2, 3]]}, 400,
                 "Failed to convert version: 99999999999999999999 to numeric.", "version overflow")
-    st, h, body = srv.http("GET", "/v2/models/m")
+    st, h, body = srv.http("GET", "/v9/models/m")
     check(st == 404 and b"Not Found" in body and h.get("content-type", "").startswith("text/html"),
-          "path outside /v1/ -> 404 HTML page")
+          "path outside /v1/ and /v2/ -> 404 HTML page")
     st, h, body = srv.http("OPTIONS", "/v1/models/m:predict", headers={"Origin": "http://x.y"})
     check_eq(st, 200, "CORS preflight with Origin")
     expect_rest(srv, "OPTIONS", "/v1/models/m:predict", None, 400,
