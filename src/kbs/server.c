@@ -1004,6 +1004,7 @@ static veil_err admin_policy(struct veil_kbs_server *s, SSL *ssl, const struct p
     if (rc == VEIL_OK)
         rc = policy_names_ok(s, np, &eb);
     if (rc != VEIL_OK) {
+        veil_attest_policy_free(np);
         (void)audit(s, p, "replace-policy", false, eb.msg, NULL, NULL, NULL, 0);
         return respond_error(ssl, 400, veil_errbuf_msg(&eb, rc), false);
     }
