@@ -85,10 +85,10 @@ void veil__serve_metrics_free(struct sv_metrics *m)
  * Escapes a label value as the Prometheus text format requires (backslash, double quote and
  * line feed become \\, \" and \n), so a model name cannot end its label or inject a line.
  */
-static void escape_label(const char *v, char out[LABEL_MAX])
+void veil__serve_metrics_escape(const char *v, char *out, size_t cap)
 {
     size_t o = 0;
-    for (const char *p = v; *p != '\0' && o + 2 < LABEL_MAX; p++) {
+    for (const char *p = v; *p != '\0' && o + 2 < cap; p++) {
         if (*p == '\\' || *p == '"' || *p == '\n') {
             out[o++] = '\\';
             out[o++] = *p == '\n' ? 'n' : *p;
@@ -117,7 +117,7 @@ void veil__serve_metrics_request(struct sv_metrics *m, const char *model, int64_
     if (s == NULL && m->n < MET_MAX_SERIES) {
         s = &m->s[m->n++];
         snprintf(s->model, sizeof(s->model), "%s", model);
-        escape_label(s->model, s->label);
+        veil__serve_metrics_escape(s->model, s->label, sizeof(s->label));
         s->version = version;
         snprintf(s->api, sizeof(s->api), "%s", api);
         snprintf(s->entry, sizeof(s->entry), "%s", entry);
@@ -143,7 +143,7 @@ static struct bseries *model_series(struct sv_metrics *m, const char *model)
         return NULL;
     struct bseries *b = &m->b[m->nb++];
     snprintf(b->model, sizeof(b->model), "%s", model);
-    escape_label(b->model, b->label);
+    veil__serve_metrics_escape(b->model, b->label, sizeof(b->label));
     return b;
 }
 

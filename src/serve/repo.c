@@ -823,13 +823,15 @@ veil_err veil__serve_repo_metrics(struct sv_repo *r, struct veil_buf *b)
 {
     veil_err rc = veil_buf_append_str(b, "# TYPE :veil:serving:model_version_state gauge\n");
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; rc == VEIL_OK && i < r->n_models; i++)
+    for (size_t i = 0; rc == VEIL_OK && i < r->n_models; i++) {
+        char label[2 * SV_NAME_MAX + 1];
+        veil__serve_metrics_escape(r->models[i]->cfg.name, label, sizeof(label));
         for (struct sv_version *x = r->models[i]->versions; rc == VEIL_OK && x != NULL; x = x->next)
             rc = veil_buf_appendf(b,
                                   ":veil:serving:model_version_state{model_name=\"%s\","
                                   "version=\"%lld\",state=\"%s\"} 1\n",
-                                  r->models[i]->cfg.name, (long long)x->version,
-                                  state_name(x->state));
+                                  label, (long long)x->version, state_name(x->state));
+    }
     pthread_mutex_unlock(&r->mu);
     return rc;
 }

@@ -603,6 +603,12 @@ void veil__serve_rest_handle(void *ud, struct veil_http_req *req);
 void veil__serve_kserve_rest_handle(struct veil_serve *s, struct veil_http_req *req);
 void veil__serve_kserve_grpc_handle(struct veil_serve *s, struct veil_grpc_call *call);
 
+/*
+ * Writes v escaped as a Prometheus label value (backslash, double quote and line feed become
+ * \\, \" and \n) into out (cap bytes, NUL-terminated; cut short rather than overflow).
+ */
+void veil__serve_metrics_escape(const char *v, char *out, size_t cap);
+
 /* Converts a veil_err from the engine or repository into a canonical code. */
 int veil__serve_code_of(veil_err rc);
 /*

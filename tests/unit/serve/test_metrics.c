@@ -47,6 +47,19 @@ TEST(label_values_are_escaped)
     veil__serve_metrics_free(m);
 }
 
+/* The one escape serves every family (the repository's version-state gauge too), bounded. */
+TEST(escape_is_bounded)
+{
+    char out[8];
+    veil__serve_metrics_escape("a\"b\\c\nd", out, sizeof(out));
+    ASSERT_STR_EQ(out, "a\\\"b\\\\");
+    char big[64];
+    veil__serve_metrics_escape("x\ny\"", big, sizeof(big));
+    ASSERT_STR_EQ(big, "x\\ny\\\"");
+    veil__serve_metrics_escape("", big, sizeof(big));
+    ASSERT_STR_EQ(big, "");
+}
+
 TEST(plain_names_are_unchanged)
 {
     struct sv_metrics *m = NULL;
