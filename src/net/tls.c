@@ -1,7 +1,8 @@
 /*
  * Server TLS contexts: TLS 1.2 and 1.3 only, certificate chain and key from PEM in memory or
  * files (the serving identity may come from a key broker, never touching disk), optional
- * client certificate verification against a CA (mutual TLS), and one ALPN protocol.
+ * client certificate verification against a CA (mutual TLS), and one ALPN protocol. A plain
+ * HTTP request on a TLS port is answered with a short plain-HTTP 400 that says to use https.
  */
 #include "net_int.h"
 
@@ -9,6 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <string.h>
+#include <sys/socket.h>
 
 veil_err veil__net_ssl_err(struct veil_errbuf *eb, veil_err rc, const char *what)
 {
@@ -25,6 +27,44 @@ veil_err veil__net_ssl_err(struct veil_errbuf *eb, veil_err rc, const char *what
         return veil_errf(eb, rc, "%s: %s", what, r);
     }
     return veil_errf(eb, rc, "%s", what);
+}
+
+#define PLAIN_HTTP_BODY "This port speaks TLS: use https:// for this address.\n"
+#define PLAIN_HTTP_REPLY                                                                           \
+    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 53\r\n"               \
+    "Connection: close\r\n\r\n" PLAIN_HTTP_BODY
+_Static_assert(sizeof(PLAIN_HTTP_BODY) - 1 == 53, "Content-Length of the plain HTTP reply");
+
+/*
+ * A client that sends plain HTTP to a TLS port would otherwise see the connection close with no
+ * word (curl: "Empty reply from server"). OpenSSL recognises an HTTP request line in place of
+ * the first TLS record (SSL_R_HTTP_REQUEST); as nginx does, the request is answered with a
+ * plain-HTTP 400 saying to use https, written straight to the socket while the handshake fails
+ * (nothing of TLS has been sent yet), before the connection is closed. Only a handshake that
+ * failed (SSL_ERROR_SSL, as its caller sees it) on that error counts, and only where the TLS
+ * runs on a socket BIO; a port whose TLS runs over a filter (gRPC's) just closes.
+ */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+    if (where != SSL_CB_ACCEPT_EXIT || ret > 0 || SSL_get_error(ssl, ret) != SSL_ERROR_SSL)
+        return;
+    unsigned long e = ERR_peek_error();
+    if (ERR_GET_LIB(e) != ERR_LIB_SSL ||
+        (ERR_GET_REASON(e) != SSL_R_HTTP_REQUEST && ERR_GET_REASON(e) != SSL_R_HTTPS_PROXY_REQUEST))
+        return;
+    BIO *rb = SSL_get_rbio(ssl);
+    if (rb == NULL || BIO_method_type(rb) != BIO_TYPE_SOCKET)
+        return;
+    int fd = SSL_get_fd(ssl);
+    if (fd < 0)
+        return;
+    /* Take the rest of the request first: closing over unread bytes would reset the
+     * connection and could discard the reply before the client reads it. */
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
+    (void)send(fd, PLAIN_HTTP_REPLY, sizeof(PLAIN_HTTP_REPLY) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)shutdown(fd, SHUT_WR);
 }
 
 /* Gets the PEM bytes of src into buf (a copy either way, so it can be wiped). */
@@ -196,6 +236,7 @@ veil_err veil_tls_ctx_new(const struct veil_tls_config *cfg, const char *alpn,
     else
         SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_NONE, NULL);
     SSL_CTX_set_alpn_select_cb(ctx->ssl, alpn_select, ctx);
+    SSL_CTX_set_info_callback(ctx->ssl, info_cb);
     *out = ctx;
     ctx = NULL;
     rc = VEIL_OK;

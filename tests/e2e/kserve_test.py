@@ -530,6 +530,11 @@ def suite_tls(work, P):
         check_eq((st, js["outputs"][0]["data"]), (200, [3.0, 5.0, 7.0]), "REST v2 over TLS")
         curl_checks(srv, "https://localhost:%d" % srv.rest_port, ["--cacert", certs["ca.pem"]])
         grpc_checks(srv, P, full=False)
+        for p in ("/v2/health/live", "/v1/models/m"):
+            rc, code, body = curl("http://127.0.0.1:%d%s" % (srv.rest_port, p))
+            check(rc == 0 and code == 400 and b"use https://" in body,
+                  "plain HTTP to the TLS port %s: 400 saying to use https (rc %d, code %d, %r)" %
+                  (p, rc, code, body[:80]))
     finally:
         srv.stop()
     print("mutual TLS:")

@@ -1,9 +1,13 @@
 #include "harness.h"
+#include "net_int.h"
 #include "veil/net.h"
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* A fresh P-256 key and self-signed certificate as PEM. */
 static void make_identity(struct veil_buf *cert, struct veil_buf *key)
@@ -92,6 +96,63 @@ TEST(context_errors)
     veil_buf_release(&k1);
     veil_buf_release(&c2);
     veil_buf_release(&k2);
+}
+
+/* Runs a server handshake on one end of a socket pair after the client end sent `first`;
+ * returns what the client end then reads (up to cap - 1 bytes, NUL-terminated). */
+static size_t handshake_after(struct veil_tls_ctx *ctx, const char *first, char *got, size_t cap)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        abort();
+    if (write(sv[0], first, strlen(first)) != (ssize_t)strlen(first))
+        abort();
+    /* The client sends nothing more: a handshake waiting for more bytes sees end-of-file. */
+    (void)shutdown(sv[0], SHUT_WR);
+    SSL *ssl = SSL_new(ctx->ssl);
+    SSL_set_fd(ssl, sv[1]);
+    ERR_clear_error();
+    int r = SSL_accept(ssl);
+    SSL_free(ssl);
+    close(sv[1]);
+    size_t n = 0;
+    ssize_t k;
+    while (r <= 0 && n + 1 < cap && (k = read(sv[0], got + n, cap - 1 - n)) > 0)
+        n += (size_t)k;
+    got[n] = '\0';
+    close(sv[0]);
+    ERR_clear_error();
+    return n;
+}
+
+TEST(plain_http_on_tls_port_gets_400)
+{
+    struct veil_buf c, k;
+    veil_buf_init(&c, 1 << 16);
+    veil_buf_init(&k, 1 << 16);
+    make_identity(&c, &k);
+    struct veil_tls_config cfg = {
+        {veil_buf_span(&c), NULL}, {veil_buf_span(&k), NULL}, {{NULL, 0}, NULL}, false};
+    struct veil_tls_ctx *ctx = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(veil_tls_ctx_new(&cfg, "http/1.1", &ctx, &eb));
+    char got[1024];
+    handshake_after(ctx, "GET /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\n", got, sizeof(got));
+    ASSERT_TRUE(strncmp(got, "HTTP/1.1 400 Bad Request\r\n", 26) == 0);
+    ASSERT_STR_CONTAINS(got, "Connection: close");
+    ASSERT_STR_CONTAINS(got, "use https://");
+    handshake_after(ctx, "POST /v2/models/m/infer HTTP/1.1\r\n\r\n", got, sizeof(got));
+    ASSERT_STR_CONTAINS(got, "400 Bad Request");
+    /* Anything else that is not TLS just fails: no plaintext is written to it. */
+    ASSERT_EQ_U64(handshake_after(ctx, "\x16\x03\x01\x00\x02\x01\x00", got, sizeof(got)) > 0 &&
+                      strstr(got, "HTTP/1.1") != NULL,
+                  0);
+    ASSERT_EQ_U64(handshake_after(ctx, "hello there, this is not TLS", got, sizeof(got)) > 0 &&
+                      strstr(got, "HTTP/1.1") != NULL,
+                  0);
+    veil_tls_ctx_free(ctx);
+    veil_buf_release(&c);
+    veil_buf_release(&k);
 }
 
 RUN_TESTS()
