@@ -10,6 +10,86 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* TF Serving flags accepted for compatibility that change nothing here. */
+static const char *const ignored_flags[] = {"rest_api_num_threads",
+                                            "grpc_max_threads",
+                                            "tensorflow_session_parallelism",
+                                            "tensorflow_intra_op_parallelism",
+                                            "tensorflow_inter_op_parallelism",
+                                            "enable_model_warmup",
+                                            "num_request_iterations_for_warmup",
+                                            "num_load_threads",
+                                            "num_unload_threads",
+                                            "max_num_load_retries",
+                                            "load_retry_interval_micros",
+                                            "flush_filesystem_caches",
+                                            "saved_model_tags",
+                                            "enable_signature_method_name_check",
+                                            "enable_profiler",
+                                            "per_process_gpu_memory_fraction",
+                                            "grpc_channel_arguments",
+                                            "enable_per_model_batching_parameters",
+                                            "allow_version_labels_for_unavailable_models",
+                                            "enable_serialization_as_tensor_content",
+                                            "tensorflow_session_config_file"};
+static const size_t n_ignored_flags = sizeof(ignored_flags) / sizeof(ignored_flags[0]);
+
+/*
+ * TF Serving flags for TensorFlow features an ONNX model has no use for (TFLite, XLA, TPUs,
+ * SavedModel rewriting, TF's thread pools): a TF Serving command line keeps working, and the
+ * log says in one line that the flag was ignored.
+ */
+static const char *const tf_only_flags[] = {"prefer_tflite_model",
+                                            "use_tflite_model",
+                                            "num_tflite_pools",
+                                            "num_tflite_interpreters",
+                                            "num_tflite_interpreters_per_pool",
+                                            "tflite_num_threads",
+                                            "thread_pool_factory_config_file",
+                                            "remove_unused_fields_from_bundle_metagraph",
+                                            "xla_cpu_compilation_enabled",
+                                            "mixed_precision",
+                                            "skip_initialize_tpu",
+                                            "use_tpu"};
+static const size_t n_tf_only_flags = sizeof(tf_only_flags) / sizeof(tf_only_flags[0]);
+
+/* Boolean flags of both lists: they may stand alone, as in TF Serving (--prefer_tflite_model). */
+static const char *const compat_bool_flags[] = {"enable_model_warmup",
+                                                "flush_filesystem_caches",
+                                                "enable_signature_method_name_check",
+                                                "enable_profiler",
+                                                "enable_per_model_batching_parameters",
+                                                "allow_version_labels_for_unavailable_models",
+                                                "enable_serialization_as_tensor_content",
+                                                "prefer_tflite_model",
+                                                "use_tflite_model",
+                                                "remove_unused_fields_from_bundle_metagraph",
+                                                "xla_cpu_compilation_enabled",
+                                                "skip_initialize_tpu",
+                                                "use_tpu"};
+
+static bool in_list(const char *name, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Prints "  title: --a, --b, ..." wrapped under the title. */
+static void help_list(FILE *f, const char *title, const char *const *names, size_t n)
+{
+    size_t col = (size_t)fprintf(f, "  %s:", title);
+    for (size_t i = 0; i < n; i++) {
+        size_t w = strlen(names[i]) + 4;
+        if (col + w > 96) {
+            fprintf(f, "\n   ");
+            col = 3;
+        }
+        col += (size_t)fprintf(f, " --%s%s", names[i], i + 1 < n ? "," : "\n");
+    }
+}
+
 static void help(FILE *f)
 {
     fprintf(
@@ -27,6 +107,8 @@ static void help(FILE *f)
         "  --model_config_file=F          text ModelServerConfig (several models, policies, "
         "labels)\n"
         "  --file_system_poll_wait_seconds=N  rescan versions every N s (default 1; 0: once)\n"
+        "  --model_config_file_poll_wait_seconds=N  re-read --model_config_file every N s\n"
+        "                                 (default 0: never)\n"
         "  --enable_batching[=true|false] dynamic batching\n"
         "  --batching_parameters_file=F   text BatchingParameters\n"
         "  --tls_cert=F --tls_key=F       server certificate chain and key (PEM)\n"
@@ -53,36 +135,17 @@ static void help(FILE *f)
         "  --request_threads=N            request decode/encode threads (default 2 x cores, >= 4)\n"
         "  --max_message_bytes=N          gRPC message / REST body cap (default 2 GiB-1 / 1 GiB)\n"
         "  --max_connections=N --max_streams=N  connection and HTTP/2 stream caps\n"
+        "  --drain_seconds=N              on SIGTERM, wait up to N s for requests in flight\n"
+        "                                 (default 10)\n"
         "  --allow-core-dumps             keep core dumps on (debugging only: a core holds model\n"
         "                                 keys, plaintext weights and the TLS private key)\n"
         "  --log_level=err|warn|info|debug\n"
-        "  --version                      print the version and exit\n");
+        "  --version                      print the version and exit\n\n"
+        "TensorFlow Serving's other flags:\n");
+    help_list(f, "accepted, no effect here", ignored_flags, n_ignored_flags);
+    help_list(f, "TensorFlow-only, ignored with a warning", tf_only_flags, n_tf_only_flags);
+    fprintf(f, "  refused: --grpc_socket_path, --use_alts_credentials, --platform_config_file\n");
 }
-
-/* TF Serving flags accepted for compatibility that change nothing here. */
-static const char *const ignored_flags[] = {"rest_api_num_threads",
-                                            "grpc_max_threads",
-                                            "tensorflow_session_parallelism",
-                                            "tensorflow_intra_op_parallelism",
-                                            "tensorflow_inter_op_parallelism",
-                                            "enable_model_warmup",
-                                            "num_request_iterations_for_warmup",
-                                            "num_load_threads",
-                                            "num_unload_threads",
-                                            "max_num_load_retries",
-                                            "load_retry_interval_micros",
-                                            "flush_filesystem_caches",
-                                            "saved_model_tags",
-                                            "enable_signature_method_name_check",
-                                            "enable_profiler",
-                                            "per_process_gpu_memory_fraction",
-                                            "grpc_channel_arguments",
-                                            "enable_per_model_batching_parameters",
-                                            "allow_version_labels_for_unavailable_models",
-                                            "model_config_file_poll_wait_seconds",
-
-                                            "enable_serialization_as_tensor_content",
-                                            "tensorflow_session_config_file"};
 
 static bool parse_bool(const char *v, bool *out)
 {
@@ -188,6 +251,15 @@ int veil_cmd_serve(int argc, char **argv)
             }
             continue;
         }
+        if (in_list(name, compat_bool_flags,
+                    sizeof(compat_bool_flags) / sizeof(compat_bool_flags[0])) &&
+            (val == NULL || parse_bool(val, &b))) {
+            if (in_list(name, tf_only_flags, n_tf_only_flags))
+                VEIL_LOG_WARN("--%s does not apply to ONNX models; ignored", name);
+            else
+                VEIL_LOG_INFO("--%s is accepted for compatibility and has no effect", name);
+            continue;
+        }
         if (val == NULL) {
             if (i + 1 >= argc)
                 return veil_cli_fail("serve", "--%s needs a value", name);
@@ -285,15 +357,13 @@ int veil_cmd_serve(int argc, char **argv)
                    strcmp(name, "use_alts_credentials") == 0 ||
                    strcmp(name, "platform_config_file") == 0) {
             return veil_cli_fail("serve", "--%s is not supported", name);
-        } else {
-            bool known = false;
-            for (size_t k = 0; k < sizeof(ignored_flags) / sizeof(ignored_flags[0]); k++)
-                known = known || strcmp(name, ignored_flags[k]) == 0;
-            if (!known) {
-                help(stderr);
-                return veil_cli_fail("serve", "unknown flag --%s", name);
-            }
+        } else if (in_list(name, tf_only_flags, n_tf_only_flags)) {
+            VEIL_LOG_WARN("--%s does not apply to ONNX models; ignored", name);
+        } else if (in_list(name, ignored_flags, n_ignored_flags)) {
             VEIL_LOG_INFO("--%s is accepted for compatibility and has no effect", name);
+        } else {
+            help(stderr);
+            return veil_cli_fail("serve", "unknown flag --%s", name);
         }
         if (!ok)
             return veil_cli_fail("serve", "bad value for --%s: '%s'", name, val);
