@@ -11,7 +11,9 @@
  * The machine may be shared, so the engine's windows and the server's alternate (a burst of
  * outside load hits both alike): a sweep over the batch sizes in each of several rounds, then
  * fresh pairs of windows against the sweep's best batch size, and the 1-client latency as
- * pairs of one engine run and one request. README.md describes the method.
+ * pairs of one engine run and one request. Last, the same clients through KServe v2's
+ * ModelInfer (gRPC, raw_input_contents) and KServe v2 REST with binary tensor data, windows
+ * alternating with TF Serving's Predict. README.md describes the method.
  *
  * usage: bench_serve MODEL.onnx [seconds per window (default 5)] [clients (default 8)]
  *                    [rounds (default 3)]
@@ -38,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kserve/grpc_service.pb-c.h"
 #include "tensorflow_serving/apis/predict.pb-c.h"
 
 #define MODEL_NAME "resnet" /* the served model's name */
@@ -127,7 +130,14 @@ static void make_identity(const char *cn, bool server, struct pem *cert, struct 
 
 /* ---- a minimal gRPC client: blocking TLS socket + nghttp2 ---- */
 
+/* What a client speaks: TF Serving Predict, KServe v2 ModelInfer, KServe v2 REST binary. */
+enum proto { P_TF_GRPC = 0, P_KS_GRPC, P_KS_REST };
+
+static const char *const grpc_paths[] = {"/tensorflow.serving.PredictionService/Predict",
+                                         "/inference.GRPCInferenceService/ModelInfer"};
+
 struct client {
+    enum proto proto;
     SSL *ssl;
     int fd;
     nghttp2_session *ng;
@@ -249,9 +259,10 @@ static ssize_t cl_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
     return (ssize_t)k;
 }
 
-static void client_open(struct client *c, SSL_CTX *ctx, uint16_t port)
+static void client_open(struct client *c, SSL_CTX *ctx, uint16_t port, enum proto proto)
 {
     memset(c, 0, sizeof(*c));
+    c->proto = proto;
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof(sa));
@@ -266,6 +277,9 @@ static void client_open(struct client *c, SSL_CTX *ctx, uint16_t port)
     SSL_set_fd(c->ssl, c->fd);
     SSL_set_tlsext_host_name(c->ssl, "localhost");
     SSL_set1_host(c->ssl, "localhost");
+    static const unsigned char http11[] = "\x08http/1.1";
+    if (proto == P_KS_REST)
+        SSL_set_alpn_protos(c->ssl, http11, 9);
     if (SSL_connect(c->ssl) != 1)
         die("TLS handshake");
     /* From here on records are written to memory and pushed by cl_push. */
@@ -273,6 +287,8 @@ static void client_open(struct client *c, SSL_CTX *ctx, uint16_t port)
     if (c->wmem == NULL)
         die("out of memory");
     SSL_set0_wbio(c->ssl, c->wmem);
+    if (proto == P_KS_REST)
+        return;
     const unsigned char *alpn = NULL;
     unsigned alpn_len = 0;
     SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
@@ -293,7 +309,8 @@ static void client_open(struct client *c, SSL_CTX *ctx, uint16_t port)
 
 static void client_close(struct client *c)
 {
-    nghttp2_session_del(c->ng);
+    if (c->ng != NULL)
+        nghttp2_session_del(c->ng);
     SSL_shutdown(c->ssl);
     (void)cl_push(c);
     SSL_free(c->ssl);
@@ -301,15 +318,57 @@ static void client_close(struct client *c)
     free(c->out);
 }
 
-/* One unary call; returns true on grpc-status 0. */
+/*
+ * One KServe v2 REST call on a keep-alive HTTP/1.1 connection: req is the whole request (head
+ * and body), written as the gRPC client writes (64 KiB of TLS records per socket write);
+ * returns true on status 200 with the full body read.
+ */
+static bool rest_call(struct client *c, const uint8_t *req, size_t n)
+{
+    for (size_t off = 0; off < n; off += 65536) {
+        int k = (int)(n - off < 65536 ? n - off : 65536);
+        if (SSL_write(c->ssl, req + off, k) != k || !cl_push(c))
+            return false;
+    }
+    char buf[65536];
+    size_t len = 0;
+    char *end = NULL;
+    while (end == NULL) {
+        if (len == sizeof(buf) - 1)
+            return false;
+        int r = SSL_read(c->ssl, buf + len, (int)(sizeof(buf) - 1 - len));
+        if (r <= 0 || !cl_push(c))
+            return false;
+        len += (size_t)r;
+        buf[len] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+    }
+    const char *cl = strstr(buf, "\r\nContent-Length:");
+    if (cl == NULL || cl > end)
+        return false;
+    size_t body = strtoul(cl + 17, NULL, 10), have = len - (size_t)(end + 4 - buf);
+    bool ok = strncmp(buf, "HTTP/1.1 200 ", 13) == 0;
+    c->resp_bytes = body;
+    while (have < body) {
+        int r = SSL_read(c->ssl, buf, (int)(body - have < sizeof(buf) ? body - have : sizeof(buf)));
+        if (r <= 0 || !cl_push(c))
+            return false;
+        have += (size_t)r;
+    }
+    return ok && have == body;
+}
+
+/* One unary call (or one REST request); returns true on grpc-status 0 (HTTP 200). */
 static bool client_call(struct client *c, const uint8_t *framed, size_t n)
 {
-    static char path[] = "/tensorflow.serving.PredictionService/Predict";
+    if (c->proto == P_KS_REST)
+        return rest_call(c, framed, n);
+    const char *path = grpc_paths[c->proto];
     nghttp2_nv hdrs[] = {
         {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},
         {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0},
         {(uint8_t *)":authority", (uint8_t *)"localhost", 10, 9, 0},
-        {(uint8_t *)":path", (uint8_t *)path, 5, sizeof(path) - 1, 0},
+        {(uint8_t *)":path", (uint8_t *)(uintptr_t)path, 5, strlen(path), 0},
         {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0},
         {(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0},
     };
@@ -424,6 +483,7 @@ struct load {
  * windows alternate with the engine's own, so both see the same machine.
  */
 struct pool {
+    enum proto proto;
     SSL_CTX *ctx;
     uint16_t port;
     const uint8_t *req;
@@ -444,7 +504,7 @@ static void *load_main(void *arg)
     struct load *l = arg;
     struct pool *p = l->pool;
     struct client c;
-    client_open(&c, p->ctx, p->port);
+    client_open(&c, p->ctx, p->port, p->proto);
     /* Warm up the connection and the model outside the timed windows. */
     for (int i = 0; i < 2; i++)
         if (!client_call(&c, p->req, p->req_len))
@@ -481,10 +541,11 @@ static void *load_main(void *arg)
     return NULL;
 }
 
-static void pool_start(struct pool *p, SSL_CTX *ctx, uint16_t port, const uint8_t *req, size_t n,
-                       unsigned clients)
+static void pool_start(struct pool *p, enum proto proto, SSL_CTX *ctx, uint16_t port,
+                       const uint8_t *req, size_t n, unsigned clients)
 {
     memset(p, 0, sizeof(*p));
+    p->proto = proto;
     p->ctx = ctx;
     p->port = port;
     p->req = req;
@@ -682,7 +743,7 @@ static void paired_latency(struct veil_serve *srv, size_t nout, const struct vei
     struct veil_tensor outs[8];
     struct veil_errbuf eb = {{0}};
     struct client c;
-    client_open(&c, ctx, port);
+    client_open(&c, ctx, port, P_TF_GRPC);
     for (int i = 0; i < 2; i++)
         if (!client_call(&c, req, n))
             die("warm-up call failed");
@@ -742,6 +803,61 @@ static void paired_latency(struct veil_serve *srv, size_t nout, const struct vei
 }
 
 /* ---- main ---- */
+
+/*
+ * TF Serving's Predict, KServe v2 ModelInfer (gRPC, raw_input_contents) and KServe v2 REST
+ * with binary tensor data, each from `clients` closed-loop clients over the same mutual TLS,
+ * in windows that rotate through the three so a drifting machine hits them alike.
+ */
+static void protocols(struct pool *const *pools, unsigned cycles, double seconds, SSL_CTX *ctx,
+                      uint16_t rest_port, uint64_t *failed)
+{
+    static const char *const names[] = {"TF Serving gRPC Predict", "KServe v2 gRPC ModelInfer",
+                                        "KServe v2 REST binary"};
+    uint64_t img[3] = {0};
+    double wall[3] = {0}, bsum[3] = {0}, bcount[3] = {0};
+    double *rate = calloc((size_t)cycles * 3, sizeof(double));
+    if (rate == NULL)
+        die("out of memory");
+    printf("protocols, %u clients each, windows rotating:\n", pools[0]->clients);
+    for (unsigned r = 0; r < cycles; r++) {
+        printf(" ");
+        for (size_t k = 0; k < 3; k++) {
+            uint64_t n = 0;
+            /* Rotate the starting protocol so none always follows the same one. */
+            size_t q = (k + r) % 3;
+            char *m0 = https_get(ctx, rest_port, "/monitoring/prometheus/metrics");
+            double w = pool_window(pools[q], seconds, &n, failed);
+            char *m1 = https_get(ctx, rest_port, "/monitoring/prometheus/metrics");
+            double s0, c0, s1, c1;
+            batch_stats(m0, &s0, &c0);
+            batch_stats(m1, &s1, &c1);
+            free(m0);
+            free(m1);
+            bsum[q] += s1 - s0;
+            bcount[q] += c1 - c0;
+            img[q] += n;
+            wall[q] += w;
+            rate[q * cycles + r] = (double)n / w;
+            printf("  %s %7.2f/s", names[q], (double)n / w);
+        }
+        printf("\n");
+    }
+    double tf = (double)img[0] / wall[0];
+    qsort(rate, cycles, sizeof(double), cmp_double);
+    double tf_med = median_sorted(rate, cycles);
+    for (size_t q = 0; q < 3; q++) {
+        if (q > 0)
+            qsort(rate + q * cycles, cycles, sizeof(double), cmp_double);
+        double med = median_sorted(rate + q * cycles, cycles);
+        printf("  %-26s %8.2f images/s (%5.1f%% of TF Serving gRPC), median window %8.2f "
+               "(%5.1f%%), mean batch %.2f, median latency %7.2f ms\n",
+               names[q], (double)img[q] / wall[q], 100.0 * ((double)img[q] / wall[q]) / tf, med,
+               100.0 * med / tf_med, bcount[q] > 0 ? bsum[q] / bcount[q] : NAN,
+               pool_median_ms(pools[q]));
+    }
+    free(rate);
+}
 
 struct server_thread {
     struct veil_serve *srv;
@@ -807,6 +923,7 @@ int main(int argc, char **argv)
     /* Only the model's interface is kept: the engine measured alone is the server's own
      * instance (veil_serve_run_engine), since two loads of one file can differ in speed. */
     char *in_name = strdup(in->name);
+    char *out_name = strdup(veil_engine_model_output(m, 0)->name);
     struct veil_tensor_info info = *in;
     info.name = in_name;
     size_t nout = veil_engine_model_num_outputs(m);
@@ -851,6 +968,60 @@ int main(int argc, char **argv)
     framed[3] = (uint8_t)(plen >> 8);
     framed[4] = (uint8_t)plen;
     tensorflow__serving__predict_request__pack(&req, framed + 5);
+    /* The same input as a KServe v2 ModelInferRequest with raw_input_contents... */
+    int64_t kdims[VEIL_LIMIT_TENSOR_RANK];
+    char kshape[160];
+    size_t ko = 0;
+    for (size_t d = 0; d < in->rank; d++) {
+        kdims[d] = d == 0 ? 1 : in->dims[d];
+        ko += (size_t)snprintf(kshape + ko, sizeof(kshape) - ko, "%s%lld", d ? "," : "",
+                               (long long)kdims[d]);
+    }
+    Inference__ModelInferRequest__InferInputTensor kin;
+    inference__model_infer_request__infer_input_tensor__init(&kin);
+    kin.name = in_name;
+    kin.datatype = (char *)"FP32";
+    kin.n_shape = in->rank;
+    kin.shape = kdims;
+    Inference__ModelInferRequest__InferInputTensor *kinp = &kin;
+    ProtobufCBinaryData kraw = {numel * sizeof(float), (uint8_t *)x};
+    Inference__ModelInferRequest kreq;
+    inference__model_infer_request__init(&kreq);
+    kreq.model_name = model_name;
+    kreq.n_inputs = 1;
+    kreq.inputs = &kinp;
+    kreq.n_raw_input_contents = 1;
+    kreq.raw_input_contents = &kraw;
+    size_t klen = inference__model_infer_request__get_packed_size(&kreq);
+    uint8_t *kframed = malloc(klen + 5);
+    if (framed == NULL || kframed == NULL)
+        die("out of memory");
+    kframed[0] = 0;
+    kframed[1] = (uint8_t)(klen >> 24);
+    kframed[2] = (uint8_t)(klen >> 16);
+    kframed[3] = (uint8_t)(klen >> 8);
+    kframed[4] = (uint8_t)klen;
+    inference__model_infer_request__pack(&kreq, kframed + 5);
+    /* ... and as a KServe v2 REST request with the input as binary tensor data. */
+    char khdr[512];
+    int khl = snprintf(khdr, sizeof(khdr),
+                       "{\"inputs\":[{\"name\":\"%s\",\"shape\":[%s],\"datatype\":\"FP32\","
+                       "\"parameters\":{\"binary_data_size\":%zu}}],\"outputs\":[{\"name\":"
+                       "\"%s\",\"parameters\":{\"binary_data\":true}}]}",
+                       in_name, kshape, (size_t)(numel * sizeof(float)), out_name);
+    char khead[512];
+    int kheadl = snprintf(khead, sizeof(khead),
+                          "POST /v2/models/" MODEL_NAME "/infer HTTP/1.1\r\nHost: localhost\r\n"
+                          "Content-Type: application/octet-stream\r\n"
+                          "Inference-Header-Content-Length: %d\r\nContent-Length: %zu\r\n\r\n",
+                          khl, (size_t)khl + (size_t)(numel * sizeof(float)));
+    size_t rlen = (size_t)kheadl + (size_t)khl + numel * sizeof(float);
+    uint8_t *rest_req = malloc(rlen);
+    if (rest_req == NULL)
+        die("out of memory");
+    memcpy(rest_req, khead, (size_t)kheadl);
+    memcpy(rest_req + kheadl, khdr, (size_t)khl);
+    memcpy(rest_req + kheadl + khl, x, numel * sizeof(float));
 
     /* 2. The server: a model repository in a temporary folder, mTLS, batching. */
     char dir[] = "/tmp/veil-bench-serve-XXXXXX";
@@ -947,9 +1118,11 @@ int main(int argc, char **argv)
     if (eng_w == NULL || srv_w == NULL)
         die("out of memory");
     struct pool pool;
-    pool_start(&pool, cctx, port, framed, plen + 5, clients);
+    pool_start(&pool, P_TF_GRPC, cctx, port, framed, plen + 5, clients);
     double bsum = 0, bcount = 0; /* batches formed during the server's windows */
-    for (unsigned r = 0; r < rounds; r++) {
+    /* VEIL_BENCH_PROTOCOLS_ONLY: only the comparison of the protocols (section 4). */
+    bool only = getenv("VEIL_BENCH_PROTOCOLS_ONLY") != NULL;
+    for (unsigned r = 0; r < (only ? 0 : rounds); r++) {
         printf("round %u/%u\n", r + 1, rounds);
         for (size_t i = 0; i < NB; i++) {
             uint64_t img = 0, simg = 0;
@@ -1007,13 +1180,14 @@ int main(int argc, char **argv)
             h_best = (double)eng_img[i] / eng_wall[i];
             h_b = batches[i];
         }
-    unsigned h_pairs = 2 * rounds;
+    unsigned h_pairs = only ? 0 : 2 * rounds;
     double *h_ratio = calloc(h_pairs, sizeof(double));
     if (h_ratio == NULL)
         die("out of memory");
     uint64_t h_eng_img = 0, h_srv_img = 0;
     double h_eng_wall = 0, h_srv_wall = 0;
-    printf("head to head, engine at batch %u (the sweep's best):\n", h_b);
+    if (!only)
+        printf("head to head, engine at batch %u (the sweep's best):\n", h_b);
     for (unsigned k = 0; k < h_pairs; k++) {
         uint64_t img = 0, simg = 0;
         double wall, med;
@@ -1044,7 +1218,21 @@ int main(int argc, char **argv)
     double h_med = median_sorted(h_ratio, h_pairs);
     free(h_ratio);
     double srv_med = pool_median_ms(&pool);
+    /* 4. The protocols side by side: the same clients through KServe v2 gRPC and REST. */
+    struct pool kg, kr;
+    pool_start(&kg, P_KS_GRPC, cctx, port, kframed, klen + 5, clients);
+    pool_start(&kr, P_KS_REST, cctx, rest_port, rest_req, rlen, clients);
+    struct pool *const pools[3] = {&pool, &kg, &kr};
+    protocols(pools, 2 * rounds, seconds, cctx, rest_port, &failed);
+    pool_stop(&kr);
+    pool_stop(&kg);
     pool_stop(&pool);
+    if (only) {
+        printf("%llu failed requests\n", (unsigned long long)failed);
+        free(eng_w);
+        free(srv_w);
+        goto done;
+    }
     double best = 0, srv_ips = srv_img / srv_wall;
     unsigned best_b = 1;
     for (size_t i = 0; i < NB; i++) {
@@ -1098,6 +1286,7 @@ int main(int argc, char **argv)
            "              %+.2f ms around the model's own run inside the server (latency minus "
            "that request's runtime_latency), median of the rounds\n",
            diffs[rounds / 2], extras[rounds / 2]);
+done:
     free(diffs);
     free(extras);
     veil_serve_stop(st.srv);
@@ -1114,6 +1303,9 @@ int main(int argc, char **argv)
     free(framed);
     free(x);
     free(in_name);
+    free(out_name);
+    free(kframed);
+    free(rest_req);
     free(scert.p);
     free(skey.p);
     free(ccert.p);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs bench/serve on a release build: ResNet-50 through `veil serve` (gRPC, mutual TLS,
 # batching, 8 clients at batch 1, then 1 client) beside the engine alone at its best batch
-# size, printed side by side. Usage: bench/serve/run.sh [seconds per window] [clients] [rounds]
+# size, printed side by side, then KServe v2 gRPC and REST (binary tensors) beside TF Serving's
+# gRPC. Usage: bench/serve/run.sh [seconds per window] [clients] [rounds]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
