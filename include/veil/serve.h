@@ -111,6 +111,13 @@ struct veil_serve_options {
      * host cannot plant a model of its own under the attested certificate.
      */
     bool sealed_only;
+    /*
+     * TF Serving's --allow_version_labels_for_unavailable_models. False (the default): every
+     * version label of the model config must point at an AVAILABLE version, checked after the
+     * first load (veil_serve_run then returns VEIL_E_STATE) and before each config reload (a
+     * reload that fails it keeps the current config).
+     */
+    bool allow_version_labels_for_unavailable_models;
     unsigned engine_threads;  /* per run; 0: engine default */
     unsigned request_threads; /* 0: max(4, 2 x CPUs) */
     size_t max_message_bytes; /* gRPC message and REST body cap; 0: 2 GiB - 1 / 1 GiB */
@@ -136,9 +143,17 @@ VEIL_NODISCARD veil_err veil_serve_new(const struct veil_serve_options *opt,
 
 /*
  * Serves until SIGTERM/SIGINT or veil_serve_stop, then drains requests in flight and returns.
- * Errors: VEIL_E_INTERNAL (event loop failure).
+ * Errors: VEIL_E_INTERNAL (event loop failure), VEIL_E_STATE (after the first load a version
+ * label of the model config points at a version that is not AVAILABLE: the server stopped;
+ * veil_serve_error has TF Serving's message).
  */
 VEIL_NODISCARD veil_err veil_serve_run(struct veil_serve *s);
+
+/*
+ * The message of the VEIL_E_STATE that veil_serve_run returned ("" when none), owned by s and
+ * valid until veil_serve_free. Call after veil_serve_run returned.
+ */
+const char *veil_serve_error(const struct veil_serve *s);
 
 /* Starts a graceful shutdown. Thread-safe. */
 void veil_serve_stop(struct veil_serve *s);

@@ -29,7 +29,6 @@ static const char *const ignored_flags[] = {"rest_api_num_threads",
                                             "per_process_gpu_memory_fraction",
                                             "grpc_channel_arguments",
                                             "enable_per_model_batching_parameters",
-                                            "allow_version_labels_for_unavailable_models",
                                             "enable_serialization_as_tensor_content",
                                             "tensorflow_session_config_file"};
 static const size_t n_ignored_flags = sizeof(ignored_flags) / sizeof(ignored_flags[0]);
@@ -59,7 +58,6 @@ static const char *const compat_bool_flags[] = {"enable_model_warmup",
                                                 "enable_signature_method_name_check",
                                                 "enable_profiler",
                                                 "enable_per_model_batching_parameters",
-                                                "allow_version_labels_for_unavailable_models",
                                                 "enable_serialization_as_tensor_content",
                                                 "prefer_tflite_model",
                                                 "use_tflite_model",
@@ -107,6 +105,8 @@ static void help(FILE *f)
         "  --model_config_file=F          text ModelServerConfig (several models, policies, "
         "labels)\n"
         "  --file_system_poll_wait_seconds=N  rescan versions every N s (default 1; 0: once)\n"
+        "  --allow_version_labels_for_unavailable_models  let version_labels point at versions\n"
+        "                                 that are not AVAILABLE (default: refused)\n"
         "  --model_config_file_poll_wait_seconds=N  re-read --model_config_file every N s\n"
         "                                 (default 0: never)\n"
         "  --enable_batching[=true|false] dynamic batching\n"
@@ -230,7 +230,8 @@ int veil_cmd_serve(int argc, char **argv)
             strcmp(name, "enable_grpc_healthcheck_service") == 0 ||
             strcmp(name, "rest_api_enable_cors_support") == 0 || strcmp(name, "version") == 0 ||
             strcmp(name, "allow-core-dumps") == 0 || strcmp(name, "allow_core_dumps") == 0 ||
-            strcmp(name, "allow_plaintext_models") == 0) {
+            strcmp(name, "allow_plaintext_models") == 0 ||
+            strcmp(name, "allow_version_labels_for_unavailable_models") == 0) {
             if (!parse_bool(val, &b))
                 return veil_cli_fail("serve", "--%s takes true or false", name);
             if (strcmp(name, "enable_batching") == 0)
@@ -243,6 +244,8 @@ int veil_cmd_serve(int argc, char **argv)
                 o.enable_grpc_healthcheck_service = b;
             else if (strcmp(name, "allow_plaintext_models") == 0)
                 allow_plaintext = b;
+            else if (strcmp(name, "allow_version_labels_for_unavailable_models") == 0)
+                o.allow_version_labels_for_unavailable_models = b;
             else if (strncmp(name, "allow", 5) == 0)
                 allow_core_dumps = b;
             else if (b) {
@@ -392,8 +395,12 @@ int veil_cmd_serve(int argc, char **argv)
     o.keys = keys;
     if ((rc = veil_serve_new(&o, &srv, &eb)) != VEIL_OK)
         goto out;
-    if ((rc = veil_serve_run(srv)) != VEIL_OK)
+    if ((rc = veil_serve_run(srv)) != VEIL_OK) {
+        /* A config refused after the first load: TF Serving's status text. */
+        if (rc == VEIL_E_STATE)
+            rc = veil_errf(&eb, rc, "FAILED_PRECONDITION: %s", veil_serve_error(srv));
         goto out;
+    }
     status = 0;
 out:
     veil_serve_free(srv);

@@ -526,10 +526,56 @@ static void scan_model(struct sv_repo *r, struct sv_model *m)
     }
 }
 
+static struct sv_model *find_model(struct sv_repo *r, const char *name);
+
+/*
+ * TF Serving assigns a version label only to a version that is AVAILABLE (ServerCore's
+ * UpdateModelVersionLabelMap, unless --allow_version_labels_for_unavailable_models): the first
+ * label of cfg that points elsewhere is refused with TF Serving's FAILED_PRECONDITION text.
+ */
+static veil_err check_labels(struct sv_repo *r, const struct sv_model_config *cfg,
+                             struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_OK;
+    if (r->allow_unavailable_labels)
+        return VEIL_OK;
+    pthread_mutex_lock(&r->mu);
+    struct sv_model *m = find_model(r, cfg->name);
+    for (size_t k = 0; k < cfg->n_labels && rc == VEIL_OK; k++) {
+        bool available = false;
+        for (struct sv_version *x = m != NULL ? m->versions : NULL; x != NULL && !available;
+             x = x->next)
+            available = x->version == cfg->labels[k].version && x->state == SV_AVAILABLE;
+        if (!available)
+            rc = veil_errf(eb, VEIL_E_STATE,
+                           "Request to assign label to version %lld of model %s, which is not "
+                           "currently available for inference",
+                           (long long)cfg->labels[k].version, cfg->name);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
 void veil__serve_repo_scan(struct sv_repo *r)
 {
     for (size_t i = 0; i < r->n_models; i++)
         scan_model(r, r->models[i]);
+    if (!atomic_load(&r->first_scan_done)) {
+        /* The config's labels are checked once its versions have loaded, as TF Serving
+         * does at start; a refused label stops the server before it ever reports ready. */
+        struct veil_errbuf eb = {{0}};
+        veil_err rc = VEIL_OK;
+        for (size_t i = 0; i < r->n_models && rc == VEIL_OK; i++)
+            if (!r->models[i]->removed)
+                rc = check_labels(r, &r->models[i]->cfg, &eb);
+        if (rc != VEIL_OK) {
+            snprintf(r->fatal_msg, sizeof(r->fatal_msg), "%s", eb.msg);
+            atomic_store(&r->fatal, true);
+            VEIL_LOG_ERR("%s", r->fatal_msg);
+            if (r->on_fatal != NULL)
+                r->on_fatal(r->on_fatal_ud);
+        }
+    }
     atomic_store(&r->first_scan_done, true);
 }
 
@@ -546,6 +592,9 @@ static void reload_config(struct sv_repo *r)
     veil_err rc = veil_file_read_all(r->config_path, VEIL_LIMIT_CONFIG_FILE, &text, &eb);
     if (rc == VEIL_OK)
         rc = veil__serve_parse_model_config(veil_buf_span(&text), &a, &cfgs, &n, &eb);
+    /* Labels must point at versions that are AVAILABLE now, else nothing of the file applies. */
+    for (size_t i = 0; i < n && rc == VEIL_OK; i++)
+        rc = check_labels(r, &cfgs[i], &eb);
     if (rc == VEIL_OK)
         rc = veil__serve_repo_reconfigure(r, cfgs, n, &eb);
     if (rc != VEIL_OK)
@@ -787,7 +836,7 @@ out:
 
 bool veil__serve_repo_ready(struct sv_repo *r)
 {
-    if (!atomic_load(&r->first_scan_done))
+    if (!atomic_load(&r->first_scan_done) || atomic_load(&r->fatal))
         return false;
     bool ready = true;
     pthread_mutex_lock(&r->mu);

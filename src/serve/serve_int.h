@@ -373,6 +373,17 @@ struct sv_repo {
     atomic_bool first_scan_done;
     /* Only sealed model files load (veil_serve_options.sealed_only); set before start. */
     bool sealed_only;
+    /* veil_serve_options.allow_version_labels_for_unavailable_models; set before start. */
+    bool allow_unavailable_labels;
+    /*
+     * Set when the first load leaves a version label on a version that is not AVAILABLE:
+     * fatal_msg says which, on_fatal(on_fatal_ud) was called once (the server stops) and the
+     * repository never reports ready. on_fatal is set before start.
+     */
+    atomic_bool fatal;
+    char fatal_msg[SV_NAME_MAX + 128];
+    void (*on_fatal)(void *ud);
+    void *on_fatal_ud;
 };
 
 /*

@@ -104,6 +104,14 @@ out:
     return rc;
 }
 
+/* The repository refused the config after its first load: stop serving (veil_serve_run then
+ * returns VEIL_E_STATE). Called on the repository thread; the stop is posted to the loop. */
+static void repo_fatal(void *ud)
+{
+    struct veil_serve *s = ud;
+    veil_net_loop_stop(s->loop);
+}
+
 veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve **out,
                         struct veil_errbuf *eb)
 {
@@ -244,6 +252,9 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
     if (rc != VEIL_OK)
         goto out;
     s->repo->sealed_only = o->sealed_only;
+    s->repo->allow_unavailable_labels = o->allow_version_labels_for_unavailable_models;
+    s->repo->on_fatal = repo_fatal;
+    s->repo->on_fatal_ud = s;
     struct veil_net_listen lst = {o->host,
                                   o->grpc_port,
                                   s->tls_grpc,
@@ -283,7 +294,15 @@ out:
 veil_err veil_serve_run(struct veil_serve *s)
 {
     atomic_store(&s->started, true);
-    return veil_net_loop_run(s->loop, s->opt.drain_seconds);
+    veil_err rc = veil_net_loop_run(s->loop, s->opt.drain_seconds);
+    if (rc == VEIL_OK && atomic_load(&s->repo->fatal))
+        rc = VEIL_E_STATE;
+    return rc;
+}
+
+const char *veil_serve_error(const struct veil_serve *s)
+{
+    return s->repo != NULL && atomic_load(&s->repo->fatal) ? s->repo->fatal_msg : "";
 }
 
 void veil_serve_stop(struct veil_serve *s)
