@@ -419,6 +419,11 @@ static bool decode_infer(struct kgjob *j, const Inference__ModelInferRequest *re
         }
     }
     rq->n_in = req->n_inputs;
+    /* An empty tensor still gets an address: the engine is never handed NULL data. */
+    for (size_t i = 0; i < rq->n_in; i++)
+        if (rq->in[i].t.data == NULL &&
+            veil_arena_alloc(&j->arena, 1, 64, &rq->in[i].t.data) != VEIL_OK)
+            return sv_fail(st, VEIL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < req->n_outputs; i++) {
         Inference__ModelInferRequest__InferRequestedOutputTensor *o = req->outputs[i];
         if (o->name[0] == '\0')
