@@ -342,23 +342,30 @@ void veil_attest_provider_free(struct veil_attest_provider *p);
 
 /* ---- RA-TLS (docs/attest/ratls.md) ---- */
 
+/* The longest nonce an RA-TLS certificate's claims may carry (bytes). */
+#define VEIL_ATTEST_RATLS_NONCE_MAX 64
+
 /*
  * Makes a fresh P-256 key pair in memory and a self-signed certificate for it, valid from now
  * minus an hour for validity_s seconds, carrying evidence from p in the TCG DICE tagged-evidence
  * extension. The evidence's REPORT_DATA is SHA-256 of the CBOR claims that hold SHA-256 of the
- * certificate's SubjectPublicKeyInfo (Gramine's standard encoding). The caller owns *key and
- * *cert (EVP_PKEY_free, X509_free). Errors: those of the provider, VEIL_E_CRYPTO, NOMEM.
+ * certificate's SubjectPublicKeyInfo and, when nonce is not empty, the nonce (a broker's
+ * challenge; copied) (Gramine's standard encoding). The caller owns *key and *cert
+ * (EVP_PKEY_free, X509_free). Errors: VEIL_E_INVALID (validity, or a nonce over
+ * VEIL_ATTEST_RATLS_NONCE_MAX bytes), those of the provider, VEIL_E_CRYPTO, NOMEM.
  */
 VEIL_NODISCARD veil_err veil_attest_ratls_create(struct veil_attest_provider *p, int64_t validity_s,
-                                                 EVP_PKEY **key, X509 **cert,
-                                                 struct veil_errbuf *eb);
+                                                 struct veil_span nonce, EVP_PKEY **key,
+                                                 X509 **cert, struct veil_errbuf *eb);
 
 /*
  * Verifies a TLS peer's RA-TLS certificate: finds the tagged-evidence extension, checks that
- * the claims bind the certificate's public key and that REPORT_DATA binds the claims, then
- * verifies the evidence as veil_attest_verify does. cert is borrowed. Thread-safe.
- * Returns VEIL_OK with *out filled; VEIL_E_AUTH with out->reason (BINDING, MALFORMED, or the
- * evidence's reason); VEIL_E_NOMEM / VEIL_E_CRYPTO when the verifier failed.
+ * opts->now lies inside the certificate's notBefore..notAfter, that the claims bind the
+ * certificate's public key and that REPORT_DATA binds the claims (and so any nonce in them),
+ * then verifies the evidence as veil_attest_verify does. Whether the nonce is fresh is the
+ * caller's to check (veil_attest_ratls_get_nonce). cert is borrowed. Thread-safe.
+ * Returns VEIL_OK with *out filled; VEIL_E_AUTH with out->reason (CERT_EXPIRED, BINDING,
+ * MALFORMED, or the evidence's reason); VEIL_E_NOMEM / VEIL_E_CRYPTO when the verifier failed.
  */
 VEIL_NODISCARD veil_err veil_attest_ratls_verify(X509 *cert,
                                                  const struct veil_attest_collateral *col,
@@ -373,6 +380,14 @@ VEIL_NODISCARD veil_err veil_attest_ratls_verify(X509 *cert,
  */
 VEIL_NODISCARD veil_err veil_attest_ratls_get_evidence(X509 *cert, struct veil_span *evidence,
                                                        struct veil_span *claims);
+
+/*
+ * Returns a view (valid while cert lives) of the nonce in cert's RA-TLS claims, without
+ * verifying anything: veil_attest_ratls_verify then proves REPORT_DATA commits to it.
+ * Errors: VEIL_E_NOTFOUND (no extension, more than one, or claims without a nonce),
+ * VEIL_E_FORMAT (malformed extension or claims), VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil_attest_ratls_get_nonce(X509 *cert, struct veil_span *nonce);
 
 /*
  * Extracts the evidence bytes from an RA-TLS certificate's extension without verifying

@@ -74,6 +74,13 @@ struct veil_kbs_server_opts {
      */
     uint32_t handshake_timeout_ms;
     uint32_t request_timeout_ms;
+    /*
+     * Challenges (POST /kbs/v1/challenge): each nonce is single use and expires nonce_ttl_ms
+     * after issue (0: 60000); at most nonce_max are outstanding (0: 4096), beyond which new
+     * challenges get 503 until nonces are used or expire.
+     */
+    uint32_t nonce_ttl_ms;
+    uint32_t nonce_max;
 };
 
 struct veil_kbs_server;
@@ -126,11 +133,14 @@ struct veil_kbs_grant {
 };
 
 /*
- * Attests to a broker and receives keys and a serving certificate. Makes a fresh key pair and
- * RA-TLS certificate from provider p, then tries the brokers in turn with exponential backoff
- * until one answers or the deadline passes. key_ids (n may be 0: every key the policy grants)
- * names the keys wanted. A refusal by policy is final (VEIL_E_REJECTED with the broker's
- * reason); unreachable brokers are retried. Errors: VEIL_E_REJECTED, VEIL_E_UNAVAILABLE
+ * Attests to a broker and receives keys and a serving certificate. For each broker tried (in
+ * turn, with exponential backoff, until one answers or the deadline passes) it fetches a
+ * challenge nonce over TLS (the broker authenticated as below), makes a fresh key pair and an
+ * RA-TLS certificate from provider p whose evidence binds that nonce and the key, and
+ * provisions with it. A full challenge table (503) is retried like an unreachable broker.
+ * key_ids (n may be 0: every key the policy grants) names the keys wanted. A refusal by
+ * policy or freshness is final (VEIL_E_REJECTED with the broker's reason); unreachable brokers
+ * are retried. Errors: VEIL_E_REJECTED, VEIL_E_UNAVAILABLE
  * (deadline passed), VEIL_E_AUTH (broker certificate not from the pinned CA, or without the
  * broker usage: a serving certificate never passes), VEIL_E_FORMAT.
  */

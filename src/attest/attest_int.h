@@ -152,17 +152,22 @@ VEIL_NODISCARD veil_err veil__attest_sim_sign(EVP_PKEY *key, const uint8_t measu
 /* ---- RA-TLS CBOR (ratls.c) ---- */
 
 /*
- * Encodes the claims map {"pubkey-hash": bstr(CBOR [1, bstr sha256(spki)])} into out.
- * Errors: VEIL_E_LIMIT, VEIL_E_NOMEM.
+ * Encodes the claims map {"pubkey-hash": bstr(CBOR [1, bstr sha256(spki)]), "nonce": bstr}
+ * into out; the "nonce" entry only when nonce is not empty.
+ * Errors: VEIL_E_LIMIT (nonce over VEIL_ATTEST_RATLS_NONCE_MAX, or out's cap), VEIL_E_NOMEM.
  */
 VEIL_NODISCARD veil_err veil__attest_ratls_claims_encode(const uint8_t spki_hash[32],
+                                                         struct veil_span nonce,
                                                          struct veil_buf *out);
 
 /*
- * Parses claims bytes and returns the hash algorithm ID (1, 7 or 8) and hash view.
- * Errors: VEIL_E_FORMAT, VEIL_E_UNSUPPORTED (other algorithms).
+ * Parses claims bytes and returns the hash algorithm ID (1, 7 or 8), the hash view and the
+ * nonce view (empty when the claims hold none). Views point into claims. Pure.
+ * Errors: VEIL_E_FORMAT (including a duplicate, empty or over-long nonce), VEIL_E_UNSUPPORTED
+ * (other algorithms).
  */
 VEIL_NODISCARD veil_err veil__attest_ratls_claims_parse(struct veil_span claims, uint64_t *alg,
-                                                        struct veil_span *hash);
+                                                        struct veil_span *hash,
+                                                        struct veil_span *nonce);
 
 #endif /* VEIL_ATTEST_INT_H */

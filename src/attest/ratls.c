@@ -3,12 +3,14 @@
  * (OID 2.23.133.5.4.9), encoded as Gramine writes it (docs/attest/ratls.md):
  *
  *   extension value = CBOR tag 60000 ( [ bstr evidence, bstr claims ] )
- *   claims          = CBOR map { "pubkey-hash": bstr( CBOR [ hash-alg-id, bstr hash ] ) }
+ *   claims          = CBOR map { "pubkey-hash": bstr( CBOR [ hash-alg-id, bstr hash ] ),
+ *                                optional "nonce": bstr }
  *   REPORT_DATA     = SHA-256(claims) || 32 zero bytes
  *
  * where hash is the digest of the certificate's DER SubjectPublicKeyInfo (alg 1 SHA-256,
- * 7 SHA-384, 8 SHA-512). The verifier checks the key hash, then the evidence, then that the
- * evidence's REPORT_DATA commits to the claims, so evidence cannot be moved to another key.
+ * 7 SHA-384, 8 SHA-512) and nonce the broker's challenge. The verifier checks the certificate's
+ * validity window, the key hash, then the evidence, then that the evidence's REPORT_DATA commits
+ * to the claims, so evidence can be moved neither to another key nor to another nonce.
  */
 #include "attest_int.h"
 
@@ -100,37 +102,51 @@ static veil_err cbor_put_bytes(struct veil_buf *b, uint8_t major, const void *p,
     return rc != VEIL_OK ? rc : veil_buf_append(b, p, n);
 }
 
-veil_err veil__attest_ratls_claims_encode(const uint8_t spki_hash[32], struct veil_buf *out)
+veil_err veil__attest_ratls_claims_encode(const uint8_t spki_hash[32], struct veil_span nonce,
+                                          struct veil_buf *out)
 {
+    if (nonce.len > VEIL_ATTEST_RATLS_NONCE_MAX)
+        return VEIL_E_LIMIT;
     uint8_t inner[2 + 2 + 32];
     inner[0] = 0x82; /* array(2) */
     inner[1] = 0x01; /* SHA-256 in the IANA Named Information registry */
     inner[2] = 0x58;
     inner[3] = 32;
     memcpy(inner + 4, spki_hash, 32);
-    veil_err rc = cbor_put_head(out, 5, 1); /* map(1) */
+    veil_err rc = cbor_put_head(out, 5, nonce.len > 0 ? 2 : 1); /* map */
     if (rc == VEIL_OK)
         rc = cbor_put_bytes(out, 3, "pubkey-hash", 11);
     if (rc == VEIL_OK)
         rc = cbor_put_bytes(out, 2, inner, sizeof(inner));
+    if (rc == VEIL_OK && nonce.len > 0)
+        rc = cbor_put_bytes(out, 3, "nonce", 5);
+    if (rc == VEIL_OK && nonce.len > 0)
+        rc = cbor_put_bytes(out, 2, nonce.p, nonce.len);
     return rc;
 }
 
 veil_err veil__attest_ratls_claims_parse(struct veil_span claims, uint64_t *alg,
-                                         struct veil_span *hash)
+                                         struct veil_span *hash, struct veil_span *nonce)
 {
     struct veil_span s = claims;
     uint8_t major;
     uint64_t entries, n;
-    bool found = false;
+    bool found = false, has_nonce = false;
+    *nonce = veil_span_make(NULL, 0);
     if (cbor_head(&s, &major, &entries) != VEIL_OK || major != 5 || entries == 0 || entries > 8)
         return VEIL_E_FORMAT;
     for (uint64_t i = 0; i < entries; i++) {
         struct veil_span key, val;
         if (cbor_bytes(&s, 3, &key) != VEIL_OK || cbor_bytes(&s, 2, &val) != VEIL_OK)
             return VEIL_E_FORMAT;
-        if (veil_span_eq_str(key, "nonce"))
+        if (veil_span_eq_str(key, "nonce")) {
+            /* One nonce only: the broker must check the very nonce REPORT_DATA commits to. */
+            if (has_nonce || val.len == 0 || val.len > VEIL_ATTEST_RATLS_NONCE_MAX)
+                return VEIL_E_FORMAT;
+            has_nonce = true;
+            *nonce = val;
             continue;
+        }
         if (!veil_span_eq_str(key, "pubkey-hash") || found)
             return VEIL_E_FORMAT;
         found = true;
@@ -179,7 +195,8 @@ static veil_err spki_hash(EVP_PKEY *key, const EVP_MD *md, uint8_t *out, size_t 
 }
 
 veil_err veil_attest_ratls_create(struct veil_attest_provider *p, int64_t validity_s,
-                                  EVP_PKEY **key_out, X509 **cert_out, struct veil_errbuf *eb)
+                                  struct veil_span nonce, EVP_PKEY **key_out, X509 **cert_out,
+                                  struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
     EVP_PKEY *key = NULL;
@@ -199,12 +216,17 @@ veil_err veil_attest_ratls_create(struct veil_attest_provider *p, int64_t validi
         rc = veil_errf(eb, VEIL_E_INVALID, "RA-TLS validity out of range");
         goto out;
     }
+    if (nonce.len > VEIL_ATTEST_RATLS_NONCE_MAX) {
+        rc = veil_errf(eb, VEIL_E_INVALID, "RA-TLS nonce over %d bytes",
+                       VEIL_ATTEST_RATLS_NONCE_MAX);
+        goto out;
+    }
     if ((key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL) {
         rc = veil_errf(eb, VEIL_E_CRYPTO, "key generation failed");
         goto out;
     }
     if ((rc = spki_hash(key, EVP_sha256(), h, &hlen)) != VEIL_OK ||
-        (rc = veil__attest_ratls_claims_encode(h, &claims)) != VEIL_OK ||
+        (rc = veil__attest_ratls_claims_encode(h, nonce, &claims)) != VEIL_OK ||
         (rc = veil__attest_sha256(veil_buf_span(&claims), rd)) != VEIL_OK)
         goto out;
     if ((rc = veil_attest_provider_get_evidence(p, rd, &ev, NULL, eb)) != VEIL_OK)
@@ -280,13 +302,30 @@ veil_err veil_attest_ratls_get_evidence(X509 *cert, struct veil_span *evidence,
     return veil_attest_ratls_parse_ext(val, evidence, claims);
 }
 
+veil_err veil_attest_ratls_get_nonce(X509 *cert, struct veil_span *nonce)
+{
+    struct veil_span evidence, claims, hash;
+    uint64_t alg = 0;
+    *nonce = veil_span_make(NULL, 0);
+    veil_err rc = veil_attest_ratls_get_evidence(cert, &evidence, &claims);
+    if (rc != VEIL_OK)
+        return rc;
+    struct veil_span n;
+    if (veil__attest_ratls_claims_parse(claims, &alg, &hash, &n) != VEIL_OK)
+        return VEIL_E_FORMAT;
+    if (n.len == 0)
+        return VEIL_E_NOTFOUND;
+    *nonce = n;
+    return VEIL_OK;
+}
+
 veil_err veil_attest_ratls_verify(X509 *cert, const struct veil_attest_collateral *col,
                                   const struct veil_attest_roots *roots,
                                   const struct veil_attest_verify_opts *opts,
                                   struct veil_attest_claims *out)
 {
     memset(out, 0, sizeof(*out));
-    struct veil_span evidence, claims, hash;
+    struct veil_span evidence, claims, hash, nonce;
     uint64_t alg = 0;
     veil_err rc = veil_attest_ratls_get_evidence(cert, &evidence, &claims);
     if (rc == VEIL_E_NOMEM)
@@ -294,8 +333,22 @@ veil_err veil_attest_ratls_verify(X509 *cert, const struct veil_attest_collatera
     if (rc == VEIL_E_NOTFOUND)
         return veil__attest_reject(out, VEIL_ATTEST_MALFORMED,
                                    "certificate needs exactly one tagged-evidence extension");
-    if (rc != VEIL_OK || veil__attest_ratls_claims_parse(claims, &alg, &hash) != VEIL_OK)
+    if (rc != VEIL_OK || veil__attest_ratls_claims_parse(claims, &alg, &hash, &nonce) != VEIL_OK)
         return veil__attest_reject(out, VEIL_ATTEST_MALFORMED, "tagged-evidence extension");
+
+    /*
+     * 0. The certificate is valid now by the verifier's clock: a certificate made long ago (or
+     * dated into the future) must not stand for a workload today (issue 17, no freshness).
+     */
+    if (opts == NULL)
+        return veil__attest_reject(out, VEIL_ATTEST_MALFORMED, "no verification time given");
+    time_t now = (time_t)opts->now;
+    const ASN1_TIME *nb = X509_get0_notBefore(cert), *na = X509_get0_notAfter(cert);
+    if (nb == NULL || na == NULL || X509_cmp_time(nb, &now) >= 0 || X509_cmp_time(na, &now) <= 0) {
+        ERR_clear_error();
+        return veil__attest_reject(out, VEIL_ATTEST_CERT_EXPIRED,
+                                   "RA-TLS certificate is outside its validity window");
+    }
 
     /* 1. The claims name this certificate's key. */
     EVP_PKEY *pub = X509_get0_pubkey(cert);

@@ -27,7 +27,8 @@ static void help(FILE *f)
             "       veil kbs migrate --state DIR\n"
             "       veil kbs [serve] --state DIR [--listen HOST:PORT] [--roots DIR]\n"
             "                [--collateral DIR] [--sim-key PUB.pem] [--threads N]\n"
-            "                [--handshake-timeout MS] [--request-timeout MS] [--allow-core-dumps]\n"
+            "                [--handshake-timeout MS] [--request-timeout MS] [--nonce-ttl MS]\n"
+            "                [--allow-core-dumps]\n"
             "       veil kbs admin --broker HOST:PORT --ca BROKER-CA.pem --cert ADMIN.pem\n"
             "                --key ADMIN.key\n"
             "                COMMAND   (list | add NAME [--key-file F | --id ID] | rotate NAME |\n"
@@ -44,7 +45,9 @@ static void help(FILE *f)
             "model keys); --allow-core-dumps keeps them on, for debugging only. A peer is dropped\n"
             "when its TLS handshake takes over --handshake-timeout (default 5000 ms) or a whole\n"
             "request over --request-timeout (default 10000 ms, from accept or the previous\n"
-            "answer).\n");
+            "answer). Provisioning needs a nonce from POST /kbs/v1/challenge bound into the\n"
+            "evidence; each nonce is single use and expires after --nonce-ttl (default\n"
+            "60000 ms).\n");
 }
 
 /* Options shared by the subcommands; each uses the ones it needs. */
@@ -53,7 +56,7 @@ struct kbs_args {
         *id, *keys, *tee, *measurement;
     const char *hosts[17];
     size_t nhosts;
-    uint64_t threads, svn, handshake_ms, request_ms;
+    uint64_t threads, svn, handshake_ms, request_ms, nonce_ttl_ms;
     bool allow_core_dumps;
 };
 
@@ -79,6 +82,7 @@ static int parse_args(int argc, char **argv, struct kbs_args *a)
                                          {"allow-core-dumps", no_argument, NULL, 'D'},
                                          {"handshake-timeout", required_argument, NULL, 'W'},
                                          {"request-timeout", required_argument, NULL, 'R'},
+                                         {"nonce-ttl", required_argument, NULL, 'N'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -148,6 +152,11 @@ static int parse_args(int argc, char **argv, struct kbs_args *a)
                 return veil_cli_fail("kbs", "--handshake-timeout and --request-timeout are "
                                             "milliseconds, 1..600000");
             break;
+        case 'N':
+            if (!veil_cli_parse_u64(optarg, &a->nonce_ttl_ms) || a->nonce_ttl_ms == 0 ||
+                a->nonce_ttl_ms > 3600000)
+                return veil_cli_fail("kbs", "--nonce-ttl is milliseconds, 1..3600000");
+            break;
         case 'v':
             if (!veil_cli_parse_u64(optarg, &a->svn) || a->svn > UINT32_MAX)
                 return veil_cli_fail("kbs", "--svn must be a 32-bit number");
@@ -211,7 +220,8 @@ static int cmd_serve(struct kbs_args *a)
                                      .sim_key_pem = a->sim_key,
                                      .threads = (unsigned)a->threads,
                                      .handshake_timeout_ms = (uint32_t)a->handshake_ms,
-                                     .request_timeout_ms = (uint32_t)a->request_ms};
+                                     .request_timeout_ms = (uint32_t)a->request_ms,
+                                     .nonce_ttl_ms = (uint32_t)a->nonce_ttl_ms};
     rc = veil_kbs_server_open(&o, &g_server, &eb);
     if (rc != VEIL_OK)
         return veil_cli_fail_rc("kbs", rc, &eb);

@@ -1,9 +1,10 @@
 /*
- * The broker's clients. Provisioning: a workload makes a fresh key pair with an RA-TLS
- * certificate, connects to a broker it authenticates by the pinned broker CA and the broker
- * usage in its certificate, and receives its keys and serving certificate; brokers are tried
- * in turn with exponential backoff until a deadline. Administration: one request with an admin
- * client certificate, to a broker authenticated the same way.
+ * The broker's clients. Provisioning: a workload connects to a broker it authenticates by the
+ * pinned broker CA and the broker usage in its certificate, fetches a single-use nonce, makes a
+ * fresh key pair with an RA-TLS certificate whose evidence binds that nonce and key, and
+ * presents it to receive its keys and serving certificate; brokers are tried in turn with
+ * exponential backoff until a deadline, each with a challenge of its own. Administration: one
+ * request with an admin client certificate, to a broker authenticated the same way.
  */
 #include "kbs_int.h"
 
@@ -62,9 +63,13 @@ static veil_err split_hostport(const char *hp, size_t len, char *host, size_t ho
     return VEIL_OK;
 }
 
-/* TCP connect with a timeout, then TLS with the server checked against ctx's CA and host. */
-static veil_err conn_open(SSL_CTX *ctx, const char *hp, size_t hplen, unsigned timeout_ms,
-                          struct conn *c, struct veil_errbuf *eb)
+/*
+ * TCP connect with a timeout, then TLS with the server checked against ctx's CA and host,
+ * presenting cert and key as the client certificate when given (on this connection only, so
+ * one context serves the challenge and the provisioning connection).
+ */
+static veil_err conn_open(SSL_CTX *ctx, X509 *cert, EVP_PKEY *key, const char *hp, size_t hplen,
+                          unsigned timeout_ms, struct conn *c, struct veil_errbuf *eb)
 {
     char port[8];
     c->fd = -1;
@@ -100,7 +105,9 @@ static veil_err conn_open(SSL_CTX *ctx, const char *hp, size_t hplen, unsigned t
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->ssl = SSL_new(ctx);
-    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
+        (cert != NULL &&
+         (SSL_use_certificate(c->ssl, cert) != 1 || SSL_use_PrivateKey(c->ssl, key) != 1))) {
         conn_close(c);
         return veil_crypto_openssl_err(eb, VEIL_E_CRYPTO, "TLS set-up failed");
     }
@@ -277,13 +284,111 @@ static void sleep_ms(uint64_t ms)
         ;
 }
 
+/* A client TLS context that pins ca_file; certificates are set per connection. */
+static veil_err client_ctx(const char *ca_file, SSL_CTX **out, struct veil_errbuf *eb)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    *out = NULL;
+    if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+        SSL_CTX_free(ctx);
+        return veil_crypto_openssl_err(eb, VEIL_E_INVALID, "TLS set-up (broker CA file?)");
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    *out = ctx;
+    return VEIL_OK;
+}
+
+/* The broker's refusal (status, body) as an error: final for 401/403, FORMAT otherwise. */
+static veil_err refusal(const char *what, const char *hp, size_t len, int status,
+                        struct veil_span rb, struct veil_errbuf *eb)
+{
+    struct veil_arena a;
+    struct veil_json *doc = NULL;
+    veil_arena_init(&a, 4096, 1 << 20);
+    const char *msg =
+        veil_json_parse(rb, &a, &doc, NULL) == VEIL_OK ? veil_json_get_str(doc, "error") : NULL;
+    veil_err rc = veil_errf(eb, status == 403 || status == 401 ? VEIL_E_REJECTED : VEIL_E_FORMAT,
+                            "broker %.*s refused the %s (HTTP %d): %s", (int)len, hp, what, status,
+                            msg != NULL ? msg : "no reason given");
+    veil_arena_release(&a);
+    return rc;
+}
+
+/*
+ * One attempt at one broker: a challenge over TLS without a client certificate, then a fresh
+ * key and RA-TLS certificate binding the challenge's nonce, then the provisioning request
+ * presenting it. VEIL_E_UNAVAILABLE (in ceb) means try again; anything else is final.
+ */
+static veil_err provision_one(SSL_CTX *ctx, struct veil_attest_provider *p, const char *hp,
+                              size_t len, unsigned timeout, struct veil_span body,
+                              struct veil_buf *resp, struct veil_kbs_grant **out,
+                              struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    EVP_PKEY *pkey = NULL;
+    X509 *cert = NULL;
+    struct conn c = {.fd = -1};
+    struct veil_span rb;
+    int status = 0;
+    uint8_t nonce[VEIL__KBS_NONCE_LEN];
+
+    /* Unreachable brokers, failed handshakes and lost answers are retried, as before. */
+    if ((rc = conn_open(ctx, NULL, NULL, hp, len, timeout, &c, eb)) != VEIL_OK) {
+        rc = rc == VEIL_E_INVALID ? rc : VEIL_E_UNAVAILABLE;
+        goto out;
+    }
+    rc = exchange(&c, "POST", "/kbs/v1/challenge", veil_span_make(NULL, 0), &status, resp, &rb, eb);
+    conn_close(&c);
+    if (rc != VEIL_OK) {
+        rc = VEIL_E_UNAVAILABLE;
+        goto out;
+    }
+    if (status == 503) {
+        rc = veil_errf(eb, VEIL_E_UNAVAILABLE, "%.*s: too many outstanding challenges", (int)len,
+                       hp);
+        goto out;
+    }
+    if (status != 200) {
+        rc = refusal("challenge", hp, len, status, rb, eb);
+        goto out;
+    }
+    if (veil__kbs_challenge_parse(rb, nonce) != VEIL_OK) {
+        rc = veil_errf(eb, VEIL_E_FORMAT, "broker %.*s sent a malformed challenge", (int)len, hp);
+        goto out;
+    }
+    /* Evidence per attempt: its REPORT_DATA binds this broker's nonce and this key. */
+    rc = veil_attest_ratls_create(p, 86400, veil_span_make(nonce, sizeof(nonce)), &pkey, &cert, eb);
+    if (rc != VEIL_OK)
+        goto out;
+    if ((rc = conn_open(ctx, cert, pkey, hp, len, timeout, &c, eb)) != VEIL_OK) {
+        rc = rc == VEIL_E_INVALID ? rc : VEIL_E_UNAVAILABLE;
+        goto out;
+    }
+    rc = exchange(&c, "POST", "/kbs/v1/provision", body, &status, resp, &rb, eb);
+    conn_close(&c);
+    if (rc != VEIL_OK) {
+        rc = VEIL_E_UNAVAILABLE;
+        goto out;
+    }
+    if (status == 200)
+        rc = parse_grant(rb, pkey, out, eb);
+    else if (status == 503)
+        rc = veil_errf(eb, VEIL_E_UNAVAILABLE, "%.*s: broker busy (HTTP 503)", (int)len, hp);
+    else /* The broker decided: a refusal is final, not retried. */
+        rc = refusal("provisioning", hp, len, status, rb, eb);
+out:
+    veil_memzero(nonce, sizeof(nonce));
+    EVP_PKEY_free(pkey);
+    X509_free(cert);
+    return rc;
+}
+
 veil_err veil_kbs_provision(const struct veil_kbs_client_opts *opts, struct veil_attest_provider *p,
                             const char *const *key_ids, size_t n, struct veil_kbs_grant **out,
                             struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
-    EVP_PKEY *pkey = NULL;
-    X509 *cert = NULL;
     SSL_CTX *ctx = NULL;
     struct veil_buf body, resp;
     veil_buf_init(&body, VEIL_LIMIT_KBS_BODY);
@@ -293,17 +398,8 @@ veil_err veil_kbs_provision(const struct veil_kbs_client_opts *opts, struct veil
     uint64_t deadline = veil_time_mono_ns() +
                         (uint64_t)(opts->deadline_s > 0 ? opts->deadline_s : 60) * 1000000000ull;
 
-    rc = veil_attest_ratls_create(p, 86400, &pkey, &cert, eb);
-    if (rc != VEIL_OK)
+    if ((rc = client_ctx(opts->ca_file, &ctx, eb)) != VEIL_OK)
         goto out;
-    ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
-        SSL_CTX_load_verify_locations(ctx, opts->ca_file, NULL) != 1 ||
-        SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, pkey) != 1) {
-        rc = veil_crypto_openssl_err(eb, VEIL_E_INVALID, "TLS set-up (broker CA file?)");
-        goto out;
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     rc = provision_body(key_ids, n, opts->san, &body);
     if (rc != VEIL_OK)
         goto out;
@@ -314,38 +410,12 @@ veil_err veil_kbs_provision(const struct veil_kbs_client_opts *opts, struct veil
         while (*list != '\0') {
             const char *comma = strchr(list, ',');
             size_t len = comma != NULL ? (size_t)(comma - list) : strlen(list);
-            struct conn c;
             struct veil_errbuf ceb = {{0}};
-            veil_err crc = conn_open(ctx, list, len, timeout, &c, &ceb);
-            if (crc == VEIL_E_INVALID) {
-                rc = veil_errf(eb, crc, "%s", ceb.msg);
+            veil_err crc =
+                provision_one(ctx, p, list, len, timeout, veil_buf_span(&body), &resp, out, &ceb);
+            if (crc != VEIL_E_UNAVAILABLE) {
+                rc = crc == VEIL_OK ? VEIL_OK : veil_errf(eb, crc, "%s", ceb.msg);
                 goto out;
-            }
-            if (crc == VEIL_OK) {
-                int status = 0;
-                struct veil_span rb;
-                crc = exchange(&c, "POST", "/kbs/v1/provision", veil_buf_span(&body), &status,
-                               &resp, &rb, &ceb);
-                conn_close(&c);
-                if (crc == VEIL_OK && status == 200) {
-                    rc = parse_grant(rb, pkey, out, eb);
-                    goto out;
-                }
-                if (crc == VEIL_OK) {
-                    /* The broker decided: a refusal is final, not retried. */
-                    struct veil_arena a;
-                    struct veil_json *doc = NULL;
-                    veil_arena_init(&a, 4096, 1 << 20);
-                    const char *msg = veil_json_parse(rb, &a, &doc, NULL) == VEIL_OK
-                                          ? veil_json_get_str(doc, "error")
-                                          : NULL;
-                    rc = veil_errf(eb,
-                                   status == 403 || status == 401 ? VEIL_E_REJECTED : VEIL_E_FORMAT,
-                                   "broker %.*s refused (HTTP %d): %s", (int)len, list, status,
-                                   msg != NULL ? msg : "no reason given");
-                    veil_arena_release(&a);
-                    goto out;
-                }
             }
             VEIL_LOG_WARN("key broker %.*s: %s", (int)len, list, ceb.msg);
             if (eb != NULL)
@@ -364,8 +434,6 @@ veil_err veil_kbs_provision(const struct veil_kbs_client_opts *opts, struct veil
 out:
     ERR_clear_error();
     SSL_CTX_free(ctx);
-    EVP_PKEY_free(pkey);
-    X509_free(cert);
     veil_buf_release(&body);
     veil_buf_release(&resp);
     return rc;
@@ -392,7 +460,7 @@ veil_err veil_kbs_admin_request(const struct veil_kbs_admin_opts *opts, const ch
         goto out;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    rc = conn_open(ctx, opts->broker, strlen(opts->broker),
+    rc = conn_open(ctx, NULL, NULL, opts->broker, strlen(opts->broker),
                    opts->timeout_ms ? opts->timeout_ms : 10000, &c, eb);
     if (rc != VEIL_OK)
         goto out;

@@ -1,7 +1,7 @@
 /*
  * kbs_int.h: internals shared by the files of the kbs module: HTTP framing over OpenSSL,
- * certificate authority helpers, sealed blobs under the master key, the key store and the
- * audit log.
+ * certificate authority helpers, sealed blobs under the master key, the key store, the
+ * audit log, the table of outstanding challenge nonces and the challenge answer's parser.
  */
 #ifndef VEIL_KBS_INT_H
 #define VEIL_KBS_INT_H
@@ -183,5 +183,60 @@ void veil__kbs_audit_close(struct veil__kbs_audit *a);
  * returning. Errors: VEIL_E_IO.
  */
 VEIL_NODISCARD veil_err veil__kbs_audit_write(struct veil__kbs_audit *a, struct veil_span line);
+
+/* ---- Challenge nonces (nonce.c) ---- */
+
+#define VEIL__KBS_NONCE_LEN 32
+#define VEIL__KBS_NONCE_MAX_DEFAULT 4096 /* outstanding nonces a broker holds */
+#define VEIL__KBS_NONCE_TTL_DEFAULT_MS 60000
+
+struct veil__kbs_nonce {
+    uint8_t v[VEIL__KBS_NONCE_LEN];
+    uint64_t expires_ns; /* veil_time_mono_ns() */
+};
+
+/*
+ * The broker's outstanding nonces: issued by /kbs/v1/challenge, each consumed by the first
+ * provisioning request that names it, whatever its outcome. At most cap are held; expired ones
+ * are dropped when room is needed. Thread-safe (one mutex).
+ */
+struct veil__kbs_nonces {
+    pthread_mutex_t lock;
+    struct veil__kbs_nonce *slots;
+    size_t cap, n;
+    uint64_t ttl_ns;
+};
+
+enum veil__kbs_nonce_status {
+    VEIL__KBS_NONCE_FRESH,   /* was outstanding and unexpired; now consumed */
+    VEIL__KBS_NONCE_EXPIRED, /* was outstanding but past its deadline; now dropped */
+    VEIL__KBS_NONCE_UNKNOWN, /* never issued, already consumed, or expired and dropped */
+};
+
+/* Sets up an empty table of at most cap nonces living ttl_ms each. Errors: VEIL_E_NOMEM. */
+VEIL_NODISCARD veil_err veil__kbs_nonces_init(struct veil__kbs_nonces *t, size_t cap,
+                                              uint64_t ttl_ms);
+/* Wipes and frees the table; a zeroed table is a no-op. */
+void veil__kbs_nonces_release(struct veil__kbs_nonces *t);
+/*
+ * Draws a fresh random nonce into out and holds it until now_ns + ttl. Errors: VEIL_E_LIMIT
+ * (cap nonces outstanding and none expired: the caller answers 503), VEIL_E_CRYPTO (RNG).
+ */
+VEIL_NODISCARD veil_err veil__kbs_nonce_issue(struct veil__kbs_nonces *t, uint64_t now_ns,
+                                              uint8_t out[VEIL__KBS_NONCE_LEN]);
+/*
+ * Looks nonce up and removes it (atomically: of two concurrent callers with the same nonce,
+ * at most one sees FRESH). A nonce of another length is UNKNOWN.
+ */
+enum veil__kbs_nonce_status veil__kbs_nonce_consume(struct veil__kbs_nonces *t, uint64_t now_ns,
+                                                    struct veil_span nonce);
+
+/*
+ * Parses a challenge answer's body, {"nonce": "<64 hex digits>", ...}, into nonce. Pure: the
+ * client's parser of the broker's bytes (fuzz/kbs_challenge_fuzz.c).
+ * Errors: VEIL_E_FORMAT (not JSON, no "nonce" string, not 32 bytes of hex), VEIL_E_LIMIT.
+ */
+VEIL_NODISCARD veil_err veil__kbs_challenge_parse(struct veil_span body,
+                                                  uint8_t nonce[VEIL__KBS_NONCE_LEN]);
 
 #endif

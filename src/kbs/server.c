@@ -7,10 +7,13 @@
  * are shed rather than queued without bound.
  *
  * Authorisation is per request, from the client certificate the TLS handshake proved
- * possession of: /kbs/v1/provision requires an RA-TLS certificate whose evidence verifies and
- * matches the policy; /kbs/v1/admin/... requires a certificate issued by the admin CA. The key
- * store and policy sit behind a read-write lock; every decision is appended durably to the
- * audit log before its effect (a released key, a changed store) leaves the broker.
+ * possession of: /kbs/v1/challenge needs none and hands out a single-use nonce;
+ * /kbs/v1/provision requires an RA-TLS certificate that is inside its validity window and whose
+ * evidence binds an outstanding nonce (consumed on first sight) and the certificate's key,
+ * verifies and matches the policy; /kbs/v1/admin/... requires a certificate issued by the
+ * admin CA. The key store and policy sit behind a read-write lock; every decision is appended
+ * durably to the audit log before its effect (a released key, a changed store) leaves the
+ * broker.
  */
 #include "kbs_int.h"
 
@@ -79,6 +82,8 @@ struct veil_kbs_server {
     pthread_mutex_t unauth_lock;
     double unauth_tokens;
     uint64_t unauth_refill_ns, unauth_suppressed;
+    struct veil__kbs_nonces nonces; /* outstanding challenges */
+    uint64_t nonce_ttl_ms;
 };
 
 /* ---- Small helpers ---- */
@@ -222,9 +227,13 @@ veil_err veil_kbs_server_open(const struct veil_kbs_server_opts *opts, struct ve
         (uint64_t)(opts->handshake_timeout_ms != 0 ? opts->handshake_timeout_ms : 5000) * 1000000;
     s->request_timeout_ns =
         (uint64_t)(opts->request_timeout_ms != 0 ? opts->request_timeout_ms : 10000) * 1000000;
+    s->nonce_ttl_ms = opts->nonce_ttl_ms != 0 ? opts->nonce_ttl_ms : VEIL__KBS_NONCE_TTL_DEFAULT_MS;
     s->state_dir = veil_strdup(opts->state_dir);
     s->policy_path = path_join(opts->state_dir, "policy.json");
-    if (s->state_dir == NULL || s->policy_path == NULL) {
+    if (s->state_dir == NULL || s->policy_path == NULL ||
+        veil__kbs_nonces_init(&s->nonces,
+                              opts->nonce_max != 0 ? opts->nonce_max : VEIL__KBS_NONCE_MAX_DEFAULT,
+                              s->nonce_ttl_ms) != VEIL_OK) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "out of memory");
         goto out;
     }
@@ -370,6 +379,7 @@ void veil_kbs_server_free(struct veil_kbs_server *s)
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
     pthread_mutex_destroy(&s->unauth_lock);
+    veil__kbs_nonces_release(&s->nonces);
     veil_free(s->state_dir);
     veil_free(s->policy_path);
     veil_free(s);
@@ -424,6 +434,8 @@ static const char *status_text(int status)
         return "Conflict";
     case 413:
         return "Payload Too Large";
+    case 503:
+        return "Service Unavailable";
     default:
         return "Internal Server Error";
     }
@@ -628,6 +640,31 @@ static veil_err audit_unauth(struct veil_kbs_server *s, const struct peer *p, co
     return rc;
 }
 
+/* ---- Challenge ---- */
+
+/*
+ * POST /kbs/v1/challenge: a fresh nonce for one provisioning request. Any peer may ask, with
+ * or without a certificate: it releases nothing, and the table of outstanding nonces is bounded
+ * (503 when full). Issuing is not audited (a record per anonymous request is the flood the
+ * audit's token bucket exists to stop); refusals are, within that bucket.
+ */
+static veil_err handle_challenge(struct veil_kbs_server *s, SSL *ssl, const struct peer *p)
+{
+    uint8_t nonce[VEIL__KBS_NONCE_LEN];
+    char hex[2 * VEIL__KBS_NONCE_LEN + 1], body[160];
+    veil_err rc = veil__kbs_nonce_issue(&s->nonces, veil_time_mono_ns(), nonce);
+    if (rc == VEIL_E_LIMIT) {
+        (void)audit_unauth(s, p, "challenge", "too many outstanding challenges", NULL);
+        return respond_error(ssl, 503, "too many outstanding challenges; retry later", true);
+    }
+    if (rc != VEIL_OK)
+        return respond_error(ssl, 500, "cannot draw a nonce", true);
+    veil_hex_encode(nonce, sizeof(nonce), hex);
+    int n = snprintf(body, sizeof(body), "{\"nonce\":\"%s\",\"expires_in_ms\":%llu}", hex,
+                     (unsigned long long)s->nonce_ttl_ms);
+    return respond(ssl, 200, veil_span_make(body, (size_t)n), false);
+}
+
 /* ---- Provisioning ---- */
 
 static bool granted(const struct veil_attest_workload *w, const struct veil__kbs_key *k)
@@ -690,6 +727,45 @@ static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const stru
         san[i] = v->str;
     }
 
+    /*
+     * Freshness: the evidence must commit to a nonce this broker issued, unexpired and never
+     * seen before, so a captured certificate and key cannot be presented again (issue 17). The
+     * nonce is consumed here, before anything is verified: whatever the request's outcome, it
+     * is spent. Attestation below proves REPORT_DATA commits to this very nonce.
+     */
+    struct veil_span nonce, ev_view, claims_view;
+    const char *stale = NULL;
+    bool fresh = false;
+    veil_err nrc = veil_attest_ratls_get_nonce(p->cert, &nonce);
+    if (nrc == VEIL_E_NOMEM) {
+        rc = respond_error(ssl, 500, "out of memory", true);
+        goto out;
+    }
+    if (nrc == VEIL_E_NOTFOUND &&
+        veil_attest_ratls_get_evidence(p->cert, &ev_view, &claims_view) == VEIL_OK) {
+        stale = "freshness: the RA-TLS certificate carries no nonce (POST /kbs/v1/challenge "
+                "first and bind its nonce into the evidence)";
+    } else if (nrc == VEIL_OK) {
+        switch (veil__kbs_nonce_consume(&s->nonces, veil_time_mono_ns(), nonce)) {
+        case VEIL__KBS_NONCE_FRESH:
+            fresh = true;
+            break;
+        case VEIL__KBS_NONCE_EXPIRED:
+            stale = "freshness: the nonce has expired";
+            break;
+        default:
+            stale = "freshness: the nonce is unknown or was already used";
+        }
+    }
+    if (stale != NULL) {
+        if (audit_unauth(s, p, "provision", stale, NULL) != VEIL_OK) {
+            rc = respond_error(ssl, 500, "audit log unavailable", true);
+            goto out;
+        }
+        rc = respond_error(ssl, 403, stale, true);
+        goto out;
+    }
+
     /* Attestation: the certificate's evidence, bound to its key, verified against the roots. */
     claims = veil_calloc(1, sizeof(*claims));
     if (claims == NULL) {
@@ -708,6 +784,12 @@ static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const stru
         snprintf(reason, sizeof(reason), "attestation failed: %s",
                  veil_attest_reason_str(claims->reason));
         rc = respond_error(ssl, 403, reason, true);
+        goto out;
+    }
+    /* Attestation fails above without an extension or with malformed claims; this check keeps
+     * a verified certificate without a consumed nonce out all the same. */
+    if (!fresh) {
+        rc = respond_error(ssl, 403, "freshness: no nonce was consumed", true);
         goto out;
     }
 
@@ -1187,7 +1269,10 @@ static bool serve_request(struct veil_kbs_server *s, struct conn *c)
     veil_err rc = veil__kbs_http_complete(veil_buf_span(&c->buf), true, &h, &body);
     if (rc != VEIL_OK)
         return false;
-    if (veil_span_eq_str(h.path, "/kbs/v1/provision")) {
+    if (veil_span_eq_str(h.path, "/kbs/v1/challenge")) {
+        rc = veil_span_eq_str(h.method, "POST") ? handle_challenge(s, c->ssl, &p)
+                                                : respond_error(c->ssl, 405, "use POST", false);
+    } else if (veil_span_eq_str(h.path, "/kbs/v1/provision")) {
         rc = veil_span_eq_str(h.method, "POST") ? handle_provision(s, c->ssl, &p, body)
                                                 : respond_error(c->ssl, 405, "use POST", false);
     } else if (veil_span_starts_with(h.path, "/kbs/v1/admin/")) {

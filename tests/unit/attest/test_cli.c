@@ -247,9 +247,10 @@ TEST(ratls_certificate_through_cli)
     uint8_t m[32] = {7};
     veil_buf_init_secret(&priv, 4096);
     veil_buf_init(&pub, 4096);
-    bool ok = veil_attest_sim_keygen(&priv, &pub, NULL) == VEIL_OK &&
-              veil_attest_provider_new_sim(veil_buf_span(&priv), m, 1, &p, NULL) == VEIL_OK &&
-              veil_attest_ratls_create(p, 3600, &key, &cert, NULL) == VEIL_OK;
+    bool ok =
+        veil_attest_sim_keygen(&priv, &pub, NULL) == VEIL_OK &&
+        veil_attest_provider_new_sim(veil_buf_span(&priv), m, 1, &p, NULL) == VEIL_OK &&
+        veil_attest_ratls_create(p, 3600, veil_span_make(NULL, 0), &key, &cert, NULL) == VEIL_OK;
     snprintf(path, sizeof(path), "%s/sim_test.pub.pem", dir);
     ok = ok && veil_file_write_atomic(path, veil_buf_span(&pub), 0644, VEIL_ATOMIC_REPLACE, NULL) ==
                    VEIL_OK;

@@ -1,7 +1,8 @@
 /*
  * RA-TLS with the sim provider: a certificate whose tagged-evidence extension binds its key
- * verifies; evidence moved to another key, claims that name another key, an untrusted sim key,
- * a missing or malformed extension are all refused. Also the sim evidence format itself.
+ * (and nonce) verifies; evidence moved to another key or nonce, claims that name another key,
+ * an untrusted sim key, a certificate outside its validity window, a missing or malformed
+ * extension are all refused. Also the sim evidence format itself.
  */
 #include "common.h"
 
@@ -84,7 +85,7 @@ TEST(ratls_cert_verifies_and_binds_key)
     ASSERT_TRUE(sim_env_init(&e));
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
-    ASSERT_OK(veil_attest_ratls_create(e.p, 3600, &key, &cert, NULL));
+    ASSERT_OK(veil_attest_ratls_create(e.p, 3600, veil_span_make(NULL, 0), &key, &cert, NULL));
     struct veil_attest_claims c;
     struct veil_attest_verify_opts o = now_opts();
     veil_err rc = veil_attest_ratls_verify(cert, NULL, e.roots, &o, &c);
@@ -121,7 +122,7 @@ TEST(ratls_untrusted_sim_key)
     }
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
-    ASSERT_OK(veil_attest_ratls_create(a.p, 3600, &key, &cert, NULL));
+    ASSERT_OK(veil_attest_ratls_create(a.p, 3600, veil_span_make(NULL, 0), &key, &cert, NULL));
     struct veil_attest_claims c;
     struct veil_attest_verify_opts o = now_opts();
     veil_err rc = veil_attest_ratls_verify(cert, NULL, b.roots, &o, &c);
@@ -172,7 +173,7 @@ TEST(ratls_evidence_moved_to_another_key)
     ASSERT_TRUE(sim_env_init(&e));
     EVP_PKEY *key = NULL, *k2 = NULL, *k3 = NULL;
     X509 *cert = NULL;
-    ASSERT_OK(veil_attest_ratls_create(e.p, 3600, &key, &cert, NULL));
+    ASSERT_OK(veil_attest_ratls_create(e.p, 3600, veil_span_make(NULL, 0), &key, &cert, NULL));
     struct veil_span ext = ext_of(cert);
     struct veil_attest_verify_opts o = now_opts();
     struct veil_attest_claims c1, c2;
@@ -193,7 +194,7 @@ TEST(ratls_evidence_moved_to_another_key)
     struct veil_buf nc, val;
     veil_buf_init(&nc, 256);
     veil_buf_init(&val, 4096);
-    ASSERT_OK(veil__attest_ratls_claims_encode(h, &nc));
+    ASSERT_OK(veil__attest_ratls_claims_encode(h, veil_span_make(NULL, 0), &nc));
     static const uint8_t head[] = {0xD9, 0xEA, 0x60, 0x82, 0x58};
     ASSERT_OK(veil_buf_append(&val, head, sizeof(head)));
     ASSERT_OK(veil_buf_append_u8(&val, (uint8_t)ev.len));
@@ -258,20 +259,139 @@ TEST(ratls_malformed_extension)
 TEST(claims_parse)
 {
     uint64_t alg;
-    struct veil_span h;
+    struct veil_span h, n;
     uint8_t hash[32] = {9};
     struct veil_buf b;
     veil_buf_init(&b, 256);
-    ASSERT_OK(veil__attest_ratls_claims_encode(hash, &b));
-    ASSERT_OK(veil__attest_ratls_claims_parse(veil_buf_span(&b), &alg, &h));
+    ASSERT_OK(veil__attest_ratls_claims_encode(hash, veil_span_make(NULL, 0), &b));
+    ASSERT_OK(veil__attest_ratls_claims_parse(veil_buf_span(&b), &alg, &h, &n));
     ASSERT_EQ_U64(alg, 1);
     ASSERT_EQ_U64(h.len, 32);
     ASSERT_MEM_EQ(h.p, hash, 32);
+    ASSERT_EQ_U64(n.len, 0);
     b.p[b.len - 35] = 0x02; /* algorithm 2 (SHA-256-128) is not accepted */
-    ASSERT_ERR(veil__attest_ratls_claims_parse(veil_buf_span(&b), &alg, &h), VEIL_E_UNSUPPORTED);
-    ASSERT_ERR(veil__attest_ratls_claims_parse(veil_span_make(b.p, b.len - 1), &alg, &h),
+    ASSERT_ERR(veil__attest_ratls_claims_parse(veil_buf_span(&b), &alg, &h, &n),
+               VEIL_E_UNSUPPORTED);
+    ASSERT_ERR(veil__attest_ratls_claims_parse(veil_span_make(b.p, b.len - 1), &alg, &h, &n),
                VEIL_E_FORMAT);
     veil_buf_release(&b);
+}
+
+TEST(claims_with_nonce)
+{
+    uint64_t alg;
+    struct veil_span h, n;
+    uint8_t hash[32] = {9}, nonce[65];
+    memset(nonce, 0x5A, sizeof(nonce));
+    struct veil_buf b;
+    veil_buf_init(&b, 512);
+    ASSERT_OK(veil__attest_ratls_claims_encode(hash, veil_span_make(nonce, 32), &b));
+    ASSERT_OK(veil__attest_ratls_claims_parse(veil_buf_span(&b), &alg, &h, &n));
+    ASSERT_EQ_U64(n.len, 32);
+    ASSERT_MEM_EQ(n.p, nonce, 32);
+    ASSERT_MEM_EQ(h.p, hash, 32);
+    /* A second "nonce" entry: which one would the broker check? Refused. */
+    b.p[0] = 0xA3; /* map(3) */
+    static const uint8_t again[] = {0x65, 'n', 'o', 'n', 'c', 'e', 0x41, 0x01};
+    ASSERT_OK(veil_buf_append(&b, again, sizeof(again)));
+    ASSERT_ERR(veil__attest_ratls_claims_parse(veil_buf_span(&b), &alg, &h, &n), VEIL_E_FORMAT);
+    /* Empty or over-long nonces are refused at both ends. */
+    veil_buf_reset(&b);
+    ASSERT_ERR(veil__attest_ratls_claims_encode(hash, veil_span_make(nonce, 65), &b), VEIL_E_LIMIT);
+    static const uint8_t empty[] = {0xA1, 0x65, 'n', 'o', 'n', 'c', 'e', 0x40};
+    ASSERT_ERR(veil__attest_ratls_claims_parse(veil_span_make(empty, sizeof(empty)), &alg, &h, &n),
+               VEIL_E_FORMAT);
+    veil_buf_release(&b);
+}
+
+/*
+ * Issue 17, attack 3: the nonce is inside the claims REPORT_DATA commits to, so evidence made
+ * for one nonce cannot be presented with another; a certificate without one says so.
+ */
+TEST(ratls_nonce_is_bound_into_report_data)
+{
+    struct sim_env e = {0};
+    ASSERT_TRUE(sim_env_init(&e));
+    uint8_t nonce[32], other[32];
+    memset(nonce, 0x11, sizeof(nonce));
+    memset(other, 0x22, sizeof(other));
+    EVP_PKEY *key = NULL, *k2 = NULL, *k3 = NULL;
+    X509 *cert = NULL, *plain = NULL;
+    ASSERT_OK(veil_attest_ratls_create(e.p, 3600, veil_span_make(nonce, 32), &key, &cert, NULL));
+    ASSERT_OK(veil_attest_ratls_create(e.p, 3600, veil_span_make(NULL, 0), &k3, &plain, NULL));
+    struct veil_attest_verify_opts o = now_opts();
+    struct veil_attest_claims c1, c2;
+    veil_err rc1 = veil_attest_ratls_verify(cert, NULL, e.roots, &o, &c1);
+    struct veil_span n = {0}, none = {0};
+    veil_err nrc = veil_attest_ratls_get_nonce(cert, &n);
+    veil_err nrc2 = veil_attest_ratls_get_nonce(plain, &none);
+    bool got = nrc == VEIL_OK && n.len == 32 && memcmp(n.p, nonce, 32) == 0;
+    /* The extension ends with the nonce: put another there, keep the evidence and the key. */
+    struct veil_span ext = ext_of(cert);
+    struct veil_buf val;
+    veil_buf_init(&val, 8192);
+    ASSERT_OK(veil_buf_append(&val, ext.p, ext.len));
+    memcpy(val.p + val.len - 32, other, 32);
+    X509 *moved = forge(val.p, val.len, &k2);
+    X509_set_pubkey(moved, key);
+    X509_sign(moved, key, EVP_sha256());
+    veil_err rc2 = veil_attest_ratls_verify(moved, NULL, e.roots, &o, &c2);
+    veil_buf_release(&val);
+    X509_free(moved);
+    X509_free(cert);
+    X509_free(plain);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(k2);
+    EVP_PKEY_free(k3);
+    sim_env_release(&e);
+    ASSERT_OK(rc1);
+    ASSERT_TRUE(got);
+    ASSERT_ERR(nrc2, VEIL_E_NOTFOUND);
+    ASSERT_EQ_U64(none.len, 0);
+    ASSERT_ERR(rc2, VEIL_E_AUTH);
+    ASSERT_EQ_U64(c2.reason, VEIL_ATTEST_BINDING);
+}
+
+/* Issue 17: the RA-TLS certificate's validity window was never checked (2001 still passed). */
+TEST(ratls_validity_window_is_checked)
+{
+    struct sim_env e = {0};
+    ASSERT_TRUE(sim_env_init(&e));
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    ASSERT_OK(veil_attest_ratls_create(e.p, 3600, veil_span_make(NULL, 0), &key, &cert, NULL));
+    struct veil_attest_claims c;
+    /* The same certificate, by clocks before and after its window. */
+    struct veil_attest_verify_opts early = {veil_time_now() - 2 * 3600, false};
+    struct veil_attest_verify_opts late = {veil_time_now() + 2 * 3600, false};
+    veil_err rc_early = veil_attest_ratls_verify(cert, NULL, e.roots, &early, &c);
+    enum veil_attest_reason r_early = c.reason;
+    veil_err rc_late = veil_attest_ratls_verify(cert, NULL, e.roots, &late, &c);
+    enum veil_attest_reason r_late = c.reason;
+    /* Dates of 2001, re-signed by the key: evidence and binding are intact, the dates are not. */
+    ASN1_TIME *nb = ASN1_TIME_new(), *na = ASN1_TIME_new();
+    ASSERT_TRUE(nb != NULL && na != NULL && ASN1_TIME_set_string(nb, "20010101000000Z") == 1 &&
+                ASN1_TIME_set_string(na, "20011231235959Z") == 1);
+    ASSERT_EQ_I64(X509_set1_notBefore(cert, nb), 1);
+    ASSERT_EQ_I64(X509_set1_notAfter(cert, na), 1);
+    ASSERT_TRUE(X509_sign(cert, key, EVP_sha256()) > 0);
+    ASN1_TIME_free(nb);
+    ASN1_TIME_free(na);
+    struct veil_attest_verify_opts o = now_opts();
+    veil_err rc_2001 = veil_attest_ratls_verify(cert, NULL, e.roots, &o, &c);
+    enum veil_attest_reason r_2001 = c.reason;
+    struct veil_attest_verify_opts then = {978307200 + 86400, false}; /* 2001-01-02 */
+    veil_err rc_then = veil_attest_ratls_verify(cert, NULL, e.roots, &then, &c);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    sim_env_release(&e);
+    ASSERT_ERR(rc_early, VEIL_E_AUTH);
+    ASSERT_EQ_U64(r_early, VEIL_ATTEST_CERT_EXPIRED);
+    ASSERT_ERR(rc_late, VEIL_E_AUTH);
+    ASSERT_EQ_U64(r_late, VEIL_ATTEST_CERT_EXPIRED);
+    ASSERT_ERR(rc_2001, VEIL_E_AUTH);
+    ASSERT_EQ_U64(r_2001, VEIL_ATTEST_CERT_EXPIRED);
+    ASSERT_OK(rc_then); /* only the dates refused it */
 }
 
 TEST(sim_refused_unless_named)

@@ -322,6 +322,362 @@ TEST(wrong_measurement_low_svn_and_unknown_key_are_refused)
     ASSERT_TRUE(audit_lines("measurement not listed") >= 1);
 }
 
+/* ---- Freshness (issue 17, attack 3): challenges, single-use nonces, validity windows ---- */
+
+/*
+ * One request on a fresh TLS connection to the broker on port, presenting cert and key when
+ * given (the broker is not authenticated here: the broker is the system under test). Returns
+ * the HTTP status with the body in resp, or -1.
+ */
+static int tls_request(uint16_t port, X509 *cert, EVP_PKEY *key, const char *path, const char *body,
+                       struct veil_buf *resp)
+{
+    int status = -1, fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    struct veil_buf req, raw;
+    veil_buf_init(&req, 1 << 20);
+    veil_buf_init(&raw, VEIL_LIMIT_KBS_HEAD + VEIL_LIMIT_KBS_BODY);
+    veil_buf_reset(resp);
+    veil_err rc = veil_buf_appendf(&req, "POST %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%s", path,
+                                   strlen(body), body);
+    if (rc == VEIL_OK && ctx != NULL && cert != NULL &&
+        (SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1))
+        rc = VEIL_E_CRYPTO;
+    if (rc == VEIL_OK && fd >= 0 && ctx != NULL &&
+        connect(fd, (const struct sockaddr *)&a, sizeof(a)) == 0 && (ssl = SSL_new(ctx)) != NULL &&
+        SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1 &&
+        veil__kbs_write_all(ssl, req.p, req.len) == VEIL_OK) {
+        struct veil_kbs_http_head h;
+        struct veil_span b;
+        if (veil__kbs_read_message(ssl, false, &raw, &h, &b) == VEIL_OK &&
+            veil_buf_append(resp, b.p, b.len) == VEIL_OK)
+            status = h.status;
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    if (fd >= 0)
+        close(fd);
+    veil_buf_release(&req);
+    veil_buf_release(&raw);
+    return status;
+}
+
+/* POST /kbs/v1/challenge without a client certificate: the HTTP status, nonce filled on 200. */
+static int challenge(uint16_t port, uint8_t nonce[VEIL__KBS_NONCE_LEN])
+{
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    int st = tls_request(port, NULL, NULL, "/kbs/v1/challenge", "", &r);
+    if (st == 200 && veil__kbs_challenge_parse(veil_buf_span(&r), nonce) != VEIL_OK)
+        st = -2;
+    veil_buf_release(&r);
+    return st;
+}
+
+/* A sim RA-TLS certificate for the admitted measurement, binding nonce (may be empty). */
+static bool make_ratls(struct veil_span nonce, EVP_PKEY **key, X509 **cert)
+{
+    struct veil_attest_provider *p = NULL;
+    bool ok =
+        veil_attest_provider_new_sim(veil_buf_span(&sim_priv), good_meas, 3, &p, NULL) == VEIL_OK &&
+        veil_attest_ratls_create(p, 3600, nonce, key, cert, NULL) == VEIL_OK;
+    veil_attest_provider_free(p);
+    return ok;
+}
+
+/* Provisions with cert and key as the TLS client certificate: status, body in r. */
+static int provision_raw(uint16_t port, X509 *cert, EVP_PKEY *key, struct veil_buf *r)
+{
+    return tls_request(port, cert, key, "/kbs/v1/provision", "{\"san\":[\"localhost\"]}", r);
+}
+
+static bool body_has(const struct veil_buf *r, const char *s)
+{
+    return memmem(r->p, r->len, s, strlen(s)) != NULL;
+}
+
+/*
+ * A self-signed certificate for key carrying the tagged-evidence extension value ext (as a
+ * workload or an attacker makes one), valid from nb to na (ASN1 "YYYYMMDDHHMMSSZ"; NULL: an
+ * hour ago to an hour from now).
+ */
+static X509 *cert_with_ext(EVP_PKEY *key, struct veil_span ext, const char *nb, const char *na)
+{
+    X509 *x = X509_new();
+    ASN1_OBJECT *obj = OBJ_txt2obj("2.23.133.5.4.9", 1);
+    ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+    X509_EXTENSION *e = NULL;
+    ASN1_TIME *t0 = ASN1_TIME_new(), *t1 = ASN1_TIME_new();
+    time_t now = time(NULL);
+    bool ok = x != NULL && obj != NULL && os != NULL && t0 != NULL && t1 != NULL &&
+              X509_set_version(x, 2) == 1 && ASN1_INTEGER_set(X509_get_serialNumber(x), 7) == 1 &&
+              (nb != NULL ? ASN1_TIME_set_string(t0, nb) == 1
+                          : ASN1_TIME_adj(t0, now, 0, -3600) != NULL) &&
+              (na != NULL ? ASN1_TIME_set_string(t1, na) == 1
+                          : ASN1_TIME_adj(t1, now, 0, 3600) != NULL) &&
+              X509_set1_notBefore(x, t0) == 1 && X509_set1_notAfter(x, t1) == 1 &&
+              X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                                         (const unsigned char *)"Veil RA-TLS", -1, -1, 0) == 1 &&
+              X509_set_issuer_name(x, X509_get_subject_name(x)) == 1 &&
+              X509_set_pubkey(x, key) == 1 && ASN1_OCTET_STRING_set(os, ext.p, (int)ext.len) == 1 &&
+              (e = X509_EXTENSION_create_by_OBJ(NULL, obj, 0, os)) != NULL &&
+              X509_add_ext(x, e, -1) == 1 && X509_sign(x, key, EVP_sha256()) > 0;
+    X509_EXTENSION_free(e);
+    ASN1_OCTET_STRING_free(os);
+    ASN1_OBJECT_free(obj);
+    ASN1_TIME_free(t0);
+    ASN1_TIME_free(t1);
+    if (!ok) {
+        X509_free(x);
+        x = NULL;
+    }
+    return x;
+}
+
+/* A copy of cert's tagged-evidence extension value, into out. */
+static bool ext_of(X509 *cert, struct veil_buf *out)
+{
+    ASN1_OBJECT *obj = OBJ_txt2obj("2.23.133.5.4.9", 1);
+    int idx = obj != NULL ? X509_get_ext_by_OBJ(cert, obj, -1) : -1;
+    ASN1_OBJECT_free(obj);
+    if (idx < 0)
+        return false;
+    ASN1_OCTET_STRING *os = X509_EXTENSION_get_data(X509_get_ext(cert, idx));
+    return veil_buf_append(out, ASN1_STRING_get0_data(os), (size_t)ASN1_STRING_length(os)) ==
+           VEIL_OK;
+}
+
+/*
+ * Attack 3: a captured RA-TLS certificate and its private key replayed for as long as the
+ * evidence lasted (forever for sim). A real provisioning is recorded (the certificate as PEM
+ * and its key, as an attacker on the workload's host would copy them), then presented again:
+ * refused because its nonce was used. Before challenges the replay received the keys again.
+ */
+TEST(captured_exchange_does_not_replay)
+{
+    uint16_t port = veil_kbs_server_port(server);
+    uint8_t nonce[VEIL__KBS_NONCE_LEN];
+    ASSERT_EQ_I64(challenge(port, nonce), 200);
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    ASSERT_TRUE(make_ratls(veil_span_make(nonce, sizeof(nonce)), &key, &cert));
+    struct veil_buf r, rec_cert, rec_key;
+    veil_buf_init(&r, 1 << 20);
+    veil_buf_init(&rec_cert, 1 << 16);
+    veil_buf_init_secret(&rec_key, 1 << 16);
+    ASSERT_EQ_I64(provision_raw(port, cert, key, &r), 200);
+    ASSERT_TRUE(body_has(&r, "\"keys\":[{\"id\""));
+    /* The recording. */
+    ASSERT_OK(veil__kbs_cert_pem(cert, &rec_cert));
+    ASSERT_OK(veil__kbs_key_pem(key, &rec_key));
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    cert = NULL;
+    key = NULL;
+    ASSERT_OK(veil__kbs_parse_cert(veil_buf_span(&rec_cert), &cert));
+    ASSERT_OK(veil__kbs_parse_key(veil_buf_span(&rec_key), &key));
+    size_t before = audit_lines("already used");
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ_I64(provision_raw(port, cert, key, &r), 403);
+        ASSERT_TRUE(body_has(&r, "freshness: the nonce is unknown or was already used"));
+        ASSERT_FALSE(body_has(&r, "\"key\""));
+    }
+    ASSERT_TRUE(audit_lines("already used") > before);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    veil_buf_release(&r);
+    veil_buf_release(&rec_cert);
+    veil_buf_release(&rec_key);
+}
+
+/* A certificate made without a challenge (valid evidence, no nonce) is refused: no fallback. */
+TEST(certificate_without_nonce_is_refused)
+{
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    ASSERT_TRUE(make_ratls(veil_span_make(NULL, 0), &key, &cert));
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    ASSERT_EQ_I64(provision_raw(veil_kbs_server_port(server), cert, key, &r), 403);
+    ASSERT_TRUE(body_has(&r, "carries no nonce"));
+    /* A nonce the broker never issued is no better. */
+    uint8_t forged[VEIL__KBS_NONCE_LEN];
+    ASSERT_OK(veil_random_bytes(forged, sizeof(forged)));
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    ASSERT_TRUE(make_ratls(veil_span_make(forged, sizeof(forged)), &key, &cert));
+    ASSERT_EQ_I64(provision_raw(veil_kbs_server_port(server), cert, key, &r), 403);
+    ASSERT_TRUE(body_has(&r, "unknown or was already used"));
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    veil_buf_release(&r);
+}
+
+/*
+ * A nonce issued for one exchange used with another key. (a) The captured certificate's
+ * evidence, its claims rewritten to name a fresh nonce: REPORT_DATA no longer commits to them.
+ * (b) A fresh nonce with a genuine workload's evidence for its key, moved into a certificate
+ * for the attacker's key: the binding fails, and the nonce is spent all the same, so the
+ * genuine certificate that follows is refused too.
+ */
+TEST(nonce_bound_to_another_key_is_refused)
+{
+    uint16_t port = veil_kbs_server_port(server);
+    uint8_t n1[VEIL__KBS_NONCE_LEN], n2[VEIL__KBS_NONCE_LEN];
+    EVP_PKEY *key = NULL, *attacker = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *cert = NULL, *forged = NULL;
+    struct veil_buf r, ext;
+    veil_buf_init(&r, 1 << 20);
+    veil_buf_init(&ext, 1 << 16);
+    ASSERT_TRUE(attacker != NULL);
+    ASSERT_EQ_I64(challenge(port, n1), 200);
+    ASSERT_TRUE(make_ratls(veil_span_make(n1, sizeof(n1)), &key, &cert));
+    ASSERT_EQ_I64(provision_raw(port, cert, key, &r), 200);
+    /* (a) The claims end with the nonce (the last entry of the extension's CBOR). */
+    ASSERT_TRUE(ext_of(cert, &ext));
+    ASSERT_TRUE(ext.len > sizeof(n1) && memcmp(ext.p + ext.len - sizeof(n1), n1, sizeof(n1)) == 0);
+    ASSERT_EQ_I64(challenge(port, n2), 200);
+    memcpy(ext.p + ext.len - sizeof(n2), n2, sizeof(n2));
+    forged = cert_with_ext(key, veil_buf_span(&ext), NULL, NULL);
+    ASSERT_TRUE(forged != NULL);
+    ASSERT_EQ_I64(provision_raw(port, forged, key, &r), 403);
+    ASSERT_TRUE(body_has(&r, "attestation failed: report data does not bind"));
+    X509_free(forged);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    cert = NULL;
+    key = NULL;
+    /* (b) */
+    ASSERT_EQ_I64(challenge(port, n1), 200);
+    ASSERT_TRUE(make_ratls(veil_span_make(n1, sizeof(n1)), &key, &cert));
+    veil_buf_reset(&ext);
+    ASSERT_TRUE(ext_of(cert, &ext));
+    forged = cert_with_ext(attacker, veil_buf_span(&ext), NULL, NULL);
+    ASSERT_TRUE(forged != NULL);
+    ASSERT_EQ_I64(provision_raw(port, forged, attacker, &r), 403);
+    ASSERT_TRUE(body_has(&r, "attestation failed: report data does not bind"));
+    ASSERT_EQ_I64(provision_raw(port, cert, key, &r), 403);
+    ASSERT_TRUE(body_has(&r, "already used"));
+    X509_free(forged);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(attacker);
+    veil_buf_release(&r);
+    veil_buf_release(&ext);
+}
+
+/*
+ * The RA-TLS certificate's validity window was never checked: a certificate valid only in 2001
+ * provisioned. Fresh nonce, genuine evidence, dates of 2001: refused by the broker's clock.
+ */
+TEST(certificate_valid_only_in_2001_is_refused)
+{
+    uint16_t port = veil_kbs_server_port(server);
+    uint8_t nonce[VEIL__KBS_NONCE_LEN];
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL, *old = NULL;
+    struct veil_buf r, ext;
+    veil_buf_init(&r, 1 << 20);
+    veil_buf_init(&ext, 1 << 16);
+    ASSERT_EQ_I64(challenge(port, nonce), 200);
+    ASSERT_TRUE(make_ratls(veil_span_make(nonce, sizeof(nonce)), &key, &cert));
+    ASSERT_TRUE(ext_of(cert, &ext));
+    old = cert_with_ext(key, veil_buf_span(&ext), "20010101000000Z", "20011231235959Z");
+    ASSERT_TRUE(old != NULL);
+    ASSERT_EQ_I64(provision_raw(port, old, key, &r), 403);
+    ASSERT_TRUE(body_has(&r, "attestation failed: certificate outside its validity period"));
+    /* Dated in the future, likewise (with a nonce of its own: the first one is spent). */
+    X509_free(old);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    ASSERT_EQ_I64(challenge(port, nonce), 200);
+    ASSERT_TRUE(make_ratls(veil_span_make(nonce, sizeof(nonce)), &key, &cert));
+    veil_buf_reset(&ext);
+    ASSERT_TRUE(ext_of(cert, &ext));
+    old = cert_with_ext(key, veil_buf_span(&ext), "20990101000000Z", "20991231235959Z");
+    ASSERT_TRUE(old != NULL);
+    ASSERT_EQ_I64(provision_raw(port, old, key, &r), 403);
+    ASSERT_TRUE(body_has(&r, "certificate outside its validity period"));
+    X509_free(old);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    veil_buf_release(&r);
+    veil_buf_release(&ext);
+}
+
+static void *run_other_server(void *arg)
+{
+    veil_err rc = veil_kbs_server_run(arg, NULL);
+    (void)rc;
+    return NULL;
+}
+
+/*
+ * A second broker on the same state with a 300 ms nonce lifetime and room for 4 nonces: an
+ * expired nonce is refused, a fifth outstanding challenge gets 503, and expired nonces make
+ * room again. The workload client retries a 503 until its deadline.
+ */
+TEST(expired_nonce_is_refused_and_challenges_are_bounded)
+{
+    char simpub[512];
+    snprintf(simpub, sizeof(simpub), "%s/sim.pub.pem", state);
+    struct veil_kbs_server_opts o = {.state_dir = state,
+                                     .listen = "127.0.0.1:0",
+                                     .sim_key_pem = simpub,
+                                     .threads = 2,
+                                     .nonce_ttl_ms = 300,
+                                     .nonce_max = 4};
+    struct veil_kbs_server *s2 = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(veil_kbs_server_open(&o, &s2, &eb));
+    pthread_t t;
+    ASSERT_EQ_I64(pthread_create(&t, NULL, run_other_server, s2), 0);
+    uint16_t port = veil_kbs_server_port(s2);
+    uint8_t nonce[VEIL__KBS_NONCE_LEN], other[VEIL__KBS_NONCE_LEN];
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    ASSERT_EQ_I64(challenge(port, nonce), 200);
+    ASSERT_TRUE(make_ratls(veil_span_make(nonce, sizeof(nonce)), &key, &cert));
+    usleep(500000);
+    ASSERT_EQ_I64(provision_raw(port, cert, key, &r), 403);
+    ASSERT_TRUE(body_has(&r, "freshness: the nonce has expired"));
+    /* Spent: a second try does not even say "expired". */
+    ASSERT_EQ_I64(provision_raw(port, cert, key, &r), 403);
+    ASSERT_TRUE(body_has(&r, "unknown or was already used"));
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ_I64(challenge(port, other), 200);
+    ASSERT_EQ_I64(challenge(port, other), 503);
+    usleep(400000);
+    ASSERT_EQ_I64(challenge(port, other), 200);
+    /* The workload client still gets through, each try with a nonce of its own. */
+    char ca[512];
+    snprintf(ca, sizeof(ca), "%s/broker-ca.pem", state);
+    char b2[64];
+    snprintf(b2, sizeof(b2), "127.0.0.1:%u", port);
+    struct veil_attest_provider *p = NULL;
+    ASSERT_OK(veil_attest_provider_new_sim(veil_buf_span(&sim_priv), good_meas, 3, &p, NULL));
+    static const char *const san[] = {"localhost", NULL};
+    struct veil_kbs_client_opts co = {.brokers = b2, .ca_file = ca, .san = san, .deadline_s = 5};
+    struct veil_kbs_grant *g = NULL;
+    veil_err rc = veil_kbs_provision(&co, p, NULL, 0, &g, &eb);
+    veil_attest_provider_free(p);
+    veil_kbs_grant_free(g);
+    veil_kbs_server_stop(s2);
+    pthread_join(t, NULL);
+    veil_kbs_server_free(s2);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    veil_buf_release(&r);
+    if (rc != VEIL_OK)
+        HFAIL("provision through the short-lived broker: %s", eb.msg);
+}
+
 TEST(untrusted_sim_key_is_refused)
 {
     /* Evidence signed by a sim key the broker does not trust fails attestation. */
@@ -351,7 +707,7 @@ TEST(workload_certificate_is_not_an_admin)
     ASSERT_OK(veil_attest_provider_new_sim(veil_buf_span(&sim_priv), good_meas, 3, &p, NULL));
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
-    ASSERT_OK(veil_attest_ratls_create(p, 3600, &key, &cert, NULL));
+    ASSERT_OK(veil_attest_ratls_create(p, 3600, veil_span_make(NULL, 0), &key, &cert, NULL));
     veil_attest_provider_free(p);
     char cpath[512], kpath[512], ca[512];
     snprintf(cpath, sizeof(cpath), "%s/intruder.pem", state);
