@@ -118,6 +118,14 @@ struct veil_serve_options {
      * reload that fails it keeps the current config).
      */
     bool allow_version_labels_for_unavailable_models;
+    /*
+     * TF Serving's --enable_model_warmup (the CLI's default is on, as TF Serving's): before a
+     * version becomes AVAILABLE, the Predict requests of its assets.extra/
+     * tf_serving_warmup_requests (TFRecord of PredictionLog) run num_request_iterations_for_warmup
+     * times each (0: once); a bad file or a refused request fails the version's load.
+     */
+    bool enable_model_warmup;
+    unsigned num_request_iterations_for_warmup;
     unsigned engine_threads;  /* per run; 0: engine default */
     unsigned request_threads; /* 0: max(4, 2 x CPUs) */
     size_t max_message_bytes; /* gRPC message and REST body cap; 0: 2 GiB - 1 / 1 GiB */

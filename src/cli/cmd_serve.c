@@ -16,8 +16,6 @@ static const char *const ignored_flags[] = {"rest_api_num_threads",
                                             "tensorflow_session_parallelism",
                                             "tensorflow_intra_op_parallelism",
                                             "tensorflow_inter_op_parallelism",
-                                            "enable_model_warmup",
-                                            "num_request_iterations_for_warmup",
                                             "num_load_threads",
                                             "num_unload_threads",
                                             "max_num_load_retries",
@@ -53,8 +51,7 @@ static const char *const tf_only_flags[] = {"prefer_tflite_model",
 static const size_t n_tf_only_flags = sizeof(tf_only_flags) / sizeof(tf_only_flags[0]);
 
 /* Boolean flags of both lists: they may stand alone, as in TF Serving (--prefer_tflite_model). */
-static const char *const compat_bool_flags[] = {"enable_model_warmup",
-                                                "flush_filesystem_caches",
+static const char *const compat_bool_flags[] = {"flush_filesystem_caches",
                                                 "enable_signature_method_name_check",
                                                 "enable_profiler",
                                                 "enable_per_model_batching_parameters",
@@ -110,6 +107,9 @@ static void help(FILE *f)
         "  --model_config_file_poll_wait_seconds=N  re-read --model_config_file every N s\n"
         "                                 (default 0: never)\n"
         "  --enable_batching[=true|false] dynamic batching\n"
+        "  --enable_model_warmup[=true|false]  run assets.extra/tf_serving_warmup_requests before\n"
+        "                                 a version is AVAILABLE (default true)\n"
+        "  --num_request_iterations_for_warmup=N  runs of each warmup request (default 1)\n"
         "  --batching_parameters_file=F   text BatchingParameters\n"
         "  --tls_cert=F --tls_key=F       server certificate chain and key (PEM)\n"
         "  --tls_client_ca=F              require client certificates signed by this CA (mutual "
@@ -206,6 +206,7 @@ int veil_cmd_serve(int argc, char **argv)
     o.grpc_port = 8500;
     o.rest_port = 8501;
     o.file_system_poll_wait_seconds = 1;
+    o.enable_model_warmup = true; /* TF Serving's default */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -231,7 +232,8 @@ int veil_cmd_serve(int argc, char **argv)
             strcmp(name, "rest_api_enable_cors_support") == 0 || strcmp(name, "version") == 0 ||
             strcmp(name, "allow-core-dumps") == 0 || strcmp(name, "allow_core_dumps") == 0 ||
             strcmp(name, "allow_plaintext_models") == 0 ||
-            strcmp(name, "allow_version_labels_for_unavailable_models") == 0) {
+            strcmp(name, "allow_version_labels_for_unavailable_models") == 0 ||
+            strcmp(name, "enable_model_warmup") == 0) {
             if (!parse_bool(val, &b))
                 return veil_cli_fail("serve", "--%s takes true or false", name);
             if (strcmp(name, "enable_batching") == 0)
@@ -246,6 +248,8 @@ int veil_cmd_serve(int argc, char **argv)
                 allow_plaintext = b;
             else if (strcmp(name, "allow_version_labels_for_unavailable_models") == 0)
                 o.allow_version_labels_for_unavailable_models = b;
+            else if (strcmp(name, "enable_model_warmup") == 0)
+                o.enable_model_warmup = b;
             else if (strncmp(name, "allow", 5) == 0)
                 allow_core_dumps = b;
             else if (b) {
@@ -340,6 +344,8 @@ int veil_cmd_serve(int argc, char **argv)
             ok = parse_uint(val, &o.max_connections);
         else if (strcmp(name, "max_streams") == 0)
             ok = parse_uint(val, &o.max_streams);
+        else if (strcmp(name, "num_request_iterations_for_warmup") == 0)
+            ok = parse_uint(val, &o.num_request_iterations_for_warmup);
         else if (strcmp(name, "drain_seconds") == 0)
             ok = parse_uint(val, &o.drain_seconds);
         else if (strcmp(name, "max_message_bytes") == 0) {

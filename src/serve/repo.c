@@ -436,6 +436,18 @@ static void scan_model(struct sv_repo *r, struct sv_model *m)
                            path);
         else
             rc = load_version(r, m, v, path, sealed, &em, &sig, &eb);
+        if (rc == VEIL_OK && r->warmup_iterations > 0) {
+            /* TF Serving's warmup: the version is AVAILABLE only once its requests ran. */
+            size_t n_run = 0;
+            rc = veil__serve_warmup(dir, em, &sig, r->warmup_iterations, &n_run, &eb);
+            if (rc != VEIL_OK) {
+                veil_engine_model_free(em);
+                em = NULL;
+            } else if (n_run > 0) {
+                VEIL_LOG_INFO("model %s version %lld warmed up with %zu requests", m->cfg.name,
+                              (long long)v, n_run);
+            }
+        }
         struct sv_batcher *batcher = NULL;
         pthread_mutex_lock(&r->mu);
         if (rc == VEIL_OK) {

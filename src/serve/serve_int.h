@@ -375,6 +375,8 @@ struct sv_repo {
     bool sealed_only;
     /* veil_serve_options.allow_version_labels_for_unavailable_models; set before start. */
     bool allow_unavailable_labels;
+    /* Warmup replays per request before AVAILABLE (0: no warmup); set before start. */
+    unsigned warmup_iterations;
     /*
      * Set when the first load leaves a version label on a version that is not AVAILABLE:
      * fatal_msg says which, on_fatal(on_fatal_ud) was called once (the server stops) and the
@@ -588,6 +590,30 @@ bool veil__serve_kv2_route_parse(struct veil_span path, struct kv2_route *rt);
  */
 void veil__serve_kv2_versions(struct sv_repo *r, const char *name, int64_t *out, size_t cap,
                               size_t *n, bool *known);
+
+/* ---- Model warmup (warmup.c) ---- */
+
+/*
+ * Takes the next TFRecord record (u64le length, its masked CRC-32C, data, masked CRC-32C) from
+ * s as a view. Pure. Errors: VEIL_E_INCOMPLETE (cut), VEIL_E_FORMAT (a CRC does not match); s is
+ * unchanged on error.
+ */
+VEIL_NODISCARD veil_err veil__serve_tfrecord_next(struct veil_span *s, struct veil_span *rec);
+/*
+ * The PredictRequest bytes inside a serialized PredictionLog (predict_log.request). Pure.
+ * Errors: VEIL_E_UNSUPPORTED (another log type), VEIL_E_FORMAT (not a protobuf message).
+ */
+VEIL_NODISCARD veil_err veil__serve_warmup_predict(struct veil_span rec, struct veil_span *request);
+/*
+ * Runs the Predict requests of version_dir/assets.extra/tf_serving_warmup_requests on em
+ * (iterations times each), checked against sig; no file is success with *n_run 0. Errors:
+ * VEIL_E_FORMAT (a bad record), VEIL_E_UNSUPPORTED (not predict_log), VEIL_E_INVALID (inputs the
+ * model refuses), VEIL_E_LIMIT (over 1000 records or 1 GiB), I/O and engine errors; eb says which
+ * record.
+ */
+VEIL_NODISCARD veil_err veil__serve_warmup(const char *version_dir, struct veil_engine_model *em,
+                                           const struct sv_sig *sig, unsigned iterations,
+                                           size_t *n_run, struct veil_errbuf *eb);
 
 /* ---- The server object ---- */
 

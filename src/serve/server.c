@@ -253,6 +253,10 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
         goto out;
     s->repo->sealed_only = o->sealed_only;
     s->repo->allow_unavailable_labels = o->allow_version_labels_for_unavailable_models;
+    s->repo->warmup_iterations = !o->enable_model_warmup ? 0
+                                 : o->num_request_iterations_for_warmup == 0
+                                     ? 1
+                                     : o->num_request_iterations_for_warmup;
     s->repo->on_fatal = repo_fatal;
     s->repo->on_fatal_ud = s;
     struct veil_net_listen lst = {o->host,
