@@ -441,8 +441,14 @@ static void scan_model(struct sv_repo *r, struct sv_model *m)
             size_t n_run = 0;
             rc = veil__serve_warmup(dir, em, &sig, r->warmup_iterations, &n_run, &eb);
             if (rc != VEIL_OK) {
-                veil_engine_model_free(em);
+                /* The engine and the signature's names go with the failed load. */
+                struct sv_version gone;
+                memset(&gone, 0, sizeof(gone));
+                gone.em = em;
+                gone.sig = sig;
+                version_unload_now(&gone);
                 em = NULL;
+                memset(&sig, 0, sizeof(sig));
             } else if (n_run > 0) {
                 VEIL_LOG_INFO("model %s version %lld warmed up with %zu requests", m->cfg.name,
                               (long long)v, n_run);

@@ -144,7 +144,7 @@ static veil_err run_one(struct veil_span req_bytes, struct veil_engine_model *em
             if (req->inputs[i]->key != NULL && strcmp(req->inputs[i]->key, sig->in[k].name) == 0)
                 tp = req->inputs[i]->value;
         if (tp == NULL) {
-            rc = veil_errf(eb, VEIL_E_INVALID, "a warmup request lacks input %s", sig->in[k].name);
+            rc = veil_errf(eb, VEIL_E_INVALID, "the request lacks input %s", sig->in[k].name);
             goto out;
         }
         if (!veil__serve_tensor_from_proto(tp, &sig->in[k], &a, &in[k], &st) ||
