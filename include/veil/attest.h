@@ -462,6 +462,16 @@ const char *veil_attest_workload_host(const struct veil_attest_workload *w, size
 bool veil_attest_workload_grants_host(const struct veil_attest_workload *w, const char *host);
 
 /*
+ * The lowest version of each model the workload may serve (policy field "min_versions"),
+ * delivered with its keys so that the server refuses older versions (a rollback by deleting
+ * the newest version folder included): count, and the i-th model name (NULL out of range)
+ * with its minimum in *version.
+ */
+size_t veil_attest_workload_min_version_count(const struct veil_attest_workload *w);
+const char *veil_attest_workload_min_version(const struct veil_attest_workload *w, size_t i,
+                                             int64_t *version);
+
+/*
  * Whether s[0, len) is a name a certificate may carry: an IPv4 or IPv6 address, or a DNS name
  * of dot-separated labels (letters, digits, inner hyphens; 1..63 bytes each, 253 in all). No
  * wildcards, spaces, control characters or NULs. Pure.

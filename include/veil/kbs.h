@@ -130,6 +130,12 @@ struct veil_kbs_grant {
     char *cert_pem; /* serving certificate for `pkey`, issued by the broker's serving CA */
     char *ca_pem;   /* the serving CA */
     EVP_PKEY *pkey; /* the workload's private key (created with the RA-TLS certificate) */
+    /* The policy's lowest version of each model this workload may serve. */
+    size_t n_min_versions;
+    struct veil_kbs_min_version {
+        char model[256];
+        int64_t version;
+    } * min_versions;
 };
 
 /*

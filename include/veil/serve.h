@@ -112,6 +112,16 @@ struct veil_serve_options {
      */
     bool sealed_only;
     /*
+     * The lowest version of each named model that may load (from the key broker's policy,
+     * delivered with the keys): a lower version ends with FAILED_PRECONDITION, so deleting
+     * the newest version folder cannot roll the server back below it. Copied.
+     */
+    const struct veil_serve_min_version {
+        const char *model;
+        int64_t version;
+    } * min_versions;
+    size_t n_min_versions;
+    /*
      * TF Serving's --allow_version_labels_for_unavailable_models. False (the default): every
      * version label of the model config must point at an AVAILABLE version, checked after the
      * first load (veil_serve_run then returns VEIL_E_STATE) and before each config reload (a

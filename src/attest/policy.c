@@ -19,6 +19,7 @@
 #define MAX_NAME 128
 #define MAX_HOSTS 16
 #define MAX_HOST_LEN 253
+#define MAX_MIN_VERSIONS 64
 
 static const char *const tcb_names[] = {
     "UpToDate",
@@ -55,6 +56,9 @@ struct veil_attest_workload {
     const char **keys;
     size_t n_hosts;
     const char **hosts; /* names its serving certificate may carry (exact DNS names or IPs) */
+    size_t n_min;
+    const char **min_model; /* the lowest version of each model the workload may serve */
+    int64_t *min_version;
 };
 
 struct veil_attest_policy {
@@ -140,6 +144,20 @@ bool veil_attest_host_name_ok(const char *s, size_t len)
     }
     /* All-numeric dotted names that are not valid IPs ("1.2.3.999") are refused too. */
     return !digits_only;
+}
+
+/* A model name as the server's config accepts it: printable, no '/', '"' or '\\'. */
+static bool model_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f || c == '/' || c == '"' || c == '\\')
+            return false;
+    }
+    return true;
 }
 
 static veil_err parse_workload(struct veil_attest_policy *p, const struct veil_json *o,
@@ -228,6 +246,28 @@ static veil_err parse_workload(struct veil_attest_policy *p, const struct veil_j
                 w->hosts[j] = h->str;
             }
             w->n_hosts = v->n;
+        } else if (strcmp(k, "min_versions") == 0) {
+            if (v->type != VEIL_JSON_OBJECT || v->n == 0 || v->n > MAX_MIN_VERSIONS)
+                return perr(eb, w->name, "%s",
+                            "min_versions must map 1 to 64 model names to versions");
+            if ((rc = veil_arena_allocarray(&p->arena, v->n, sizeof(char *), 8,
+                                            (void **)&w->min_model)) != VEIL_OK ||
+                (rc = veil_arena_allocarray(&p->arena, v->n, sizeof(int64_t), 8,
+                                            (void **)&w->min_version)) != VEIL_OK)
+                return rc;
+            for (size_t j = 0; j < v->n; j++) {
+                const char *model = v->members[j].key;
+                const struct veil_json *mv = v->members[j].value;
+                if (!model_name_ok(model))
+                    return perr(eb, w->name, "%s",
+                                "min_versions: model names are 1..255 printable characters "
+                                "without '/', '\"' or '\\'");
+                if (mv->type != VEIL_JSON_NUMBER || !mv->is_int || mv->i < 0)
+                    return perr(eb, w->name, "min_versions: \"%s\" needs a version >= 0", model);
+                w->min_model[j] = model;
+                w->min_version[j] = mv->i;
+            }
+            w->n_min = v->n;
         } else if (strcmp(k, "allow_debug") == 0) {
             if (v->type != VEIL_JSON_BOOL)
                 return perr(eb, w->name, "%s", "allow_debug must be true or false");
@@ -543,6 +583,20 @@ bool veil_attest_workload_grants_host(const struct veil_attest_workload *w, cons
         if (strcasecmp(w->hosts[i], host) == 0)
             return true;
     return false;
+}
+
+size_t veil_attest_workload_min_version_count(const struct veil_attest_workload *w)
+{
+    return w->n_min;
+}
+
+const char *veil_attest_workload_min_version(const struct veil_attest_workload *w, size_t i,
+                                             int64_t *version)
+{
+    if (i >= w->n_min)
+        return NULL;
+    *version = w->min_version[i];
+    return w->min_model[i];
 }
 
 bool veil_attest_workload_may_receive(const struct veil_attest_workload *w, const char *key_id)

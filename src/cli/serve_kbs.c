@@ -21,6 +21,10 @@ struct veil_cli_kbs_state {
     struct veil_buf cert_pem; /* leaf then CA */
     struct veil_buf key_pem;  /* secret */
     char workload[128];
+    /* The grant's minimum versions, as the server options take them (names in grant_min). */
+    struct veil_serve_min_version *min;
+    struct veil_kbs_min_version *grant_min;
+    size_t n_min;
 };
 
 static veil_err take_keys(struct kbs_keys *kk, struct veil_kbs_grant *g)
@@ -163,6 +167,25 @@ veil_err veil_cli_serve_provision(const struct veil_cli_kbs_opts *k, struct veil
         goto out;
     VEIL_LOG_INFO("provisioned as workload '%s' with %zu key(s) and a serving certificate",
                   st->workload, kk->n);
+    if (g->n_min_versions > 0) {
+        st->min = veil_calloc(g->n_min_versions, sizeof(*st->min));
+        if (st->min == NULL) {
+            rc = veil_errf(eb, VEIL_E_NOMEM, "out of memory");
+            goto out;
+        }
+        st->grant_min = g->min_versions; /* taken from the grant */
+        g->min_versions = NULL;
+        st->n_min = g->n_min_versions;
+        g->n_min_versions = 0;
+        for (size_t i = 0; i < st->n_min; i++) {
+            st->min[i].model = st->grant_min[i].model;
+            st->min[i].version = st->grant_min[i].version;
+            VEIL_LOG_INFO("the broker's policy sets the minimum version of model %s to %lld",
+                          st->grant_min[i].model, (long long)st->grant_min[i].version);
+        }
+        o->min_versions = st->min;
+        o->n_min_versions = st->n_min;
+    }
     o->tls_cert_pem = veil_buf_span(&st->cert_pem);
     o->tls_key_pem = veil_buf_span(&st->key_pem);
     rc = veil_key_source_new(&kbs_ops, kk, keys);
@@ -184,5 +207,7 @@ void veil_cli_kbs_state_free(struct veil_cli_kbs_state *st)
         return;
     veil_buf_release(&st->cert_pem);
     veil_buf_release(&st->key_pem);
+    veil_free(st->min);
+    veil_free(st->grant_min);
     veil_free(st);
 }

@@ -187,6 +187,7 @@ void veil_kbs_grant_free(struct veil_kbs_grant *g)
     veil_free(g->keys);
     veil_free(g->cert_pem);
     veil_free(g->ca_pem);
+    veil_free(g->min_versions);
     EVP_PKEY_free(g->pkey);
     veil_free(g);
 }
@@ -232,6 +233,27 @@ static veil_err parse_grant(struct veil_span body, EVP_PKEY *pkey, struct veil_k
         if (rc != VEIL_OK)
             goto out;
         g->n_keys = i + 1;
+    }
+    const struct veil_json *mins = veil_json_get(doc, "min_versions");
+    if (mins != NULL) {
+        if (mins->type != VEIL_JSON_OBJECT || mins->n > 64 ||
+            (mins->n > 0 &&
+             (g->min_versions = veil_calloc(mins->n, sizeof(*g->min_versions))) == NULL)) {
+            rc = veil_errf(eb, VEIL_E_FORMAT, "broker answer has malformed min_versions");
+            goto out;
+        }
+        for (size_t i = 0; i < mins->n; i++) {
+            const struct veil_json *mv = mins->members[i].value;
+            const char *model = mins->members[i].key;
+            if (mv->type != VEIL_JSON_NUMBER || !mv->is_int || mv->i < 0 || model[0] == '\0' ||
+                strlen(model) >= sizeof(g->min_versions[i].model)) {
+                rc = veil_errf(eb, VEIL_E_FORMAT, "broker answer has malformed min_versions");
+                goto out;
+            }
+            snprintf(g->min_versions[i].model, sizeof(g->min_versions[i].model), "%s", model);
+            g->min_versions[i].version = mv->i;
+            g->n_min_versions = i + 1;
+        }
     }
     /* The certificate must be for the key this workload attested with. */
     if (veil__kbs_parse_cert(veil_span_from_str(cp), &cert) != VEIL_OK ||

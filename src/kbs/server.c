@@ -891,7 +891,21 @@ static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const stru
     if (rc == VEIL_OK)
         rc = veil__kbs_cert_pem(issued, &pem);
     if (rc == VEIL_OK)
-        rc = veil_buf_append_str(&out, "],\"certificate\":");
+        rc = veil_buf_append_str(&out, "]");
+    /* The policy's minimum versions travel with the keys: the server refuses older ones. */
+    for (size_t i = 0; rc == VEIL_OK && i < veil_attest_workload_min_version_count(w); i++) {
+        int64_t mv = 0;
+        const char *model = veil_attest_workload_min_version(w, i, &mv);
+        rc = veil_buf_append_str(&out, i == 0 ? ",\"min_versions\":{" : ",");
+        if (rc == VEIL_OK)
+            rc = veil_json_append_str(&out, veil_span_from_str(model));
+        if (rc == VEIL_OK)
+            rc = veil_buf_appendf(&out, ":%lld", (long long)mv);
+        if (rc == VEIL_OK && i + 1 == veil_attest_workload_min_version_count(w))
+            rc = veil_buf_append_str(&out, "}");
+    }
+    if (rc == VEIL_OK)
+        rc = veil_buf_append_str(&out, ",\"certificate\":");
     if (rc == VEIL_OK)
         rc = veil_json_append_str(&out, veil_buf_span(&pem));
     if (rc == VEIL_OK)

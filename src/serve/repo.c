@@ -132,6 +132,7 @@ void veil__serve_repo_free(struct sv_repo *r)
     }
     veil_free(r->models);
     veil_free(r->config_path);
+    veil_arena_release(&r->min_arena);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     veil_free(r);
@@ -271,6 +272,38 @@ static veil_err load_version(struct sv_repo *r, const struct sv_model *m, int64_
         memset(sig, 0, sizeof(*sig));
     }
     return rc;
+}
+
+veil_err veil__serve_repo_set_min_versions(struct sv_repo *r,
+                                           const struct veil_serve_min_version *mv, size_t n,
+                                           struct veil_errbuf *eb)
+{
+    if (n == 0)
+        return VEIL_OK;
+    veil_arena_init(&r->min_arena, 4096, 1u << 20);
+    veil_err rc = veil_arena_allocarray(&r->min_arena, n, sizeof(*r->min), 8, (void **)&r->min);
+    for (size_t i = 0; rc == VEIL_OK && i < n; i++) {
+        char *name = arena_str(&r->min_arena, mv[i].model);
+        if (name == NULL)
+            rc = VEIL_E_NOMEM;
+        r->min[i].model = name;
+        r->min[i].version = mv[i].version;
+    }
+    if (rc != VEIL_OK)
+        return veil_errf(eb, VEIL_E_NOMEM, "no memory for minimum versions");
+    r->n_min = n;
+    return VEIL_OK;
+}
+
+/* Whether version v of m is below the minimum set for it; *min gets that minimum. */
+static bool below_min(const struct sv_repo *r, const struct sv_model *m, int64_t v, int64_t *min)
+{
+    for (size_t i = 0; i < r->n_min; i++)
+        if (strcmp(r->min[i].model, m->cfg.name) == 0 && v < r->min[i].version) {
+            *min = r->min[i].version;
+            return true;
+        }
+    return false;
 }
 
 /* ---- Scanning ---- */
@@ -425,8 +458,16 @@ static void scan_model(struct sv_repo *r, struct sv_model *m)
         struct veil_errbuf eb = {{0}};
         memset(&sig, 0, sizeof(sig));
         veil_err rc = frc;
+        int64_t min = 0;
         if (rc != VEIL_OK)
             veil_errf(&eb, rc, "no model.onnx or model.onnx.veil in %s", dir);
+        else if (below_min(r, m, v, &min))
+            /* The broker's policy says versions below this one must not answer (a rollback
+             * to an older, perhaps vulnerable model, by deleting the newest folder). */
+            rc = veil_errf(&eb, VEIL_E_STATE,
+                           "version %lld is below the minimum version %lld that the key "
+                           "broker's policy sets for model %s",
+                           (long long)v, (long long)min, m->cfg.name);
         else if (r->sealed_only && !sealed)
             /* Keys come from an attested broker: a plaintext file is the host's, not the
              * owner's, and must never answer under the attested certificate. */

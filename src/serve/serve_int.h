@@ -373,6 +373,10 @@ struct sv_repo {
     atomic_bool first_scan_done;
     /* Only sealed model files load (veil_serve_options.sealed_only); set before start. */
     bool sealed_only;
+    /* veil_serve_options.min_versions, copied (names in min_arena); set before start. */
+    size_t n_min;
+    struct veil_serve_min_version *min;
+    struct veil_arena min_arena;
     /* veil_serve_options.allow_version_labels_for_unavailable_models; set before start. */
     bool allow_unavailable_labels;
     /* Warmup replays per request before AVAILABLE (0: no warmup); set before start. */
@@ -398,6 +402,13 @@ VEIL_NODISCARD veil_err veil__serve_repo_new(const struct sv_model_config *cfgs,
                                              const struct sv_batching *batching,
                                              struct sv_metrics *metrics, struct sv_repo **out,
                                              struct veil_errbuf *eb);
+/*
+ * Sets the lowest version of each named model that may load (copied). Before start.
+ * Errors: VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil__serve_repo_set_min_versions(struct sv_repo *r,
+                                                          const struct veil_serve_min_version *mv,
+                                                          size_t n, struct veil_errbuf *eb);
 /*
  * Starts the repository thread: the first scan, then a scan every poll_s seconds (when > 0) and
  * a re-read of config_path every config_poll_s seconds (when both are set).

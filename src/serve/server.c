@@ -252,6 +252,9 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
     if (rc != VEIL_OK)
         goto out;
     s->repo->sealed_only = o->sealed_only;
+    if ((rc = veil__serve_repo_set_min_versions(s->repo, o->min_versions, o->n_min_versions, eb)) !=
+        VEIL_OK)
+        goto out;
     s->repo->allow_unavailable_labels = o->allow_version_labels_for_unavailable_models;
     s->repo->warmup_iterations = !o->enable_model_warmup ? 0
                                  : o->num_request_iterations_for_warmup == 0

@@ -134,6 +134,45 @@ done
 [ $reloaded = 1 ] && ok || bad "replaced sealed version was not reloaded: $(predict)"
 grep -q "its model file changed; reloading it" serve.log && ok || bad "reload not logged"
 
+# A minimum version in the policy travels with the key: a server refuses older versions, so
+# deleting the newest version folder cannot roll it back.
+sed 's/"names": \["localhost"\]/"names": ["localhost"], "min_versions": {"affine": 2}/' \
+    policy.json >policy-min.json
+"${admin[@]}" policy policy-min.json >/dev/null || die "policy with min_versions"
+mkdir -p repo/affine/2
+/usr/bin/python3 -c "
+import sys; sys.path.insert(0, '$src/tests/e2e')
+import serve_common; serve_common.make_affine('$work/affine4.onnx', 4.0, 0.0)" || die "model 4"
+"$veil" seal affine4.onnx --key model.key --name affine --version 2 \
+    -o repo/affine/2/model.onnx.veil >/dev/null || die "seal v2"
+g2=$(port)
+r2=$(port)
+"$veil" serve --model_name=affine --model_base_path="$work/repo/affine" --port="$g2" \
+    --rest_api_port="$r2" --kbs="127.0.0.1:$kport" --kbs-ca=broker/broker-ca.pem \
+    --tee=sim --sim-key=sim.key --svn=3 >serve2.log 2>&1 &
+pids+=($!)
+status2() { curl -sf --cacert broker/serving-ca.pem "https://localhost:$r2/v1/models/affine"; }
+up=0
+for _ in $(seq 200); do
+    status2 2>/dev/null | tr -d ' \n' | grep -q '"version":"2","state":"AVAILABLE"' && { up=1; break; }
+    sleep 0.1
+done
+[ $up = 1 ] && ok || die "server with a minimum version did not serve version 2: $(tail -3 serve2.log)"
+rm -rf repo/affine/2
+below=0
+for _ in $(seq 100); do
+    status2 | grep -q 'version 1 is below the minimum version 2' && { below=1; break; }
+    sleep 0.1
+done
+[ $below = 1 ] && ok || bad "rollback below the minimum: $(status2)"
+# Version 2 (4x) may keep answering until a wanted version loads; version 1 (3x) never does.
+out2=$(curl -s --cacert broker/serving-ca.pem -d '{"instances": [[1.0, 2.0, 3.0]]}' \
+    "https://localhost:$r2/v1/models/affine:predict" | tr -d ' \n')
+echo "$out2" | grep -q '\[\[3.0,6.0,9.0\]\]' && bad "a version below the minimum answered: $out2" || ok
+out3=$(curl -s --cacert broker/serving-ca.pem -d '{"instances": [[1.0, 2.0, 3.0]]}' \
+    "https://localhost:$r2/v1/models/affine/versions/1:predict")
+echo "$out3" | grep -q '"predictions"' && bad "version 1 answered when asked by number: $out3" || ok
+
 # The broker recorded the release.
 grep -q '"action":"provision","decision":"allow"' broker/audit.log && ok || bad "audit allow"
 grep -q '"decision":"deny","reason":"policy: workload \\"affine-server\\": SVN below' broker/audit.log \

@@ -331,6 +331,42 @@ TEST(workload_names)
     ASSERT_TRUE(!veil_attest_host_name_ok("local\0host", 10));
 }
 
+/* Minimum versions per model: parsed in order, validated (names, non-negative integers). */
+TEST(workload_min_versions)
+{
+    struct veil_attest_policy *p = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(parse("{\"version\":1,\"workloads\":[{\"name\":\"dev\",\"tee\":\"sim\","
+                    "\"measurement\":\"" SGX_MRENCLAVE "\",\"min_versions\":{\"resnet50\":3,"
+                    "\"bert\":0},\"keys\":[]}]}",
+                    &p, &eb));
+    const struct veil_attest_workload *w = veil_attest_policy_workload(p, 0);
+    int64_t v = -1;
+    ASSERT_EQ_U64(veil_attest_workload_min_version_count(w), 2);
+    ASSERT_STR_EQ(veil_attest_workload_min_version(w, 0, &v), "resnet50");
+    ASSERT_EQ_I64(v, 3);
+    ASSERT_STR_EQ(veil_attest_workload_min_version(w, 1, &v), "bert");
+    ASSERT_EQ_I64(v, 0);
+    ASSERT_TRUE(veil_attest_workload_min_version(w, 2, &v) == NULL);
+    veil_attest_policy_free(p);
+    static const char *const bad[] = {
+        "{}",          "[]",       "{\"a\":-1}",   "{\"a\":1.5}", "{\"a\":\"2\"}",
+        "{\"a/b\":1}", "{\"\":1}", "{\"a\\nb\":1}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "{\"version\":1,\"workloads\":[{\"name\":\"dev\",\"tee\":\"sim\","
+                 "\"measurement\":\"" SGX_MRENCLAVE "\",\"min_versions\":%s,\"keys\":[]}]}",
+                 bad[i]);
+        p = NULL;
+        veil_err rc = parse(text, &p, &eb);
+        veil_attest_policy_free(p);
+        if (rc != VEIL_E_FORMAT)
+            HFAIL("min_versions %s accepted", bad[i]);
+        ASSERT_STR_CONTAINS(eb.msg, "min_versions");
+    }
+}
+
 TEST(reload_keeps_old_policy_on_error)
 {
     char path[] = "/tmp/veil-policy-XXXXXX";
