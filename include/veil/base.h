@@ -425,6 +425,8 @@ unsigned veil_cpu_count(void);
 void veil_hex_encode(const uint8_t *p, size_t n, char *out);
 /* Decodes exactly 2n hex digits of s into out[n]. Errors: VEIL_E_FORMAT. */
 VEIL_NODISCARD veil_err veil_hex_decode(struct veil_span s, uint8_t *out, size_t n);
+/* The value of one hexadecimal digit (0-9, a-f, A-F), or -1 for any other byte. Pure. */
+int veil_hex_digit(uint8_t c);
 
 /* Fills n bytes with cryptographically secure random bytes. Errors: VEIL_E_CRYPTO. */
 VEIL_NODISCARD veil_err veil_random_bytes(void *p, size_t n);

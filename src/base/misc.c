@@ -22,7 +22,7 @@ void veil_hex_encode(const uint8_t *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hexval(uint8_t c)
+int veil_hex_digit(uint8_t c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -38,7 +38,7 @@ veil_err veil_hex_decode(struct veil_span s, uint8_t *out, size_t n)
     if (n > SIZE_MAX / 2 || s.len != 2 * n)
         return VEIL_E_FORMAT;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s.p[2 * i]), lo = hexval(s.p[2 * i + 1]);
+        int hi = veil_hex_digit(s.p[2 * i]), lo = veil_hex_digit(s.p[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return VEIL_E_FORMAT;
         out[i] = (uint8_t)(hi << 4 | lo);

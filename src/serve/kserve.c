@@ -59,37 +59,6 @@ bool veil__serve_kv2_version(const char *s, bool *has, int64_t *version)
 
 /* ---- URL grammar ---- */
 
-static int hexd(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes one path segment into out[cap]; false when empty, too long or holding NUL. */
-static bool unescape(struct veil_span seg, char *out, size_t cap)
-{
-    size_t w = 0;
-    if (seg.len == 0)
-        return false;
-    for (size_t i = 0; i < seg.len; i++) {
-        uint8_t c = seg.p[i];
-        if (c == '%' && seg.len - i > 2 && hexd(seg.p[i + 1]) >= 0 && hexd(seg.p[i + 2]) >= 0) {
-            c = (uint8_t)(hexd(seg.p[i + 1]) * 16 + hexd(seg.p[i + 2]));
-            i += 2;
-        }
-        if (c == '\0' || w + 1 >= cap)
-            return false;
-        out[w++] = (char)c;
-    }
-    out[w] = '\0';
-    return true;
-}
-
 bool veil__serve_kv2_route_parse(struct veil_span path, struct kv2_route *rt)
 {
     struct veil_span s = path, seg[5];
@@ -123,7 +92,7 @@ bool veil__serve_kv2_route_parse(struct veil_span path, struct kv2_route *rt)
     for (size_t i = 0; i < n; i++)
         if (seg[i].len == 0)
             return false;
-    if (!unescape(seg[0], rt->name, sizeof(rt->name)))
+    if (seg[0].len == 0 || !veil__serve_path_unescape(seg[0], rt->name, sizeof(rt->name)))
         return false;
     size_t i = 1;
     if (n >= 3 && veil_span_eq_str(seg[1], "versions")) {

@@ -32,29 +32,14 @@ static bool eat_segment(struct veil_span *s, struct veil_span *out)
     return true;
 }
 
-static int hexd(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*
- * Percent-decodes seg into out (cap bytes with the NUL); false when it does not fit or decodes
- * to a control character: a %00 would otherwise cut the name short (issue 18, finding 6), and
- * names reach logs, metrics and the model table.
- */
-static bool unescape(struct veil_span seg, char *out, size_t cap)
+bool veil__serve_path_unescape(struct veil_span seg, char *out, size_t cap)
 {
     size_t w = 0;
     for (size_t i = 0; i < seg.len; i++) {
         uint8_t c = seg.p[i];
-        if (c == '%' && i + 2 < seg.len && hexd(seg.p[i + 1]) >= 0 && hexd(seg.p[i + 2]) >= 0) {
-            c = (uint8_t)(hexd(seg.p[i + 1]) * 16 + hexd(seg.p[i + 2]));
+        if (c == '%' && i + 2 < seg.len && veil_hex_digit(seg.p[i + 1]) >= 0 &&
+            veil_hex_digit(seg.p[i + 2]) >= 0) {
+            c = (uint8_t)(veil_hex_digit(seg.p[i + 1]) * 16 + veil_hex_digit(seg.p[i + 2]));
             i += 2;
         }
         if (c < 0x20 || c == 0x7f)
@@ -89,7 +74,8 @@ static bool eat_version_or_label(struct veil_span *s, struct sv_route *rt)
         return true;
     }
     if (veil__serve_eat_ci(s, "/labels/")) {
-        if (!eat_segment(s, &seg) || !unescape(seg, rt->label, sizeof(rt->label))) {
+        if (!eat_segment(s, &seg) ||
+            !veil__serve_path_unescape(seg, rt->label, sizeof(rt->label))) {
             *s = save;
             return false;
         }
@@ -112,7 +98,7 @@ bool veil__serve_rest_route_parse(const char *method, struct veil_span path, str
         }
         if (!veil__serve_eat_ci(&s, "/") || !eat_segment(&s, &seg))
             return false;
-        if (!unescape(seg, rt->name, sizeof(rt->name)))
+        if (!veil__serve_path_unescape(seg, rt->name, sizeof(rt->name)))
             return false;
         struct veil_span before = s;
         if (!eat_version_or_label(&s, rt))
@@ -124,7 +110,7 @@ bool veil__serve_rest_route_parse(const char *method, struct veil_span path, str
     if (strcmp(method, "POST") == 0) {
         if (!veil__serve_eat_ci(&s, "/") || !eat_segment(&s, &seg))
             return false;
-        if (!unescape(seg, rt->name, sizeof(rt->name)))
+        if (!veil__serve_path_unescape(seg, rt->name, sizeof(rt->name)))
             return false;
         if (!eat_version_or_label(&s, rt))
             return false;

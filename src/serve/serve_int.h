@@ -302,6 +302,13 @@ struct sv_route {
 bool veil__serve_rest_route_parse(const char *method, struct veil_span path, struct sv_route *rt);
 /* Consumes lit from the front of s, ASCII case-insensitively; false (s unchanged) otherwise. */
 bool veil__serve_eat_ci(struct veil_span *s, const char *lit);
+/*
+ * Percent-decodes one URL path segment seg into out (cap bytes with the NUL), for the TF
+ * Serving and KServe routes alike; false when it does not fit or decodes to a control
+ * character (a %00 would cut a model name short; names reach logs, metrics and the model
+ * table). A '%' not followed by two hex digits stays as it is. Pure.
+ */
+bool veil__serve_path_unescape(struct veil_span seg, char *out, size_t cap);
 
 /* ---- Metrics ---- */
 

@@ -53,17 +53,6 @@ static veil_err lex_ident(struct tp_lexer *lx, struct veil_span *out)
     return veil_span_get_bytes(&lx->s, n, out);
 }
 
-static int hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads one or more adjacent quoted strings, unescaped, into the arena. */
 static veil_err lex_string(struct tp_lexer *lx, struct veil_span *out)
 {
@@ -116,7 +105,7 @@ static veil_err lex_string(struct tp_lexer *lx, struct veil_span *out)
                     break;
                 case 'x': {
                     int v = 0, d, k = 0;
-                    while (k < 2 && lx->s.len > 0 && (d = hexval(lx->s.p[0])) >= 0) {
+                    while (k < 2 && lx->s.len > 0 && (d = veil_hex_digit(lx->s.p[0])) >= 0) {
                         v = v * 16 + d;
                         sv_skip(&lx->s, 1);
                         k++;

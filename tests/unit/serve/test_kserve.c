@@ -84,6 +84,8 @@ TEST(routes)
         "/v2/Models/m",
         "/v2/models/m/INFER",
         "/v2/models/a%00b",
+        "/v2/models/a%0Ab/infer", /* control characters, as on the TF Serving routes */
+        "/v2/models/a%7Fb/ready",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ASSERT_FALSE(veil__serve_kv2_route_parse(veil_span_from_str(bad[i]), &rt));
