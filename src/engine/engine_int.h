@@ -1,14 +1,16 @@
 /*
- * engine_int.h: the engine's internals shared by its files.
+ * engine_int.h: the engine's internals shared by its files, in one section per layer.
  *
- * The load-time IR (struct veil__graph) is built once from the parsed ONNX model, checked
- * (known operators, defined values, no cycles), optimised (constant inputs kept as aligned
- * copies, fusions) and then never changed. For each distinct input signature (input shapes
- * plus the values of the few inputs that decide shapes) a plan is built once: the shape and
- * dtype of every value, every value computable from constants folded, the kernel of every
- * remaining step prepared (oneDNN primitives created), and one activation arena laid out by
- * value lifetimes. A run takes a scratch arena of its plan from a pool, executes the steps
- * without allocating, and copies the outputs out.
+ * ir/ holds the load-time IR (struct veil__graph): built once from the parsed ONNX model,
+ * checked (known operators, defined values, no cycles), rewritten from older opsets, optimised
+ * (constant inputs kept as aligned copies, fusions) and then never changed. exec/ plans and
+ * runs it: for each distinct input signature (input shapes plus the values of the few inputs
+ * that decide shapes) a plan is built once: the shape and dtype of every value, every value
+ * computable from constants folded, the kernel of every remaining step prepared (oneDNN
+ * primitives created), and one activation arena laid out by value lifetimes. A run takes a
+ * scratch arena of its plan from a pool, executes the steps without allocating, and copies
+ * the outputs out. ops/ holds the kernels, one file per operator family, and the registry
+ * (ops/registry.c) that maps each ONNX operator to them.
  */
 #ifndef VEIL_ENGINE_INT_H
 #define VEIL_ENGINE_INT_H
@@ -27,6 +29,8 @@
 #define VEIL__ENG_MAX_ACT (64ull << 30) /* cap on one plan's activation bytes */
 #define VEIL__ENG_FOLD_MAX (64u << 20)  /* largest value produced by constant folding */
 
+/* ==== Tensors: shared by every layer (exec/tensor.c) ==== */
+
 /* A tensor view handed to kernels: shape, dtype and data pointer. */
 struct veil__tv {
     enum veil_dtype dt;
@@ -35,6 +39,8 @@ struct veil__tv {
     uint64_t numel;
     void *data; /* NULL at plan time for values only known at run time */
 };
+
+/* ==== The IR (ir/) ==== */
 
 /* A copied attribute of a node. */
 struct veil__attr {
@@ -50,9 +56,6 @@ struct veil__attr {
 };
 
 /* Activations that can be fused after a convolution, matmul or gemm. */
-/* Instruction sets of the engine's own vector kernels (vec.c, attention.c), narrowest first. */
-enum veil__vec_isa { VEIL__VEC_BASE, VEIL__VEC_AVX2, VEIL__VEC_AVX512 };
-
 enum veil__post_kind {
     VEIL__POST_RELU = 1,
     VEIL__POST_LEAKY, /* a = alpha */
@@ -127,7 +130,11 @@ struct veil__graph {
     bool winograd; /* 3x3 stride-1 convolutions may use oneDNN's Winograd kernels */
 };
 
-/* ---- Plans ---- */
+/* ==== Execution: plans, storage, weights cache, lanes (exec/) ==== */
+
+/* Instruction sets of the engine's own vector kernels (ops/vec.c, ops/attention.c), narrowest
+ * first. */
+enum veil__vec_isa { VEIL__VEC_BASE, VEIL__VEC_AVX2, VEIL__VEC_AVX512 };
 
 struct veil__pval {
     struct veil__tv t; /* shape and dtype; t.data = constant data or NULL */
@@ -204,7 +211,7 @@ struct veil__step {
     size_t scratch_bytes; /* per-run scratch for this step (the shared step region) */
     size_t ex_base;       /* index of this step's first exec in a scratch's args_base */
     /*
-     * A fused kernel that does this node's work and that of later nodes (attention.c). It runs
+     * A fused kernel that does this node's work and that of later nodes (ops/attention.c). It runs
      * instead of the operator's, reading the node's inputs, then the values xval in that order
      * (in kctx in[n_in + k]; -1 for none), which it reads or writes besides the node's own.
      */
@@ -287,8 +294,7 @@ struct veil_engine_model {
     uint64_t prof_runs, prof_run_ns;
 };
 
-/* ---- Operator table ---- */
-
+/* What an operator's infer and prepare see of the node being planned. */
 struct veil__ictx {
     const struct veil__graph *g;
     const struct veil__node *n;
@@ -319,6 +325,8 @@ struct veil__ictx {
     struct veil_errbuf *eb;
 };
 
+/* ==== Operators (ops/) ==== */
+
 struct veil__op_def {
     const char *name;
     /* Shapes and dtypes of the outputs from the inputs; fills kp. */
@@ -338,9 +346,35 @@ int veil__op_index(const char *name);
 
 /*
  * Whether a default-domain node of this operator can be loaded in a model of this opset: one
- * of the kernels' operators, or Upsample before opset 10 (loaded as a Resize, legacy.c).
+ * of the kernels' operators, or Upsample before opset 10 (loaded as a Resize, ir/legacy.c).
  */
 bool veil__op_known(const char *name, int64_t opset);
+
+/* ---- IR: graph building and editing (ir/graph.c) ---- */
+
+veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *om,
+                           struct veil_errbuf *eb);
+void veil__graph_release(struct veil__graph *g);
+veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb);
+/* Adds a constant value owning data (taken over on success). */
+veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum veil_dtype dt,
+                               size_t rank, const int64_t *dims, void *data, int32_t *id);
+
+/* Gives node n at least `want` input slots, new ones empty (-1). VEIL_E_NOMEM on failure. */
+veil_err veil__node_grow_inputs(struct veil__node *n, size_t want);
+
+/* Gives node n another operator (its attributes stay). VEIL_E_NOMEM on failure. */
+veil_err veil__node_retype(struct veil__node *n, const char *op_type);
+
+/*
+ * Appends an INT (value i), FLOAT (value f) or STRING (a copy of str) attribute to node n.
+ * VEIL_E_INVALID for another type, a STRING without str, or a name n already has;
+ * VEIL_E_NOMEM on failure.
+ */
+veil_err veil__node_add_attr(struct veil__node *n, const char *name, enum veil_onnx_attr_type type,
+                             int64_t i, float f, const char *str);
+
+/* ---- IR: attribute helpers (ir/graph.c) ---- */
 
 /* Attribute helpers (by name; defaults when absent). */
 const struct veil__attr *veil__attr_get(const struct veil__node *n, const char *name);
@@ -350,6 +384,19 @@ const struct veil__attr *veil__attr_typed(const struct veil__node *n, const char
 int64_t veil__attr_i(const struct veil__node *n, const char *name, int64_t def);
 float veil__attr_f(const struct veil__node *n, const char *name, float def);
 const char *veil__attr_s(const struct veil__node *n, const char *name, const char *def);
+
+/* ---- IR: rewrites and optimiser passes (ir/legacy.c, ir/opt.c) ---- */
+
+/*
+ * Rewrites the nodes of a model of opset 7 to 10 whose operands were attributes then (Clip,
+ * Pad, Slice, TopK) or whose operator changed (Resize of opset 10, Upsample) into the opset-11
+ * forms the kernels implement (ir/legacy.c); refuses BatchNormalization with spatial=0. Nothing
+ * to do from opset 11.
+ */
+veil_err veil__graph_legacy(struct veil__graph *g, struct veil_errbuf *eb);
+veil_err veil__graph_optimize(struct veil__graph *g, struct veil_errbuf *eb);
+
+/* ---- Exec: tensor and dtype helpers (exec/tensor.c) ---- */
 
 /* Shape helpers. */
 uint64_t veil__numel(const int64_t *dims, size_t rank);
@@ -364,9 +411,141 @@ int64_t veil__get_i64(const struct veil__tv *t, uint64_t i);
 double veil__get_f64(const struct veil__tv *t, uint64_t i);
 void veil__set_f64(struct veil__tv *t, uint64_t i, double v);
 void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v);
+/*
+ * Normalises a possibly negative axis of a tensor of rank `rank` into *out. Errors:
+ * VEIL_E_INVALID (axis outside [-rank, rank)).
+ */
+veil_err veil__norm_axis(int64_t axis, size_t rank, size_t *out, struct veil_errbuf *eb);
+/*
+ * Reads a 1-D (or scalar) int64 or int32 tensor of at most cap values into v; *n = the count.
+ * Errors: VEIL_E_INVALID (another dtype, rank above 1, or more than cap values).
+ */
+veil_err veil__read_ints(const struct veil__tv *t, int64_t *v, size_t cap, size_t *n,
+                         struct veil_errbuf *eb);
+/* Whether the node being planned has input i (present and not omitted). */
+bool veil__has_input(const struct veil__ictx *c, size_t i);
+/* Row-major element strides of dims into st. */
+void veil__strides_of(const int64_t *dims, size_t rank, int64_t *st);
+/* Whether dt is an index type (int64 or int32). */
+bool veil__dt_is_index(enum veil_dtype dt);
 
 /*
- * Vector kernels (vec.c), dispatched on the CPU's instruction sets. veil__softmax_row sets
+ * Allocates a large buffer (activation arenas, reordered weights) aligned to 2 MiB and asks the
+ * kernel for transparent huge pages on it, which cuts TLB misses on big tensors. Free with
+ * veil_aligned_free. NULL on failure.
+ */
+void *veil__big_alloc(size_t size);
+
+/* ---- Exec: plans (exec/plan.c) ---- */
+
+veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                          struct veil__plan **out, struct veil_errbuf *eb);
+void veil__plan_free(struct veil__plan *p);
+bool veil__plan_matches(const struct veil_engine_model *m, const struct veil__plan *p,
+                        const struct veil_tensor *inputs);
+veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
+                         const struct veil_tensor *inputs, struct veil_tensor *outputs,
+                         struct veil_errbuf *eb);
+
+/* oneDNN helpers. */
+veil_err veil__dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb);
+void veil__kstate_free(struct veil__kstate *ks);
+
+/* ---- Exec: storage and in-place rules (exec/plan.c, ops/dnnl.c) ---- */
+
+/*
+ * For a kernel that may write its output over input k (row by row, each row read before it is
+ * written): makes output 0 share input k's storage when that storage dies at this step (no
+ * later reader of it or of any value sharing it, same byte size and dtype, row-major layouts).
+ * Returns whether it did. Called from prepare.
+ */
+bool veil__inplace(struct veil__ictx *c, size_t k);
+/*
+ * Whether value v's storage dies at this step: v is computed at run time, this step is its
+ * last reader, and no value sharing its storage (views, earlier in-place writes up to the
+ * root) is read later. A kernel may then write over it (in-place sums, veil__inplace).
+ */
+bool veil__storage_dies(const struct veil__ictx *c, int32_t v);
+/*
+ * Whether no runtime step after step `since` and before this one has written over the storage
+ * of value u (an in-place result or accumulated sum sharing it; views do not count). A kernel
+ * that reads a Transpose's input u in place of the Transpose's output, decided at its own
+ * later step, needs u unchanged since the Transpose's step.
+ */
+bool veil__storage_unwritten_since(const struct veil__ictx *c, int32_t u, int64_t since);
+
+/*
+ * Skips the runtime Transpose node tnode, whose output v a later kernel reads through as a
+ * strided view of the Transpose's input: v becomes an alias of that input, which is marked
+ * viewed (never written in place after its own last reader).
+ */
+void veil__skip_transpose(const struct veil__ictx *c, int32_t tnode, int32_t v);
+
+/*
+ * Skips the runtime node `node` whose output v a later kernel reads as the node's input u
+ * instead (doing the node's work itself): v becomes an alias of u, marked viewed as above.
+ */
+void veil__skip_node(const struct veil__ictx *c, int32_t node, int32_t v, int32_t u);
+
+/* ---- Exec: the weights cache (exec/wcache.c) ---- */
+
+void veil__wcache_release(struct veil__wcache *wc);
+/*
+ * Rebuilds the plain copy of every dropped constant from a reversible reordered copy (before a
+ * plan is built, as plans may read constants plainly or need another layout). Called under the
+ * model's mutex. Errors: VEIL_E_NOMEM, VEIL_E_INTERNAL (oneDNN, or no reversible copy: a broken
+ * invariant of veil__wcache_drop).
+ */
+veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf *eb);
+/*
+ * After a plan is built: marks constants this plan read other than through the weights cache
+ * (wreads against n_reads, the reading slots of live nodes) as plain_needed, and frees the
+ * plain copy of float constants of 1 MiB or more that no plan has read otherwise and that have
+ * a reversible reordered copy to rebuild it from. Called under the model's mutex.
+ */
+void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads,
+                       const uint32_t *n_reads);
+/* Bytes of weights held: plain constants plus reordered copies. Under the model's mutex. */
+size_t veil__weight_bytes(const struct veil_engine_model *m);
+/*
+ * Reorders constant data from layout src into a new buffer of layout dst, owned by ks (in its
+ * first free owned slot; ks must have one). *out = the buffer. Errors: VEIL_E_NOMEM,
+ * VEIL_E_INTERNAL (oneDNN).
+ */
+veil_err veil__reorder_const(dnnl_engine_t eng, const dnnl_memory_desc_t *src, const void *data,
+                             const dnnl_memory_desc_t *dst, struct veil__kstate *ks,
+                             const void **out, struct veil_errbuf *eb);
+/*
+ * As veil__reorder_const, through the model's cache when data is graph constant `value`'s own
+ * data: the reordered copy is made once per (constant, layout), owned by the cache and shared
+ * by all plans; the read is counted in c->wreads (see veil__wcache_drop). Errors as above.
+ */
+veil_err veil__wcache_reorder(const struct veil__ictx *c, int32_t value, dnnl_engine_t eng,
+                              const dnnl_memory_desc_t *src, const void *data,
+                              const dnnl_memory_desc_t *dst, struct veil__kstate *ks,
+                              const void **out, struct veil_errbuf *eb);
+
+/* ---- Exec: compute lanes and parallel loops (exec/lanes.c) ---- */
+
+/*
+ * Compute lanes: every run executes on one of a fixed set of threads, each an
+ * OpenMP team, so the process holds no more OpenMP threads than cores whatever the number of
+ * callers. veil__lanes_reserve makes sure there are max(1, cores / threads_per_run) lanes
+ * (lanes are never removed; if threads cannot be created, runs execute on their callers).
+ * veil__lanes_call runs fn(arg) on a free lane, first come first served, and returns when it
+ * has finished; called on a lane, it runs fn inline.
+ */
+void veil__lanes_reserve(unsigned threads_per_run);
+void veil__lanes_call(void (*fn)(void *), void *arg);
+
+/* Runs body(lo, hi) over [0, n) on the run's threads when n is large enough. */
+typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);
+void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
+
+/* ---- Ops: vector kernels (ops/vec.c) ---- */
+
+/*
+ * Vector kernels, dispatched on the CPU's instruction sets. veil__softmax_row sets
  * y = softmax(x + a) over one row of len floats, reading x and a with stride xs and as, each 0
  * (one value for the whole row) or 1; a may be NULL; y may equal x. veil__vec_best is the
  * variant these use; veil__softmax_row_isa runs a given variant (false, doing nothing, where
@@ -387,26 +566,10 @@ bool veil__layernorm_row_isa(enum veil__vec_isa isa, const float *x, float *y, s
                              const float *scale, const float *bias, float eps, float *mean,
                              float *istd);
 
-/*
- * For a kernel that may write its output over input k (row by row, each row read before it is
- * written): makes output 0 share input k's storage when that storage dies at this step (no
- * later reader of it or of any value sharing it, same byte size and dtype, row-major layouts).
- * Returns whether it did. Called from prepare.
- */
-bool veil__inplace(struct veil__ictx *c, size_t k);
-/*
- * Whether value v's storage dies at this step: v is computed at run time, this step is its
- * last reader, and no value sharing its storage (views, earlier in-place writes up to the
- * root) is read later. A kernel may then write over it (in-place sums, veil__inplace).
- */
-bool veil__storage_dies(const struct veil__ictx *c, int32_t v);
-
-/* Runs body(lo, hi) over [0, n) on the run's threads when n is large enough. */
-typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);
-void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
+/* ---- Ops: fused attention (ops/attention.c; the cap is set in engine.c) ---- */
 
 /*
- * Fused attention (attention.c; AVX-512 or AVX2 kernels): called from a MatMul's prepare. When this
+ * Fused attention (AVX-512 or AVX2 kernels): called from a MatMul's prepare. When this
  * MatMul (with at most a scale post-op) feeds only a Softmax over the last axis (with at most a
  * fused mask addend) that feeds only a second MatMul, and the shapes and layouts fit, the step
  * becomes one kernel computing softmax(scale * Q K^T + mask) V without storing the scores: the
@@ -421,17 +584,29 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
  * unfused. Applies to plans built afterwards; call it after load, before the first run.
  */
 void veil__model_cap_attention(struct veil_engine_model *m, enum veil__vec_isa cap);
-/*
- * Whether no runtime step after step `since` and before this one has written over the storage
- * of value u (an in-place result or accumulated sum sharing it; views do not count). A kernel
- * that reads a Transpose's input u in place of the Transpose's output, decided at its own
- * later step, needs u unchanged since the Transpose's step.
- */
-bool veil__storage_unwritten_since(const struct veil__ictx *c, int32_t u, int64_t since);
+
+/* ---- Ops: oneDNN-backed kernels and helpers shared between families ---- */
 
 /* MaxPool, GlobalAveragePool and GlobalMaxPool as oneDNN primitives (2-D; required for blocked
  * inputs). */
 veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+/* Softmax/LogSoftmax (opset >= 13) and float Transpose as oneDNN primitives. */
+veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+/*
+ * Mul: with an input stored blocked, either kp->i[1] = 1 and the element-wise kernel scales
+ * the channel-blocked map (see ops/dnnl.c), or a oneDNN binary primitive; else nothing.
+ */
+veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+/*
+ * Fills kp->v[0] kernel, v[1] strides, v[2] pads (begin then end), v[3] dilations and the
+ * output spatial dims of c->out[0] from the pooling or convolution attributes (auto_pad,
+ * ceil_mode); kshape: the kernel's spatial dims for a Conv (is_conv), NULL for pooling
+ * (kernel_shape). Defined with the pools (ops/nn.c), shared with Conv (ops/dnnl.c). Errors:
+ * VEIL_E_INVALID (attributes inconsistent with the input).
+ */
+veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *kshape,
+                             struct veil__kparams *kp);
 
 /*
  * A Transpose node's permutation for rank r (its perm attribute, default reversed) into perm:
@@ -440,109 +615,5 @@ veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
  */
 veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm,
                               struct veil_errbuf *eb);
-
-/*
- * Skips the runtime Transpose node tnode, whose output v a later kernel reads through as a
- * strided view of the Transpose's input: v becomes an alias of that input, which is marked
- * viewed (never written in place after its own last reader).
- */
-void veil__skip_transpose(const struct veil__ictx *c, int32_t tnode, int32_t v);
-
-/*
- * Skips the runtime node `node` whose output v a later kernel reads as the node's input u
- * instead (doing the node's work itself): v becomes an alias of u, marked viewed as above.
- */
-void veil__skip_node(const struct veil__ictx *c, int32_t node, int32_t v, int32_t u);
-
-/* Softmax/LogSoftmax (opset >= 13) and float Transpose as oneDNN primitives. */
-veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
-/*
- * Mul: with an input stored blocked, either kp->i[1] = 1 and the element-wise kernel scales
- * the channel-blocked map (see ops_dnnl.c), or a oneDNN binary primitive; else nothing.
- */
-veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
-veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
-
-/* oneDNN helpers. */
-veil_err veil__dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb);
-void veil__kstate_free(struct veil__kstate *ks);
-
-/* Graph building, optimisation and planning. */
-veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *om,
-                           struct veil_errbuf *eb);
-void veil__graph_release(struct veil__graph *g);
-veil_err veil__graph_optimize(struct veil__graph *g, struct veil_errbuf *eb);
-veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb);
-veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor *inputs,
-                          struct veil__plan **out, struct veil_errbuf *eb);
-void veil__plan_free(struct veil__plan *p);
-bool veil__plan_matches(const struct veil_engine_model *m, const struct veil__plan *p,
-                        const struct veil_tensor *inputs);
-veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
-                         const struct veil_tensor *inputs, struct veil_tensor *outputs,
-                         struct veil_errbuf *eb);
-
-void veil__wcache_release(struct veil__wcache *wc);
-/*
- * Rebuilds the plain copy of every dropped constant from a reversible reordered copy (before a
- * plan is built, as plans may read constants plainly or need another layout). Called under the
- * model's mutex. Errors: VEIL_E_NOMEM, VEIL_E_INTERNAL (oneDNN, or no reversible copy: a broken
- * invariant of veil__wcache_drop).
- */
-veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf *eb);
-/*
- * After a plan is built: marks constants this plan read other than through the weights cache
- * (wreads against n_reads, the reading slots of live nodes) as plain_needed, and frees the
- * plain copy of float constants of 1 MiB or more that no plan has read otherwise and that have
- * a reversible reordered copy to rebuild it from. Called under the model's mutex.
- */
-void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads,
-                       const uint32_t *n_reads);
-/* Bytes of weights held: plain constants plus reordered copies. Under the model's mutex. */
-size_t veil__weight_bytes(const struct veil_engine_model *m);
-
-/*
- * Compute lanes (lanes.c): every run executes on one of a fixed set of threads, each an
- * OpenMP team, so the process holds no more OpenMP threads than cores whatever the number of
- * callers. veil__lanes_reserve makes sure there are max(1, cores / threads_per_run) lanes
- * (lanes are never removed; if threads cannot be created, runs execute on their callers).
- * veil__lanes_call runs fn(arg) on a free lane, first come first served, and returns when it
- * has finished; called on a lane, it runs fn inline.
- */
-void veil__lanes_reserve(unsigned threads_per_run);
-void veil__lanes_call(void (*fn)(void *), void *arg);
-
-/*
- * Allocates a large buffer (activation arenas, reordered weights) aligned to 2 MiB and asks the
- * kernel for transparent huge pages on it, which cuts TLB misses on big tensors. Free with
- * veil_aligned_free. NULL on failure.
- */
-void *veil__big_alloc(size_t size);
-
-/* Adds a constant value owning data (taken over on success). */
-veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum veil_dtype dt,
-                               size_t rank, const int64_t *dims, void *data, int32_t *id);
-
-/*
- * Rewrites the nodes of a model of opset 7 to 10 whose operands were attributes then (Clip,
- * Pad, Slice, TopK) or whose operator changed (Resize of opset 10, Upsample) into the opset-11
- * forms the kernels implement (legacy.c); refuses BatchNormalization with spatial=0. Nothing
- * to do from opset 11.
- */
-veil_err veil__graph_legacy(struct veil__graph *g, struct veil_errbuf *eb);
-
-/* Gives node n at least `want` input slots, new ones empty (-1). VEIL_E_NOMEM on failure. */
-veil_err veil__node_grow_inputs(struct veil__node *n, size_t want);
-
-/* Gives node n another operator (its attributes stay). VEIL_E_NOMEM on failure. */
-veil_err veil__node_retype(struct veil__node *n, const char *op_type);
-
-/*
- * Appends an INT (value i), FLOAT (value f) or STRING (a copy of str) attribute to node n.
- * VEIL_E_INVALID for another type, a STRING without str, or a name n already has;
- * VEIL_E_NOMEM on failure.
- */
-veil_err veil__node_add_attr(struct veil__node *n, const char *name, enum veil_onnx_attr_type type,
-                             int64_t i, float f, const char *str);
 
 #endif /* VEIL_ENGINE_INT_H */

@@ -1,5 +1,5 @@
 /*
- * Element-wise operators of ops_elem.c on one-node models built in the test, for what ONNX's
+ * Element-wise operators of ops/elementwise.c on one-node models built in the test, for what ONNX's
  * node tests leave out (most of their cases for these operators use opsets below 11): every
  * unary math and activation operator in float and double against a double reference written
  * here (with attributes given and defaulted), integer Sign, Abs and Shrink, IsNaN and IsInf,

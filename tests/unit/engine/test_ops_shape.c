@@ -1,9 +1,9 @@
 /*
- * The data-movement operators added to ops_shape.c, on models built in the test: what ONNX's
- * node tests do not cover. Each kernel runs one larger case against a naive reference (other
- * element types than float, negative indices, broadcasting, reductions with duplicate
- * indices); out-of-range GatherElements, ScatterElements, GatherND and ScatterND indices fail
- * the run with the node named; Tile repeats beyond the caps are refused; malformed Einsum
+ * The data-movement operators of ops/shape.c, ops/gather.c and ops/einsum.c, on models built in the
+ * test: what ONNX's node tests do not cover. Each kernel runs one larger case against a naive
+ * reference (other element types than float, negative indices, broadcasting, reductions with
+ * duplicate indices); out-of-range GatherElements, ScatterElements, GatherND and ScatterND indices
+ * fail the run with the node named; Tile repeats beyond the caps are refused; malformed Einsum
  * equations are VEIL_E_INVALID with a message that names the node and the fault.
  */
 #include "harness.h"

@@ -1,5 +1,5 @@
 /*
- * The vector kernels of vec.c: every variant this CPU can run (baseline, AVX2, AVX-512) on
+ * The vector kernels of ops/vec.c: every variant this CPU can run (baseline, AVX2, AVX-512) on
  * softmax rows of every length from 1 to 80 (vector bodies and tails; odd lengths span 40,
  * even ones 300, past the cut-off of exp), with the row and the addend read whole or as one
  * repeated value, in place and not, against a double-precision reference; NaN rows, and rows

@@ -13,26 +13,6 @@
 #include <omp.h>
 #include <string.h>
 
-void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud)
-{
-    int nt = omp_get_max_threads();
-    if (n <= grain || nt <= 1 || omp_in_parallel()) {
-        if (n > 0)
-            fn(ud, 0, n);
-        return;
-    }
-    uint64_t chunks = n / grain;
-    if (chunks < (uint64_t)nt)
-        nt = (int)chunks;
-#pragma omp parallel num_threads(nt)
-    {
-        uint64_t t = (uint64_t)omp_get_thread_num(), tn = (uint64_t)omp_get_num_threads();
-        uint64_t lo = n * t / tn, hi = n * (t + 1) / tn;
-        if (lo < hi)
-            fn(ud, lo, hi);
-    }
-}
-
 /* ---- Unary ---- */
 
 enum unary_kind {

@@ -12,22 +12,6 @@
 #include <math.h>
 #include <string.h>
 
-static bool has_in(const struct veil__ictx *c, size_t i)
-{
-    return i < c->n_in && c->n->in[i] >= 0;
-}
-
-static veil_err norm_axis(int64_t axis, size_t rank, size_t *out, struct veil_errbuf *eb)
-{
-    int64_t r = (int64_t)rank;
-    *out = 0;
-    if (axis < -r || axis >= r)
-        return veil_errf(eb, VEIL_E_INVALID, "axis %lld out of range for rank %zu", (long long)axis,
-                         rank);
-    *out = (size_t)(axis < 0 ? axis + r : axis);
-    return VEIL_OK;
-}
-
 static void split3(const struct veil__tv *t, size_t ax, uint64_t *outer, uint64_t *len,
                    uint64_t *inner)
 {
@@ -76,7 +60,7 @@ static veil_err reduce_infer(struct veil__ictx *c)
         c->in[0].dt != VEIL_DT_INT64 && c->in[0].dt != VEIL_DT_INT32)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s", veil_dtype_name(c->in[0].dt));
     if (kind == R_SUM && c->opset >= 13) {
-        if (has_in(c, 1)) {
+        if (veil__has_input(c, 1)) {
             if (c->in[1].numel > VEIL__ENG_RANK || c->in[1].dt != VEIL_DT_INT64)
                 return veil_errf(c->eb, VEIL_E_INVALID, "bad axes");
             na = (size_t)c->in[1].numel;
@@ -98,7 +82,7 @@ static veil_err reduce_infer(struct veil__ictx *c)
             red[i] = true;
     for (size_t i = 0; i < na; i++) {
         size_t ax;
-        veil_err rc = norm_axis(axes[i], r, &ax, c->eb);
+        veil_err rc = veil__norm_axis(axes[i], r, &ax, c->eb);
         if (rc != VEIL_OK)
             return rc;
         red[ax] = true;
@@ -520,7 +504,8 @@ static veil_err softmax_infer(struct veil__ictx *c)
     }
     if (c->out[0].rank == 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "scalar input");
-    if ((rc = norm_axis(veil__attr_i(c->n, "axis", def), c->out[0].rank, &ax, c->eb)) != VEIL_OK)
+    if ((rc = veil__norm_axis(veil__attr_i(c->n, "axis", def), c->out[0].rank, &ax, c->eb)) !=
+        VEIL_OK)
         return rc;
     c->kp->i[0] = (int64_t)ax;
     return VEIL_OK;
@@ -666,15 +651,16 @@ static veil_err ln_infer(struct veil__ictx *c)
     size_t ax;
     if (rc != VEIL_OK)
         return rc;
-    if (!has_in(c, 1))
+    if (!veil__has_input(c, 1))
         return veil_errf(c->eb, VEIL_E_INVALID, "LayerNormalization needs a scale");
-    if ((rc = norm_axis(veil__attr_i(c->n, "axis", -1), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+    if ((rc = veil__norm_axis(veil__attr_i(c->n, "axis", -1), c->in[0].rank, &ax, c->eb)) !=
+        VEIL_OK)
         return rc;
     uint64_t len = 1;
     for (size_t d = ax; d < c->in[0].rank; d++)
         len *= (uint64_t)c->in[0].dims[d];
     for (size_t i = 1; i < 3 && i < c->n_in; i++)
-        if (has_in(c, i) && (c->in[i].dt != VEIL_DT_FLOAT || c->in[i].numel != len))
+        if (veil__has_input(c, i) && (c->in[i].dt != VEIL_DT_FLOAT || c->in[i].numel != len))
             return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
                              "scale and bias must be float tensors of "
                              "the normalized shape");
@@ -718,7 +704,7 @@ static veil_err argmax_infer(struct veil__ictx *c)
     if (c->in[0].dt != VEIL_DT_FLOAT && c->in[0].dt != VEIL_DT_INT64 &&
         c->in[0].dt != VEIL_DT_INT32 && c->in[0].dt != VEIL_DT_DOUBLE)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s", veil_dtype_name(c->in[0].dt));
-    if ((rc = norm_axis(veil__attr_i(c->n, "axis", 0), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+    if ((rc = veil__norm_axis(veil__attr_i(c->n, "axis", 0), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
         return rc;
     if (c->in[0].dims[ax] == 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "%s over an empty axis", c->n->op_type);
@@ -783,7 +769,8 @@ static veil_err hardmax_infer(struct veil__ictx *c)
     if (c->in[0].rank == 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "scalar input");
     int64_t def = c->opset >= 13 ? -1 : 1;
-    if ((rc = norm_axis(veil__attr_i(c->n, "axis", def), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+    if ((rc = veil__norm_axis(veil__attr_i(c->n, "axis", def), c->in[0].rank, &ax, c->eb)) !=
+        VEIL_OK)
         return rc;
     c->kp->i[0] = (int64_t)ax;
     c->out[0] = c->in[0];
@@ -818,9 +805,10 @@ static veil_err topk_infer(struct veil__ictx *c)
     if (c->in[0].dt != VEIL_DT_FLOAT && c->in[0].dt != VEIL_DT_INT64 &&
         c->in[0].dt != VEIL_DT_INT32 && c->in[0].dt != VEIL_DT_DOUBLE)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s", veil_dtype_name(c->in[0].dt));
-    if ((rc = norm_axis(veil__attr_i(c->n, "axis", -1), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+    if ((rc = veil__norm_axis(veil__attr_i(c->n, "axis", -1), c->in[0].rank, &ax, c->eb)) !=
+        VEIL_OK)
         return rc;
-    if (!has_in(c, 1) || c->in[1].numel != 1 || c->in[1].dt != VEIL_DT_INT64)
+    if (!veil__has_input(c, 1) || c->in[1].numel != 1 || c->in[1].dt != VEIL_DT_INT64)
         return veil_errf(c->eb, VEIL_E_INVALID, "K must be one int64");
     int64_t k = veil__get_i64(&c->in[1], 0);
     if (k < 0 || k > c->in[0].dims[ax])
@@ -894,7 +882,7 @@ static veil_err bn_infer(struct veil__ictx *c)
     if (veil__attr_i(c->n, "training_mode", 0) != 0 || c->n_out > 1)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "training mode");
     for (size_t i = 1; i < 5; i++)
-        if (!has_in(c, i) || c->in[i].dt != VEIL_DT_FLOAT ||
+        if (!veil__has_input(c, i) || c->in[i].dt != VEIL_DT_FLOAT ||
             c->in[i].numel != (uint64_t)c->in[0].dims[1])
             return veil_errf(c->eb, VEIL_E_INVALID, "input %zu must hold C floats", i);
     c->kp->f[0] = veil__attr_f(c->n, "epsilon", 1e-5f);
@@ -939,7 +927,7 @@ static veil_err norm_infer(struct veil__ictx *c)
         if (r < 3)
             return veil_errf(c->eb, VEIL_E_INVALID, "InstanceNormalization needs rank >= 3");
         for (size_t i = 1; i < 3; i++)
-            if (!has_in(c, i) || c->in[i].dt != VEIL_DT_FLOAT || c->in[i].rank != 1 ||
+            if (!veil__has_input(c, i) || c->in[i].dt != VEIL_DT_FLOAT || c->in[i].rank != 1 ||
                 c->in[i].dims[0] != c->in[0].dims[1])
                 return veil_errf(c->eb, VEIL_E_INVALID, "input %zu must hold C = %lld floats", i,
                                  (long long)c->in[0].dims[1]);
@@ -964,7 +952,7 @@ static veil_err norm_infer(struct veil__ictx *c)
         }
         for (size_t i = 0; i < na; i++) {
             size_t ax;
-            if ((rc = norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
+            if ((rc = veil__norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
                 return rc;
             c->kp->v[0][ax] = 1;
         }

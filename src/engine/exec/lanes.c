@@ -15,6 +15,8 @@
  * left without work for LANE_PARK_NS therefore parks its team: it opens a parallel region in
  * which every thread of the team blocks on the lane condition variable until a job is queued.
  * Waking the team costs a few tens of microseconds; back-to-back runs never park.
+ *
+ * Inside a run, kernels spread loops over the lane's team with veil__parallel.
  */
 #include "engine_int.h"
 
@@ -148,4 +150,24 @@ void veil__lanes_call(void (*fn)(void *), void *arg)
         pthread_cond_wait(&j.cv, &g_mu);
     pthread_mutex_unlock(&g_mu);
     pthread_cond_destroy(&j.cv);
+}
+
+void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud)
+{
+    int nt = omp_get_max_threads();
+    if (n <= grain || nt <= 1 || omp_in_parallel()) {
+        if (n > 0)
+            fn(ud, 0, n);
+        return;
+    }
+    uint64_t chunks = n / grain;
+    if (chunks < (uint64_t)nt)
+        nt = (int)chunks;
+#pragma omp parallel num_threads(nt)
+    {
+        uint64_t t = (uint64_t)omp_get_thread_num(), tn = (uint64_t)omp_get_num_threads();
+        uint64_t lo = n * t / tn, hi = n * (t + 1) / tn;
+        if (lo < hi)
+            fn(ud, lo, hi);
+    }
 }

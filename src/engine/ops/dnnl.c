@@ -12,11 +12,6 @@
 #include <math.h>
 #include <string.h>
 
-static bool has_in(const struct veil__ictx *c, size_t i)
-{
-    return i < c->n_in && c->n->in[i] >= 0;
-}
-
 static void row_major_strides(size_t r, const int64_t *dims, int64_t *st)
 {
     int64_t s = 1;
@@ -130,77 +125,6 @@ static veil_err make_attr(const struct veil__node *n, const dnnl_memory_desc_t *
     return make_attr_sum(n, add_md, false, attr, eb);
 }
 
-void veil__wcache_release(struct veil__wcache *wc)
-{
-    for (size_t i = 0; i < wc->n; i++) {
-        /* Reordered weights are plaintext weights too: wiped before they are freed. */
-        veil_memzero(wc->ents[i].data, dnnl_memory_desc_get_size(&wc->ents[i].md));
-        veil_aligned_free(wc->ents[i].data);
-    }
-    veil_free(wc->ents);
-    memset(wc, 0, sizeof(*wc));
-}
-
-/* Reorders constant data from md src into a new buffer of layout dst (owned by ks). */
-static veil_err reorder_const_new(dnnl_engine_t eng, const dnnl_memory_desc_t *src,
-                                  const void *data, const dnnl_memory_desc_t *dst,
-                                  struct veil__kstate *ks, const void **out, struct veil_errbuf *eb)
-{
-    veil_err rc = VEIL_E_INTERNAL;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_t prim = NULL;
-    dnnl_memory_t ms = NULL, md = NULL;
-    dnnl_stream_t stream = NULL;
-    size_t slot = 0;
-    while (slot < 4 && ks->owned[slot] != NULL)
-        slot++;
-    VEIL_ASSERT(slot < 4);
-    size_t sz = dnnl_memory_desc_get_size(dst);
-    void *buf = veil__big_alloc(sz > 0 ? sz : 64);
-    if (buf == NULL)
-        return veil_errf(eb, VEIL_E_NOMEM, "no memory for weights");
-    ks->owned[slot] = buf;
-    if ((rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&pd, src, eng, dst, eng, NULL),
-                             "weights reorder", eb)) != VEIL_OK ||
-        (rc = veil__dnnl_err(dnnl_primitive_create(&prim, pd), "weights reorder", eb)) != VEIL_OK ||
-        (rc = veil__dnnl_err(dnnl_memory_create(&ms, src, eng, (void *)(uintptr_t)data), "memory",
-                             eb)) != VEIL_OK ||
-        (rc = veil__dnnl_err(dnnl_memory_create(&md, dst, eng, buf), "memory", eb)) != VEIL_OK ||
-        (rc = veil__dnnl_err(dnnl_stream_create(&stream, eng, dnnl_stream_default_flags), "stream",
-                             eb)) != VEIL_OK)
-        goto out;
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
-    if ((rc = veil__dnnl_err(dnnl_primitive_execute(prim, stream, 2, args), "reorder", eb)) !=
-            VEIL_OK ||
-        (rc = veil__dnnl_err(dnnl_stream_wait(stream), "reorder", eb)) != VEIL_OK)
-        goto out;
-    *out = buf;
-    rc = VEIL_OK;
-out:
-    if (stream != NULL)
-        dnnl_stream_destroy(stream);
-    if (ms != NULL)
-        dnnl_memory_destroy(ms);
-    if (md != NULL)
-        dnnl_memory_destroy(md);
-    if (prim != NULL)
-        dnnl_primitive_destroy(prim);
-    if (pd != NULL)
-        dnnl_primitive_desc_destroy(pd);
-    return rc;
-}
-
-/* Whether oneDNN has a reorder from layout a to layout b (it has none out of Winograd's). */
-static bool reorder_exists(dnnl_engine_t eng, const dnnl_memory_desc_t *a,
-                           const dnnl_memory_desc_t *b)
-{
-    dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_reorder_primitive_desc_create(&pd, a, eng, b, eng, NULL) != dnnl_success)
-        return false;
-    dnnl_primitive_desc_destroy(pd);
-    return true;
-}
-
 /* Reserves sz bytes of the step's scratch region at the cursor and returns their offset. */
 static size_t take_scratch(struct veil__step *st, size_t *cur, size_t sz)
 {
@@ -209,121 +133,6 @@ static size_t take_scratch(struct veil__step *st, size_t *cur, size_t sz)
     if (*cur > st->scratch_bytes)
         st->scratch_bytes = *cur;
     return off;
-}
-
-/*
- * As reorder_const_new, through the model's cache when data is a graph constant's own data:
- * the reordered copy is made once per (constant, layout) and shared by all plans. Counts the
- * read in c->wreads (see veil__wcache_drop).
- */
-static veil_err reorder_const(const struct veil__ictx *c, int32_t value, dnnl_engine_t eng,
-                              const dnnl_memory_desc_t *src, const void *data,
-                              const dnnl_memory_desc_t *dst, struct veil__kstate *ks,
-                              const void **out, struct veil_errbuf *eb)
-{
-    struct veil__wcache *wc = c->wcache;
-    /* Only the graph's own constants: a plan's folded values die with the plan. */
-    if (wc == NULL || value < 0 || !c->g->values[value].is_const ||
-        c->g->values[value].c.data != data || data == NULL)
-        return reorder_const_new(eng, src, data, dst, ks, out, eb);
-    for (size_t i = 0; i < wc->n; i++)
-        if (wc->ents[i].value == value && dnnl_memory_desc_equal(&wc->ents[i].md, dst) &&
-            dnnl_memory_desc_equal(&wc->ents[i].src_md, src)) {
-            *out = wc->ents[i].data;
-            if (c->wreads != NULL)
-                c->wreads[value]++;
-            return VEIL_OK;
-        }
-    if (wc->n == wc->cap) {
-        size_t nc = wc->cap ? wc->cap * 2 : 64;
-        struct veil__wcache_ent *ne = veil_reallocarray(wc->ents, nc, sizeof(*ne));
-        if (ne == NULL)
-            return veil_errf(eb, VEIL_E_NOMEM, "no memory for weights");
-        wc->ents = ne;
-        wc->cap = nc;
-    }
-    struct veil__kstate tmp;
-    memset(&tmp, 0, sizeof(tmp));
-    veil_err rc = reorder_const_new(eng, src, data, dst, &tmp, out, eb);
-    if (rc != VEIL_OK) {
-        veil_aligned_free(tmp.owned[0]);
-        return rc;
-    }
-    wc->ents[wc->n++] =
-        (struct veil__wcache_ent){value, *src, *dst, tmp.owned[0], reorder_exists(eng, dst, src)};
-    if (c->wreads != NULL)
-        c->wreads[value]++;
-    (void)ks;
-    return VEIL_OK;
-}
-
-/* Whether the plain copy of v can be rebuilt, whole, from cache entry e. */
-static bool restores(const struct veil__wcache_ent *e, const struct veil__value *v)
-{
-    return e->reversible && dnnl_memory_desc_get_size(&e->src_md) == v->nbytes;
-}
-
-veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf *eb)
-{
-    for (size_t i = 0; i < m->wcache.n; i++) {
-        const struct veil__wcache_ent *e = &m->wcache.ents[i];
-        struct veil__value *v = &m->g.values[e->value];
-        /* A later entry of the same constant may be the one to rebuild from. */
-        if (!v->dropped || !restores(e, v))
-            continue;
-        struct veil__kstate tmp;
-        const void *plain;
-        memset(&tmp, 0, sizeof(tmp));
-        veil_err rc = reorder_const_new(m->deng, &e->md, e->data, &e->src_md, &tmp, &plain, eb);
-        if (rc != VEIL_OK) {
-            veil_aligned_free(tmp.owned[0]);
-            return rc;
-        }
-        v->c.data = tmp.owned[0];
-        v->dropped = false;
-    }
-    for (size_t v = 0; v < m->g.n_values; v++)
-        if (m->g.values[v].dropped)
-            return veil_errf(eb, VEIL_E_INTERNAL, "weights '%s' have no copy to rebuild from",
-                             m->g.values[v].name);
-    return VEIL_OK;
-}
-
-void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads, const uint32_t *n_reads)
-{
-    struct veil__graph *g = &m->g;
-    bool dropped = false;
-    for (size_t v = 0; v < g->n_values; v++)
-        if (g->values[v].is_const && n_reads[v] > 0 && wreads[v] != n_reads[v])
-            g->values[v].plain_needed = true;
-    for (size_t i = 0; i < m->wcache.n; i++) {
-        const struct veil__wcache_ent *e = &m->wcache.ents[i];
-        struct veil__value *v = &g->values[e->value];
-        /* Only a copy the plain layout can be rebuilt from lets the plain copy go. */
-        if (!restores(e, v) || v->dropped || v->plain_needed || v->is_output ||
-            v->c.dt != VEIL_DT_FLOAT || v->nbytes < ((size_t)1 << 20) || n_reads[e->value] == 0 ||
-            wreads[e->value] != n_reads[e->value])
-            continue;
-        veil_memzero(v->c.data, v->nbytes);
-        veil_aligned_free(v->c.data);
-        v->c.data = NULL;
-        v->dropped = true;
-        dropped = true;
-    }
-    /* The heap keeps large freed blocks (veil_alloc_tune_large_blocks): hand them back. */
-    if (dropped)
-        veil_heap_release();
-}
-
-size_t veil__weight_bytes(const struct veil_engine_model *m)
-{
-    size_t n = 0;
-    for (size_t v = 0; v < m->g.n_values; v++)
-        if (m->g.values[v].is_const && !m->g.values[v].dropped)
-            n += m->g.values[v].nbytes;
-    for (size_t i = 0; i < m->wcache.n; i++)
-        n += dnnl_memory_desc_get_size(&m->wcache.ents[i].md);
-    return n;
 }
 
 /* Creates the primitive of pd into ex, with its scratchpad in the step's scratch region. */
@@ -517,7 +326,7 @@ veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *
 static veil_err conv_infer(struct veil__ictx *c)
 {
     bool tr = strcmp(c->n->op_type, "ConvTranspose") == 0;
-    if (!has_in(c, 1) || c->in[0].dt != VEIL_DT_FLOAT || c->in[1].dt != VEIL_DT_FLOAT)
+    if (!veil__has_input(c, 1) || c->in[0].dt != VEIL_DT_FLOAT || c->in[1].dt != VEIL_DT_FLOAT)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "float input and weights are required");
     size_t r = c->in[0].rank;
     if (r < 3 || r > 5 || c->in[1].rank != r)
@@ -533,7 +342,7 @@ static veil_err conv_infer(struct veil__ictx *c)
                          (long long)ch);
     if (!tr && m % group != 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "group does not divide output channels");
-    if (has_in(c, 2) && (c->in[2].dt != VEIL_DT_FLOAT || c->in[2].numel != (uint64_t)m))
+    if (veil__has_input(c, 2) && (c->in[2].dt != VEIL_DT_FLOAT || c->in[2].numel != (uint64_t)m))
         return veil_errf(c->eb, VEIL_E_INVALID, "bias must hold %lld floats", (long long)m);
     c->kp->i[0] = group;
     c->kp->i[1] = m;
@@ -695,7 +504,7 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     bool sum = false;
     bool wconst = c->in[1].data != NULL;
     const dnnl_memory_desc_t *wuse = wconst ? &wany : &wplain;
-    const dnnl_memory_desc_t *buse = has_in(c, 2) ? &bias : NULL;
+    const dnnl_memory_desc_t *buse = veil__has_input(c, 2) ? &bias : NULL;
     /* 2-D convolutions pick their own activation layouts (blocked on channels). */
     bool pick = !tr && sp == 2;
     /* 3x3 stride-1 convolutions try oneDNN's Winograd kernels first (16-channel blocks). */
@@ -804,8 +613,8 @@ static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     if (wconst) {
         const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
         const void *wbuf;
-        if ((rc = reorder_const(c, c->n->in[1], eng, &wplain, c->in[1].data, wmd, ks, &wbuf,
-                                c->eb)) != VEIL_OK)
+        if ((rc = veil__wcache_reorder(c, c->n->in[1], eng, &wplain, c->in[1].data, wmd, ks, &wbuf,
+                                       c->eb)) != VEIL_OK)
             goto out;
         add_arg(&mex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
     } else {
@@ -1198,7 +1007,7 @@ veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct
 static veil_err matmul_infer(struct veil__ictx *c)
 {
     const struct veil__tv *a = &c->in[0], *b = &c->in[1];
-    if (!has_in(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT)
+    if (!veil__has_input(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "float inputs are required");
     if (a->rank < 1 || b->rank < 1)
         return veil_errf(c->eb, VEIL_E_INVALID, "MatMul of a scalar");
@@ -1548,8 +1357,8 @@ static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
     if (bconst) {
         const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
         const void *wbuf;
-        if ((rc = reorder_const(c, nd->in[1], eng, &b_plain, c->in[1].data, wmd, ks, &wbuf,
-                                c->eb)) != VEIL_OK)
+        if ((rc = veil__wcache_reorder(c, nd->in[1], eng, &b_plain, c->in[1].data, wmd, ks, &wbuf,
+                                       c->eb)) != VEIL_OK)
             goto out;
         add_arg(ex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
     } else {
@@ -1603,8 +1412,8 @@ static veil_err matmul_infer_fused(struct veil__ictx *c)
 static veil_err gemm_infer(struct veil__ictx *c)
 {
     const struct veil__tv *a = &c->in[0], *b = &c->in[1];
-    if (!has_in(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT || a->rank != 2 ||
-        b->rank != 2)
+    if (!veil__has_input(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT ||
+        a->rank != 2 || b->rank != 2)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Gemm needs 2-D float A and B");
     bool ta = veil__attr_i(c->n, "transA", 0) != 0, tb = veil__attr_i(c->n, "transB", 0) != 0;
     int64_t m = ta ? a->dims[1] : a->dims[0], k = ta ? a->dims[0] : a->dims[1];
@@ -1615,7 +1424,7 @@ static veil_err gemm_infer(struct veil__ictx *c)
     c->out[0].rank = 2;
     c->out[0].dims[0] = m;
     c->out[0].dims[1] = n;
-    if (has_in(c, 2)) {
+    if (veil__has_input(c, 2)) {
         struct veil__tv t = c->out[0];
         size_t rr;
         int64_t dd[VEIL__ENG_RANK];
@@ -1665,7 +1474,7 @@ static veil_err gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
     int64_t m = c->kp->i[0], k = c->kp->i[1], n = c->kp->i[2];
     bool ta = c->kp->i[3] != 0, tb = c->kp->i[4] != 0;
     float alpha = c->kp->f[0], beta = c->kp->f[1];
-    bool has_c = has_in(c, 2);
+    bool has_c = veil__has_input(c, 2);
     /* The primitive path needs constant B (alpha folded in) and constant C (beta folded). */
     if (c->in[1].data == NULL || (has_c && c->in[2].data == NULL) || m * n == 0 || k == 0)
         return c->n->n_post > 0 || c->n->add_in >= 0
@@ -1729,7 +1538,7 @@ static veil_err gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct vei
         goto out;
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     const void *wbuf;
-    if ((rc = reorder_const_new(eng, &b_plain, bsrc, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
+    if ((rc = veil__reorder_const(eng, &b_plain, bsrc, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
         goto out;
     struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
     add_arg(ex, DNNL_ARG_SRC, &a_md, c->n->in[0], NULL, 0);

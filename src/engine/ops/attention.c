@@ -11,7 +11,7 @@
  * up to 64 columns of accumulators, one broadcast A element against 4 vectors of B per step)
  * with the softmax of veil__softmax_row between them. Operands are read through element
  * strides, so the Transposes that split heads (Q, K, V) and merge them (the output) are read
- * through rather than run, as for MatMul (ops_dnnl.c).
+ * through rather than run, as for MatMul (ops/dnnl.c).
  *
  * The kernels come in AVX-512 (16-float vectors, K^T transposed in 16 x 16 register blocks)
  * and AVX2+FMA variants (8-float vectors, 6 x 16 tiles), chosen from the CPU; without AVX2
@@ -857,7 +857,7 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     if (vv.tnode >= 0)
         veil__skip_transpose(c, vv.tnode, v_v);
     c->vals[s_v].runtime = false; /* the scores are never stored */
-    /* The later steps this kernel does (plan.c gives their outputs no storage). */
+    /* The later steps this kernel does (exec/plan.c gives their outputs no storage). */
     int32_t later[5] = {sm, m2, w, wm.skip[0], wm.skip[1]};
     for (size_t i = 0; i < 5; i++)
         if (later[i] >= 0)

@@ -6,10 +6,10 @@
 
 #include <string.h>
 
-extern const struct veil__op_def veil__ops_elem[], veil__ops_shape[], veil__ops_nn[],
-    veil__ops_dnnl[];
-extern const size_t veil__ops_elem_count, veil__ops_shape_count, veil__ops_nn_count,
-    veil__ops_dnnl_count;
+extern const struct veil__op_def veil__ops_elem[], veil__ops_shape[], veil__ops_gather[],
+    veil__ops_resize[], veil__ops_einsum[], veil__ops_nn[], veil__ops_dnnl[];
+extern const size_t veil__ops_elem_count, veil__ops_shape_count, veil__ops_gather_count,
+    veil__ops_resize_count, veil__ops_einsum_count, veil__ops_nn_count, veil__ops_dnnl_count;
 
 struct family {
     const struct veil__op_def *ops;
@@ -17,9 +17,9 @@ struct family {
 };
 
 static const struct family families[] = {
-    {veil__ops_elem, &veil__ops_elem_count},
-    {veil__ops_shape, &veil__ops_shape_count},
-    {veil__ops_nn, &veil__ops_nn_count},
+    {veil__ops_elem, &veil__ops_elem_count},     {veil__ops_shape, &veil__ops_shape_count},
+    {veil__ops_gather, &veil__ops_gather_count}, {veil__ops_resize, &veil__ops_resize_count},
+    {veil__ops_einsum, &veil__ops_einsum_count}, {veil__ops_nn, &veil__ops_nn_count},
     {veil__ops_dnnl, &veil__ops_dnnl_count},
 };
 
