@@ -327,26 +327,43 @@ struct veil__ictx {
 
 /* ==== Operators (ops/) ==== */
 
+/*
+ * One row of the operator registry (ops/registry.c), written with designated initializers.
+ * Input and output counts count every slot, omitted optional ones included.
+ */
 struct veil__op_def {
     const char *name;
+    uint8_t min_in, max_in, min_out, max_out; /* the node's input and output counts */
+    /*
+     * The last opset whose models may use the operator, or 0 for no limit. A row with one has
+     * no kernels: the operator is rewritten into another before planning (ir/legacy.c).
+     */
+    int64_t max_opset;
     /* Shapes and dtypes of the outputs from the inputs; fills kp. */
     veil_err (*infer)(struct veil__ictx *c);
     /* Optional: creates the runtime kernel state (oneDNN primitives). */
     veil_err (*prepare)(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
-    /* Computes the outputs. */
+    /* Computes the outputs; NULL for views (nothing to compute). */
     veil_err (*exec)(struct veil__kctx *c, const struct veil__kparams *kp);
     uint32_t shape_inputs; /* bit i: input i decides output shapes (its values are needed) */
     bool view;             /* output 0 is input 0's data reinterpreted (no copy) */
     bool no_fold;          /* never evaluated at plan time */
 };
 
+/* The registry row of operator `name`, or NULL when there is none. */
 const struct veil__op_def *veil__op_find(const char *name);
+/* Row `op` (from veil__op_index; asserts it names an operator with kernels). */
 const struct veil__op_def *veil__op_get(int op);
+/* The index of operator `name`'s row for veil__op_get, or -1 (unknown, or no kernels). */
 int veil__op_index(const char *name);
+/* The number of rows, and row i (i below it), in name order: for tests and documentation. */
+size_t veil__op_count(void);
+const struct veil__op_def *veil__op_at(size_t i);
 
 /*
- * Whether a default-domain node of this operator can be loaded in a model of this opset: one
- * of the kernels' operators, or Upsample before opset 10 (loaded as a Resize, ir/legacy.c).
+ * Whether a default-domain node of this operator can be loaded in a model of this opset: it
+ * has a row, and the opset is at most the row's max_opset (Upsample: loaded as a Resize
+ * before opset 10, ir/legacy.c).
  */
 bool veil__op_known(const char *name, int64_t opset);
 
@@ -615,5 +632,122 @@ veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *
  */
 veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm,
                               struct veil_errbuf *eb);
+
+/*
+ * ---- Ops: the kernels of the registry's rows, by family file ----
+ * Each family exports the infer, prepare and exec functions its rows name, with the contracts
+ * of struct veil__op_def's members: infer checks the node against its inputs' shapes and
+ * dtypes and fills the outputs' and kp (errors: VEIL_E_INVALID naming the problem,
+ * VEIL_E_UNSUPPORTED, VEIL_E_LIMIT, VEIL_E_NOMEM); prepare creates kernel state (errors:
+ * VEIL_E_NOMEM, VEIL_E_INTERNAL from oneDNN); exec computes the outputs and fails only on
+ * data it must reject (an index out of range: VEIL_E_INVALID). The Mul, Softmax, LogSoftmax,
+ * Transpose and pooling rows also name oneDNN prepares declared above.
+ */
+
+/* ops/elementwise.c: unary, binary, variadic and cast kernels */
+veil_err veil__unary_infer(struct veil__ictx *c);
+veil_err veil__unary_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__binary_infer(struct veil__ictx *c);
+veil_err veil__binary_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__variadic_infer(struct veil__ictx *c);
+veil_err veil__variadic_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__cast_infer(struct veil__ictx *c);
+veil_err veil__cast_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+
+/* ops/shape.c: shapes, views, strided copies, constants, padding, CumSum */
+veil_err veil__shape_infer(struct veil__ictx *c);
+veil_err veil__shape_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__size_infer(struct veil__ictx *c);
+veil_err veil__size_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__flatten_infer(struct veil__ictx *c);
+veil_err veil__reshape_infer(struct veil__ictx *c);
+veil_err veil__squeeze_infer(struct veil__ictx *c);
+veil_err veil__unsqueeze_infer(struct veil__ictx *c);
+veil_err veil__transpose_infer(struct veil__ictx *c);
+veil_err veil__transpose_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__slice_infer(struct veil__ictx *c);
+veil_err veil__slice_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__concat_infer(struct veil__ictx *c);
+veil_err veil__concat_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__split_infer(struct veil__ictx *c);
+veil_err veil__split_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__constant_infer(struct veil__ictx *c);
+veil_err veil__constant_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__constant_of_shape_infer(struct veil__ictx *c);
+veil_err veil__constant_of_shape_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__range_infer(struct veil__ictx *c);
+veil_err veil__range_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__pad_infer(struct veil__ictx *c);
+veil_err veil__pad_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__tile_infer(struct veil__ictx *c);
+veil_err veil__tile_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__trilu_infer(struct veil__ictx *c);
+veil_err veil__trilu_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__depth_to_space_infer(struct veil__ictx *c);
+veil_err veil__depth_space_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__space_to_depth_infer(struct veil__ictx *c);
+veil_err veil__cumsum_infer(struct veil__ictx *c);
+veil_err veil__cumsum_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__eyelike_infer(struct veil__ictx *c);
+veil_err veil__eyelike_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+
+/* ops/gather.c: gathers, scatters and OneHot */
+veil_err veil__gather_infer(struct veil__ictx *c);
+veil_err veil__gather_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__gather_elements_infer(struct veil__ictx *c);
+veil_err veil__gather_elements_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__scatter_elements_infer(struct veil__ictx *c);
+veil_err veil__scatter_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+veil_err veil__scatter_elements_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__gather_nd_infer(struct veil__ictx *c);
+veil_err veil__gather_nd_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__scatter_nd_infer(struct veil__ictx *c);
+veil_err veil__scatter_nd_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__onehot_infer(struct veil__ictx *c);
+veil_err veil__onehot_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+
+/* ops/resize.c */
+veil_err veil__resize_infer(struct veil__ictx *c);
+veil_err veil__resize_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+
+/* ops/einsum.c */
+veil_err veil__einsum_infer(struct veil__ictx *c);
+veil_err veil__einsum_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+
+/* ops/nn.c: reductions, normalisations, softmax, pooling, TopK */
+veil_err veil__reduce_infer(struct veil__ictx *c);
+veil_err veil__reduce_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__softmax_infer(struct veil__ictx *c);
+veil_err veil__softmax_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__ln_infer(struct veil__ictx *c);
+veil_err veil__ln_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+veil_err veil__ln_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__argmax_infer(struct veil__ictx *c);
+veil_err veil__argmax_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__hardmax_infer(struct veil__ictx *c);
+veil_err veil__hardmax_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__topk_infer(struct veil__ictx *c);
+veil_err veil__topk_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__bn_infer(struct veil__ictx *c);
+veil_err veil__bn_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__gap_infer(struct veil__ictx *c);
+veil_err veil__gap_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__norm_infer(struct veil__ictx *c);
+veil_err veil__norm_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__lrn_infer(struct veil__ictx *c);
+veil_err veil__lrn_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__pool_infer(struct veil__ictx *c);
+veil_err veil__pool_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+
+/* ops/dnnl.c: Conv, ConvTranspose, MatMul and Gemm on oneDNN */
+veil_err veil__conv_infer(struct veil__ictx *c);
+veil_err veil__conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+veil_err veil__conv_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__matmul_infer_fused(struct veil__ictx *c);
+veil_err veil__matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+veil_err veil__matmul_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__gemm_infer(struct veil__ictx *c);
+veil_err veil__gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+veil_err veil__gemm_exec(struct veil__kctx *c, const struct veil__kparams *kp);
 
 #endif /* VEIL_ENGINE_INT_H */

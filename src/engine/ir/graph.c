@@ -204,162 +204,19 @@ static veil_err copy_attrs(struct veil__graph *g, struct veil__node *n,
     return VEIL_OK;
 }
 
-/*
- * How many inputs and outputs each supported operator takes across opsets 7 to 17 (ONNX's
- * operator schemas; optional slots count, an omitted optional input in the middle is an empty
- * name, which still counts). Where a count changed between opsets (Slice, Pad, Resize,
- * Squeeze, Unsqueeze, the reductions) the range covers every supported version. A node
- * outside its range is refused at load: kernels read their inputs by position.
- */
-struct arity {
-    const char *op;
-    uint8_t min_in, max_in, min_out, max_out;
-};
-
-static const struct arity k_arity[] = {
-    {"Abs", 1, 1, 1, 1},
-    {"Acos", 1, 1, 1, 1},
-    {"Acosh", 1, 1, 1, 1},
-    {"Add", 2, 2, 1, 1},
-    {"And", 2, 2, 1, 1},
-    {"ArgMax", 1, 1, 1, 1},
-    {"ArgMin", 1, 1, 1, 1},
-    {"Asin", 1, 1, 1, 1},
-    {"Asinh", 1, 1, 1, 1},
-    {"Atan", 1, 1, 1, 1},
-    {"Atanh", 1, 1, 1, 1},
-    {"AveragePool", 1, 1, 1, 1},
-    {"BatchNormalization", 5, 5, 1, 5},
-    {"BitShift", 2, 2, 1, 1},
-    {"Cast", 1, 1, 1, 1},
-    {"CastLike", 2, 2, 1, 1},
-    {"Ceil", 1, 1, 1, 1},
-    {"Celu", 1, 1, 1, 1},
-    {"Clip", 1, 3, 1, 1},
-    {"Concat", 1, 255, 1, 1},
-    {"Constant", 0, 0, 1, 1},
-    {"ConstantOfShape", 1, 1, 1, 1},
-    {"Conv", 2, 3, 1, 1},
-    {"ConvTranspose", 2, 3, 1, 1},
-    {"Cos", 1, 1, 1, 1},
-    {"Cosh", 1, 1, 1, 1},
-    {"CumSum", 2, 2, 1, 1},
-    {"DepthToSpace", 1, 1, 1, 1},
-    {"Div", 2, 2, 1, 1},
-    {"Dropout", 1, 3, 1, 2},
-    {"Einsum", 1, 255, 1, 1},
-    {"Elu", 1, 1, 1, 1},
-    {"Equal", 2, 2, 1, 1},
-    {"Erf", 1, 1, 1, 1},
-    {"Exp", 1, 1, 1, 1},
-    {"Expand", 2, 2, 1, 1},
-    {"EyeLike", 1, 1, 1, 1},
-    {"Flatten", 1, 1, 1, 1},
-    {"Floor", 1, 1, 1, 1},
-    {"Gather", 2, 2, 1, 1},
-    {"GatherElements", 2, 2, 1, 1},
-    {"GatherND", 2, 2, 1, 1},
-    {"Gelu", 1, 1, 1, 1},
-    {"Gemm", 2, 3, 1, 1},
-    {"GlobalAveragePool", 1, 1, 1, 1},
-    {"GlobalMaxPool", 1, 1, 1, 1},
-    {"Greater", 2, 2, 1, 1},
-    {"GreaterOrEqual", 2, 2, 1, 1},
-    {"HardSigmoid", 1, 1, 1, 1},
-    {"HardSwish", 1, 1, 1, 1},
-    {"Hardmax", 1, 1, 1, 1},
-    {"Identity", 1, 1, 1, 1},
-    {"InstanceNormalization", 3, 3, 1, 1},
-    {"IsInf", 1, 1, 1, 1},
-    {"IsNaN", 1, 1, 1, 1},
-    {"LRN", 1, 1, 1, 1},
-    {"LayerNormalization", 2, 3, 1, 3},
-    {"LeakyRelu", 1, 1, 1, 1},
-    {"Less", 2, 2, 1, 1},
-    {"LessOrEqual", 2, 2, 1, 1},
-    {"Log", 1, 1, 1, 1},
-    {"LogSoftmax", 1, 1, 1, 1},
-    {"MatMul", 2, 2, 1, 1},
-    {"Max", 1, 255, 1, 1},
-    {"MaxPool", 1, 1, 1, 2},
-    {"Mean", 1, 255, 1, 1},
-    {"MeanVarianceNormalization", 1, 1, 1, 1},
-    {"Min", 1, 255, 1, 1},
-    {"Mod", 2, 2, 1, 1},
-    {"Mul", 2, 2, 1, 1},
-    {"Neg", 1, 1, 1, 1},
-    {"Not", 1, 1, 1, 1},
-    {"OneHot", 3, 3, 1, 1},
-    {"Or", 2, 2, 1, 1},
-    {"PRelu", 2, 2, 1, 1},
-    {"Pad", 1, 4, 1, 1},
-    {"Pow", 2, 2, 1, 1},
-    {"Range", 3, 3, 1, 1},
-    {"Reciprocal", 1, 1, 1, 1},
-    {"ReduceL1", 1, 1, 1, 1},
-    {"ReduceL2", 1, 1, 1, 1},
-    {"ReduceLogSum", 1, 1, 1, 1},
-    {"ReduceLogSumExp", 1, 1, 1, 1},
-    {"ReduceMax", 1, 2, 1, 1},
-    {"ReduceMean", 1, 2, 1, 1},
-    {"ReduceMin", 1, 1, 1, 1},
-    {"ReduceProd", 1, 1, 1, 1},
-    {"ReduceSum", 1, 2, 1, 1},
-    {"ReduceSumSquare", 1, 1, 1, 1},
-    {"Relu", 1, 1, 1, 1},
-    {"Reshape", 2, 2, 1, 1},
-    {"Resize", 1, 4, 1, 1},
-    {"Round", 1, 1, 1, 1},
-    {"ScatterElements", 3, 3, 1, 1},
-    {"ScatterND", 3, 3, 1, 1},
-    {"Selu", 1, 1, 1, 1},
-    {"Shape", 1, 1, 1, 1},
-    {"Shrink", 1, 1, 1, 1},
-    {"Sigmoid", 1, 1, 1, 1},
-    {"Sign", 1, 1, 1, 1},
-    {"Sin", 1, 1, 1, 1},
-    {"Sinh", 1, 1, 1, 1},
-    {"Size", 1, 1, 1, 1},
-    {"Slice", 1, 5, 1, 1},
-    {"Softmax", 1, 1, 1, 1},
-    {"Softplus", 1, 1, 1, 1},
-    {"Softsign", 1, 1, 1, 1},
-    {"SpaceToDepth", 1, 1, 1, 1},
-    {"Split", 1, 2, 1, 255},
-    {"Sqrt", 1, 1, 1, 1},
-    {"Squeeze", 1, 2, 1, 1},
-    {"Sub", 2, 2, 1, 1},
-    {"Sum", 1, 255, 1, 1},
-    {"Tan", 1, 1, 1, 1},
-    {"Tanh", 1, 1, 1, 1},
-    {"ThresholdedRelu", 1, 1, 1, 1},
-    {"Tile", 2, 2, 1, 1},
-    {"TopK", 1, 2, 2, 2},
-    {"Transpose", 1, 1, 1, 1},
-    {"Trilu", 1, 2, 1, 1},
-    {"Unsqueeze", 1, 2, 1, 1},
-    {"Upsample", 1, 2, 1, 1}, /* opsets 7 to 9, made a Resize (ir/legacy.c) */
-    {"Where", 3, 3, 1, 1},
-    {"Xor", 2, 2, 1, 1},
-};
-
 static veil_err check_arity(const struct veil_onnx_node *on, struct veil_errbuf *eb)
 {
-    for (size_t i = 0; i < sizeof(k_arity) / sizeof(k_arity[0]); i++) {
-        const struct arity *a = &k_arity[i];
-        if (strcmp(a->op, on->op_type) != 0)
-            continue;
-        if (on->n_inputs < a->min_in || on->n_inputs > a->max_in)
-            return veil_errf(eb, VEIL_E_INVALID, "node '%s' (%s) has %zu inputs; %s takes %u to %u",
-                             on->name, on->op_type, on->n_inputs, a->op, a->min_in, a->max_in);
-        if (on->n_outputs < a->min_out || on->n_outputs > a->max_out)
-            return veil_errf(eb, VEIL_E_INVALID,
-                             "node '%s' (%s) has %zu outputs; %s gives %u to %u", on->name,
-                             on->op_type, on->n_outputs, a->op, a->min_out, a->max_out);
-        return VEIL_OK;
-    }
-    return veil_errf(eb, VEIL_E_INTERNAL, "operator %s has no input and output counts",
-                     on->op_type);
+    const struct veil__op_def *a = veil__op_find(on->op_type);
+    if (a == NULL)
+        return veil_errf(eb, VEIL_E_INTERNAL, "operator %s has no input and output counts",
+                         on->op_type);
+    if (on->n_inputs < a->min_in || on->n_inputs > a->max_in)
+        return veil_errf(eb, VEIL_E_INVALID, "node '%s' (%s) has %zu inputs; %s takes %u to %u",
+                         on->name, on->op_type, on->n_inputs, a->name, a->min_in, a->max_in);
+    if (on->n_outputs < a->min_out || on->n_outputs > a->max_out)
+        return veil_errf(eb, VEIL_E_INVALID, "node '%s' (%s) has %zu outputs; %s gives %u to %u",
+                         on->name, on->op_type, on->n_outputs, a->name, a->min_out, a->max_out);
+    return VEIL_OK;
 }
 
 veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *om,

@@ -323,7 +323,7 @@ static veil_err residual_bind(const struct veil__ictx *c, dnnl_engine_t eng,
 veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *kshape,
                              struct veil__kparams *kp);
 
-static veil_err conv_infer(struct veil__ictx *c)
+veil_err veil__conv_infer(struct veil__ictx *c)
 {
     bool tr = strcmp(c->n->op_type, "ConvTranspose") == 0;
     if (!veil__has_input(c, 1) || c->in[0].dt != VEIL_DT_FLOAT || c->in[1].dt != VEIL_DT_FLOAT)
@@ -411,7 +411,7 @@ static veil_err conv_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
 {
     veil_err rc = VEIL_E_INTERNAL;
     bool tr = strcmp(c->n->op_type, "ConvTranspose") == 0;
@@ -1099,7 +1099,7 @@ static void mm_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err matmul_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__matmul_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     struct mm_job j = {c->in[0].data,
                        c->in[1].data,
@@ -1241,7 +1241,7 @@ static void fold_commit(const struct veil__ictx *c, const struct mm_fold *f,
     }
 }
 
-static veil_err matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
 {
     veil_err rc = VEIL_E_INTERNAL;
     dnnl_primitive_attr_t attr = NULL;
@@ -1390,7 +1390,7 @@ out:
 }
 
 /* MatMul as the optimiser leaves it: inputs A, B and an optional fused bias. */
-static veil_err matmul_infer_fused(struct veil__ictx *c)
+veil_err veil__matmul_infer_fused(struct veil__ictx *c)
 {
     struct veil__node tmp = *c->n;
     const struct veil__node *orig = c->n;
@@ -1409,7 +1409,7 @@ static veil_err matmul_infer_fused(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err gemm_infer(struct veil__ictx *c)
+veil_err veil__gemm_infer(struct veil__ictx *c)
 {
     const struct veil__tv *a = &c->in[0], *b = &c->in[1];
     if (!veil__has_input(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT ||
@@ -1442,7 +1442,7 @@ static veil_err gemm_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err gemm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__gemm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     int64_t m = kp->i[0], k = kp->i[1], n = kp->i[2];
     bool ta = kp->i[3] != 0, tb = kp->i[4] != 0;
@@ -1465,7 +1465,7 @@ static veil_err gemm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     return VEIL_OK;
 }
 
-static veil_err gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
 {
     veil_err rc = VEIL_E_INTERNAL;
     dnnl_primitive_attr_t attr = NULL;
@@ -1567,7 +1567,7 @@ out:
  * Plain ConvTranspose (scatter form), used for dilated kernels, where the result must follow
  * ONNX's definition exactly: y[o * s - pad + k * d] += x[o] * w[k].
  */
-static veil_err conv_exec_plain(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__conv_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     if (strcmp(c->n->op_type, "ConvTranspose") != 0)
         return veil_errf(c->eb, VEIL_E_INTERNAL, "convolution without a primitive");
@@ -1626,11 +1626,3 @@ static veil_err conv_exec_plain(struct veil__kctx *c, const struct veil__kparams
         }
     return VEIL_OK;
 }
-
-const struct veil__op_def veil__ops_dnnl[] = {
-    {"Conv", conv_infer, conv_prepare, conv_exec_plain, 0, false, true},
-    {"ConvTranspose", conv_infer, conv_prepare, conv_exec_plain, 0, false, true},
-    {"MatMul", matmul_infer_fused, matmul_prepare, matmul_exec, 0, false, false},
-    {"Gemm", gemm_infer, gemm_prepare, gemm_exec, 0, false, false},
-};
-const size_t veil__ops_dnnl_count = sizeof(veil__ops_dnnl) / sizeof(veil__ops_dnnl[0]);

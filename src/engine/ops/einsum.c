@@ -131,7 +131,7 @@ static veil_err ein_parse(struct veil__ictx *c, struct ein_term *terms, struct e
     return VEIL_OK;
 }
 
-static veil_err einsum_infer(struct veil__ictx *c)
+veil_err veil__einsum_infer(struct veil__ictx *c)
 {
     struct ein_term terms[EIN_MAX_IN], out;
     bool explicit_out = false;
@@ -422,7 +422,7 @@ static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err einsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__einsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     const struct einsum_plan *pl = kp->ptr;
     struct veil__tv src[EIN_MAX_IN];
@@ -454,8 +454,3 @@ static veil_err einsum_exec(struct veil__kctx *c, const struct veil__kparams *kp
             veil_free(src[i].data);
     return rc;
 }
-
-const struct veil__op_def veil__ops_einsum[] = {
-    {"Einsum", einsum_infer, NULL, einsum_exec, 0, false, false},
-};
-const size_t veil__ops_einsum_count = sizeof(veil__ops_einsum) / sizeof(veil__ops_einsum[0]);

@@ -342,7 +342,7 @@ static veil_err unary_attrs(struct veil__ictx *c, int kind)
     return rc;
 }
 
-static veil_err unary_infer(struct veil__ictx *c)
+veil_err veil__unary_infer(struct veil__ictx *c)
 {
     const struct veil__node *n = c->n;
     int kind = unary_kind_of(n->op_type);
@@ -395,7 +395,7 @@ static veil_err unary_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err unary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__unary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     struct un_job j = {&c->in[0], &c->out[0], (int)kp->i[0], kp->f[0], kp->f[1]};
     if (j.kind == U_CLIP) {
@@ -865,7 +865,7 @@ static veil_err bin_attr_kind(struct veil__ictx *c, enum veil_dtype dt, int *k)
     return VEIL_OK;
 }
 
-static veil_err binary_infer(struct veil__ictx *c)
+veil_err veil__binary_infer(struct veil__ictx *c)
 {
     int k = bin_kind_of(c->n->op_type);
     for (size_t i = 0; i < (k == B_WHERE ? 3u : 2u); i++)
@@ -998,7 +998,7 @@ static void mulblk_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err binary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__binary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     if (kp->i[1] != 0) {
         const struct veil__tv *x = &c->in[kp->i[2]], *s = &c->in[1 - kp->i[2]];
@@ -1025,7 +1025,7 @@ static veil_err binary_exec(struct veil__kctx *c, const struct veil__kparams *kp
 
 /* ---- Variadic Max, Min, Sum, Mean ---- */
 
-static veil_err variadic_infer(struct veil__ictx *c)
+veil_err veil__variadic_infer(struct veil__ictx *c)
 {
     const char *op = c->n->op_type;
     bool mean = strcmp(op, "Mean") == 0, ints = strcmp(op, "Max") == 0 || strcmp(op, "Min") == 0;
@@ -1055,7 +1055,7 @@ static veil_err variadic_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err variadic_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__variadic_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     struct veil__tv *out = &c->out[0];
     int k = (int)kp->i[0];
@@ -1077,7 +1077,7 @@ static veil_err variadic_exec(struct veil__kctx *c, const struct veil__kparams *
 /* ---- Cast ---- */
 
 /* Cast converts to its attribute `to`; CastLike to the element type of its input 1. */
-static veil_err cast_infer(struct veil__ictx *c)
+veil_err veil__cast_infer(struct veil__ictx *c)
 {
     int64_t to;
     if (strcmp(c->n->op_type, "CastLike") == 0) {
@@ -1123,80 +1123,10 @@ static void cast_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err cast_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__cast_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     (void)kp;
     struct cast_job j = {&c->in[0], &c->out[0]};
     veil__parallel(c->out[0].numel, 16384, cast_range, &j);
     return VEIL_OK;
 }
-
-const struct veil__op_def veil__ops_elem[] = {
-    {"Relu", unary_infer, NULL, unary_exec, 0, false, false},
-    {"LeakyRelu", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Clip", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Sigmoid", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Tanh", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Erf", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Gelu", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Sqrt", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Exp", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Log", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Neg", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Abs", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Reciprocal", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Not", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Identity", unary_infer, NULL, unary_exec, 0, true, false},
-    {"Dropout", unary_infer, NULL, unary_exec, 0x6, false, false},
-    {"Floor", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Ceil", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Round", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Sign", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Sin", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Cos", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Tan", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Asin", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Acos", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Atan", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Sinh", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Cosh", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Asinh", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Acosh", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Atanh", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Elu", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Selu", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Celu", unary_infer, NULL, unary_exec, 0, false, false},
-    {"HardSigmoid", unary_infer, NULL, unary_exec, 0, false, false},
-    {"HardSwish", unary_infer, NULL, unary_exec, 0, false, false},
-    {"ThresholdedRelu", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Softplus", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Softsign", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Shrink", unary_infer, NULL, unary_exec, 0, false, false},
-    {"IsNaN", unary_infer, NULL, unary_exec, 0, false, false},
-    {"IsInf", unary_infer, NULL, unary_exec, 0, false, false},
-    {"Add", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Sub", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Mul", binary_infer, veil__mul_prepare, binary_exec, 0, false, false},
-    {"Div", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Pow", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Equal", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Greater", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Less", binary_infer, NULL, binary_exec, 0, false, false},
-    {"And", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Where", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Expand", binary_infer, NULL, binary_exec, 0x2, false, false},
-    {"Mod", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Or", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Xor", binary_infer, NULL, binary_exec, 0, false, false},
-    {"GreaterOrEqual", binary_infer, NULL, binary_exec, 0, false, false},
-    {"LessOrEqual", binary_infer, NULL, binary_exec, 0, false, false},
-    {"BitShift", binary_infer, NULL, binary_exec, 0, false, false},
-    {"PRelu", binary_infer, NULL, binary_exec, 0, false, false},
-    {"Max", variadic_infer, NULL, variadic_exec, 0, false, false},
-    {"Min", variadic_infer, NULL, variadic_exec, 0, false, false},
-    {"Sum", variadic_infer, NULL, variadic_exec, 0, false, false},
-    {"Mean", variadic_infer, NULL, variadic_exec, 0, false, false},
-    {"Cast", cast_infer, NULL, cast_exec, 0, false, false},
-    {"CastLike", cast_infer, NULL, cast_exec, 0, false, false},
-};
-const size_t veil__ops_elem_count = sizeof(veil__ops_elem) / sizeof(veil__ops_elem[0]);

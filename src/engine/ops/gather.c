@@ -77,7 +77,7 @@ static void copy_data(struct veil__kctx *c)
  * Scatters write over their data input when its storage dies here, unless the indices or the
  * updates are the same value (they would be overwritten while still being read).
  */
-static veil_err scatter_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__scatter_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
 {
     (void)eng;
     (void)st;
@@ -88,7 +88,7 @@ static veil_err scatter_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct 
 
 /* ---- Gather ---- */
 
-static veil_err gather_infer(struct veil__ictx *c)
+veil_err veil__gather_infer(struct veil__ictx *c)
 {
     size_t r = c->in[0].rank, ax;
     veil_err rc = veil__norm_axis(veil__attr_i(c->n, "axis", 0), r, &ax, c->eb);
@@ -134,7 +134,7 @@ static void gather_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err gather_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__gather_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->in[0].dt);
     uint64_t outer = 1, inner = 1;
@@ -181,7 +181,7 @@ static veil_err elements_check(struct veil__ictx *c, const struct veil__tv *ix)
     return VEIL_OK;
 }
 
-static veil_err gather_elements_infer(struct veil__ictx *c)
+veil_err veil__gather_elements_infer(struct veil__ictx *c)
 {
     veil_err rc = elements_check(c, &c->in[1]);
     if (rc != VEIL_OK)
@@ -238,7 +238,7 @@ static void gather_elements_range(void *ud, uint64_t lo, uint64_t hi)
         memcpy(j->dst + t * j->es, j->src + elem_off(j, t) * j->es, j->es);
 }
 
-static veil_err gather_elements_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__gather_elements_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t ax = (size_t)kp->i[0];
     struct elem_job j;
@@ -250,7 +250,7 @@ static veil_err gather_elements_exec(struct veil__kctx *c, const struct veil__kp
     return VEIL_OK;
 }
 
-static veil_err scatter_elements_infer(struct veil__ictx *c)
+veil_err veil__scatter_elements_infer(struct veil__ictx *c)
 {
     const struct veil__tv *ix = &c->in[1], *up = &c->in[2];
     veil_err rc = elements_check(c, ix);
@@ -266,7 +266,7 @@ static veil_err scatter_elements_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err scatter_elements_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__scatter_elements_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t ax = (size_t)kp->i[0];
     struct elem_job j;
@@ -318,7 +318,7 @@ static uint64_t tuple_off(const struct veil__tv *ix, uint64_t g, uint64_t k, con
     return off;
 }
 
-static veil_err gather_nd_infer(struct veil__ictx *c)
+veil_err veil__gather_nd_infer(struct veil__ictx *c)
 {
     const struct veil__tv *d = &c->in[0], *ix = &c->in[1];
     size_t r = d->rank, q = ix->rank;
@@ -350,7 +350,7 @@ static veil_err gather_nd_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err gather_nd_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__gather_nd_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     const struct veil__tv *d = &c->in[0], *ix = &c->in[1];
     size_t b = (size_t)kp->i[0], es = veil_dtype_size(d->dt);
@@ -373,7 +373,7 @@ static veil_err gather_nd_exec(struct veil__kctx *c, const struct veil__kparams 
     return VEIL_OK;
 }
 
-static veil_err scatter_nd_infer(struct veil__ictx *c)
+veil_err veil__scatter_nd_infer(struct veil__ictx *c)
 {
     const struct veil__tv *d = &c->in[0], *ix = &c->in[1], *up = &c->in[2];
     size_t r = d->rank, q = ix->rank;
@@ -399,7 +399,7 @@ static veil_err scatter_nd_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err scatter_nd_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__scatter_nd_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     const struct veil__tv *d = &c->in[0], *ix = &c->in[1], *up = &c->in[2];
     size_t es = veil_dtype_size(d->dt);
@@ -428,7 +428,7 @@ static veil_err scatter_nd_exec(struct veil__kctx *c, const struct veil__kparams
 
 /* ---- OneHot ---- */
 
-static veil_err onehot_infer(struct veil__ictx *c)
+veil_err veil__onehot_infer(struct veil__ictx *c)
 {
     const struct veil__tv *ix = &c->in[0], *dep = &c->in[1], *val = &c->in[2];
     size_t r = ix->rank, ax;
@@ -456,7 +456,7 @@ static veil_err onehot_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err onehot_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__onehot_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     const struct veil__tv *ix = &c->in[0];
     size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->out[0].dt);
@@ -477,14 +477,3 @@ static veil_err onehot_exec(struct veil__kctx *c, const struct veil__kparams *kp
     }
     return VEIL_OK;
 }
-
-const struct veil__op_def veil__ops_gather[] = {
-    {"Gather", gather_infer, NULL, gather_exec, 0, false, false},
-    {"GatherElements", gather_elements_infer, NULL, gather_elements_exec, 0, false, false},
-    {"ScatterElements", scatter_elements_infer, scatter_prepare, scatter_elements_exec, 0, false,
-     false},
-    {"GatherND", gather_nd_infer, NULL, gather_nd_exec, 0, false, false},
-    {"ScatterND", scatter_nd_infer, scatter_prepare, scatter_nd_exec, 0, false, false},
-    {"OneHot", onehot_infer, NULL, onehot_exec, 0x2, false, false},
-};
-const size_t veil__ops_gather_count = sizeof(veil__ops_gather) / sizeof(veil__ops_gather[0]);

@@ -43,7 +43,7 @@ static const char *const k_reduce_ops[] = {
     [R_SUMSQ] = "ReduceSumSquare",
 };
 
-static veil_err reduce_infer(struct veil__ictx *c)
+veil_err veil__reduce_infer(struct veil__ictx *c)
 {
     int kind = -1;
     for (size_t k = 0; k < sizeof(k_reduce_ops) / sizeof(k_reduce_ops[0]); k++)
@@ -381,7 +381,7 @@ static int64_t red_off(const struct red_geom *g, int64_t base, uint64_t k)
     return base;
 }
 
-static veil_err reduce_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__reduce_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     int kind = (int)kp->i[0];
     if (reduce_fast(c, kp, kind))
@@ -485,7 +485,7 @@ static void sm_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err softmax_infer(struct veil__ictx *c)
+veil_err veil__softmax_infer(struct veil__ictx *c)
 {
     veil_err rc = need_float(c, 0);
     size_t ax;
@@ -568,7 +568,7 @@ static void bcast_strides(const struct veil__tv *t, const int64_t *ydims, size_t
     }
 }
 
-static veil_err softmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__softmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     uint64_t outer, len, inner;
     size_t ax = (size_t)kp->i[0];
@@ -637,7 +637,7 @@ static void ln_range(void *ud, uint64_t lo, uint64_t hi)
 }
 
 /* Rows are normalised one at a time, each read whole before it is written: in place is safe. */
-static veil_err ln_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__ln_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
 {
     (void)eng;
     (void)st;
@@ -645,7 +645,7 @@ static veil_err ln_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil_
     return VEIL_OK;
 }
 
-static veil_err ln_infer(struct veil__ictx *c)
+veil_err veil__ln_infer(struct veil__ictx *c)
 {
     veil_err rc = need_float(c, 0);
     size_t ax;
@@ -675,7 +675,7 @@ static veil_err ln_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err ln_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__ln_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t ax = (size_t)kp->i[0];
     uint64_t len = 1;
@@ -697,7 +697,7 @@ static veil_err ln_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- ArgMax, ArgMin, Hardmax, TopK ---- */
 
-static veil_err argmax_infer(struct veil__ictx *c)
+veil_err veil__argmax_infer(struct veil__ictx *c)
 {
     size_t ax;
     veil_err rc;
@@ -741,7 +741,7 @@ static uint64_t arg_best(const struct veil__tv *t, uint64_t base, uint64_t len, 
     return best;
 }
 
-static veil_err argmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__argmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     uint64_t outer, len, inner;
     split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
@@ -759,7 +759,7 @@ static veil_err argmax_exec(struct veil__kctx *c, const struct veil__kparams *kp
  * (default -1) from opset 13; before, the input is coerced to 2-D at axis (default 1) and a
  * row is everything from axis on, as for Softmax.
  */
-static veil_err hardmax_infer(struct veil__ictx *c)
+veil_err veil__hardmax_infer(struct veil__ictx *c)
 {
     size_t ax;
     veil_err rc;
@@ -777,7 +777,7 @@ static veil_err hardmax_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err hardmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__hardmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     uint64_t outer, len, inner;
     split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
@@ -798,7 +798,7 @@ static veil_err hardmax_exec(struct veil__kctx *c, const struct veil__kparams *k
     return VEIL_OK;
 }
 
-static veil_err topk_infer(struct veil__ictx *c)
+veil_err veil__topk_infer(struct veil__ictx *c)
 {
     size_t ax;
     veil_err rc;
@@ -825,7 +825,7 @@ static veil_err topk_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err topk_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__topk_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     uint64_t outer, len, inner;
     split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
@@ -872,7 +872,7 @@ static veil_err topk_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 /* ---- BatchNormalization (inference), instance and mean-variance normalisation, LRN, global
  * pooling ---- */
 
-static veil_err bn_infer(struct veil__ictx *c)
+veil_err veil__bn_infer(struct veil__ictx *c)
 {
     veil_err rc = need_float(c, 0);
     if (rc != VEIL_OK)
@@ -890,7 +890,7 @@ static veil_err bn_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err bn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__bn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     uint64_t n = (uint64_t)c->in[0].dims[0], ch = (uint64_t)c->in[0].dims[1];
     uint64_t sp = ch && n ? c->in[0].numel / n / ch : 0;
@@ -916,7 +916,7 @@ static veil_err bn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
  * given by axes (default [0, 2, 3]), with y = (x - mean) / (sqrt(var) + 1e-9) as in the
  * operator's function body.
  */
-static veil_err norm_infer(struct veil__ictx *c)
+veil_err veil__norm_infer(struct veil__ictx *c)
 {
     veil_err rc = need_float(c, 0);
     if (rc != VEIL_OK)
@@ -1001,7 +1001,7 @@ static void norm_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err norm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__norm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     struct norm_job j;
     memset(&j, 0, sizeof(j));
@@ -1026,7 +1026,7 @@ static veil_err norm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
  * LRN across channels: y = x / (bias + alpha / size * sum of x^2 over the channels
  * c - floor((size - 1) / 2) .. c + ceil((size - 1) / 2))^beta, the window cut at the edges.
  */
-static veil_err lrn_infer(struct veil__ictx *c)
+veil_err veil__lrn_infer(struct veil__ictx *c)
 {
     veil_err rc = need_float(c, 0);
     if (rc != VEIL_OK)
@@ -1088,7 +1088,7 @@ static void lrn_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err lrn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__lrn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     int64_t size = kp->i[0];
     struct lrn_job j = {c->in[0].data,  c->out[0].data, (uint64_t)c->in[0].dims[1],      0,
@@ -1103,7 +1103,7 @@ static veil_err lrn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 }
 
 /* GlobalAveragePool and GlobalMaxPool: one mean or maximum per (n, c) plane. */
-static veil_err gap_infer(struct veil__ictx *c)
+veil_err veil__gap_infer(struct veil__ictx *c)
 {
     veil_err rc = need_float(c, 0);
     if (rc != VEIL_OK)
@@ -1143,7 +1143,7 @@ static void gap_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err gap_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__gap_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     uint64_t rows = c->out[0].numel;
     struct gap_job j = {c->in[0].data, c->out[0].data, rows ? c->in[0].numel / rows : 0,
@@ -1225,7 +1225,7 @@ veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *
  * in the flattened input, row-major or, with storage_order 1, column-major within each plane);
  * AveragePool takes float. kp->i: 0 max, 1 count_include_pad, 2 indices wanted, 3 storage_order.
  */
-static veil_err pool_infer(struct veil__ictx *c)
+veil_err veil__pool_infer(struct veil__ictx *c)
 {
     bool is_max = strcmp(c->n->op_type, "MaxPool") == 0;
     enum veil_dtype dt = c->in[0].dt;
@@ -1254,7 +1254,7 @@ static veil_err pool_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t sp = c->in[0].rank - 2;
     int64_t id[3] = {1, 1, 1}, od[3] = {1, 1, 1}, k[3] = {1, 1, 1}, s[3] = {1, 1, 1},
@@ -1321,32 +1321,3 @@ static veil_err pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
                 }
     return VEIL_OK;
 }
-
-const struct veil__op_def veil__ops_nn[] = {
-    {"ReduceMean", reduce_infer, NULL, reduce_exec, 0, false, false},
-    {"ReduceSum", reduce_infer, NULL, reduce_exec, 0x2, false, false},
-    {"ReduceMax", reduce_infer, NULL, reduce_exec, 0, false, false},
-    {"ReduceMin", reduce_infer, NULL, reduce_exec, 0, false, false},
-    {"ReduceProd", reduce_infer, NULL, reduce_exec, 0, false, false},
-    {"ReduceL1", reduce_infer, NULL, reduce_exec, 0, false, false},
-    {"ReduceL2", reduce_infer, NULL, reduce_exec, 0, false, false},
-    {"ReduceLogSum", reduce_infer, NULL, reduce_exec, 0, false, false},
-    {"ReduceLogSumExp", reduce_infer, NULL, reduce_exec, 0, false, false},
-    {"ReduceSumSquare", reduce_infer, NULL, reduce_exec, 0, false, false},
-    {"Softmax", softmax_infer, veil__softmax_prepare, softmax_exec, 0, false, false},
-    {"LogSoftmax", softmax_infer, veil__softmax_prepare, softmax_exec, 0, false, false},
-    {"LayerNormalization", ln_infer, ln_prepare, ln_exec, 0, false, false},
-    {"ArgMax", argmax_infer, NULL, argmax_exec, 0, false, false},
-    {"ArgMin", argmax_infer, NULL, argmax_exec, 0, false, false},
-    {"Hardmax", hardmax_infer, NULL, hardmax_exec, 0, false, false},
-    {"TopK", topk_infer, NULL, topk_exec, 0x2, false, false},
-    {"BatchNormalization", bn_infer, NULL, bn_exec, 0, false, false},
-    {"GlobalAveragePool", gap_infer, veil__pool_prepare, gap_exec, 0, false, false},
-    {"GlobalMaxPool", gap_infer, veil__pool_prepare, gap_exec, 0, false, false},
-    {"InstanceNormalization", norm_infer, NULL, norm_exec, 0, false, false},
-    {"MeanVarianceNormalization", norm_infer, NULL, norm_exec, 0, false, false},
-    {"LRN", lrn_infer, NULL, lrn_exec, 0, false, false},
-    {"MaxPool", pool_infer, veil__pool_prepare, pool_exec, 0, false, false},
-    {"AveragePool", pool_infer, NULL, pool_exec, 0, false, false},
-};
-const size_t veil__ops_nn_count = sizeof(veil__ops_nn) / sizeof(veil__ops_nn[0]);

@@ -160,7 +160,7 @@ static void resize_entry(const struct resize_cfg *cf, double xo, int64_t in, str
         resize_tap(e, s0 + k, c[k], in);
 }
 
-static veil_err resize_infer(struct veil__ictx *c)
+veil_err veil__resize_infer(struct veil__ictx *c)
 {
     static const char *const modes[] = {"nearest", "linear", "cubic"};
     static const char *const ctms[] = {"half_pixel", "pytorch_half_pixel",   "align_corners",
@@ -322,7 +322,7 @@ static void resize_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err resize_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__resize_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     struct resize_job j;
     const struct resize_axis *t = kp->ptr;
@@ -340,8 +340,3 @@ static veil_err resize_exec(struct veil__kctx *c, const struct veil__kparams *kp
     veil__parallel(c->out[0].numel, 256, resize_range, &j);
     return VEIL_OK;
 }
-
-const struct veil__op_def veil__ops_resize[] = {
-    {"Resize", resize_infer, NULL, resize_exec, 0xe, false, false},
-};
-const size_t veil__ops_resize_count = sizeof(veil__ops_resize) / sizeof(veil__ops_resize[0]);

@@ -13,7 +13,7 @@
 
 /* ---- Shape, Size ---- */
 
-static veil_err shape_infer(struct veil__ictx *c)
+veil_err veil__shape_infer(struct veil__ictx *c)
 {
     int64_t r = (int64_t)c->in[0].rank;
     int64_t start = veil__attr_i(c->n, "start", 0), end = veil__attr_i(c->n, "end", r);
@@ -32,21 +32,21 @@ static veil_err shape_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err shape_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__shape_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     for (int64_t i = 0; i < c->out[0].dims[0]; i++)
         ((int64_t *)c->out[0].data)[i] = c->in[0].dims[kp->i[0] + i];
     return VEIL_OK;
 }
 
-static veil_err size_infer(struct veil__ictx *c)
+veil_err veil__size_infer(struct veil__ictx *c)
 {
     c->out[0].dt = VEIL_DT_INT64;
     c->out[0].rank = 0;
     return VEIL_OK;
 }
 
-static veil_err size_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__size_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     (void)kp;
     *(int64_t *)c->out[0].data = (int64_t)c->in[0].numel;
@@ -55,7 +55,7 @@ static veil_err size_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Views: Flatten, Reshape, Squeeze, Unsqueeze ---- */
 
-static veil_err flatten_infer(struct veil__ictx *c)
+veil_err veil__flatten_infer(struct veil__ictx *c)
 {
     int64_t r = (int64_t)c->in[0].rank, axis = veil__attr_i(c->n, "axis", 1);
     if (axis < -r || axis > r)
@@ -76,7 +76,7 @@ static veil_err flatten_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err reshape_infer(struct veil__ictx *c)
+veil_err veil__reshape_infer(struct veil__ictx *c)
 {
     int64_t shp[VEIL__ENG_RANK];
     size_t n;
@@ -136,7 +136,7 @@ static veil_err axes_of(struct veil__ictx *c, size_t in_idx, int64_t *axes, size
     return VEIL_OK;
 }
 
-static veil_err squeeze_infer(struct veil__ictx *c)
+veil_err veil__squeeze_infer(struct veil__ictx *c)
 {
     int64_t axes[VEIL__ENG_RANK];
     size_t na;
@@ -161,7 +161,7 @@ static veil_err squeeze_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err unsqueeze_infer(struct veil__ictx *c)
+veil_err veil__unsqueeze_infer(struct veil__ictx *c)
 {
     int64_t axes[VEIL__ENG_RANK];
     size_t na;
@@ -260,7 +260,7 @@ veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm
     return VEIL_OK;
 }
 
-static veil_err transpose_infer(struct veil__ictx *c)
+veil_err veil__transpose_infer(struct veil__ictx *c)
 {
     size_t r = c->in[0].rank, perm[VEIL__ENG_RANK];
     veil_err rc = veil__transpose_perm(c->n, r, perm, c->eb);
@@ -274,7 +274,7 @@ static veil_err transpose_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err transpose_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__transpose_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     struct sjob j;
     int64_t st[VEIL__ENG_RANK];
@@ -292,7 +292,7 @@ static veil_err transpose_exec(struct veil__kctx *c, const struct veil__kparams 
     return VEIL_OK;
 }
 
-static veil_err slice_infer(struct veil__ictx *c)
+veil_err veil__slice_infer(struct veil__ictx *c)
 {
     int64_t starts[VEIL__ENG_RANK], ends[VEIL__ENG_RANK], axes[VEIL__ENG_RANK],
         steps[VEIL__ENG_RANK];
@@ -366,7 +366,7 @@ static veil_err slice_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err slice_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__slice_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     struct sjob j;
     j.in = c->in[0].data;
@@ -384,7 +384,7 @@ static veil_err slice_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Concat, Split ---- */
 
-static veil_err concat_infer(struct veil__ictx *c)
+veil_err veil__concat_infer(struct veil__ictx *c)
 {
     if (c->n_in == 0 || !veil__has_input(c, 0))
         return veil_errf(c->eb, VEIL_E_INVALID, "Concat needs inputs");
@@ -407,7 +407,7 @@ static veil_err concat_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err concat_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__concat_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->out[0].dt);
     uint64_t outer = 1, inner = 1;
@@ -428,7 +428,7 @@ static veil_err concat_exec(struct veil__kctx *c, const struct veil__kparams *kp
     return VEIL_OK;
 }
 
-static veil_err split_infer(struct veil__ictx *c)
+veil_err veil__split_infer(struct veil__ictx *c)
 {
     size_t r = c->in[0].rank, ax;
     veil_err rc = veil__norm_axis(veil__attr_i(c->n, "axis", 0), r, &ax, c->eb);
@@ -476,7 +476,7 @@ static veil_err split_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err split_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__split_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->in[0].dt);
     uint64_t outer = 1, inner = 1;
@@ -499,7 +499,7 @@ static veil_err split_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Constant, ConstantOfShape, Range ---- */
 
-static veil_err constant_infer(struct veil__ictx *c)
+veil_err veil__constant_infer(struct veil__ictx *c)
 {
     const struct veil__attr *a;
     c->kp->i[0] = -1;
@@ -533,7 +533,7 @@ static veil_err constant_infer(struct veil__ictx *c)
     return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Constant without a supported value attribute");
 }
 
-static veil_err constant_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__constant_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t nbytes = (size_t)c->out[0].numel * veil_dtype_size(c->out[0].dt);
     if (kp->i[0] >= 0) {
@@ -554,7 +554,7 @@ static veil_err constant_exec(struct veil__kctx *c, const struct veil__kparams *
     return VEIL_OK;
 }
 
-static veil_err cos_infer(struct veil__ictx *c)
+veil_err veil__constant_of_shape_infer(struct veil__ictx *c)
 {
     int64_t shp[VEIL__ENG_RANK];
     size_t n;
@@ -580,7 +580,7 @@ static veil_err cos_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err cos_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__constant_of_shape_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t es = veil_dtype_size(c->out[0].dt);
     uint8_t zero[8] = {0};
@@ -590,7 +590,7 @@ static veil_err cos_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     return VEIL_OK;
 }
 
-static veil_err range_infer(struct veil__ictx *c)
+veil_err veil__range_infer(struct veil__ictx *c)
 {
     for (size_t i = 0; i < 3; i++)
         if (!veil__has_input(c, i) || c->in[i].numel != 1 || c->in[i].dt != c->in[0].dt)
@@ -610,7 +610,7 @@ static veil_err range_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err range_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__range_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     (void)kp;
     bool fl = c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE;
@@ -627,7 +627,7 @@ static veil_err range_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Pad ---- */
 
-static veil_err pad_infer(struct veil__ictx *c)
+veil_err veil__pad_infer(struct veil__ictx *c)
 {
     size_t r = c->in[0].rank, n;
     int64_t pads[2 * VEIL__ENG_RANK];
@@ -676,7 +676,7 @@ static veil_err pad_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err pad_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__pad_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t r = c->in[0].rank, es = veil_dtype_size(c->in[0].dt);
     int64_t ist[VEIL__ENG_RANK];
@@ -719,7 +719,7 @@ static veil_err pad_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Tile ---- */
 
-static veil_err tile_infer(struct veil__ictx *c)
+veil_err veil__tile_infer(struct veil__ictx *c)
 {
     int64_t rep[VEIL__ENG_RANK];
     size_t n, r = c->in[0].rank;
@@ -763,7 +763,7 @@ static void tile_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err tile_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__tile_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     (void)kp;
     struct tile_job j;
@@ -788,7 +788,7 @@ static veil_err tile_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Trilu ---- */
 
-static veil_err trilu_infer(struct veil__ictx *c)
+veil_err veil__trilu_infer(struct veil__ictx *c)
 {
     if (c->in[0].rank < 2)
         return veil_errf(c->eb, VEIL_E_INVALID, "input must have rank 2 or more");
@@ -825,7 +825,7 @@ static void trilu_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err trilu_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__trilu_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t r = c->in[0].rank;
     struct trilu_job j = {c->in[0].data,        c->out[0].data,       veil_dtype_size(c->in[0].dt),
@@ -863,7 +863,7 @@ static void set_view6(struct veil__kparams *kp, const int64_t *dims, const int64
     memcpy(kp->v[1], st, 6 * sizeof(int64_t));
 }
 
-static veil_err depth_to_space_infer(struct veil__ictx *c)
+veil_err veil__depth_to_space_infer(struct veil__ictx *c)
 {
     int64_t b, bb;
     veil_err rc = blocksize_of(c, &b);
@@ -892,7 +892,7 @@ static veil_err depth_to_space_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err space_to_depth_infer(struct veil__ictx *c)
+veil_err veil__space_to_depth_infer(struct veil__ictx *c)
 {
     int64_t b, bb;
     veil_err rc = blocksize_of(c, &b);
@@ -916,7 +916,7 @@ static veil_err space_to_depth_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err view6_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__depth_space_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     struct sjob j;
     j.in = c->in[0].data;
@@ -938,7 +938,7 @@ static bool cumsum_dt(enum veil_dtype dt)
            dt == VEIL_DT_INT64 || dt == VEIL_DT_UINT32 || dt == VEIL_DT_UINT64;
 }
 
-static veil_err cumsum_infer(struct veil__ictx *c)
+veil_err veil__cumsum_infer(struct veil__ictx *c)
 {
     const struct veil__tv *a = &c->in[1];
     if (!cumsum_dt(c->in[0].dt))
@@ -995,7 +995,7 @@ static void cumsum_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static veil_err cumsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__cumsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     size_t ax;
     veil_err rc = veil__norm_axis(veil__get_i64(&c->in[1], 0), c->in[0].rank, &ax, c->eb);
@@ -1015,7 +1015,7 @@ static veil_err cumsum_exec(struct veil__kctx *c, const struct veil__kparams *kp
 
 /* ---- EyeLike ---- */
 
-static veil_err eyelike_infer(struct veil__ictx *c)
+veil_err veil__eyelike_infer(struct veil__ictx *c)
 {
     const struct veil__attr *a = veil__attr_typed(c->n, "dtype", VEIL_ONNX_ATTR_INT);
     enum veil_dtype dt = c->in[0].dt;
@@ -1036,7 +1036,7 @@ static veil_err eyelike_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err eyelike_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__eyelike_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 {
     struct veil__tv *y = &c->out[0];
     int64_t rows = y->dims[0], cols = y->dims[1], k = kp->i[0];
@@ -1054,27 +1054,3 @@ static veil_err eyelike_exec(struct veil__kctx *c, const struct veil__kparams *k
     }
     return VEIL_OK;
 }
-
-const struct veil__op_def veil__ops_shape[] = {
-    {"Shape", shape_infer, NULL, shape_exec, 0, false, false},
-    {"Size", size_infer, NULL, size_exec, 0, false, false},
-    {"Flatten", flatten_infer, NULL, NULL, 0, true, false},
-    {"Reshape", reshape_infer, NULL, NULL, 0x2, true, false},
-    {"Squeeze", squeeze_infer, NULL, NULL, 0x2, true, false},
-    {"Unsqueeze", unsqueeze_infer, NULL, NULL, 0x2, true, false},
-    {"Transpose", transpose_infer, veil__transpose_prepare, transpose_exec, 0, false, false},
-    {"Slice", slice_infer, NULL, slice_exec, 0x1e, false, false},
-    {"Concat", concat_infer, NULL, concat_exec, 0, false, false},
-    {"Split", split_infer, NULL, split_exec, 0x2, false, false},
-    {"Constant", constant_infer, NULL, constant_exec, 0, false, false},
-    {"ConstantOfShape", cos_infer, NULL, cos_exec, 0x1, false, false},
-    {"Range", range_infer, NULL, range_exec, 0x7, false, false},
-    {"Pad", pad_infer, NULL, pad_exec, 0xe, false, false},
-    {"Tile", tile_infer, NULL, tile_exec, 0x2, false, false},
-    {"Trilu", trilu_infer, NULL, trilu_exec, 0, false, false},
-    {"DepthToSpace", depth_to_space_infer, NULL, view6_exec, 0, false, false},
-    {"SpaceToDepth", space_to_depth_infer, NULL, view6_exec, 0, false, false},
-    {"CumSum", cumsum_infer, NULL, cumsum_exec, 0, false, false},
-    {"EyeLike", eyelike_infer, NULL, eyelike_exec, 0, false, false},
-};
-const size_t veil__ops_shape_count = sizeof(veil__ops_shape) / sizeof(veil__ops_shape[0]);
