@@ -38,7 +38,7 @@ veil_err veil_tensor_numel(const int64_t *dims, size_t rank, uint64_t *out)
  * Marks graph inputs whose values decide shapes: walking back from every shape-deciding input
  * slot, through any node but Shape and Size (whose outputs depend only on shapes).
  */
-static veil_err mark_shape_keys(struct veil__graph *g, struct veil_errbuf *eb)
+static veil_err mark_shape_keys(struct veil__engine_graph *g, struct veil_errbuf *eb)
 {
     int32_t *stack = veil_allocarray(g->n_values + 1, sizeof(int32_t));
     bool *seen = veil_calloc(g->n_values + 1, sizeof(bool));
@@ -49,10 +49,10 @@ static veil_err mark_shape_keys(struct veil__graph *g, struct veil_errbuf *eb)
         goto out;
     }
     for (size_t i = 0; i < g->n_nodes; i++) {
-        const struct veil__node *n = &g->nodes[i];
+        const struct veil__engine_node *n = &g->nodes[i];
         if (n->dead)
             continue;
-        const struct veil__op_def *op = veil__op_get(n->op);
+        const struct veil__engine_op_def *op = veil__engine_op_get(n->op);
         for (size_t k = 0; k < n->n_in; k++)
             if (((op->shape_inputs >> k) & 1u) && n->in[k] >= 0 && !seen[n->in[k]]) {
                 seen[n->in[k]] = true;
@@ -61,14 +61,14 @@ static veil_err mark_shape_keys(struct veil__graph *g, struct veil_errbuf *eb)
     }
     while (sp > 0) {
         int32_t v = stack[--sp];
-        const struct veil__value *val = &g->values[v];
+        const struct veil__engine_value *val = &g->values[v];
         if (val->input >= 0) {
             g->values[v].shape_key = true;
             continue;
         }
         if (val->producer < 0)
             continue;
-        const struct veil__node *n = &g->nodes[val->producer];
+        const struct veil__engine_node *n = &g->nodes[val->producer];
         if (strcmp(n->op_type, "Shape") == 0 || strcmp(n->op_type, "Size") == 0)
             continue;
         for (size_t k = 0; k < n->n_in; k++)
@@ -84,9 +84,9 @@ out:
 }
 
 /* True when every element of an INTS attribute (absent: the default 1) equals 1. */
-static bool attr_all_ones(const struct veil__node *n, const char *name)
+static bool attr_all_ones(const struct veil__engine_node *n, const char *name)
 {
-    const struct veil__attr *a = veil__attr_get(n, name);
+    const struct veil__engine_attr *a = veil__engine_attr_get(n, name);
     for (size_t i = 0; a != NULL && i < a->n; i++)
         if (a->ints == NULL || a->ints[i] != 1)
             return false;
@@ -97,12 +97,12 @@ static bool attr_all_ones(const struct veil__node *n, const char *name)
  * A Conv that oneDNN's Winograd kernels can run: 2-D, constant 3x3 weights with input and
  * output channels in whole 16-channel blocks, stride 1, no dilation, one group.
  */
-static bool winograd_shape(const struct veil__graph *g, const struct veil__node *n)
+static bool winograd_shape(const struct veil__engine_graph *g, const struct veil__engine_node *n)
 {
-    if (n->n_in < 2 || n->in[1] < 0 || veil__attr_i(n, "group", 1) != 1 ||
+    if (n->n_in < 2 || n->in[1] < 0 || veil__engine_attr_i(n, "group", 1) != 1 ||
         !attr_all_ones(n, "strides") || !attr_all_ones(n, "dilations"))
         return false;
-    const struct veil__value *w = &g->values[n->in[1]];
+    const struct veil__engine_value *w = &g->values[n->in[1]];
     return w->is_const && w->c.rank == 4 && w->c.dims[2] == 3 && w->c.dims[3] == 3 &&
            w->c.dims[0] % 16 == 0 && w->c.dims[1] % 16 == 0;
 }
@@ -123,7 +123,7 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
         goto out;
     }
     pthread_mutex_init(&m->mu, NULL);
-    if ((rc = veil__graph_build(&m->g, om, eb)) != VEIL_OK)
+    if ((rc = veil__engine_graph_build(&m->g, om, eb)) != VEIL_OK)
         goto out;
     /* The declared output types are kept for the model's description. */
     m->n_in = m->g.n_inputs;
@@ -135,7 +135,7 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
         goto out;
     }
     for (size_t i = 0; i < m->n_in; i++) {
-        const struct veil__value *v = &m->g.values[m->g.inputs[i]];
+        const struct veil__engine_value *v = &m->g.values[m->g.inputs[i]];
         struct veil_tensor_info *ti = &m->in_info[i];
         ti->name = v->name;
         for (size_t k = 0; k < om->n_inputs; k++) {
@@ -147,7 +147,7 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
         }
     }
     for (size_t i = 0; i < m->n_out; i++) {
-        const struct veil__value *v = &m->g.values[m->g.outputs[i]];
+        const struct veil__engine_value *v = &m->g.values[m->g.outputs[i]];
         struct veil_tensor_info *ti = &m->out_info[i];
         ti->name = v->name;
         const struct veil_onnx_value_info *vi = &om->outputs[i];
@@ -160,20 +160,20 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
     om = NULL;
     /* The parsed model's tensor bytes (as large as the model) go back to the system. */
     veil_heap_release();
-    if ((rc = veil__graph_order(&m->g, eb)) != VEIL_OK)
+    if ((rc = veil__engine_graph_order(&m->g, eb)) != VEIL_OK)
         goto out;
-    if ((rc = veil__graph_optimize(&m->g, eb)) != VEIL_OK)
+    if ((rc = veil__engine_graph_optimize(&m->g, eb)) != VEIL_OK)
         goto out;
-    if ((rc = veil__graph_order(&m->g, eb)) != VEIL_OK)
+    if ((rc = veil__engine_graph_order(&m->g, eb)) != VEIL_OK)
         goto out;
     if ((rc = mark_shape_keys(&m->g, eb)) != VEIL_OK)
         goto out;
     m->g.winograd = opt == NULL || !opt->direct_conv;
     for (size_t i = 0; i < m->g.n_nodes; i++) {
-        const struct veil__node *n = &m->g.nodes[i];
+        const struct veil__engine_node *n = &m->g.nodes[i];
         if (n->dead || strcmp(n->op_type, "Conv") != 0)
             continue;
-        if (veil__attr_i(n, "group", 1) > 1 || (m->g.winograd && winograd_shape(&m->g, n)))
+        if (veil__engine_attr_i(n, "group", 1) > 1 || (m->g.winograd && winograd_shape(&m->g, n)))
             m->g.blocked_convs = true;
     }
     if (opt != NULL && opt->profile) {
@@ -188,10 +188,10 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
     m->max_plans = opt != NULL && opt->max_plans > 0 ? opt->max_plans : VEIL_ENGINE_DEFAULT_PLANS;
     if (m->max_plans > VEIL_ENGINE_MAX_PLANS)
         m->max_plans = VEIL_ENGINE_MAX_PLANS;
-    veil__lanes_reserve(m->threads);
+    veil__engine_lanes_reserve(m->threads);
     m->max_act = VEIL_ENGINE_DEFAULT_MAX_ACTIVATION;
-    m->attention_isa = VEIL__VEC_AVX512;
-    rc = veil__dnnl_err(dnnl_engine_create(&m->deng, dnnl_cpu, 0), "engine creation", eb);
+    m->attention_isa = VEIL__ENGINE_VEC_AVX512;
+    rc = veil__engine_dnnl_err(dnnl_engine_create(&m->deng, dnnl_cpu, 0), "engine creation", eb);
     if (rc != VEIL_OK)
         goto out;
     *out = m;
@@ -208,9 +208,9 @@ void veil_engine_model_free(struct veil_engine_model *m)
     if (m == NULL)
         return;
     for (size_t i = 0; i < m->n_plans; i++)
-        veil__plan_free(m->plans[i]);
-    veil__wcache_release(&m->wcache);
-    veil__graph_release(&m->g);
+        veil__engine_plan_free(m->plans[i]);
+    veil__engine_wcache_release(&m->wcache);
+    veil__engine_graph_release(&m->g);
     veil_free(m->in_info);
     veil_free(m->out_info);
     veil_free(m->prof_ns);
@@ -250,7 +250,7 @@ void veil_engine_model_set_max_activation(struct veil_engine_model *m, uint64_t 
     pthread_mutex_unlock(&m->mu);
 }
 
-void veil__model_cap_attention(struct veil_engine_model *m, enum veil__vec_isa cap)
+void veil__engine_model_cap_attention(struct veil_engine_model *m, enum veil__engine_vec_isa cap)
 {
     pthread_mutex_lock(&m->mu);
     m->attention_isa = cap;
@@ -260,7 +260,7 @@ void veil__model_cap_attention(struct veil_engine_model *m, enum veil__vec_isa c
 size_t veil_engine_model_weight_bytes(struct veil_engine_model *m)
 {
     pthread_mutex_lock(&m->mu);
-    size_t n = veil__weight_bytes(m);
+    size_t n = veil__engine_weight_bytes(m);
     pthread_mutex_unlock(&m->mu);
     return n;
 }
@@ -282,14 +282,14 @@ size_t veil_engine_model_peak_bytes(struct veil_engine_model *m)
 }
 
 /* A node's profile label: its operator type and what was fused into it. */
-static void prof_label(const struct veil__node *n, char *out, size_t cap)
+static void prof_label(const struct veil__engine_node *n, char *out, size_t cap)
 {
     static const char *const post_names[] = {
-        [VEIL__POST_RELU] = "Relu",           [VEIL__POST_LEAKY] = "LeakyRelu",
-        [VEIL__POST_CLIP] = "Clip",           [VEIL__POST_SIGMOID] = "Sigmoid",
-        [VEIL__POST_TANH] = "Tanh",           [VEIL__POST_GELU_ERF] = "Gelu",
-        [VEIL__POST_LINEAR] = "Affine",       [VEIL__POST_SWISH] = "SiLU",
-        [VEIL__POST_HARDSWISH] = "HardSwish", [VEIL__POST_GELU_TANH] = "GeluTanh",
+        [VEIL__ENGINE_POST_RELU] = "Relu",           [VEIL__ENGINE_POST_LEAKY] = "LeakyRelu",
+        [VEIL__ENGINE_POST_CLIP] = "Clip",           [VEIL__ENGINE_POST_SIGMOID] = "Sigmoid",
+        [VEIL__ENGINE_POST_TANH] = "Tanh",           [VEIL__ENGINE_POST_GELU_ERF] = "Gelu",
+        [VEIL__ENGINE_POST_LINEAR] = "Affine",       [VEIL__ENGINE_POST_SWISH] = "SiLU",
+        [VEIL__ENGINE_POST_HARDSWISH] = "HardSwish", [VEIL__ENGINE_POST_GELU_TANH] = "GeluTanh",
     };
     size_t len = (size_t)snprintf(out, cap, "%s", n->op_type);
     for (size_t i = 0; i <= n->n_post && len < cap; i++) {
@@ -329,11 +329,11 @@ veil_err veil_engine_model_profile(struct veil_engine_model *m, struct veil_engi
     size_t n = 0;
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->g.n_nodes; i++) {
-        const struct veil__node *nd = &m->g.nodes[i];
+        const struct veil__engine_node *nd = &m->g.nodes[i];
         if (nd->dead || !m->prof_ran[i])
             continue;
         char label[sizeof(all->op)];
-        if (m->prof_ran[i] & VEIL__PROF_ATTENTION)
+        if (m->prof_ran[i] & VEIL__ENGINE_PROF_ATTENTION)
             snprintf(label, sizeof(label), "Attention (MatMul+Softmax+MatMul)");
         else
             prof_label(nd, label, sizeof(label));
@@ -406,21 +406,21 @@ static veil_err check_inputs(const struct veil_engine_model *m, const struct vei
 }
 
 static veil_err get_plan(struct veil_engine_model *m, const struct veil_tensor *inputs,
-                         struct veil__plan **out, struct veil_errbuf *eb)
+                         struct veil__engine_plan **out, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_OK;
     pthread_mutex_lock(&m->mu);
     m->use_clock++;
     for (size_t i = 0; i < m->n_plans; i++)
-        if (veil__plan_matches(m, m->plans[i], inputs)) {
+        if (veil__engine_plan_matches(m, m->plans[i], inputs)) {
             m->plans[i]->last_use = m->use_clock;
             m->plans[i]->refs++;
             *out = m->plans[i];
             goto out;
         }
-    struct veil__plan *p = NULL;
+    struct veil__engine_plan *p = NULL;
     /* Built under the lock: plans are rare (one per signature). */
-    rc = veil__plan_build(m, inputs, &p, eb);
+    rc = veil__engine_plan_build(m, inputs, &p, eb);
     if (rc != VEIL_OK)
         goto out;
     p->last_use = m->use_clock;
@@ -436,7 +436,7 @@ static veil_err get_plan(struct veil_engine_model *m, const struct veil_tensor *
                 (lru == SIZE_MAX || m->plans[i]->last_use < m->plans[lru]->last_use))
                 lru = i;
         if (lru != SIZE_MAX) {
-            veil__plan_free(m->plans[lru]);
+            veil__engine_plan_free(m->plans[lru]);
             m->plans[lru] = p;
             p->cached = true;
         }
@@ -447,14 +447,14 @@ out:
     return rc;
 }
 
-static void put_plan(struct veil_engine_model *m, struct veil__plan *p)
+static void put_plan(struct veil_engine_model *m, struct veil__engine_plan *p)
 {
     pthread_mutex_lock(&m->mu);
     p->refs--;
     bool dead = !p->cached && p->refs == 0;
     pthread_mutex_unlock(&m->mu);
     if (dead)
-        veil__plan_free(p);
+        veil__engine_plan_free(p);
 }
 
 /* One run, executed on a compute lane (plan building included: it runs oneDNN reorders). */
@@ -469,10 +469,10 @@ struct run_job {
 static void run_on_lane(void *arg)
 {
     struct run_job *j = arg;
-    struct veil__plan *p = NULL;
+    struct veil__engine_plan *p = NULL;
     if ((j->rc = get_plan(j->m, j->inputs, &p, j->eb)) != VEIL_OK)
         return;
-    j->rc = veil__plan_exec(j->m, p, j->inputs, j->outputs, j->eb);
+    j->rc = veil__engine_plan_exec(j->m, p, j->inputs, j->outputs, j->eb);
     put_plan(j->m, p);
 }
 
@@ -488,6 +488,6 @@ veil_err veil_engine_run(struct veil_engine_model *m, const struct veil_tensor *
     if ((rc = check_inputs(m, inputs, n_in, eb)) != VEIL_OK)
         return rc;
     struct run_job j = {m, inputs, outputs, eb, VEIL_E_INTERNAL};
-    veil__lanes_call(run_on_lane, &j);
+    veil__engine_lanes_call(run_on_lane, &j);
     return j.rc;
 }

@@ -1,7 +1,7 @@
 /*
  * engine_int.h: the engine's internals shared by its files, in one section per layer.
  *
- * ir/ holds the load-time IR (struct veil__graph): built once from the parsed ONNX model,
+ * ir/ holds the load-time IR (struct veil__engine_graph): built once from the parsed ONNX model,
  * checked (known operators, defined values, no cycles), rewritten from older opsets, optimised
  * (constant inputs kept as aligned copies, fusions) and then never changed. exec/ plans and
  * runs it: for each distinct input signature (input shapes plus the values of the few inputs
@@ -24,18 +24,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VEIL__ENG_RANK VEIL_LIMIT_TENSOR_RANK
-#define VEIL__ENG_MAX_POST 4            /* fused post-operations per node */
-#define VEIL__ENG_MAX_ACT (64ull << 30) /* cap on one plan's activation bytes */
-#define VEIL__ENG_FOLD_MAX (64u << 20)  /* largest value produced by constant folding */
+#define VEIL__ENGINE_RANK VEIL_LIMIT_TENSOR_RANK
+#define VEIL__ENGINE_MAX_POST 4            /* fused post-operations per node */
+#define VEIL__ENGINE_MAX_ACT (64ull << 30) /* cap on one plan's activation bytes */
+#define VEIL__ENGINE_FOLD_MAX (64u << 20)  /* largest value produced by constant folding */
 
 /* ==== Tensors: shared by every layer (exec/tensor.c) ==== */
 
 /* A tensor view handed to kernels: shape, dtype and data pointer. */
-struct veil__tv {
+struct veil__engine_tv {
     enum veil_dtype dt;
     size_t rank;
-    int64_t dims[VEIL__ENG_RANK];
+    int64_t dims[VEIL__ENGINE_RANK];
     uint64_t numel;
     void *data; /* NULL at plan time for values only known at run time */
 };
@@ -43,7 +43,7 @@ struct veil__tv {
 /* ==== The IR (ir/) ==== */
 
 /* A copied attribute of a node. */
-struct veil__attr {
+struct veil__engine_attr {
     char *name;
     enum veil_onnx_attr_type type;
     float f;
@@ -56,42 +56,42 @@ struct veil__attr {
 };
 
 /* Activations that can be fused after a convolution, matmul or gemm. */
-enum veil__post_kind {
-    VEIL__POST_RELU = 1,
-    VEIL__POST_LEAKY, /* a = alpha */
-    VEIL__POST_CLIP,  /* a = min, b = max */
-    VEIL__POST_SIGMOID,
-    VEIL__POST_TANH,
-    VEIL__POST_GELU_ERF,
-    VEIL__POST_GELU_TANH,
-    VEIL__POST_LINEAR, /* a * x + b */
-    VEIL__POST_SWISH,  /* x * sigmoid(x) */
-    VEIL__POST_HARDSWISH,
+enum veil__engine_post_kind {
+    VEIL__ENGINE_POST_RELU = 1,
+    VEIL__ENGINE_POST_LEAKY, /* a = alpha */
+    VEIL__ENGINE_POST_CLIP,  /* a = min, b = max */
+    VEIL__ENGINE_POST_SIGMOID,
+    VEIL__ENGINE_POST_TANH,
+    VEIL__ENGINE_POST_GELU_ERF,
+    VEIL__ENGINE_POST_GELU_TANH,
+    VEIL__ENGINE_POST_LINEAR, /* a * x + b */
+    VEIL__ENGINE_POST_SWISH,  /* x * sigmoid(x) */
+    VEIL__ENGINE_POST_HARDSWISH,
 };
 
-struct veil__post {
-    enum veil__post_kind kind;
+struct veil__engine_post {
+    enum veil__engine_post_kind kind;
     float a, b;
 };
 
-struct veil__node {
+struct veil__engine_node {
     int op; /* index into the operator table */
     char *name;
     char *op_type;
     size_t n_in, n_out;
     int32_t *in;  /* value ids; -1 for an omitted optional input */
     int32_t *out; /* value ids; -1 for an omitted optional output */
-    struct veil__attr *attrs;
+    struct veil__engine_attr *attrs;
     size_t n_attrs;
     /* Fusions decided at load. */
-    struct veil__post post[VEIL__ENG_MAX_POST];
+    struct veil__engine_post post[VEIL__ENGINE_MAX_POST];
     size_t n_post;
     int32_t add_in; /* a residual added after the kernel (before post ops with index >= add_at) */
     size_t add_at;
     bool dead; /* removed by an optimisation pass */
 };
 
-struct veil__value {
+struct veil__engine_value {
     char *name;
     int32_t producer; /* node index or -1 */
     int32_t input;    /* graph input index or -1 */
@@ -99,21 +99,21 @@ struct veil__value {
     bool shape_key; /* a graph input whose values decide shapes: part of the plan key */
     /* Constants (initializers, Constant nodes' tensors, folded weights). */
     bool is_const;
-    struct veil__tv c; /* c.data owned (veil_aligned_alloc) when is_const */
+    struct veil__engine_tv c; /* c.data owned (veil_aligned_alloc) when is_const */
     size_t nbytes;
     /*
      * Weights held only reordered: every plan so far read this constant only through the
      * weights cache, so its plain copy was freed (c.data NULL) and is rebuilt from the cache
-     * when the next plan is built (veil__wcache_rehydrate). plain_needed: some plan read it
+     * when the next plan is built (veil__engine_wcache_rehydrate). plain_needed: some plan read it
      * otherwise; it is never dropped.
      */
     bool dropped, plain_needed;
 };
 
-struct veil__graph {
-    struct veil__node *nodes;
+struct veil__engine_graph {
+    struct veil__engine_node *nodes;
     size_t n_nodes, cap_nodes;
-    struct veil__value *values;
+    struct veil__engine_value *values;
     size_t n_values, cap_values;
     int32_t *order; /* topological order of live nodes */
     size_t n_order;
@@ -134,13 +134,13 @@ struct veil__graph {
 
 /* Instruction sets of the engine's own vector kernels (ops/vec.c, ops/attention.c), narrowest
  * first. */
-enum veil__vec_isa { VEIL__VEC_BASE, VEIL__VEC_AVX2, VEIL__VEC_AVX512 };
+enum veil__engine_vec_isa { VEIL__ENGINE_VEC_BASE, VEIL__ENGINE_VEC_AVX2, VEIL__ENGINE_VEC_AVX512 };
 
-struct veil__pval {
-    struct veil__tv t; /* shape and dtype; t.data = constant data or NULL */
-    void *owned;       /* folded data owned by the plan */
-    bool runtime;      /* computed at run time: lives in the arena */
-    bool alias;        /* shares its storage with value root */
+struct veil__engine_pval {
+    struct veil__engine_tv t; /* shape and dtype; t.data = constant data or NULL */
+    void *owned;              /* folded data owned by the plan */
+    bool runtime;             /* computed at run time: lives in the arena */
+    bool alias;               /* shares its storage with value root */
     int32_t root;
     size_t nbytes;
     size_t off;          /* offset in the arena of the root's storage */
@@ -149,16 +149,16 @@ struct veil__pval {
     dnnl_memory_desc_t md;
 };
 
-struct veil__plan;
-struct veil__step;
-struct veil__scratch;
+struct veil__engine_plan;
+struct veil__engine_step;
+struct veil__engine_scratch;
 
 /*
  * One oneDNN argument binding. Its address is fixed for a given scratch arena: a value's
  * storage (value >= 0), a constant owned by the kernel state (ptr), or a region of the step's
  * scratch (off). Memory objects are therefore created once per scratch arena, never per run.
  */
-struct veil__dnnl_arg {
+struct veil__engine_dnnl_arg {
     int arg;
     dnnl_memory_desc_t md;
     int32_t value;   /* -1 when ptr or off is used */
@@ -166,48 +166,48 @@ struct veil__dnnl_arg {
     size_t off;      /* offset in the step scratch region when value < 0 and ptr == NULL */
 };
 
-#define VEIL__ENG_MAX_EX 4
-#define VEIL__ENG_MAX_ARGS 12
+#define VEIL__ENGINE_MAX_EX 4
+#define VEIL__ENGINE_MAX_ARGS 12
 
-struct veil__dnnl_exec {
+struct veil__engine_dnnl_exec {
     dnnl_primitive_t prim;
     size_t n_args;
-    struct veil__dnnl_arg args[VEIL__ENG_MAX_ARGS];
+    struct veil__engine_dnnl_arg args[VEIL__ENGINE_MAX_ARGS];
 };
 
 /* Per-kernel prepared state: the oneDNN primitives of a step run in order. */
-struct veil__kstate {
-    struct veil__dnnl_exec ex[VEIL__ENG_MAX_EX];
+struct veil__engine_kstate {
+    struct veil__engine_dnnl_exec ex[VEIL__ENGINE_MAX_EX];
     size_t n_ex;
     void *owned[4]; /* constant buffers owned by the state (veil_aligned_free) */
 };
 
-struct veil__kctx {
-    const struct veil__graph *g;
-    const struct veil__node *n;
-    const struct veil__step *st;
-    struct veil__tv in[16];
-    struct veil__tv out[8];
-    struct veil__tv add; /* n->add_in's value, for kernels that read it themselves */
+struct veil__engine_kctx {
+    const struct veil__engine_graph *g;
+    const struct veil__engine_node *n;
+    const struct veil__engine_step *st;
+    struct veil__engine_tv in[16];
+    struct veil__engine_tv out[8];
+    struct veil__engine_tv add; /* n->add_in's value, for kernels that read it themselves */
     size_t n_in, n_out;
-    struct veil__scratch *sc; /* NULL while folding constants at plan time */
+    struct veil__engine_scratch *sc; /* NULL while folding constants at plan time */
     int64_t opset;
     struct veil_errbuf *eb;
 };
 
 /* Kernel parameters decided at plan time, read by exec. */
-struct veil__kparams {
+struct veil__engine_kparams {
     int64_t i[16];
     float f[8];
-    int64_t v[4][VEIL__ENG_RANK * 2];
+    int64_t v[4][VEIL__ENGINE_RANK * 2];
     void *ptr; /* op-specific prepared data owned by the step (veil_free) */
 };
 
-struct veil__step {
+struct veil__engine_step {
     int32_t node;
     bool runtime;
-    struct veil__kparams kp;
-    struct veil__kstate *ks;
+    struct veil__engine_kparams kp;
+    struct veil__engine_kstate *ks;
     size_t scratch_bytes; /* per-run scratch for this step (the shared step region) */
     size_t ex_base;       /* index of this step's first exec in a scratch's args_base */
     /*
@@ -215,15 +215,15 @@ struct veil__step {
      * instead of the operator's, reading the node's inputs, then the values xval in that order
      * (in kctx in[n_in + k]; -1 for none), which it reads or writes besides the node's own.
      */
-    veil_err (*xexec)(struct veil__kctx *c, const struct veil__kparams *kp);
+    veil_err (*xexec)(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
     int32_t xval[4];
     size_t n_xval;
     /* 1 + the index of the earlier fused step that does this node's work; 0 when none. */
     int64_t absorbed_by;
 };
 
-struct veil__scratch {
-    struct veil__scratch *next;
+struct veil__engine_scratch {
+    struct veil__engine_scratch *next;
     uint8_t *arena;
     uint8_t *step_region; /* per-step scratch, shared by steps as they run one at a time */
     dnnl_stream_t stream;
@@ -234,19 +234,19 @@ struct veil__scratch {
     uint64_t *step_ns; /* per step, this run's time; only when the model profiles */
 };
 
-struct veil__plan {
-    int64_t key[64 * VEIL__ENG_RANK];
+struct veil__engine_plan {
+    int64_t key[64 * VEIL__ENGINE_RANK];
     size_t key_len;
-    struct veil__pval *vals; /* one per graph value */
+    struct veil__engine_pval *vals; /* one per graph value */
     size_t n_vals;
-    struct veil__step *steps; /* one per node in order */
+    struct veil__engine_step *steps; /* one per node in order */
     size_t n_steps;
     size_t n_ex; /* oneDNN executions over all steps */
     size_t arena_bytes;
     size_t step_region_off;
     size_t peak_act_bytes;
     pthread_mutex_t mu;
-    struct veil__scratch *free_scratch;
+    struct veil__engine_scratch *free_scratch;
     uint64_t last_use;
     size_t refs; /* runs using the plan (guarded by the model's mutex) */
     bool cached; /* in the model's cache; an uncached plan dies with its last run */
@@ -256,7 +256,7 @@ struct veil__plan {
  * Weights reordered into a primitive's layout, shared by every plan of the model (so batch
  * sizes do not multiply weight memory). Keyed by the constant's data pointer and layout.
  */
-struct veil__wcache_ent {
+struct veil__engine_wcache_ent {
     int32_t value;             /* the graph constant */
     dnnl_memory_desc_t src_md; /* its plain layout as the reorder read it */
     dnnl_memory_desc_t md;
@@ -268,59 +268,59 @@ struct veil__wcache_ent {
     bool reversible;
 };
 
-struct veil__wcache {
-    struct veil__wcache_ent *ents;
+struct veil__engine_wcache {
+    struct veil__engine_wcache_ent *ents;
     size_t n, cap;
 };
 
-enum { VEIL__PROF_RAN = 1, VEIL__PROF_ATTENTION = 2 };
+enum { VEIL__ENGINE_PROF_RAN = 1, VEIL__ENGINE_PROF_ATTENTION = 2 };
 
 struct veil_engine_model {
-    struct veil__graph g;
-    struct veil__wcache wcache; /* used under mu (plans are built under it) */
+    struct veil__engine_graph g;
+    struct veil__engine_wcache wcache; /* used under mu (plans are built under it) */
     struct veil_tensor_info *in_info, *out_info;
     size_t n_in, n_out;
     unsigned threads;
     uint64_t max_act; /* cap on a plan's activation arena */
     dnnl_engine_t deng;
     pthread_mutex_t mu;
-    struct veil__plan *plans[VEIL_ENGINE_MAX_PLANS];
+    struct veil__engine_plan *plans[VEIL_ENGINE_MAX_PLANS];
     size_t n_plans, max_plans; /* cached plans, and the cap (options.max_plans) */
     uint64_t use_clock;
     /* Profiling (options.profile), under mu: per graph node, time over completed runs. */
-    enum veil__vec_isa attention_isa; /* see veil__model_cap_attention */
+    enum veil__engine_vec_isa attention_isa; /* see veil__engine_model_cap_attention */
     uint64_t *prof_ns;
     uint8_t *prof_ran; /* PROF_RAN: ran in a profiled run; PROF_ATTENTION: as fused attention */
     uint64_t prof_runs, prof_run_ns;
 };
 
 /* What an operator's infer and prepare see of the node being planned. */
-struct veil__ictx {
-    const struct veil__graph *g;
-    const struct veil__node *n;
-    struct veil__tv in[16];
-    struct veil__tv out[8];
-    struct veil__tv add; /* the fused residual, when n->add_in >= 0 */
+struct veil__engine_ictx {
+    const struct veil__engine_graph *g;
+    const struct veil__engine_node *n;
+    struct veil__engine_tv in[16];
+    struct veil__engine_tv out[8];
+    struct veil__engine_tv add; /* the fused residual, when n->add_in >= 0 */
     size_t n_in, n_out;
-    struct veil__kparams *kp;
-    struct veil__pval *vals;     /* the plan's values: layouts are read and set by prepare */
-    struct veil__wcache *wcache; /* the model's reordered weights */
-    uint32_t *wreads;            /* per value: reads through the weights cache in this plan */
-    const bool *blockable;       /* per value: every reader accepts a oneDNN blocked layout */
-    const int64_t *last_read;    /* per value: the last step reading it (INT64_MAX for outputs) */
-    bool *viewed;                /* per value: another value shares its storage (no in-place) */
-    int64_t step;                /* this node's step index */
-    int32_t node;                /* this node's index in g->nodes */
+    struct veil__engine_kparams *kp;
+    struct veil__engine_pval *vals;     /* the plan's values: layouts are read and set by prepare */
+    struct veil__engine_wcache *wcache; /* the model's reordered weights */
+    uint32_t *wreads;         /* per value: reads through the weights cache in this plan */
+    const bool *blockable;    /* per value: every reader accepts a oneDNN blocked layout */
+    const int64_t *last_read; /* per value: the last step reading it (INT64_MAX for outputs) */
+    bool *viewed;             /* per value: another value shares its storage (no in-place) */
+    int64_t step;             /* this node's step index */
+    int32_t node;             /* this node's index in g->nodes */
     /*
      * For kernels that take over a neighbour's work (a MatMul reading through a Transpose):
      * the plan's steps, each node's step index, and per value the node that is its only reader
      * (reading it once; -1 when it has none, several, or is a graph output).
      */
-    struct veil__step *steps;
+    struct veil__engine_step *steps;
     const int32_t *step_of;
     const int32_t *sole_reader;
-    unsigned threads;                 /* the model's compute threads */
-    enum veil__vec_isa attention_isa; /* the widest fused-attention kernels allowed */
+    unsigned threads;                        /* the model's compute threads */
+    enum veil__engine_vec_isa attention_isa; /* the widest fused-attention kernels allowed */
     int64_t opset;
     struct veil_errbuf *eb;
 };
@@ -331,7 +331,7 @@ struct veil__ictx {
  * One row of the operator registry (ops/registry.c), written with designated initializers.
  * Input and output counts count every slot, omitted optional ones included.
  */
-struct veil__op_def {
+struct veil__engine_op_def {
     const char *name;
     uint8_t min_in, max_in, min_out, max_out; /* the node's input and output counts */
     /*
@@ -340,67 +340,73 @@ struct veil__op_def {
      */
     int64_t max_opset;
     /* Shapes and dtypes of the outputs from the inputs; fills kp. */
-    veil_err (*infer)(struct veil__ictx *c);
+    veil_err (*infer)(struct veil__engine_ictx *c);
     /* Optional: creates the runtime kernel state (oneDNN primitives). */
-    veil_err (*prepare)(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+    veil_err (*prepare)(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                        struct veil__engine_step *st);
     /* Computes the outputs; NULL for views (nothing to compute). */
-    veil_err (*exec)(struct veil__kctx *c, const struct veil__kparams *kp);
+    veil_err (*exec)(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
     uint32_t shape_inputs; /* bit i: input i decides output shapes (its values are needed) */
     bool view;             /* output 0 is input 0's data reinterpreted (no copy) */
     bool no_fold;          /* never evaluated at plan time */
 };
 
 /* The registry row of operator `name`, or NULL when there is none. */
-const struct veil__op_def *veil__op_find(const char *name);
-/* Row `op` (from veil__op_index; asserts it names an operator with kernels). */
-const struct veil__op_def *veil__op_get(int op);
-/* The index of operator `name`'s row for veil__op_get, or -1 (unknown, or no kernels). */
-int veil__op_index(const char *name);
+const struct veil__engine_op_def *veil__engine_op_find(const char *name);
+/* Row `op` (from veil__engine_op_index; asserts it names an operator with kernels). */
+const struct veil__engine_op_def *veil__engine_op_get(int op);
+/* The index of operator `name`'s row for veil__engine_op_get, or -1 (unknown, or no kernels). */
+int veil__engine_op_index(const char *name);
 /* The number of rows, and row i (i below it), in name order: for tests and documentation. */
-size_t veil__op_count(void);
-const struct veil__op_def *veil__op_at(size_t i);
+size_t veil__engine_op_count(void);
+const struct veil__engine_op_def *veil__engine_op_at(size_t i);
 
 /*
  * Whether a default-domain node of this operator can be loaded in a model of this opset: it
  * has a row, and the opset is at most the row's max_opset (Upsample: loaded as a Resize
  * before opset 10, ir/legacy.c).
  */
-bool veil__op_known(const char *name, int64_t opset);
+bool veil__engine_op_known(const char *name, int64_t opset);
 
 /* ---- IR: graph building and editing (ir/graph.c) ---- */
 
-veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *om,
-                           struct veil_errbuf *eb);
-void veil__graph_release(struct veil__graph *g);
-veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb);
+veil_err veil__engine_graph_build(struct veil__engine_graph *g, const struct veil_onnx_model *om,
+                                  struct veil_errbuf *eb);
+void veil__engine_graph_release(struct veil__engine_graph *g);
+veil_err veil__engine_graph_order(struct veil__engine_graph *g, struct veil_errbuf *eb);
 /* Adds a constant value owning data (taken over on success). */
-veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum veil_dtype dt,
-                               size_t rank, const int64_t *dims, void *data, int32_t *id);
+veil_err veil__engine_graph_add_const(struct veil__engine_graph *g, const char *name,
+                                      enum veil_dtype dt, size_t rank, const int64_t *dims,
+                                      void *data, int32_t *id);
 
 /* Gives node n at least `want` input slots, new ones empty (-1). VEIL_E_NOMEM on failure. */
-veil_err veil__node_grow_inputs(struct veil__node *n, size_t want);
+veil_err veil__engine_node_grow_inputs(struct veil__engine_node *n, size_t want);
 
 /* Gives node n another operator (its attributes stay). VEIL_E_NOMEM on failure. */
-veil_err veil__node_retype(struct veil__node *n, const char *op_type);
+veil_err veil__engine_node_retype(struct veil__engine_node *n, const char *op_type);
 
 /*
  * Appends an INT (value i), FLOAT (value f) or STRING (a copy of str) attribute to node n.
  * VEIL_E_INVALID for another type, a STRING without str, or a name n already has;
  * VEIL_E_NOMEM on failure.
  */
-veil_err veil__node_add_attr(struct veil__node *n, const char *name, enum veil_onnx_attr_type type,
-                             int64_t i, float f, const char *str);
+veil_err veil__engine_node_add_attr(struct veil__engine_node *n, const char *name,
+                                    enum veil_onnx_attr_type type, int64_t i, float f,
+                                    const char *str);
 
 /* ---- IR: attribute helpers (ir/graph.c) ---- */
 
 /* Attribute helpers (by name; defaults when absent). */
-const struct veil__attr *veil__attr_get(const struct veil__node *n, const char *name);
+const struct veil__engine_attr *veil__engine_attr_get(const struct veil__engine_node *n,
+                                                      const char *name);
 /* The attribute called name when it has type t; NULL when absent or of another type. */
-const struct veil__attr *veil__attr_typed(const struct veil__node *n, const char *name,
-                                          enum veil_onnx_attr_type t);
-int64_t veil__attr_i(const struct veil__node *n, const char *name, int64_t def);
-float veil__attr_f(const struct veil__node *n, const char *name, float def);
-const char *veil__attr_s(const struct veil__node *n, const char *name, const char *def);
+const struct veil__engine_attr *veil__engine_attr_typed(const struct veil__engine_node *n,
+                                                        const char *name,
+                                                        enum veil_onnx_attr_type t);
+int64_t veil__engine_attr_i(const struct veil__engine_node *n, const char *name, int64_t def);
+float veil__engine_attr_f(const struct veil__engine_node *n, const char *name, float def);
+const char *veil__engine_attr_s(const struct veil__engine_node *n, const char *name,
+                                const char *def);
 
 /* ---- IR: rewrites and optimiser passes (ir/legacy.c, ir/opt.c) ---- */
 
@@ -410,63 +416,63 @@ const char *veil__attr_s(const struct veil__node *n, const char *name, const cha
  * forms the kernels implement (ir/legacy.c); refuses BatchNormalization with spatial=0. Nothing
  * to do from opset 11.
  */
-veil_err veil__graph_legacy(struct veil__graph *g, struct veil_errbuf *eb);
-veil_err veil__graph_optimize(struct veil__graph *g, struct veil_errbuf *eb);
+veil_err veil__engine_graph_legacy(struct veil__engine_graph *g, struct veil_errbuf *eb);
+veil_err veil__engine_graph_optimize(struct veil__engine_graph *g, struct veil_errbuf *eb);
 
 /* ---- Exec: tensor and dtype helpers (exec/tensor.c) ---- */
 
 /* Shape helpers. */
-uint64_t veil__numel(const int64_t *dims, size_t rank);
-veil_err veil__broadcast(const struct veil__tv *a, const struct veil__tv *b, size_t *rank,
-                         int64_t *dims, struct veil_errbuf *eb);
+uint64_t veil__engine_numel(const int64_t *dims, size_t rank);
+veil_err veil__engine_broadcast(const struct veil__engine_tv *a, const struct veil__engine_tv *b,
+                                size_t *rank, int64_t *dims, struct veil_errbuf *eb);
 /* Element type classes: float or double; a signed or unsigned integer (not bool); either. */
-bool veil__dt_is_float(enum veil_dtype dt);
-bool veil__dt_is_int(enum veil_dtype dt);
-bool veil__dt_is_numeric(enum veil_dtype dt);
+bool veil__engine_dt_is_float(enum veil_dtype dt);
+bool veil__engine_dt_is_int(enum veil_dtype dt);
+bool veil__engine_dt_is_numeric(enum veil_dtype dt);
 /* Reads element i of an integer or float tensor as int64 / double. */
-int64_t veil__get_i64(const struct veil__tv *t, uint64_t i);
-double veil__get_f64(const struct veil__tv *t, uint64_t i);
-void veil__set_f64(struct veil__tv *t, uint64_t i, double v);
-void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v);
+int64_t veil__engine_get_i64(const struct veil__engine_tv *t, uint64_t i);
+double veil__engine_get_f64(const struct veil__engine_tv *t, uint64_t i);
+void veil__engine_set_f64(struct veil__engine_tv *t, uint64_t i, double v);
+void veil__engine_set_i64(struct veil__engine_tv *t, uint64_t i, int64_t v);
 /*
  * Normalises a possibly negative axis of a tensor of rank `rank` into *out. Errors:
  * VEIL_E_INVALID (axis outside [-rank, rank)).
  */
-veil_err veil__norm_axis(int64_t axis, size_t rank, size_t *out, struct veil_errbuf *eb);
+veil_err veil__engine_norm_axis(int64_t axis, size_t rank, size_t *out, struct veil_errbuf *eb);
 /*
  * Reads a 1-D (or scalar) int64 or int32 tensor of at most cap values into v; *n = the count.
  * Errors: VEIL_E_INVALID (another dtype, rank above 1, or more than cap values).
  */
-veil_err veil__read_ints(const struct veil__tv *t, int64_t *v, size_t cap, size_t *n,
-                         struct veil_errbuf *eb);
+veil_err veil__engine_read_ints(const struct veil__engine_tv *t, int64_t *v, size_t cap, size_t *n,
+                                struct veil_errbuf *eb);
 /* Whether the node being planned has input i (present and not omitted). */
-bool veil__has_input(const struct veil__ictx *c, size_t i);
+bool veil__engine_has_input(const struct veil__engine_ictx *c, size_t i);
 /* Row-major element strides of dims into st. */
-void veil__strides_of(const int64_t *dims, size_t rank, int64_t *st);
+void veil__engine_strides_of(const int64_t *dims, size_t rank, int64_t *st);
 /* Whether dt is an index type (int64 or int32). */
-bool veil__dt_is_index(enum veil_dtype dt);
+bool veil__engine_dt_is_index(enum veil_dtype dt);
 
 /*
  * Allocates a large buffer (activation arenas, reordered weights) aligned to 2 MiB and asks the
  * kernel for transparent huge pages on it, which cuts TLB misses on big tensors. Free with
  * veil_aligned_free. NULL on failure.
  */
-void *veil__big_alloc(size_t size);
+void *veil__engine_big_alloc(size_t size);
 
 /* ---- Exec: plans (exec/plan.c) ---- */
 
-veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor *inputs,
-                          struct veil__plan **out, struct veil_errbuf *eb);
-void veil__plan_free(struct veil__plan *p);
-bool veil__plan_matches(const struct veil_engine_model *m, const struct veil__plan *p,
-                        const struct veil_tensor *inputs);
-veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
-                         const struct veil_tensor *inputs, struct veil_tensor *outputs,
-                         struct veil_errbuf *eb);
+veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                                 struct veil__engine_plan **out, struct veil_errbuf *eb);
+void veil__engine_plan_free(struct veil__engine_plan *p);
+bool veil__engine_plan_matches(const struct veil_engine_model *m, const struct veil__engine_plan *p,
+                               const struct veil_tensor *inputs);
+veil_err veil__engine_plan_exec(struct veil_engine_model *m, struct veil__engine_plan *p,
+                                const struct veil_tensor *inputs, struct veil_tensor *outputs,
+                                struct veil_errbuf *eb);
 
 /* oneDNN helpers. */
-veil_err veil__dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb);
-void veil__kstate_free(struct veil__kstate *ks);
+veil_err veil__engine_dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb);
+void veil__engine_kstate_free(struct veil__engine_kstate *ks);
 
 /* ---- Exec: storage and in-place rules (exec/plan.c, ops/dnnl.c) ---- */
 
@@ -476,112 +482,116 @@ void veil__kstate_free(struct veil__kstate *ks);
  * later reader of it or of any value sharing it, same byte size and dtype, row-major layouts).
  * Returns whether it did. Called from prepare.
  */
-bool veil__inplace(struct veil__ictx *c, size_t k);
+bool veil__engine_inplace(struct veil__engine_ictx *c, size_t k);
 /*
  * Whether value v's storage dies at this step: v is computed at run time, this step is its
  * last reader, and no value sharing its storage (views, earlier in-place writes up to the
- * root) is read later. A kernel may then write over it (in-place sums, veil__inplace).
+ * root) is read later. A kernel may then write over it (in-place sums, veil__engine_inplace).
  */
-bool veil__storage_dies(const struct veil__ictx *c, int32_t v);
+bool veil__engine_storage_dies(const struct veil__engine_ictx *c, int32_t v);
 /*
  * Whether no runtime step after step `since` and before this one has written over the storage
  * of value u (an in-place result or accumulated sum sharing it; views do not count). A kernel
  * that reads a Transpose's input u in place of the Transpose's output, decided at its own
  * later step, needs u unchanged since the Transpose's step.
  */
-bool veil__storage_unwritten_since(const struct veil__ictx *c, int32_t u, int64_t since);
+bool veil__engine_storage_unwritten_since(const struct veil__engine_ictx *c, int32_t u,
+                                          int64_t since);
 
 /*
  * Skips the runtime Transpose node tnode, whose output v a later kernel reads through as a
  * strided view of the Transpose's input: v becomes an alias of that input, which is marked
  * viewed (never written in place after its own last reader).
  */
-void veil__skip_transpose(const struct veil__ictx *c, int32_t tnode, int32_t v);
+void veil__engine_skip_transpose(const struct veil__engine_ictx *c, int32_t tnode, int32_t v);
 
 /*
  * Skips the runtime node `node` whose output v a later kernel reads as the node's input u
  * instead (doing the node's work itself): v becomes an alias of u, marked viewed as above.
  */
-void veil__skip_node(const struct veil__ictx *c, int32_t node, int32_t v, int32_t u);
+void veil__engine_skip_node(const struct veil__engine_ictx *c, int32_t node, int32_t v, int32_t u);
 
 /* ---- Exec: the weights cache (exec/wcache.c) ---- */
 
-void veil__wcache_release(struct veil__wcache *wc);
+void veil__engine_wcache_release(struct veil__engine_wcache *wc);
 /*
  * Rebuilds the plain copy of every dropped constant from a reversible reordered copy (before a
  * plan is built, as plans may read constants plainly or need another layout). Called under the
  * model's mutex. Errors: VEIL_E_NOMEM, VEIL_E_INTERNAL (oneDNN, or no reversible copy: a broken
- * invariant of veil__wcache_drop).
+ * invariant of veil__engine_wcache_drop).
  */
-veil_err veil__wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf *eb);
+veil_err veil__engine_wcache_rehydrate(struct veil_engine_model *m, struct veil_errbuf *eb);
 /*
  * After a plan is built: marks constants this plan read other than through the weights cache
  * (wreads against n_reads, the reading slots of live nodes) as plain_needed, and frees the
  * plain copy of float constants of 1 MiB or more that no plan has read otherwise and that have
  * a reversible reordered copy to rebuild it from. Called under the model's mutex.
  */
-void veil__wcache_drop(struct veil_engine_model *m, const uint32_t *wreads,
-                       const uint32_t *n_reads);
+void veil__engine_wcache_drop(struct veil_engine_model *m, const uint32_t *wreads,
+                              const uint32_t *n_reads);
 /* Bytes of weights held: plain constants plus reordered copies. Under the model's mutex. */
-size_t veil__weight_bytes(const struct veil_engine_model *m);
+size_t veil__engine_weight_bytes(const struct veil_engine_model *m);
 /*
  * Reorders constant data from layout src into a new buffer of layout dst, owned by ks (in its
  * first free owned slot; ks must have one). *out = the buffer. Errors: VEIL_E_NOMEM,
  * VEIL_E_INTERNAL (oneDNN).
  */
-veil_err veil__reorder_const(dnnl_engine_t eng, const dnnl_memory_desc_t *src, const void *data,
-                             const dnnl_memory_desc_t *dst, struct veil__kstate *ks,
-                             const void **out, struct veil_errbuf *eb);
+veil_err veil__engine_reorder_const(dnnl_engine_t eng, const dnnl_memory_desc_t *src,
+                                    const void *data, const dnnl_memory_desc_t *dst,
+                                    struct veil__engine_kstate *ks, const void **out,
+                                    struct veil_errbuf *eb);
 /*
- * As veil__reorder_const, through the model's cache when data is graph constant `value`'s own
- * data: the reordered copy is made once per (constant, layout), owned by the cache and shared
- * by all plans; the read is counted in c->wreads (see veil__wcache_drop). Errors as above.
+ * As veil__engine_reorder_const, through the model's cache when data is graph constant `value`'s
+ * own data: the reordered copy is made once per (constant, layout), owned by the cache and shared
+ * by all plans; the read is counted in c->wreads (see veil__engine_wcache_drop). Errors as above.
  */
-veil_err veil__wcache_reorder(const struct veil__ictx *c, int32_t value, dnnl_engine_t eng,
-                              const dnnl_memory_desc_t *src, const void *data,
-                              const dnnl_memory_desc_t *dst, struct veil__kstate *ks,
-                              const void **out, struct veil_errbuf *eb);
+veil_err veil__engine_wcache_reorder(const struct veil__engine_ictx *c, int32_t value,
+                                     dnnl_engine_t eng, const dnnl_memory_desc_t *src,
+                                     const void *data, const dnnl_memory_desc_t *dst,
+                                     struct veil__engine_kstate *ks, const void **out,
+                                     struct veil_errbuf *eb);
 
 /* ---- Exec: compute lanes and parallel loops (exec/lanes.c) ---- */
 
 /*
  * Compute lanes: every run executes on one of a fixed set of threads, each an
  * OpenMP team, so the process holds no more OpenMP threads than cores whatever the number of
- * callers. veil__lanes_reserve makes sure there are max(1, cores / threads_per_run) lanes
+ * callers. veil__engine_lanes_reserve makes sure there are max(1, cores / threads_per_run) lanes
  * (lanes are never removed; if threads cannot be created, runs execute on their callers).
- * veil__lanes_call runs fn(arg) on a free lane, first come first served, and returns when it
+ * veil__engine_lanes_call runs fn(arg) on a free lane, first come first served, and returns when it
  * has finished; called on a lane, it runs fn inline.
  */
-void veil__lanes_reserve(unsigned threads_per_run);
-void veil__lanes_call(void (*fn)(void *), void *arg);
+void veil__engine_lanes_reserve(unsigned threads_per_run);
+void veil__engine_lanes_call(void (*fn)(void *), void *arg);
 
 /* Runs body(lo, hi) over [0, n) on the run's threads when n is large enough. */
-typedef void (*veil__range_fn)(void *ud, uint64_t lo, uint64_t hi);
-void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud);
+typedef void (*veil__engine_range_fn)(void *ud, uint64_t lo, uint64_t hi);
+void veil__engine_parallel(uint64_t n, uint64_t grain, veil__engine_range_fn fn, void *ud);
 
 /* ---- Ops: vector kernels (ops/vec.c) ---- */
 
 /*
- * Vector kernels, dispatched on the CPU's instruction sets. veil__softmax_row sets
+ * Vector kernels, dispatched on the CPU's instruction sets. veil__engine_softmax_row sets
  * y = softmax(x + a) over one row of len floats, reading x and a with stride xs and as, each 0
- * (one value for the whole row) or 1; a may be NULL; y may equal x. veil__vec_best is the
- * variant these use; veil__softmax_row_isa runs a given variant (false, doing nothing, where
+ * (one value for the whole row) or 1; a may be NULL; y may equal x. veil__engine_vec_best is the
+ * variant these use; veil__engine_softmax_row_isa runs a given variant (false, doing nothing, where
  * the CPU lacks it), so tests can check every variant the machine has.
  */
-enum veil__vec_isa veil__vec_best(void);
-void veil__softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y, size_t len);
-bool veil__softmax_row_isa(enum veil__vec_isa isa, const float *x, size_t xs, const float *a,
-                           size_t as, float *y, size_t len);
+enum veil__engine_vec_isa veil__engine_vec_best(void);
+void veil__engine_softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y,
+                              size_t len);
+bool veil__engine_softmax_row_isa(enum veil__engine_vec_isa isa, const float *x, size_t xs,
+                                  const float *a, size_t as, float *y, size_t len);
 /*
  * LayerNormalization of one row of len floats: y = (x - mean) / sqrt(var + eps) * scale +
  * bias (bias may be NULL); *mean and *istd (1 / sqrt(var + eps)) receive the statistics. y may
  * equal x. The _isa form runs a given variant (false where the CPU lacks it).
  */
-void veil__layernorm_row(const float *x, float *y, size_t len, const float *scale,
-                         const float *bias, float eps, float *mean, float *istd);
-bool veil__layernorm_row_isa(enum veil__vec_isa isa, const float *x, float *y, size_t len,
-                             const float *scale, const float *bias, float eps, float *mean,
-                             float *istd);
+void veil__engine_layernorm_row(const float *x, float *y, size_t len, const float *scale,
+                                const float *bias, float eps, float *mean, float *istd);
+bool veil__engine_layernorm_row_isa(enum veil__engine_vec_isa isa, const float *x, float *y,
+                                    size_t len, const float *scale, const float *bias, float eps,
+                                    float *mean, float *istd);
 
 /* ---- Ops: fused attention (ops/attention.c; the cap is set in engine.c) ---- */
 
@@ -594,27 +604,32 @@ bool veil__layernorm_row_isa(enum veil__vec_isa isa, const float *x, float *y, s
  * of their inputs) where they are only read here. *taken says whether it did. Errors only
  * from allocation.
  */
-veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bool *taken);
+veil_err veil__engine_attention_prepare(struct veil__engine_ictx *c, struct veil__engine_step *st,
+                                        bool *taken);
 /*
- * Caps the instruction set of m's fused attention (default VEIL__VEC_AVX512: whatever the CPU
- * has): tests lower it to run the AVX2 kernels, or to VEIL__VEC_BASE to leave the chains
+ * Caps the instruction set of m's fused attention (default VEIL__ENGINE_VEC_AVX512: whatever the
+ * CPU has): tests lower it to run the AVX2 kernels, or to VEIL__ENGINE_VEC_BASE to leave the chains
  * unfused. Applies to plans built afterwards; call it after load, before the first run.
  */
-void veil__model_cap_attention(struct veil_engine_model *m, enum veil__vec_isa cap);
+void veil__engine_model_cap_attention(struct veil_engine_model *m, enum veil__engine_vec_isa cap);
 
 /* ---- Ops: oneDNN-backed kernels and helpers shared between families ---- */
 
 /* MaxPool, GlobalAveragePool and GlobalMaxPool as oneDNN primitives (2-D; required for blocked
  * inputs). */
-veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+veil_err veil__engine_pool_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                   struct veil__engine_step *st);
 /* Softmax/LogSoftmax (opset >= 13) and float Transpose as oneDNN primitives. */
-veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+veil_err veil__engine_softmax_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                      struct veil__engine_step *st);
 /*
  * Mul: with an input stored blocked, either kp->i[1] = 1 and the element-wise kernel scales
  * the channel-blocked map (see ops/dnnl.c), or a oneDNN binary primitive; else nothing.
  */
-veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
-veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
+veil_err veil__engine_mul_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                  struct veil__engine_step *st);
+veil_err veil__engine_transpose_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                        struct veil__engine_step *st);
 /*
  * Fills kp->v[0] kernel, v[1] strides, v[2] pads (begin then end), v[3] dilations and the
  * output spatial dims of c->out[0] from the pooling or convolution attributes (auto_pad,
@@ -622,21 +637,21 @@ veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct
  * (kernel_shape). Defined with the pools (ops/nn.c), shared with Conv (ops/dnnl.c). Errors:
  * VEIL_E_INVALID (attributes inconsistent with the input).
  */
-veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *kshape,
-                             struct veil__kparams *kp);
+veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
+                                    const int64_t *kshape, struct veil__engine_kparams *kp);
 
 /*
  * A Transpose node's permutation for rank r (its perm attribute, default reversed) into perm:
  * output axis i is input axis perm[i]. Errors: VEIL_E_INVALID (wrong length, an axis out of
  * range or repeated).
  */
-veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm,
-                              struct veil_errbuf *eb);
+veil_err veil__engine_transpose_perm(const struct veil__engine_node *n, size_t r, size_t *perm,
+                                     struct veil_errbuf *eb);
 
 /*
  * ---- Ops: the kernels of the registry's rows, by family file ----
  * Each family exports the infer, prepare and exec functions its rows name, with the contracts
- * of struct veil__op_def's members: infer checks the node against its inputs' shapes and
+ * of struct veil__engine_op_def's members: infer checks the node against its inputs' shapes and
  * dtypes and fills the outputs' and kp (errors: VEIL_E_INVALID naming the problem,
  * VEIL_E_UNSUPPORTED, VEIL_E_LIMIT, VEIL_E_NOMEM); prepare creates kernel state (errors:
  * VEIL_E_NOMEM, VEIL_E_INTERNAL from oneDNN); exec computes the outputs and fails only on
@@ -645,109 +660,142 @@ veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm
  */
 
 /* ops/elementwise.c: unary, binary, variadic and cast kernels */
-veil_err veil__unary_infer(struct veil__ictx *c);
-veil_err veil__unary_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__binary_infer(struct veil__ictx *c);
-veil_err veil__binary_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__variadic_infer(struct veil__ictx *c);
-veil_err veil__variadic_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__cast_infer(struct veil__ictx *c);
-veil_err veil__cast_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__engine_unary_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_unary_exec(struct veil__engine_kctx *c,
+                                 const struct veil__engine_kparams *kp);
+veil_err veil__engine_binary_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_binary_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
+veil_err veil__engine_variadic_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_variadic_exec(struct veil__engine_kctx *c,
+                                    const struct veil__engine_kparams *kp);
+veil_err veil__engine_cast_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_cast_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
 
 /* ops/shape.c: shapes, views, strided copies, constants, padding, CumSum */
-veil_err veil__shape_infer(struct veil__ictx *c);
-veil_err veil__shape_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__size_infer(struct veil__ictx *c);
-veil_err veil__size_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__flatten_infer(struct veil__ictx *c);
-veil_err veil__reshape_infer(struct veil__ictx *c);
-veil_err veil__squeeze_infer(struct veil__ictx *c);
-veil_err veil__unsqueeze_infer(struct veil__ictx *c);
-veil_err veil__transpose_infer(struct veil__ictx *c);
-veil_err veil__transpose_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__slice_infer(struct veil__ictx *c);
-veil_err veil__slice_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__concat_infer(struct veil__ictx *c);
-veil_err veil__concat_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__split_infer(struct veil__ictx *c);
-veil_err veil__split_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__constant_infer(struct veil__ictx *c);
-veil_err veil__constant_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__constant_of_shape_infer(struct veil__ictx *c);
-veil_err veil__constant_of_shape_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__range_infer(struct veil__ictx *c);
-veil_err veil__range_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__pad_infer(struct veil__ictx *c);
-veil_err veil__pad_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__tile_infer(struct veil__ictx *c);
-veil_err veil__tile_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__trilu_infer(struct veil__ictx *c);
-veil_err veil__trilu_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__depth_to_space_infer(struct veil__ictx *c);
-veil_err veil__depth_space_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__space_to_depth_infer(struct veil__ictx *c);
-veil_err veil__cumsum_infer(struct veil__ictx *c);
-veil_err veil__cumsum_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__eyelike_infer(struct veil__ictx *c);
-veil_err veil__eyelike_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__engine_shape_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_shape_exec(struct veil__engine_kctx *c,
+                                 const struct veil__engine_kparams *kp);
+veil_err veil__engine_size_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_size_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_flatten_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_reshape_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_squeeze_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_unsqueeze_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_transpose_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_transpose_exec(struct veil__engine_kctx *c,
+                                     const struct veil__engine_kparams *kp);
+veil_err veil__engine_slice_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_slice_exec(struct veil__engine_kctx *c,
+                                 const struct veil__engine_kparams *kp);
+veil_err veil__engine_concat_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_concat_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
+veil_err veil__engine_split_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_split_exec(struct veil__engine_kctx *c,
+                                 const struct veil__engine_kparams *kp);
+veil_err veil__engine_constant_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_constant_exec(struct veil__engine_kctx *c,
+                                    const struct veil__engine_kparams *kp);
+veil_err veil__engine_constant_of_shape_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_constant_of_shape_exec(struct veil__engine_kctx *c,
+                                             const struct veil__engine_kparams *kp);
+veil_err veil__engine_range_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_range_exec(struct veil__engine_kctx *c,
+                                 const struct veil__engine_kparams *kp);
+veil_err veil__engine_pad_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_pad_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_tile_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_tile_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_trilu_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_trilu_exec(struct veil__engine_kctx *c,
+                                 const struct veil__engine_kparams *kp);
+veil_err veil__engine_depth_to_space_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_depth_space_exec(struct veil__engine_kctx *c,
+                                       const struct veil__engine_kparams *kp);
+veil_err veil__engine_space_to_depth_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_cumsum_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_cumsum_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
+veil_err veil__engine_eyelike_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_eyelike_exec(struct veil__engine_kctx *c,
+                                   const struct veil__engine_kparams *kp);
 
 /* ops/gather.c: gathers, scatters and OneHot */
-veil_err veil__gather_infer(struct veil__ictx *c);
-veil_err veil__gather_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__gather_elements_infer(struct veil__ictx *c);
-veil_err veil__gather_elements_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__scatter_elements_infer(struct veil__ictx *c);
-veil_err veil__scatter_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
-veil_err veil__scatter_elements_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__gather_nd_infer(struct veil__ictx *c);
-veil_err veil__gather_nd_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__scatter_nd_infer(struct veil__ictx *c);
-veil_err veil__scatter_nd_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__onehot_infer(struct veil__ictx *c);
-veil_err veil__onehot_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__engine_gather_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_gather_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
+veil_err veil__engine_gather_elements_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_gather_elements_exec(struct veil__engine_kctx *c,
+                                           const struct veil__engine_kparams *kp);
+veil_err veil__engine_scatter_elements_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_scatter_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                      struct veil__engine_step *st);
+veil_err veil__engine_scatter_elements_exec(struct veil__engine_kctx *c,
+                                            const struct veil__engine_kparams *kp);
+veil_err veil__engine_gather_nd_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_gather_nd_exec(struct veil__engine_kctx *c,
+                                     const struct veil__engine_kparams *kp);
+veil_err veil__engine_scatter_nd_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_scatter_nd_exec(struct veil__engine_kctx *c,
+                                      const struct veil__engine_kparams *kp);
+veil_err veil__engine_onehot_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_onehot_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
 
 /* ops/resize.c */
-veil_err veil__resize_infer(struct veil__ictx *c);
-veil_err veil__resize_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__engine_resize_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_resize_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
 
 /* ops/einsum.c */
-veil_err veil__einsum_infer(struct veil__ictx *c);
-veil_err veil__einsum_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__engine_einsum_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_einsum_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
 
 /* ops/nn.c: reductions, normalisations, softmax, pooling, TopK */
-veil_err veil__reduce_infer(struct veil__ictx *c);
-veil_err veil__reduce_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__softmax_infer(struct veil__ictx *c);
-veil_err veil__softmax_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__ln_infer(struct veil__ictx *c);
-veil_err veil__ln_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
-veil_err veil__ln_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__argmax_infer(struct veil__ictx *c);
-veil_err veil__argmax_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__hardmax_infer(struct veil__ictx *c);
-veil_err veil__hardmax_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__topk_infer(struct veil__ictx *c);
-veil_err veil__topk_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__bn_infer(struct veil__ictx *c);
-veil_err veil__bn_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__gap_infer(struct veil__ictx *c);
-veil_err veil__gap_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__norm_infer(struct veil__ictx *c);
-veil_err veil__norm_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__lrn_infer(struct veil__ictx *c);
-veil_err veil__lrn_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__pool_infer(struct veil__ictx *c);
-veil_err veil__pool_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__engine_reduce_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_reduce_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
+veil_err veil__engine_softmax_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_softmax_exec(struct veil__engine_kctx *c,
+                                   const struct veil__engine_kparams *kp);
+veil_err veil__engine_ln_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_ln_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                 struct veil__engine_step *st);
+veil_err veil__engine_ln_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_argmax_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_argmax_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
+veil_err veil__engine_hardmax_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_hardmax_exec(struct veil__engine_kctx *c,
+                                   const struct veil__engine_kparams *kp);
+veil_err veil__engine_topk_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_topk_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_bn_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_bn_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_gap_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_gap_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_norm_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_norm_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_lrn_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_lrn_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_pool_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_pool_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
 
 /* ops/dnnl.c: Conv, ConvTranspose, MatMul and Gemm on oneDNN */
-veil_err veil__conv_infer(struct veil__ictx *c);
-veil_err veil__conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
-veil_err veil__conv_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__matmul_infer_fused(struct veil__ictx *c);
-veil_err veil__matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
-veil_err veil__matmul_exec(struct veil__kctx *c, const struct veil__kparams *kp);
-veil_err veil__gemm_infer(struct veil__ictx *c);
-veil_err veil__gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st);
-veil_err veil__gemm_exec(struct veil__kctx *c, const struct veil__kparams *kp);
+veil_err veil__engine_conv_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_conv_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                   struct veil__engine_step *st);
+veil_err veil__engine_conv_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_matmul_infer_fused(struct veil__engine_ictx *c);
+veil_err veil__engine_matmul_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                     struct veil__engine_step *st);
+veil_err veil__engine_matmul_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
+veil_err veil__engine_gemm_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_gemm_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                   struct veil__engine_step *st);
+veil_err veil__engine_gemm_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
 
 #endif /* VEIL_ENGINE_INT_H */

@@ -16,7 +16,7 @@
  * which every thread of the team blocks on the lane condition variable until a job is queued.
  * Waking the team costs a few tens of microseconds; back-to-back runs never park.
  *
- * Inside a run, kernels spread loops over the lane's team with veil__parallel.
+ * Inside a run, kernels spread loops over the lane's team with veil__engine_parallel.
  */
 #include "engine_int.h"
 
@@ -35,7 +35,7 @@ struct lane_job {
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_work; /* on CLOCK_MONOTONIC, made by the first veil__lanes_reserve */
+static pthread_cond_t g_work; /* on CLOCK_MONOTONIC, made by the first veil__engine_lanes_reserve */
 static bool g_work_made;
 static struct lane_job *g_head, *g_tail;
 static unsigned long g_gen; /* jobs queued so far: parked teams wake when it moves */
@@ -95,7 +95,7 @@ static void *lane_main(void *arg)
     return NULL;
 }
 
-void veil__lanes_reserve(unsigned threads_per_run)
+void veil__engine_lanes_reserve(unsigned threads_per_run)
 {
     unsigned cpus = veil_cpu_count();
     unsigned want = threads_per_run > 0 && threads_per_run < cpus ? cpus / threads_per_run : 1;
@@ -130,7 +130,7 @@ void veil__lanes_reserve(unsigned threads_per_run)
     pthread_mutex_unlock(&g_mu);
 }
 
-void veil__lanes_call(void (*fn)(void *), void *arg)
+void veil__engine_lanes_call(void (*fn)(void *), void *arg)
 {
     pthread_mutex_lock(&g_mu);
     if (t_lane || g_lanes == 0) {
@@ -152,7 +152,7 @@ void veil__lanes_call(void (*fn)(void *), void *arg)
     pthread_cond_destroy(&j.cv);
 }
 
-void veil__parallel(uint64_t n, uint64_t grain, veil__range_fn fn, void *ud)
+void veil__engine_parallel(uint64_t n, uint64_t grain, veil__engine_range_fn fn, void *ud)
 {
     int nt = omp_get_max_threads();
     if (n <= grain || nt <= 1 || omp_in_parallel()) {

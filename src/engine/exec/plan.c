@@ -15,7 +15,7 @@
 
 #define ALIGN_UP(x) (((x) + 63) & ~(size_t)63)
 
-veil_err veil__dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb)
+veil_err veil__engine_dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb)
 {
     if (st == dnnl_success)
         return VEIL_OK;
@@ -24,7 +24,7 @@ veil_err veil__dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *
     return veil_errf(eb, rc, "oneDNN %s failed (status %d)", what, (int)st);
 }
 
-void veil__kstate_free(struct veil__kstate *ks)
+void veil__engine_kstate_free(struct veil__engine_kstate *ks)
 {
     if (ks == NULL)
         return;
@@ -36,7 +36,7 @@ void veil__kstate_free(struct veil__kstate *ks)
     veil_free(ks);
 }
 
-static void scratch_free(struct veil__scratch *sc)
+static void scratch_free(struct veil__engine_scratch *sc)
 {
     if (sc == NULL)
         return;
@@ -53,17 +53,17 @@ static void scratch_free(struct veil__scratch *sc)
     veil_free(sc);
 }
 
-void veil__plan_free(struct veil__plan *p)
+void veil__engine_plan_free(struct veil__engine_plan *p)
 {
     if (p == NULL)
         return;
     while (p->free_scratch != NULL) {
-        struct veil__scratch *sc = p->free_scratch;
+        struct veil__engine_scratch *sc = p->free_scratch;
         p->free_scratch = sc->next;
         scratch_free(sc);
     }
     for (size_t i = 0; i < p->n_steps; i++) {
-        veil__kstate_free(p->steps[i].ks);
+        veil__engine_kstate_free(p->steps[i].ks);
         veil_free(p->steps[i].kp.ptr);
     }
     veil_free(p->steps);
@@ -79,27 +79,28 @@ void veil__plan_free(struct veil__plan *p)
 }
 
 /* The value whose storage v shares (v itself when it is not an alias). */
-static int32_t storage_root(const struct veil__pval *vals, int32_t v)
+static int32_t storage_root(const struct veil__engine_pval *vals, int32_t v)
 {
     while (vals[v].alias)
         v = vals[v].root;
     return v;
 }
 
-static int32_t root_of(const struct veil__plan *p, int32_t v)
+static int32_t root_of(const struct veil__engine_plan *p, int32_t v)
 {
     return storage_root(p->vals, v);
 }
 
-static void *value_addr(const struct veil__plan *p, const struct veil__scratch *sc, int32_t v)
+static void *value_addr(const struct veil__engine_plan *p, const struct veil__engine_scratch *sc,
+                        int32_t v)
 {
-    const struct veil__pval *pv = &p->vals[v];
+    const struct veil__engine_pval *pv = &p->vals[v];
     if (!pv->runtime)
         return pv->t.data;
     return sc->arena + p->vals[root_of(p, v)].off;
 }
 
-bool veil__storage_dies(const struct veil__ictx *c, int32_t v)
+bool veil__engine_storage_dies(const struct veil__engine_ictx *c, int32_t v)
 {
     if (v < 0 || c->vals == NULL || c->last_read == NULL || c->viewed == NULL ||
         !c->vals[v].runtime || c->last_read[v] != c->step)
@@ -113,13 +114,14 @@ bool veil__storage_dies(const struct veil__ictx *c, int32_t v)
     }
 }
 
-bool veil__storage_unwritten_since(const struct veil__ictx *c, int32_t u, int64_t since)
+bool veil__engine_storage_unwritten_since(const struct veil__engine_ictx *c, int32_t u,
+                                          int64_t since)
 {
     int32_t r = storage_root(c->vals, u);
     for (int64_t s = since + 1; s < c->step; s++) {
-        const struct veil__step *st = &c->steps[s];
-        const struct veil__node *n = &c->g->nodes[st->node];
-        if (!st->runtime || veil__op_get(n->op)->view)
+        const struct veil__engine_step *st = &c->steps[s];
+        const struct veil__engine_node *n = &c->g->nodes[st->node];
+        if (!st->runtime || veil__engine_op_get(n->op)->view)
             continue;
         for (size_t k = 0; k < n->n_out; k++) {
             int32_t w = n->out[k];
@@ -130,9 +132,9 @@ bool veil__storage_unwritten_since(const struct veil__ictx *c, int32_t u, int64_
     return true;
 }
 
-bool veil__inplace(struct veil__ictx *c, size_t k)
+bool veil__engine_inplace(struct veil__engine_ictx *c, size_t k)
 {
-    if (k >= c->n_in || c->n->n_out < 1 || !veil__storage_dies(c, c->n->in[k]))
+    if (k >= c->n_in || c->n->n_out < 1 || !veil__engine_storage_dies(c, c->n->in[k]))
         return false;
     int32_t v = c->n->in[k], out = c->n->out[0];
     if (out < 0 || v == out || !c->vals[out].runtime || c->vals[v].blocked ||
@@ -160,7 +162,7 @@ static int block_cmp(const void *a, const void *b)
     return x->v - y->v;
 }
 
-static veil_err plan_memory(struct veil__plan *p, uint64_t cap, struct veil_errbuf *eb)
+static veil_err plan_memory(struct veil__engine_plan *p, uint64_t cap, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
     struct block *bl = NULL, **placed = NULL;
@@ -173,7 +175,7 @@ static veil_err plan_memory(struct veil__plan *p, uint64_t cap, struct veil_errb
         goto out;
     }
     for (size_t v = 0; v < p->n_vals; v++) {
-        const struct veil__pval *pv = &p->vals[v];
+        const struct veil__engine_pval *pv = &p->vals[v];
         if (!pv->runtime || pv->alias)
             continue;
         bl[nb++] = (struct block){(int32_t)v, ALIGN_UP(pv->nbytes ? pv->nbytes : 1), pv->first,
@@ -206,7 +208,7 @@ static veil_err plan_memory(struct veil__plan *p, uint64_t cap, struct veil_errb
             peak = best + b->size;
         p->vals[b->v].off = best;
     }
-    if (peak > cap || peak > VEIL__ENG_MAX_ACT) {
+    if (peak > cap || peak > VEIL__ENGINE_MAX_ACT) {
         rc = veil_errf(eb, VEIL_E_LIMIT, "activations need %zu bytes, above the %llu-byte cap",
                        peak, (unsigned long long)cap);
         goto out;
@@ -226,7 +228,7 @@ out:
     return rc;
 }
 
-static veil_err fill_tv(const struct veil__plan *p, int32_t v, struct veil__tv *t)
+static veil_err fill_tv(const struct veil__engine_plan *p, int32_t v, struct veil__engine_tv *t)
 {
     if (v < 0) {
         memset(t, 0, sizeof(*t));
@@ -242,7 +244,8 @@ static veil_err fill_tv(const struct veil__plan *p, int32_t v, struct veil__tv *
  * its indices output, GlobalAveragePool, GlobalMaxPool and Mul, which then run as oneDNN
  * primitives or blocked kernels and reorder what they do not want).
  */
-static veil_err find_blockable(const struct veil__graph *g, bool **out, struct veil_errbuf *eb)
+static veil_err find_blockable(const struct veil__engine_graph *g, bool **out,
+                               struct veil_errbuf *eb)
 {
     bool *b = veil_calloc(g->n_values + 1, sizeof(bool));
     bool *bad = veil_calloc(g->n_values + 1, sizeof(bool));
@@ -253,7 +256,7 @@ static veil_err find_blockable(const struct veil__graph *g, bool **out, struct v
         return veil_errf(eb, VEIL_E_NOMEM, "no memory for layout analysis");
     }
     for (size_t i = 0; i < g->n_order; i++) {
-        const struct veil__node *n = &g->nodes[g->order[i]];
+        const struct veil__engine_node *n = &g->nodes[g->order[i]];
         bool conv = strcmp(n->op_type, "Conv") == 0;
         bool indices = n->n_out > 1 && n->out[1] >= 0;
         bool mul = strcmp(n->op_type, "Mul") == 0 && n->n_in == 2;
@@ -283,7 +286,7 @@ static veil_err build_key(const struct veil_engine_model *m, const struct veil_t
                           int64_t *key, size_t *key_len, struct veil_errbuf *eb)
 {
     size_t k = 0;
-    const size_t cap = 64 * VEIL__ENG_RANK;
+    const size_t cap = 64 * VEIL__ENGINE_RANK;
     for (size_t i = 0; i < m->g.n_inputs; i++) {
         const struct veil_tensor *t = &inputs[i];
         if (k + 1 + t->rank > cap)
@@ -293,37 +296,37 @@ static veil_err build_key(const struct veil_engine_model *m, const struct veil_t
             key[k++] = t->dims[d];
         if (!m->g.values[m->g.inputs[i]].shape_key)
             continue;
-        struct veil__tv tv = {t->dtype, t->rank, {0}, 0, t->data};
+        struct veil__engine_tv tv = {t->dtype, t->rank, {0}, 0, t->data};
         memcpy(tv.dims, t->dims, sizeof(tv.dims));
-        tv.numel = veil__numel(t->dims, t->rank);
+        tv.numel = veil__engine_numel(t->dims, t->rank);
         if (tv.numel > 64 || k + tv.numel > cap)
             return veil_errf(eb, VEIL_E_LIMIT,
                              "input '%s' decides shapes and has more than 64 "
                              "values",
                              m->in_info[i].name);
         for (uint64_t e = 0; e < tv.numel; e++)
-            key[k++] = veil__get_i64(&tv, e);
+            key[k++] = veil__engine_get_i64(&tv, e);
     }
     *key_len = k;
     return VEIL_OK;
 }
 
-bool veil__plan_matches(const struct veil_engine_model *m, const struct veil__plan *p,
-                        const struct veil_tensor *inputs)
+bool veil__engine_plan_matches(const struct veil_engine_model *m, const struct veil__engine_plan *p,
+                               const struct veil_tensor *inputs)
 {
-    int64_t key[64 * VEIL__ENG_RANK];
+    int64_t key[64 * VEIL__ENGINE_RANK];
     size_t len;
     if (build_key(m, inputs, key, &len, NULL) != VEIL_OK)
         return false;
     return len == p->key_len && memcmp(key, p->key, len * sizeof(int64_t)) == 0;
 }
 
-veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor *inputs,
-                          struct veil__plan **out, struct veil_errbuf *eb)
+veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                                 struct veil__engine_plan **out, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
-    struct veil__plan *p = NULL;
-    const struct veil__graph *g = &m->g;
+    struct veil__engine_plan *p = NULL;
+    const struct veil__engine_graph *g = &m->g;
     bool *blockable = NULL, *viewed = NULL;
     int64_t *last_read = NULL;
     int32_t *sole_reader = NULL, *step_of = NULL;
@@ -363,8 +366,8 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     for (size_t i = 0; i < g->n_nodes; i++)
         step_of[i] = -1;
     for (size_t s = 0; s < g->n_order; s++) {
-        const struct veil__node *n = &g->nodes[g->order[s]];
-        bool view = veil__op_get(n->op)->view;
+        const struct veil__engine_node *n = &g->nodes[g->order[s]];
+        bool view = veil__engine_op_get(n->op)->view;
         step_of[g->order[s]] = (int32_t)s;
         /*
          * Shape and Size read only shapes, all known while planning (they fold, below): they
@@ -390,11 +393,11 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         if (n_reads[v] != 1 || g->values[v].is_output)
             sole_reader[v] = -1;
     /* Constants whose plain copy was dropped get it back while this plan is built. */
-    if ((rc = veil__wcache_rehydrate(m, eb)) != VEIL_OK)
+    if ((rc = veil__engine_wcache_rehydrate(m, eb)) != VEIL_OK)
         goto out;
     for (size_t v = 0; v < g->n_values; v++) {
-        const struct veil__value *gv = &g->values[v];
-        struct veil__pval *pv = &p->vals[v];
+        const struct veil__engine_value *gv = &g->values[v];
+        struct veil__engine_pval *pv = &p->vals[v];
         pv->root = (int32_t)v;
         pv->first = pv->last = -1;
         if (gv->is_const) {
@@ -404,12 +407,12 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     }
     for (size_t i = 0; i < g->n_inputs; i++) {
         int32_t v = g->inputs[i];
-        struct veil__pval *pv = &p->vals[v];
+        struct veil__engine_pval *pv = &p->vals[v];
         const struct veil_tensor *t = &inputs[i];
         pv->t.dt = t->dtype;
         pv->t.rank = t->rank;
         memcpy(pv->t.dims, t->dims, sizeof(pv->t.dims));
-        pv->t.numel = veil__numel(t->dims, t->rank);
+        pv->t.numel = veil__engine_numel(t->dims, t->rank);
         pv->nbytes = (size_t)pv->t.numel * veil_dtype_size(t->dtype);
         if (g->values[v].shape_key) {
             /* Its values are part of the key: a constant for this plan. */
@@ -429,10 +432,10 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     }
     p->n_steps = g->n_order;
     for (size_t s = 0; s < g->n_order; s++) {
-        struct veil__step *st = &p->steps[s];
-        const struct veil__node *n = &g->nodes[g->order[s]];
-        const struct veil__op_def *op = veil__op_get(n->op);
-        struct veil__ictx ic;
+        struct veil__engine_step *st = &p->steps[s];
+        const struct veil__engine_node *n = &g->nodes[g->order[s]];
+        const struct veil__engine_op_def *op = veil__engine_op_get(n->op);
+        struct veil__engine_ictx ic;
         memset(&ic, 0, sizeof(ic));
         st->node = g->order[s];
         ic.g = g;
@@ -496,11 +499,11 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
             int32_t v = n->out[k];
             if (v < 0)
                 continue;
-            struct veil__pval *pv = &p->vals[v];
-            struct veil__tv *t = &ic.out[k];
+            struct veil__engine_pval *pv = &p->vals[v];
+            struct veil__engine_tv *t = &ic.out[k];
             uint64_t numel = 1, nbytes;
             size_t esz = veil_dtype_size(t->dt);
-            if (esz == 0 || t->rank > VEIL__ENG_RANK) {
+            if (esz == 0 || t->rank > VEIL__ENGINE_RANK) {
                 rc = veil_errf(eb, VEIL_E_INVALID,
                                "node '%s' (%s): output %zu has an invalid "
                                "type",
@@ -531,7 +534,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         }
         if (st->absorbed_by > 0) {
             /* An earlier fused step does this node's work: only what it writes has storage. */
-            const struct veil__step *fs = &p->steps[st->absorbed_by - 1];
+            const struct veil__engine_step *fs = &p->steps[st->absorbed_by - 1];
             for (size_t k = 0; k < n->n_out; k++)
                 for (size_t x = 0; n->out[k] >= 0 && x < fs->n_xval; x++)
                     if (fs->xval[x] == n->out[k]) {
@@ -546,7 +549,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
         if (strcmp(op->name, "Shape") == 0 || strcmp(op->name, "Size") == 0)
             all_const = true;
         bool fold = all_const && op->exec != NULL && !op->no_fold && n->n_post == 0 &&
-                    n->add_in < 0 && out_bytes <= VEIL__ENG_FOLD_MAX && !view_const;
+                    n->add_in < 0 && out_bytes <= VEIL__ENGINE_FOLD_MAX && !view_const;
         if (view_const) {
             /* A view of a constant stays a constant, without a copy. */
             bool rest_const = true;
@@ -559,7 +562,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
             }
         }
         if (fold) {
-            struct veil__kctx kc;
+            struct veil__engine_kctx kc;
             memset(&kc, 0, sizeof(kc));
             kc.g = g;
             kc.n = n;
@@ -573,7 +576,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
                 int32_t v = n->out[k];
                 if (v < 0)
                     continue;
-                struct veil__pval *pv = &p->vals[v];
+                struct veil__engine_pval *pv = &p->vals[v];
                 pv->owned = veil_aligned_alloc(64, pv->nbytes + 64);
                 if (pv->owned == NULL) {
                     rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for folded constants");
@@ -598,7 +601,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
             int32_t v = n->out[k];
             if (v < 0)
                 continue;
-            struct veil__pval *pv = &p->vals[v];
+            struct veil__engine_pval *pv = &p->vals[v];
             pv->runtime = true;
             pv->first = pv->last = (int64_t)s;
             if (k == 0 && op->view && n->in[0] >= 0 && p->vals[n->in[0]].runtime) {
@@ -618,10 +621,10 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
     }
     /* Lifetimes: each read extends the storage root's life to the reading step. */
     for (size_t s = 0; s < p->n_steps; s++) {
-        const struct veil__step *st = &p->steps[s];
+        const struct veil__engine_step *st = &p->steps[s];
         if (!st->runtime)
             continue;
-        const struct veil__node *n = &g->nodes[st->node];
+        const struct veil__engine_node *n = &g->nodes[st->node];
         for (size_t k = 0; k <= n->n_in; k++) {
             int32_t v = k < n->n_in ? n->in[k] : n->add_in;
             if (v < 0 || !p->vals[v].runtime)
@@ -659,7 +662,7 @@ veil_err veil__plan_build(struct veil_engine_model *m, const struct veil_tensor 
             ex += p->steps[s].ks->n_ex;
     }
     p->n_ex = ex;
-    veil__wcache_drop(m, wreads, n_reads);
+    veil__engine_wcache_drop(m, wreads, n_reads);
     *out = p;
     p = NULL;
     rc = VEIL_OK;
@@ -671,28 +674,28 @@ out:
     veil_free(sole_reader);
     veil_free(n_reads);
     veil_free(step_of);
-    veil__plan_free(p);
+    veil__engine_plan_free(p);
     return rc;
 }
 
-static veil_err scratch_new(struct veil_engine_model *m, struct veil__plan *p,
-                            struct veil__scratch **out, struct veil_errbuf *eb)
+static veil_err scratch_new(struct veil_engine_model *m, struct veil__engine_plan *p,
+                            struct veil__engine_scratch **out, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
-    struct veil__scratch *sc = veil_calloc(1, sizeof(*sc));
+    struct veil__engine_scratch *sc = veil_calloc(1, sizeof(*sc));
     size_t n_args = 0;
 
     *out = NULL;
     if (sc == NULL)
         return veil_errf(eb, VEIL_E_NOMEM, "no memory for run scratch");
-    sc->arena = veil__big_alloc(p->arena_bytes);
+    sc->arena = veil__engine_big_alloc(p->arena_bytes);
     if (sc->arena == NULL) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for %zu bytes of activations", p->arena_bytes);
         goto out;
     }
     sc->step_region = sc->arena + p->step_region_off;
-    rc = veil__dnnl_err(dnnl_stream_create(&sc->stream, m->deng, dnnl_stream_default_flags),
-                        "stream creation", eb);
+    rc = veil__engine_dnnl_err(dnnl_stream_create(&sc->stream, m->deng, dnnl_stream_default_flags),
+                               "stream creation", eb);
     if (rc != VEIL_OK)
         goto out;
     for (size_t s = 0; s < p->n_steps; s++)
@@ -711,14 +714,14 @@ static veil_err scratch_new(struct veil_engine_model *m, struct veil__plan *p,
     }
     size_t a = 0;
     for (size_t s = 0; s < p->n_steps; s++) {
-        const struct veil__step *st = &p->steps[s];
+        const struct veil__engine_step *st = &p->steps[s];
         if (!st->runtime || st->ks == NULL)
             continue;
         for (size_t e = 0; e < st->ks->n_ex; e++) {
-            const struct veil__dnnl_exec *dx = &st->ks->ex[e];
+            const struct veil__engine_dnnl_exec *dx = &st->ks->ex[e];
             sc->args_base[st->ex_base + e] = a;
             for (size_t k = 0; k < dx->n_args; k++) {
-                const struct veil__dnnl_arg *ar = &dx->args[k];
+                const struct veil__engine_dnnl_arg *ar = &dx->args[k];
                 void *addr;
                 if (ar->value >= 0)
                     addr = value_addr(p, sc, ar->value);
@@ -726,8 +729,8 @@ static veil_err scratch_new(struct veil_engine_model *m, struct veil__plan *p,
                     addr = (void *)(uintptr_t)ar->ptr;
                 else
                     addr = sc->step_region + ar->off;
-                rc = veil__dnnl_err(dnnl_memory_create(&sc->mems[a], &ar->md, m->deng, addr),
-                                    "memory creation", eb);
+                rc = veil__engine_dnnl_err(dnnl_memory_create(&sc->mems[a], &ar->md, m->deng, addr),
+                                           "memory creation", eb);
                 if (rc != VEIL_OK)
                     goto out;
                 sc->n_mems = a + 1;
@@ -746,27 +749,28 @@ out:
 }
 
 /* Runs one step of a plan on a run's scratch. */
-static veil_err exec_step(struct veil_engine_model *m, struct veil__plan *p,
-                          struct veil__scratch *sc, const struct veil__step *st,
+static veil_err exec_step(struct veil_engine_model *m, struct veil__engine_plan *p,
+                          struct veil__engine_scratch *sc, const struct veil__engine_step *st,
                           struct veil_errbuf *eb)
 {
-    const struct veil__graph *g = &m->g;
-    const struct veil__node *n = &g->nodes[st->node];
+    const struct veil__engine_graph *g = &m->g;
+    const struct veil__engine_node *n = &g->nodes[st->node];
     veil_err rc;
 
     if (st->ks != NULL) {
         for (size_t e = 0; e < st->ks->n_ex; e++) {
-            const struct veil__dnnl_exec *dx = &st->ks->ex[e];
-            rc = veil__dnnl_err(dnnl_primitive_execute(dx->prim, sc->stream, (int)dx->n_args,
-                                                       &sc->args[sc->args_base[st->ex_base + e]]),
-                                "execution", eb);
+            const struct veil__engine_dnnl_exec *dx = &st->ks->ex[e];
+            rc = veil__engine_dnnl_err(
+                dnnl_primitive_execute(dx->prim, sc->stream, (int)dx->n_args,
+                                       &sc->args[sc->args_base[st->ex_base + e]]),
+                "execution", eb);
             if (rc != VEIL_OK)
                 return rc;
         }
-        return veil__dnnl_err(dnnl_stream_wait(sc->stream), "stream wait", eb);
+        return veil__engine_dnnl_err(dnnl_stream_wait(sc->stream), "stream wait", eb);
     }
-    const struct veil__op_def *op = veil__op_get(n->op);
-    struct veil__kctx kc;
+    const struct veil__engine_op_def *op = veil__engine_op_get(n->op);
+    struct veil__engine_kctx kc;
     kc.g = g;
     kc.n = n;
     kc.st = st;
@@ -791,7 +795,7 @@ static veil_err exec_step(struct veil_engine_model *m, struct veil__plan *p,
     }
     if (st->xexec != NULL) {
         for (size_t k = 0; k < st->n_xval; k++) {
-            struct veil__tv *t = &kc.in[n->n_in + k];
+            struct veil__engine_tv *t = &kc.in[n->n_in + k];
             memset(t, 0, sizeof(*t));
             if (st->xval[k] >= 0) {
                 fill_tv(p, st->xval[k], t);
@@ -813,8 +817,8 @@ static veil_err exec_step(struct veil_engine_model *m, struct veil__plan *p,
 }
 
 /* Adds a completed run's step times to the model's profile. */
-static void profile_add(struct veil_engine_model *m, const struct veil__plan *p,
-                        struct veil__scratch *sc, uint64_t run_ns)
+static void profile_add(struct veil_engine_model *m, const struct veil__engine_plan *p,
+                        struct veil__engine_scratch *sc, uint64_t run_ns)
 {
     pthread_mutex_lock(&m->mu);
     for (size_t s = 0; s < p->n_steps; s++) {
@@ -822,7 +826,8 @@ static void profile_add(struct veil_engine_model *m, const struct veil__plan *p,
             continue;
         m->prof_ns[p->steps[s].node] += sc->step_ns[s];
         m->prof_ran[p->steps[s].node] |=
-            (uint8_t)(VEIL__PROF_RAN | (p->steps[s].xexec != NULL ? VEIL__PROF_ATTENTION : 0));
+            (uint8_t)(VEIL__ENGINE_PROF_RAN |
+                      (p->steps[s].xexec != NULL ? VEIL__ENGINE_PROF_ATTENTION : 0));
         sc->step_ns[s] = 0;
     }
     m->prof_runs++;
@@ -830,13 +835,13 @@ static void profile_add(struct veil_engine_model *m, const struct veil__plan *p,
     pthread_mutex_unlock(&m->mu);
 }
 
-veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
-                         const struct veil_tensor *inputs, struct veil_tensor *outputs,
-                         struct veil_errbuf *eb)
+veil_err veil__engine_plan_exec(struct veil_engine_model *m, struct veil__engine_plan *p,
+                                const struct veil_tensor *inputs, struct veil_tensor *outputs,
+                                struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
-    struct veil__scratch *sc = NULL;
-    const struct veil__graph *g = &m->g;
+    struct veil__engine_scratch *sc = NULL;
+    const struct veil__engine_graph *g = &m->g;
     size_t n_done = 0;
     uint64_t run_t0 = 0;
 
@@ -856,7 +861,7 @@ veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
             memcpy(sc->arena + p->vals[v].off, inputs[i].data, p->vals[v].nbytes);
     }
     for (size_t s = 0; s < p->n_steps; s++) {
-        const struct veil__step *st = &p->steps[s];
+        const struct veil__engine_step *st = &p->steps[s];
         if (!st->runtime)
             continue;
         if (sc->step_ns == NULL) {
@@ -871,7 +876,7 @@ veil_err veil__plan_exec(struct veil_engine_model *m, struct veil__plan *p,
     }
     for (n_done = 0; n_done < g->n_outputs; n_done++) {
         int32_t v = g->outputs[n_done];
-        const struct veil__pval *pv = &p->vals[v];
+        const struct veil__engine_pval *pv = &p->vals[v];
         struct veil_tensor *o = &outputs[n_done];
         o->dtype = pv->t.dt;
         o->rank = pv->t.rank;

@@ -2,14 +2,14 @@
  * Tensor views and element types: element counts, broadcasting, reading and writing one
  * element of any numeric dtype as int64 or double, axis and index checks shared by the
  * operator families, and the large aligned allocations activation arenas and reordered weights
- * live in. Nothing here allocates except veil__big_alloc, and nothing keeps state.
+ * live in. Nothing here allocates except veil__engine_big_alloc, and nothing keeps state.
  */
 #include "engine_int.h"
 
 #include <string.h>
 #include <sys/mman.h>
 
-uint64_t veil__numel(const int64_t *dims, size_t rank)
+uint64_t veil__engine_numel(const int64_t *dims, size_t rank)
 {
     uint64_t n = 1;
     for (size_t i = 0; i < rank; i++)
@@ -17,8 +17,8 @@ uint64_t veil__numel(const int64_t *dims, size_t rank)
     return n;
 }
 
-veil_err veil__broadcast(const struct veil__tv *a, const struct veil__tv *b, size_t *rank,
-                         int64_t *dims, struct veil_errbuf *eb)
+veil_err veil__engine_broadcast(const struct veil__engine_tv *a, const struct veil__engine_tv *b,
+                                size_t *rank, int64_t *dims, struct veil_errbuf *eb)
 {
     size_t r = a->rank > b->rank ? a->rank : b->rank;
     for (size_t i = 0; i < r; i++) {
@@ -54,7 +54,7 @@ static int64_t clamp_i(double v, double lo, double hi)
     return v < lo ? (int64_t)lo : v > hi ? (int64_t)hi : (int64_t)v;
 }
 
-int64_t veil__get_i64(const struct veil__tv *t, uint64_t i)
+int64_t veil__engine_get_i64(const struct veil__engine_tv *t, uint64_t i)
 {
     switch (t->dt) {
     case VEIL_DT_INT64:
@@ -83,12 +83,12 @@ int64_t veil__get_i64(const struct veil__tv *t, uint64_t i)
     }
 }
 
-bool veil__dt_is_float(enum veil_dtype dt)
+bool veil__engine_dt_is_float(enum veil_dtype dt)
 {
     return dt == VEIL_DT_FLOAT || dt == VEIL_DT_DOUBLE;
 }
 
-bool veil__dt_is_int(enum veil_dtype dt)
+bool veil__engine_dt_is_int(enum veil_dtype dt)
 {
     switch (dt) {
     case VEIL_DT_INT8:
@@ -105,12 +105,12 @@ bool veil__dt_is_int(enum veil_dtype dt)
     }
 }
 
-bool veil__dt_is_numeric(enum veil_dtype dt)
+bool veil__engine_dt_is_numeric(enum veil_dtype dt)
 {
-    return veil__dt_is_float(dt) || veil__dt_is_int(dt);
+    return veil__engine_dt_is_float(dt) || veil__engine_dt_is_int(dt);
 }
 
-double veil__get_f64(const struct veil__tv *t, uint64_t i)
+double veil__engine_get_f64(const struct veil__engine_tv *t, uint64_t i)
 {
     switch (t->dt) {
     case VEIL_DT_FLOAT:
@@ -120,11 +120,11 @@ double veil__get_f64(const struct veil__tv *t, uint64_t i)
     case VEIL_DT_UINT64:
         return (double)((const uint64_t *)t->data)[i];
     default:
-        return (double)veil__get_i64(t, i);
+        return (double)veil__engine_get_i64(t, i);
     }
 }
 
-void veil__set_f64(struct veil__tv *t, uint64_t i, double v)
+void veil__engine_set_f64(struct veil__engine_tv *t, uint64_t i, double v)
 {
     switch (t->dt) {
     case VEIL_DT_FLOAT:
@@ -167,7 +167,7 @@ void veil__set_f64(struct veil__tv *t, uint64_t i, double v)
     }
 }
 
-void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v)
+void veil__engine_set_i64(struct veil__engine_tv *t, uint64_t i, int64_t v)
 {
     switch (t->dt) {
     case VEIL_DT_FLOAT:
@@ -208,7 +208,7 @@ void veil__set_i64(struct veil__tv *t, uint64_t i, int64_t v)
     }
 }
 
-veil_err veil__norm_axis(int64_t axis, size_t rank, size_t *out, struct veil_errbuf *eb)
+veil_err veil__engine_norm_axis(int64_t axis, size_t rank, size_t *out, struct veil_errbuf *eb)
 {
     int64_t r = (int64_t)rank;
     *out = 0;
@@ -219,24 +219,24 @@ veil_err veil__norm_axis(int64_t axis, size_t rank, size_t *out, struct veil_err
     return VEIL_OK;
 }
 
-veil_err veil__read_ints(const struct veil__tv *t, int64_t *v, size_t cap, size_t *n,
-                         struct veil_errbuf *eb)
+veil_err veil__engine_read_ints(const struct veil__engine_tv *t, int64_t *v, size_t cap, size_t *n,
+                                struct veil_errbuf *eb)
 {
     *n = 0;
     if ((t->dt != VEIL_DT_INT64 && t->dt != VEIL_DT_INT32) || t->rank > 1 || t->numel > cap)
         return veil_errf(eb, VEIL_E_INVALID, "expected at most %zu int64 values", cap);
     for (uint64_t i = 0; i < t->numel; i++)
-        v[i] = veil__get_i64(t, i);
+        v[i] = veil__engine_get_i64(t, i);
     *n = (size_t)t->numel;
     return VEIL_OK;
 }
 
-bool veil__has_input(const struct veil__ictx *c, size_t i)
+bool veil__engine_has_input(const struct veil__engine_ictx *c, size_t i)
 {
     return i < c->n_in && c->n->in[i] >= 0;
 }
 
-void veil__strides_of(const int64_t *dims, size_t rank, int64_t *st)
+void veil__engine_strides_of(const int64_t *dims, size_t rank, int64_t *st)
 {
     int64_t s = 1;
     for (size_t i = rank; i-- > 0;) {
@@ -245,12 +245,12 @@ void veil__strides_of(const int64_t *dims, size_t rank, int64_t *st)
     }
 }
 
-bool veil__dt_is_index(enum veil_dtype dt)
+bool veil__engine_dt_is_index(enum veil_dtype dt)
 {
     return dt == VEIL_DT_INT64 || dt == VEIL_DT_INT32;
 }
 
-void *veil__big_alloc(size_t size)
+void *veil__engine_big_alloc(size_t size)
 {
     const size_t huge = 2u << 20;
     if (size < huge)

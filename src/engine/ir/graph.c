@@ -1,7 +1,7 @@
 /*
  * The load-time graph IR: built from a parsed ONNX model, checked and ordered. Invariants after
- * veil__graph_build and veil__graph_order: every node's operator is in the operator table,
- * every value used is defined exactly once (graph input, initializer or node output), the
+ * veil__engine_graph_build and veil__engine_graph_order: every node's operator is in the operator
+ * table, every value used is defined exactly once (graph input, initializer or node output), the
  * order visits each live node after all producers of its inputs (cycles are refused), and
  * constants own aligned copies of their data, so the parsed model can be freed.
  */
@@ -26,12 +26,12 @@ static veil_err grow(void **p, size_t *cap, size_t need, size_t elem)
     return VEIL_OK;
 }
 
-static veil_err add_value(struct veil__graph *g, const char *name, int32_t *id)
+static veil_err add_value(struct veil__engine_graph *g, const char *name, int32_t *id)
 {
     veil_err rc = grow((void **)&g->values, &g->cap_values, g->n_values + 1, sizeof(*g->values));
     if (rc != VEIL_OK)
         return rc;
-    struct veil__value *v = &g->values[g->n_values];
+    struct veil__engine_value *v = &g->values[g->n_values];
     memset(v, 0, sizeof(*v));
     v->name = veil_strdup(name);
     if (v->name == NULL)
@@ -42,27 +42,28 @@ static veil_err add_value(struct veil__graph *g, const char *name, int32_t *id)
     return VEIL_OK;
 }
 
-veil_err veil__graph_add_const(struct veil__graph *g, const char *name, enum veil_dtype dt,
-                               size_t rank, const int64_t *dims, void *data, int32_t *id)
+veil_err veil__engine_graph_add_const(struct veil__engine_graph *g, const char *name,
+                                      enum veil_dtype dt, size_t rank, const int64_t *dims,
+                                      void *data, int32_t *id)
 {
     int32_t v;
     veil_err rc = add_value(g, name, &v);
     if (rc != VEIL_OK)
         return rc;
-    struct veil__value *val = &g->values[v];
+    struct veil__engine_value *val = &g->values[v];
     val->is_const = true;
     val->c.dt = dt;
     val->c.rank = rank;
     for (size_t i = 0; i < rank; i++)
         val->c.dims[i] = dims[i];
-    val->c.numel = veil__numel(dims, rank);
+    val->c.numel = veil__engine_numel(dims, rank);
     val->nbytes = (size_t)val->c.numel * veil_dtype_size(dt);
     val->c.data = data;
     *id = v;
     return VEIL_OK;
 }
 
-veil_err veil__node_grow_inputs(struct veil__node *n, size_t want)
+veil_err veil__engine_node_grow_inputs(struct veil__engine_node *n, size_t want)
 {
     if (n->n_in >= want)
         return VEIL_OK;
@@ -76,19 +77,20 @@ veil_err veil__node_grow_inputs(struct veil__node *n, size_t want)
     return VEIL_OK;
 }
 
-veil_err veil__node_retype(struct veil__node *n, const char *op_type)
+veil_err veil__engine_node_retype(struct veil__engine_node *n, const char *op_type)
 {
     char *name = veil_strdup(op_type);
     if (name == NULL)
         return VEIL_E_NOMEM;
     veil_free(n->op_type);
     n->op_type = name;
-    n->op = veil__op_index(op_type);
+    n->op = veil__engine_op_index(op_type);
     return VEIL_OK;
 }
 
-veil_err veil__node_add_attr(struct veil__node *n, const char *name, enum veil_onnx_attr_type type,
-                             int64_t i, float f, const char *str)
+veil_err veil__engine_node_add_attr(struct veil__engine_node *n, const char *name,
+                                    enum veil_onnx_attr_type type, int64_t i, float f,
+                                    const char *str)
 {
     if (type != VEIL_ONNX_ATTR_INT && type != VEIL_ONNX_ATTR_FLOAT &&
         (type != VEIL_ONNX_ATTR_STRING || str == NULL))
@@ -96,11 +98,11 @@ veil_err veil__node_add_attr(struct veil__node *n, const char *name, enum veil_o
     for (size_t k = 0; k < n->n_attrs; k++)
         if (strcmp(n->attrs[k].name, name) == 0)
             return VEIL_E_INVALID;
-    struct veil__attr *a = veil_reallocarray(n->attrs, n->n_attrs + 1, sizeof(*a));
+    struct veil__engine_attr *a = veil_reallocarray(n->attrs, n->n_attrs + 1, sizeof(*a));
     if (a == NULL)
         return VEIL_E_NOMEM;
     n->attrs = a;
-    struct veil__attr *d = &a[n->n_attrs];
+    struct veil__engine_attr *d = &a[n->n_attrs];
     memset(d, 0, sizeof(*d));
     d->tensor = -1;
     d->name = veil_strdup(name);
@@ -130,7 +132,7 @@ static veil_err copy_const(const struct veil_onnx_tensor *t, void **out)
 {
     size_t n = t->nbytes;
     /* Large weights on huge pages: far fewer page faults while they are copied in. */
-    void *p = veil__big_alloc(n > 0 ? n : 64);
+    void *p = veil__engine_big_alloc(n > 0 ? n : 64);
     if (p == NULL)
         return VEIL_E_NOMEM;
     if (n > 0)
@@ -139,7 +141,7 @@ static veil_err copy_const(const struct veil_onnx_tensor *t, void **out)
     return VEIL_OK;
 }
 
-static veil_err add_tensor_const(struct veil__graph *g, const struct veil_onnx_tensor *t,
+static veil_err add_tensor_const(struct veil__engine_graph *g, const struct veil_onnx_tensor *t,
                                  const char *name, int32_t *id)
 {
     void *data = NULL;
@@ -148,13 +150,13 @@ static veil_err add_tensor_const(struct veil__graph *g, const struct veil_onnx_t
     veil_err rc = copy_const(t, &data);
     if (rc != VEIL_OK)
         return rc;
-    rc = veil__graph_add_const(g, name, t->dtype, t->rank, t->dims, data, id);
+    rc = veil__engine_graph_add_const(g, name, t->dtype, t->rank, t->dims, data, id);
     if (rc != VEIL_OK)
         veil_aligned_free(data);
     return rc;
 }
 
-static veil_err copy_attrs(struct veil__graph *g, struct veil__node *n,
+static veil_err copy_attrs(struct veil__engine_graph *g, struct veil__engine_node *n,
                            const struct veil_onnx_node *on, struct veil_errbuf *eb)
 {
     n->attrs = veil_calloc(on->n_attrs + 1, sizeof(*n->attrs));
@@ -163,7 +165,7 @@ static veil_err copy_attrs(struct veil__graph *g, struct veil__node *n,
     n->n_attrs = on->n_attrs;
     for (size_t i = 0; i < on->n_attrs; i++) {
         const struct veil_onnx_attr *a = &on->attrs[i];
-        struct veil__attr *d = &n->attrs[i];
+        struct veil__engine_attr *d = &n->attrs[i];
         d->tensor = -1;
         d->name = veil_strdup(a->name);
         if (d->name == NULL)
@@ -206,7 +208,7 @@ static veil_err copy_attrs(struct veil__graph *g, struct veil__node *n,
 
 static veil_err check_arity(const struct veil_onnx_node *on, struct veil_errbuf *eb)
 {
-    const struct veil__op_def *a = veil__op_find(on->op_type);
+    const struct veil__engine_op_def *a = veil__engine_op_find(on->op_type);
     if (a == NULL)
         return veil_errf(eb, VEIL_E_INTERNAL, "operator %s has no input and output counts",
                          on->op_type);
@@ -219,8 +221,8 @@ static veil_err check_arity(const struct veil_onnx_node *on, struct veil_errbuf 
     return VEIL_OK;
 }
 
-veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *om,
-                           struct veil_errbuf *eb)
+veil_err veil__engine_graph_build(struct veil__engine_graph *g, const struct veil_onnx_model *om,
+                                  struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
     struct name_ent *idx = NULL;
@@ -237,7 +239,7 @@ veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *
         for (size_t i = 0; i < om->n_nodes; i++) {
             const struct veil_onnx_node *on = &om->nodes[i];
             bool default_domain = on->domain[0] == '\0' || strcmp(on->domain, "ai.onnx") == 0;
-            if (default_domain && veil__op_known(on->op_type, om->opset))
+            if (default_domain && veil__engine_op_known(on->op_type, om->opset))
                 continue;
             bool dup = false;
             for (size_t k = 0; k < n_seen && !dup; k++)
@@ -337,8 +339,8 @@ veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *
         const struct veil_onnx_node *on = &om->nodes[i];
         if ((rc = check_arity(on, eb)) != VEIL_OK)
             goto out;
-        struct veil__node *n = &g->nodes[g->n_nodes++];
-        n->op = veil__op_index(on->op_type);
+        struct veil__engine_node *n = &g->nodes[g->n_nodes++];
+        n->op = veil__engine_op_index(on->op_type);
         n->add_in = -1;
         n->name = veil_strdup(on->name[0] ? on->name : on->op_type);
         n->op_type = veil_strdup(on->op_type);
@@ -376,7 +378,7 @@ veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *
         }
     for (size_t i = 0; i < om->n_nodes; i++) {
         const struct veil_onnx_node *on = &om->nodes[i];
-        struct veil__node *n = &g->nodes[i];
+        struct veil__engine_node *n = &g->nodes[i];
         for (size_t k = 0; k < on->n_inputs; k++) {
             n->in[k] = -1;
             if (on->inputs[k][0] == '\0')
@@ -414,17 +416,17 @@ veil_err veil__graph_build(struct veil__graph *g, const struct veil_onnx_model *
         g->values[e->id].is_output = true;
         g->outputs[g->n_outputs++] = e->id;
     }
-    rc = veil__graph_legacy(g, eb);
+    rc = veil__engine_graph_legacy(g, eb);
 out:
     veil_free(idx);
     veil_buf_release(&missing);
     return rc;
 }
 
-void veil__graph_release(struct veil__graph *g)
+void veil__engine_graph_release(struct veil__engine_graph *g)
 {
     for (size_t i = 0; i < g->n_nodes; i++) {
-        struct veil__node *n = &g->nodes[i];
+        struct veil__engine_node *n = &g->nodes[i];
         veil_free(n->name);
         veil_free(n->op_type);
         veil_free(n->in);
@@ -454,7 +456,7 @@ void veil__graph_release(struct veil__graph *g)
 }
 
 /* Products that dominate a run: scheduled after every lighter node that is ready. */
-static bool heavy_op(const struct veil__node *n)
+static bool heavy_op(const struct veil__engine_node *n)
 {
     static const char *const ops[] = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum"};
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
@@ -464,7 +466,7 @@ static bool heavy_op(const struct veil__node *n)
 }
 
 /* Kahn's algorithm over live nodes; a node left unvisited sits on a cycle. */
-veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb)
+veil_err veil__engine_graph_order(struct veil__engine_graph *g, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
     size_t *indeg = NULL, *cons_start = NULL, *cons = NULL, *queue = NULL, *heavy = NULL;
@@ -483,7 +485,7 @@ veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb)
         goto out;
     }
     for (size_t i = 0; i < g->n_nodes; i++) {
-        const struct veil__node *n = &g->nodes[i];
+        const struct veil__engine_node *n = &g->nodes[i];
         if (n->dead)
             continue;
         for (size_t k = 0; k <= n->n_in; k++) {
@@ -509,7 +511,7 @@ veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb)
             goto out;
         }
         for (size_t i = 0; i < g->n_nodes; i++) {
-            const struct veil__node *n = &g->nodes[i];
+            const struct veil__engine_node *n = &g->nodes[i];
             if (n->dead)
                 continue;
             for (size_t k = 0; k <= n->n_in; k++) {
@@ -541,7 +543,7 @@ veil_err veil__graph_order(struct veil__graph *g, struct veil_errbuf *eb)
     while (lh < lt || hh < ht) {
         size_t i = lh < lt ? queue[lh++] : heavy[hh++];
         g->order[g->n_order++] = (int32_t)i;
-        const struct veil__node *n = &g->nodes[i];
+        const struct veil__engine_node *n = &g->nodes[i];
         for (size_t k = 0; k < n->n_out; k++) {
             int32_t v = n->out[k];
             if (v < 0)
@@ -577,7 +579,8 @@ out:
 
 /* ---- Attribute helpers ---- */
 
-const struct veil__attr *veil__attr_get(const struct veil__node *n, const char *name)
+const struct veil__engine_attr *veil__engine_attr_get(const struct veil__engine_node *n,
+                                                      const char *name)
 {
     for (size_t i = 0; i < n->n_attrs; i++)
         if (strcmp(n->attrs[i].name, name) == 0)
@@ -585,27 +588,29 @@ const struct veil__attr *veil__attr_get(const struct veil__node *n, const char *
     return NULL;
 }
 
-const struct veil__attr *veil__attr_typed(const struct veil__node *n, const char *name,
-                                          enum veil_onnx_attr_type t)
+const struct veil__engine_attr *veil__engine_attr_typed(const struct veil__engine_node *n,
+                                                        const char *name,
+                                                        enum veil_onnx_attr_type t)
 {
-    const struct veil__attr *a = veil__attr_get(n, name);
+    const struct veil__engine_attr *a = veil__engine_attr_get(n, name);
     return a != NULL && a->type == t ? a : NULL;
 }
 
-int64_t veil__attr_i(const struct veil__node *n, const char *name, int64_t def)
+int64_t veil__engine_attr_i(const struct veil__engine_node *n, const char *name, int64_t def)
 {
-    const struct veil__attr *a = veil__attr_get(n, name);
+    const struct veil__engine_attr *a = veil__engine_attr_get(n, name);
     return a != NULL && a->type == VEIL_ONNX_ATTR_INT ? a->i : def;
 }
 
-float veil__attr_f(const struct veil__node *n, const char *name, float def)
+float veil__engine_attr_f(const struct veil__engine_node *n, const char *name, float def)
 {
-    const struct veil__attr *a = veil__attr_get(n, name);
+    const struct veil__engine_attr *a = veil__engine_attr_get(n, name);
     return a != NULL && a->type == VEIL_ONNX_ATTR_FLOAT ? a->f : def;
 }
 
-const char *veil__attr_s(const struct veil__node *n, const char *name, const char *def)
+const char *veil__engine_attr_s(const struct veil__engine_node *n, const char *name,
+                                const char *def)
 {
-    const struct veil__attr *a = veil__attr_get(n, name);
+    const struct veil__engine_attr *a = veil__engine_attr_get(n, name);
     return a != NULL && a->type == VEIL_ONNX_ATTR_STRING ? a->s : def;
 }

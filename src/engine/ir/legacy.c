@@ -16,9 +16,9 @@
 #include <string.h>
 
 /* A new constant of n elements of dt copied from data, as an input slot value. */
-static veil_err add_const(struct veil__graph *g, const struct veil__node *n, const char *what,
-                          enum veil_dtype dt, size_t rank, int64_t count, const void *data,
-                          int32_t *id)
+static veil_err add_const(struct veil__engine_graph *g, const struct veil__engine_node *n,
+                          const char *what, enum veil_dtype dt, size_t rank, int64_t count,
+                          const void *data, int32_t *id)
 {
     size_t es = veil_dtype_size(dt), nb = (size_t)count * es;
     void *p = veil_aligned_alloc(64, nb + 64);
@@ -29,24 +29,24 @@ static veil_err add_const(struct veil__graph *g, const struct veil__node *n, con
     char name[160];
     snprintf(name, sizeof(name), "%s/%s", n->name, what);
     int64_t dims[1] = {count};
-    veil_err rc = veil__graph_add_const(g, name, dt, rank, dims, p, id);
+    veil_err rc = veil__engine_graph_add_const(g, name, dt, rank, dims, p, id);
     if (rc != VEIL_OK)
         veil_aligned_free(p);
     return rc;
 }
 
 /* Gives node n the inputs ins[0, k) (-1 for an empty slot); n has at most k inputs. */
-static veil_err set_inputs(struct veil__node *n, const int32_t *ins, size_t k)
+static veil_err set_inputs(struct veil__engine_node *n, const int32_t *ins, size_t k)
 {
-    veil_err rc = veil__node_grow_inputs(n, k);
+    veil_err rc = veil__engine_node_grow_inputs(n, k);
     if (rc == VEIL_OK)
         memcpy(n->in, ins, k * sizeof(int32_t));
     return rc;
 }
 
-static veil_err clip_attrs(struct veil__graph *g, struct veil__node *n)
+static veil_err clip_attrs(struct veil__engine_graph *g, struct veil__engine_node *n)
 {
-    float lo = veil__attr_f(n, "min", -FLT_MAX), hi = veil__attr_f(n, "max", FLT_MAX);
+    float lo = veil__engine_attr_f(n, "min", -FLT_MAX), hi = veil__engine_attr_f(n, "max", FLT_MAX);
     int32_t ins[3] = {n->in[0], -1, -1};
     veil_err rc = add_const(g, n, "min", VEIL_DT_FLOAT, 0, 1, &lo, &ins[1]);
     if (rc == VEIL_OK)
@@ -54,13 +54,14 @@ static veil_err clip_attrs(struct veil__graph *g, struct veil__node *n)
     return rc == VEIL_OK ? set_inputs(n, ins, 3) : rc;
 }
 
-static veil_err pad_attrs(struct veil__graph *g, struct veil__node *n, struct veil_errbuf *eb)
+static veil_err pad_attrs(struct veil__engine_graph *g, struct veil__engine_node *n,
+                          struct veil_errbuf *eb)
 {
-    const struct veil__attr *pads = veil__attr_typed(n, "pads", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *pads = veil__engine_attr_typed(n, "pads", VEIL_ONNX_ATTR_INTS);
     if (pads == NULL)
         return veil_errf(eb, VEIL_E_INVALID, "node '%s' (Pad, opset %lld) has no pads attribute",
                          n->name, (long long)g->opset);
-    float value = veil__attr_f(n, "value", 0.0f);
+    float value = veil__engine_attr_f(n, "value", 0.0f);
     int32_t ins[3] = {n->in[0], -1, -1};
     veil_err rc = add_const(g, n, "pads", VEIL_DT_INT64, 1, (int64_t)pads->n, pads->ints, &ins[1]);
     if (rc == VEIL_OK)
@@ -68,11 +69,12 @@ static veil_err pad_attrs(struct veil__graph *g, struct veil__node *n, struct ve
     return rc == VEIL_OK ? set_inputs(n, ins, 3) : rc;
 }
 
-static veil_err slice_attrs(struct veil__graph *g, struct veil__node *n, struct veil_errbuf *eb)
+static veil_err slice_attrs(struct veil__engine_graph *g, struct veil__engine_node *n,
+                            struct veil_errbuf *eb)
 {
-    const struct veil__attr *st = veil__attr_typed(n, "starts", VEIL_ONNX_ATTR_INTS),
-                            *en = veil__attr_typed(n, "ends", VEIL_ONNX_ATTR_INTS),
-                            *ax = veil__attr_typed(n, "axes", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *st = veil__engine_attr_typed(n, "starts", VEIL_ONNX_ATTR_INTS),
+                                   *en = veil__engine_attr_typed(n, "ends", VEIL_ONNX_ATTR_INTS),
+                                   *ax = veil__engine_attr_typed(n, "axes", VEIL_ONNX_ATTR_INTS);
     if (st == NULL || en == NULL)
         return veil_errf(eb, VEIL_E_INVALID,
                          "node '%s' (Slice, opset %lld) needs starts and ends attributes", n->name,
@@ -86,9 +88,10 @@ static veil_err slice_attrs(struct veil__graph *g, struct veil__node *n, struct 
     return rc == VEIL_OK ? set_inputs(n, ins, ax != NULL ? 4 : 3) : rc;
 }
 
-static veil_err topk_attr(struct veil__graph *g, struct veil__node *n, struct veil_errbuf *eb)
+static veil_err topk_attr(struct veil__engine_graph *g, struct veil__engine_node *n,
+                          struct veil_errbuf *eb)
 {
-    const struct veil__attr *k = veil__attr_typed(n, "k", VEIL_ONNX_ATTR_INT);
+    const struct veil__engine_attr *k = veil__engine_attr_typed(n, "k", VEIL_ONNX_ATTR_INT);
     if (k == NULL)
         return veil_errf(eb, VEIL_E_INVALID, "node '%s' (TopK, opset %lld) has no k attribute",
                          n->name, (long long)g->opset);
@@ -102,30 +105,32 @@ static veil_err topk_attr(struct veil__graph *g, struct veil__node *n, struct ve
  * Resize with the inputs of opset 11 (an empty roi). The kernel maps coordinates as opset 10
  * did in models of that opset (see resize_infer).
  */
-static veil_err resize_10(struct veil__graph *g, struct veil__node *n, struct veil_errbuf *eb)
+static veil_err resize_10(struct veil__engine_graph *g, struct veil__engine_node *n,
+                          struct veil_errbuf *eb)
 {
     int32_t ins[3] = {n->in[0], -1, n->n_in > 1 ? n->in[1] : -1};
     veil_err rc = VEIL_OK;
     if (ins[2] < 0) {
-        const struct veil__attr *sc = veil__attr_typed(n, "scales", VEIL_ONNX_ATTR_FLOATS);
+        const struct veil__engine_attr *sc =
+            veil__engine_attr_typed(n, "scales", VEIL_ONNX_ATTR_FLOATS);
         if (sc == NULL)
             return veil_errf(eb, VEIL_E_INVALID, "node '%s' (%s, opset %lld) has no scales",
                              n->name, n->op_type, (long long)g->opset);
         rc = add_const(g, n, "scales", VEIL_DT_FLOAT, 1, (int64_t)sc->n, sc->floats, &ins[2]);
     }
     if (rc == VEIL_OK && strcmp(n->op_type, "Resize") != 0)
-        rc = veil__node_retype(n, "Resize");
+        rc = veil__engine_node_retype(n, "Resize");
     if (rc == VEIL_OK)
         rc = set_inputs(n, ins, 3);
     return rc;
 }
 
-veil_err veil__graph_legacy(struct veil__graph *g, struct veil_errbuf *eb)
+veil_err veil__engine_graph_legacy(struct veil__engine_graph *g, struct veil_errbuf *eb)
 {
     if (g->opset >= 11)
         return VEIL_OK;
     for (size_t i = 0; i < g->n_nodes; i++) {
-        struct veil__node *n = &g->nodes[i];
+        struct veil__engine_node *n = &g->nodes[i];
         char op[32];
         snprintf(op, sizeof(op), "%s", n->op_type); /* n->op_type may be replaced below */
         veil_err rc = VEIL_OK;
@@ -144,7 +149,7 @@ veil_err veil__graph_legacy(struct veil__graph *g, struct veil_errbuf *eb)
                                  n->name);
             rc = resize_10(g, n, eb);
         } else if (strcmp(op, "BatchNormalization") == 0 && g->opset < 9 &&
-                   veil__attr_i(n, "spatial", 1) == 0) {
+                   veil__engine_attr_i(n, "spatial", 1) == 0) {
             return veil_errf(eb, VEIL_E_UNSUPPORTED,
                              "node '%s' (BatchNormalization, opset %lld): spatial=0 "
                              "(statistics per element) is not supported",

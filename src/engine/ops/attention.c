@@ -9,7 +9,7 @@
  * For each (batch, head) a thread packs K^T ([D][Sk], so score rows are vector loads) and V
  * ([Sk][Dv]); for each row block it packs Q and runs two register-tiled products (6 rows by
  * up to 64 columns of accumulators, one broadcast A element against 4 vectors of B per step)
- * with the softmax of veil__softmax_row between them. Operands are read through element
+ * with the softmax of veil__engine_softmax_row between them. Operands are read through element
  * strides, so the Transposes that split heads (Q, K, V) and merge them (the output) are read
  * through rather than run, as for MatMul (ops/dnnl.c).
  *
@@ -33,9 +33,9 @@
  * Kernel parameters (kp): i[0..5] batch, heads, Sq, Sk, D, Dv (the operands as 4-D views
  * [batch, heads, rows, columns], missing leading dims 1); i[6] threads the scratch was sized
  * for; i[7] per-thread scratch bytes; i[8] which mask is read (MASK_*); i[9..12] the mask's
- * strides; i[13] the instruction set (enum veil__vec_isa); i[14] see KP_SFIRST. v[0..3]: element
- * strides of Q [B,H,Sq,D], K^T [B,H,D,Sk], V [B,H,Sk,Dv] and O [B,H,Sq,Dv]. f[0]: the scale;
- * f[1]: a Where's fill.
+ * strides; i[13] the instruction set (enum veil__engine_vec_isa); i[14] see KP_SFIRST. v[0..3]:
+ * element strides of Q [B,H,Sq,D], K^T [B,H,D,Sk], V [B,H,Sk,Dv] and O [B,H,Sq,Dv]. f[0]: the
+ * scale; f[1]: a Where's fill.
  */
 enum {
     KP_B,
@@ -419,14 +419,14 @@ static void att_items(const struct att_job *j, uint64_t lo, uint64_t hi, uint8_t
                 mstep = 1;
             }
             float *row = sc + (size_t)i * skp;
-            veil__softmax_row(row, 1, m, mstep, row, (size_t)j->sk);
+            veil__engine_softmax_row(row, 1, m, mstep, row, (size_t)j->sk);
         }
         att_gemm(j, (size_t)rows, (size_t)j->dv, (size_t)j->sk, sc, skp, vp, dvp,
                  j->o + b * j->os[0] + h * j->os[1] + i0 * j->os[2], (size_t)j->os[2], 1.0f);
     }
 }
 
-static veil_err attention_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+static veil_err attention_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     struct att_job j;
     j.q = c->in[0].data;
@@ -453,7 +453,7 @@ static veil_err attention_exec(struct veil__kctx *c, const struct veil__kparams 
     j.scale = kp->f[0];
     j.scratch = c->sc->step_region;
     j.per_thread = (size_t)kp->i[KP_PER_THREAD];
-    j.avx512 = kp->i[KP_ISA] == VEIL__VEC_AVX512;
+    j.avx512 = kp->i[KP_ISA] == VEIL__ENGINE_VEC_AVX512;
     uint64_t items = (uint64_t)(j.b * j.h) * (((uint64_t)j.sq + ATT_ROWS - 1) / ATT_ROWS);
     int nt = omp_get_max_threads();
     if (nt > kp->i[KP_THREADS])
@@ -488,20 +488,20 @@ static void row_major(size_t r, const int64_t *dims, int64_t *st)
 
 /* A read of value v by node `reader`: v's own storage, or its producer Transpose's input. */
 struct att_view {
-    int64_t st[VEIL__ENG_RANK]; /* element strides of v's dims */
-    int32_t tnode;              /* the Transpose read through, or -1 */
+    int64_t st[VEIL__ENGINE_RANK]; /* element strides of v's dims */
+    int32_t tnode;                 /* the Transpose read through, or -1 */
 };
 
-static bool known_before(const struct veil__ictx *c, int32_t v)
+static bool known_before(const struct veil__engine_ictx *c, int32_t v)
 {
     int32_t p = c->g->values[v].producer;
     return p < 0 || (c->step_of[p] >= 0 && c->step_of[p] < c->step);
 }
 
-static bool input_view(const struct veil__ictx *c, int32_t v, int32_t reader, size_t r,
+static bool input_view(const struct veil__engine_ictx *c, int32_t v, int32_t reader, size_t r,
                        struct att_view *w)
 {
-    const struct veil__pval *pv = &c->vals[v];
+    const struct veil__engine_pval *pv = &c->vals[v];
     w->tnode = -1;
     if (pv->t.dt != VEIL_DT_FLOAT || pv->t.rank != r || pv->blocked || !known_before(c, v))
         return false;
@@ -512,13 +512,13 @@ static bool input_view(const struct veil__ictx *c, int32_t v, int32_t reader, si
     if (!pv->runtime || p < 0 || c->sole_reader[v] != reader ||
         strcmp(c->g->nodes[p].op_type, "Transpose") != 0)
         return true;
-    const struct veil__step *ts = &c->steps[c->step_of[p]];
+    const struct veil__engine_step *ts = &c->steps[c->step_of[p]];
     int32_t u = c->g->nodes[p].in[0];
     if (!ts->runtime || ts->absorbed_by > 0 || u < 0 || !c->vals[u].runtime || c->vals[u].blocked ||
         c->vals[u].t.dt != VEIL_DT_FLOAT || c->vals[u].t.rank != r ||
-        !veil__storage_unwritten_since(c, u, c->step_of[p]))
+        !veil__engine_storage_unwritten_since(c, u, c->step_of[p]))
         return true;
-    int64_t ust[VEIL__ENG_RANK];
+    int64_t ust[VEIL__ENGINE_RANK];
     row_major(r, c->vals[u].t.dims, ust);
     for (size_t i = 0; i < r; i++)
         if (ts->kp.i[i] < 0 || (size_t)ts->kp.i[i] >= r)
@@ -537,29 +537,29 @@ static bool input_view(const struct veil__ictx *c, int32_t v, int32_t reader, si
  * kernel then reads u and folds k into its scale: *scale is multiplied by k (1 / k for Div).
  * Returns the Mul/Div node, or -1.
  */
-static int32_t prescaled(const struct veil__ictx *c, int32_t v, int32_t reader, int32_t *u,
+static int32_t prescaled(const struct veil__engine_ictx *c, int32_t v, int32_t reader, int32_t *u,
                          float *scale)
 {
     int32_t p = v >= 0 ? c->g->values[v].producer : -1;
     if (p < 0 || c->sole_reader[v] != reader || !c->vals[v].runtime || c->step_of[p] < 0 ||
         c->step_of[p] >= c->step)
         return -1;
-    const struct veil__node *pn = &c->g->nodes[p];
+    const struct veil__engine_node *pn = &c->g->nodes[p];
     bool div = strcmp(pn->op_type, "Div") == 0;
     if ((!div && strcmp(pn->op_type, "Mul") != 0) || pn->n_in != 2 || pn->n_out != 1 ||
         pn->n_post != 0 || pn->add_in >= 0 || pn->in[0] < 0 || pn->in[1] < 0)
         return -1;
-    const struct veil__step *ps = &c->steps[c->step_of[p]];
+    const struct veil__engine_step *ps = &c->steps[c->step_of[p]];
     if (!ps->runtime || ps->absorbed_by > 0)
         return -1;
     for (size_t k = 0; k < 2; k++) {
         if (div && k == 0)
             continue; /* k / u is not a scaling of u */
-        const struct veil__pval *kp = &c->vals[pn->in[k]], *up = &c->vals[pn->in[1 - k]];
+        const struct veil__engine_pval *kp = &c->vals[pn->in[k]], *up = &c->vals[pn->in[1 - k]];
         if (kp->runtime || kp->t.data == NULL || kp->t.dt != VEIL_DT_FLOAT || kp->t.numel != 1 ||
             kp->t.rank > up->t.rank || up->t.dt != VEIL_DT_FLOAT || !up->runtime ||
             up->t.rank != c->vals[v].t.rank ||
-            !veil__storage_unwritten_since(c, pn->in[1 - k], c->step_of[p]))
+            !veil__engine_storage_unwritten_since(c, pn->in[1 - k], c->step_of[p]))
             continue;
         float f = *(const float *)kp->t.data;
         if (!isfinite(f) || f == 0.0f)
@@ -580,19 +580,21 @@ static void pad4(size_t r, const int64_t *st, int64_t *out)
 
 /*
  * The output's strides: written in the order of a Transpose that alone reads it and keeps the
- * last axis last (which then becomes a view, see veil__transpose_prepare), else row-major.
+ * last axis last (which then becomes a view, see veil__engine_transpose_prepare), else row-major.
  */
-static void output_view(struct veil__ictx *c, int32_t o, size_t r, const int64_t *od, int64_t *st)
+static void output_view(struct veil__engine_ictx *c, int32_t o, size_t r, const int64_t *od,
+                        int64_t *st)
 {
     row_major(r, od, st);
     int32_t t = c->sole_reader[o];
     if (t < 0 || strcmp(c->g->nodes[t].op_type, "Transpose") != 0 || c->g->nodes[t].in[0] != o ||
         c->g->nodes[t].n_out < 1 || c->g->nodes[t].out[0] < 0)
         return;
-    size_t perm[VEIL__ENG_RANK];
-    if (veil__transpose_perm(&c->g->nodes[t], r, perm, NULL) != VEIL_OK || perm[r - 1] != r - 1)
+    size_t perm[VEIL__ENGINE_RANK];
+    if (veil__engine_transpose_perm(&c->g->nodes[t], r, perm, NULL) != VEIL_OK ||
+        perm[r - 1] != r - 1)
         return;
-    int64_t td[VEIL__ENG_RANK], tst[VEIL__ENG_RANK], ost[VEIL__ENG_RANK];
+    int64_t td[VEIL__ENGINE_RANK], tst[VEIL__ENGINE_RANK], ost[VEIL__ENGINE_RANK];
     dnnl_dims_t d, dst;
     for (size_t i = 0; i < r; i++)
         td[i] = od[perm[i]];
@@ -612,7 +614,7 @@ static void output_view(struct veil__ictx *c, int32_t o, size_t r, const int64_t
 }
 
 /* The node reading value v once and alone, when it is a live node of type op. */
-static int32_t sole(const struct veil__ictx *c, int32_t v, const char *op)
+static int32_t sole(const struct veil__engine_ictx *c, int32_t v, const char *op)
 {
     int32_t r = v >= 0 ? c->sole_reader[v] : -1;
     if (r < 0 || c->g->nodes[r].dead || strcmp(c->g->nodes[r].op_type, op) != 0 ||
@@ -631,7 +633,7 @@ static int32_t sole(const struct veil__ictx *c, int32_t v, const char *op)
  * an Expand and a Cast (cond_source).
  */
 struct where_mask {
-    const struct veil__tv *cond;
+    const struct veil__engine_tv *cond;
     int32_t cond_v;  /* the run-time condition's value, or -1 for a constant */
     int32_t skip[2]; /* an Expand and a Cast read through (cond is their input), or -1 */
     float fill;
@@ -642,12 +644,13 @@ struct where_mask {
  * The node producing v when it is a live op of that type, v's only reader is `reader`, and the
  * node runs after the current step (so it can be skipped). -1 otherwise.
  */
-static int32_t later_producer(const struct veil__ictx *c, int32_t v, int32_t reader, const char *op)
+static int32_t later_producer(const struct veil__engine_ictx *c, int32_t v, int32_t reader,
+                              const char *op)
 {
     int32_t p = c->g->values[v].producer;
     if (p < 0 || c->sole_reader[v] != reader)
         return -1;
-    const struct veil__node *pn = &c->g->nodes[p];
+    const struct veil__engine_node *pn = &c->g->nodes[p];
     if (pn->dead || strcmp(pn->op_type, op) != 0 || pn->n_in < 1 || pn->in[0] < 0 ||
         pn->n_out != 1 || c->step_of[p] <= c->step || c->steps[c->step_of[p]].absorbed_by > 0)
         return -1;
@@ -663,32 +666,34 @@ static int32_t later_producer(const struct veil__ictx *c, int32_t v, int32_t rea
  * nothing. The kernel then reads x at broadcast strides, and the two are skipped (wm->skip).
  * Returns the value to read as the condition (cv itself when there is nothing to see through).
  */
-static int32_t cond_source(const struct veil__ictx *c, int32_t cv, int32_t w, int32_t s_v,
+static int32_t cond_source(const struct veil__engine_ictx *c, int32_t cv, int32_t w, int32_t s_v,
                            struct where_mask *wm)
 {
     wm->skip[0] = wm->skip[1] = -1;
     int32_t v = cv, reader = w;
     int32_t k = later_producer(c, v, reader, "Cast");
     if (k >= 0) {
-        if (c->g->nodes[k].n_in != 1 || veil__attr_i(&c->g->nodes[k], "to", 0) != VEIL_DT_BOOL)
+        if (c->g->nodes[k].n_in != 1 ||
+            veil__engine_attr_i(&c->g->nodes[k], "to", 0) != VEIL_DT_BOOL)
             return cv;
         reader = k;
         v = c->g->nodes[k].in[0];
     }
     int32_t e = later_producer(c, v, reader, "Expand");
     if (e >= 0) {
-        const struct veil__node *en = &c->g->nodes[e];
+        const struct veil__engine_node *en = &c->g->nodes[e];
         int32_t sh = en->n_in == 2 && en->in[1] >= 0 ? c->g->values[en->in[1]].producer : -1;
-        const struct veil__node *shn = sh >= 0 ? &c->g->nodes[sh] : NULL;
+        const struct veil__engine_node *shn = sh >= 0 ? &c->g->nodes[sh] : NULL;
         if (shn == NULL || shn->dead || strcmp(shn->op_type, "Shape") != 0 || shn->in[0] != s_v ||
-            veil__attr_get(shn, "start") != NULL || veil__attr_get(shn, "end") != NULL)
+            veil__engine_attr_get(shn, "start") != NULL ||
+            veil__engine_attr_get(shn, "end") != NULL)
             return cv;
         v = en->in[0];
     } else if (k < 0) {
         return cv;
     }
     /* v is now planned: a boolean that broadcasts to the scores unchanged. */
-    const struct veil__tv *xt = &c->vals[v].t, *st = &c->vals[s_v].t;
+    const struct veil__engine_tv *xt = &c->vals[v].t, *st = &c->vals[s_v].t;
     if (!known_before(c, v) || xt->dt != VEIL_DT_BOOL || xt->rank > st->rank)
         return cv;
     for (size_t i = 0; i < xt->rank; i++) {
@@ -701,9 +706,10 @@ static int32_t cond_source(const struct veil__ictx *c, int32_t cv, int32_t w, in
     return v;
 }
 
-static bool where_mask(const struct veil__ictx *c, int32_t w, int32_t s_v, struct where_mask *wm)
+static bool where_mask(const struct veil__engine_ictx *c, int32_t w, int32_t s_v,
+                       struct where_mask *wm)
 {
-    const struct veil__node *wn = &c->g->nodes[w];
+    const struct veil__engine_node *wn = &c->g->nodes[w];
     if (wn->n_in != 3 || wn->n_out != 1 || wn->out[0] < 0 || wn->n_post != 0 || wn->add_in >= 0 ||
         wn->in[0] < 0 || (wn->in[1] == s_v) == (wn->in[2] == s_v))
         return false;
@@ -712,7 +718,7 @@ static bool where_mask(const struct veil__ictx *c, int32_t w, int32_t s_v, struc
     if (fv < 0 || cv < 0)
         return false;
     cv = cond_source(c, cv, w, s_v, wm);
-    const struct veil__pval *fp = &c->vals[fv], *cp = &c->vals[cv];
+    const struct veil__engine_pval *fp = &c->vals[fv], *cp = &c->vals[cv];
     if (fp->runtime || fp->t.data == NULL || fp->t.dt != VEIL_DT_FLOAT || fp->t.numel != 1 ||
         cp->t.dt != VEIL_DT_BOOL)
         return false;
@@ -728,19 +734,21 @@ static bool where_mask(const struct veil__ictx *c, int32_t w, int32_t s_v, struc
     return true;
 }
 
-veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bool *taken)
+veil_err veil__engine_attention_prepare(struct veil__engine_ictx *c, struct veil__engine_step *st,
+                                        bool *taken)
 {
-    const struct veil__node *n = c->n;
+    const struct veil__engine_node *n = c->n;
     *taken = false;
 #if defined(__x86_64__)
-    enum veil__vec_isa isa = veil__vec_best();
+    enum veil__engine_vec_isa isa = veil__engine_vec_best();
     if (isa > c->attention_isa)
         isa = c->attention_isa;
-    if (isa == VEIL__VEC_BASE || c->vals == NULL || c->sole_reader == NULL || c->steps == NULL ||
-        strcmp(n->op_type, "MatMul") != 0 || n->n_in != 2 || n->add_in >= 0 || n->n_out != 1)
+    if (isa == VEIL__ENGINE_VEC_BASE || c->vals == NULL || c->sole_reader == NULL ||
+        c->steps == NULL || strcmp(n->op_type, "MatMul") != 0 || n->n_in != 2 || n->add_in >= 0 ||
+        n->n_out != 1)
         return VEIL_OK;
     float scale = 1.0f;
-    if (n->n_post == 1 && n->post[0].kind == VEIL__POST_LINEAR && n->post[0].b == 0.0f)
+    if (n->n_post == 1 && n->post[0].kind == VEIL__ENGINE_POST_LINEAR && n->post[0].b == 0.0f)
         scale = n->post[0].a;
     else if (n->n_post != 0)
         return VEIL_OK;
@@ -758,25 +766,25 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     int32_t sm = sole(c, sm_in, "Softmax");
     if (sm < 0)
         return VEIL_OK;
-    const struct veil__node *smn = &c->g->nodes[sm];
+    const struct veil__engine_node *smn = &c->g->nodes[sm];
     if (smn->in[0] != sm_in || smn->n_post != 0 || smn->n_out != 1 || smn->out[0] < 0 ||
         (w >= 0 && smn->add_in >= 0))
         return VEIL_OK;
     int32_t p_v = smn->out[0], m2 = sole(c, p_v, "MatMul");
     if (m2 < 0 || c->step_of[m2] <= c->step_of[sm])
         return VEIL_OK;
-    const struct veil__node *m2n = &c->g->nodes[m2];
+    const struct veil__engine_node *m2n = &c->g->nodes[m2];
     if (m2n->n_in != 2 || m2n->in[0] != p_v || m2n->in[1] < 0 || m2n->in[1] == p_v ||
         m2n->n_post != 0 || m2n->add_in >= 0 || m2n->n_out != 1 || m2n->out[0] < 0)
         return VEIL_OK;
     int32_t v_v = m2n->in[1], o_v = m2n->out[0], mask_v = smn->add_in;
     /* Shapes: Q [.., Sq, D], K^T [.., D, Sk], V [.., Sk, Dv] with equal batch dims. */
     size_t r = c->in[0].rank;
-    const struct veil__tv *q = &c->in[0], *kt = &c->in[1], *v = &c->vals[v_v].t;
+    const struct veil__engine_tv *q = &c->in[0], *kt = &c->in[1], *v = &c->vals[v_v].t;
     if (r < 2 || r > 4 || kt->rank != r || !known_before(c, v_v) || v->rank != r)
         return VEIL_OK;
     /* Over the last axis, opsets before 13 (which coerce to 2-D there) mean the same. */
-    int64_t axis = veil__attr_i(smn, "axis", c->opset >= 13 ? -1 : 1);
+    int64_t axis = veil__engine_attr_i(smn, "axis", c->opset >= 13 ? -1 : 1);
     if (axis != -1 && axis != (int64_t)r - 1)
         return VEIL_OK;
     for (size_t i = 0; i + 2 < r; i++)
@@ -785,12 +793,12 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
     int64_t sq = q->dims[r - 2], d = q->dims[r - 1], sk = kt->dims[r - 1], dv = v->dims[r - 1];
     if (kt->dims[r - 2] != d || v->dims[r - 2] != sk || sq <= 0 || d <= 0 || sk <= 0 || dv <= 0)
         return VEIL_OK;
-    int64_t sdims[VEIL__ENG_RANK], mst[4] = {0, 0, 0, 0};
+    int64_t sdims[VEIL__ENGINE_RANK], mst[4] = {0, 0, 0, 0};
     memcpy(sdims, q->dims, r * sizeof(int64_t));
     sdims[r - 1] = sk;
-    const struct veil__tv *mt = wm.cond;
+    const struct veil__engine_tv *mt = wm.cond;
     if (mask_v >= 0) {
-        const struct veil__pval *mp = &c->vals[mask_v];
+        const struct veil__engine_pval *mp = &c->vals[mask_v];
         if (mp->t.dt != VEIL_DT_FLOAT || mp->blocked || !known_before(c, mask_v) ||
             (!mp->runtime && mp->t.data == NULL))
             return VEIL_OK;
@@ -800,7 +808,7 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
         /* Broadcast to the scores' shape without changing it; read at strides (0 repeats). */
         if (mt->rank > r)
             return VEIL_OK;
-        int64_t mrm[VEIL__ENG_RANK], mfull[4] = {0, 0, 0, 0};
+        int64_t mrm[VEIL__ENGINE_RANK], mfull[4] = {0, 0, 0, 0};
         row_major(mt->rank, mt->dims, mrm);
         size_t off = r - mt->rank;
         for (size_t i = 0; i < mt->rank; i++) {
@@ -842,27 +850,27 @@ veil_err veil__attention_prepare(struct veil__ictx *c, struct veil__step *st, bo
             wbuf[i] = (cb[i] != 0) == wm.scores_first ? 0.0f : wm.fill;
     }
     unsigned threads = c->threads > 0 ? c->threads : 1;
-    int64_t od[VEIL__ENG_RANK], ost[VEIL__ENG_RANK];
+    int64_t od[VEIL__ENGINE_RANK], ost[VEIL__ENGINE_RANK];
     memcpy(od, q->dims, r * sizeof(int64_t));
     od[r - 1] = dv;
     output_view(c, o_v, r, od, ost);
     if (qmul >= 0)
-        veil__skip_node(c, qmul, n->in[0], qsrc);
+        veil__engine_skip_node(c, qmul, n->in[0], qsrc);
     if (kmul >= 0)
-        veil__skip_node(c, kmul, n->in[1], ksrc);
+        veil__engine_skip_node(c, kmul, n->in[1], ksrc);
     if (qv.tnode >= 0)
-        veil__skip_transpose(c, qv.tnode, qsrc);
+        veil__engine_skip_transpose(c, qv.tnode, qsrc);
     if (kv.tnode >= 0)
-        veil__skip_transpose(c, kv.tnode, ksrc);
+        veil__engine_skip_transpose(c, kv.tnode, ksrc);
     if (vv.tnode >= 0)
-        veil__skip_transpose(c, vv.tnode, v_v);
+        veil__engine_skip_transpose(c, vv.tnode, v_v);
     c->vals[s_v].runtime = false; /* the scores are never stored */
     /* The later steps this kernel does (exec/plan.c gives their outputs no storage). */
     int32_t later[5] = {sm, m2, w, wm.skip[0], wm.skip[1]};
     for (size_t i = 0; i < 5; i++)
         if (later[i] >= 0)
             c->steps[c->step_of[later[i]]].absorbed_by = c->step + 1;
-    struct veil__kparams *kp = c->kp;
+    struct veil__engine_kparams *kp = c->kp;
     void *keep = kp->ptr; /* owned by the step, freed with it */
     memset(kp, 0, sizeof(*kp));
     kp->ptr = wbuf != NULL ? wbuf : keep;

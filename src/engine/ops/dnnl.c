@@ -37,11 +37,11 @@ static void any_md(dnnl_memory_desc_t *md, size_t rank, const int64_t *dims)
     dnnl_memory_desc_init_by_tag(md, (int)rank, d, dnnl_f32, dnnl_format_tag_any);
 }
 
-static void add_arg(struct veil__dnnl_exec *ex, int arg, const dnnl_memory_desc_t *md,
+static void add_arg(struct veil__engine_dnnl_exec *ex, int arg, const dnnl_memory_desc_t *md,
                     int32_t value, const void *ptr, size_t off)
 {
-    VEIL_ASSERT(ex->n_args < VEIL__ENG_MAX_ARGS);
-    struct veil__dnnl_arg *a = &ex->args[ex->n_args++];
+    VEIL_ASSERT(ex->n_args < VEIL__ENGINE_MAX_ARGS);
+    struct veil__engine_dnnl_arg *a = &ex->args[ex->n_args++];
     a->arg = arg;
     a->md = *md;
     a->value = value;
@@ -50,83 +50,84 @@ static void add_arg(struct veil__dnnl_exec *ex, int arg, const dnnl_memory_desc_
 }
 
 /* Post-ops of node n: the residual add (binary, full tensor) at its place, then activations. */
-static veil_err make_attr_sum(const struct veil__node *n, const dnnl_memory_desc_t *add_md,
+static veil_err make_attr_sum(const struct veil__engine_node *n, const dnnl_memory_desc_t *add_md,
                               bool sum, dnnl_primitive_attr_t *attr, struct veil_errbuf *eb)
 {
     dnnl_post_ops_t po = NULL;
-    veil_err rc = veil__dnnl_err(dnnl_primitive_attr_create(attr), "attr", eb);
+    veil_err rc = veil__engine_dnnl_err(dnnl_primitive_attr_create(attr), "attr", eb);
     if (rc != VEIL_OK)
         return rc;
     dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
     if (n->n_post == 0 && n->add_in < 0)
         return VEIL_OK;
-    if ((rc = veil__dnnl_err(dnnl_post_ops_create(&po), "post-ops", eb)) != VEIL_OK)
+    if ((rc = veil__engine_dnnl_err(dnnl_post_ops_create(&po), "post-ops", eb)) != VEIL_OK)
         return rc;
     for (size_t i = 0; i <= n->n_post; i++) {
         if (n->add_in >= 0 && n->add_at == i)
-            rc = sum ? veil__dnnl_err(dnnl_post_ops_append_sum(po, 1.0f), "sum post-op", eb)
-                     : veil__dnnl_err(dnnl_post_ops_append_binary(po, dnnl_binary_add, add_md),
-                                      "binary post-op", eb);
+            rc = sum ? veil__engine_dnnl_err(dnnl_post_ops_append_sum(po, 1.0f), "sum post-op", eb)
+                     : veil__engine_dnnl_err(
+                           dnnl_post_ops_append_binary(po, dnnl_binary_add, add_md),
+                           "binary post-op", eb);
         if (rc != VEIL_OK || i == n->n_post)
             break;
-        const struct veil__post *p = &n->post[i];
+        const struct veil__engine_post *p = &n->post[i];
         dnnl_alg_kind_t alg;
         float a = 0.0f, b = 0.0f;
         switch (p->kind) {
-        case VEIL__POST_RELU:
+        case VEIL__ENGINE_POST_RELU:
             alg = dnnl_eltwise_relu;
             break;
-        case VEIL__POST_LEAKY:
+        case VEIL__ENGINE_POST_LEAKY:
             alg = dnnl_eltwise_relu;
             a = p->a;
             break;
-        case VEIL__POST_CLIP:
+        case VEIL__ENGINE_POST_CLIP:
             alg = dnnl_eltwise_clip_v2;
             a = p->a;
             b = p->b;
             break;
-        case VEIL__POST_SIGMOID:
+        case VEIL__ENGINE_POST_SIGMOID:
             alg = dnnl_eltwise_logistic;
             break;
-        case VEIL__POST_TANH:
+        case VEIL__ENGINE_POST_TANH:
             alg = dnnl_eltwise_tanh;
             break;
-        case VEIL__POST_LINEAR:
+        case VEIL__ENGINE_POST_LINEAR:
             alg = dnnl_eltwise_linear;
             a = p->a;
             b = p->b;
             break;
-        case VEIL__POST_SWISH:
+        case VEIL__ENGINE_POST_SWISH:
             alg = dnnl_eltwise_swish;
             a = 1.0f;
             break;
-        case VEIL__POST_HARDSWISH:
+        case VEIL__ENGINE_POST_HARDSWISH:
             alg = dnnl_eltwise_hardswish;
             break;
-        case VEIL__POST_GELU_TANH:
+        case VEIL__ENGINE_POST_GELU_TANH:
             alg = dnnl_eltwise_gelu_tanh;
             break;
         default:
             alg = dnnl_eltwise_gelu_erf;
             break;
         }
-        rc = veil__dnnl_err(dnnl_post_ops_append_eltwise(po, 1.0f, alg, a, b), "eltwise post-op",
-                            eb);
+        rc = veil__engine_dnnl_err(dnnl_post_ops_append_eltwise(po, 1.0f, alg, a, b),
+                                   "eltwise post-op", eb);
     }
     if (rc == VEIL_OK)
-        rc = veil__dnnl_err(dnnl_primitive_attr_set_post_ops(*attr, po), "post-ops", eb);
+        rc = veil__engine_dnnl_err(dnnl_primitive_attr_set_post_ops(*attr, po), "post-ops", eb);
     dnnl_post_ops_destroy(po);
     return rc;
 }
 
-static veil_err make_attr(const struct veil__node *n, const dnnl_memory_desc_t *add_md,
+static veil_err make_attr(const struct veil__engine_node *n, const dnnl_memory_desc_t *add_md,
                           dnnl_primitive_attr_t *attr, struct veil_errbuf *eb)
 {
     return make_attr_sum(n, add_md, false, attr, eb);
 }
 
 /* Reserves sz bytes of the step's scratch region at the cursor and returns their offset. */
-static size_t take_scratch(struct veil__step *st, size_t *cur, size_t sz)
+static size_t take_scratch(struct veil__engine_step *st, size_t *cur, size_t sz)
 {
     size_t off = *cur;
     *cur += (sz + 63) & ~(size_t)63;
@@ -136,11 +137,12 @@ static size_t take_scratch(struct veil__step *st, size_t *cur, size_t sz)
 }
 
 /* Creates the primitive of pd into ex, with its scratchpad in the step's scratch region. */
-static veil_err finish_prim_at(dnnl_primitive_desc_t pd, struct veil__dnnl_exec *ex,
-                               struct veil__step *st, size_t *cur, struct veil_errbuf *eb)
+static veil_err finish_prim_at(dnnl_primitive_desc_t pd, struct veil__engine_dnnl_exec *ex,
+                               struct veil__engine_step *st, size_t *cur, struct veil_errbuf *eb)
 {
     const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    veil_err rc = veil__dnnl_err(dnnl_primitive_create(&ex->prim, pd), "primitive creation", eb);
+    veil_err rc =
+        veil__engine_dnnl_err(dnnl_primitive_create(&ex->prim, pd), "primitive creation", eb);
     if (rc != VEIL_OK)
         return rc;
     if (sp != NULL && dnnl_memory_desc_get_size(sp) > 0)
@@ -149,26 +151,26 @@ static veil_err finish_prim_at(dnnl_primitive_desc_t pd, struct veil__dnnl_exec 
     return VEIL_OK;
 }
 
-static veil_err finish_prim(dnnl_primitive_desc_t pd, struct veil__dnnl_exec *ex,
-                            struct veil__step *st, struct veil_errbuf *eb)
+static veil_err finish_prim(dnnl_primitive_desc_t pd, struct veil__engine_dnnl_exec *ex,
+                            struct veil__engine_step *st, struct veil_errbuf *eb)
 {
     size_t cur = 0;
     return finish_prim_at(pd, ex, st, &cur, eb);
 }
 
 /* A reorder execution between two bindings (value >= 0, or step scratch offset). */
-static veil_err add_reorder(dnnl_engine_t eng, struct veil__kstate *ks,
+static veil_err add_reorder(dnnl_engine_t eng, struct veil__engine_kstate *ks,
                             const dnnl_memory_desc_t *from, int32_t from_v, size_t from_off,
                             const dnnl_memory_desc_t *to, int32_t to_v, size_t to_off,
                             struct veil_errbuf *eb)
 {
     dnnl_primitive_desc_t pd = NULL;
-    VEIL_ASSERT(ks->n_ex < VEIL__ENG_MAX_EX);
-    struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex];
-    veil_err rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, NULL),
-                                 "reorder", eb);
+    VEIL_ASSERT(ks->n_ex < VEIL__ENGINE_MAX_EX);
+    struct veil__engine_dnnl_exec *ex = &ks->ex[ks->n_ex];
+    veil_err rc = veil__engine_dnnl_err(
+        dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, NULL), "reorder", eb);
     if (rc == VEIL_OK)
-        rc = veil__dnnl_err(dnnl_primitive_create(&ex->prim, pd), "reorder", eb);
+        rc = veil__engine_dnnl_err(dnnl_primitive_create(&ex->prim, pd), "reorder", eb);
     if (pd != NULL)
         dnnl_primitive_desc_destroy(pd);
     if (rc != VEIL_OK)
@@ -180,7 +182,7 @@ static veil_err add_reorder(dnnl_engine_t eng, struct veil__kstate *ks,
 }
 
 /* The layout a value is stored in: its producer's blocked md, or row-major. */
-static void value_md(const struct veil__ictx *c, int32_t v, const struct veil__tv *t,
+static void value_md(const struct veil__engine_ictx *c, int32_t v, const struct veil__engine_tv *t,
                      dnnl_memory_desc_t *md)
 {
     if (v >= 0 && c->vals != NULL && c->vals[v].blocked)
@@ -195,10 +197,10 @@ static void value_md(const struct veil__ictx *c, int32_t v, const struct veil__t
  * value keeps the primitive's layout when every reader accepts it (c->blockable).
  * main is filled with the main primitive's SRC/DST args; reorders go before and after it.
  */
-static veil_err bind_src_dst(const struct veil__ictx *c, dnnl_engine_t eng,
-                             dnnl_primitive_desc_t pd, struct veil__kstate *ks,
-                             struct veil__dnnl_exec *main_ex, struct veil__step *st, size_t *cur,
-                             struct veil__dnnl_exec *post, bool *has_post)
+static veil_err bind_src_dst(const struct veil__engine_ictx *c, dnnl_engine_t eng,
+                             dnnl_primitive_desc_t pd, struct veil__engine_kstate *ks,
+                             struct veil__engine_dnnl_exec *main_ex, struct veil__engine_step *st,
+                             size_t *cur, struct veil__engine_dnnl_exec *post, bool *has_post)
 {
     veil_err rc;
     dnnl_memory_desc_t have, plain;
@@ -217,7 +219,7 @@ static veil_err bind_src_dst(const struct veil__ictx *c, dnnl_engine_t eng,
     plain_md(&plain, c->out[0].rank, c->out[0].dims);
     *has_post = false;
     if (c->blockable != NULL && c->blockable[out] && c->vals != NULL) {
-        struct veil__pval *pv = &c->vals[out];
+        struct veil__engine_pval *pv = &c->vals[out];
         pv->blocked = !dnnl_memory_desc_equal(dwant, &plain);
         pv->md = *dwant;
         size_t sz = dnnl_memory_desc_get_size(dwant);
@@ -230,10 +232,11 @@ static veil_err bind_src_dst(const struct veil__ictx *c, dnnl_engine_t eng,
         size_t off = take_scratch(st, cur, dnnl_memory_desc_get_size(dwant));
         add_arg(main_ex, DNNL_ARG_DST, dwant, -1, NULL, off);
         dnnl_primitive_desc_t rpd = NULL;
-        rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&rpd, dwant, eng, &plain, eng, NULL),
-                            "reorder", c->eb);
+        rc = veil__engine_dnnl_err(
+            dnnl_reorder_primitive_desc_create(&rpd, dwant, eng, &plain, eng, NULL), "reorder",
+            c->eb);
         if (rc == VEIL_OK)
-            rc = veil__dnnl_err(dnnl_primitive_create(&post->prim, rpd), "reorder", c->eb);
+            rc = veil__engine_dnnl_err(dnnl_primitive_create(&post->prim, rpd), "reorder", c->eb);
         if (rpd != NULL)
             dnnl_primitive_desc_destroy(rpd);
         if (rc != VEIL_OK)
@@ -246,10 +249,10 @@ static veil_err bind_src_dst(const struct veil__ictx *c, dnnl_engine_t eng,
 }
 
 /* Appends the main exec and the optional trailing reorder to ks, in order. */
-static void push_execs(struct veil__kstate *ks, const struct veil__dnnl_exec *main_ex,
-                       const struct veil__dnnl_exec *post, bool has_post)
+static void push_execs(struct veil__engine_kstate *ks, const struct veil__engine_dnnl_exec *main_ex,
+                       const struct veil__engine_dnnl_exec *post, bool has_post)
 {
-    VEIL_ASSERT(ks->n_ex + 1 + has_post <= VEIL__ENG_MAX_EX);
+    VEIL_ASSERT(ks->n_ex + 1 + has_post <= VEIL__ENGINE_MAX_EX);
     ks->ex[ks->n_ex++] = *main_ex;
     if (has_post)
         ks->ex[ks->n_ex++] = *post;
@@ -262,15 +265,15 @@ static void push_execs(struct veil__kstate *ks, const struct veil__dnnl_exec *ma
  * kernels read a binary operand in); residual_bind reorders it there when it is stored
  * otherwise. Broadcast residuals are row-major.
  */
-static veil_err residual_md(const struct veil__ictx *c, size_t r, const int64_t *odims,
+static veil_err residual_md(const struct veil__engine_ictx *c, size_t r, const int64_t *odims,
                             const dnnl_memory_desc_t *dst, dnnl_memory_desc_t *md)
 {
-    int64_t d[VEIL__ENG_RANK + 2];
+    int64_t d[VEIL__ENGINE_RANK + 2];
     if (c->n->add_in < 0) {
         plain_md(md, r, odims);
         return VEIL_OK;
     }
-    const struct veil__tv *a = &c->add;
+    const struct veil__engine_tv *a = &c->add;
     bool full = a->rank == r;
     for (size_t i = 0; full && i < r; i++)
         full = a->dims[i] == odims[i];
@@ -295,9 +298,10 @@ static veil_err residual_md(const struct veil__ictx *c, size_t r, const int64_t 
  * broadcasts and collapsed views), else a reorder into the step's scratch appended to ks (so
  * it runs before the kernel that ks gets next). *v and *off receive the binding.
  */
-static veil_err residual_bind(const struct veil__ictx *c, dnnl_engine_t eng,
-                              struct veil__kstate *ks, struct veil__step *st, size_t *cur,
-                              const dnnl_memory_desc_t *add_md, int32_t *v, size_t *off)
+static veil_err residual_bind(const struct veil__engine_ictx *c, dnnl_engine_t eng,
+                              struct veil__engine_kstate *ks, struct veil__engine_step *st,
+                              size_t *cur, const dnnl_memory_desc_t *add_md, int32_t *v,
+                              size_t *off)
 {
     int32_t res = c->n->add_in;
     dnnl_memory_desc_t have, want;
@@ -320,18 +324,19 @@ static veil_err residual_bind(const struct veil__ictx *c, dnnl_engine_t eng,
 
 /* ---- Conv, ConvTranspose ---- */
 
-veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *kshape,
-                             struct veil__kparams *kp);
+veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
+                                    const int64_t *kshape, struct veil__engine_kparams *kp);
 
-veil_err veil__conv_infer(struct veil__ictx *c)
+veil_err veil__engine_conv_infer(struct veil__engine_ictx *c)
 {
     bool tr = strcmp(c->n->op_type, "ConvTranspose") == 0;
-    if (!veil__has_input(c, 1) || c->in[0].dt != VEIL_DT_FLOAT || c->in[1].dt != VEIL_DT_FLOAT)
+    if (!veil__engine_has_input(c, 1) || c->in[0].dt != VEIL_DT_FLOAT ||
+        c->in[1].dt != VEIL_DT_FLOAT)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "float input and weights are required");
     size_t r = c->in[0].rank;
     if (r < 3 || r > 5 || c->in[1].rank != r)
         return veil_errf(c->eb, VEIL_E_INVALID, "input and weights must have rank 3 to 5");
-    int64_t group = veil__attr_i(c->n, "group", 1);
+    int64_t group = veil__engine_attr_i(c->n, "group", 1);
     int64_t ch = c->in[0].dims[1];
     if (group < 1 || ch % group != 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "group %lld does not divide %lld channels",
@@ -342,12 +347,13 @@ veil_err veil__conv_infer(struct veil__ictx *c)
                          (long long)ch);
     if (!tr && m % group != 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "group does not divide output channels");
-    if (veil__has_input(c, 2) && (c->in[2].dt != VEIL_DT_FLOAT || c->in[2].numel != (uint64_t)m))
+    if (veil__engine_has_input(c, 2) &&
+        (c->in[2].dt != VEIL_DT_FLOAT || c->in[2].numel != (uint64_t)m))
         return veil_errf(c->eb, VEIL_E_INVALID, "bias must hold %lld floats", (long long)m);
     c->kp->i[0] = group;
     c->kp->i[1] = m;
     if (!tr) {
-        veil_err rc = veil__pool_geometry(c, true, &c->in[1].dims[2], c->kp);
+        veil_err rc = veil__engine_pool_geometry(c, true, &c->in[1].dims[2], c->kp);
         if (rc != VEIL_OK)
             return rc;
         c->out[0].dims[1] = m;
@@ -355,12 +361,16 @@ veil_err veil__conv_infer(struct veil__ictx *c)
     }
     /* ConvTranspose: out = stride*(in-1) + output_padding + ((k-1)*d+1) - pads. */
     size_t sp = r - 2;
-    const struct veil__attr *st = veil__attr_typed(c->n, "strides", VEIL_ONNX_ATTR_INTS);
-    const struct veil__attr *pd = veil__attr_typed(c->n, "pads", VEIL_ONNX_ATTR_INTS);
-    const struct veil__attr *dl = veil__attr_typed(c->n, "dilations", VEIL_ONNX_ATTR_INTS);
-    const struct veil__attr *op = veil__attr_typed(c->n, "output_padding", VEIL_ONNX_ATTR_INTS);
-    const struct veil__attr *os = veil__attr_typed(c->n, "output_shape", VEIL_ONNX_ATTR_INTS);
-    const char *ap = veil__attr_s(c->n, "auto_pad", "NOTSET");
+    const struct veil__engine_attr *st =
+        veil__engine_attr_typed(c->n, "strides", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *pd = veil__engine_attr_typed(c->n, "pads", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *dl =
+        veil__engine_attr_typed(c->n, "dilations", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *op =
+        veil__engine_attr_typed(c->n, "output_padding", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *os =
+        veil__engine_attr_typed(c->n, "output_shape", VEIL_ONNX_ATTR_INTS);
+    const char *ap = veil__engine_attr_s(c->n, "auto_pad", "NOTSET");
     if ((st && st->n != sp) || (pd && pd->n != 2 * sp) || (dl && dl->n != sp) ||
         (op && op->n != sp) || (os && os->n != sp && os->n != r))
         return veil_errf(c->eb, VEIL_E_INVALID, "attribute lengths do not match the rank");
@@ -411,7 +421,8 @@ veil_err veil__conv_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__engine_conv_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                   struct veil__engine_step *st)
 {
     veil_err rc = VEIL_E_INTERNAL;
     bool tr = strcmp(c->n->op_type, "ConvTranspose") == 0;
@@ -428,14 +439,14 @@ veil_err veil__conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
     dnnl_primitive_desc_t pd = NULL;
     dnnl_memory_desc_t src, wplain, wany, bias, dst, add_md;
     dnnl_dims_t strides, dil, pl, pr, wd;
-    struct veil__kstate *ks = veil_calloc(1, sizeof(*ks));
+    struct veil__engine_kstate *ks = veil_calloc(1, sizeof(*ks));
     if (ks == NULL)
         return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for a kernel");
     plain_md(&src, r, c->in[0].dims);
     plain_md(&dst, r, c->out[0].dims);
     /* Weights: ONNX [M, C/g, k...] (Conv) or [C, M/g, k...] (ConvTranspose), grouped view. */
     size_t wr = group > 1 ? r + 1 : r;
-    int64_t wdims[VEIL__ENG_RANK + 1];
+    int64_t wdims[VEIL__ENGINE_RANK + 1];
     if (group > 1) {
         wdims[0] = group;
         wdims[1] = tr ? c->in[1].dims[1] : m / group;
@@ -497,14 +508,14 @@ veil_err veil__conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
      * read as a binary post-op operand.
      */
     int32_t res = c->n->add_in, out_v = c->n->out[0];
-    bool try_sum = veil__storage_dies(c, res) && c->vals[res].blocked && c->blockable[out_v] &&
-                   c->vals[res].t.rank == c->out[0].rank;
+    bool try_sum = veil__engine_storage_dies(c, res) && c->vals[res].blocked &&
+                   c->blockable[out_v] && c->vals[res].t.rank == c->out[0].rank;
     for (size_t i = 0; try_sum && i < c->out[0].rank; i++)
         try_sum = c->vals[res].t.dims[i] == c->out[0].dims[i];
     bool sum = false;
     bool wconst = c->in[1].data != NULL;
     const dnnl_memory_desc_t *wuse = wconst ? &wany : &wplain;
-    const dnnl_memory_desc_t *buse = veil__has_input(c, 2) ? &bias : NULL;
+    const dnnl_memory_desc_t *buse = veil__engine_has_input(c, 2) ? &bias : NULL;
     /* 2-D convolutions pick their own activation layouts (blocked on channels). */
     bool pick = !tr && sp == 2;
     /* 3x3 stride-1 convolutions try oneDNN's Winograd kernels first (16-channel blocks). */
@@ -564,22 +575,25 @@ veil_err veil__conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
                 goto out;
             if (tr) {
                 dnnl_deconvolution_desc_t dd;
-                rc = veil__dnnl_err(dnnl_dilated_deconvolution_forward_desc_init(
-                                        &dd, dnnl_forward_inference, dnnl_deconvolution_direct,
-                                        &src, wuse, buse, &dst, strides, dil, pl, pr),
-                                    "deconvolution descriptor", c->eb);
+                rc = veil__engine_dnnl_err(dnnl_dilated_deconvolution_forward_desc_init(
+                                               &dd, dnnl_forward_inference,
+                                               dnnl_deconvolution_direct, &src, wuse, buse, &dst,
+                                               strides, dil, pl, pr),
+                                           "deconvolution descriptor", c->eb);
                 if (rc == VEIL_OK)
-                    rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &dd, attr, eng, NULL),
-                                        "deconvolution", c->eb);
+                    rc =
+                        veil__engine_dnnl_err(dnnl_primitive_desc_create(&pd, &dd, attr, eng, NULL),
+                                              "deconvolution", c->eb);
             } else {
                 dnnl_convolution_desc_t cd;
-                rc = veil__dnnl_err(dnnl_dilated_convolution_forward_desc_init(
-                                        &cd, dnnl_forward_inference, cand[attempt].alg, &src, wuse,
-                                        buse, &dst, strides, dil, pl, pr),
-                                    "convolution descriptor", c->eb);
+                rc = veil__engine_dnnl_err(dnnl_dilated_convolution_forward_desc_init(
+                                               &cd, dnnl_forward_inference, cand[attempt].alg, &src,
+                                               wuse, buse, &dst, strides, dil, pl, pr),
+                                           "convolution descriptor", c->eb);
                 if (rc == VEIL_OK)
-                    rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL),
-                                        "convolution", c->eb);
+                    rc =
+                        veil__engine_dnnl_err(dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL),
+                                              "convolution", c->eb);
             }
             const char *impl = NULL;
             if (rc == VEIL_OK && (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0,
@@ -598,7 +612,7 @@ veil_err veil__conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
     }
     if (rc != VEIL_OK)
         goto out;
-    struct veil__dnnl_exec mex, post;
+    struct veil__engine_dnnl_exec mex, post;
     bool has_post = false;
     size_t cur = 0;
     memset(&mex, 0, sizeof(mex));
@@ -613,8 +627,8 @@ veil_err veil__conv_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
     if (wconst) {
         const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
         const void *wbuf;
-        if ((rc = veil__wcache_reorder(c, c->n->in[1], eng, &wplain, c->in[1].data, wmd, ks, &wbuf,
-                                       c->eb)) != VEIL_OK)
+        if ((rc = veil__engine_wcache_reorder(c, c->n->in[1], eng, &wplain, c->in[1].data, wmd, ks,
+                                              &wbuf, c->eb)) != VEIL_OK)
             goto out;
         add_arg(&mex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
     } else {
@@ -652,20 +666,21 @@ out:
         dnnl_primitive_desc_destroy(pd);
     if (attr != NULL)
         dnnl_primitive_attr_destroy(attr);
-    veil__kstate_free(ks);
+    veil__engine_kstate_free(ks);
     return rc;
 }
 
 /* ---- MaxPool, GlobalAveragePool and GlobalMaxPool on oneDNN (2-D, any layout) ---- */
 
-veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__engine_pool_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                   struct veil__engine_step *st)
 {
     veil_err rc = VEIL_E_INTERNAL;
     bool gap = strcmp(c->n->op_type, "GlobalAveragePool") == 0;
     bool gmp = strcmp(c->n->op_type, "GlobalMaxPool") == 0;
     bool blocked_in = c->vals != NULL && c->vals[c->n->in[0]].blocked;
     dnnl_primitive_desc_t pd = NULL;
-    struct veil__kstate *ks = NULL;
+    struct veil__engine_kstate *ks = NULL;
     /*
      * Empty inputs (a global pool over no elements) and MaxPool's indices output are left to
      * the plain kernels.
@@ -699,16 +714,17 @@ veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
     any_md(&dst, 4, c->out[0].dims);
     dnnl_pooling_v2_desc_t d;
     dnnl_primitive_attr_t attr = NULL;
-    if ((rc = veil__dnnl_err(dnnl_primitive_attr_create(&attr), "attr", c->eb)) != VEIL_OK)
+    if ((rc = veil__engine_dnnl_err(dnnl_primitive_attr_create(&attr), "attr", c->eb)) != VEIL_OK)
         return rc;
     dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-    rc = veil__dnnl_err(
+    rc = veil__engine_dnnl_err(
         dnnl_pooling_v2_forward_desc_init(&d, dnnl_forward_inference,
                                           gap ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max,
                                           &src, &dst, strides, kernel, dil, pl, pr),
         "pooling descriptor", c->eb);
     if (rc == VEIL_OK)
-        rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &d, attr, eng, NULL), "pooling", c->eb);
+        rc = veil__engine_dnnl_err(dnnl_primitive_desc_create(&pd, &d, attr, eng, NULL), "pooling",
+                                   c->eb);
     dnnl_primitive_attr_destroy(attr);
     if (rc != VEIL_OK)
         return rc;
@@ -717,7 +733,7 @@ veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
         rc = veil_errf(c->eb, VEIL_E_NOMEM, "no memory for a kernel");
         goto out;
     }
-    struct veil__dnnl_exec mex, post;
+    struct veil__engine_dnnl_exec mex, post;
     bool has_post = false;
     size_t cur = 0;
     memset(&mex, 0, sizeof(mex));
@@ -736,34 +752,36 @@ veil_err veil__pool_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
 out:
     if (pd != NULL)
         dnnl_primitive_desc_destroy(pd);
-    veil__kstate_free(ks);
+    veil__engine_kstate_free(ks);
     return rc;
 }
 
 /* ---- Softmax and LogSoftmax (opset 13 semantics), Transpose, on oneDNN ---- */
 
-static veil_err simple_prim(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st,
-                            const_dnnl_op_desc_t od, const dnnl_memory_desc_t *src,
-                            const dnnl_memory_desc_t *dst, bool reorder)
+static veil_err simple_prim(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                            struct veil__engine_step *st, const_dnnl_op_desc_t od,
+                            const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                            bool reorder)
 {
     veil_err rc;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = NULL;
-    struct veil__kstate *ks = veil_calloc(1, sizeof(*ks));
+    struct veil__engine_kstate *ks = veil_calloc(1, sizeof(*ks));
     if (ks == NULL)
         return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for a kernel");
-    rc = veil__dnnl_err(dnnl_primitive_attr_create(&attr), "attr", c->eb);
+    rc = veil__engine_dnnl_err(dnnl_primitive_attr_create(&attr), "attr", c->eb);
     if (rc == VEIL_OK) {
         dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
         if (reorder)
-            rc = veil__dnnl_err(dnnl_reorder_primitive_desc_create(&pd, src, eng, dst, eng, attr),
-                                "reorder", c->eb);
+            rc = veil__engine_dnnl_err(
+                dnnl_reorder_primitive_desc_create(&pd, src, eng, dst, eng, attr), "reorder",
+                c->eb);
         else
-            rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, od, attr, eng, NULL), "primitive",
-                                c->eb);
+            rc = veil__engine_dnnl_err(dnnl_primitive_desc_create(&pd, od, attr, eng, NULL),
+                                       "primitive", c->eb);
     }
     if (rc == VEIL_OK) {
-        struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
+        struct veil__engine_dnnl_exec *ex = &ks->ex[ks->n_ex++];
         add_arg(ex, reorder ? DNNL_ARG_FROM : DNNL_ARG_SRC, src, c->n->in[0], NULL, 0);
         add_arg(ex, reorder ? DNNL_ARG_TO : DNNL_ARG_DST, dst, c->n->out[0], NULL, 0);
         rc = finish_prim(pd, ex, st, c->eb);
@@ -776,7 +794,7 @@ static veil_err simple_prim(struct veil__ictx *c, dnnl_engine_t eng, struct veil
         st->ks = ks;
         ks = NULL;
     }
-    veil__kstate_free(ks);
+    veil__engine_kstate_free(ks);
     return rc;
 }
 
@@ -807,7 +825,8 @@ static bool channel_blocked(const dnnl_memory_desc_t *md, int64_t *block)
  * else runs as a oneDNN binary primitive (its operand reordered to row-major when blocked).
  * With row-major inputs Mul stays on the element-wise kernel.
  */
-veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__engine_mul_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                  struct veil__engine_step *st)
 {
     if (c->vals == NULL || c->n_in != 2 || c->n->in[0] < 0 || c->n->in[1] < 0)
         return VEIL_OK;
@@ -829,10 +848,10 @@ veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil_
     size_t s0 = full[0] && (blk[0] || !full[1]) ? 0 : 1, s1 = 1 - s0;
     int32_t v1 = c->n->in[s1], out_v = c->n->out[0];
     dnnl_memory_desc_t md0, md1, dany, have1;
-    int64_t d1[VEIL__ENG_RANK], block = 0;
+    int64_t d1[VEIL__ENGINE_RANK], block = 0;
     value_md(c, c->n->in[s0], &c->in[s0], &md0);
     /* The broadcast operand, its dims padded to the output's rank with leading 1s. */
-    const struct veil__tv *b = &c->in[s1];
+    const struct veil__engine_tv *b = &c->in[s1];
     for (size_t i = 0; i < r; i++)
         d1[i] = i + b->rank >= r ? b->dims[i + b->rank - r] : 1;
     /* A blocked [N, C, 1, 1] scale (a Conv's output) holds its values at n * Cp + c. */
@@ -845,7 +864,7 @@ veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil_
         s_nstride = have1.padded_dims[1];
     }
     if (blk[s0] && scale_ok && channel_blocked(&md0, &block) && d1[2] == 1 && d1[3] == 1) {
-        struct veil__kparams *kp = c->kp;
+        struct veil__engine_kparams *kp = c->kp;
         kp->i[8] = s_nstride;
         kp->i[1] = 1;
         kp->i[2] = (int64_t)s0;
@@ -855,7 +874,7 @@ veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil_
         kp->i[6] = d1[1];
         kp->i[7] = c->blockable != NULL && c->blockable[out_v];
         if (kp->i[7]) {
-            struct veil__pval *pv = &c->vals[out_v];
+            struct veil__engine_pval *pv = &c->vals[out_v];
             pv->blocked = true;
             pv->md = md0;
             if (dnnl_memory_desc_get_size(&md0) > pv->nbytes)
@@ -866,7 +885,7 @@ veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil_
     veil_err rc = VEIL_OK;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = NULL;
-    struct veil__kstate *ks = veil_calloc(1, sizeof(*ks));
+    struct veil__engine_kstate *ks = veil_calloc(1, sizeof(*ks));
     if (ks == NULL)
         return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for a kernel");
     plain_md(&md1, r, d1);
@@ -882,23 +901,24 @@ veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil_
     }
     dnnl_binary_desc_t bd;
     if (rc == VEIL_OK)
-        rc = veil__dnnl_err(dnnl_binary_desc_init(&bd, dnnl_binary_mul, &md0, &md1, &dany),
-                            "binary descriptor", c->eb);
+        rc = veil__engine_dnnl_err(dnnl_binary_desc_init(&bd, dnnl_binary_mul, &md0, &md1, &dany),
+                                   "binary descriptor", c->eb);
     if (rc == VEIL_OK &&
-        (rc = veil__dnnl_err(dnnl_primitive_attr_create(&attr), "attr", c->eb)) == VEIL_OK) {
+        (rc = veil__engine_dnnl_err(dnnl_primitive_attr_create(&attr), "attr", c->eb)) == VEIL_OK) {
         dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-        rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &bd, attr, eng, NULL), "binary", c->eb);
+        rc = veil__engine_dnnl_err(dnnl_primitive_desc_create(&pd, &bd, attr, eng, NULL), "binary",
+                                   c->eb);
     }
     if (rc == VEIL_OK) {
         /* bind_src_dst takes source 0 as the node's input 0: a view with the operands so. */
-        struct veil__node tmp = *c->n;
+        struct veil__engine_node tmp = *c->n;
         int32_t ins[2] = {c->n->in[s0], c->n->in[s1]};
         tmp.in = ins;
-        struct veil__ictx c2 = *c;
+        struct veil__engine_ictx c2 = *c;
         c2.n = &tmp;
         c2.in[0] = c->in[s0];
         c2.in[1] = c->in[s1];
-        struct veil__dnnl_exec main_ex, post;
+        struct veil__engine_dnnl_exec main_ex, post;
         bool has_post = false;
         memset(&main_ex, 0, sizeof(main_ex));
         memset(&post, 0, sizeof(post));
@@ -924,11 +944,12 @@ veil_err veil__mul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil_
         st->ks = ks;
         ks = NULL;
     }
-    veil__kstate_free(ks);
+    veil__engine_kstate_free(ks);
     return rc;
 }
 
-veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__engine_softmax_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                      struct veil__engine_step *st)
 {
     bool last = c->kp->i[0] == (int64_t)c->out[0].rank - 1;
     /*
@@ -938,8 +959,8 @@ veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
      * then finds the probabilities in the lines the kernel just read.
      */
     if (strcmp(c->n->op_type, "Softmax") == 0 && last &&
-        (c->n->add_in >= 0 || veil__vec_best() != VEIL__VEC_BASE)) {
-        (void)veil__inplace(c, 0);
+        (c->n->add_in >= 0 || veil__engine_vec_best() != VEIL__ENGINE_VEC_BASE)) {
+        (void)veil__engine_inplace(c, 0);
         return VEIL_OK;
     }
     if (c->opset < 13 || c->in[0].numel == 0 || c->in[0].rank > DNNL_MAX_NDIMS || c->n->add_in >= 0)
@@ -948,7 +969,7 @@ veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
     plain_md(&md, c->in[0].rank, c->in[0].dims);
     dnnl_softmax_v2_desc_t d;
     bool log = strcmp(c->n->op_type, "LogSoftmax") == 0;
-    veil_err rc = veil__dnnl_err(
+    veil_err rc = veil__engine_dnnl_err(
         dnnl_softmax_v2_forward_desc_init(&d, dnnl_forward_inference,
                                           log ? dnnl_softmax_log : dnnl_softmax_accurate, &md, &md,
                                           (int)c->kp->i[0]),
@@ -964,7 +985,8 @@ veil_err veil__softmax_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct v
  * fold_out_view) is not moved at all: the output becomes an alias of it and the step is
  * skipped.
  */
-veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__engine_transpose_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                        struct veil__engine_step *st)
 {
     size_t r = c->in[0].rank;
     int32_t in = c->n->in[0], out_v = c->n->out[0];
@@ -975,7 +997,7 @@ veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct
         return veil_errf(c->eb, VEIL_E_INTERNAL, "transpose of a blocked layout");
     if (c->in[0].dt != VEIL_DT_FLOAT || r < 2 || r > DNNL_MAX_NDIMS || c->in[0].numel == 0)
         return VEIL_OK;
-    int64_t ist[VEIL__ENG_RANK], ost[VEIL__ENG_RANK];
+    int64_t ist[VEIL__ENGINE_RANK], ost[VEIL__ENGINE_RANK];
     row_major_strides(r, c->in[0].dims, ist);
     row_major_strides(r, c->out[0].dims, ost);
     if (strided)
@@ -1004,15 +1026,15 @@ veil_err veil__transpose_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct
 
 /* ---- MatMul, Gemm ---- */
 
-static veil_err matmul_infer(struct veil__ictx *c)
+static veil_err matmul_infer(struct veil__engine_ictx *c)
 {
-    const struct veil__tv *a = &c->in[0], *b = &c->in[1];
-    if (!veil__has_input(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT)
+    const struct veil__engine_tv *a = &c->in[0], *b = &c->in[1];
+    if (!veil__engine_has_input(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "float inputs are required");
     if (a->rank < 1 || b->rank < 1)
         return veil_errf(c->eb, VEIL_E_INVALID, "MatMul of a scalar");
     /* Promote 1-D operands, broadcast the batch dims, then drop the promoted dims. */
-    struct veil__tv pa = *a, pb = *b;
+    struct veil__engine_tv pa = *a, pb = *b;
     if (a->rank == 1) {
         pa.rank = 2;
         pa.dims[0] = 1;
@@ -1027,12 +1049,12 @@ static veil_err matmul_infer(struct veil__ictx *c)
     if (pb.dims[pb.rank - 2] != k)
         return veil_errf(c->eb, VEIL_E_INVALID, "inner dimensions differ: %lld and %lld",
                          (long long)k, (long long)pb.dims[pb.rank - 2]);
-    struct veil__tv ba = pa, bb = pb;
+    struct veil__engine_tv ba = pa, bb = pb;
     ba.rank -= 2;
     bb.rank -= 2;
     size_t br;
-    int64_t bd[VEIL__ENG_RANK];
-    veil_err rc = veil__broadcast(&ba, &bb, &br, bd, c->eb);
+    int64_t bd[VEIL__ENGINE_RANK];
+    veil_err rc = veil__engine_broadcast(&ba, &bb, &br, bd, c->eb);
     if (rc != VEIL_OK)
         return rc;
     c->out[0].dt = VEIL_DT_FLOAT;
@@ -1099,7 +1121,8 @@ static void mm_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-veil_err veil__matmul_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_matmul_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp)
 {
     struct mm_job j = {c->in[0].data,
                        c->in[1].data,
@@ -1119,7 +1142,7 @@ veil_err veil__matmul_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     uint64_t batches = 1;
     for (size_t d = 0; d < j.br; d++)
         batches *= (uint64_t)kp->v[2][d];
-    veil__parallel(batches * (uint64_t)j.m, 4, mm_range, &j);
+    veil__engine_parallel(batches * (uint64_t)j.m, 4, mm_range, &j);
     if (c->n_in > 2 && c->n->in[2] >= 0) {
         /* A bias fused by the optimiser: one value per output column. */
         const float *bias = c->in[2].data;
@@ -1136,7 +1159,7 @@ veil_err veil__matmul_exec(struct veil__kctx *c, const struct veil__kparams *kp)
  * MatMul reads is skipped: the MatMul reads the Transpose's input through a strided view
  * (fold_in_view). A MatMul whose output only a Transpose reads writes it already in the
  * transposed order (fold_out_view), and the Transpose becomes an alias of it
- * (veil__transpose_prepare). The folds are kept only where oneDNN has a real kernel for the
+ * (veil__engine_transpose_prepare). The folds are kept only where oneDNN has a real kernel for the
  * strides, not its reference implementation (fold_commit).
  */
 struct mm_fold {
@@ -1145,8 +1168,8 @@ struct mm_fold {
     bool out;         /* the output is written in its reader Transpose's order */
 };
 
-static bool fold_in_view(const struct veil__ictx *c, size_t k, size_t r, dnnl_memory_desc_t *md,
-                         int32_t *tnode)
+static bool fold_in_view(const struct veil__engine_ictx *c, size_t k, size_t r,
+                         dnnl_memory_desc_t *md, int32_t *tnode)
 {
     int32_t v = c->n->in[k];
     if (v < 0 || c->vals == NULL || c->sole_reader == NULL || c->in[k].data != NULL ||
@@ -1155,11 +1178,11 @@ static bool fold_in_view(const struct veil__ictx *c, size_t k, size_t r, dnnl_me
     int32_t p = c->g->values[v].producer;
     if (p < 0 || strcmp(c->g->nodes[p].op_type, "Transpose") != 0 || c->step_of[p] < 0)
         return false;
-    const struct veil__step *ts = &c->steps[c->step_of[p]];
+    const struct veil__engine_step *ts = &c->steps[c->step_of[p]];
     int32_t u = c->g->nodes[p].in[0];
     if (!ts->runtime || u < 0 || !c->vals[u].runtime || c->vals[u].blocked ||
         c->vals[u].t.dt != VEIL_DT_FLOAT || c->vals[u].t.rank != r ||
-        !veil__storage_unwritten_since(c, u, c->step_of[p]))
+        !veil__engine_storage_unwritten_since(c, u, c->step_of[p]))
         return false;
     int64_t ust[DNNL_MAX_NDIMS];
     dnnl_dims_t d, st;
@@ -1174,7 +1197,7 @@ static bool fold_in_view(const struct veil__ictx *c, size_t k, size_t r, dnnl_me
     return dnnl_memory_desc_init_by_strides(md, (int)r, d, dnnl_f32, st) == dnnl_success;
 }
 
-static bool fold_out_view(const struct veil__ictx *c, size_t r, const int64_t *od,
+static bool fold_out_view(const struct veil__engine_ictx *c, size_t r, const int64_t *od,
                           dnnl_memory_desc_t *md)
 {
     int32_t o = c->n->out[0];
@@ -1185,8 +1208,8 @@ static bool fold_out_view(const struct veil__ictx *c, size_t r, const int64_t *o
     if (t < 0 || strcmp(c->g->nodes[t].op_type, "Transpose") != 0 || c->g->nodes[t].in[0] != o ||
         c->g->nodes[t].n_out < 1 || c->g->nodes[t].out[0] < 0)
         return false;
-    size_t perm[VEIL__ENG_RANK];
-    if (veil__transpose_perm(&c->g->nodes[t], r, perm, NULL) != VEIL_OK)
+    size_t perm[VEIL__ENGINE_RANK];
+    if (veil__engine_transpose_perm(&c->g->nodes[t], r, perm, NULL) != VEIL_OK)
         return false; /* the Transpose reports it at its own step */
     int64_t td[DNNL_MAX_NDIMS], tst[DNNL_MAX_NDIMS];
     dnnl_dims_t d, st;
@@ -1210,15 +1233,15 @@ static bool fast_impl(dnnl_primitive_desc_t pd)
     return strncmp(impl, "ref", 3) != 0;
 }
 
-void veil__skip_transpose(const struct veil__ictx *c, int32_t tnode, int32_t v)
+void veil__engine_skip_transpose(const struct veil__engine_ictx *c, int32_t tnode, int32_t v)
 {
-    veil__skip_node(c, tnode, v, c->g->nodes[tnode].in[0]);
+    veil__engine_skip_node(c, tnode, v, c->g->nodes[tnode].in[0]);
 }
 
-void veil__skip_node(const struct veil__ictx *c, int32_t node, int32_t v, int32_t u)
+void veil__engine_skip_node(const struct veil__engine_ictx *c, int32_t node, int32_t v, int32_t u)
 {
-    struct veil__step *ts = &c->steps[c->step_of[node]];
-    veil__kstate_free(ts->ks);
+    struct veil__engine_step *ts = &c->steps[c->step_of[node]];
+    veil__engine_kstate_free(ts->ks);
     ts->ks = NULL;
     ts->runtime = false;
     c->vals[v].alias = true;
@@ -1228,33 +1251,34 @@ void veil__skip_node(const struct veil__ictx *c, int32_t node, int32_t v, int32_
 }
 
 /* Makes the folds of f part of the plan: skipped Transposes, aliases and layouts. */
-static void fold_commit(const struct veil__ictx *c, const struct mm_fold *f,
+static void fold_commit(const struct veil__engine_ictx *c, const struct mm_fold *f,
                         const dnnl_memory_desc_t *o_md)
 {
     for (size_t k = 0; k < 2; k++)
         if (f->in[k])
-            veil__skip_transpose(c, f->tnode[k], c->n->in[k]);
+            veil__engine_skip_transpose(c, f->tnode[k], c->n->in[k]);
     if (f->out) {
-        struct veil__pval *pv = &c->vals[c->n->out[0]];
+        struct veil__engine_pval *pv = &c->vals[c->n->out[0]];
         pv->blocked = true;
         pv->md = *o_md;
     }
 }
 
-veil_err veil__matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__engine_matmul_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                     struct veil__engine_step *st)
 {
     veil_err rc = VEIL_E_INTERNAL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    struct veil__kstate *ks = NULL;
+    struct veil__engine_kstate *ks = NULL;
     size_t br = (size_t)c->kp->i[3], r = br + 2;
     int64_t m = c->kp->i[0], k = c->kp->i[1], n = c->kp->i[2];
-    int64_t ad[VEIL__ENG_RANK + 2], bd[VEIL__ENG_RANK + 2], od[VEIL__ENG_RANK + 2];
+    int64_t ad[VEIL__ENGINE_RANK + 2], bd[VEIL__ENGINE_RANK + 2], od[VEIL__ENGINE_RANK + 2];
     dnnl_memory_desc_t a_md, b_md, o_md, bias_md, add_md;
     if (c->out[0].numel == 0)
         return VEIL_OK; /* an empty output (a zero batch dim too): nothing to compute */
     bool fused = false;
-    if ((rc = veil__attention_prepare(c, st, &fused)) != VEIL_OK || fused)
+    if ((rc = veil__engine_attention_prepare(c, st, &fused)) != VEIL_OK || fused)
         return rc;
     if (r > DNNL_MAX_NDIMS || k == 0)
         return c->n->n_post > 0 || c->n->add_in >= 0
@@ -1299,10 +1323,10 @@ veil_err veil__matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct ve
     else
         b_md = b_plain;
     /* A fused bias (a constant [N] or [1, N]) and residual add come from the optimiser. */
-    const struct veil__node *nd = c->n;
-    const struct veil__tv *bias = nd->n_in > 2 && nd->in[2] >= 0 ? &c->in[2] : NULL;
+    const struct veil__engine_node *nd = c->n;
+    const struct veil__engine_tv *bias = nd->n_in > 2 && nd->in[2] >= 0 ? &c->in[2] : NULL;
     if (bias != NULL) {
-        int64_t bdims[VEIL__ENG_RANK + 2];
+        int64_t bdims[VEIL__ENGINE_RANK + 2];
         for (size_t i = 0; i < r; i++)
             bdims[i] = 1;
         bdims[r - 1] = n;
@@ -1314,7 +1338,8 @@ veil_err veil__matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct ve
         goto out;
     /* As for convolutions: a residual whose storage dies here is accumulated in place. */
     int32_t res = nd->add_in;
-    bool sum = veil__storage_dies(c, res) && !c->vals[res].blocked && c->add.rank == c->out[0].rank;
+    bool sum =
+        veil__engine_storage_dies(c, res) && !c->vals[res].blocked && c->add.rank == c->out[0].rank;
     for (size_t i = 0; sum && i < c->out[0].rank; i++)
         sum = c->add.dims[i] == c->out[0].dims[i];
     if ((rc = make_attr_sum(nd, &add_md, sum, &attr, c->eb)) != VEIL_OK)
@@ -1340,11 +1365,12 @@ veil_err veil__matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct ve
             fold = (struct mm_fold){{false, false}, {-1, -1}, false};
         }
     }
-    if (pd == NULL && ((rc = veil__dnnl_err(
-                            dnnl_matmul_desc_init(&md, &a_md, &b_md, bias ? &bias_md : NULL, &o_md),
-                            "matmul descriptor", c->eb)) != VEIL_OK ||
-                       (rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL),
-                                            "matmul", c->eb)) != VEIL_OK))
+    if (pd == NULL &&
+        ((rc = veil__engine_dnnl_err(
+              dnnl_matmul_desc_init(&md, &a_md, &b_md, bias ? &bias_md : NULL, &o_md),
+              "matmul descriptor", c->eb)) != VEIL_OK ||
+         (rc = veil__engine_dnnl_err(dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL),
+                                     "matmul", c->eb)) != VEIL_OK))
         goto out;
     size_t cur = 0;
     int32_t rv = -1;
@@ -1352,13 +1378,13 @@ veil_err veil__matmul_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct ve
     if (nd->add_in >= 0 && !sum &&
         (rc = residual_bind(c, eng, ks, st, &cur, &add_md, &rv, &roff)) != VEIL_OK)
         goto out;
-    struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
+    struct veil__engine_dnnl_exec *ex = &ks->ex[ks->n_ex++];
     add_arg(ex, DNNL_ARG_SRC, &a_md, nd->in[0], NULL, 0);
     if (bconst) {
         const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
         const void *wbuf;
-        if ((rc = veil__wcache_reorder(c, nd->in[1], eng, &b_plain, c->in[1].data, wmd, ks, &wbuf,
-                                       c->eb)) != VEIL_OK)
+        if ((rc = veil__engine_wcache_reorder(c, nd->in[1], eng, &b_plain, c->in[1].data, wmd, ks,
+                                              &wbuf, c->eb)) != VEIL_OK)
             goto out;
         add_arg(ex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
     } else {
@@ -1385,15 +1411,15 @@ out:
         dnnl_primitive_desc_destroy(pd);
     if (attr != NULL)
         dnnl_primitive_attr_destroy(attr);
-    veil__kstate_free(ks);
+    veil__engine_kstate_free(ks);
     return rc;
 }
 
 /* MatMul as the optimiser leaves it: inputs A, B and an optional fused bias. */
-veil_err veil__matmul_infer_fused(struct veil__ictx *c)
+veil_err veil__engine_matmul_infer_fused(struct veil__engine_ictx *c)
 {
-    struct veil__node tmp = *c->n;
-    const struct veil__node *orig = c->n;
+    struct veil__engine_node tmp = *c->n;
+    const struct veil__engine_node *orig = c->n;
     tmp.add_in = -1;
     tmp.n_post = 0;
     c->n = &tmp;
@@ -1409,13 +1435,14 @@ veil_err veil__matmul_infer_fused(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__gemm_infer(struct veil__ictx *c)
+veil_err veil__engine_gemm_infer(struct veil__engine_ictx *c)
 {
-    const struct veil__tv *a = &c->in[0], *b = &c->in[1];
-    if (!veil__has_input(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT ||
+    const struct veil__engine_tv *a = &c->in[0], *b = &c->in[1];
+    if (!veil__engine_has_input(c, 1) || a->dt != VEIL_DT_FLOAT || b->dt != VEIL_DT_FLOAT ||
         a->rank != 2 || b->rank != 2)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Gemm needs 2-D float A and B");
-    bool ta = veil__attr_i(c->n, "transA", 0) != 0, tb = veil__attr_i(c->n, "transB", 0) != 0;
+    bool ta = veil__engine_attr_i(c->n, "transA", 0) != 0,
+         tb = veil__engine_attr_i(c->n, "transB", 0) != 0;
     int64_t m = ta ? a->dims[1] : a->dims[0], k = ta ? a->dims[0] : a->dims[1];
     int64_t kb = tb ? b->dims[1] : b->dims[0], n = tb ? b->dims[0] : b->dims[1];
     if (k != kb)
@@ -1424,11 +1451,11 @@ veil_err veil__gemm_infer(struct veil__ictx *c)
     c->out[0].rank = 2;
     c->out[0].dims[0] = m;
     c->out[0].dims[1] = n;
-    if (veil__has_input(c, 2)) {
-        struct veil__tv t = c->out[0];
+    if (veil__engine_has_input(c, 2)) {
+        struct veil__engine_tv t = c->out[0];
         size_t rr;
-        int64_t dd[VEIL__ENG_RANK];
-        veil_err rc = veil__broadcast(&c->in[2], &t, &rr, dd, c->eb);
+        int64_t dd[VEIL__ENGINE_RANK];
+        veil_err rc = veil__engine_broadcast(&c->in[2], &t, &rr, dd, c->eb);
         if (rc != VEIL_OK || rr != 2 || dd[0] != m || dd[1] != n || c->in[2].dt != VEIL_DT_FLOAT)
             return veil_errf(c->eb, VEIL_E_INVALID, "C does not broadcast to [M, N]");
     }
@@ -1437,12 +1464,12 @@ veil_err veil__gemm_infer(struct veil__ictx *c)
     c->kp->i[2] = n;
     c->kp->i[3] = ta;
     c->kp->i[4] = tb;
-    c->kp->f[0] = veil__attr_f(c->n, "alpha", 1.0f);
-    c->kp->f[1] = veil__attr_f(c->n, "beta", 1.0f);
+    c->kp->f[0] = veil__engine_attr_f(c->n, "alpha", 1.0f);
+    c->kp->f[1] = veil__engine_attr_f(c->n, "beta", 1.0f);
     return VEIL_OK;
 }
 
-veil_err veil__gemm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_gemm_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     int64_t m = kp->i[0], k = kp->i[1], n = kp->i[2];
     bool ta = kp->i[3] != 0, tb = kp->i[4] != 0;
@@ -1450,9 +1477,9 @@ veil_err veil__gemm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     struct mm_job j = {c->in[0].data, c->in[1].data, c->out[0].data, m,          k, n,
                        ta ? 1 : k,    ta ? m : 1,    tb ? 1 : n,     tb ? k : 1, 0, &zero,
                        &zero,         &zero,         kp->f[0]};
-    veil__parallel((uint64_t)m, 4, mm_range, &j);
+    veil__engine_parallel((uint64_t)m, 4, mm_range, &j);
     if (c->n_in > 2 && c->n->in[2] >= 0) {
-        const struct veil__tv *cc = &c->in[2];
+        const struct veil__engine_tv *cc = &c->in[2];
         int64_t c0 = cc->rank == 2 ? cc->dims[0] : 1;
         int64_t c1 = cc->rank >= 1 ? cc->dims[cc->rank - 1] : 1;
         float beta = kp->f[1];
@@ -1465,16 +1492,17 @@ veil_err veil__gemm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     return VEIL_OK;
 }
 
-veil_err veil__gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__engine_gemm_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                   struct veil__engine_step *st)
 {
     veil_err rc = VEIL_E_INTERNAL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    struct veil__kstate *ks = NULL;
+    struct veil__engine_kstate *ks = NULL;
     int64_t m = c->kp->i[0], k = c->kp->i[1], n = c->kp->i[2];
     bool ta = c->kp->i[3] != 0, tb = c->kp->i[4] != 0;
     float alpha = c->kp->f[0], beta = c->kp->f[1];
-    bool has_c = veil__has_input(c, 2);
+    bool has_c = veil__engine_has_input(c, 2);
     /* The primitive path needs constant B (alpha folded in) and constant C (beta folded). */
     if (c->in[1].data == NULL || (has_c && c->in[2].data == NULL) || m * n == 0 || k == 0)
         return c->n->n_post > 0 || c->n->add_in >= 0
@@ -1507,7 +1535,7 @@ veil_err veil__gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
     }
     const void *csrc = NULL;
     if (has_c) {
-        const struct veil__tv *cc = &c->in[2];
+        const struct veil__engine_tv *cc = &c->in[2];
         dnnl_dims_t cd = {cc->rank == 2 ? cc->dims[0] : 1,
                           cc->rank >= 1 ? cc->dims[cc->rank - 1] : 1};
         int64_t cdims[2] = {cd[0], cd[1]};
@@ -1525,10 +1553,11 @@ veil_err veil__gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
     if ((rc = make_attr(c->n, &add_md, &attr, c->eb)) != VEIL_OK)
         goto out;
     dnnl_matmul_desc_t md;
-    if ((rc = veil__dnnl_err(dnnl_matmul_desc_init(&md, &a_md, &b_any, has_c ? &c_md : NULL, &o_md),
-                             "matmul descriptor", c->eb)) != VEIL_OK ||
-        (rc = veil__dnnl_err(dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL), "matmul",
-                             c->eb)) != VEIL_OK)
+    if ((rc = veil__engine_dnnl_err(
+             dnnl_matmul_desc_init(&md, &a_md, &b_any, has_c ? &c_md : NULL, &o_md),
+             "matmul descriptor", c->eb)) != VEIL_OK ||
+        (rc = veil__engine_dnnl_err(dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL), "matmul",
+                                    c->eb)) != VEIL_OK)
         goto out;
     size_t cur = 0;
     int32_t rv = -1;
@@ -1538,9 +1567,9 @@ veil_err veil__gemm_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil
         goto out;
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     const void *wbuf;
-    if ((rc = veil__reorder_const(eng, &b_plain, bsrc, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
+    if ((rc = veil__engine_reorder_const(eng, &b_plain, bsrc, wmd, ks, &wbuf, c->eb)) != VEIL_OK)
         goto out;
-    struct veil__dnnl_exec *ex = &ks->ex[ks->n_ex++];
+    struct veil__engine_dnnl_exec *ex = &ks->ex[ks->n_ex++];
     add_arg(ex, DNNL_ARG_SRC, &a_md, c->n->in[0], NULL, 0);
     add_arg(ex, DNNL_ARG_WEIGHTS, wmd, -1, wbuf, 0);
     if (has_c)
@@ -1559,7 +1588,7 @@ out:
         dnnl_primitive_desc_destroy(pd);
     if (attr != NULL)
         dnnl_primitive_attr_destroy(attr);
-    veil__kstate_free(ks);
+    veil__engine_kstate_free(ks);
     return rc;
 }
 
@@ -1567,7 +1596,7 @@ out:
  * Plain ConvTranspose (scatter form), used for dilated kernels, where the result must follow
  * ONNX's definition exactly: y[o * s - pad + k * d] += x[o] * w[k].
  */
-veil_err veil__conv_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_conv_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     if (strcmp(c->n->op_type, "ConvTranspose") != 0)
         return veil_errf(c->eb, VEIL_E_INTERNAL, "convolution without a primitive");

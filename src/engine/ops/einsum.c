@@ -14,7 +14,7 @@
 
 #define EIN_LABELS 52 /* a-z, A-Z */
 #define EIN_MAX_IN 16
-#define EIN_MAX_DIMS (EIN_LABELS + VEIL__ENG_RANK)
+#define EIN_MAX_DIMS (EIN_LABELS + VEIL__ENGINE_RANK)
 /* Multiply-adds one Einsum may take (operands x output elements x summed positions). */
 #define EIN_MAX_WORK (1ull << 36)
 
@@ -44,7 +44,7 @@ struct einsum_plan {
 
 /* One term's subscripts: labels 0-51, and -1 for its '...' (at most one). */
 struct ein_term {
-    int8_t lab[VEIL__ENG_RANK + 1];
+    int8_t lab[VEIL__ENGINE_RANK + 1];
     size_t n;
     bool ell;
 };
@@ -85,19 +85,19 @@ static veil_err ein_parse_term(const char *s, size_t len, struct ein_term *t, co
             return veil_errf(eb, VEIL_E_INVALID, "equation: unexpected character 0x%02x in %s", ch,
                              what);
         }
-        if (t->n == VEIL__ENG_RANK + 1)
+        if (t->n == VEIL__ENGINE_RANK + 1)
             return veil_errf(eb, VEIL_E_INVALID, "equation: %s has more than %d subscripts", what,
-                             VEIL__ENG_RANK);
+                             VEIL__ENGINE_RANK);
         t->lab[t->n++] = (int8_t)(ch == '.' ? -1 : l);
     }
     return VEIL_OK;
 }
 
 /* Splits and parses the operands' terms (left of "->") and the output's, if given. */
-static veil_err ein_parse(struct veil__ictx *c, struct ein_term *terms, struct ein_term *out,
+static veil_err ein_parse(struct veil__engine_ictx *c, struct ein_term *terms, struct ein_term *out,
                           bool *explicit_out)
 {
-    const char *eq = veil__attr_s(c->n, "equation", NULL);
+    const char *eq = veil__engine_attr_s(c->n, "equation", NULL);
     char what[32];
     veil_err rc;
     if (eq == NULL)
@@ -131,11 +131,11 @@ static veil_err ein_parse(struct veil__ictx *c, struct ein_term *terms, struct e
     return VEIL_OK;
 }
 
-veil_err veil__einsum_infer(struct veil__ictx *c)
+veil_err veil__engine_einsum_infer(struct veil__engine_ictx *c)
 {
     struct ein_term terms[EIN_MAX_IN], out;
     bool explicit_out = false;
-    int64_t lsize[EIN_LABELS], esize[VEIL__ENG_RANK];
+    int64_t lsize[EIN_LABELS], esize[VEIL__ENGINE_RANK];
     uint32_t cnt[EIN_LABELS] = {0};
     size_t ell_rank = 0, ell_of[EIN_MAX_IN];
     bool any_ell = false;
@@ -144,18 +144,18 @@ veil_err veil__einsum_infer(struct veil__ictx *c)
     if (c->n_in > EIN_MAX_IN)
         return veil_errf(c->eb, VEIL_E_LIMIT, "more than %d operands", EIN_MAX_IN);
     for (size_t i = 0; i < c->n_in; i++) {
-        if (!veil__has_input(c, i))
+        if (!veil__engine_has_input(c, i))
             return veil_errf(c->eb, VEIL_E_INVALID, "operand %zu is missing", i);
         if (c->in[i].dt != c->in[0].dt)
             return veil_errf(c->eb, VEIL_E_INVALID, "operands differ in type");
     }
-    if (!veil__dt_is_numeric(c->in[0].dt))
+    if (!veil__engine_dt_is_numeric(c->in[0].dt))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Einsum of %s", veil_dtype_name(c->in[0].dt));
     if ((rc = ein_parse(c, terms, &out, &explicit_out)) != VEIL_OK)
         return rc;
     for (size_t l = 0; l < EIN_LABELS; l++)
         lsize[l] = -1;
-    for (size_t e = 0; e < VEIL__ENG_RANK; e++)
+    for (size_t e = 0; e < VEIL__ENGINE_RANK; e++)
         esize[e] = 1;
     for (size_t i = 0; i < c->n_in; i++) {
         size_t letters = terms[i].n - (terms[i].ell ? 1 : 0), r = c->in[i].rank;
@@ -219,12 +219,12 @@ veil_err veil__einsum_infer(struct veil__ictx *c)
             int l = k < 26 ? 26 + k : k - 26;
             if (cnt[l] != 1)
                 continue;
-            if (out.n == VEIL__ENG_RANK + 1)
+            if (out.n == VEIL__ENGINE_RANK + 1)
                 return veil_errf(c->eb, VEIL_E_LIMIT, "output rank too large");
             out.lab[out.n++] = (int8_t)l;
         }
     }
-    if (out.n - (out.ell ? 1 : 0) + (out.ell ? ell_rank : 0) > VEIL__ENG_RANK)
+    if (out.n - (out.ell ? 1 : 0) + (out.ell ? ell_rank : 0) > VEIL__ENGINE_RANK)
         return veil_errf(c->eb, VEIL_E_LIMIT, "output rank too large");
 
     struct einsum_plan *pl = veil_calloc(1, sizeof(*pl));
@@ -232,7 +232,7 @@ veil_err veil__einsum_infer(struct veil__ictx *c)
         return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for an Einsum plan");
     veil_free(c->kp->ptr);
     c->kp->ptr = pl;
-    int gl[EIN_LABELS], ge[VEIL__ENG_RANK];
+    int gl[EIN_LABELS], ge[VEIL__ENGINE_RANK];
     for (size_t l = 0; l < EIN_LABELS; l++)
         gl[l] = -1;
     size_t n = 0;
@@ -259,8 +259,8 @@ veil_err veil__einsum_infer(struct veil__ictx *c)
     pl->n_dims = n;
     pl->n_in = c->n_in;
     for (size_t i = 0; i < c->n_in; i++) {
-        int64_t ist[VEIL__ENG_RANK];
-        veil__strides_of(c->in[i].dims, c->in[i].rank, ist);
+        int64_t ist[VEIL__ENGINE_RANK];
+        veil__engine_strides_of(c->in[i].dims, c->in[i].rank, ist);
         for (size_t t = 0, a = 0; t < terms[i].n; t++) {
             int l = terms[i].lab[t];
             if (l >= 0) {
@@ -322,8 +322,8 @@ veil_err veil__einsum_infer(struct veil__ictx *c)
 
 struct einsum_job {
     const struct einsum_plan *pl;
-    const struct veil__tv *in; /* the operands, or their partial sums (einsum_reduce) */
-    struct veil__tv *out;
+    const struct veil__engine_tv *in; /* the operands, or their partial sums (einsum_reduce) */
+    struct veil__engine_tv *out;
 };
 
 /* The stride of operand i along dimension d in the main loop (its partial sum's if reduced). */
@@ -336,13 +336,13 @@ static int64_t ein_st(const struct einsum_plan *pl, size_t i, size_t d)
  * Sums operand i over the dimensions it alone reads into r (rnumel elements, zeroed, float64
  * for float operands, int64 otherwise), visiting every element of the operand once.
  */
-static void einsum_reduce(const struct einsum_plan *pl, size_t i, const struct veil__tv *in,
-                          struct veil__tv *r)
+static void einsum_reduce(const struct einsum_plan *pl, size_t i, const struct veil__engine_tv *in,
+                          struct veil__engine_tv *r)
 {
     size_t dims[EIN_MAX_DIMS], nd = 0;
     int64_t pos[EIN_MAX_DIMS] = {0}, off = 0, roff = 0;
     uint64_t total = 1;
-    bool fl = veil__dt_is_float(in->dt);
+    bool fl = veil__engine_dt_is_float(in->dt);
     for (size_t d = 0; d < pl->n_dims; d++)
         if (pl->st[i][d] != 0) {
             dims[nd++] = d;
@@ -350,12 +350,13 @@ static void einsum_reduce(const struct einsum_plan *pl, size_t i, const struct v
         }
     for (uint64_t k = 0; k < total; k++) {
         if (fl)
-            veil__set_f64(r, (uint64_t)roff,
-                          veil__get_f64(r, (uint64_t)roff) + veil__get_f64(in, (uint64_t)off));
+            veil__engine_set_f64(r, (uint64_t)roff,
+                                 veil__engine_get_f64(r, (uint64_t)roff) +
+                                     veil__engine_get_f64(in, (uint64_t)off));
         else /* wrapping, as the products of the main loop */
-            veil__set_i64(r, (uint64_t)roff,
-                          (int64_t)((uint64_t)veil__get_i64(r, (uint64_t)roff) +
-                                    (uint64_t)veil__get_i64(in, (uint64_t)off)));
+            veil__engine_set_i64(r, (uint64_t)roff,
+                                 (int64_t)((uint64_t)veil__engine_get_i64(r, (uint64_t)roff) +
+                                           (uint64_t)veil__engine_get_i64(in, (uint64_t)off)));
         for (size_t t = nd; t-- > 0;) {
             size_t d = dims[t];
             if (++pos[t] < pl->size[d]) {
@@ -375,7 +376,7 @@ static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
 {
     const struct einsum_job *j = ud;
     const struct einsum_plan *pl = j->pl;
-    bool fl = veil__dt_is_float(j->out->dt);
+    bool fl = veil__engine_dt_is_float(j->out->dt);
     size_t ni = pl->n_in;
     uint64_t red = pl->red;
     for (uint64_t o = lo; o < hi; o++) {
@@ -393,12 +394,12 @@ static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
             if (fl) {
                 double p = 1;
                 for (size_t i = 0; i < ni; i++)
-                    p *= veil__get_f64(&j->in[i], (uint64_t)off[i]);
+                    p *= veil__engine_get_f64(&j->in[i], (uint64_t)off[i]);
                 fs += p;
             } else {
                 uint64_t p = 1;
                 for (size_t i = 0; i < ni; i++)
-                    p *= (uint64_t)veil__get_i64(&j->in[i], (uint64_t)off[i]);
+                    p *= (uint64_t)veil__engine_get_i64(&j->in[i], (uint64_t)off[i]);
                 is += p;
             }
             /* Next summed position, the last dimension fastest (not those summed inside). */
@@ -416,16 +417,17 @@ static void einsum_range(void *ud, uint64_t lo, uint64_t hi)
             }
         }
         if (fl)
-            veil__set_f64(j->out, o, fs);
+            veil__engine_set_f64(j->out, o, fs);
         else
-            veil__set_i64(j->out, o, (int64_t)is);
+            veil__engine_set_i64(j->out, o, (int64_t)is);
     }
 }
 
-veil_err veil__einsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_einsum_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp)
 {
     const struct einsum_plan *pl = kp->ptr;
-    struct veil__tv src[EIN_MAX_IN];
+    struct veil__engine_tv src[EIN_MAX_IN];
     veil_err rc = VEIL_OK;
     for (size_t i = 0; i < pl->n_in; i++)
         src[i] = c->in[i];
@@ -433,7 +435,7 @@ veil_err veil__einsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
         if (!pl->reduce[i])
             continue;
         /* Partial sums are at most as large as the operand; they live for this run only. */
-        bool fl = veil__dt_is_float(c->in[i].dt);
+        bool fl = veil__engine_dt_is_float(c->in[i].dt);
         src[i].dt = fl ? VEIL_DT_DOUBLE : VEIL_DT_INT64;
         src[i].rank = 1;
         src[i].dims[0] = (int64_t)pl->rnumel[i];
@@ -447,7 +449,7 @@ veil_err veil__einsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     }
     if (rc == VEIL_OK) {
         struct einsum_job j = {pl, src, &c->out[0]};
-        veil__parallel(c->out[0].numel, 1 + 4096 / (pl->red + 1), einsum_range, &j);
+        veil__engine_parallel(c->out[0].numel, 1 + 4096 / (pl->red + 1), einsum_range, &j);
     }
     for (size_t i = 0; i < pl->n_in; i++)
         if (pl->reduce[i] && src[i].data != c->in[i].data)

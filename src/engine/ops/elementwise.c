@@ -61,8 +61,8 @@ enum unary_kind {
 };
 
 struct un_job {
-    const struct veil__tv *in;
-    struct veil__tv *out;
+    const struct veil__engine_tv *in;
+    struct veil__engine_tv *out;
     int kind;
     float a, b;
 };
@@ -217,7 +217,7 @@ static void un_range(void *ud, uint64_t lo, uint64_t hi)
     for (uint64_t i = lo; i < hi; i++) {
         if (is_int) {
             /* Unsigned values are never negative (UINT64 above INT64_MAX reads negative). */
-            int64_t v = veil__get_i64(j->in, i);
+            int64_t v = veil__engine_get_i64(j->in, i);
             if (j->kind == U_NEG)
                 v = (int64_t)(0ull - (uint64_t)v);
             else if (j->kind == U_ABS)
@@ -228,9 +228,10 @@ static void un_range(void *ud, uint64_t lo, uint64_t hi)
                 v = uns ? v != 0 : (v > 0) - (v < 0);
             else if (j->kind == U_CLIP)
                 v = (double)v < j->a ? (int64_t)j->a : ((double)v > j->b ? (int64_t)j->b : v);
-            veil__set_i64(j->out, i, v);
+            veil__engine_set_i64(j->out, i, v);
         } else {
-            veil__set_f64(j->out, i, un_d(j->kind, veil__get_f64(j->in, i), j->a, j->b));
+            veil__engine_set_f64(j->out, i,
+                                 un_d(j->kind, veil__engine_get_f64(j->in, i), j->a, j->b));
         }
     }
 }
@@ -271,9 +272,9 @@ static int unary_kind_of(const char *op)
  * A float attribute of the node into *v: def when absent. Errors: VEIL_E_INVALID when the
  * attribute has another type.
  */
-static veil_err attr_float(const struct veil__ictx *c, const char *name, float def, float *v)
+static veil_err attr_float(const struct veil__engine_ictx *c, const char *name, float def, float *v)
 {
-    const struct veil__attr *a = veil__attr_get(c->n, name);
+    const struct veil__engine_attr *a = veil__engine_attr_get(c->n, name);
     *v = def;
     if (a == NULL)
         return VEIL_OK;
@@ -287,9 +288,10 @@ static veil_err attr_float(const struct veil__ictx *c, const char *name, float d
  * An integer attribute of the node that must be 0 or 1 into *v: def when absent. Errors:
  * VEIL_E_INVALID when the attribute has another type or value.
  */
-static veil_err attr_flag(const struct veil__ictx *c, const char *name, int64_t def, int64_t *v)
+static veil_err attr_flag(const struct veil__engine_ictx *c, const char *name, int64_t def,
+                          int64_t *v)
 {
-    const struct veil__attr *a = veil__attr_get(c->n, name);
+    const struct veil__engine_attr *a = veil__engine_attr_get(c->n, name);
     *v = def;
     if (a == NULL)
         return VEIL_OK;
@@ -300,14 +302,14 @@ static veil_err attr_flag(const struct veil__ictx *c, const char *name, int64_t 
 }
 
 /* The float attributes of the activations (a and b of un_f) into kp->f[0] and kp->f[1]. */
-static veil_err unary_attrs(struct veil__ictx *c, int kind)
+static veil_err unary_attrs(struct veil__engine_ictx *c, int kind)
 {
     float *a = &c->kp->f[0], *b = &c->kp->f[1];
     veil_err rc = VEIL_OK;
     int64_t neg, pos;
     switch (kind) {
     case U_LEAKY:
-        *a = veil__attr_f(c->n, "alpha", 0.01f);
+        *a = veil__engine_attr_f(c->n, "alpha", 0.01f);
         break;
     case U_ELU:
     case U_THRELU:
@@ -342,9 +344,9 @@ static veil_err unary_attrs(struct veil__ictx *c, int kind)
     return rc;
 }
 
-veil_err veil__unary_infer(struct veil__ictx *c)
+veil_err veil__engine_unary_infer(struct veil__engine_ictx *c)
 {
-    const struct veil__node *n = c->n;
+    const struct veil__engine_node *n = c->n;
     int kind = unary_kind_of(n->op_type);
     if (c->n_in < 1 || n->in[0] < 0 || c->n_out < 1)
         return veil_errf(c->eb, VEIL_E_INVALID, "missing input or output");
@@ -356,9 +358,9 @@ veil_err veil__unary_infer(struct veil__ictx *c)
         ok = veil_dtype_size(dt) > 0;
     else if (kind == U_NEG || kind == U_ABS || kind == U_RELU || kind == U_CLIP || kind == U_SIGN ||
              kind == U_SHRINK)
-        ok = veil__dt_is_float(dt) || veil__dt_is_int(dt);
+        ok = veil__engine_dt_is_float(dt) || veil__engine_dt_is_int(dt);
     else
-        ok = veil__dt_is_float(dt);
+        ok = veil__engine_dt_is_float(dt);
     if (!ok)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s is not supported",
                          veil_dtype_name(dt));
@@ -369,7 +371,7 @@ veil_err veil__unary_infer(struct veil__ictx *c)
     if (rc != VEIL_OK)
         return rc;
     if (kind == U_GELU) {
-        const char *ap = veil__attr_s(n, "approximate", "none");
+        const char *ap = veil__engine_attr_s(n, "approximate", "none");
         if (strcmp(ap, "tanh") == 0)
             c->kp->i[0] = U_GELU_TANH;
         else if (strcmp(ap, "none") != 0)
@@ -382,7 +384,7 @@ veil_err veil__unary_infer(struct veil__ictx *c)
                                  "input's type");
     } else if (kind == U_COPY && strcmp(n->op_type, "Dropout") == 0) {
         if (c->n_in > 2 && n->in[2] >= 0 &&
-            (c->in[2].data == NULL || veil__get_i64(&c->in[2], 0) != 0))
+            (c->in[2].data == NULL || veil__engine_get_i64(&c->in[2], 0) != 0))
             return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "training mode is not supported");
         if (c->n_out > 1 && n->out[1] >= 0) {
             c->out[1] = c->in[0];
@@ -395,18 +397,18 @@ veil_err veil__unary_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__unary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_unary_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     struct un_job j = {&c->in[0], &c->out[0], (int)kp->i[0], kp->f[0], kp->f[1]};
     if (j.kind == U_CLIP) {
         /* Bounds are read here, so they may be computed at run time. */
-        bool is_int = veil__dt_is_int(c->in[0].dt);
+        bool is_int = veil__engine_dt_is_int(c->in[0].dt);
         j.a = is_int ? -9.2e18f : -INFINITY;
         j.b = is_int ? 9.2e18f : INFINITY;
         if (c->n_in > 1 && c->n->in[1] >= 0)
-            j.a = (float)veil__get_f64(&c->in[1], 0);
+            j.a = (float)veil__engine_get_f64(&c->in[1], 0);
         if (c->n_in > 2 && c->n->in[2] >= 0)
-            j.b = (float)veil__get_f64(&c->in[2], 0);
+            j.b = (float)veil__engine_get_f64(&c->in[2], 0);
     }
     if (j.kind == U_COPY) {
         if (c->out[0].data != c->in[0].data && c->in[0].numel > 0)
@@ -415,7 +417,7 @@ veil_err veil__unary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
             memset(c->out[1].data, 1, c->out[1].numel);
         return VEIL_OK;
     }
-    veil__parallel(c->out[0].numel, 16384, un_range, &j);
+    veil__engine_parallel(c->out[0].numel, 16384, un_range, &j);
     return VEIL_OK;
 }
 
@@ -423,16 +425,16 @@ veil_err veil__unary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 struct bcast {
     size_t r;
-    int64_t dims[VEIL__ENG_RANK];
-    int64_t st[3][VEIL__ENG_RANK]; /* element strides, 0 where broadcast */
+    int64_t dims[VEIL__ENGINE_RANK];
+    int64_t st[3][VEIL__ENGINE_RANK]; /* element strides, 0 where broadcast */
     size_t n_ops;
 };
 
-static void bcast_make(struct bcast *b, const struct veil__tv *const *ops, size_t n_ops,
-                       const struct veil__tv *out)
+static void bcast_make(struct bcast *b, const struct veil__engine_tv *const *ops, size_t n_ops,
+                       const struct veil__engine_tv *out)
 {
     size_t r = out->rank;
-    int64_t st[3][VEIL__ENG_RANK];
+    int64_t st[3][VEIL__ENGINE_RANK];
     for (size_t o = 0; o < n_ops; o++) {
         int64_t s = 1;
         for (size_t i = r; i-- > 0;) {
@@ -520,8 +522,8 @@ static bool bin_is_bool(int k)
 
 struct bin_job {
     struct bcast b;
-    const struct veil__tv *a, *bb, *cc;
-    struct veil__tv *out;
+    const struct veil__engine_tv *a, *bb, *cc;
+    struct veil__engine_tv *out;
     int kind;
 };
 
@@ -772,34 +774,35 @@ static void bin_range(void *ud, uint64_t lo, uint64_t hi)
             bin_row_f(k, x, sa, y, sb, o, len);
             continue;
         }
-        struct veil__tv at = *j->a, bt = *j->bb;
-        bool fl = veil__dt_is_float(at.dt) || veil__dt_is_float(bt.dt);
+        struct veil__engine_tv at = *j->a, bt = *j->bb;
+        bool fl = veil__engine_dt_is_float(at.dt) || veil__engine_dt_is_float(bt.dt);
         for (int64_t i = 0; i < len; i++) {
             uint64_t ia = (uint64_t)(offs[0] + i * sa), ib = (uint64_t)(offs[1] + i * sb);
             uint64_t io = o0 + (uint64_t)i;
             if (bin_is_bool(k)) {
                 bool r;
                 if (k == B_AND || k == B_OR || k == B_XOR) {
-                    bool x = veil__get_i64(&at, ia) != 0, y = veil__get_i64(&bt, ib) != 0;
+                    bool x = veil__engine_get_i64(&at, ia) != 0,
+                         y = veil__engine_get_i64(&bt, ib) != 0;
                     r = k == B_AND ? x && y : k == B_OR ? x || y : x != y;
                 } else if (fl) {
-                    double x = veil__get_f64(&at, ia), y = veil__get_f64(&bt, ib);
+                    double x = veil__engine_get_f64(&at, ia), y = veil__engine_get_f64(&bt, ib);
                     r = CMP(k, x, y);
                 } else if (at.dt == VEIL_DT_UINT64) {
                     uint64_t x = ((const uint64_t *)at.data)[ia],
                              y = ((const uint64_t *)bt.data)[ib];
                     r = CMP(k, x, y);
                 } else {
-                    int64_t x = veil__get_i64(&at, ia), y = veil__get_i64(&bt, ib);
+                    int64_t x = veil__engine_get_i64(&at, ia), y = veil__engine_get_i64(&bt, ib);
                     r = CMP(k, x, y);
                 }
                 ((uint8_t *)j->out->data)[io] = r;
             } else if (k == B_POW || fl) {
-                double r = bin_d(k, veil__get_f64(&at, ia), veil__get_f64(&bt, ib));
+                double r = bin_d(k, veil__engine_get_f64(&at, ia), veil__engine_get_f64(&bt, ib));
                 if (j->out->dt == VEIL_DT_FLOAT)
                     ((float *)j->out->data)[io] = (float)r;
                 else
-                    veil__set_f64(j->out, io, r);
+                    veil__engine_set_f64(j->out, io, r);
             } else if (at.dt == VEIL_DT_UINT64 || at.dt == VEIL_DT_UINT32) {
                 uint64_t x = at.dt == VEIL_DT_UINT64 ? ((const uint64_t *)at.data)[ia]
                                                      : ((const uint32_t *)at.data)[ia];
@@ -811,7 +814,9 @@ static void bin_range(void *ud, uint64_t lo, uint64_t hi)
                 else
                     ((uint32_t *)j->out->data)[io] = (uint32_t)r;
             } else {
-                veil__set_i64(j->out, io, bin_i(k, veil__get_i64(&at, ia), veil__get_i64(&bt, ib)));
+                veil__engine_set_i64(
+                    j->out, io,
+                    bin_i(k, veil__engine_get_i64(&at, ia), veil__engine_get_i64(&bt, ib)));
             }
         }
     }
@@ -839,21 +844,21 @@ static int bin_kind_of(const char *op)
  * VEIL_E_INVALID for a missing or malformed attribute, and for fmod=0 on a float type, which
  * ONNX forbids (integer modulo is undefined there).
  */
-static veil_err bin_attr_kind(struct veil__ictx *c, enum veil_dtype dt, int *k)
+static veil_err bin_attr_kind(struct veil__engine_ictx *c, enum veil_dtype dt, int *k)
 {
     if (*k == B_MOD) {
         int64_t fm;
         veil_err rc = attr_flag(c, "fmod", 0, &fm);
         if (rc != VEIL_OK)
             return rc;
-        if (fm == 0 && veil__dt_is_float(dt))
+        if (fm == 0 && veil__engine_dt_is_float(dt))
             return veil_errf(c->eb, VEIL_E_INVALID,
                              "fmod=0 (integer modulo) on %s input: ONNX requires fmod=1 for "
                              "floating-point types",
                              veil_dtype_name(dt));
         *k = fm ? B_FMOD : B_MOD;
     } else if (*k == B_SHL) {
-        const struct veil__attr *a = veil__attr_get(c->n, "direction");
+        const struct veil__engine_attr *a = veil__engine_attr_get(c->n, "direction");
         if (a == NULL || a->type != VEIL_ONNX_ATTR_STRING)
             return veil_errf(c->eb, VEIL_E_INVALID, "attribute direction (a string) is required");
         if (strcmp(a->s, "RIGHT") == 0)
@@ -865,7 +870,7 @@ static veil_err bin_attr_kind(struct veil__ictx *c, enum veil_dtype dt, int *k)
     return VEIL_OK;
 }
 
-veil_err veil__binary_infer(struct veil__ictx *c)
+veil_err veil__engine_binary_infer(struct veil__engine_ictx *c)
 {
     int k = bin_kind_of(c->n->op_type);
     for (size_t i = 0; i < (k == B_WHERE ? 3u : 2u); i++)
@@ -873,36 +878,36 @@ veil_err veil__binary_infer(struct veil__ictx *c)
             return veil_errf(c->eb, VEIL_E_INVALID, "missing input %zu", i);
     if (c->n_out < 1 || c->n->out[0] < 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "missing output");
-    struct veil__tv *a = &c->in[0], *b = &c->in[1];
-    struct veil__tv *out = &c->out[0];
+    struct veil__engine_tv *a = &c->in[0], *b = &c->in[1];
+    struct veil__engine_tv *out = &c->out[0];
     veil_err rc;
     c->kp->i[0] = k;
     if (k == B_EXPAND) {
-        struct veil__tv shp = {VEIL_DT_INT64, 1, {0}, 0, NULL};
-        if (b->dt != VEIL_DT_INT64 || b->rank != 1 || b->numel > VEIL__ENG_RANK)
+        struct veil__engine_tv shp = {VEIL_DT_INT64, 1, {0}, 0, NULL};
+        if (b->dt != VEIL_DT_INT64 || b->rank != 1 || b->numel > VEIL__ENGINE_RANK)
             return veil_errf(c->eb, VEIL_E_INVALID,
                              "shape must be a 1-D int64 tensor of at most "
                              "%d values",
-                             VEIL__ENG_RANK);
+                             VEIL__ENGINE_RANK);
         shp.rank = (size_t)b->numel;
         for (size_t i = 0; i < shp.rank; i++) {
-            shp.dims[i] = veil__get_i64(b, i);
+            shp.dims[i] = veil__engine_get_i64(b, i);
             if (shp.dims[i] < 0)
                 return veil_errf(c->eb, VEIL_E_INVALID, "negative dimension in shape");
         }
-        rc = veil__broadcast(a, &shp, &out->rank, out->dims, c->eb);
+        rc = veil__engine_broadcast(a, &shp, &out->rank, out->dims, c->eb);
         out->dt = a->dt;
         return rc;
     }
     if (k == B_WHERE) {
-        struct veil__tv tmp;
+        struct veil__engine_tv tmp;
         if (a->dt != VEIL_DT_BOOL || b->dt != c->in[2].dt)
             return veil_errf(c->eb, VEIL_E_INVALID,
                              "Where needs a bool condition and two inputs "
                              "of one type");
-        if ((rc = veil__broadcast(a, b, &tmp.rank, tmp.dims, c->eb)) != VEIL_OK)
+        if ((rc = veil__engine_broadcast(a, b, &tmp.rank, tmp.dims, c->eb)) != VEIL_OK)
             return rc;
-        rc = veil__broadcast(&tmp, &c->in[2], &out->rank, out->dims, c->eb);
+        rc = veil__engine_broadcast(&tmp, &c->in[2], &out->rank, out->dims, c->eb);
         out->dt = b->dt;
         return rc;
     }
@@ -915,18 +920,18 @@ veil_err veil__binary_infer(struct veil__ictx *c)
     else if (k == B_SHL)
         ok = is_unsigned_dt(a->dt);
     else
-        ok = veil__dt_is_float(a->dt) || veil__dt_is_int(a->dt) ||
+        ok = veil__engine_dt_is_float(a->dt) || veil__engine_dt_is_int(a->dt) ||
              (k == B_EQ && a->dt == VEIL_DT_BOOL);
     if (!ok)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s is not supported",
                          veil_dtype_name(a->dt));
-    if (k == B_POW && !(veil__dt_is_float(b->dt) || veil__dt_is_int(b->dt)))
+    if (k == B_POW && !(veil__engine_dt_is_float(b->dt) || veil__engine_dt_is_int(b->dt)))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "exponent type %s is not supported",
                          veil_dtype_name(b->dt));
     if ((rc = bin_attr_kind(c, a->dt, &k)) != VEIL_OK)
         return rc;
     c->kp->i[0] = k;
-    rc = veil__broadcast(a, b, &out->rank, out->dims, c->eb);
+    rc = veil__engine_broadcast(a, b, &out->rank, out->dims, c->eb);
     if (rc == VEIL_OK && k == B_PRELU &&
         (out->rank != a->rank || memcmp(out->dims, a->dims, a->rank * sizeof(int64_t)) != 0))
         return veil_errf(c->eb, VEIL_E_INVALID,
@@ -939,11 +944,11 @@ veil_err veil__binary_infer(struct veil__ictx *c)
  * out = a (op k) b, or the three-operand Where, or a broadcast copy of a (B_EXPAND), over
  * out's shape, to which every operand broadcasts. out may be operand a itself.
  */
-static void bin_run(int k, const struct veil__tv *a, const struct veil__tv *b,
-                    const struct veil__tv *cc, struct veil__tv *out)
+static void bin_run(int k, const struct veil__engine_tv *a, const struct veil__engine_tv *b,
+                    const struct veil__engine_tv *cc, struct veil__engine_tv *out)
 {
     struct bin_job j;
-    const struct veil__tv *ops[3] = {a, b, cc};
+    const struct veil__engine_tv *ops[3] = {a, b, cc};
     size_t n_ops = k == B_WHERE ? 3 : k == B_EXPAND ? 1 : 2;
     if (out->numel == 0)
         return;
@@ -956,11 +961,11 @@ static void bin_run(int k, const struct veil__tv *a, const struct veil__tv *b,
     uint64_t len = (uint64_t)j.b.dims[j.b.r - 1];
     uint64_t rows = out->numel / len;
     uint64_t grain = len >= 16384 ? 1 : 16384 / len;
-    veil__parallel(rows, grain, bin_range, &j);
+    veil__engine_parallel(rows, grain, bin_range, &j);
 }
 
 /*
- * A channel-blocked map ([N][Cp/B][H][W][B], see veil__mul_prepare) times one value per
+ * A channel-blocked map ([N][Cp/B][H][W][B], see veil__engine_mul_prepare) times one value per
  * (batch, channel) or per channel. kp->i: 2 the map's input, 3 B, 4 Cp, 5 and 6 the scale's
  * batch and channel extents (1 or full), 7 whether the product stays blocked (padding
  * channels written as 0, as oneDNN expects) or is written row-major.
@@ -998,10 +1003,11 @@ static void mulblk_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-veil_err veil__binary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_binary_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp)
 {
     if (kp->i[1] != 0) {
-        const struct veil__tv *x = &c->in[kp->i[2]], *s = &c->in[1 - kp->i[2]];
+        const struct veil__engine_tv *x = &c->in[kp->i[2]], *s = &c->in[1 - kp->i[2]];
         struct mulblk_job j = {.x = x->data,
                                .s = s->data,
                                .y = c->out[0].data,
@@ -1016,7 +1022,7 @@ veil_err veil__binary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
                                .blocked = kp->i[7] != 0};
         if (j.block > 64)
             return veil_errf(c->eb, VEIL_E_INTERNAL, "channel block %lld", (long long)j.block);
-        veil__parallel((uint64_t)(x->dims[0] * j.n_cb), 1, mulblk_range, &j);
+        veil__engine_parallel((uint64_t)(x->dims[0] * j.n_cb), 1, mulblk_range, &j);
         return VEIL_OK;
     }
     bin_run((int)kp->i[0], &c->in[0], &c->in[1], &c->in[2], &c->out[0]);
@@ -1025,7 +1031,7 @@ veil_err veil__binary_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Variadic Max, Min, Sum, Mean ---- */
 
-veil_err veil__variadic_infer(struct veil__ictx *c)
+veil_err veil__engine_variadic_infer(struct veil__engine_ictx *c)
 {
     const char *op = c->n->op_type;
     bool mean = strcmp(op, "Mean") == 0, ints = strcmp(op, "Max") == 0 || strcmp(op, "Min") == 0;
@@ -1033,18 +1039,18 @@ veil_err veil__variadic_infer(struct veil__ictx *c)
     if (c->n_in < 1 || c->n_out < 1 || c->n->out[0] < 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "needs at least one input and its output");
     enum veil_dtype dt = c->in[0].dt;
-    if (!(veil__dt_is_float(dt) || (ints && veil__dt_is_int(dt))))
+    if (!(veil__engine_dt_is_float(dt) || (ints && veil__engine_dt_is_int(dt))))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s is not supported",
                          veil_dtype_name(dt));
-    struct veil__tv acc = c->in[0];
+    struct veil__engine_tv acc = c->in[0];
     for (size_t i = 0; i < c->n_in; i++) {
         if (c->n->in[i] < 0)
             return veil_errf(c->eb, VEIL_E_INVALID, "input %zu is missing", i);
         if (c->in[i].dt != dt)
             return veil_errf(c->eb, VEIL_E_INVALID, "input types differ: %s and %s",
                              veil_dtype_name(dt), veil_dtype_name(c->in[i].dt));
-        struct veil__tv prev = acc;
-        veil_err rc = veil__broadcast(&prev, &c->in[i], &acc.rank, acc.dims, c->eb);
+        struct veil__engine_tv prev = acc;
+        veil_err rc = veil__engine_broadcast(&prev, &c->in[i], &acc.rank, acc.dims, c->eb);
         if (rc != VEIL_OK)
             return rc;
     }
@@ -1055,9 +1061,10 @@ veil_err veil__variadic_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__variadic_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_variadic_exec(struct veil__engine_kctx *c,
+                                    const struct veil__engine_kparams *kp)
 {
-    struct veil__tv *out = &c->out[0];
+    struct veil__engine_tv *out = &c->out[0];
     int k = (int)kp->i[0];
     if (c->n_in == 1)
         bin_run(B_EXPAND, &c->in[0], NULL, NULL, out);
@@ -1068,7 +1075,8 @@ veil_err veil__variadic_exec(struct veil__kctx *c, const struct veil__kparams *k
     if (kp->i[1]) {
         float nf = (float)c->n_in;
         double nd = (double)c->n_in;
-        struct veil__tv cnt = {out->dt, 0, {0}, 1, out->dt == VEIL_DT_FLOAT ? (void *)&nf : &nd};
+        struct veil__engine_tv cnt = {
+            out->dt, 0, {0}, 1, out->dt == VEIL_DT_FLOAT ? (void *)&nf : &nd};
         bin_run(B_DIV, out, &cnt, NULL, out);
     }
     return VEIL_OK;
@@ -1077,7 +1085,7 @@ veil_err veil__variadic_exec(struct veil__kctx *c, const struct veil__kparams *k
 /* ---- Cast ---- */
 
 /* Cast converts to its attribute `to`; CastLike to the element type of its input 1. */
-veil_err veil__cast_infer(struct veil__ictx *c)
+veil_err veil__engine_cast_infer(struct veil__engine_ictx *c)
 {
     int64_t to;
     if (strcmp(c->n->op_type, "CastLike") == 0) {
@@ -1085,7 +1093,7 @@ veil_err veil__cast_infer(struct veil__ictx *c)
             return veil_errf(c->eb, VEIL_E_INVALID, "missing input 1 (the target type)");
         to = (int64_t)c->in[1].dt;
     } else {
-        to = veil__attr_i(c->n, "to", 0);
+        to = veil__engine_attr_i(c->n, "to", 0);
     }
     if (veil_dtype_size((enum veil_dtype)to) == 0 || to == VEIL_DT_FLOAT16)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "cast to %s is not supported",
@@ -1099,8 +1107,8 @@ veil_err veil__cast_infer(struct veil__ictx *c)
 }
 
 struct cast_job {
-    const struct veil__tv *in;
-    struct veil__tv *out;
+    const struct veil__engine_tv *in;
+    struct veil__engine_tv *out;
 };
 
 static void cast_range(void *ud, uint64_t lo, uint64_t hi)
@@ -1114,19 +1122,19 @@ static void cast_range(void *ud, uint64_t lo, uint64_t hi)
         return;
     }
     for (uint64_t i = lo; i < hi; i++) {
-        if (veil__dt_is_float(from))
-            veil__set_f64(j->out, i, veil__get_f64(j->in, i));
-        else if (from == VEIL_DT_UINT64 && veil__dt_is_float(to))
-            veil__set_f64(j->out, i, (double)((const uint64_t *)j->in->data)[i]);
+        if (veil__engine_dt_is_float(from))
+            veil__engine_set_f64(j->out, i, veil__engine_get_f64(j->in, i));
+        else if (from == VEIL_DT_UINT64 && veil__engine_dt_is_float(to))
+            veil__engine_set_f64(j->out, i, (double)((const uint64_t *)j->in->data)[i]);
         else
-            veil__set_i64(j->out, i, veil__get_i64(j->in, i));
+            veil__engine_set_i64(j->out, i, veil__engine_get_i64(j->in, i));
     }
 }
 
-veil_err veil__cast_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_cast_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     (void)kp;
     struct cast_job j = {&c->in[0], &c->out[0]};
-    veil__parallel(c->out[0].numel, 16384, cast_range, &j);
+    veil__engine_parallel(c->out[0].numel, 16384, cast_range, &j);
     return VEIL_OK;
 }

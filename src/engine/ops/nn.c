@@ -12,7 +12,7 @@
 #include <math.h>
 #include <string.h>
 
-static void split3(const struct veil__tv *t, size_t ax, uint64_t *outer, uint64_t *len,
+static void split3(const struct veil__engine_tv *t, size_t ax, uint64_t *outer, uint64_t *len,
                    uint64_t *inner)
 {
     *outer = 1;
@@ -24,7 +24,7 @@ static void split3(const struct veil__tv *t, size_t ax, uint64_t *outer, uint64_
     *len = t->rank > 0 ? (uint64_t)t->dims[ax] : 1;
 }
 
-static veil_err need_float(const struct veil__ictx *c, size_t i)
+static veil_err need_float(const struct veil__engine_ictx *c, size_t i)
 {
     if (c->in[i].dt != VEIL_DT_FLOAT)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input %zu of type %s (float is supported)", i,
@@ -43,7 +43,7 @@ static const char *const k_reduce_ops[] = {
     [R_SUMSQ] = "ReduceSumSquare",
 };
 
-veil_err veil__reduce_infer(struct veil__ictx *c)
+veil_err veil__engine_reduce_infer(struct veil__engine_ictx *c)
 {
     int kind = -1;
     for (size_t k = 0; k < sizeof(k_reduce_ops) / sizeof(k_reduce_ops[0]); k++)
@@ -52,37 +52,38 @@ veil_err veil__reduce_infer(struct veil__ictx *c)
     if (kind < 0)
         return veil_errf(c->eb, VEIL_E_INTERNAL, "not a reduction");
     size_t r = c->in[0].rank;
-    int64_t axes[VEIL__ENG_RANK];
+    int64_t axes[VEIL__ENGINE_RANK];
     size_t na = 0;
-    bool keep = veil__attr_i(c->n, "keepdims", 1) != 0;
-    bool noop_empty = veil__attr_i(c->n, "noop_with_empty_axes", 0) != 0;
+    bool keep = veil__engine_attr_i(c->n, "keepdims", 1) != 0;
+    bool noop_empty = veil__engine_attr_i(c->n, "noop_with_empty_axes", 0) != 0;
     if (c->in[0].dt != VEIL_DT_FLOAT && c->in[0].dt != VEIL_DT_DOUBLE &&
         c->in[0].dt != VEIL_DT_INT64 && c->in[0].dt != VEIL_DT_INT32)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s", veil_dtype_name(c->in[0].dt));
     if (kind == R_SUM && c->opset >= 13) {
-        if (veil__has_input(c, 1)) {
-            if (c->in[1].numel > VEIL__ENG_RANK || c->in[1].dt != VEIL_DT_INT64)
+        if (veil__engine_has_input(c, 1)) {
+            if (c->in[1].numel > VEIL__ENGINE_RANK || c->in[1].dt != VEIL_DT_INT64)
                 return veil_errf(c->eb, VEIL_E_INVALID, "bad axes");
             na = (size_t)c->in[1].numel;
             for (size_t i = 0; i < na; i++)
-                axes[i] = veil__get_i64(&c->in[1], i);
+                axes[i] = veil__engine_get_i64(&c->in[1], i);
         }
     } else {
-        const struct veil__attr *a = veil__attr_typed(c->n, "axes", VEIL_ONNX_ATTR_INTS);
+        const struct veil__engine_attr *a =
+            veil__engine_attr_typed(c->n, "axes", VEIL_ONNX_ATTR_INTS);
         if (a != NULL) {
-            if (a->n > VEIL__ENG_RANK)
+            if (a->n > VEIL__ENGINE_RANK)
                 return veil_errf(c->eb, VEIL_E_INVALID, "too many axes");
             na = a->n;
             memcpy(axes, a->ints, na * sizeof(int64_t));
         }
     }
-    bool red[VEIL__ENG_RANK] = {false};
+    bool red[VEIL__ENGINE_RANK] = {false};
     if (na == 0 && !noop_empty)
         for (size_t i = 0; i < r; i++)
             red[i] = true;
     for (size_t i = 0; i < na; i++) {
         size_t ax;
-        veil_err rc = veil__norm_axis(axes[i], r, &ax, c->eb);
+        veil_err rc = veil__engine_norm_axis(axes[i], r, &ax, c->eb);
         if (rc != VEIL_OK)
             return rc;
         red[ax] = true;
@@ -285,9 +286,10 @@ static void red_range(void *ud, uint64_t lo, uint64_t hi)
 }
 
 /* Takes the fast path when the input is float and its reduced axes are contiguous. */
-static bool reduce_fast(struct veil__kctx *c, const struct veil__kparams *kp, int kind)
+static bool reduce_fast(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp,
+                        int kind)
 {
-    const struct veil__tv *t = &c->in[0];
+    const struct veil__engine_tv *t = &c->in[0];
     if (t->dt != VEIL_DT_FLOAT)
         return false;
     uint64_t outer = 1, len = 1, inner = 1;
@@ -316,7 +318,7 @@ static bool reduce_fast(struct veil__kctx *c, const struct veil__kparams *kp, in
     struct red_job j = {t->data, c->out[0].data, len, inner, blocks, kind};
     uint64_t per_unit = len * (inner < RED_BLOCK ? inner : RED_BLOCK);
     uint64_t grain = per_unit >= 32768 ? 1 : 32768 / (per_unit ? per_unit : 1);
-    veil__parallel(outer * blocks, grain, red_range, &j);
+    veil__engine_parallel(outer * blocks, grain, red_range, &j);
     return true;
 }
 
@@ -327,14 +329,15 @@ static bool reduce_fast(struct veil__kctx *c, const struct veil__kparams *kp, in
  */
 struct red_geom {
     size_t nk, nr;
-    int64_t kdims[VEIL__ENG_RANK], kst[VEIL__ENG_RANK], rdims[VEIL__ENG_RANK], rst[VEIL__ENG_RANK];
+    int64_t kdims[VEIL__ENGINE_RANK], kst[VEIL__ENGINE_RANK], rdims[VEIL__ENGINE_RANK],
+        rst[VEIL__ENGINE_RANK];
     uint64_t rcount;
     bool contig;
 };
 
-static void red_geom_init(const struct veil__tv *t, const int64_t *mask, struct red_geom *g)
+static void red_geom_init(const struct veil__engine_tv *t, const int64_t *mask, struct red_geom *g)
 {
-    int64_t st[VEIL__ENG_RANK], s = 1;
+    int64_t st[VEIL__ENGINE_RANK], s = 1;
     memset(g, 0, sizeof(*g));
     for (size_t i = t->rank; i-- > 0;) {
         st[i] = s;
@@ -381,7 +384,8 @@ static int64_t red_off(const struct red_geom *g, int64_t base, uint64_t k)
     return base;
 }
 
-veil_err veil__reduce_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_reduce_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp)
 {
     int kind = (int)kp->i[0];
     if (reduce_fast(c, kp, kind))
@@ -398,25 +402,27 @@ veil_err veil__reduce_exec(struct veil__kctx *c, const struct veil__kparams *kp)
             double shift = 0.0, mx = -INFINITY;
             if (kind == R_LSE) {
                 for (uint64_t k = 0; k < g.rcount; k++)
-                    mx = red_max(mx, veil__get_f64(&c->in[0], (uint64_t)red_off(&g, base, k)));
+                    mx = red_max(mx,
+                                 veil__engine_get_f64(&c->in[0], (uint64_t)red_off(&g, base, k)));
                 shift = isfinite(mx) ? mx : 0.0;
             }
             double acc = red_init(kind);
             for (uint64_t k = 0; k < g.rcount; k++)
-                acc = red_step(kind, acc, veil__get_f64(&c->in[0], (uint64_t)red_off(&g, base, k)),
+                acc = red_step(kind, acc,
+                               veil__engine_get_f64(&c->in[0], (uint64_t)red_off(&g, base, k)),
                                shift);
-            veil__set_f64(&c->out[0], o, red_finish(kind, acc, g.rcount, mx));
+            veil__engine_set_f64(&c->out[0], o, red_finish(kind, acc, g.rcount, mx));
             continue;
         }
         if (g.rcount == 0 && (kind == R_MAX || kind == R_MIN)) {
             /* The empty set's extreme is the type's lowest or highest value (saturated). */
-            veil__set_f64(&c->out[0], o, red_init(kind));
+            veil__engine_set_f64(&c->out[0], o, red_init(kind));
             continue;
         }
         uint64_t acc = kind == R_PROD ? 1 : 0;
         int64_t best = 0;
         for (uint64_t k = 0; k < g.rcount; k++) {
-            int64_t v = veil__get_i64(&c->in[0], (uint64_t)red_off(&g, base, k));
+            int64_t v = veil__engine_get_i64(&c->in[0], (uint64_t)red_off(&g, base, k));
             switch (kind) {
             case R_MAX:
                 best = k == 0 || v > best ? v : best;
@@ -441,7 +447,7 @@ veil_err veil__reduce_exec(struct veil__kctx *c, const struct veil__kparams *kp)
         int64_t res = kind == R_MAX || kind == R_MIN ? best : (int64_t)acc;
         if (kind == R_MEAN)
             res = g.rcount ? res / (int64_t)g.rcount : 0;
-        veil__set_i64(&c->out[0], o, res);
+        veil__engine_set_i64(&c->out[0], o, res);
     }
     return VEIL_OK;
 }
@@ -485,7 +491,7 @@ static void sm_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-veil_err veil__softmax_infer(struct veil__ictx *c)
+veil_err veil__engine_softmax_infer(struct veil__engine_ictx *c)
 {
     veil_err rc = need_float(c, 0);
     size_t ax;
@@ -497,15 +503,15 @@ veil_err veil__softmax_infer(struct veil__ictx *c)
         /* Softmax(x + m) as the optimiser fuses it: the output has the broadcast shape. */
         if (c->add.dt != VEIL_DT_FLOAT || strcmp(c->n->op_type, "Softmax") != 0)
             return veil_errf(c->eb, VEIL_E_INTERNAL, "fused softmax addend");
-        if ((rc = veil__broadcast(&c->in[0], &c->add, &c->out[0].rank, c->out[0].dims, c->eb)) !=
-            VEIL_OK)
+        if ((rc = veil__engine_broadcast(&c->in[0], &c->add, &c->out[0].rank, c->out[0].dims,
+                                         c->eb)) != VEIL_OK)
             return rc;
-        c->out[0].numel = veil__numel(c->out[0].dims, c->out[0].rank);
+        c->out[0].numel = veil__engine_numel(c->out[0].dims, c->out[0].rank);
     }
     if (c->out[0].rank == 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "scalar input");
-    if ((rc = veil__norm_axis(veil__attr_i(c->n, "axis", def), c->out[0].rank, &ax, c->eb)) !=
-        VEIL_OK)
+    if ((rc = veil__engine_norm_axis(veil__engine_attr_i(c->n, "axis", def), c->out[0].rank, &ax,
+                                     c->eb)) != VEIL_OK)
         return rc;
     c->kp->i[0] = (int64_t)ax;
     return VEIL_OK;
@@ -521,8 +527,8 @@ struct smr_job {
     float *y;
     uint64_t len;
     size_t rank; /* of y, without the last axis */
-    int64_t dims[VEIL__ENG_RANK];
-    uint64_t xst[VEIL__ENG_RANK], ast[VEIL__ENG_RANK];
+    int64_t dims[VEIL__ENGINE_RANK];
+    uint64_t xst[VEIL__ENGINE_RANK], ast[VEIL__ENGINE_RANK];
     size_t xs, as; /* last-axis strides: 0 or 1 */
     bool add_only; /* y = x + a only (the softmax then runs over another axis) */
 };
@@ -544,14 +550,14 @@ static void smr_range(void *ud, uint64_t lo, uint64_t hi)
                 y[i] = j->x[xo + i * j->xs] + j->a[ao + i * j->as];
             continue;
         }
-        veil__softmax_row(j->x + xo, j->xs, j->a != NULL ? j->a + ao : NULL, j->as, y,
-                          (size_t)j->len);
+        veil__engine_softmax_row(j->x + xo, j->xs, j->a != NULL ? j->a + ao : NULL, j->as, y,
+                                 (size_t)j->len);
     }
 }
 
 /* Broadcast strides of t (right-aligned to rank r + 1 dims of y) for the first r dims. */
-static void bcast_strides(const struct veil__tv *t, const int64_t *ydims, size_t r, uint64_t *st,
-                          size_t *last)
+static void bcast_strides(const struct veil__engine_tv *t, const int64_t *ydims, size_t r,
+                          uint64_t *st, size_t *last)
 {
     size_t tr = t->rank;
     uint64_t s = 1;
@@ -568,11 +574,12 @@ static void bcast_strides(const struct veil__tv *t, const int64_t *ydims, size_t
     }
 }
 
-veil_err veil__softmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_softmax_exec(struct veil__engine_kctx *c,
+                                   const struct veil__engine_kparams *kp)
 {
     uint64_t outer, len, inner;
     size_t ax = (size_t)kp->i[0];
-    const struct veil__tv *y = &c->out[0];
+    const struct veil__engine_tv *y = &c->out[0];
     bool log = strcmp(c->n->op_type, "LogSoftmax") == 0;
     split3(y, ax, &outer, &len, &inner);
     if (len == 0 || y->numel == 0)
@@ -597,7 +604,7 @@ veil_err veil__softmax_exec(struct veil__kctx *c, const struct veil__kparams *kp
         bcast_strides(&c->in[0], y->dims, j.rank, j.xst, &j.xs);
         if (j.a != NULL)
             bcast_strides(&c->add, y->dims, j.rank, j.ast, &j.as);
-        veil__parallel(y->numel / j.len, 16, smr_range, &j);
+        veil__engine_parallel(y->numel / j.len, 16, smr_range, &j);
         if (rows)
             return VEIL_OK;
     }
@@ -608,7 +615,7 @@ veil_err veil__softmax_exec(struct veil__kctx *c, const struct veil__kparams *kp
     }
     const float *x = c->n->add_in >= 0 ? y->data : c->in[0].data;
     struct sm_job j = {x, y->data, len, inner, log};
-    veil__parallel(outer * inner, 64, sm_range, &j);
+    veil__engine_parallel(outer * inner, 64, sm_range, &j);
     return VEIL_OK;
 }
 
@@ -628,7 +635,7 @@ static void ln_range(void *ud, uint64_t lo, uint64_t hi)
         const float *x = j->x + row * j->len;
         float *y = j->y + row * j->len;
         float m, istd;
-        veil__layernorm_row(x, y, (size_t)j->len, j->scale, j->bias, j->eps, &m, &istd);
+        veil__engine_layernorm_row(x, y, (size_t)j->len, j->scale, j->bias, j->eps, &m, &istd);
         if (j->mean)
             j->mean[row] = m;
         if (j->istd)
@@ -637,35 +644,36 @@ static void ln_range(void *ud, uint64_t lo, uint64_t hi)
 }
 
 /* Rows are normalised one at a time, each read whole before it is written: in place is safe. */
-veil_err veil__ln_prepare(struct veil__ictx *c, dnnl_engine_t eng, struct veil__step *st)
+veil_err veil__engine_ln_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                 struct veil__engine_step *st)
 {
     (void)eng;
     (void)st;
-    (void)veil__inplace(c, 0);
+    (void)veil__engine_inplace(c, 0);
     return VEIL_OK;
 }
 
-veil_err veil__ln_infer(struct veil__ictx *c)
+veil_err veil__engine_ln_infer(struct veil__engine_ictx *c)
 {
     veil_err rc = need_float(c, 0);
     size_t ax;
     if (rc != VEIL_OK)
         return rc;
-    if (!veil__has_input(c, 1))
+    if (!veil__engine_has_input(c, 1))
         return veil_errf(c->eb, VEIL_E_INVALID, "LayerNormalization needs a scale");
-    if ((rc = veil__norm_axis(veil__attr_i(c->n, "axis", -1), c->in[0].rank, &ax, c->eb)) !=
-        VEIL_OK)
+    if ((rc = veil__engine_norm_axis(veil__engine_attr_i(c->n, "axis", -1), c->in[0].rank, &ax,
+                                     c->eb)) != VEIL_OK)
         return rc;
     uint64_t len = 1;
     for (size_t d = ax; d < c->in[0].rank; d++)
         len *= (uint64_t)c->in[0].dims[d];
     for (size_t i = 1; i < 3 && i < c->n_in; i++)
-        if (veil__has_input(c, i) && (c->in[i].dt != VEIL_DT_FLOAT || c->in[i].numel != len))
+        if (veil__engine_has_input(c, i) && (c->in[i].dt != VEIL_DT_FLOAT || c->in[i].numel != len))
             return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
                              "scale and bias must be float tensors of "
                              "the normalized shape");
     c->kp->i[0] = (int64_t)ax;
-    c->kp->f[0] = veil__attr_f(c->n, "epsilon", 1e-5f);
+    c->kp->f[0] = veil__engine_attr_f(c->n, "epsilon", 1e-5f);
     c->out[0] = c->in[0];
     for (size_t k = 1; k < 3 && k < c->n_out; k++) {
         c->out[k] = c->in[0];
@@ -675,7 +683,7 @@ veil_err veil__ln_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__ln_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_ln_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     size_t ax = (size_t)kp->i[0];
     uint64_t len = 1;
@@ -691,26 +699,27 @@ veil_err veil__ln_exec(struct veil__kctx *c, const struct veil__kparams *kp)
                        c->n_out > 2 && c->n->out[2] >= 0 ? c->out[2].data : NULL,
                        len,
                        kp->f[0]};
-    veil__parallel(c->in[0].numel / len, 16, ln_range, &j);
+    veil__engine_parallel(c->in[0].numel / len, 16, ln_range, &j);
     return VEIL_OK;
 }
 
 /* ---- ArgMax, ArgMin, Hardmax, TopK ---- */
 
-veil_err veil__argmax_infer(struct veil__ictx *c)
+veil_err veil__engine_argmax_infer(struct veil__engine_ictx *c)
 {
     size_t ax;
     veil_err rc;
     if (c->in[0].dt != VEIL_DT_FLOAT && c->in[0].dt != VEIL_DT_INT64 &&
         c->in[0].dt != VEIL_DT_INT32 && c->in[0].dt != VEIL_DT_DOUBLE)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s", veil_dtype_name(c->in[0].dt));
-    if ((rc = veil__norm_axis(veil__attr_i(c->n, "axis", 0), c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+    if ((rc = veil__engine_norm_axis(veil__engine_attr_i(c->n, "axis", 0), c->in[0].rank, &ax,
+                                     c->eb)) != VEIL_OK)
         return rc;
     if (c->in[0].dims[ax] == 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "%s over an empty axis", c->n->op_type);
-    bool keep = veil__attr_i(c->n, "keepdims", 1) != 0;
+    bool keep = veil__engine_attr_i(c->n, "keepdims", 1) != 0;
     c->kp->i[0] = (int64_t)ax;
-    c->kp->i[1] = veil__attr_i(c->n, "select_last_index", 0);
+    c->kp->i[1] = veil__engine_attr_i(c->n, "select_last_index", 0);
     c->kp->i[2] = strcmp(c->n->op_type, "ArgMin") == 0;
     c->out[0].dt = VEIL_DT_INT64;
     c->out[0].rank = 0;
@@ -726,13 +735,13 @@ veil_err veil__argmax_infer(struct veil__ictx *c)
  * Index of the largest (min: smallest) of len elements of t from base with stride s (len >
  * 0); ties go to the first index, or the last with last. A NaN wins only as the first element.
  */
-static uint64_t arg_best(const struct veil__tv *t, uint64_t base, uint64_t len, uint64_t s,
+static uint64_t arg_best(const struct veil__engine_tv *t, uint64_t base, uint64_t len, uint64_t s,
                          bool min, bool last)
 {
     uint64_t best = 0;
-    double bv = veil__get_f64(t, base);
+    double bv = veil__engine_get_f64(t, base);
     for (uint64_t i = 1; i < len; i++) {
-        double v = veil__get_f64(t, base + i * s);
+        double v = veil__engine_get_f64(t, base + i * s);
         if ((min ? v < bv : v > bv) || (last && v == bv)) {
             bv = v;
             best = i;
@@ -741,7 +750,8 @@ static uint64_t arg_best(const struct veil__tv *t, uint64_t base, uint64_t len, 
     return best;
 }
 
-veil_err veil__argmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_argmax_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp)
 {
     uint64_t outer, len, inner;
     split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
@@ -759,7 +769,7 @@ veil_err veil__argmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
  * (default -1) from opset 13; before, the input is coerced to 2-D at axis (default 1) and a
  * row is everything from axis on, as for Softmax.
  */
-veil_err veil__hardmax_infer(struct veil__ictx *c)
+veil_err veil__engine_hardmax_infer(struct veil__engine_ictx *c)
 {
     size_t ax;
     veil_err rc;
@@ -769,15 +779,16 @@ veil_err veil__hardmax_infer(struct veil__ictx *c)
     if (c->in[0].rank == 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "scalar input");
     int64_t def = c->opset >= 13 ? -1 : 1;
-    if ((rc = veil__norm_axis(veil__attr_i(c->n, "axis", def), c->in[0].rank, &ax, c->eb)) !=
-        VEIL_OK)
+    if ((rc = veil__engine_norm_axis(veil__engine_attr_i(c->n, "axis", def), c->in[0].rank, &ax,
+                                     c->eb)) != VEIL_OK)
         return rc;
     c->kp->i[0] = (int64_t)ax;
     c->out[0] = c->in[0];
     return VEIL_OK;
 }
 
-veil_err veil__hardmax_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_hardmax_exec(struct veil__engine_kctx *c,
+                                   const struct veil__engine_kparams *kp)
 {
     uint64_t outer, len, inner;
     split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
@@ -785,7 +796,7 @@ veil_err veil__hardmax_exec(struct veil__kctx *c, const struct veil__kparams *kp
         len *= inner;
         inner = 1;
     }
-    struct veil__tv *y = &c->out[0];
+    struct veil__engine_tv *y = &c->out[0];
     memset(y->data, 0, (size_t)y->numel * veil_dtype_size(y->dt));
     if (len == 0)
         return VEIL_OK;
@@ -793,31 +804,31 @@ veil_err veil__hardmax_exec(struct veil__kctx *c, const struct veil__kparams *kp
         for (uint64_t in = 0; in < inner; in++) {
             uint64_t base = o * len * inner + in;
             uint64_t best = arg_best(&c->in[0], base, len, inner, false, false);
-            veil__set_f64(y, base + best * inner, 1.0);
+            veil__engine_set_f64(y, base + best * inner, 1.0);
         }
     return VEIL_OK;
 }
 
-veil_err veil__topk_infer(struct veil__ictx *c)
+veil_err veil__engine_topk_infer(struct veil__engine_ictx *c)
 {
     size_t ax;
     veil_err rc;
     if (c->in[0].dt != VEIL_DT_FLOAT && c->in[0].dt != VEIL_DT_INT64 &&
         c->in[0].dt != VEIL_DT_INT32 && c->in[0].dt != VEIL_DT_DOUBLE)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s", veil_dtype_name(c->in[0].dt));
-    if ((rc = veil__norm_axis(veil__attr_i(c->n, "axis", -1), c->in[0].rank, &ax, c->eb)) !=
-        VEIL_OK)
+    if ((rc = veil__engine_norm_axis(veil__engine_attr_i(c->n, "axis", -1), c->in[0].rank, &ax,
+                                     c->eb)) != VEIL_OK)
         return rc;
-    if (!veil__has_input(c, 1) || c->in[1].numel != 1 || c->in[1].dt != VEIL_DT_INT64)
+    if (!veil__engine_has_input(c, 1) || c->in[1].numel != 1 || c->in[1].dt != VEIL_DT_INT64)
         return veil_errf(c->eb, VEIL_E_INVALID, "K must be one int64");
-    int64_t k = veil__get_i64(&c->in[1], 0);
+    int64_t k = veil__engine_get_i64(&c->in[1], 0);
     if (k < 0 || k > c->in[0].dims[ax])
         return veil_errf(c->eb, VEIL_E_INVALID, "K=%lld out of range", (long long)k);
     if (c->n_out < 2 || c->n->out[1] < 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "TopK has two outputs");
     c->kp->i[0] = (int64_t)ax;
     c->kp->i[1] = k;
-    c->kp->i[2] = veil__attr_i(c->n, "largest", 1);
+    c->kp->i[2] = veil__engine_attr_i(c->n, "largest", 1);
     c->out[0] = c->in[0];
     c->out[0].dims[ax] = k;
     c->out[1] = c->out[0];
@@ -825,13 +836,13 @@ veil_err veil__topk_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__topk_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_topk_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     uint64_t outer, len, inner;
     split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
     uint64_t k = (uint64_t)kp->i[1];
     bool largest = kp->i[2] != 0;
-    struct veil__tv *vo = &c->out[0];
+    struct veil__engine_tv *vo = &c->out[0];
     int64_t *io = c->out[1].data;
     for (uint64_t o = 0; o < outer; o++)
         for (uint64_t in = 0; in < inner; in++) {
@@ -839,10 +850,10 @@ veil_err veil__topk_exec(struct veil__kctx *c, const struct veil__kparams *kp)
             uint64_t n = 0;
             /* Insertion into the sorted output; ties keep the lower index first. */
             for (uint64_t i = 0; i < len; i++) {
-                double v = veil__get_f64(&c->in[0], ibase + i * inner);
+                double v = veil__engine_get_f64(&c->in[0], ibase + i * inner);
                 uint64_t pos = n;
                 while (pos > 0) {
-                    double pv = veil__get_f64(
+                    double pv = veil__engine_get_f64(
                         &c->in[0], ibase + (uint64_t)io[obase + (pos - 1) * inner] * inner);
                     if (largest ? v > pv : v < pv)
                         pos--;
@@ -861,9 +872,11 @@ veil_err veil__topk_exec(struct veil__kctx *c, const struct veil__kparams *kp)
             for (uint64_t q = 0; q < k; q++) {
                 uint64_t src = ibase + (uint64_t)io[obase + q * inner] * inner;
                 if (vo->dt == VEIL_DT_FLOAT || vo->dt == VEIL_DT_DOUBLE)
-                    veil__set_f64(vo, obase + q * inner, veil__get_f64(&c->in[0], src));
+                    veil__engine_set_f64(vo, obase + q * inner,
+                                         veil__engine_get_f64(&c->in[0], src));
                 else
-                    veil__set_i64(vo, obase + q * inner, veil__get_i64(&c->in[0], src));
+                    veil__engine_set_i64(vo, obase + q * inner,
+                                         veil__engine_get_i64(&c->in[0], src));
             }
         }
     return VEIL_OK;
@@ -872,25 +885,25 @@ veil_err veil__topk_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 /* ---- BatchNormalization (inference), instance and mean-variance normalisation, LRN, global
  * pooling ---- */
 
-veil_err veil__bn_infer(struct veil__ictx *c)
+veil_err veil__engine_bn_infer(struct veil__engine_ictx *c)
 {
     veil_err rc = need_float(c, 0);
     if (rc != VEIL_OK)
         return rc;
     if (c->n_in < 5 || c->in[0].rank < 2)
         return veil_errf(c->eb, VEIL_E_INVALID, "BatchNormalization needs 5 inputs and rank >= 2");
-    if (veil__attr_i(c->n, "training_mode", 0) != 0 || c->n_out > 1)
+    if (veil__engine_attr_i(c->n, "training_mode", 0) != 0 || c->n_out > 1)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "training mode");
     for (size_t i = 1; i < 5; i++)
-        if (!veil__has_input(c, i) || c->in[i].dt != VEIL_DT_FLOAT ||
+        if (!veil__engine_has_input(c, i) || c->in[i].dt != VEIL_DT_FLOAT ||
             c->in[i].numel != (uint64_t)c->in[0].dims[1])
             return veil_errf(c->eb, VEIL_E_INVALID, "input %zu must hold C floats", i);
-    c->kp->f[0] = veil__attr_f(c->n, "epsilon", 1e-5f);
+    c->kp->f[0] = veil__engine_attr_f(c->n, "epsilon", 1e-5f);
     c->out[0] = c->in[0];
     return VEIL_OK;
 }
 
-veil_err veil__bn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_bn_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     uint64_t n = (uint64_t)c->in[0].dims[0], ch = (uint64_t)c->in[0].dims[1];
     uint64_t sp = ch && n ? c->in[0].numel / n / ch : 0;
@@ -916,7 +929,7 @@ veil_err veil__bn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
  * given by axes (default [0, 2, 3]), with y = (x - mean) / (sqrt(var) + 1e-9) as in the
  * operator's function body.
  */
-veil_err veil__norm_infer(struct veil__ictx *c)
+veil_err veil__engine_norm_infer(struct veil__engine_ictx *c)
 {
     veil_err rc = need_float(c, 0);
     if (rc != VEIL_OK)
@@ -927,11 +940,11 @@ veil_err veil__norm_infer(struct veil__ictx *c)
         if (r < 3)
             return veil_errf(c->eb, VEIL_E_INVALID, "InstanceNormalization needs rank >= 3");
         for (size_t i = 1; i < 3; i++)
-            if (!veil__has_input(c, i) || c->in[i].dt != VEIL_DT_FLOAT || c->in[i].rank != 1 ||
-                c->in[i].dims[0] != c->in[0].dims[1])
+            if (!veil__engine_has_input(c, i) || c->in[i].dt != VEIL_DT_FLOAT ||
+                c->in[i].rank != 1 || c->in[i].dims[0] != c->in[0].dims[1])
                 return veil_errf(c->eb, VEIL_E_INVALID, "input %zu must hold C = %lld floats", i,
                                  (long long)c->in[0].dims[1]);
-        float eps = veil__attr_f(c->n, "epsilon", 1e-5f);
+        float eps = veil__engine_attr_f(c->n, "epsilon", 1e-5f);
         if (!(eps >= 0.0f) || isinf(eps))
             return veil_errf(c->eb, VEIL_E_INVALID, "epsilon %g", (double)eps);
         for (size_t d = 2; d < r; d++)
@@ -940,19 +953,19 @@ veil_err veil__norm_infer(struct veil__ictx *c)
         c->kp->f[0] = eps;
     } else {
         static const int64_t def_axes[3] = {0, 2, 3};
-        const struct veil__attr *a = veil__attr_get(c->n, "axes");
+        const struct veil__engine_attr *a = veil__engine_attr_get(c->n, "axes");
         const int64_t *axes = def_axes;
         size_t na = 3;
         if (a != NULL) {
-            if (a->type != VEIL_ONNX_ATTR_INTS || a->n == 0 || a->n > VEIL__ENG_RANK)
+            if (a->type != VEIL_ONNX_ATTR_INTS || a->n == 0 || a->n > VEIL__ENGINE_RANK)
                 return veil_errf(c->eb, VEIL_E_INVALID, "axes must be 1 to %d integers",
-                                 VEIL__ENG_RANK);
+                                 VEIL__ENGINE_RANK);
             axes = a->ints;
             na = a->n;
         }
         for (size_t i = 0; i < na; i++) {
             size_t ax;
-            if ((rc = veil__norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
+            if ((rc = veil__engine_norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
                 return rc;
             c->kp->v[0][ax] = 1;
         }
@@ -1001,7 +1014,7 @@ static void norm_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-veil_err veil__norm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_norm_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     struct norm_job j;
     memset(&j, 0, sizeof(j));
@@ -1018,7 +1031,7 @@ veil_err veil__norm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     if (c->in[0].numel == 0)
         return VEIL_OK;
     uint64_t groups = c->in[0].numel / j.g.rcount;
-    veil__parallel(groups, j.g.rcount >= 4096 ? 1 : 4096 / j.g.rcount, norm_range, &j);
+    veil__engine_parallel(groups, j.g.rcount >= 4096 ? 1 : 4096 / j.g.rcount, norm_range, &j);
     return VEIL_OK;
 }
 
@@ -1026,21 +1039,22 @@ veil_err veil__norm_exec(struct veil__kctx *c, const struct veil__kparams *kp)
  * LRN across channels: y = x / (bias + alpha / size * sum of x^2 over the channels
  * c - floor((size - 1) / 2) .. c + ceil((size - 1) / 2))^beta, the window cut at the edges.
  */
-veil_err veil__lrn_infer(struct veil__ictx *c)
+veil_err veil__engine_lrn_infer(struct veil__engine_ictx *c)
 {
     veil_err rc = need_float(c, 0);
     if (rc != VEIL_OK)
         return rc;
     if (c->in[0].rank < 3)
         return veil_errf(c->eb, VEIL_E_INVALID, "LRN needs rank >= 3");
-    const struct veil__attr *sz = veil__attr_typed(c->n, "size", VEIL_ONNX_ATTR_INT);
+    const struct veil__engine_attr *sz = veil__engine_attr_typed(c->n, "size", VEIL_ONNX_ATTR_INT);
     if (sz == NULL)
         return veil_errf(c->eb, VEIL_E_INVALID, "LRN needs an integer size");
     if (sz->i < 1 || sz->i % 2 == 0 || sz->i > 65535)
         return veil_errf(c->eb, VEIL_E_INVALID, "size %lld (an odd number from 1 to 65535)",
                          (long long)sz->i);
-    float alpha = veil__attr_f(c->n, "alpha", 1e-4f), beta = veil__attr_f(c->n, "beta", 0.75f),
-          bias = veil__attr_f(c->n, "bias", 1.0f);
+    float alpha = veil__engine_attr_f(c->n, "alpha", 1e-4f),
+          beta = veil__engine_attr_f(c->n, "beta", 0.75f),
+          bias = veil__engine_attr_f(c->n, "bias", 1.0f);
     if (!isfinite(alpha) || !isfinite(beta) || !isfinite(bias))
         return veil_errf(c->eb, VEIL_E_INVALID, "alpha, beta and bias must be finite");
     c->kp->i[0] = sz->i;
@@ -1088,7 +1102,7 @@ static void lrn_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-veil_err veil__lrn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_lrn_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     int64_t size = kp->i[0];
     struct lrn_job j = {c->in[0].data,  c->out[0].data, (uint64_t)c->in[0].dims[1],      0,
@@ -1098,12 +1112,12 @@ veil_err veil__lrn_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     if (rows == 0 || c->in[0].numel == 0)
         return VEIL_OK;
     j.sp = c->in[0].numel / rows;
-    veil__parallel(rows, j.sp >= 4096 ? 1 : 4096 / j.sp, lrn_range, &j);
+    veil__engine_parallel(rows, j.sp >= 4096 ? 1 : 4096 / j.sp, lrn_range, &j);
     return VEIL_OK;
 }
 
 /* GlobalAveragePool and GlobalMaxPool: one mean or maximum per (n, c) plane. */
-veil_err veil__gap_infer(struct veil__ictx *c)
+veil_err veil__engine_gap_infer(struct veil__engine_ictx *c)
 {
     veil_err rc = need_float(c, 0);
     if (rc != VEIL_OK)
@@ -1143,34 +1157,37 @@ static void gap_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-veil_err veil__gap_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_gap_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     uint64_t rows = c->out[0].numel;
     struct gap_job j = {c->in[0].data, c->out[0].data, rows ? c->in[0].numel / rows : 0,
                         kp->i[0] != 0};
-    veil__parallel(rows, 64, gap_range, &j);
+    veil__engine_parallel(rows, 64, gap_range, &j);
     return VEIL_OK;
 }
 
 /* ---- MaxPool, AveragePool (1-D to 3-D) ---- */
 
-veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *kshape,
-                             struct veil__kparams *kp);
+veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
+                                    const int64_t *kshape, struct veil__engine_kparams *kp);
 
 /*
  * Fills kp->v[0] kernel, v[1] strides, v[2] pads (begin then end), v[3] dilations and the
  * output spatial dims from the attributes (auto_pad, ceil_mode). Shared with Conv.
  */
-veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *kshape,
-                             struct veil__kparams *kp)
+veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
+                                    const int64_t *kshape, struct veil__engine_kparams *kp)
 {
     size_t sp = c->in[0].rank - 2;
-    const struct veil__attr *ks = veil__attr_typed(c->n, "kernel_shape", VEIL_ONNX_ATTR_INTS);
-    const struct veil__attr *st = veil__attr_typed(c->n, "strides", VEIL_ONNX_ATTR_INTS);
-    const struct veil__attr *pd = veil__attr_typed(c->n, "pads", VEIL_ONNX_ATTR_INTS);
-    const struct veil__attr *dl = veil__attr_typed(c->n, "dilations", VEIL_ONNX_ATTR_INTS);
-    const char *ap = veil__attr_s(c->n, "auto_pad", "NOTSET");
-    bool ceil_mode = veil__attr_i(c->n, "ceil_mode", 0) != 0;
+    const struct veil__engine_attr *ks =
+        veil__engine_attr_typed(c->n, "kernel_shape", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *st =
+        veil__engine_attr_typed(c->n, "strides", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *pd = veil__engine_attr_typed(c->n, "pads", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *dl =
+        veil__engine_attr_typed(c->n, "dilations", VEIL_ONNX_ATTR_INTS);
+    const char *ap = veil__engine_attr_s(c->n, "auto_pad", "NOTSET");
+    bool ceil_mode = veil__engine_attr_i(c->n, "ceil_mode", 0) != 0;
     if (sp < 1 || sp > 3)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "%zu spatial dimensions", sp);
     if ((ks != NULL && ks->n != sp) || (st != NULL && st->n != sp) ||
@@ -1225,7 +1242,7 @@ veil_err veil__pool_geometry(struct veil__ictx *c, bool is_conv, const int64_t *
  * in the flattened input, row-major or, with storage_order 1, column-major within each plane);
  * AveragePool takes float. kp->i: 0 max, 1 count_include_pad, 2 indices wanted, 3 storage_order.
  */
-veil_err veil__pool_infer(struct veil__ictx *c)
+veil_err veil__engine_pool_infer(struct veil__engine_ictx *c)
 {
     bool is_max = strcmp(c->n->op_type, "MaxPool") == 0;
     enum veil_dtype dt = c->in[0].dt;
@@ -1234,12 +1251,12 @@ veil_err veil__pool_infer(struct veil__ictx *c)
         if (rc != VEIL_OK)
             return rc;
     }
-    int64_t order = veil__attr_i(c->n, "storage_order", 0);
+    int64_t order = veil__engine_attr_i(c->n, "storage_order", 0);
     if (order != 0 && order != 1)
         return veil_errf(c->eb, VEIL_E_INVALID, "storage_order %lld (0 or 1)", (long long)order);
     if (c->in[0].rank < 3)
         return veil_errf(c->eb, VEIL_E_INVALID, "pooling needs rank >= 3");
-    veil_err rc = veil__pool_geometry(c, false, NULL, c->kp);
+    veil_err rc = veil__engine_pool_geometry(c, false, NULL, c->kp);
     if (rc != VEIL_OK)
         return rc;
     bool idx = is_max && c->n_out > 1 && c->n->out[1] >= 0;
@@ -1248,13 +1265,13 @@ veil_err veil__pool_infer(struct veil__ictx *c)
         c->out[1].dt = VEIL_DT_INT64;
     }
     c->kp->i[0] = is_max;
-    c->kp->i[1] = veil__attr_i(c->n, "count_include_pad", 0);
+    c->kp->i[1] = veil__engine_attr_i(c->n, "count_include_pad", 0);
     c->kp->i[2] = idx;
     c->kp->i[3] = order;
     return VEIL_OK;
 }
 
-veil_err veil__pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_pool_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     size_t sp = c->in[0].rank - 2;
     int64_t id[3] = {1, 1, 1}, od[3] = {1, 1, 1}, k[3] = {1, 1, 1}, s[3] = {1, 1, 1},
@@ -1294,7 +1311,7 @@ veil_err veil__pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
                                     continue;
                                 }
                                 uint64_t at = pl * isz + (uint64_t)((ia * id[1] + ib) * id[2] + ie);
-                                double v = fl ? x[at] : veil__get_f64(&c->in[0], at);
+                                double v = fl ? x[at] : veil__engine_get_f64(&c->in[0], at);
                                 if (!is_max) {
                                     acc += v;
                                 } else if (v > acc) {
@@ -1315,7 +1332,7 @@ veil_err veil__pool_exec(struct veil__kctx *c, const struct veil__kparams *kp)
                     if (fl)
                         ((float *)c->out[0].data)[o] = (float)acc;
                     else
-                        veil__set_f64(&c->out[0], o, acc);
+                        veil__engine_set_f64(&c->out[0], o, acc);
                     if (ix != NULL)
                         ix[o] = (int64_t)(pl * isz) + best;
                 }

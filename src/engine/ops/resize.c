@@ -160,19 +160,19 @@ static void resize_entry(const struct resize_cfg *cf, double xo, int64_t in, str
         resize_tap(e, s0 + k, c[k], in);
 }
 
-veil_err veil__resize_infer(struct veil__ictx *c)
+veil_err veil__engine_resize_infer(struct veil__engine_ictx *c)
 {
     static const char *const modes[] = {"nearest", "linear", "cubic"};
     static const char *const ctms[] = {"half_pixel", "pytorch_half_pixel",   "align_corners",
                                        "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize"};
     static const char *const nms[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
     size_t r = c->in[0].rank;
-    const char *mode = veil__attr_s(c->n, "mode", "nearest");
-    const char *ctm = veil__attr_s(c->n, "coordinate_transformation_mode", "half_pixel");
-    const char *nm = veil__attr_s(c->n, "nearest_mode", "round_prefer_floor");
+    const char *mode = veil__engine_attr_s(c->n, "mode", "nearest");
+    const char *ctm = veil__engine_attr_s(c->n, "coordinate_transformation_mode", "half_pixel");
+    const char *nm = veil__engine_attr_s(c->n, "nearest_mode", "round_prefer_floor");
     struct resize_cfg cf;
-    double scales[VEIL__ENG_RANK], r0[VEIL__ENG_RANK], r1[VEIL__ENG_RANK];
-    int64_t sizes[VEIL__ENG_RANK];
+    double scales[VEIL__ENGINE_RANK], r0[VEIL__ENGINE_RANK], r1[VEIL__ENGINE_RANK];
+    int64_t sizes[VEIL__ENGINE_RANK];
     size_t n;
     veil_err rc;
     if (c->in[0].dt != VEIL_DT_FLOAT)
@@ -180,8 +180,8 @@ veil_err veil__resize_infer(struct veil__ictx *c)
     cf.mode = name_index(mode, modes, 3);
     cf.ctm = name_index(ctm, ctms, 6);
     cf.nm = name_index(nm, nms, 4);
-    cf.a = veil__attr_f(c->n, "cubic_coeff_a", -0.75f);
-    cf.excl = veil__attr_i(c->n, "exclude_outside", 0) != 0;
+    cf.a = veil__engine_attr_f(c->n, "cubic_coeff_a", -0.75f);
+    cf.excl = veil__engine_attr_i(c->n, "exclude_outside", 0) != 0;
     if (cf.mode < 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "mode '%s' (nearest, linear or cubic)", mode);
     if (cf.ctm < 0)
@@ -198,26 +198,27 @@ veil_err veil__resize_infer(struct veil__ictx *c)
         cf.ctm = name_index("asymmetric", ctms, 6);
     if (!isfinite(cf.a))
         return veil_errf(c->eb, VEIL_E_INVALID, "cubic_coeff_a is not finite");
-    float ext = veil__attr_f(c->n, "extrapolation_value", 0.0f);
+    float ext = veil__engine_attr_f(c->n, "extrapolation_value", 0.0f);
     for (size_t i = 0; i < r; i++) {
         r0[i] = 0.0;
         r1[i] = 1.0;
     }
     /* roi only takes effect under tf_crop_and_resize: [start_1..start_r, end_1..end_r]. */
-    if (cf.ctm == CT_CROP && veil__has_input(c, 1) && c->in[1].numel > 0) {
-        const struct veil__tv *roi = &c->in[1];
+    if (cf.ctm == CT_CROP && veil__engine_has_input(c, 1) && c->in[1].numel > 0) {
+        const struct veil__engine_tv *roi = &c->in[1];
         if ((roi->dt != VEIL_DT_FLOAT && roi->dt != VEIL_DT_DOUBLE) || roi->numel != 2 * r)
             return veil_errf(c->eb, VEIL_E_INVALID, "roi must hold %zu floats", 2 * r);
         for (size_t i = 0; i < r; i++) {
-            r0[i] = veil__get_f64(roi, i);
-            r1[i] = veil__get_f64(roi, i + r);
+            r0[i] = veil__engine_get_f64(roi, i);
+            r1[i] = veil__engine_get_f64(roi, i + r);
             if (!isfinite(r0[i]) || !isfinite(r1[i]))
                 return veil_errf(c->eb, VEIL_E_INVALID, "roi is not finite");
         }
     }
     c->out[0] = c->in[0];
-    if (veil__has_input(c, 3) && c->in[3].numel > 0) {
-        if ((rc = veil__read_ints(&c->in[3], sizes, VEIL__ENG_RANK, &n, c->eb)) != VEIL_OK)
+    if (veil__engine_has_input(c, 3) && c->in[3].numel > 0) {
+        if ((rc = veil__engine_read_ints(&c->in[3], sizes, VEIL__ENGINE_RANK, &n, c->eb)) !=
+            VEIL_OK)
             return rc;
         if (n != r)
             return veil_errf(c->eb, VEIL_E_INVALID, "sizes has %zu values for rank %zu", n, r);
@@ -228,7 +229,7 @@ veil_err veil__resize_infer(struct veil__ictx *c)
             scales[i] =
                 c->in[0].dims[i] > 0 ? (double)((float)sizes[i] / (float)c->in[0].dims[i]) : 1.0;
         }
-    } else if (veil__has_input(c, 2) && c->in[2].numel > 0) {
+    } else if (veil__engine_has_input(c, 2) && c->in[2].numel > 0) {
         if (c->in[2].dt != VEIL_DT_FLOAT || c->in[2].numel != r)
             return veil_errf(c->eb, VEIL_E_INVALID, "scales must hold %zu floats", r);
         for (size_t i = 0; i < r; i++) {
@@ -275,8 +276,8 @@ struct resize_job {
     float *y;
     size_t r;
     const int64_t *odims;
-    const struct resize_axis *tabs[VEIL__ENG_RANK];
-    int64_t ist[VEIL__ENG_RANK];
+    const struct resize_axis *tabs[VEIL__ENGINE_RANK];
+    int64_t ist[VEIL__ENGINE_RANK];
     float ext;
 };
 
@@ -286,8 +287,8 @@ static void resize_range(void *ud, uint64_t lo, uint64_t hi)
     const struct resize_job *j = ud;
     size_t r = j->r;
     for (uint64_t o = lo; o < hi; o++) {
-        const struct resize_axis *e[VEIL__ENG_RANK];
-        uint32_t k[VEIL__ENG_RANK];
+        const struct resize_axis *e[VEIL__ENGINE_RANK];
+        uint32_t k[VEIL__ENGINE_RANK];
         bool out = false, empty = false;
         uint64_t q = o;
         for (size_t i = r; i-- > 0;) {
@@ -322,7 +323,8 @@ static void resize_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-veil_err veil__resize_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_resize_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp)
 {
     struct resize_job j;
     const struct resize_axis *t = kp->ptr;
@@ -332,11 +334,11 @@ veil_err veil__resize_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     j.r = c->in[0].rank;
     j.odims = c->out[0].dims;
     j.ext = kp->f[0];
-    veil__strides_of(c->in[0].dims, j.r, j.ist);
+    veil__engine_strides_of(c->in[0].dims, j.r, j.ist);
     for (size_t i = 0; i < j.r; i++) {
         j.tabs[i] = t;
         t += c->out[0].dims[i];
     }
-    veil__parallel(c->out[0].numel, 256, resize_range, &j);
+    veil__engine_parallel(c->out[0].numel, 256, resize_range, &j);
     return VEIL_OK;
 }

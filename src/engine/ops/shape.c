@@ -13,10 +13,11 @@
 
 /* ---- Shape, Size ---- */
 
-veil_err veil__shape_infer(struct veil__ictx *c)
+veil_err veil__engine_shape_infer(struct veil__engine_ictx *c)
 {
     int64_t r = (int64_t)c->in[0].rank;
-    int64_t start = veil__attr_i(c->n, "start", 0), end = veil__attr_i(c->n, "end", r);
+    int64_t start = veil__engine_attr_i(c->n, "start", 0),
+            end = veil__engine_attr_i(c->n, "end", r);
     if (start < 0)
         start += r;
     if (end < 0)
@@ -32,21 +33,21 @@ veil_err veil__shape_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__shape_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_shape_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     for (int64_t i = 0; i < c->out[0].dims[0]; i++)
         ((int64_t *)c->out[0].data)[i] = c->in[0].dims[kp->i[0] + i];
     return VEIL_OK;
 }
 
-veil_err veil__size_infer(struct veil__ictx *c)
+veil_err veil__engine_size_infer(struct veil__engine_ictx *c)
 {
     c->out[0].dt = VEIL_DT_INT64;
     c->out[0].rank = 0;
     return VEIL_OK;
 }
 
-veil_err veil__size_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_size_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     (void)kp;
     *(int64_t *)c->out[0].data = (int64_t)c->in[0].numel;
@@ -55,9 +56,9 @@ veil_err veil__size_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Views: Flatten, Reshape, Squeeze, Unsqueeze ---- */
 
-veil_err veil__flatten_infer(struct veil__ictx *c)
+veil_err veil__engine_flatten_infer(struct veil__engine_ictx *c)
 {
-    int64_t r = (int64_t)c->in[0].rank, axis = veil__attr_i(c->n, "axis", 1);
+    int64_t r = (int64_t)c->in[0].rank, axis = veil__engine_attr_i(c->n, "axis", 1);
     if (axis < -r || axis > r)
         return veil_errf(c->eb, VEIL_E_INVALID, "axis %lld out of range", (long long)axis);
     if (axis < 0)
@@ -76,14 +77,14 @@ veil_err veil__flatten_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__reshape_infer(struct veil__ictx *c)
+veil_err veil__engine_reshape_infer(struct veil__engine_ictx *c)
 {
-    int64_t shp[VEIL__ENG_RANK];
+    int64_t shp[VEIL__ENGINE_RANK];
     size_t n;
-    veil_err rc = veil__read_ints(&c->in[1], shp, VEIL__ENG_RANK, &n, c->eb);
+    veil_err rc = veil__engine_read_ints(&c->in[1], shp, VEIL__ENGINE_RANK, &n, c->eb);
     if (rc != VEIL_OK)
         return rc;
-    bool allowzero = veil__attr_i(c->n, "allowzero", 0) != 0;
+    bool allowzero = veil__engine_attr_i(c->n, "allowzero", 0) != 0;
     int64_t infer_at = -1;
     uint64_t known = 1;
     for (size_t i = 0; i < n; i++) {
@@ -118,35 +119,35 @@ veil_err veil__reshape_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-static veil_err axes_of(struct veil__ictx *c, size_t in_idx, int64_t *axes, size_t *n)
+static veil_err axes_of(struct veil__engine_ictx *c, size_t in_idx, int64_t *axes, size_t *n)
 {
     *n = 0;
     if (c->opset >= 13) {
-        if (veil__has_input(c, in_idx))
-            return veil__read_ints(&c->in[in_idx], axes, VEIL__ENG_RANK, n, c->eb);
+        if (veil__engine_has_input(c, in_idx))
+            return veil__engine_read_ints(&c->in[in_idx], axes, VEIL__ENGINE_RANK, n, c->eb);
         return VEIL_OK;
     }
-    const struct veil__attr *a = veil__attr_typed(c->n, "axes", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *a = veil__engine_attr_typed(c->n, "axes", VEIL_ONNX_ATTR_INTS);
     if (a == NULL)
         return VEIL_OK;
-    if (a->n > VEIL__ENG_RANK)
+    if (a->n > VEIL__ENGINE_RANK)
         return veil_errf(c->eb, VEIL_E_INVALID, "too many axes");
     memcpy(axes, a->ints, a->n * sizeof(int64_t));
     *n = a->n;
     return VEIL_OK;
 }
 
-veil_err veil__squeeze_infer(struct veil__ictx *c)
+veil_err veil__engine_squeeze_infer(struct veil__engine_ictx *c)
 {
-    int64_t axes[VEIL__ENG_RANK];
+    int64_t axes[VEIL__ENGINE_RANK];
     size_t na;
     veil_err rc = axes_of(c, 1, axes, &na);
     if (rc != VEIL_OK)
         return rc;
-    bool drop[VEIL__ENG_RANK] = {false};
+    bool drop[VEIL__ENGINE_RANK] = {false};
     for (size_t i = 0; i < na; i++) {
         size_t ax;
-        if ((rc = veil__norm_axis(axes[i], c->in[0].rank, &ax, c->eb)) != VEIL_OK)
+        if ((rc = veil__engine_norm_axis(axes[i], c->in[0].rank, &ax, c->eb)) != VEIL_OK)
             return rc;
         if (c->in[0].dims[ax] != 1)
             return veil_errf(c->eb, VEIL_E_INVALID, "cannot squeeze dimension %zu of size %lld", ax,
@@ -161,20 +162,20 @@ veil_err veil__squeeze_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__unsqueeze_infer(struct veil__ictx *c)
+veil_err veil__engine_unsqueeze_infer(struct veil__engine_ictx *c)
 {
-    int64_t axes[VEIL__ENG_RANK];
+    int64_t axes[VEIL__ENGINE_RANK];
     size_t na;
     veil_err rc = axes_of(c, 1, axes, &na);
     if (rc != VEIL_OK)
         return rc;
     size_t r = c->in[0].rank + na;
-    if (na == 0 || r > VEIL__ENG_RANK)
+    if (na == 0 || r > VEIL__ENGINE_RANK)
         return veil_errf(c->eb, VEIL_E_INVALID, "bad axes for Unsqueeze");
-    bool ins[VEIL__ENG_RANK] = {false};
+    bool ins[VEIL__ENGINE_RANK] = {false};
     for (size_t i = 0; i < na; i++) {
         size_t ax;
-        if ((rc = veil__norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
+        if ((rc = veil__engine_norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
             return rc;
         if (ins[ax])
             return veil_errf(c->eb, VEIL_E_INVALID, "axis repeated");
@@ -193,8 +194,8 @@ struct sjob {
     const uint8_t *in;
     uint8_t *out;
     size_t es, r;
-    int64_t dims[VEIL__ENG_RANK];
-    int64_t ist[VEIL__ENG_RANK];
+    int64_t dims[VEIL__ENGINE_RANK];
+    int64_t ist[VEIL__ENGINE_RANK];
     int64_t base;
 };
 
@@ -225,7 +226,7 @@ static void strided_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-static void strided_run(struct sjob *j, const struct veil__tv *out)
+static void strided_run(struct sjob *j, const struct veil__engine_tv *out)
 {
     if (out->numel == 0)
         return;
@@ -235,21 +236,21 @@ static void strided_run(struct sjob *j, const struct veil__tv *out)
         j->ist[0] = 1;
     }
     uint64_t len = (uint64_t)j->dims[j->r - 1];
-    veil__parallel(out->numel / len, len > 4096 ? 1 : 4096 / len, strided_range, j);
+    veil__engine_parallel(out->numel / len, len > 4096 ? 1 : 4096 / len, strided_range, j);
 }
 
-veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm,
-                              struct veil_errbuf *eb)
+veil_err veil__engine_transpose_perm(const struct veil__engine_node *n, size_t r, size_t *perm,
+                                     struct veil_errbuf *eb)
 {
-    const struct veil__attr *a = veil__attr_typed(n, "perm", VEIL_ONNX_ATTR_INTS);
-    bool used[VEIL__ENG_RANK] = {false};
-    if (r > VEIL__ENG_RANK || (a != NULL && a->n != r))
+    const struct veil__engine_attr *a = veil__engine_attr_typed(n, "perm", VEIL_ONNX_ATTR_INTS);
+    bool used[VEIL__ENGINE_RANK] = {false};
+    if (r > VEIL__ENGINE_RANK || (a != NULL && a->n != r))
         return veil_errf(eb, VEIL_E_INVALID, "perm has %zu entries for rank %zu",
                          a != NULL ? a->n : r, r);
     for (size_t i = 0; i < r; i++) {
         int64_t p = a != NULL ? a->ints[i] : (int64_t)(r - 1 - i);
         size_t ax;
-        veil_err rc = veil__norm_axis(p, r, &ax, eb);
+        veil_err rc = veil__engine_norm_axis(p, r, &ax, eb);
         if (rc != VEIL_OK)
             return rc;
         if (used[ax])
@@ -260,10 +261,10 @@ veil_err veil__transpose_perm(const struct veil__node *n, size_t r, size_t *perm
     return VEIL_OK;
 }
 
-veil_err veil__transpose_infer(struct veil__ictx *c)
+veil_err veil__engine_transpose_infer(struct veil__engine_ictx *c)
 {
-    size_t r = c->in[0].rank, perm[VEIL__ENG_RANK];
-    veil_err rc = veil__transpose_perm(c->n, r, perm, c->eb);
+    size_t r = c->in[0].rank, perm[VEIL__ENGINE_RANK];
+    veil_err rc = veil__engine_transpose_perm(c->n, r, perm, c->eb);
     if (rc != VEIL_OK)
         return rc;
     c->out[0] = c->in[0];
@@ -274,11 +275,12 @@ veil_err veil__transpose_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__transpose_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_transpose_exec(struct veil__engine_kctx *c,
+                                     const struct veil__engine_kparams *kp)
 {
     struct sjob j;
-    int64_t st[VEIL__ENG_RANK];
-    veil__strides_of(c->in[0].dims, c->in[0].rank, st);
+    int64_t st[VEIL__ENGINE_RANK];
+    veil__engine_strides_of(c->in[0].dims, c->in[0].rank, st);
     j.in = c->in[0].data;
     j.out = c->out[0].data;
     j.es = veil_dtype_size(c->in[0].dt);
@@ -292,30 +294,33 @@ veil_err veil__transpose_exec(struct veil__kctx *c, const struct veil__kparams *
     return VEIL_OK;
 }
 
-veil_err veil__slice_infer(struct veil__ictx *c)
+veil_err veil__engine_slice_infer(struct veil__engine_ictx *c)
 {
-    int64_t starts[VEIL__ENG_RANK], ends[VEIL__ENG_RANK], axes[VEIL__ENG_RANK],
-        steps[VEIL__ENG_RANK];
+    int64_t starts[VEIL__ENGINE_RANK], ends[VEIL__ENGINE_RANK], axes[VEIL__ENGINE_RANK],
+        steps[VEIL__ENGINE_RANK];
     size_t ns = 0, ne = 0, na = 0, nst = 0;
     size_t r = c->in[0].rank;
     veil_err rc;
-    if (!veil__has_input(c, 1) || !veil__has_input(c, 2))
+    if (!veil__engine_has_input(c, 1) || !veil__engine_has_input(c, 2))
         return veil_errf(c->eb, VEIL_E_INVALID, "Slice needs starts and ends");
-    if ((rc = veil__read_ints(&c->in[1], starts, VEIL__ENG_RANK, &ns, c->eb)) != VEIL_OK ||
-        (rc = veil__read_ints(&c->in[2], ends, VEIL__ENG_RANK, &ne, c->eb)) != VEIL_OK)
+    if ((rc = veil__engine_read_ints(&c->in[1], starts, VEIL__ENGINE_RANK, &ns, c->eb)) !=
+            VEIL_OK ||
+        (rc = veil__engine_read_ints(&c->in[2], ends, VEIL__ENGINE_RANK, &ne, c->eb)) != VEIL_OK)
         return rc;
     if (ns != ne)
         return veil_errf(c->eb, VEIL_E_INVALID, "starts and ends differ in length");
-    if (veil__has_input(c, 3)) {
-        if ((rc = veil__read_ints(&c->in[3], axes, VEIL__ENG_RANK, &na, c->eb)) != VEIL_OK)
+    if (veil__engine_has_input(c, 3)) {
+        if ((rc = veil__engine_read_ints(&c->in[3], axes, VEIL__ENGINE_RANK, &na, c->eb)) !=
+            VEIL_OK)
             return rc;
     } else {
         na = ns;
         for (size_t i = 0; i < ns; i++)
             axes[i] = (int64_t)i;
     }
-    if (veil__has_input(c, 4)) {
-        if ((rc = veil__read_ints(&c->in[4], steps, VEIL__ENG_RANK, &nst, c->eb)) != VEIL_OK)
+    if (veil__engine_has_input(c, 4)) {
+        if ((rc = veil__engine_read_ints(&c->in[4], steps, VEIL__ENGINE_RANK, &nst, c->eb)) !=
+            VEIL_OK)
             return rc;
     } else {
         nst = ns;
@@ -324,16 +329,16 @@ veil_err veil__slice_infer(struct veil__ictx *c)
     }
     if (na != ns || nst != ns)
         return veil_errf(c->eb, VEIL_E_INVALID, "Slice inputs differ in length");
-    int64_t st[VEIL__ENG_RANK];
-    veil__strides_of(c->in[0].dims, r, st);
+    int64_t st[VEIL__ENGINE_RANK];
+    veil__engine_strides_of(c->in[0].dims, r, st);
     c->out[0] = c->in[0];
     int64_t base = 0;
-    bool seen[VEIL__ENG_RANK] = {false};
+    bool seen[VEIL__ENGINE_RANK] = {false};
     for (size_t i = 0; i < r; i++)
         c->kp->v[0][i] = st[i];
     for (size_t i = 0; i < ns; i++) {
         size_t ax;
-        if ((rc = veil__norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
+        if ((rc = veil__engine_norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
             return rc;
         if (seen[ax])
             return veil_errf(c->eb, VEIL_E_INVALID, "axis repeated");
@@ -366,7 +371,7 @@ veil_err veil__slice_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__slice_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_slice_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     struct sjob j;
     j.in = c->in[0].data;
@@ -384,18 +389,18 @@ veil_err veil__slice_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Concat, Split ---- */
 
-veil_err veil__concat_infer(struct veil__ictx *c)
+veil_err veil__engine_concat_infer(struct veil__engine_ictx *c)
 {
-    if (c->n_in == 0 || !veil__has_input(c, 0))
+    if (c->n_in == 0 || !veil__engine_has_input(c, 0))
         return veil_errf(c->eb, VEIL_E_INVALID, "Concat needs inputs");
     size_t r = c->in[0].rank, ax;
-    veil_err rc = veil__norm_axis(veil__attr_i(c->n, "axis", 0), r, &ax, c->eb);
+    veil_err rc = veil__engine_norm_axis(veil__engine_attr_i(c->n, "axis", 0), r, &ax, c->eb);
     if (rc != VEIL_OK)
         return rc;
     c->out[0] = c->in[0];
     int64_t total = 0;
     for (size_t i = 0; i < c->n_in; i++) {
-        if (!veil__has_input(c, i) || c->in[i].rank != r || c->in[i].dt != c->in[0].dt)
+        if (!veil__engine_has_input(c, i) || c->in[i].rank != r || c->in[i].dt != c->in[0].dt)
             return veil_errf(c->eb, VEIL_E_INVALID, "input %zu differs in rank or type", i);
         for (size_t d = 0; d < r; d++)
             if (d != ax && c->in[i].dims[d] != c->in[0].dims[d])
@@ -407,7 +412,8 @@ veil_err veil__concat_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__concat_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_concat_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp)
 {
     size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->out[0].dt);
     uint64_t outer = 1, inner = 1;
@@ -428,21 +434,23 @@ veil_err veil__concat_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     return VEIL_OK;
 }
 
-veil_err veil__split_infer(struct veil__ictx *c)
+veil_err veil__engine_split_infer(struct veil__engine_ictx *c)
 {
     size_t r = c->in[0].rank, ax;
-    veil_err rc = veil__norm_axis(veil__attr_i(c->n, "axis", 0), r, &ax, c->eb);
+    veil_err rc = veil__engine_norm_axis(veil__engine_attr_i(c->n, "axis", 0), r, &ax, c->eb);
     if (rc != VEIL_OK)
         return rc;
     int64_t sizes[8];
     size_t ns = 0;
     if (c->n_out > 8)
         return veil_errf(c->eb, VEIL_E_LIMIT, "too many outputs");
-    if (c->opset >= 13 && veil__has_input(c, 1)) {
-        if ((rc = veil__read_ints(&c->in[1], sizes, 8, &ns, c->eb)) != VEIL_OK)
+    if (c->opset >= 13 && veil__engine_has_input(c, 1)) {
+        if ((rc = veil__engine_read_ints(&c->in[1], sizes, 8, &ns, c->eb)) != VEIL_OK)
             return rc;
-    } else if (c->opset < 13 && veil__attr_typed(c->n, "split", VEIL_ONNX_ATTR_INTS) != NULL) {
-        const struct veil__attr *a = veil__attr_typed(c->n, "split", VEIL_ONNX_ATTR_INTS);
+    } else if (c->opset < 13 &&
+               veil__engine_attr_typed(c->n, "split", VEIL_ONNX_ATTR_INTS) != NULL) {
+        const struct veil__engine_attr *a =
+            veil__engine_attr_typed(c->n, "split", VEIL_ONNX_ATTR_INTS);
         if (a->n > 8)
             return veil_errf(c->eb, VEIL_E_LIMIT, "too many splits");
         memcpy(sizes, a->ints, a->n * sizeof(int64_t));
@@ -476,7 +484,7 @@ veil_err veil__split_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__split_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_split_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->in[0].dt);
     uint64_t outer = 1, inner = 1;
@@ -499,31 +507,32 @@ veil_err veil__split_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Constant, ConstantOfShape, Range ---- */
 
-veil_err veil__constant_infer(struct veil__ictx *c)
+veil_err veil__engine_constant_infer(struct veil__engine_ictx *c)
 {
-    const struct veil__attr *a;
+    const struct veil__engine_attr *a;
     c->kp->i[0] = -1;
-    if ((a = veil__attr_typed(c->n, "value", VEIL_ONNX_ATTR_TENSOR)) != NULL && a->tensor >= 0) {
+    if ((a = veil__engine_attr_typed(c->n, "value", VEIL_ONNX_ATTR_TENSOR)) != NULL &&
+        a->tensor >= 0) {
         c->out[0] = c->g->values[a->tensor].c;
         c->kp->i[0] = a->tensor;
         return VEIL_OK;
     }
-    if ((a = veil__attr_typed(c->n, "value_float", VEIL_ONNX_ATTR_FLOAT)) != NULL) {
+    if ((a = veil__engine_attr_typed(c->n, "value_float", VEIL_ONNX_ATTR_FLOAT)) != NULL) {
         c->out[0].dt = VEIL_DT_FLOAT;
         c->out[0].rank = 0;
         c->kp->f[0] = a->f;
         c->kp->i[1] = 1;
         return VEIL_OK;
     }
-    if ((a = veil__attr_typed(c->n, "value_int", VEIL_ONNX_ATTR_INT)) != NULL) {
+    if ((a = veil__engine_attr_typed(c->n, "value_int", VEIL_ONNX_ATTR_INT)) != NULL) {
         c->out[0].dt = VEIL_DT_INT64;
         c->out[0].rank = 0;
         c->kp->i[2] = a->i;
         c->kp->i[1] = 2;
         return VEIL_OK;
     }
-    if ((a = veil__attr_typed(c->n, "value_floats", VEIL_ONNX_ATTR_FLOATS)) != NULL ||
-        (a = veil__attr_typed(c->n, "value_ints", VEIL_ONNX_ATTR_INTS)) != NULL) {
+    if ((a = veil__engine_attr_typed(c->n, "value_floats", VEIL_ONNX_ATTR_FLOATS)) != NULL ||
+        (a = veil__engine_attr_typed(c->n, "value_ints", VEIL_ONNX_ATTR_INTS)) != NULL) {
         c->out[0].dt = a->type == VEIL_ONNX_ATTR_FLOATS ? VEIL_DT_FLOAT : VEIL_DT_INT64;
         c->out[0].rank = 1;
         c->out[0].dims[0] = (int64_t)a->n;
@@ -533,7 +542,8 @@ veil_err veil__constant_infer(struct veil__ictx *c)
     return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Constant without a supported value attribute");
 }
 
-veil_err veil__constant_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_constant_exec(struct veil__engine_kctx *c,
+                                    const struct veil__engine_kparams *kp)
 {
     size_t nbytes = (size_t)c->out[0].numel * veil_dtype_size(c->out[0].dt);
     if (kp->i[0] >= 0) {
@@ -544,9 +554,9 @@ veil_err veil__constant_exec(struct veil__kctx *c, const struct veil__kparams *k
     } else if (kp->i[1] == 2) {
         *(int64_t *)c->out[0].data = kp->i[2];
     } else {
-        const struct veil__attr *a =
-            veil__attr_typed(c->n, kp->i[1] == 3 ? "value_floats" : "value_ints",
-                             kp->i[1] == 3 ? VEIL_ONNX_ATTR_FLOATS : VEIL_ONNX_ATTR_INTS);
+        const struct veil__engine_attr *a =
+            veil__engine_attr_typed(c->n, kp->i[1] == 3 ? "value_floats" : "value_ints",
+                                    kp->i[1] == 3 ? VEIL_ONNX_ATTR_FLOATS : VEIL_ONNX_ATTR_INTS);
         if (nbytes > 0)
             memcpy(c->out[0].data, kp->i[1] == 3 ? (const void *)a->floats : (const void *)a->ints,
                    nbytes);
@@ -554,18 +564,19 @@ veil_err veil__constant_exec(struct veil__kctx *c, const struct veil__kparams *k
     return VEIL_OK;
 }
 
-veil_err veil__constant_of_shape_infer(struct veil__ictx *c)
+veil_err veil__engine_constant_of_shape_infer(struct veil__engine_ictx *c)
 {
-    int64_t shp[VEIL__ENG_RANK];
+    int64_t shp[VEIL__ENGINE_RANK];
     size_t n;
-    veil_err rc = veil__read_ints(&c->in[0], shp, VEIL__ENG_RANK, &n, c->eb);
+    veil_err rc = veil__engine_read_ints(&c->in[0], shp, VEIL__ENGINE_RANK, &n, c->eb);
     if (rc != VEIL_OK)
         return rc;
-    const struct veil__attr *a = veil__attr_typed(c->n, "value", VEIL_ONNX_ATTR_TENSOR);
+    const struct veil__engine_attr *a =
+        veil__engine_attr_typed(c->n, "value", VEIL_ONNX_ATTR_TENSOR);
     c->out[0].dt = VEIL_DT_FLOAT;
     c->kp->i[0] = -1;
     if (a != NULL && a->tensor >= 0) {
-        const struct veil__tv *t = &c->g->values[a->tensor].c;
+        const struct veil__engine_tv *t = &c->g->values[a->tensor].c;
         if (t->numel != 1)
             return veil_errf(c->eb, VEIL_E_INVALID, "value must have one element");
         c->out[0].dt = t->dt;
@@ -580,7 +591,8 @@ veil_err veil__constant_of_shape_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__constant_of_shape_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_constant_of_shape_exec(struct veil__engine_kctx *c,
+                                             const struct veil__engine_kparams *kp)
 {
     size_t es = veil_dtype_size(c->out[0].dt);
     uint8_t zero[8] = {0};
@@ -590,13 +602,13 @@ veil_err veil__constant_of_shape_exec(struct veil__kctx *c, const struct veil__k
     return VEIL_OK;
 }
 
-veil_err veil__range_infer(struct veil__ictx *c)
+veil_err veil__engine_range_infer(struct veil__engine_ictx *c)
 {
     for (size_t i = 0; i < 3; i++)
-        if (!veil__has_input(c, i) || c->in[i].numel != 1 || c->in[i].dt != c->in[0].dt)
+        if (!veil__engine_has_input(c, i) || c->in[i].numel != 1 || c->in[i].dt != c->in[0].dt)
             return veil_errf(c->eb, VEIL_E_INVALID, "Range needs three scalars of one type");
-    double s = veil__get_f64(&c->in[0], 0), l = veil__get_f64(&c->in[1], 0),
-           d = veil__get_f64(&c->in[2], 0);
+    double s = veil__engine_get_f64(&c->in[0], 0), l = veil__engine_get_f64(&c->in[1], 0),
+           d = veil__engine_get_f64(&c->in[2], 0);
     if (d == 0 || !isfinite(s) || !isfinite(l) || !isfinite(d))
         return veil_errf(c->eb, VEIL_E_INVALID, "Range delta is 0 or a bound is not finite");
     double n = ceil((l - s) / d);
@@ -610,29 +622,31 @@ veil_err veil__range_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__range_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_range_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     (void)kp;
     bool fl = c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE;
     for (uint64_t i = 0; i < c->out[0].numel; i++) {
         if (fl)
-            veil__set_f64(&c->out[0], i,
-                          veil__get_f64(&c->in[0], 0) + (double)i * veil__get_f64(&c->in[2], 0));
+            veil__engine_set_f64(&c->out[0], i,
+                                 veil__engine_get_f64(&c->in[0], 0) +
+                                     (double)i * veil__engine_get_f64(&c->in[2], 0));
         else
-            veil__set_i64(&c->out[0], i,
-                          veil__get_i64(&c->in[0], 0) + (int64_t)i * veil__get_i64(&c->in[2], 0));
+            veil__engine_set_i64(&c->out[0], i,
+                                 veil__engine_get_i64(&c->in[0], 0) +
+                                     (int64_t)i * veil__engine_get_i64(&c->in[2], 0));
     }
     return VEIL_OK;
 }
 
 /* ---- Pad ---- */
 
-veil_err veil__pad_infer(struct veil__ictx *c)
+veil_err veil__engine_pad_infer(struct veil__engine_ictx *c)
 {
     size_t r = c->in[0].rank, n;
-    int64_t pads[2 * VEIL__ENG_RANK];
+    int64_t pads[2 * VEIL__ENGINE_RANK];
     veil_err rc;
-    const char *mode = veil__attr_s(c->n, "mode", "constant");
+    const char *mode = veil__engine_attr_s(c->n, "mode", "constant");
     if (strcmp(mode, "constant") == 0)
         c->kp->i[0] = 0;
     else if (strcmp(mode, "reflect") == 0)
@@ -641,13 +655,13 @@ veil_err veil__pad_infer(struct veil__ictx *c)
         c->kp->i[0] = 2;
     else
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "mode '%s'", mode);
-    if (!veil__has_input(c, 1))
+    if (!veil__engine_has_input(c, 1))
         return veil_errf(c->eb, VEIL_E_INVALID, "Pad needs pads");
-    if ((rc = veil__read_ints(&c->in[1], pads, 2 * VEIL__ENG_RANK, &n, c->eb)) != VEIL_OK)
+    if ((rc = veil__engine_read_ints(&c->in[1], pads, 2 * VEIL__ENGINE_RANK, &n, c->eb)) != VEIL_OK)
         return rc;
     if (n != 2 * r)
         return veil_errf(c->eb, VEIL_E_INVALID, "pads has %zu values for rank %zu", n, r);
-    if (veil__has_input(c, 3))
+    if (veil__engine_has_input(c, 3))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Pad axes input");
     c->out[0] = c->in[0];
     for (size_t i = 0; i < r; i++) {
@@ -665,28 +679,28 @@ veil_err veil__pad_infer(struct veil__ictx *c)
         c->kp->v[0][i] = pads[i];
     }
     c->kp->f[0] = 0.0f;
-    if (veil__has_input(c, 2)) {
+    if (veil__engine_has_input(c, 2)) {
         if (c->in[2].data == NULL || c->in[2].numel != 1 || c->in[2].dt != c->in[0].dt)
             return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
                              "constant_value must be a constant "
                              "scalar of the input's type");
-        c->kp->f[0] = (float)veil__get_f64(&c->in[2], 0);
-        c->kp->i[1] = veil__get_i64(&c->in[2], 0);
+        c->kp->f[0] = (float)veil__engine_get_f64(&c->in[2], 0);
+        c->kp->i[1] = veil__engine_get_i64(&c->in[2], 0);
     }
     return VEIL_OK;
 }
 
-veil_err veil__pad_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_pad_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     size_t r = c->in[0].rank, es = veil_dtype_size(c->in[0].dt);
-    int64_t ist[VEIL__ENG_RANK];
-    veil__strides_of(c->in[0].dims, r, ist);
+    int64_t ist[VEIL__ENGINE_RANK];
+    veil__engine_strides_of(c->in[0].dims, r, ist);
     uint8_t cval[8] = {0};
-    struct veil__tv cv = {c->in[0].dt, 0, {0}, 1, cval};
+    struct veil__engine_tv cv = {c->in[0].dt, 0, {0}, 1, cval};
     if (c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE)
-        veil__set_f64(&cv, 0, kp->f[0]);
+        veil__engine_set_f64(&cv, 0, kp->f[0]);
     else
-        veil__set_i64(&cv, 0, kp->i[1]);
+        veil__engine_set_i64(&cv, 0, kp->i[1]);
     for (uint64_t o = 0; o < c->out[0].numel; o++) {
         uint64_t q = o;
         int64_t off = 0;
@@ -719,11 +733,11 @@ veil_err veil__pad_exec(struct veil__kctx *c, const struct veil__kparams *kp)
 
 /* ---- Tile ---- */
 
-veil_err veil__tile_infer(struct veil__ictx *c)
+veil_err veil__engine_tile_infer(struct veil__engine_ictx *c)
 {
-    int64_t rep[VEIL__ENG_RANK];
+    int64_t rep[VEIL__ENGINE_RANK];
     size_t n, r = c->in[0].rank;
-    veil_err rc = veil__read_ints(&c->in[1], rep, VEIL__ENG_RANK, &n, c->eb);
+    veil_err rc = veil__engine_read_ints(&c->in[1], rep, VEIL__ENGINE_RANK, &n, c->eb);
     if (rc != VEIL_OK)
         return rc;
     if (n != r)
@@ -742,7 +756,7 @@ struct tile_job {
     const uint8_t *in;
     uint8_t *out;
     size_t es, r;
-    int64_t idims[VEIL__ENG_RANK], odims[VEIL__ENG_RANK], ist[VEIL__ENG_RANK];
+    int64_t idims[VEIL__ENGINE_RANK], odims[VEIL__ENGINE_RANK], ist[VEIL__ENGINE_RANK];
 };
 
 /* Output rows [lo, hi): each is its input row repeated along the last axis. */
@@ -763,7 +777,7 @@ static void tile_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-veil_err veil__tile_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_tile_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     (void)kp;
     struct tile_job j;
@@ -780,21 +794,21 @@ veil_err veil__tile_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     j.r = r;
     memcpy(j.idims, c->in[0].dims, sizeof(j.idims));
     memcpy(j.odims, c->out[0].dims, sizeof(j.odims));
-    veil__strides_of(j.idims, r, j.ist);
+    veil__engine_strides_of(j.idims, r, j.ist);
     uint64_t len = (uint64_t)j.odims[r - 1];
-    veil__parallel(c->out[0].numel / len, len > 4096 ? 1 : 4096 / len, tile_range, &j);
+    veil__engine_parallel(c->out[0].numel / len, len > 4096 ? 1 : 4096 / len, tile_range, &j);
     return VEIL_OK;
 }
 
 /* ---- Trilu ---- */
 
-veil_err veil__trilu_infer(struct veil__ictx *c)
+veil_err veil__engine_trilu_infer(struct veil__engine_ictx *c)
 {
     if (c->in[0].rank < 2)
         return veil_errf(c->eb, VEIL_E_INVALID, "input must have rank 2 or more");
-    if (veil__has_input(c, 1) && (c->in[1].dt != VEIL_DT_INT64 || c->in[1].numel != 1))
+    if (veil__engine_has_input(c, 1) && (c->in[1].dt != VEIL_DT_INT64 || c->in[1].numel != 1))
         return veil_errf(c->eb, VEIL_E_INVALID, "k must be one int64");
-    c->kp->i[0] = veil__attr_i(c->n, "upper", 1) != 0;
+    c->kp->i[0] = veil__engine_attr_i(c->n, "upper", 1) != 0;
     c->out[0] = c->in[0];
     return VEIL_OK;
 }
@@ -825,7 +839,7 @@ static void trilu_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-veil_err veil__trilu_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_trilu_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     size_t r = c->in[0].rank;
     struct trilu_job j = {c->in[0].data,        c->out[0].data,       veil_dtype_size(c->in[0].dt),
@@ -834,19 +848,20 @@ veil_err veil__trilu_exec(struct veil__kctx *c, const struct veil__kparams *kp)
     if (c->out[0].numel == 0)
         return VEIL_OK;
     if (c->n_in > 1 && c->n->in[1] >= 0)
-        j.k = veil__get_i64(&c->in[1], 0);
+        j.k = veil__engine_get_i64(&c->in[1], 0);
     /* Beyond +-(rows + cols) every k selects the same elements; clamping keeps i + k exact. */
     int64_t lim = j.rows + j.cols;
     j.k = j.k < -lim ? -lim : j.k > lim ? lim : j.k;
-    veil__parallel(c->out[0].numel / (uint64_t)j.cols, 64, trilu_range, &j);
+    veil__engine_parallel(c->out[0].numel / (uint64_t)j.cols, 64, trilu_range, &j);
     return VEIL_OK;
 }
 
 /* ---- DepthToSpace, SpaceToDepth: 6-D transposes through the strided copy ---- */
 
-static veil_err blocksize_of(struct veil__ictx *c, int64_t *b)
+static veil_err blocksize_of(struct veil__engine_ictx *c, int64_t *b)
 {
-    const struct veil__attr *a = veil__attr_typed(c->n, "blocksize", VEIL_ONNX_ATTR_INT);
+    const struct veil__engine_attr *a =
+        veil__engine_attr_typed(c->n, "blocksize", VEIL_ONNX_ATTR_INT);
     *b = 0;
     if (a == NULL || a->i < 1)
         return veil_errf(c->eb, VEIL_E_INVALID, "blocksize must be given and positive");
@@ -857,19 +872,19 @@ static veil_err blocksize_of(struct veil__ictx *c, int64_t *b)
 }
 
 /* kp->v[0] = the output viewed as 6-D, kp->v[1] = the input strides that each axis walks. */
-static void set_view6(struct veil__kparams *kp, const int64_t *dims, const int64_t *st)
+static void set_view6(struct veil__engine_kparams *kp, const int64_t *dims, const int64_t *st)
 {
     memcpy(kp->v[0], dims, 6 * sizeof(int64_t));
     memcpy(kp->v[1], st, 6 * sizeof(int64_t));
 }
 
-veil_err veil__depth_to_space_infer(struct veil__ictx *c)
+veil_err veil__engine_depth_to_space_infer(struct veil__engine_ictx *c)
 {
     int64_t b, bb;
     veil_err rc = blocksize_of(c, &b);
     if (rc != VEIL_OK)
         return rc;
-    const char *mode = veil__attr_s(c->n, "mode", "DCR");
+    const char *mode = veil__engine_attr_s(c->n, "mode", "DCR");
     bool crd = strcmp(mode, "CRD") == 0;
     if (!crd && strcmp(mode, "DCR") != 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "mode '%s' (DCR or CRD)", mode);
@@ -892,7 +907,7 @@ veil_err veil__depth_to_space_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__space_to_depth_infer(struct veil__ictx *c)
+veil_err veil__engine_space_to_depth_infer(struct veil__engine_ictx *c)
 {
     int64_t b, bb;
     veil_err rc = blocksize_of(c, &b);
@@ -916,7 +931,8 @@ veil_err veil__space_to_depth_infer(struct veil__ictx *c)
     return VEIL_OK;
 }
 
-veil_err veil__depth_space_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_depth_space_exec(struct veil__engine_kctx *c,
+                                       const struct veil__engine_kparams *kp)
 {
     struct sjob j;
     j.in = c->in[0].data;
@@ -938,30 +954,30 @@ static bool cumsum_dt(enum veil_dtype dt)
            dt == VEIL_DT_INT64 || dt == VEIL_DT_UINT32 || dt == VEIL_DT_UINT64;
 }
 
-veil_err veil__cumsum_infer(struct veil__ictx *c)
+veil_err veil__engine_cumsum_infer(struct veil__engine_ictx *c)
 {
-    const struct veil__tv *a = &c->in[1];
+    const struct veil__engine_tv *a = &c->in[1];
     if (!cumsum_dt(c->in[0].dt))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "CumSum of %s", veil_dtype_name(c->in[0].dt));
     if (c->in[0].rank < 1)
         return veil_errf(c->eb, VEIL_E_INVALID, "input must have rank 1 or more");
-    if (!veil__dt_is_index(a->dt) || a->numel != 1 || a->rank > 1)
+    if (!veil__engine_dt_is_index(a->dt) || a->numel != 1 || a->rank > 1)
         return veil_errf(c->eb, VEIL_E_INVALID, "axis must be one int32 or int64");
     if (a->data != NULL) {
         size_t ax;
-        veil_err rc = veil__norm_axis(veil__get_i64(a, 0), c->in[0].rank, &ax, c->eb);
+        veil_err rc = veil__engine_norm_axis(veil__engine_get_i64(a, 0), c->in[0].rank, &ax, c->eb);
         if (rc != VEIL_OK)
             return rc;
     }
-    c->kp->i[0] = veil__attr_i(c->n, "exclusive", 0) != 0;
-    c->kp->i[1] = veil__attr_i(c->n, "reverse", 0) != 0;
+    c->kp->i[0] = veil__engine_attr_i(c->n, "exclusive", 0) != 0;
+    c->kp->i[1] = veil__engine_attr_i(c->n, "reverse", 0) != 0;
     c->out[0] = c->in[0];
     return VEIL_OK;
 }
 
 struct cumsum_job {
-    const struct veil__tv *x;
-    struct veil__tv *y;
+    const struct veil__engine_tv *x;
+    struct veil__engine_tv *y;
     uint64_t len, inner;
     bool exclusive, reverse;
 };
@@ -970,23 +986,23 @@ struct cumsum_job {
 static void cumsum_range(void *ud, uint64_t lo, uint64_t hi)
 {
     const struct cumsum_job *j = ud;
-    bool fl = veil__dt_is_float(j->x->dt);
+    bool fl = veil__engine_dt_is_float(j->x->dt);
     for (uint64_t t = lo; t < hi; t++) {
         uint64_t base = (t / j->inner) * j->len * j->inner + t % j->inner;
         double fs = 0;
         uint64_t is = 0;
         for (uint64_t s = 0; s < j->len; s++) {
             uint64_t e = base + (j->reverse ? j->len - 1 - s : s) * j->inner;
-            double fx = fl ? veil__get_f64(j->x, e) : 0;
-            uint64_t ix = fl ? 0 : (uint64_t)veil__get_i64(j->x, e);
+            double fx = fl ? veil__engine_get_f64(j->x, e) : 0;
+            uint64_t ix = fl ? 0 : (uint64_t)veil__engine_get_i64(j->x, e);
             if (!j->exclusive) {
                 fs += fx;
                 is += ix;
             }
             if (fl)
-                veil__set_f64(j->y, e, fs);
+                veil__engine_set_f64(j->y, e, fs);
             else
-                veil__set_i64(j->y, e, (int64_t)is);
+                veil__engine_set_i64(j->y, e, (int64_t)is);
             if (j->exclusive) {
                 fs += fx;
                 is += ix;
@@ -995,29 +1011,31 @@ static void cumsum_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
-veil_err veil__cumsum_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_cumsum_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp)
 {
     size_t ax;
-    veil_err rc = veil__norm_axis(veil__get_i64(&c->in[1], 0), c->in[0].rank, &ax, c->eb);
+    veil_err rc =
+        veil__engine_norm_axis(veil__engine_get_i64(&c->in[1], 0), c->in[0].rank, &ax, c->eb);
     if (rc != VEIL_OK)
         return rc;
     struct cumsum_job j = {&c->in[0],
                            &c->out[0],
                            (uint64_t)c->in[0].dims[ax],
-                           veil__numel(c->in[0].dims + ax + 1, c->in[0].rank - ax - 1),
+                           veil__engine_numel(c->in[0].dims + ax + 1, c->in[0].rank - ax - 1),
                            kp->i[0] != 0,
                            kp->i[1] != 0};
     if (c->out[0].numel == 0)
         return VEIL_OK;
-    veil__parallel(c->out[0].numel / j.len, 1 + 16384 / j.len, cumsum_range, &j);
+    veil__engine_parallel(c->out[0].numel / j.len, 1 + 16384 / j.len, cumsum_range, &j);
     return VEIL_OK;
 }
 
 /* ---- EyeLike ---- */
 
-veil_err veil__eyelike_infer(struct veil__ictx *c)
+veil_err veil__engine_eyelike_infer(struct veil__engine_ictx *c)
 {
-    const struct veil__attr *a = veil__attr_typed(c->n, "dtype", VEIL_ONNX_ATTR_INT);
+    const struct veil__engine_attr *a = veil__engine_attr_typed(c->n, "dtype", VEIL_ONNX_ATTR_INT);
     enum veil_dtype dt = c->in[0].dt;
     if (c->in[0].rank != 2)
         return veil_errf(c->eb, VEIL_E_INVALID, "input must have rank 2, not %zu", c->in[0].rank);
@@ -1027,18 +1045,19 @@ veil_err veil__eyelike_infer(struct veil__ictx *c)
                              (long long)a->i);
         dt = (enum veil_dtype)a->i;
     }
-    if (!veil__dt_is_numeric(dt) && dt != VEIL_DT_BOOL && dt != VEIL_DT_FLOAT16)
+    if (!veil__engine_dt_is_numeric(dt) && dt != VEIL_DT_BOOL && dt != VEIL_DT_FLOAT16)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "EyeLike of %s (dtype %d)", veil_dtype_name(dt),
                          (int)dt);
     c->out[0] = c->in[0];
     c->out[0].dt = dt;
-    c->kp->i[0] = veil__attr_i(c->n, "k", 0);
+    c->kp->i[0] = veil__engine_attr_i(c->n, "k", 0);
     return VEIL_OK;
 }
 
-veil_err veil__eyelike_exec(struct veil__kctx *c, const struct veil__kparams *kp)
+veil_err veil__engine_eyelike_exec(struct veil__engine_kctx *c,
+                                   const struct veil__engine_kparams *kp)
 {
-    struct veil__tv *y = &c->out[0];
+    struct veil__engine_tv *y = &c->out[0];
     int64_t rows = y->dims[0], cols = y->dims[1], k = kp->i[0];
     size_t es = veil_dtype_size(y->dt);
     if (y->numel > 0)
@@ -1050,7 +1069,7 @@ veil_err veil__eyelike_exec(struct veil__kctx *c, const struct veil__kparams *kp
         if (y->dt == VEIL_DT_FLOAT16)
             ((uint16_t *)y->data)[e] = 0x3c00; /* 1.0 in IEEE binary16 */
         else
-            veil__set_i64(y, e, 1);
+            veil__engine_set_i64(y, e, 1);
     }
     return VEIL_OK;
 }

@@ -312,16 +312,16 @@ static const struct kernels k_avx512 = {softmax_row_avx512, layernorm_row_avx512
 static _Atomic(const struct kernels *) g_best;
 
 /* The kernels of a variant, or NULL where the CPU lacks its instructions. */
-static const struct kernels *variant(enum veil__vec_isa isa)
+static const struct kernels *variant(enum veil__engine_vec_isa isa)
 {
     switch (isa) {
-    case VEIL__VEC_BASE:
+    case VEIL__ENGINE_VEC_BASE:
         return &k_base;
 #if defined(__x86_64__)
-    case VEIL__VEC_AVX2:
+    case VEIL__ENGINE_VEC_AVX2:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &k_avx2 : NULL;
-    case VEIL__VEC_AVX512:
+    case VEIL__ENGINE_VEC_AVX512:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") ? &k_avx512 : NULL;
 #endif
@@ -330,31 +330,32 @@ static const struct kernels *variant(enum veil__vec_isa isa)
     }
 }
 
-enum veil__vec_isa veil__vec_best(void)
+enum veil__engine_vec_isa veil__engine_vec_best(void)
 {
-    for (int isa = VEIL__VEC_AVX512; isa > VEIL__VEC_BASE; isa--)
-        if (variant((enum veil__vec_isa)isa) != NULL)
-            return (enum veil__vec_isa)isa;
-    return VEIL__VEC_BASE;
+    for (int isa = VEIL__ENGINE_VEC_AVX512; isa > VEIL__ENGINE_VEC_BASE; isa--)
+        if (variant((enum veil__engine_vec_isa)isa) != NULL)
+            return (enum veil__engine_vec_isa)isa;
+    return VEIL__ENGINE_VEC_BASE;
 }
 
 static const struct kernels *best(void)
 {
     const struct kernels *k = atomic_load_explicit(&g_best, memory_order_relaxed);
     if (k == NULL) {
-        k = variant(veil__vec_best());
+        k = variant(veil__engine_vec_best());
         atomic_store_explicit(&g_best, k, memory_order_relaxed);
     }
     return k;
 }
 
-void veil__softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y, size_t len)
+void veil__engine_softmax_row(const float *x, size_t xs, const float *a, size_t as, float *y,
+                              size_t len)
 {
     best()->softmax(x, xs, a, as, y, len);
 }
 
-bool veil__softmax_row_isa(enum veil__vec_isa isa, const float *x, size_t xs, const float *a,
-                           size_t as, float *y, size_t len)
+bool veil__engine_softmax_row_isa(enum veil__engine_vec_isa isa, const float *x, size_t xs,
+                                  const float *a, size_t as, float *y, size_t len)
 {
     const struct kernels *k = variant(isa);
     if (k == NULL)
@@ -363,15 +364,15 @@ bool veil__softmax_row_isa(enum veil__vec_isa isa, const float *x, size_t xs, co
     return true;
 }
 
-void veil__layernorm_row(const float *x, float *y, size_t len, const float *scale,
-                         const float *bias, float eps, float *mean, float *istd)
+void veil__engine_layernorm_row(const float *x, float *y, size_t len, const float *scale,
+                                const float *bias, float eps, float *mean, float *istd)
 {
     best()->layernorm(x, y, len, scale, bias, eps, mean, istd);
 }
 
-bool veil__layernorm_row_isa(enum veil__vec_isa isa, const float *x, float *y, size_t len,
-                             const float *scale, const float *bias, float eps, float *mean,
-                             float *istd)
+bool veil__engine_layernorm_row_isa(enum veil__engine_vec_isa isa, const float *x, float *y,
+                                    size_t len, const float *scale, const float *bias, float eps,
+                                    float *mean, float *istd)
 {
     const struct kernels *k = variant(isa);
     if (k == NULL)

@@ -67,10 +67,10 @@ static bool causal_drop(const struct spec *s, int64_t i, int64_t j)
 }
 
 /* Whether the fused attention is expected with the kernels capped at isa. */
-static bool fusable_with(enum veil__vec_isa isa)
+static bool fusable_with(enum veil__engine_vec_isa isa)
 {
-    enum veil__vec_isa best = veil__vec_best();
-    return (isa < best ? isa : best) != VEIL__VEC_BASE;
+    enum veil__engine_vec_isa best = veil__engine_vec_best();
+    return (isa < best ? isa : best) != VEIL__ENGINE_VEC_BASE;
 }
 
 /* The mask value for (batch b, head h, query i, key j); the mask tensor holds its own dims. */
@@ -99,7 +99,7 @@ static float mask_at(const struct spec *s, int64_t b, int64_t h, int64_t i, int6
  * Builds the chain, runs it with the fused attention capped at isa, checks it; *fused_out:
  * whether the runs used the fused kernel.
  */
-static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *fused_out)
+static void attention_case(const struct spec *s, enum veil__engine_vec_isa isa, bool *fused_out)
 {
     *fused_out = false;
     int64_t E = s->h * s->d, EV = s->h * s->dv;
@@ -259,7 +259,7 @@ static void attention_case(const struct spec *s, enum veil__vec_isa isa, bool *f
         mb_output(&mb, "pr", 1, s->one_head ? 3 : 4, s->one_head ? pd3 : pd4);
     struct veil_engine_options opt = {.threads = 2, .profile = true};
     ASSERT_OK(mb_load(&mb, &opt, &m, &eb));
-    veil__model_cap_attention(m, isa);
+    veil__engine_model_cap_attention(m, isa);
     /* The reference, in double; the one-head layout is the split layout with H = 1. */
     for (int64_t b = 0; b < s->b; b++)
         for (int64_t h = 0; h < s->h; h++)
@@ -363,7 +363,8 @@ TEST(attention_shapes_masks_and_scales)
         {2, 3, 40, 56, 16, 16, MASK_PAD, SCALE_PRE_MUL_QK, false, false, false},
         {2, 1, 30, 30, 16, 16, MASK_CAUSAL, SCALE_PRE_MUL_QK, false, true, false},
     };
-    static const enum veil__vec_isa caps[] = {VEIL__VEC_AVX512, VEIL__VEC_AVX2, VEIL__VEC_BASE};
+    static const enum veil__engine_vec_isa caps[] = {VEIL__ENGINE_VEC_AVX512, VEIL__ENGINE_VEC_AVX2,
+                                                     VEIL__ENGINE_VEC_BASE};
     for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++)
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
             bool fused;
@@ -377,7 +378,7 @@ TEST(attention_where_with_a_small_fill_stays_unfused)
     static const struct spec s = {2,         2,     24,    24,   8, 8, MASK_WHERE_SMALL,
                                   SCALE_DIV, false, false, false};
     bool fused = true;
-    attention_case(&s, VEIL__VEC_AVX512, &fused);
+    attention_case(&s, VEIL__ENGINE_VEC_AVX512, &fused);
     ASSERT_FALSE(fused);
 }
 
@@ -385,7 +386,7 @@ TEST(attention_left_unfused_when_probabilities_are_read)
 {
     static const struct spec s = {2, 2, 20, 20, 8, 8, MASK_PAD, SCALE_DIV, true, false, false};
     bool fused = true;
-    attention_case(&s, VEIL__VEC_AVX512, &fused);
+    attention_case(&s, VEIL__ENGINE_VEC_AVX512, &fused);
     ASSERT_FALSE(fused);
 }
 

@@ -104,13 +104,13 @@ static bool compare(const struct veil_tensor *got, const struct veil_tensor *wan
         snprintf(why, why_len, "shape differs (rank %zu vs %zu)", got->rank, want->rank);
         return false;
     }
-    struct veil__tv g = {got->dtype, got->rank, {0}, 0, got->data};
-    struct veil__tv w = {want->dtype, want->rank, {0}, 0, want->data};
-    uint64_t n = veil__numel(got->dims, got->rank);
+    struct veil__engine_tv g = {got->dtype, got->rank, {0}, 0, got->data};
+    struct veil__engine_tv w = {want->dtype, want->rank, {0}, 0, want->data};
+    uint64_t n = veil__engine_numel(got->dims, got->rank);
     bool fl = got->dtype == VEIL_DT_FLOAT || got->dtype == VEIL_DT_DOUBLE;
     for (uint64_t i = 0; i < n; i++) {
         if (fl) {
-            double a = veil__get_f64(&g, i), b = veil__get_f64(&w, i);
+            double a = veil__engine_get_f64(&g, i), b = veil__engine_get_f64(&w, i);
             if (isnan(a) && isnan(b))
                 continue;
             if (isinf(b) && a == b)
@@ -120,9 +120,10 @@ static bool compare(const struct veil_tensor *got, const struct veil_tensor *wan
                          a, b);
                 return false;
             }
-        } else if (veil__get_i64(&g, i) != veil__get_i64(&w, i)) {
+        } else if (veil__engine_get_i64(&g, i) != veil__engine_get_i64(&w, i)) {
             snprintf(why, why_len, "element %llu: %lld, expected %lld", (unsigned long long)i,
-                     (long long)veil__get_i64(&g, i), (long long)veil__get_i64(&w, i));
+                     (long long)veil__engine_get_i64(&g, i),
+                     (long long)veil__engine_get_i64(&w, i));
             return false;
         }
     }
@@ -154,7 +155,8 @@ static enum outcome run_case(const char dir[2048], char *why, size_t why_len)
         return rc == VEIL_E_UNSUPPORTED ? OTHER_OPS : FAIL;
     }
     for (size_t i = 0; i < om->n_nodes; i++)
-        if (!veil__op_known(om->nodes[i].op_type, om->opset) || om->nodes[i].domain[0] != '\0') {
+        if (!veil__engine_op_known(om->nodes[i].op_type, om->opset) ||
+            om->nodes[i].domain[0] != '\0') {
             snprintf(why, why_len, "uses %s", om->nodes[i].op_type);
             veil_onnx_model_free(om);
             veil_buf_release(&mb);

@@ -18,7 +18,7 @@ static float rnd(uint32_t *s)
     return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-static void check_variant(enum veil__vec_isa isa)
+static void check_variant(enum veil__engine_vec_isa isa)
 {
     float x[80], a[80], y[80], xc[80];
     for (size_t len = 1; len <= 80; len++)
@@ -33,7 +33,7 @@ static void check_variant(enum veil__vec_isa isa)
             memcpy(xc, x, sizeof(x));
             bool in_place = mode == 4;
             float *out = in_place ? xc : y;
-            if (!veil__softmax_row_isa(isa, xc, xs, with_a ? a : NULL, as, out, len))
+            if (!veil__engine_softmax_row_isa(isa, xc, xs, with_a ? a : NULL, as, out, len))
                 return; /* the CPU lacks this variant */
             double v[80], mx = -INFINITY, sum = 0;
             for (size_t i = 0; i < len; i++) {
@@ -54,12 +54,12 @@ static void check_variant(enum veil__vec_isa isa)
     for (size_t len = 1; len <= 40; len += 13) {
         for (size_t i = 0; i < len; i++)
             x[i] = i == len / 2 ? NAN : 1.0f;
-        ASSERT_TRUE(veil__softmax_row_isa(isa, x, 1, NULL, 0, y, len));
+        ASSERT_TRUE(veil__engine_softmax_row_isa(isa, x, 1, NULL, 0, y, len));
         for (size_t i = 0; i < len; i++)
             ASSERT_TRUE(isnan(y[i]));
         for (size_t i = 0; i < len; i++)
             x[i] = i == len - 1 ? 2.0f : -INFINITY;
-        ASSERT_TRUE(veil__softmax_row_isa(isa, x, 1, NULL, 0, y, len));
+        ASSERT_TRUE(veil__engine_softmax_row_isa(isa, x, 1, NULL, 0, y, len));
         for (size_t i = 0; i < len; i++)
             ASSERT_TRUE(y[i] == (i == len - 1 ? 1.0f : 0.0f));
     }
@@ -67,18 +67,18 @@ static void check_variant(enum veil__vec_isa isa)
 
 TEST(softmax_row_variants)
 {
-    ASSERT_TRUE(
-        veil__softmax_row_isa(VEIL__VEC_BASE, (const float[]){0.0f}, 1, NULL, 0, (float[1]){0}, 1));
+    ASSERT_TRUE(veil__engine_softmax_row_isa(VEIL__ENGINE_VEC_BASE, (const float[]){0.0f}, 1, NULL,
+                                             0, (float[1]){0}, 1));
     fprintf(stderr, "best variant on this CPU: %d (0 baseline, 1 AVX2, 2 AVX-512)\n",
-            (int)veil__vec_best());
-    check_variant(VEIL__VEC_BASE);
-    check_variant(VEIL__VEC_AVX2);
-    check_variant(VEIL__VEC_AVX512);
+            (int)veil__engine_vec_best());
+    check_variant(VEIL__ENGINE_VEC_BASE);
+    check_variant(VEIL__ENGINE_VEC_AVX2);
+    check_variant(VEIL__ENGINE_VEC_AVX512);
 }
 
 /* LayerNorm rows of every length from 1 to 80 with and without bias, in place and not, with a
  * large common offset (the variance is taken around the mean), against a double reference. */
-static void check_layernorm(enum veil__vec_isa isa)
+static void check_layernorm(enum veil__engine_vec_isa isa)
 {
     float x[80], y[80], xc[80], scale[80], bias[80];
     for (size_t len = 1; len <= 80; len++)
@@ -92,7 +92,7 @@ static void check_layernorm(enum veil__vec_isa isa)
             memcpy(xc, x, sizeof(x));
             const float *b = (mode & 1) ? bias : NULL;
             float *out = (mode & 2) ? xc : y, mean, istd;
-            if (!veil__layernorm_row_isa(isa, xc, out, len, scale, b, 1e-5f, &mean, &istd))
+            if (!veil__engine_layernorm_row_isa(isa, xc, out, len, scale, b, 1e-5f, &mean, &istd))
                 return;
             double m = 0, v = 0;
             for (size_t i = 0; i < len; i++)
@@ -117,9 +117,9 @@ static void check_layernorm(enum veil__vec_isa isa)
 
 TEST(layernorm_row_variants)
 {
-    check_layernorm(VEIL__VEC_BASE);
-    check_layernorm(VEIL__VEC_AVX2);
-    check_layernorm(VEIL__VEC_AVX512);
+    check_layernorm(VEIL__ENGINE_VEC_BASE);
+    check_layernorm(VEIL__ENGINE_VEC_AVX2);
+    check_layernorm(VEIL__ENGINE_VEC_AVX512);
 }
 
 RUN_TESTS()
