@@ -10,30 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void veil_tensor_release(struct veil_tensor *t)
-{
-    if (t == NULL)
-        return;
-    veil_aligned_free(t->data);
-    memset(t, 0, sizeof(*t));
-}
-
-veil_err veil_tensor_numel(const int64_t *dims, size_t rank, uint64_t *out)
-{
-    uint64_t n = 1;
-    *out = 0;
-    if (rank > VEIL_LIMIT_TENSOR_RANK)
-        return VEIL_E_LIMIT;
-    for (size_t i = 0; i < rank; i++) {
-        if (dims[i] < 0)
-            return VEIL_E_INVALID;
-        if (__builtin_mul_overflow(n, (uint64_t)dims[i], &n))
-            return VEIL_E_LIMIT;
-    }
-    *out = n;
-    return VEIL_OK;
-}
-
 /*
  * Marks graph inputs whose values decide shapes: walking back from every shape-deciding input
  * slot, through any node but Shape and Size (whose outputs depend only on shapes).
@@ -123,7 +99,8 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
         goto out;
     }
     pthread_mutex_init(&m->mu, NULL);
-    if ((rc = veil__engine_graph_build(&m->g, om, eb)) != VEIL_OK)
+    if ((rc = veil__engine_graph_build(&m->g, om, eb)) != VEIL_OK ||
+        (rc = veil__engine_graph_legacy(&m->g, eb)) != VEIL_OK)
         goto out;
     /* The declared output types are kept for the model's description. */
     m->n_in = m->g.n_inputs;

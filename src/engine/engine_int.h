@@ -11,6 +11,13 @@
  * scratch arena of its plan from a pool, executes the steps without allocating, and copies
  * the outputs out. ops/ holds the kernels, one file per operator family, and the registry
  * (ops/registry.c) that maps each ONNX operator to them.
+ *
+ * No two files depend on each other in a circle (scripts/engine-cycles.sh, the
+ * unit.engine.cycles test). From the bottom up: exec/tensor.c and exec/kernel.c depend on no
+ * other engine file; ir/attr.c reads nodes; the operator families in ops/ use ir/attr.c and
+ * exec's storage rules, weights cache, lanes and tensors; ops/registry.c names the families'
+ * kernels; ir/graph.c and exec/plan.c look operators up in the registry; engine.c drives the
+ * pipeline: build, legacy rewrites, order, optimise, plan, run.
  */
 #ifndef VEIL_ENGINE_INT_H
 #define VEIL_ENGINE_INT_H
@@ -220,6 +227,7 @@ struct veil__engine_step {
     size_t n_xval;
     /* 1 + the index of the earlier fused step that does this node's work; 0 when none. */
     int64_t absorbed_by;
+    bool view; /* the operator is a view: output 0 shares input 0's storage, nothing runs */
 };
 
 struct veil__engine_scratch {
@@ -370,9 +378,23 @@ bool veil__engine_op_known(const char *name, int64_t opset);
 
 /* ---- IR: graph building and editing (ir/graph.c) ---- */
 
+/*
+ * Builds g (zeroed here; release it with veil__engine_graph_release whatever the result) from
+ * the parsed model om, which the graph does not keep: constants are copied. Checks that every
+ * operator has a registry row (all missing ones are named in one VEIL_E_UNSUPPORTED), each
+ * node's input and output counts (VEIL_E_INVALID), that every value is defined once and every
+ * output computed (VEIL_E_FORMAT), and the dtypes of inputs, outputs and constants
+ * (VEIL_E_UNSUPPORTED). Nodes of older opsets still need veil__engine_graph_legacy before
+ * anything plans them. VEIL_E_NOMEM on allocation failure.
+ */
 veil_err veil__engine_graph_build(struct veil__engine_graph *g, const struct veil_onnx_model *om,
                                   struct veil_errbuf *eb);
+/* Frees everything g owns and zeroes it; a zeroed graph is a no-op. */
 void veil__engine_graph_release(struct veil__engine_graph *g);
+/*
+ * Orders g's live nodes topologically into g->order (every node after the producers of its
+ * inputs). Errors: VEIL_E_FORMAT (a cycle, naming a node on it), VEIL_E_NOMEM.
+ */
 veil_err veil__engine_graph_order(struct veil__engine_graph *g, struct veil_errbuf *eb);
 /* Adds a constant value owning data (taken over on success). */
 veil_err veil__engine_graph_add_const(struct veil__engine_graph *g, const char *name,
@@ -394,7 +416,7 @@ veil_err veil__engine_node_add_attr(struct veil__engine_node *n, const char *nam
                                     enum veil_onnx_attr_type type, int64_t i, float f,
                                     const char *str);
 
-/* ---- IR: attribute helpers (ir/graph.c) ---- */
+/* ---- IR: attribute helpers (ir/attr.c) ---- */
 
 /* Attribute helpers (by name; defaults when absent). */
 const struct veil__engine_attr *veil__engine_attr_get(const struct veil__engine_node *n,
@@ -407,6 +429,14 @@ int64_t veil__engine_attr_i(const struct veil__engine_node *n, const char *name,
 float veil__engine_attr_f(const struct veil__engine_node *n, const char *name, float def);
 const char *veil__engine_attr_s(const struct veil__engine_node *n, const char *name,
                                 const char *def);
+
+/*
+ * A Transpose node's permutation for rank r (its perm attribute, default reversed) into perm:
+ * output axis i is input axis perm[i]. Errors: VEIL_E_INVALID (wrong length, an axis out of
+ * range or repeated).
+ */
+veil_err veil__engine_transpose_perm(const struct veil__engine_node *n, size_t r, size_t *perm,
+                                     struct veil_errbuf *eb);
 
 /* ---- IR: rewrites and optimiser passes (ir/legacy.c, ir/opt.c) ---- */
 
@@ -470,11 +500,20 @@ veil_err veil__engine_plan_exec(struct veil_engine_model *m, struct veil__engine
                                 const struct veil_tensor *inputs, struct veil_tensor *outputs,
                                 struct veil_errbuf *eb);
 
-/* oneDNN helpers. */
+/* ---- Exec: kernel state (exec/kernel.c) ---- */
+
+/*
+ * VEIL_OK for dnnl_success; otherwise VEIL_E_NOMEM (oneDNN out of memory) or VEIL_E_INTERNAL,
+ * with "oneDNN <what> failed (status N)" in eb.
+ */
 veil_err veil__engine_dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb);
+/* Destroys ks's primitives, frees its owned buffers and ks itself; NULL is a no-op. */
 void veil__engine_kstate_free(struct veil__engine_kstate *ks);
 
-/* ---- Exec: storage and in-place rules (exec/plan.c, ops/dnnl.c) ---- */
+/* ---- Exec: storage and in-place rules (exec/storage.c) ---- */
+
+/* The value whose storage v shares in vals (v itself when it is not an alias). */
+int32_t veil__engine_storage_root(const struct veil__engine_pval *vals, int32_t v);
 
 /*
  * For a kernel that may write its output over input k (row by row, each row read before it is
@@ -639,14 +678,6 @@ veil_err veil__engine_transpose_prepare(struct veil__engine_ictx *c, dnnl_engine
  */
 veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
                                     const int64_t *kshape, struct veil__engine_kparams *kp);
-
-/*
- * A Transpose node's permutation for rank r (its perm attribute, default reversed) into perm:
- * output axis i is input axis perm[i]. Errors: VEIL_E_INVALID (wrong length, an axis out of
- * range or repeated).
- */
-veil_err veil__engine_transpose_perm(const struct veil__engine_node *n, size_t r, size_t *perm,
-                                     struct veil_errbuf *eb);
 
 /*
  * ---- Ops: the kernels of the registry's rows, by family file ----

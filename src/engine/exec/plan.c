@@ -15,27 +15,6 @@
 
 #define ALIGN_UP(x) (((x) + 63) & ~(size_t)63)
 
-veil_err veil__engine_dnnl_err(dnnl_status_t st, const char *what, struct veil_errbuf *eb)
-{
-    if (st == dnnl_success)
-        return VEIL_OK;
-    /* oneDNN refusing a descriptor the engine built is the engine's failure, not the input's. */
-    veil_err rc = st == dnnl_out_of_memory ? VEIL_E_NOMEM : VEIL_E_INTERNAL;
-    return veil_errf(eb, rc, "oneDNN %s failed (status %d)", what, (int)st);
-}
-
-void veil__engine_kstate_free(struct veil__engine_kstate *ks)
-{
-    if (ks == NULL)
-        return;
-    for (size_t i = 0; i < ks->n_ex; i++)
-        if (ks->ex[i].prim != NULL)
-            dnnl_primitive_destroy(ks->ex[i].prim);
-    for (size_t i = 0; i < sizeof(ks->owned) / sizeof(ks->owned[0]); i++)
-        veil_aligned_free(ks->owned[i]);
-    veil_free(ks);
-}
-
 static void scratch_free(struct veil__engine_scratch *sc)
 {
     if (sc == NULL)
@@ -78,17 +57,9 @@ void veil__engine_plan_free(struct veil__engine_plan *p)
     veil_free(p);
 }
 
-/* The value whose storage v shares (v itself when it is not an alias). */
-static int32_t storage_root(const struct veil__engine_pval *vals, int32_t v)
-{
-    while (vals[v].alias)
-        v = vals[v].root;
-    return v;
-}
-
 static int32_t root_of(const struct veil__engine_plan *p, int32_t v)
 {
-    return storage_root(p->vals, v);
+    return veil__engine_storage_root(p->vals, v);
 }
 
 static void *value_addr(const struct veil__engine_plan *p, const struct veil__engine_scratch *sc,
@@ -98,52 +69,6 @@ static void *value_addr(const struct veil__engine_plan *p, const struct veil__en
     if (!pv->runtime)
         return pv->t.data;
     return sc->arena + p->vals[root_of(p, v)].off;
-}
-
-bool veil__engine_storage_dies(const struct veil__engine_ictx *c, int32_t v)
-{
-    if (v < 0 || c->vals == NULL || c->last_read == NULL || c->viewed == NULL ||
-        !c->vals[v].runtime || c->last_read[v] != c->step)
-        return false;
-    /* Every value sharing the storage up to its root (earlier in-place writes) must die too. */
-    for (int32_t w = v;; w = c->vals[w].root) {
-        if (c->viewed[w] || c->last_read[w] > c->step)
-            return false;
-        if (!c->vals[w].alias)
-            return true;
-    }
-}
-
-bool veil__engine_storage_unwritten_since(const struct veil__engine_ictx *c, int32_t u,
-                                          int64_t since)
-{
-    int32_t r = storage_root(c->vals, u);
-    for (int64_t s = since + 1; s < c->step; s++) {
-        const struct veil__engine_step *st = &c->steps[s];
-        const struct veil__engine_node *n = &c->g->nodes[st->node];
-        if (!st->runtime || veil__engine_op_get(n->op)->view)
-            continue;
-        for (size_t k = 0; k < n->n_out; k++) {
-            int32_t w = n->out[k];
-            if (w >= 0 && c->vals[w].runtime && c->vals[w].alias && storage_root(c->vals, w) == r)
-                return false;
-        }
-    }
-    return true;
-}
-
-bool veil__engine_inplace(struct veil__engine_ictx *c, size_t k)
-{
-    if (k >= c->n_in || c->n->n_out < 1 || !veil__engine_storage_dies(c, c->n->in[k]))
-        return false;
-    int32_t v = c->n->in[k], out = c->n->out[0];
-    if (out < 0 || v == out || !c->vals[out].runtime || c->vals[v].blocked ||
-        c->vals[out].blocked || c->vals[out].alias || c->vals[v].t.dt != c->vals[out].t.dt ||
-        c->vals[v].nbytes != c->vals[out].nbytes)
-        return false;
-    c->vals[out].alias = true;
-    c->vals[out].root = v;
-    return true;
 }
 
 /* Memory plan: greedy best-fit by decreasing size over lifetime intervals. */
@@ -438,6 +363,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
         struct veil__engine_ictx ic;
         memset(&ic, 0, sizeof(ic));
         st->node = g->order[s];
+        st->view = op->view;
         ic.g = g;
         ic.n = n;
         ic.kp = &st->kp;

@@ -2,12 +2,37 @@
  * Tensor views and element types: element counts, broadcasting, reading and writing one
  * element of any numeric dtype as int64 or double, axis and index checks shared by the
  * operator families, and the large aligned allocations activation arenas and reordered weights
- * live in. Nothing here allocates except veil__engine_big_alloc, and nothing keeps state.
+ * live in, and the public veil_tensor_release and veil_tensor_numel. Nothing here allocates
+ * except veil__engine_big_alloc, and nothing keeps state.
  */
 #include "engine_int.h"
 
 #include <string.h>
 #include <sys/mman.h>
+
+void veil_tensor_release(struct veil_tensor *t)
+{
+    if (t == NULL)
+        return;
+    veil_aligned_free(t->data);
+    memset(t, 0, sizeof(*t));
+}
+
+veil_err veil_tensor_numel(const int64_t *dims, size_t rank, uint64_t *out)
+{
+    uint64_t n = 1;
+    *out = 0;
+    if (rank > VEIL_LIMIT_TENSOR_RANK)
+        return VEIL_E_LIMIT;
+    for (size_t i = 0; i < rank; i++) {
+        if (dims[i] < 0)
+            return VEIL_E_INVALID;
+        if (__builtin_mul_overflow(n, (uint64_t)dims[i], &n))
+            return VEIL_E_LIMIT;
+    }
+    *out = n;
+    return VEIL_OK;
+}
 
 uint64_t veil__engine_numel(const int64_t *dims, size_t rank)
 {

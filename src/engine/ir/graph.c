@@ -1,9 +1,10 @@
 /*
  * The load-time graph IR: built from a parsed ONNX model, checked and ordered. Invariants after
- * veil__engine_graph_build and veil__engine_graph_order: every node's operator is in the operator
- * table, every value used is defined exactly once (graph input, initializer or node output), the
- * order visits each live node after all producers of its inputs (cycles are refused), and
- * constants own aligned copies of their data, so the parsed model can be freed.
+ * veil__engine_graph_build, veil__engine_graph_legacy and veil__engine_graph_order: every
+ * node's operator has kernels in the operator registry, every value used is defined exactly
+ * once (graph input, initializer or node output), the order visits each live node after all
+ * producers of its inputs (cycles are refused), and constants own aligned copies of their
+ * data, so the parsed model can be freed.
  */
 #include "engine_int.h"
 
@@ -416,7 +417,7 @@ veil_err veil__engine_graph_build(struct veil__engine_graph *g, const struct vei
         g->values[e->id].is_output = true;
         g->outputs[g->n_outputs++] = e->id;
     }
-    rc = veil__engine_graph_legacy(g, eb);
+    rc = VEIL_OK;
 out:
     veil_free(idx);
     veil_buf_release(&missing);
@@ -575,42 +576,4 @@ out:
     veil_free(queue);
     veil_free(heavy);
     return rc;
-}
-
-/* ---- Attribute helpers ---- */
-
-const struct veil__engine_attr *veil__engine_attr_get(const struct veil__engine_node *n,
-                                                      const char *name)
-{
-    for (size_t i = 0; i < n->n_attrs; i++)
-        if (strcmp(n->attrs[i].name, name) == 0)
-            return &n->attrs[i];
-    return NULL;
-}
-
-const struct veil__engine_attr *veil__engine_attr_typed(const struct veil__engine_node *n,
-                                                        const char *name,
-                                                        enum veil_onnx_attr_type t)
-{
-    const struct veil__engine_attr *a = veil__engine_attr_get(n, name);
-    return a != NULL && a->type == t ? a : NULL;
-}
-
-int64_t veil__engine_attr_i(const struct veil__engine_node *n, const char *name, int64_t def)
-{
-    const struct veil__engine_attr *a = veil__engine_attr_get(n, name);
-    return a != NULL && a->type == VEIL_ONNX_ATTR_INT ? a->i : def;
-}
-
-float veil__engine_attr_f(const struct veil__engine_node *n, const char *name, float def)
-{
-    const struct veil__engine_attr *a = veil__engine_attr_get(n, name);
-    return a != NULL && a->type == VEIL_ONNX_ATTR_FLOAT ? a->f : def;
-}
-
-const char *veil__engine_attr_s(const struct veil__engine_node *n, const char *name,
-                                const char *def)
-{
-    const struct veil__engine_attr *a = veil__engine_attr_get(n, name);
-    return a != NULL && a->type == VEIL_ONNX_ATTR_STRING ? a->s : def;
 }

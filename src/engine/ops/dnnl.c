@@ -1233,23 +1233,6 @@ static bool fast_impl(dnnl_primitive_desc_t pd)
     return strncmp(impl, "ref", 3) != 0;
 }
 
-void veil__engine_skip_transpose(const struct veil__engine_ictx *c, int32_t tnode, int32_t v)
-{
-    veil__engine_skip_node(c, tnode, v, c->g->nodes[tnode].in[0]);
-}
-
-void veil__engine_skip_node(const struct veil__engine_ictx *c, int32_t node, int32_t v, int32_t u)
-{
-    struct veil__engine_step *ts = &c->steps[c->step_of[node]];
-    veil__engine_kstate_free(ts->ks);
-    ts->ks = NULL;
-    ts->runtime = false;
-    c->vals[v].alias = true;
-    c->vals[v].root = u;
-    /* u's storage is read later than u's own last reader: never accumulate into it. */
-    c->viewed[u] = true;
-}
-
 /* Makes the folds of f part of the plan: skipped Transposes, aliases and layouts. */
 static void fold_commit(const struct veil__engine_ictx *c, const struct mm_fold *f,
                         const dnnl_memory_desc_t *o_md)

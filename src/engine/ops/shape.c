@@ -239,28 +239,6 @@ static void strided_run(struct sjob *j, const struct veil__engine_tv *out)
     veil__engine_parallel(out->numel / len, len > 4096 ? 1 : 4096 / len, strided_range, j);
 }
 
-veil_err veil__engine_transpose_perm(const struct veil__engine_node *n, size_t r, size_t *perm,
-                                     struct veil_errbuf *eb)
-{
-    const struct veil__engine_attr *a = veil__engine_attr_typed(n, "perm", VEIL_ONNX_ATTR_INTS);
-    bool used[VEIL__ENGINE_RANK] = {false};
-    if (r > VEIL__ENGINE_RANK || (a != NULL && a->n != r))
-        return veil_errf(eb, VEIL_E_INVALID, "perm has %zu entries for rank %zu",
-                         a != NULL ? a->n : r, r);
-    for (size_t i = 0; i < r; i++) {
-        int64_t p = a != NULL ? a->ints[i] : (int64_t)(r - 1 - i);
-        size_t ax;
-        veil_err rc = veil__engine_norm_axis(p, r, &ax, eb);
-        if (rc != VEIL_OK)
-            return rc;
-        if (used[ax])
-            return veil_errf(eb, VEIL_E_INVALID, "perm repeats axis %zu", ax);
-        used[ax] = true;
-        perm[i] = ax;
-    }
-    return VEIL_OK;
-}
-
 veil_err veil__engine_transpose_infer(struct veil__engine_ictx *c)
 {
     size_t r = c->in[0].rank, perm[VEIL__ENGINE_RANK];
