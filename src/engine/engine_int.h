@@ -202,11 +202,55 @@ struct veil__engine_kctx {
     struct veil_errbuf *eb;
 };
 
+/*
+ * Kernel parameters, by operator: what infer and prepare decide at plan time and exec reads.
+ * Each operator reads and writes only its own member of the union (a prepare of ops/dnnl.c
+ * writes the member of the operator it prepares), and a step's parameters start zeroed.
+ */
+
+/* Unary math and activations (ops/elementwise.c). */
+struct veil__engine_kp_unary {
+    int64_t kind; /* the operator (an enum of ops/elementwise.c) */
+    float a, b;   /* its float attributes: alpha, gamma, beta, bias, lambd, the IsInf flags */
+};
+
+/*
+ * Binary operators, Where and Expand (ops/elementwise.c). A Mul of a channel-blocked map
+ * ([N][Cp/B][H][W][B]) by one value per (batch, channel) or per channel runs on the map's
+ * layout when veil__engine_mul_prepare (ops/dnnl.c) sets mulblk.on.
+ */
+struct veil__engine_kp_binary {
+    int64_t kind; /* the operator (an enum of ops/elementwise.c) */
+    struct {
+        bool on;
+        int64_t map;              /* which input (0 or 1) is the blocked map */
+        int64_t block;            /* B: channels per block */
+        int64_t padded_channels;  /* Cp: the map's channels padded to whole blocks */
+        int64_t scale_n, scale_c; /* the scale's batch and channel extents (1 or full) */
+        int64_t scale_n_stride;   /* elements between the scale's batches */
+        bool blocked_out; /* the product stays blocked (padding channels 0) or is row-major */
+    } mulblk;
+};
+
+/* Max, Min, Sum and Mean (ops/elementwise.c). */
+struct veil__engine_kp_variadic {
+    int64_t kind; /* the pairwise operator folded over the inputs */
+    bool mean;    /* divide by the input count at the end */
+};
+
 /* Kernel parameters decided at plan time, read by exec. */
 struct veil__engine_kparams {
-    int64_t i[16];
-    float f[8];
-    int64_t v[4][VEIL__ENGINE_RANK * 2];
+    union {
+        /* Positional slots of the operators not yet given named parameters. */
+        struct {
+            int64_t i[16];
+            float f[8];
+            int64_t v[4][VEIL__ENGINE_RANK * 2];
+        };
+        struct veil__engine_kp_unary unary;
+        struct veil__engine_kp_binary binary;
+        struct veil__engine_kp_variadic variadic;
+    };
     void *ptr; /* op-specific prepared data owned by the step (veil_free) */
 };
 
@@ -662,8 +706,8 @@ veil_err veil__engine_pool_prepare(struct veil__engine_ictx *c, dnnl_engine_t en
 veil_err veil__engine_softmax_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
                                       struct veil__engine_step *st);
 /*
- * Mul: with an input stored blocked, either kp->i[1] = 1 and the element-wise kernel scales
- * the channel-blocked map (see ops/dnnl.c), or a oneDNN binary primitive; else nothing.
+ * Mul: with an input stored blocked, either kp->binary.mulblk for the element-wise kernel to
+ * scale the channel-blocked map (see ops/dnnl.c), or a oneDNN binary primitive; else nothing.
  */
 veil_err veil__engine_mul_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
                                   struct veil__engine_step *st);

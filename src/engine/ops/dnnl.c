@@ -820,7 +820,7 @@ static bool channel_blocked(const dnnl_memory_desc_t *md, int64_t *block)
  * squeeze-and-excitation block scales), so the Conv need not reorder to row-major for it.
  * Source 0 is the input with the output's shape (the blocked one when both have it); the
  * other operand broadcasts. Scaling a channel-blocked map by one value per (batch, channel)
- * or per channel runs on the element-wise kernel over the blocked layout (kp->i[1..7]),
+ * or per channel runs on the element-wise kernel over the blocked layout (kp->binary.mulblk),
  * writing blocked when every reader of the product accepts that, else row-major; anything
  * else runs as a oneDNN binary primitive (its operand reordered to row-major when blocked).
  * With row-major inputs Mul stays on the element-wise kernel.
@@ -864,16 +864,16 @@ veil_err veil__engine_mul_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng
         s_nstride = have1.padded_dims[1];
     }
     if (blk[s0] && scale_ok && channel_blocked(&md0, &block) && d1[2] == 1 && d1[3] == 1) {
-        struct veil__engine_kparams *kp = c->kp;
-        kp->i[8] = s_nstride;
-        kp->i[1] = 1;
-        kp->i[2] = (int64_t)s0;
-        kp->i[3] = block;
-        kp->i[4] = md0.padded_dims[1];
-        kp->i[5] = d1[0];
-        kp->i[6] = d1[1];
-        kp->i[7] = c->blockable != NULL && c->blockable[out_v];
-        if (kp->i[7]) {
+        struct veil__engine_kp_binary *bp = &c->kp->binary;
+        bp->mulblk.scale_n_stride = s_nstride;
+        bp->mulblk.on = true;
+        bp->mulblk.map = (int64_t)s0;
+        bp->mulblk.block = block;
+        bp->mulblk.padded_channels = md0.padded_dims[1];
+        bp->mulblk.scale_n = d1[0];
+        bp->mulblk.scale_c = d1[1];
+        bp->mulblk.blocked_out = c->blockable != NULL && c->blockable[out_v];
+        if (bp->mulblk.blocked_out) {
             struct veil__engine_pval *pv = &c->vals[out_v];
             pv->blocked = true;
             pv->md = md0;

@@ -301,10 +301,10 @@ static veil_err attr_flag(const struct veil__engine_ictx *c, const char *name, i
     return VEIL_OK;
 }
 
-/* The float attributes of the activations (a and b of un_f) into kp->f[0] and kp->f[1]. */
+/* The float attributes of the activations (a and b of un_f) into kp->unary.a and b. */
 static veil_err unary_attrs(struct veil__engine_ictx *c, int kind)
 {
-    float *a = &c->kp->f[0], *b = &c->kp->f[1];
+    float *a = &c->kp->unary.a, *b = &c->kp->unary.b;
     veil_err rc = VEIL_OK;
     int64_t neg, pos;
     switch (kind) {
@@ -364,16 +364,16 @@ veil_err veil__engine_unary_infer(struct veil__engine_ictx *c)
     if (!ok)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s is not supported",
                          veil_dtype_name(dt));
-    c->kp->i[0] = kind;
-    c->kp->f[0] = 0.0f;
-    c->kp->f[1] = 0.0f;
+    c->kp->unary.kind = kind;
+    c->kp->unary.a = 0.0f;
+    c->kp->unary.b = 0.0f;
     veil_err rc = unary_attrs(c, kind);
     if (rc != VEIL_OK)
         return rc;
     if (kind == U_GELU) {
         const char *ap = veil__engine_attr_s(n, "approximate", "none");
         if (strcmp(ap, "tanh") == 0)
-            c->kp->i[0] = U_GELU_TANH;
+            c->kp->unary.kind = U_GELU_TANH;
         else if (strcmp(ap, "none") != 0)
             return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "approximate='%s'", ap);
     } else if (kind == U_CLIP) {
@@ -399,7 +399,7 @@ veil_err veil__engine_unary_infer(struct veil__engine_ictx *c)
 
 veil_err veil__engine_unary_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
-    struct un_job j = {&c->in[0], &c->out[0], (int)kp->i[0], kp->f[0], kp->f[1]};
+    struct un_job j = {&c->in[0], &c->out[0], (int)kp->unary.kind, kp->unary.a, kp->unary.b};
     if (j.kind == U_CLIP) {
         /* Bounds are read here, so they may be computed at run time. */
         bool is_int = veil__engine_dt_is_int(c->in[0].dt);
@@ -881,7 +881,7 @@ veil_err veil__engine_binary_infer(struct veil__engine_ictx *c)
     struct veil__engine_tv *a = &c->in[0], *b = &c->in[1];
     struct veil__engine_tv *out = &c->out[0];
     veil_err rc;
-    c->kp->i[0] = k;
+    c->kp->binary.kind = k;
     if (k == B_EXPAND) {
         struct veil__engine_tv shp = {VEIL_DT_INT64, 1, {0}, 0, NULL};
         if (b->dt != VEIL_DT_INT64 || b->rank != 1 || b->numel > VEIL__ENGINE_RANK)
@@ -930,7 +930,7 @@ veil_err veil__engine_binary_infer(struct veil__engine_ictx *c)
                          veil_dtype_name(b->dt));
     if ((rc = bin_attr_kind(c, a->dt, &k)) != VEIL_OK)
         return rc;
-    c->kp->i[0] = k;
+    c->kp->binary.kind = k;
     rc = veil__engine_broadcast(a, b, &out->rank, out->dims, c->eb);
     if (rc == VEIL_OK && k == B_PRELU &&
         (out->rank != a->rank || memcmp(out->dims, a->dims, a->rank * sizeof(int64_t)) != 0))
@@ -966,9 +966,8 @@ static void bin_run(int k, const struct veil__engine_tv *a, const struct veil__e
 
 /*
  * A channel-blocked map ([N][Cp/B][H][W][B], see veil__engine_mul_prepare) times one value per
- * (batch, channel) or per channel. kp->i: 2 the map's input, 3 B, 4 Cp, 5 and 6 the scale's
- * batch and channel extents (1 or full), 7 whether the product stays blocked (padding
- * channels written as 0, as oneDNN expects) or is written row-major.
+ * (batch, channel) or per channel, as kp->binary.mulblk describes it: the product stays
+ * blocked (padding channels written as 0, as oneDNN expects) or is written row-major.
  */
 struct mulblk_job {
     const float *x, *s;
@@ -1006,26 +1005,27 @@ static void mulblk_range(void *ud, uint64_t lo, uint64_t hi)
 veil_err veil__engine_binary_exec(struct veil__engine_kctx *c,
                                   const struct veil__engine_kparams *kp)
 {
-    if (kp->i[1] != 0) {
-        const struct veil__engine_tv *x = &c->in[kp->i[2]], *s = &c->in[1 - kp->i[2]];
+    const struct veil__engine_kp_binary *bp = &kp->binary;
+    if (bp->mulblk.on) {
+        const struct veil__engine_tv *x = &c->in[bp->mulblk.map], *s = &c->in[1 - bp->mulblk.map];
         struct mulblk_job j = {.x = x->data,
                                .s = s->data,
                                .y = c->out[0].data,
-                               .n_cb = kp->i[4] / kp->i[3],
-                               .block = kp->i[3],
-                               .cp = kp->i[4],
+                               .n_cb = bp->mulblk.padded_channels / bp->mulblk.block,
+                               .block = bp->mulblk.block,
+                               .cp = bp->mulblk.padded_channels,
                                .c = x->dims[1],
                                .hw = x->dims[2] * x->dims[3],
-                               .sn = kp->i[5],
-                               .sc = kp->i[6],
-                               .sns = kp->i[8],
-                               .blocked = kp->i[7] != 0};
+                               .sn = bp->mulblk.scale_n,
+                               .sc = bp->mulblk.scale_c,
+                               .sns = bp->mulblk.scale_n_stride,
+                               .blocked = bp->mulblk.blocked_out};
         if (j.block > 64)
             return veil_errf(c->eb, VEIL_E_INTERNAL, "channel block %lld", (long long)j.block);
         veil__engine_parallel((uint64_t)(x->dims[0] * j.n_cb), 1, mulblk_range, &j);
         return VEIL_OK;
     }
-    bin_run((int)kp->i[0], &c->in[0], &c->in[1], &c->in[2], &c->out[0]);
+    bin_run((int)bp->kind, &c->in[0], &c->in[1], &c->in[2], &c->out[0]);
     return VEIL_OK;
 }
 
@@ -1056,8 +1056,8 @@ veil_err veil__engine_variadic_infer(struct veil__engine_ictx *c)
     }
     c->out[0] = acc;
     c->out[0].dt = dt;
-    c->kp->i[0] = k;
-    c->kp->i[1] = mean;
+    c->kp->variadic.kind = k;
+    c->kp->variadic.mean = mean;
     return VEIL_OK;
 }
 
@@ -1065,14 +1065,14 @@ veil_err veil__engine_variadic_exec(struct veil__engine_kctx *c,
                                     const struct veil__engine_kparams *kp)
 {
     struct veil__engine_tv *out = &c->out[0];
-    int k = (int)kp->i[0];
+    int k = (int)kp->variadic.kind;
     if (c->n_in == 1)
         bin_run(B_EXPAND, &c->in[0], NULL, NULL, out);
     else
         bin_run(k, &c->in[0], &c->in[1], NULL, out);
     for (size_t i = 2; i < c->n_in; i++)
         bin_run(k, out, &c->in[i], NULL, out);
-    if (kp->i[1]) {
+    if (kp->variadic.mean) {
         float nf = (float)c->n_in;
         double nd = (double)c->n_in;
         struct veil__engine_tv cnt = {
