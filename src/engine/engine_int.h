@@ -238,6 +238,88 @@ struct veil__engine_kp_variadic {
     bool mean;    /* divide by the input count at the end */
 };
 
+/* Shape (ops/shape.c). */
+struct veil__engine_kp_shape {
+    int64_t start; /* the first dimension reported */
+};
+
+/*
+ * Transpose (ops/shape.c): output axis i is input axis perm[i]. Also read by the kernels that
+ * read through a Transpose (ops/dnnl.c, ops/attention.c) and by its oneDNN prepare.
+ */
+struct veil__engine_kp_transpose {
+    int64_t perm[VEIL__ENGINE_RANK];
+};
+
+/* Slice (ops/shape.c): a strided view of the input. */
+struct veil__engine_kp_slice {
+    int64_t base;                       /* the first element read */
+    int64_t strides[VEIL__ENGINE_RANK]; /* input elements per output step on each axis */
+};
+
+/* One axis: Concat, Split (ops/shape.c) and Gather (ops/gather.c). */
+struct veil__engine_kp_axis {
+    int64_t axis; /* normalised to [0, rank) */
+};
+
+/* Constant and ConstantOfShape (ops/shape.c). */
+struct veil__engine_kp_constant {
+    int64_t value; /* the graph constant holding the value, or -1 */
+    int64_t kind;  /* Constant without one: which value attribute (an enum of ops/shape.c) */
+    float f;       /* value_float */
+    int64_t i;     /* value_int */
+};
+
+/* Pad (ops/shape.c). */
+struct veil__engine_kp_pad {
+    int64_t mode;                     /* constant, reflect or edge (an enum of ops/shape.c) */
+    int64_t begin[VEIL__ENGINE_RANK]; /* elements added before each axis (negative: cut) */
+    float fill_f;                     /* constant_value for float and double inputs */
+    int64_t fill_i;                   /* constant_value for integer inputs */
+};
+
+/* Trilu (ops/shape.c). */
+struct veil__engine_kp_trilu {
+    bool upper;
+};
+
+/* DepthToSpace and SpaceToDepth (ops/shape.c): 6-D strided copies. */
+struct veil__engine_kp_view6 {
+    int64_t dims[6];    /* the output viewed as 6-D */
+    int64_t strides[6]; /* the input strides that each of those axes walks */
+};
+
+/* CumSum (ops/shape.c). */
+struct veil__engine_kp_cumsum {
+    bool exclusive, reverse;
+};
+
+/* EyeLike (ops/shape.c). */
+struct veil__engine_kp_eyelike {
+    int64_t k; /* the diagonal: 0 main, above positive */
+};
+
+/* GatherElements, ScatterElements and ScatterND (ops/gather.c). */
+struct veil__engine_kp_scatter {
+    int64_t axis;      /* GatherElements, ScatterElements */
+    int64_t reduction; /* the scatters: none, add or mul (an enum of ops/gather.c) */
+};
+
+/* GatherND (ops/gather.c). */
+struct veil__engine_kp_gather_nd {
+    int64_t batch_dims;
+};
+
+/* OneHot (ops/gather.c). */
+struct veil__engine_kp_onehot {
+    int64_t axis, depth;
+};
+
+/* Resize (ops/resize.c; the per-axis tap tables are in kparams.ptr). */
+struct veil__engine_kp_resize {
+    float extrapolation; /* extrapolation_value of tf_crop_and_resize */
+};
+
 /* Kernel parameters decided at plan time, read by exec. */
 struct veil__engine_kparams {
     union {
@@ -250,6 +332,20 @@ struct veil__engine_kparams {
         struct veil__engine_kp_unary unary;
         struct veil__engine_kp_binary binary;
         struct veil__engine_kp_variadic variadic;
+        struct veil__engine_kp_shape shape;
+        struct veil__engine_kp_transpose transpose;
+        struct veil__engine_kp_slice slice;
+        struct veil__engine_kp_axis axis;
+        struct veil__engine_kp_constant constant;
+        struct veil__engine_kp_pad pad;
+        struct veil__engine_kp_trilu trilu;
+        struct veil__engine_kp_view6 view6;
+        struct veil__engine_kp_cumsum cumsum;
+        struct veil__engine_kp_eyelike eyelike;
+        struct veil__engine_kp_scatter scatter;
+        struct veil__engine_kp_gather_nd gather_nd;
+        struct veil__engine_kp_onehot onehot;
+        struct veil__engine_kp_resize resize;
     };
     void *ptr; /* op-specific prepared data owned by the step (veil_free) */
 };

@@ -521,10 +521,10 @@ static bool input_view(const struct veil__engine_ictx *c, int32_t v, int32_t rea
     int64_t ust[VEIL__ENGINE_RANK];
     row_major(r, c->vals[u].t.dims, ust);
     for (size_t i = 0; i < r; i++)
-        if (ts->kp.i[i] < 0 || (size_t)ts->kp.i[i] >= r)
+        if (ts->kp.transpose.perm[i] < 0 || (size_t)ts->kp.transpose.perm[i] >= r)
             return true;
     for (size_t i = 0; i < r; i++)
-        w->st[i] = ust[ts->kp.i[i]];
+        w->st[i] = ust[ts->kp.transpose.perm[i]];
     w->tnode = p;
     return true;
 }

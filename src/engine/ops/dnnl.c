@@ -1007,7 +1007,7 @@ veil_err veil__engine_transpose_prepare(struct veil__engine_ictx *c, dnnl_engine
     bool same = true;
     for (size_t i = 0; i < r; i++) {
         d[i] = c->out[0].dims[i];
-        vs[i] = ist[c->kp->i[i]];
+        vs[i] = ist[c->kp->transpose.perm[i]];
         same = same && (vs[i] == ost[i] || d[i] == 1);
     }
     if (strided && same && out_v >= 0 && c->vals[in].runtime) {
@@ -1188,10 +1188,10 @@ static bool fold_in_view(const struct veil__engine_ictx *c, size_t k, size_t r,
     dnnl_dims_t d, st;
     row_major_strides(r, c->vals[u].t.dims, ust);
     for (size_t i = 0; i < r; i++) {
-        if (ts->kp.i[i] < 0 || (size_t)ts->kp.i[i] >= r)
+        if (ts->kp.transpose.perm[i] < 0 || (size_t)ts->kp.transpose.perm[i] >= r)
             return false;
         d[i] = c->in[k].dims[i];
-        st[i] = ust[ts->kp.i[i]];
+        st[i] = ust[ts->kp.transpose.perm[i]];
     }
     *tnode = p;
     return dnnl_memory_desc_init_by_strides(md, (int)r, d, dnnl_f32, st) == dnnl_success;

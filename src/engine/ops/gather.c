@@ -108,7 +108,7 @@ veil_err veil__engine_gather_infer(struct veil__engine_ictx *c)
         c->out[0].dims[c->out[0].rank++] = ix->dims[d];
     for (size_t d = ax + 1; d < r; d++)
         c->out[0].dims[c->out[0].rank++] = c->in[0].dims[d];
-    c->kp->i[0] = (int64_t)ax;
+    c->kp->axis.axis = (int64_t)ax;
     return VEIL_OK;
 }
 
@@ -138,7 +138,7 @@ static void gather_range(void *ud, uint64_t lo, uint64_t hi)
 veil_err veil__engine_gather_exec(struct veil__engine_kctx *c,
                                   const struct veil__engine_kparams *kp)
 {
-    size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->in[0].dt);
+    size_t ax = (size_t)kp->axis.axis, es = veil_dtype_size(c->in[0].dt);
     uint64_t outer = 1, inner = 1;
     for (size_t d = 0; d < ax; d++)
         outer *= (uint64_t)c->in[0].dims[d];
@@ -160,7 +160,7 @@ veil_err veil__engine_gather_exec(struct veil__engine_kctx *c,
 
 /*
  * Checks data (input 0) against an index tensor of the same rank no larger than data off the
- * axis (so every position it names exists), and sets kp->i[0] to the axis.
+ * axis (so every position it names exists), and sets kp->scatter.axis to the axis.
  */
 static veil_err elements_check(struct veil__engine_ictx *c, const struct veil__engine_tv *ix)
 {
@@ -179,7 +179,7 @@ static veil_err elements_check(struct veil__engine_ictx *c, const struct veil__e
             return veil_errf(c->eb, VEIL_E_INVALID,
                              "indices dimension %zu (%lld) exceeds data's (%lld)", d,
                              (long long)ix->dims[d], (long long)c->in[0].dims[d]);
-    c->kp->i[0] = (int64_t)ax;
+    c->kp->scatter.axis = (int64_t)ax;
     return VEIL_OK;
 }
 
@@ -243,7 +243,7 @@ static void gather_elements_range(void *ud, uint64_t lo, uint64_t hi)
 veil_err veil__engine_gather_elements_exec(struct veil__engine_kctx *c,
                                            const struct veil__engine_kparams *kp)
 {
-    size_t ax = (size_t)kp->i[0];
+    size_t ax = (size_t)kp->scatter.axis;
     struct elem_job j;
     veil_err rc = check_indices(&c->in[1], c->in[0].dims[ax], c->eb);
     if (rc != VEIL_OK)
@@ -263,7 +263,7 @@ veil_err veil__engine_scatter_elements_infer(struct veil__engine_ictx *c)
         memcmp(up->dims, ix->dims, ix->rank * sizeof(int64_t)) != 0)
         return veil_errf(c->eb, VEIL_E_INVALID,
                          "updates must match indices' shape and data's type");
-    if ((rc = reduction_of(c, c->in[0].dt, &c->kp->i[1])) != VEIL_OK)
+    if ((rc = reduction_of(c, c->in[0].dt, &c->kp->scatter.reduction)) != VEIL_OK)
         return rc;
     c->out[0] = c->in[0];
     return VEIL_OK;
@@ -272,7 +272,7 @@ veil_err veil__engine_scatter_elements_infer(struct veil__engine_ictx *c)
 veil_err veil__engine_scatter_elements_exec(struct veil__engine_kctx *c,
                                             const struct veil__engine_kparams *kp)
 {
-    size_t ax = (size_t)kp->i[0];
+    size_t ax = (size_t)kp->scatter.axis;
     struct elem_job j;
     veil_err rc = check_indices(&c->in[1], c->in[0].dims[ax], c->eb);
     if (rc != VEIL_OK)
@@ -282,10 +282,10 @@ veil_err veil__engine_scatter_elements_exec(struct veil__engine_kctx *c,
     /* In index order, so the last of duplicate indices wins as in ONNX's reference. */
     for (uint64_t t = 0; t < c->in[1].numel; t++) {
         uint64_t off = elem_off(&j, t);
-        if (kp->i[1] == RED_NONE)
+        if (kp->scatter.reduction == RED_NONE)
             memcpy(j.dst + off * j.es, (const uint8_t *)c->in[2].data + t * j.es, j.es);
         else
-            reduce_at(&c->out[0], off, &c->in[2], t, kp->i[1]);
+            reduce_at(&c->out[0], off, &c->in[2], t, kp->scatter.reduction);
     }
     return VEIL_OK;
 }
@@ -350,7 +350,7 @@ veil_err veil__engine_gather_nd_infer(struct veil__engine_ictx *c)
         c->out[0].dims[c->out[0].rank++] = ix->dims[i];
     for (size_t i = (size_t)(b + k); i < r; i++)
         c->out[0].dims[c->out[0].rank++] = d->dims[i];
-    c->kp->i[0] = b;
+    c->kp->gather_nd.batch_dims = b;
     return VEIL_OK;
 }
 
@@ -358,7 +358,7 @@ veil_err veil__engine_gather_nd_exec(struct veil__engine_kctx *c,
                                      const struct veil__engine_kparams *kp)
 {
     const struct veil__engine_tv *d = &c->in[0], *ix = &c->in[1];
-    size_t b = (size_t)kp->i[0], es = veil_dtype_size(d->dt);
+    size_t b = (size_t)kp->gather_nd.batch_dims, es = veil_dtype_size(d->dt);
     uint64_t k = (uint64_t)ix->dims[ix->rank - 1];
     int64_t st[VEIL__ENGINE_RANK];
     veil_err rc = check_tuples(d, ix, b, c->eb);
@@ -397,7 +397,7 @@ veil_err veil__engine_scatter_nd_infer(struct veil__engine_ictx *c)
     if (!ok)
         return veil_errf(c->eb, VEIL_E_INVALID,
                          "updates must have shape indices[:-1] + data[k:] and data's type");
-    veil_err rc = reduction_of(c, d->dt, &c->kp->i[1]);
+    veil_err rc = reduction_of(c, d->dt, &c->kp->scatter.reduction);
     if (rc != VEIL_OK)
         return rc;
     c->out[0] = *d;
@@ -420,14 +420,14 @@ veil_err veil__engine_scatter_nd_exec(struct veil__engine_kctx *c,
     uint64_t tuples = veil__engine_numel(ix->dims, ix->rank - 1);
     for (uint64_t g = 0; g < tuples; g++) {
         uint64_t off = tuple_off(ix, g, k, d->dims, st);
-        if (kp->i[1] == RED_NONE) {
+        if (kp->scatter.reduction == RED_NONE) {
             if (slice > 0)
                 memcpy((uint8_t *)c->out[0].data + off * es,
                        (const uint8_t *)up->data + g * slice * es, (size_t)(slice * es));
             continue;
         }
         for (uint64_t s = 0; s < slice; s++)
-            reduce_at(&c->out[0], off + s, up, g * slice + s, kp->i[1]);
+            reduce_at(&c->out[0], off + s, up, g * slice + s, kp->scatter.reduction);
     }
     return VEIL_OK;
 }
@@ -457,8 +457,8 @@ veil_err veil__engine_onehot_infer(struct veil__engine_ictx *c)
     c->out[0].rank = r + 1;
     for (size_t i = 0, k = 0; i <= r; i++)
         c->out[0].dims[i] = i == ax ? depth : ix->dims[k++];
-    c->kp->i[0] = (int64_t)ax;
-    c->kp->i[1] = depth;
+    c->kp->onehot.axis = (int64_t)ax;
+    c->kp->onehot.depth = depth;
     return VEIL_OK;
 }
 
@@ -466,8 +466,8 @@ veil_err veil__engine_onehot_exec(struct veil__engine_kctx *c,
                                   const struct veil__engine_kparams *kp)
 {
     const struct veil__engine_tv *ix = &c->in[0];
-    size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->out[0].dt);
-    int64_t depth = kp->i[1];
+    size_t ax = (size_t)kp->onehot.axis, es = veil_dtype_size(c->out[0].dt);
+    int64_t depth = kp->onehot.depth;
     const uint8_t *off = c->in[2].data, *on = off + es;
     uint8_t *y = c->out[0].data;
     uint64_t inner = veil__engine_numel(ix->dims + ax, ix->rank - ax);

@@ -257,7 +257,7 @@ veil_err veil__engine_resize_infer(struct veil__engine_ictx *c)
         return veil_errf(c->eb, VEIL_E_NOMEM, "no memory for Resize tables");
     veil_free(c->kp->ptr);
     c->kp->ptr = tab;
-    c->kp->f[0] = ext;
+    c->kp->resize.extrapolation = ext;
     for (size_t i = 0; i < r; i++) {
         int64_t in = c->in[0].dims[i], out = c->out[0].dims[i];
         struct resize_cfg ax = cf;
@@ -333,7 +333,7 @@ veil_err veil__engine_resize_exec(struct veil__engine_kctx *c,
     j.y = c->out[0].data;
     j.r = c->in[0].rank;
     j.odims = c->out[0].dims;
-    j.ext = kp->f[0];
+    j.ext = kp->resize.extrapolation;
     veil__engine_strides_of(c->in[0].dims, j.r, j.ist);
     for (size_t i = 0; i < j.r; i++) {
         j.tabs[i] = t;

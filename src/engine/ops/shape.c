@@ -26,7 +26,7 @@ veil_err veil__engine_shape_infer(struct veil__engine_ictx *c)
     end = end < 0 ? 0 : end > r ? r : end;
     if (end < start)
         end = start;
-    c->kp->i[0] = start;
+    c->kp->shape.start = start;
     c->out[0].dt = VEIL_DT_INT64;
     c->out[0].rank = 1;
     c->out[0].dims[0] = end - start;
@@ -36,7 +36,7 @@ veil_err veil__engine_shape_infer(struct veil__engine_ictx *c)
 veil_err veil__engine_shape_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     for (int64_t i = 0; i < c->out[0].dims[0]; i++)
-        ((int64_t *)c->out[0].data)[i] = c->in[0].dims[kp->i[0] + i];
+        ((int64_t *)c->out[0].data)[i] = c->in[0].dims[kp->shape.start + i];
     return VEIL_OK;
 }
 
@@ -247,7 +247,7 @@ veil_err veil__engine_transpose_infer(struct veil__engine_ictx *c)
         return rc;
     c->out[0] = c->in[0];
     for (size_t i = 0; i < r; i++) {
-        c->kp->i[i] = (int64_t)perm[i];
+        c->kp->transpose.perm[i] = (int64_t)perm[i];
         c->out[0].dims[i] = c->in[0].dims[perm[i]];
     }
     return VEIL_OK;
@@ -266,7 +266,7 @@ veil_err veil__engine_transpose_exec(struct veil__engine_kctx *c,
     j.base = 0;
     for (size_t i = 0; i < j.r; i++) {
         j.dims[i] = c->out[0].dims[i];
-        j.ist[i] = st[kp->i[i]];
+        j.ist[i] = st[kp->transpose.perm[i]];
     }
     strided_run(&j, &c->out[0]);
     return VEIL_OK;
@@ -313,7 +313,7 @@ veil_err veil__engine_slice_infer(struct veil__engine_ictx *c)
     int64_t base = 0;
     bool seen[VEIL__ENGINE_RANK] = {false};
     for (size_t i = 0; i < r; i++)
-        c->kp->v[0][i] = st[i];
+        c->kp->slice.strides[i] = st[i];
     for (size_t i = 0; i < ns; i++) {
         size_t ax;
         if ((rc = veil__engine_norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
@@ -343,9 +343,9 @@ veil_err veil__engine_slice_infer(struct veil__engine_ictx *c)
         c->out[0].dims[ax] = len;
         if (len > 0)
             base += s * st[ax];
-        c->kp->v[0][ax] = st[ax] * step;
+        c->kp->slice.strides[ax] = st[ax] * step;
     }
-    c->kp->i[0] = base;
+    c->kp->slice.base = base;
     return VEIL_OK;
 }
 
@@ -356,10 +356,10 @@ veil_err veil__engine_slice_exec(struct veil__engine_kctx *c, const struct veil_
     j.out = c->out[0].data;
     j.es = veil_dtype_size(c->in[0].dt);
     j.r = c->in[0].rank;
-    j.base = kp->i[0];
+    j.base = kp->slice.base;
     for (size_t i = 0; i < j.r; i++) {
         j.dims[i] = c->out[0].dims[i];
-        j.ist[i] = kp->v[0][i];
+        j.ist[i] = kp->slice.strides[i];
     }
     strided_run(&j, &c->out[0]);
     return VEIL_OK;
@@ -386,14 +386,14 @@ veil_err veil__engine_concat_infer(struct veil__engine_ictx *c)
         total += c->in[i].dims[ax];
     }
     c->out[0].dims[ax] = total;
-    c->kp->i[0] = (int64_t)ax;
+    c->kp->axis.axis = (int64_t)ax;
     return VEIL_OK;
 }
 
 veil_err veil__engine_concat_exec(struct veil__engine_kctx *c,
                                   const struct veil__engine_kparams *kp)
 {
-    size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->out[0].dt);
+    size_t ax = (size_t)kp->axis.axis, es = veil_dtype_size(c->out[0].dt);
     uint64_t outer = 1, inner = 1;
     for (size_t d = 0; d < ax; d++)
         outer *= (uint64_t)c->out[0].dims[d];
@@ -458,13 +458,13 @@ veil_err veil__engine_split_infer(struct veil__engine_ictx *c)
     if (total != c->in[0].dims[ax])
         return veil_errf(c->eb, VEIL_E_INVALID, "splits sum to %lld, dimension is %lld",
                          (long long)total, (long long)c->in[0].dims[ax]);
-    c->kp->i[0] = (int64_t)ax;
+    c->kp->axis.axis = (int64_t)ax;
     return VEIL_OK;
 }
 
 veil_err veil__engine_split_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
-    size_t ax = (size_t)kp->i[0], es = veil_dtype_size(c->in[0].dt);
+    size_t ax = (size_t)kp->axis.axis, es = veil_dtype_size(c->in[0].dt);
     uint64_t outer = 1, inner = 1;
     for (size_t d = 0; d < ax; d++)
         outer *= (uint64_t)c->in[0].dims[d];
@@ -485,28 +485,31 @@ veil_err veil__engine_split_exec(struct veil__engine_kctx *c, const struct veil_
 
 /* ---- Constant, ConstantOfShape, Range ---- */
 
+/* Where a Constant's value comes from (kp->constant.kind when kp->constant.value < 0). */
+enum { CONST_TENSOR, CONST_FLOAT, CONST_INT, CONST_FLOATS, CONST_INTS };
+
 veil_err veil__engine_constant_infer(struct veil__engine_ictx *c)
 {
     const struct veil__engine_attr *a;
-    c->kp->i[0] = -1;
+    c->kp->constant.value = -1;
     if ((a = veil__engine_attr_typed(c->n, "value", VEIL_ONNX_ATTR_TENSOR)) != NULL &&
         a->tensor >= 0) {
         c->out[0] = c->g->values[a->tensor].c;
-        c->kp->i[0] = a->tensor;
+        c->kp->constant.value = a->tensor;
         return VEIL_OK;
     }
     if ((a = veil__engine_attr_typed(c->n, "value_float", VEIL_ONNX_ATTR_FLOAT)) != NULL) {
         c->out[0].dt = VEIL_DT_FLOAT;
         c->out[0].rank = 0;
-        c->kp->f[0] = a->f;
-        c->kp->i[1] = 1;
+        c->kp->constant.f = a->f;
+        c->kp->constant.kind = CONST_FLOAT;
         return VEIL_OK;
     }
     if ((a = veil__engine_attr_typed(c->n, "value_int", VEIL_ONNX_ATTR_INT)) != NULL) {
         c->out[0].dt = VEIL_DT_INT64;
         c->out[0].rank = 0;
-        c->kp->i[2] = a->i;
-        c->kp->i[1] = 2;
+        c->kp->constant.i = a->i;
+        c->kp->constant.kind = CONST_INT;
         return VEIL_OK;
     }
     if ((a = veil__engine_attr_typed(c->n, "value_floats", VEIL_ONNX_ATTR_FLOATS)) != NULL ||
@@ -514,7 +517,7 @@ veil_err veil__engine_constant_infer(struct veil__engine_ictx *c)
         c->out[0].dt = a->type == VEIL_ONNX_ATTR_FLOATS ? VEIL_DT_FLOAT : VEIL_DT_INT64;
         c->out[0].rank = 1;
         c->out[0].dims[0] = (int64_t)a->n;
-        c->kp->i[1] = a->type == VEIL_ONNX_ATTR_FLOATS ? 3 : 4;
+        c->kp->constant.kind = a->type == VEIL_ONNX_ATTR_FLOATS ? CONST_FLOATS : CONST_INTS;
         return VEIL_OK;
     }
     return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Constant without a supported value attribute");
@@ -524,19 +527,21 @@ veil_err veil__engine_constant_exec(struct veil__engine_kctx *c,
                                     const struct veil__engine_kparams *kp)
 {
     size_t nbytes = (size_t)c->out[0].numel * veil_dtype_size(c->out[0].dt);
-    if (kp->i[0] >= 0) {
+    if (kp->constant.value >= 0) {
         if (nbytes > 0)
-            memcpy(c->out[0].data, c->g->values[kp->i[0]].c.data, nbytes);
-    } else if (kp->i[1] == 1) {
-        *(float *)c->out[0].data = kp->f[0];
-    } else if (kp->i[1] == 2) {
-        *(int64_t *)c->out[0].data = kp->i[2];
+            memcpy(c->out[0].data, c->g->values[kp->constant.value].c.data, nbytes);
+    } else if (kp->constant.kind == CONST_FLOAT) {
+        *(float *)c->out[0].data = kp->constant.f;
+    } else if (kp->constant.kind == CONST_INT) {
+        *(int64_t *)c->out[0].data = kp->constant.i;
     } else {
-        const struct veil__engine_attr *a =
-            veil__engine_attr_typed(c->n, kp->i[1] == 3 ? "value_floats" : "value_ints",
-                                    kp->i[1] == 3 ? VEIL_ONNX_ATTR_FLOATS : VEIL_ONNX_ATTR_INTS);
+        const struct veil__engine_attr *a = veil__engine_attr_typed(
+            c->n, kp->constant.kind == CONST_FLOATS ? "value_floats" : "value_ints",
+            kp->constant.kind == CONST_FLOATS ? VEIL_ONNX_ATTR_FLOATS : VEIL_ONNX_ATTR_INTS);
         if (nbytes > 0)
-            memcpy(c->out[0].data, kp->i[1] == 3 ? (const void *)a->floats : (const void *)a->ints,
+            memcpy(c->out[0].data,
+                   kp->constant.kind == CONST_FLOATS ? (const void *)a->floats
+                                                     : (const void *)a->ints,
                    nbytes);
     }
     return VEIL_OK;
@@ -552,13 +557,13 @@ veil_err veil__engine_constant_of_shape_infer(struct veil__engine_ictx *c)
     const struct veil__engine_attr *a =
         veil__engine_attr_typed(c->n, "value", VEIL_ONNX_ATTR_TENSOR);
     c->out[0].dt = VEIL_DT_FLOAT;
-    c->kp->i[0] = -1;
+    c->kp->constant.value = -1;
     if (a != NULL && a->tensor >= 0) {
         const struct veil__engine_tv *t = &c->g->values[a->tensor].c;
         if (t->numel != 1)
             return veil_errf(c->eb, VEIL_E_INVALID, "value must have one element");
         c->out[0].dt = t->dt;
-        c->kp->i[0] = a->tensor;
+        c->kp->constant.value = a->tensor;
     }
     c->out[0].rank = n;
     for (size_t i = 0; i < n; i++) {
@@ -574,7 +579,7 @@ veil_err veil__engine_constant_of_shape_exec(struct veil__engine_kctx *c,
 {
     size_t es = veil_dtype_size(c->out[0].dt);
     uint8_t zero[8] = {0};
-    const uint8_t *v = kp->i[0] >= 0 ? c->g->values[kp->i[0]].c.data : zero;
+    const uint8_t *v = kp->constant.value >= 0 ? c->g->values[kp->constant.value].c.data : zero;
     for (uint64_t i = 0; i < c->out[0].numel; i++)
         memcpy((uint8_t *)c->out[0].data + i * es, v, es);
     return VEIL_OK;
@@ -619,6 +624,8 @@ veil_err veil__engine_range_exec(struct veil__engine_kctx *c, const struct veil_
 
 /* ---- Pad ---- */
 
+enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE };
+
 veil_err veil__engine_pad_infer(struct veil__engine_ictx *c)
 {
     size_t r = c->in[0].rank, n;
@@ -626,11 +633,11 @@ veil_err veil__engine_pad_infer(struct veil__engine_ictx *c)
     veil_err rc;
     const char *mode = veil__engine_attr_s(c->n, "mode", "constant");
     if (strcmp(mode, "constant") == 0)
-        c->kp->i[0] = 0;
+        c->kp->pad.mode = PAD_CONSTANT;
     else if (strcmp(mode, "reflect") == 0)
-        c->kp->i[0] = 1;
+        c->kp->pad.mode = PAD_REFLECT;
     else if (strcmp(mode, "edge") == 0)
-        c->kp->i[0] = 2;
+        c->kp->pad.mode = PAD_EDGE;
     else
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "mode '%s'", mode);
     if (!veil__engine_has_input(c, 1))
@@ -646,24 +653,24 @@ veil_err veil__engine_pad_infer(struct veil__engine_ictx *c)
         int64_t d = c->in[0].dims[i] + pads[i] + pads[i + r];
         if (d < 0 || pads[i] > (1 << 24) || pads[i + r] > (1 << 24))
             return veil_errf(c->eb, VEIL_E_INVALID, "pads give a negative or huge dimension");
-        if (c->kp->i[0] != 0 && (pads[i] < 0 || pads[i + r] < 0))
+        if (c->kp->pad.mode != PAD_CONSTANT && (pads[i] < 0 || pads[i + r] < 0))
             return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "negative pads in mode '%s'", mode);
-        if (c->kp->i[0] == 1 && d != c->in[0].dims[i] &&
+        if (c->kp->pad.mode == PAD_REFLECT && d != c->in[0].dims[i] &&
             (pads[i] >= c->in[0].dims[i] || pads[i + r] >= c->in[0].dims[i]))
             return veil_errf(c->eb, VEIL_E_INVALID, "reflect pads must be below the dimension");
-        if (c->kp->i[0] == 2 && d != c->in[0].dims[i] && c->in[0].dims[i] == 0)
+        if (c->kp->pad.mode == PAD_EDGE && d != c->in[0].dims[i] && c->in[0].dims[i] == 0)
             return veil_errf(c->eb, VEIL_E_INVALID, "edge padding of an empty dimension");
         c->out[0].dims[i] = d;
-        c->kp->v[0][i] = pads[i];
+        c->kp->pad.begin[i] = pads[i];
     }
-    c->kp->f[0] = 0.0f;
+    c->kp->pad.fill_f = 0.0f;
     if (veil__engine_has_input(c, 2)) {
         if (c->in[2].data == NULL || c->in[2].numel != 1 || c->in[2].dt != c->in[0].dt)
             return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
                              "constant_value must be a constant "
                              "scalar of the input's type");
-        c->kp->f[0] = (float)veil__engine_get_f64(&c->in[2], 0);
-        c->kp->i[1] = veil__engine_get_i64(&c->in[2], 0);
+        c->kp->pad.fill_f = (float)veil__engine_get_f64(&c->in[2], 0);
+        c->kp->pad.fill_i = veil__engine_get_i64(&c->in[2], 0);
     }
     return VEIL_OK;
 }
@@ -676,23 +683,23 @@ veil_err veil__engine_pad_exec(struct veil__engine_kctx *c, const struct veil__e
     uint8_t cval[8] = {0};
     struct veil__engine_tv cv = {c->in[0].dt, 0, {0}, 1, cval};
     if (c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE)
-        veil__engine_set_f64(&cv, 0, kp->f[0]);
+        veil__engine_set_f64(&cv, 0, kp->pad.fill_f);
     else
-        veil__engine_set_i64(&cv, 0, kp->i[1]);
+        veil__engine_set_i64(&cv, 0, kp->pad.fill_i);
     for (uint64_t o = 0; o < c->out[0].numel; o++) {
         uint64_t q = o;
         int64_t off = 0;
         bool outside = false;
         for (size_t i = r; i-- > 0;) {
             int64_t d = c->in[0].dims[i];
-            int64_t x = (int64_t)(q % (uint64_t)c->out[0].dims[i]) - kp->v[0][i];
+            int64_t x = (int64_t)(q % (uint64_t)c->out[0].dims[i]) - kp->pad.begin[i];
             q /= (uint64_t)c->out[0].dims[i];
             if (x < 0 || x >= d) {
-                if (kp->i[0] == 0) {
+                if (kp->pad.mode == PAD_CONSTANT) {
                     outside = true;
                     break;
                 }
-                if (kp->i[0] == 1) {
+                if (kp->pad.mode == PAD_REFLECT) {
                     if (d == 1)
                         x = 0;
                     while (x < 0 || x >= d)
@@ -786,7 +793,7 @@ veil_err veil__engine_trilu_infer(struct veil__engine_ictx *c)
         return veil_errf(c->eb, VEIL_E_INVALID, "input must have rank 2 or more");
     if (veil__engine_has_input(c, 1) && (c->in[1].dt != VEIL_DT_INT64 || c->in[1].numel != 1))
         return veil_errf(c->eb, VEIL_E_INVALID, "k must be one int64");
-    c->kp->i[0] = veil__engine_attr_i(c->n, "upper", 1) != 0;
+    c->kp->trilu.upper = veil__engine_attr_i(c->n, "upper", 1) != 0;
     c->out[0] = c->in[0];
     return VEIL_OK;
 }
@@ -822,7 +829,7 @@ veil_err veil__engine_trilu_exec(struct veil__engine_kctx *c, const struct veil_
     size_t r = c->in[0].rank;
     struct trilu_job j = {c->in[0].data,        c->out[0].data,       veil_dtype_size(c->in[0].dt),
                           c->in[0].dims[r - 2], c->in[0].dims[r - 1], 0,
-                          kp->i[0] != 0};
+                          kp->trilu.upper};
     if (c->out[0].numel == 0)
         return VEIL_OK;
     if (c->n_in > 1 && c->n->in[1] >= 0)
@@ -849,11 +856,11 @@ static veil_err blocksize_of(struct veil__engine_ictx *c, int64_t *b)
     return VEIL_OK;
 }
 
-/* kp->v[0] = the output viewed as 6-D, kp->v[1] = the input strides that each axis walks. */
+/* The output viewed as 6-D, and the input strides that each of its axes walks. */
 static void set_view6(struct veil__engine_kparams *kp, const int64_t *dims, const int64_t *st)
 {
-    memcpy(kp->v[0], dims, 6 * sizeof(int64_t));
-    memcpy(kp->v[1], st, 6 * sizeof(int64_t));
+    memcpy(kp->view6.dims, dims, 6 * sizeof(int64_t));
+    memcpy(kp->view6.strides, st, 6 * sizeof(int64_t));
 }
 
 veil_err veil__engine_depth_to_space_infer(struct veil__engine_ictx *c)
@@ -918,8 +925,8 @@ veil_err veil__engine_depth_space_exec(struct veil__engine_kctx *c,
     j.es = veil_dtype_size(c->in[0].dt);
     j.r = 6;
     j.base = 0;
-    memcpy(j.dims, kp->v[0], 6 * sizeof(int64_t));
-    memcpy(j.ist, kp->v[1], 6 * sizeof(int64_t));
+    memcpy(j.dims, kp->view6.dims, 6 * sizeof(int64_t));
+    memcpy(j.ist, kp->view6.strides, 6 * sizeof(int64_t));
     strided_run(&j, &c->out[0]);
     return VEIL_OK;
 }
@@ -947,8 +954,8 @@ veil_err veil__engine_cumsum_infer(struct veil__engine_ictx *c)
         if (rc != VEIL_OK)
             return rc;
     }
-    c->kp->i[0] = veil__engine_attr_i(c->n, "exclusive", 0) != 0;
-    c->kp->i[1] = veil__engine_attr_i(c->n, "reverse", 0) != 0;
+    c->kp->cumsum.exclusive = veil__engine_attr_i(c->n, "exclusive", 0) != 0;
+    c->kp->cumsum.reverse = veil__engine_attr_i(c->n, "reverse", 0) != 0;
     c->out[0] = c->in[0];
     return VEIL_OK;
 }
@@ -1001,8 +1008,8 @@ veil_err veil__engine_cumsum_exec(struct veil__engine_kctx *c,
                            &c->out[0],
                            (uint64_t)c->in[0].dims[ax],
                            veil__engine_numel(c->in[0].dims + ax + 1, c->in[0].rank - ax - 1),
-                           kp->i[0] != 0,
-                           kp->i[1] != 0};
+                           kp->cumsum.exclusive,
+                           kp->cumsum.reverse};
     if (c->out[0].numel == 0)
         return VEIL_OK;
     veil__engine_parallel(c->out[0].numel / j.len, 1 + 16384 / j.len, cumsum_range, &j);
@@ -1028,7 +1035,7 @@ veil_err veil__engine_eyelike_infer(struct veil__engine_ictx *c)
                          (int)dt);
     c->out[0] = c->in[0];
     c->out[0].dt = dt;
-    c->kp->i[0] = veil__engine_attr_i(c->n, "k", 0);
+    c->kp->eyelike.k = veil__engine_attr_i(c->n, "k", 0);
     return VEIL_OK;
 }
 
@@ -1036,7 +1043,7 @@ veil_err veil__engine_eyelike_exec(struct veil__engine_kctx *c,
                                    const struct veil__engine_kparams *kp)
 {
     struct veil__engine_tv *y = &c->out[0];
-    int64_t rows = y->dims[0], cols = y->dims[1], k = kp->i[0];
+    int64_t rows = y->dims[0], cols = y->dims[1], k = kp->eyelike.k;
     size_t es = veil_dtype_size(y->dt);
     if (y->numel > 0)
         memset(y->data, 0, (size_t)y->numel * es);
