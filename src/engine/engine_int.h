@@ -203,9 +203,13 @@ struct veil__engine_kctx {
 };
 
 /*
- * Kernel parameters, by operator: what infer and prepare decide at plan time and exec reads.
- * Each operator reads and writes only its own member of the union (a prepare of ops/dnnl.c
- * writes the member of the operator it prepares), and a step's parameters start zeroed.
+ * Kernel parameters, by operator: what infer and prepare decide at plan time and exec reads,
+ * one struct per operator or group of operators, members of the union in struct
+ * veil__engine_kparams. A step's parameters start zeroed, and each operator reads and writes
+ * only its own member: a prepare of ops/dnnl.c writes the member of the operator it prepares,
+ * kernels that read through a Transpose read its transpose member, and the fused attention
+ * replaces the first MatMul's matmul member by its attention member once it takes the chain
+ * over. A new operator adds its struct here and its member to the union.
  */
 
 /* Unary math and activations (ops/elementwise.c). */
@@ -320,15 +324,119 @@ struct veil__engine_kp_resize {
     float extrapolation; /* extrapolation_value of tf_crop_and_resize */
 };
 
-/* Kernel parameters decided at plan time, read by exec. */
+/* Reductions (ops/nn.c). */
+struct veil__engine_kp_reduce {
+    int64_t kind;                       /* the reduction (an enum of ops/nn.c) */
+    int64_t reduced[VEIL__ENGINE_RANK]; /* per input axis: 1 when it is reduced */
+};
+
+/* LayerNormalization (ops/nn.c). */
+struct veil__engine_kp_layernorm {
+    int64_t axis; /* the first normalised axis, normalised to [0, rank) */
+    float eps;
+};
+
+/* ArgMax and ArgMin (ops/nn.c). */
+struct veil__engine_kp_argmax {
+    int64_t axis;
+    bool select_last; /* select_last_index */
+    bool min;         /* ArgMin */
+};
+
+/* TopK (ops/nn.c). */
+struct veil__engine_kp_topk {
+    int64_t axis, k;
+    bool largest;
+};
+
+/* BatchNormalization (ops/nn.c). */
+struct veil__engine_kp_batchnorm {
+    float eps;
+};
+
+/* InstanceNormalization and MeanVarianceNormalization (ops/nn.c). */
+struct veil__engine_kp_norm {
+    bool instance; /* InstanceNormalization: scale and bias per channel */
+    float eps;
+    int64_t reduced[VEIL__ENGINE_RANK]; /* per input axis: 1 when the statistics span it */
+};
+
+/* LRN (ops/nn.c). */
+struct veil__engine_kp_lrn {
+    int64_t size;
+    float alpha, beta, bias;
+};
+
+/* GlobalAveragePool and GlobalMaxPool (ops/nn.c). */
+struct veil__engine_kp_global_pool {
+    bool max;
+};
+
+/*
+ * The window of a pooling or a convolution over sp spatial axes, from the attributes
+ * (veil__engine_pool_geometry, ops/nn.c).
+ */
+struct veil__engine_kp_window {
+    int64_t kernel[VEIL__ENGINE_RANK];
+    int64_t strides[VEIL__ENGINE_RANK];
+    int64_t pads[2 * VEIL__ENGINE_RANK]; /* sp begin pads, then sp end pads */
+    int64_t dilations[VEIL__ENGINE_RANK];
+};
+
+/* MaxPool and AveragePool (ops/nn.c; MaxPool's oneDNN prepare in ops/dnnl.c). */
+struct veil__engine_kp_pool {
+    struct veil__engine_kp_window window;
+    bool max;               /* MaxPool */
+    bool count_include_pad; /* AveragePool */
+    bool indices;           /* MaxPool's second output is wanted */
+    bool storage_order;     /* its indices column-major within each plane */
+};
+
+/* Conv and ConvTranspose (ops/dnnl.c). */
+struct veil__engine_kp_conv {
+    struct veil__engine_kp_window window;
+    int64_t group;
+    int64_t out_channels;
+};
+
+/*
+ * MatMul (ops/dnnl.c): A [batch..., M, K] times B [batch..., K, N], both batch shapes padded
+ * to batch_rank with leading 1s and broadcast to batch.
+ */
+struct veil__engine_kp_matmul {
+    int64_t m, k, n;
+    int64_t batch_rank;
+    int64_t a_batch[VEIL__ENGINE_RANK], b_batch[VEIL__ENGINE_RANK], batch[VEIL__ENGINE_RANK];
+};
+
+/* Gemm (ops/dnnl.c). */
+struct veil__engine_kp_gemm {
+    int64_t m, k, n;
+    bool trans_a, trans_b;
+    float alpha, beta;
+};
+
+/*
+ * The fused attention (ops/attention.c), in the parameters of the MatMul step that runs it.
+ * Operands are 4-D views [batch, heads, rows, columns], missing leading dims 1.
+ */
+struct veil__engine_kp_attention {
+    int64_t b, h, sq, sk, d, dv;
+    int64_t threads;         /* the team size the scratch was sized for */
+    int64_t per_thread;      /* scratch bytes per thread */
+    int64_t mask;            /* which mask is read (an enum of ops/attention.c) */
+    int64_t mask_strides[4]; /* the mask's element strides against the scores */
+    int64_t isa;             /* enum veil__engine_vec_isa: the kernels to run */
+    bool scores_first;       /* a run-time Where mask: the scores are its second input */
+    float scale;
+    float fill; /* a Where's fill value */
+    /* Element strides of Q [B,H,Sq,D], K^T [B,H,D,Sk], V [B,H,Sk,Dv] and O [B,H,Sq,Dv]. */
+    int64_t q_strides[4], k_strides[4], v_strides[4], o_strides[4];
+};
+
+/* Kernel parameters decided at plan time, read by exec (see above). */
 struct veil__engine_kparams {
     union {
-        /* Positional slots of the operators not yet given named parameters. */
-        struct {
-            int64_t i[16];
-            float f[8];
-            int64_t v[4][VEIL__ENGINE_RANK * 2];
-        };
         struct veil__engine_kp_unary unary;
         struct veil__engine_kp_binary binary;
         struct veil__engine_kp_variadic variadic;
@@ -346,6 +454,19 @@ struct veil__engine_kparams {
         struct veil__engine_kp_gather_nd gather_nd;
         struct veil__engine_kp_onehot onehot;
         struct veil__engine_kp_resize resize;
+        struct veil__engine_kp_reduce reduce;
+        struct veil__engine_kp_layernorm layernorm;
+        struct veil__engine_kp_argmax argmax;
+        struct veil__engine_kp_topk topk;
+        struct veil__engine_kp_batchnorm batchnorm;
+        struct veil__engine_kp_norm norm;
+        struct veil__engine_kp_lrn lrn;
+        struct veil__engine_kp_global_pool global_pool;
+        struct veil__engine_kp_pool pool;
+        struct veil__engine_kp_conv conv;
+        struct veil__engine_kp_matmul matmul;
+        struct veil__engine_kp_gemm gemm;
+        struct veil__engine_kp_attention attention;
     };
     void *ptr; /* op-specific prepared data owned by the step (veil_free) */
 };
@@ -810,14 +931,13 @@ veil_err veil__engine_mul_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng
 veil_err veil__engine_transpose_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
                                         struct veil__engine_step *st);
 /*
- * Fills kp->v[0] kernel, v[1] strides, v[2] pads (begin then end), v[3] dilations and the
- * output spatial dims of c->out[0] from the pooling or convolution attributes (auto_pad,
- * ceil_mode); kshape: the kernel's spatial dims for a Conv (is_conv), NULL for pooling
- * (kernel_shape). Defined with the pools (ops/nn.c), shared with Conv (ops/dnnl.c). Errors:
- * VEIL_E_INVALID (attributes inconsistent with the input).
+ * Fills the window w and the output spatial dims of c->out[0] from the pooling or
+ * convolution attributes (auto_pad, ceil_mode); kshape: the kernel's spatial dims for a Conv
+ * (is_conv), NULL for pooling (kernel_shape). Defined with the pools (ops/nn.c), shared with
+ * Conv (ops/dnnl.c). Errors: VEIL_E_INVALID (attributes inconsistent with the input).
  */
 veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
-                                    const int64_t *kshape, struct veil__engine_kparams *kp);
+                                    const int64_t *kshape, struct veil__engine_kp_window *w);
 
 /*
  * ---- Ops: the kernels of the registry's rows, by family file ----

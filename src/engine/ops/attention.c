@@ -30,32 +30,9 @@
 #define ATT_ROWS 128
 
 /*
- * Kernel parameters (kp): i[0..5] batch, heads, Sq, Sk, D, Dv (the operands as 4-D views
- * [batch, heads, rows, columns], missing leading dims 1); i[6] threads the scratch was sized
- * for; i[7] per-thread scratch bytes; i[8] which mask is read (MASK_*); i[9..12] the mask's
- * strides; i[13] the instruction set (enum veil__engine_vec_isa); i[14] see KP_SFIRST. v[0..3]:
- * element strides of Q [B,H,Sq,D], K^T [B,H,D,Sk], V [B,H,Sk,Dv] and O [B,H,Sq,Dv]. f[0]: the
- * scale; f[1]: a Where's fill.
- */
-enum {
-    KP_B,
-    KP_H,
-    KP_SQ,
-    KP_SK,
-    KP_D,
-    KP_DV,
-    KP_THREADS,
-    KP_PER_THREAD,
-    KP_MASK,
-    KP_MST,
-    KP_ISA = KP_MST + 4,
-    KP_SFIRST /* with MASK_COND: the scores are the Where's second input */
-};
-enum { SV_Q, SV_K, SV_V, SV_O };
-/*
- * i[KP_MASK]: no mask, a float mask value (the softmax's addend), one owned in kp->ptr (a
- * Where's constant condition made an addend), or a Where's run-time boolean condition, turned
- * into an addend row by row (fill in f[1]).
+ * kp->attention.mask: no mask, a float mask value (the softmax's addend), one owned in kp->ptr
+ * (a Where's constant condition made an addend), or a Where's run-time boolean condition,
+ * turned into an addend row by row (with kp->attention.fill).
  */
 enum { MASK_NONE, MASK_VALUE, MASK_OWNED, MASK_COND };
 
@@ -432,32 +409,32 @@ static veil_err attention_exec(struct veil__engine_kctx *c, const struct veil__e
     j.q = c->in[0].data;
     j.k = c->in[1].data;
     j.v = c->in[2].data;
-    j.mask = kp->i[KP_MASK] == MASK_OWNED   ? kp->ptr
-             : kp->i[KP_MASK] == MASK_VALUE ? c->in[3].data
-                                            : NULL;
-    j.cond = kp->i[KP_MASK] == MASK_COND ? c->in[3].data : NULL;
-    j.fill = kp->f[1];
-    j.scores_first = kp->i[KP_SFIRST] != 0;
+    j.mask = kp->attention.mask == MASK_OWNED   ? kp->ptr
+             : kp->attention.mask == MASK_VALUE ? c->in[3].data
+                                                : NULL;
+    j.cond = kp->attention.mask == MASK_COND ? c->in[3].data : NULL;
+    j.fill = kp->attention.fill;
+    j.scores_first = kp->attention.scores_first;
     j.o = c->in[4].data;
-    j.b = kp->i[KP_B];
-    j.h = kp->i[KP_H];
-    j.sq = kp->i[KP_SQ];
-    j.sk = kp->i[KP_SK];
-    j.d = kp->i[KP_D];
-    j.dv = kp->i[KP_DV];
-    j.qs = kp->v[SV_Q];
-    j.ks = kp->v[SV_K];
-    j.vs = kp->v[SV_V];
-    j.os = kp->v[SV_O];
-    j.ms = &kp->i[KP_MST];
-    j.scale = kp->f[0];
+    j.b = kp->attention.b;
+    j.h = kp->attention.h;
+    j.sq = kp->attention.sq;
+    j.sk = kp->attention.sk;
+    j.d = kp->attention.d;
+    j.dv = kp->attention.dv;
+    j.qs = kp->attention.q_strides;
+    j.ks = kp->attention.k_strides;
+    j.vs = kp->attention.v_strides;
+    j.os = kp->attention.o_strides;
+    j.ms = kp->attention.mask_strides;
+    j.scale = kp->attention.scale;
     j.scratch = c->sc->step_region;
-    j.per_thread = (size_t)kp->i[KP_PER_THREAD];
-    j.avx512 = kp->i[KP_ISA] == VEIL__ENGINE_VEC_AVX512;
+    j.per_thread = (size_t)kp->attention.per_thread;
+    j.avx512 = kp->attention.isa == VEIL__ENGINE_VEC_AVX512;
     uint64_t items = (uint64_t)(j.b * j.h) * (((uint64_t)j.sq + ATT_ROWS - 1) / ATT_ROWS);
     int nt = omp_get_max_threads();
-    if (nt > kp->i[KP_THREADS])
-        nt = (int)kp->i[KP_THREADS];
+    if (nt > kp->attention.threads)
+        nt = (int)kp->attention.threads;
     if ((uint64_t)nt > items)
         nt = (int)items;
     if (nt <= 1 || omp_in_parallel()) {
@@ -877,27 +854,27 @@ veil_err veil__engine_attention_prepare(struct veil__engine_ictx *c, struct veil
     int64_t d4[4];
     for (size_t i = 0; i < 4; i++)
         d4[i] = i < 4 - r ? 1 : q->dims[i - (4 - r)];
-    kp->i[KP_B] = d4[0];
-    kp->i[KP_H] = d4[1];
-    kp->i[KP_SQ] = sq;
-    kp->i[KP_SK] = sk;
-    kp->i[KP_D] = d;
-    kp->i[KP_DV] = dv;
-    kp->i[KP_THREADS] = threads;
-    kp->i[KP_PER_THREAD] = (int64_t)per_thread;
-    kp->i[KP_MASK] = wbuf != NULL     ? MASK_OWNED
-                     : wm.cond_v >= 0 ? MASK_COND
-                     : mask_v >= 0    ? MASK_VALUE
-                                      : MASK_NONE;
-    kp->i[KP_SFIRST] = wm.scores_first;
-    kp->f[1] = wm.fill;
-    memcpy(&kp->i[KP_MST], mst, sizeof(mst));
-    pad4(r, qv.st, kp->v[SV_Q]);
-    pad4(r, kv.st, kp->v[SV_K]);
-    pad4(r, vv.st, kp->v[SV_V]);
-    pad4(r, ost, kp->v[SV_O]);
-    kp->i[KP_ISA] = isa;
-    kp->f[0] = scale;
+    kp->attention.b = d4[0];
+    kp->attention.h = d4[1];
+    kp->attention.sq = sq;
+    kp->attention.sk = sk;
+    kp->attention.d = d;
+    kp->attention.dv = dv;
+    kp->attention.threads = threads;
+    kp->attention.per_thread = (int64_t)per_thread;
+    kp->attention.mask = wbuf != NULL     ? MASK_OWNED
+                         : wm.cond_v >= 0 ? MASK_COND
+                         : mask_v >= 0    ? MASK_VALUE
+                                          : MASK_NONE;
+    kp->attention.scores_first = wm.scores_first;
+    kp->attention.fill = wm.fill;
+    memcpy(kp->attention.mask_strides, mst, sizeof(mst));
+    pad4(r, qv.st, kp->attention.q_strides);
+    pad4(r, kv.st, kp->attention.k_strides);
+    pad4(r, vv.st, kp->attention.v_strides);
+    pad4(r, ost, kp->attention.o_strides);
+    kp->attention.isa = isa;
+    kp->attention.scale = scale;
     st->xexec = attention_exec;
     st->xval[0] = v_v;
     st->xval[1] = wm.cond_v >= 0 ? wm.cond_v : mask_v;

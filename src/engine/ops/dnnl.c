@@ -324,9 +324,6 @@ static veil_err residual_bind(const struct veil__engine_ictx *c, dnnl_engine_t e
 
 /* ---- Conv, ConvTranspose ---- */
 
-veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
-                                    const int64_t *kshape, struct veil__engine_kparams *kp);
-
 veil_err veil__engine_conv_infer(struct veil__engine_ictx *c)
 {
     bool tr = strcmp(c->n->op_type, "ConvTranspose") == 0;
@@ -350,10 +347,10 @@ veil_err veil__engine_conv_infer(struct veil__engine_ictx *c)
     if (veil__engine_has_input(c, 2) &&
         (c->in[2].dt != VEIL_DT_FLOAT || c->in[2].numel != (uint64_t)m))
         return veil_errf(c->eb, VEIL_E_INVALID, "bias must hold %lld floats", (long long)m);
-    c->kp->i[0] = group;
-    c->kp->i[1] = m;
+    c->kp->conv.group = group;
+    c->kp->conv.out_channels = m;
     if (!tr) {
-        veil_err rc = veil__engine_pool_geometry(c, true, &c->in[1].dims[2], c->kp);
+        veil_err rc = veil__engine_pool_geometry(c, true, &c->in[1].dims[2], &c->kp->conv.window);
         if (rc != VEIL_OK)
             return rc;
         c->out[0].dims[1] = m;
@@ -412,11 +409,11 @@ veil_err veil__engine_conv_infer(struct veil__engine_ictx *c)
         if (out < 0)
             return veil_errf(c->eb, VEIL_E_INVALID, "negative output size");
         c->out[0].dims[2 + i] = out;
-        c->kp->v[0][i] = k;
-        c->kp->v[1][i] = s;
-        c->kp->v[2][i] = pb;
-        c->kp->v[2][i + sp] = pe;
-        c->kp->v[3][i] = d;
+        c->kp->conv.window.kernel[i] = k;
+        c->kp->conv.window.strides[i] = s;
+        c->kp->conv.window.pads[i] = pb;
+        c->kp->conv.window.pads[i + sp] = pe;
+        c->kp->conv.window.dilations[i] = d;
     }
     return VEIL_OK;
 }
@@ -427,11 +424,11 @@ veil_err veil__engine_conv_prepare(struct veil__engine_ictx *c, dnnl_engine_t en
     veil_err rc = VEIL_E_INTERNAL;
     bool tr = strcmp(c->n->op_type, "ConvTranspose") == 0;
     size_t r = c->in[0].rank, sp = r - 2;
-    int64_t group = c->kp->i[0], m = c->kp->i[1];
+    int64_t group = c->kp->conv.group, m = c->kp->conv.out_channels;
     if (tr && c->n->n_post == 0 && c->n->add_in < 0) {
         bool dilated = false;
         for (size_t i = 0; i < sp; i++)
-            dilated = dilated || c->kp->v[3][i] > 1;
+            dilated = dilated || c->kp->conv.window.dilations[i] > 1;
         if (dilated)
             return VEIL_OK; /* the plain kernel follows ONNX exactly */
     }
@@ -490,14 +487,14 @@ veil_err veil__engine_conv_prepare(struct veil__engine_ictx *c, dnnl_engine_t en
     int64_t bd[1] = {m};
     plain_md(&bias, 1, bd);
     for (size_t i = 0; i < sp; i++) {
-        strides[i] = c->kp->v[1][i];
-        dil[i] = c->kp->v[3][i] - 1;
-        pl[i] = c->kp->v[2][i];
-        pr[i] = c->kp->v[2][i + sp];
+        strides[i] = c->kp->conv.window.strides[i];
+        dil[i] = c->kp->conv.window.dilations[i] - 1;
+        pl[i] = c->kp->conv.window.pads[i];
+        pr[i] = c->kp->conv.window.pads[i + sp];
     }
     for (size_t i = 0; i < sp; i++) {
         /* oneDNN's right padding must match the sizes exactly (output_padding included). */
-        int64_t ek = (c->kp->v[0][i] - 1) * c->kp->v[3][i] + 1;
+        int64_t ek = (c->kp->conv.window.kernel[i] - 1) * c->kp->conv.window.dilations[i] + 1;
         int64_t big = tr ? c->out[0].dims[2 + i] : c->in[0].dims[2 + i];
         int64_t small = tr ? c->in[0].dims[2 + i] : c->out[0].dims[2 + i];
         pr[i] = (small - 1) * strides[i] + ek - big - pl[i];
@@ -522,7 +519,8 @@ veil_err veil__engine_conv_prepare(struct veil__engine_ictx *c, dnnl_engine_t en
     bool wino =
         pick && wconst && c->g->winograd && group == 1 && m % 16 == 0 && c->in[0].dims[1] % 16 == 0;
     for (size_t i = 0; wino && i < sp; i++)
-        wino = c->kp->v[0][i] == 3 && c->kp->v[1][i] == 1 && c->kp->v[3][i] == 1;
+        wino = c->kp->conv.window.kernel[i] == 3 && c->kp->conv.window.strides[i] == 1 &&
+               c->kp->conv.window.dilations[i] == 1;
     /*
      * 2-D convolutions choose channels-last activations (oneDNN's brgemm kernels), or 16-channel
      * blocks in models with grouped or Winograd convolutions, falling back to the other layout
@@ -697,14 +695,14 @@ veil_err veil__engine_pool_prepare(struct veil__engine_ictx *c, dnnl_engine_t en
             kernel[i] = in;
             pl[i] = pr[i] = 0;
         } else {
-            if (c->kp->v[3][i] != 1)
+            if (c->kp->pool.window.dilations[i] != 1)
                 return blocked_in ? veil_errf(c->eb, VEIL_E_UNSUPPORTED,
                                               "dilated pooling of a "
                                               "blocked input")
                                   : VEIL_OK;
-            strides[i] = c->kp->v[1][i];
-            kernel[i] = c->kp->v[0][i];
-            pl[i] = c->kp->v[2][i];
+            strides[i] = c->kp->pool.window.strides[i];
+            kernel[i] = c->kp->pool.window.kernel[i];
+            pl[i] = c->kp->pool.window.pads[i];
             pr[i] = (out - 1) * strides[i] + kernel[i] - in - pl[i];
         }
     }
@@ -951,7 +949,7 @@ veil_err veil__engine_mul_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng
 veil_err veil__engine_softmax_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
                                       struct veil__engine_step *st)
 {
-    bool last = c->kp->i[0] == (int64_t)c->out[0].rank - 1;
+    bool last = c->kp->axis.axis == (int64_t)c->out[0].rank - 1;
     /*
      * Softmax over the last axis runs on the vector row kernel (always with a fused addend;
      * otherwise where the CPU has AVX2 or AVX-512: about three times faster than oneDNN 2.6's
@@ -972,7 +970,7 @@ veil_err veil__engine_softmax_prepare(struct veil__engine_ictx *c, dnnl_engine_t
     veil_err rc = veil__engine_dnnl_err(
         dnnl_softmax_v2_forward_desc_init(&d, dnnl_forward_inference,
                                           log ? dnnl_softmax_log : dnnl_softmax_accurate, &md, &md,
-                                          (int)c->kp->i[0]),
+                                          (int)c->kp->axis.axis),
         "softmax descriptor", c->eb);
     if (rc != VEIL_OK)
         return rc;
@@ -1065,14 +1063,14 @@ static veil_err matmul_infer(struct veil__engine_ictx *c)
         c->out[0].dims[c->out[0].rank++] = pa.dims[pa.rank - 2];
     if (b->rank > 1)
         c->out[0].dims[c->out[0].rank++] = pb.dims[pb.rank - 1];
-    c->kp->i[0] = pa.dims[pa.rank - 2]; /* M */
-    c->kp->i[1] = k;
-    c->kp->i[2] = pb.dims[pb.rank - 1]; /* N */
-    c->kp->i[3] = (int64_t)br;
+    c->kp->matmul.m = pa.dims[pa.rank - 2]; /* M */
+    c->kp->matmul.k = k;
+    c->kp->matmul.n = pb.dims[pb.rank - 1]; /* N */
+    c->kp->matmul.batch_rank = (int64_t)br;
     for (size_t i = 0; i < br; i++) {
-        c->kp->v[0][i] = i + ba.rank >= br ? ba.dims[i + ba.rank - br] : 1;
-        c->kp->v[1][i] = i + bb.rank >= br ? bb.dims[i + bb.rank - br] : 1;
-        c->kp->v[2][i] = bd[i];
+        c->kp->matmul.a_batch[i] = i + ba.rank >= br ? ba.dims[i + ba.rank - br] : 1;
+        c->kp->matmul.b_batch[i] = i + bb.rank >= br ? bb.dims[i + bb.rank - br] : 1;
+        c->kp->matmul.batch[i] = bd[i];
     }
     if (c->n->add_in >= 0 || c->n->n_post > 0)
         return veil_errf(c->eb, VEIL_E_INTERNAL, "fusion without a primitive");
@@ -1127,21 +1125,21 @@ veil_err veil__engine_matmul_exec(struct veil__engine_kctx *c,
     struct mm_job j = {c->in[0].data,
                        c->in[1].data,
                        c->out[0].data,
-                       kp->i[0],
-                       kp->i[1],
-                       kp->i[2],
-                       kp->i[1],
+                       kp->matmul.m,
+                       kp->matmul.k,
+                       kp->matmul.n,
+                       kp->matmul.k,
                        1,
-                       kp->i[2],
+                       kp->matmul.n,
                        1,
-                       (size_t)kp->i[3],
-                       kp->v[0],
-                       kp->v[1],
-                       kp->v[2],
+                       (size_t)kp->matmul.batch_rank,
+                       kp->matmul.a_batch,
+                       kp->matmul.b_batch,
+                       kp->matmul.batch,
                        1.0f};
     uint64_t batches = 1;
     for (size_t d = 0; d < j.br; d++)
-        batches *= (uint64_t)kp->v[2][d];
+        batches *= (uint64_t)kp->matmul.batch[d];
     veil__engine_parallel(batches * (uint64_t)j.m, 4, mm_range, &j);
     if (c->n_in > 2 && c->n->in[2] >= 0) {
         /* A bias fused by the optimiser: one value per output column. */
@@ -1254,8 +1252,8 @@ veil_err veil__engine_matmul_prepare(struct veil__engine_ictx *c, dnnl_engine_t 
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     struct veil__engine_kstate *ks = NULL;
-    size_t br = (size_t)c->kp->i[3], r = br + 2;
-    int64_t m = c->kp->i[0], k = c->kp->i[1], n = c->kp->i[2];
+    size_t br = (size_t)c->kp->matmul.batch_rank, r = br + 2;
+    int64_t m = c->kp->matmul.m, k = c->kp->matmul.k, n = c->kp->matmul.n;
     int64_t ad[VEIL__ENGINE_RANK + 2], bd[VEIL__ENGINE_RANK + 2], od[VEIL__ENGINE_RANK + 2];
     dnnl_memory_desc_t a_md, b_md, o_md, bias_md, add_md;
     if (c->out[0].numel == 0)
@@ -1268,9 +1266,9 @@ veil_err veil__engine_matmul_prepare(struct veil__engine_ictx *c, dnnl_engine_t 
                    ? veil_errf(c->eb, VEIL_E_INTERNAL, "fusion without a primitive")
                    : VEIL_OK; /* the plain kernel handles these */
     for (size_t i = 0; i < br; i++) {
-        ad[i] = c->kp->v[0][i];
-        bd[i] = c->kp->v[1][i];
-        od[i] = c->kp->v[2][i];
+        ad[i] = c->kp->matmul.a_batch[i];
+        bd[i] = c->kp->matmul.b_batch[i];
+        od[i] = c->kp->matmul.batch[i];
     }
     /*
      * With a 2-D B (every batch dim of B is 1) the batches of A are rows of one big product:
@@ -1411,7 +1409,7 @@ veil_err veil__engine_matmul_infer_fused(struct veil__engine_ictx *c)
     if (rc != VEIL_OK)
         return rc;
     if (c->n_in > 2 && orig->in[2] >= 0) {
-        int64_t n = c->kp->i[2];
+        int64_t n = c->kp->matmul.n;
         if (c->in[2].dt != VEIL_DT_FLOAT || c->in[2].numel != (uint64_t)n || c->in[2].data == NULL)
             return veil_errf(c->eb, VEIL_E_INTERNAL, "fused bias must be a constant [N]");
     }
@@ -1442,30 +1440,30 @@ veil_err veil__engine_gemm_infer(struct veil__engine_ictx *c)
         if (rc != VEIL_OK || rr != 2 || dd[0] != m || dd[1] != n || c->in[2].dt != VEIL_DT_FLOAT)
             return veil_errf(c->eb, VEIL_E_INVALID, "C does not broadcast to [M, N]");
     }
-    c->kp->i[0] = m;
-    c->kp->i[1] = k;
-    c->kp->i[2] = n;
-    c->kp->i[3] = ta;
-    c->kp->i[4] = tb;
-    c->kp->f[0] = veil__engine_attr_f(c->n, "alpha", 1.0f);
-    c->kp->f[1] = veil__engine_attr_f(c->n, "beta", 1.0f);
+    c->kp->gemm.m = m;
+    c->kp->gemm.k = k;
+    c->kp->gemm.n = n;
+    c->kp->gemm.trans_a = ta;
+    c->kp->gemm.trans_b = tb;
+    c->kp->gemm.alpha = veil__engine_attr_f(c->n, "alpha", 1.0f);
+    c->kp->gemm.beta = veil__engine_attr_f(c->n, "beta", 1.0f);
     return VEIL_OK;
 }
 
 veil_err veil__engine_gemm_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
-    int64_t m = kp->i[0], k = kp->i[1], n = kp->i[2];
-    bool ta = kp->i[3] != 0, tb = kp->i[4] != 0;
+    int64_t m = kp->gemm.m, k = kp->gemm.k, n = kp->gemm.n;
+    bool ta = kp->gemm.trans_a != 0, tb = kp->gemm.trans_b != 0;
     int64_t zero = 0;
     struct mm_job j = {c->in[0].data, c->in[1].data, c->out[0].data, m,          k, n,
                        ta ? 1 : k,    ta ? m : 1,    tb ? 1 : n,     tb ? k : 1, 0, &zero,
-                       &zero,         &zero,         kp->f[0]};
+                       &zero,         &zero,         kp->gemm.alpha};
     veil__engine_parallel((uint64_t)m, 4, mm_range, &j);
     if (c->n_in > 2 && c->n->in[2] >= 0) {
         const struct veil__engine_tv *cc = &c->in[2];
         int64_t c0 = cc->rank == 2 ? cc->dims[0] : 1;
         int64_t c1 = cc->rank >= 1 ? cc->dims[cc->rank - 1] : 1;
-        float beta = kp->f[1];
+        float beta = kp->gemm.beta;
         float *y = c->out[0].data;
         const float *cv = cc->data;
         for (int64_t i = 0; i < m; i++)
@@ -1482,9 +1480,9 @@ veil_err veil__engine_gemm_prepare(struct veil__engine_ictx *c, dnnl_engine_t en
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     struct veil__engine_kstate *ks = NULL;
-    int64_t m = c->kp->i[0], k = c->kp->i[1], n = c->kp->i[2];
-    bool ta = c->kp->i[3] != 0, tb = c->kp->i[4] != 0;
-    float alpha = c->kp->f[0], beta = c->kp->f[1];
+    int64_t m = c->kp->gemm.m, k = c->kp->gemm.k, n = c->kp->gemm.n;
+    bool ta = c->kp->gemm.trans_a != 0, tb = c->kp->gemm.trans_b != 0;
+    float alpha = c->kp->gemm.alpha, beta = c->kp->gemm.beta;
     bool has_c = veil__engine_has_input(c, 2);
     /* The primitive path needs constant B (alpha folded in) and constant C (beta folded). */
     if (c->in[1].data == NULL || (has_c && c->in[2].data == NULL) || m * n == 0 || k == 0)
@@ -1589,12 +1587,13 @@ veil_err veil__engine_conv_exec(struct veil__engine_kctx *c, const struct veil__
     for (size_t i = 0; i < sp; i++) {
         id[i] = c->in[0].dims[2 + i];
         od[i] = c->out[0].dims[2 + i];
-        k[i] = kp->v[0][i];
-        s[i] = kp->v[1][i];
-        p[i] = kp->v[2][i];
-        d[i] = kp->v[3][i];
+        k[i] = kp->conv.window.kernel[i];
+        s[i] = kp->conv.window.strides[i];
+        p[i] = kp->conv.window.pads[i];
+        d[i] = kp->conv.window.dilations[i];
     }
-    int64_t group = kp->i[0], m = kp->i[1], ch = c->in[0].dims[1], n = c->in[0].dims[0];
+    int64_t group = kp->conv.group, m = kp->conv.out_channels, ch = c->in[0].dims[1],
+            n = c->in[0].dims[0];
     int64_t cg = ch / group, mg = m / group;
     int64_t isz = id[0] * id[1] * id[2], osz = od[0] * od[1] * od[2], ksz = k[0] * k[1] * k[2];
     const float *x = c->in[0].data, *w = c->in[1].data;

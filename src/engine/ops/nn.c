@@ -91,13 +91,13 @@ veil_err veil__engine_reduce_infer(struct veil__engine_ictx *c)
     c->out[0].dt = c->in[0].dt;
     c->out[0].rank = 0;
     for (size_t i = 0; i < r; i++) {
-        c->kp->v[0][i] = red[i];
+        c->kp->reduce.reduced[i] = red[i];
         if (!red[i])
             c->out[0].dims[c->out[0].rank++] = c->in[0].dims[i];
         else if (keep)
             c->out[0].dims[c->out[0].rank++] = 1;
     }
-    c->kp->i[0] = kind;
+    c->kp->reduce.kind = kind;
     return VEIL_OK;
 }
 
@@ -298,7 +298,7 @@ static bool reduce_fast(struct veil__engine_kctx *c, const struct veil__engine_k
         uint64_t d = (uint64_t)t->dims[i];
         if (d == 1)
             continue;
-        if (kp->v[0][i] != 0) {
+        if (kp->reduce.reduced[i] != 0) {
             if (phase == 2)
                 return false;
             phase = 1;
@@ -387,11 +387,11 @@ static int64_t red_off(const struct red_geom *g, int64_t base, uint64_t k)
 veil_err veil__engine_reduce_exec(struct veil__engine_kctx *c,
                                   const struct veil__engine_kparams *kp)
 {
-    int kind = (int)kp->i[0];
+    int kind = (int)kp->reduce.kind;
     if (reduce_fast(c, kp, kind))
         return VEIL_OK;
     struct red_geom g;
-    red_geom_init(&c->in[0], kp->v[0], &g);
+    red_geom_init(&c->in[0], kp->reduce.reduced, &g);
     /* Integers accumulate exactly (wrapping) where the result is an integer of the same sums;
      * the norms and logarithms go through double and saturate back. */
     bool fl = c->in[0].dt == VEIL_DT_FLOAT || c->in[0].dt == VEIL_DT_DOUBLE || kind == R_L2 ||
@@ -513,7 +513,7 @@ veil_err veil__engine_softmax_infer(struct veil__engine_ictx *c)
     if ((rc = veil__engine_norm_axis(veil__engine_attr_i(c->n, "axis", def), c->out[0].rank, &ax,
                                      c->eb)) != VEIL_OK)
         return rc;
-    c->kp->i[0] = (int64_t)ax;
+    c->kp->axis.axis = (int64_t)ax;
     return VEIL_OK;
 }
 
@@ -578,7 +578,7 @@ veil_err veil__engine_softmax_exec(struct veil__engine_kctx *c,
                                    const struct veil__engine_kparams *kp)
 {
     uint64_t outer, len, inner;
-    size_t ax = (size_t)kp->i[0];
+    size_t ax = (size_t)kp->axis.axis;
     const struct veil__engine_tv *y = &c->out[0];
     bool log = strcmp(c->n->op_type, "LogSoftmax") == 0;
     split3(y, ax, &outer, &len, &inner);
@@ -672,8 +672,8 @@ veil_err veil__engine_ln_infer(struct veil__engine_ictx *c)
             return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
                              "scale and bias must be float tensors of "
                              "the normalized shape");
-    c->kp->i[0] = (int64_t)ax;
-    c->kp->f[0] = veil__engine_attr_f(c->n, "epsilon", 1e-5f);
+    c->kp->layernorm.axis = (int64_t)ax;
+    c->kp->layernorm.eps = veil__engine_attr_f(c->n, "epsilon", 1e-5f);
     c->out[0] = c->in[0];
     for (size_t k = 1; k < 3 && k < c->n_out; k++) {
         c->out[k] = c->in[0];
@@ -685,7 +685,7 @@ veil_err veil__engine_ln_infer(struct veil__engine_ictx *c)
 
 veil_err veil__engine_ln_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
-    size_t ax = (size_t)kp->i[0];
+    size_t ax = (size_t)kp->layernorm.axis;
     uint64_t len = 1;
     for (size_t d = ax; d < c->in[0].rank; d++)
         len *= (uint64_t)c->in[0].dims[d];
@@ -698,7 +698,7 @@ veil_err veil__engine_ln_exec(struct veil__engine_kctx *c, const struct veil__en
                        c->n_out > 1 && c->n->out[1] >= 0 ? c->out[1].data : NULL,
                        c->n_out > 2 && c->n->out[2] >= 0 ? c->out[2].data : NULL,
                        len,
-                       kp->f[0]};
+                       kp->layernorm.eps};
     veil__engine_parallel(c->in[0].numel / len, 16, ln_range, &j);
     return VEIL_OK;
 }
@@ -718,9 +718,9 @@ veil_err veil__engine_argmax_infer(struct veil__engine_ictx *c)
     if (c->in[0].dims[ax] == 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "%s over an empty axis", c->n->op_type);
     bool keep = veil__engine_attr_i(c->n, "keepdims", 1) != 0;
-    c->kp->i[0] = (int64_t)ax;
-    c->kp->i[1] = veil__engine_attr_i(c->n, "select_last_index", 0);
-    c->kp->i[2] = strcmp(c->n->op_type, "ArgMin") == 0;
+    c->kp->argmax.axis = (int64_t)ax;
+    c->kp->argmax.select_last = veil__engine_attr_i(c->n, "select_last_index", 0);
+    c->kp->argmax.min = strcmp(c->n->op_type, "ArgMin") == 0;
     c->out[0].dt = VEIL_DT_INT64;
     c->out[0].rank = 0;
     for (size_t d = 0; d < c->in[0].rank; d++)
@@ -754,8 +754,8 @@ veil_err veil__engine_argmax_exec(struct veil__engine_kctx *c,
                                   const struct veil__engine_kparams *kp)
 {
     uint64_t outer, len, inner;
-    split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
-    bool last = kp->i[1] != 0, min = kp->i[2] != 0;
+    split3(&c->in[0], (size_t)kp->argmax.axis, &outer, &len, &inner);
+    bool last = kp->argmax.select_last != 0, min = kp->argmax.min != 0;
     int64_t *y = c->out[0].data;
     for (uint64_t o = 0; o < outer; o++)
         for (uint64_t in = 0; in < inner; in++)
@@ -782,7 +782,7 @@ veil_err veil__engine_hardmax_infer(struct veil__engine_ictx *c)
     if ((rc = veil__engine_norm_axis(veil__engine_attr_i(c->n, "axis", def), c->in[0].rank, &ax,
                                      c->eb)) != VEIL_OK)
         return rc;
-    c->kp->i[0] = (int64_t)ax;
+    c->kp->axis.axis = (int64_t)ax;
     c->out[0] = c->in[0];
     return VEIL_OK;
 }
@@ -791,7 +791,7 @@ veil_err veil__engine_hardmax_exec(struct veil__engine_kctx *c,
                                    const struct veil__engine_kparams *kp)
 {
     uint64_t outer, len, inner;
-    split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
+    split3(&c->in[0], (size_t)kp->axis.axis, &outer, &len, &inner);
     if (c->opset < 13) {
         len *= inner;
         inner = 1;
@@ -826,9 +826,9 @@ veil_err veil__engine_topk_infer(struct veil__engine_ictx *c)
         return veil_errf(c->eb, VEIL_E_INVALID, "K=%lld out of range", (long long)k);
     if (c->n_out < 2 || c->n->out[1] < 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "TopK has two outputs");
-    c->kp->i[0] = (int64_t)ax;
-    c->kp->i[1] = k;
-    c->kp->i[2] = veil__engine_attr_i(c->n, "largest", 1);
+    c->kp->topk.axis = (int64_t)ax;
+    c->kp->topk.k = k;
+    c->kp->topk.largest = veil__engine_attr_i(c->n, "largest", 1);
     c->out[0] = c->in[0];
     c->out[0].dims[ax] = k;
     c->out[1] = c->out[0];
@@ -839,9 +839,9 @@ veil_err veil__engine_topk_infer(struct veil__engine_ictx *c)
 veil_err veil__engine_topk_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     uint64_t outer, len, inner;
-    split3(&c->in[0], (size_t)kp->i[0], &outer, &len, &inner);
-    uint64_t k = (uint64_t)kp->i[1];
-    bool largest = kp->i[2] != 0;
+    split3(&c->in[0], (size_t)kp->topk.axis, &outer, &len, &inner);
+    uint64_t k = (uint64_t)kp->topk.k;
+    bool largest = kp->topk.largest != 0;
     struct veil__engine_tv *vo = &c->out[0];
     int64_t *io = c->out[1].data;
     for (uint64_t o = 0; o < outer; o++)
@@ -898,7 +898,7 @@ veil_err veil__engine_bn_infer(struct veil__engine_ictx *c)
         if (!veil__engine_has_input(c, i) || c->in[i].dt != VEIL_DT_FLOAT ||
             c->in[i].numel != (uint64_t)c->in[0].dims[1])
             return veil_errf(c->eb, VEIL_E_INVALID, "input %zu must hold C floats", i);
-    c->kp->f[0] = veil__engine_attr_f(c->n, "epsilon", 1e-5f);
+    c->kp->batchnorm.eps = veil__engine_attr_f(c->n, "epsilon", 1e-5f);
     c->out[0] = c->in[0];
     return VEIL_OK;
 }
@@ -912,7 +912,7 @@ veil_err veil__engine_bn_exec(struct veil__engine_kctx *c, const struct veil__en
     float *y = c->out[0].data;
     for (uint64_t i = 0; i < n; i++)
         for (uint64_t k = 0; k < ch; k++) {
-            float a = sc[k] / sqrtf(var[k] + kp->f[0]), bb = b[k] - mean[k] * a;
+            float a = sc[k] / sqrtf(var[k] + kp->batchnorm.eps), bb = b[k] - mean[k] * a;
             const float *xp = x + (i * ch + k) * sp;
             float *yp = y + (i * ch + k) * sp;
             for (uint64_t s = 0; s < sp; s++)
@@ -935,7 +935,7 @@ veil_err veil__engine_norm_infer(struct veil__engine_ictx *c)
     if (rc != VEIL_OK)
         return rc;
     size_t r = c->in[0].rank;
-    memset(c->kp->v[0], 0, sizeof(c->kp->v[0]));
+    memset(c->kp->norm.reduced, 0, sizeof(c->kp->norm.reduced));
     if (strcmp(c->n->op_type, "InstanceNormalization") == 0) {
         if (r < 3)
             return veil_errf(c->eb, VEIL_E_INVALID, "InstanceNormalization needs rank >= 3");
@@ -948,9 +948,9 @@ veil_err veil__engine_norm_infer(struct veil__engine_ictx *c)
         if (!(eps >= 0.0f) || isinf(eps))
             return veil_errf(c->eb, VEIL_E_INVALID, "epsilon %g", (double)eps);
         for (size_t d = 2; d < r; d++)
-            c->kp->v[0][d] = 1;
-        c->kp->i[0] = 1;
-        c->kp->f[0] = eps;
+            c->kp->norm.reduced[d] = 1;
+        c->kp->norm.instance = 1;
+        c->kp->norm.eps = eps;
     } else {
         static const int64_t def_axes[3] = {0, 2, 3};
         const struct veil__engine_attr *a = veil__engine_attr_get(c->n, "axes");
@@ -967,10 +967,10 @@ veil_err veil__engine_norm_infer(struct veil__engine_ictx *c)
             size_t ax;
             if ((rc = veil__engine_norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
                 return rc;
-            c->kp->v[0][ax] = 1;
+            c->kp->norm.reduced[ax] = 1;
         }
-        c->kp->i[0] = 0;
-        c->kp->f[0] = 1e-9f;
+        c->kp->norm.instance = 0;
+        c->kp->norm.eps = 1e-9f;
     }
     c->out[0] = c->in[0];
     return VEIL_OK;
@@ -1018,11 +1018,11 @@ veil_err veil__engine_norm_exec(struct veil__engine_kctx *c, const struct veil__
 {
     struct norm_job j;
     memset(&j, 0, sizeof(j));
-    red_geom_init(&c->in[0], kp->v[0], &j.g);
+    red_geom_init(&c->in[0], kp->norm.reduced, &j.g);
     j.x = c->in[0].data;
     j.y = c->out[0].data;
-    j.inst = kp->i[0] != 0;
-    j.eps = kp->f[0];
+    j.inst = kp->norm.instance != 0;
+    j.eps = kp->norm.eps;
     if (j.inst) {
         j.scale = c->in[1].data;
         j.bias = c->in[2].data;
@@ -1057,10 +1057,10 @@ veil_err veil__engine_lrn_infer(struct veil__engine_ictx *c)
           bias = veil__engine_attr_f(c->n, "bias", 1.0f);
     if (!isfinite(alpha) || !isfinite(beta) || !isfinite(bias))
         return veil_errf(c->eb, VEIL_E_INVALID, "alpha, beta and bias must be finite");
-    c->kp->i[0] = sz->i;
-    c->kp->f[0] = alpha;
-    c->kp->f[1] = beta;
-    c->kp->f[2] = bias;
+    c->kp->lrn.size = sz->i;
+    c->kp->lrn.alpha = alpha;
+    c->kp->lrn.beta = beta;
+    c->kp->lrn.bias = bias;
     c->out[0] = c->in[0];
     return VEIL_OK;
 }
@@ -1104,10 +1104,11 @@ static void lrn_range(void *ud, uint64_t lo, uint64_t hi)
 
 veil_err veil__engine_lrn_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
-    int64_t size = kp->i[0];
-    struct lrn_job j = {c->in[0].data,  c->out[0].data, (uint64_t)c->in[0].dims[1],      0,
-                        (size - 1) / 2, size / 2,       (double)kp->f[0] / (double)size, kp->f[1],
-                        kp->f[2]};
+    int64_t size = kp->lrn.size;
+    struct lrn_job j = {
+        c->in[0].data,  c->out[0].data, (uint64_t)c->in[0].dims[1],           0,
+        (size - 1) / 2, size / 2,       (double)kp->lrn.alpha / (double)size, kp->lrn.beta,
+        kp->lrn.bias};
     uint64_t rows = (uint64_t)c->in[0].dims[0] * j.ch;
     if (rows == 0 || c->in[0].numel == 0)
         return VEIL_OK;
@@ -1127,7 +1128,7 @@ veil_err veil__engine_gap_infer(struct veil__engine_ictx *c)
     c->out[0] = c->in[0];
     for (size_t d = 2; d < c->in[0].rank; d++)
         c->out[0].dims[d] = 1;
-    c->kp->i[0] = strcmp(c->n->op_type, "GlobalMaxPool") == 0;
+    c->kp->global_pool.max = strcmp(c->n->op_type, "GlobalMaxPool") == 0;
     return VEIL_OK;
 }
 
@@ -1161,22 +1162,16 @@ veil_err veil__engine_gap_exec(struct veil__engine_kctx *c, const struct veil__e
 {
     uint64_t rows = c->out[0].numel;
     struct gap_job j = {c->in[0].data, c->out[0].data, rows ? c->in[0].numel / rows : 0,
-                        kp->i[0] != 0};
+                        kp->global_pool.max != 0};
     veil__engine_parallel(rows, 64, gap_range, &j);
     return VEIL_OK;
 }
 
 /* ---- MaxPool, AveragePool (1-D to 3-D) ---- */
 
+/* The window of a pooling or a convolution: see engine_int.h. Shared with Conv. */
 veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
-                                    const int64_t *kshape, struct veil__engine_kparams *kp);
-
-/*
- * Fills kp->v[0] kernel, v[1] strides, v[2] pads (begin then end), v[3] dilations and the
- * output spatial dims from the attributes (auto_pad, ceil_mode). Shared with Conv.
- */
-veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
-                                    const int64_t *kshape, struct veil__engine_kparams *kp)
+                                    const int64_t *kshape, struct veil__engine_kp_window *w)
 {
     size_t sp = c->in[0].rank - 2;
     const struct veil__engine_attr *ks =
@@ -1196,14 +1191,14 @@ veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
     if (ks == NULL && kshape == NULL)
         return veil_errf(c->eb, VEIL_E_INVALID, "kernel_shape is required");
     for (size_t i = 0; i < sp; i++) {
-        kp->v[0][i] = ks != NULL ? ks->ints[i] : kshape[i];
-        kp->v[1][i] = st != NULL ? st->ints[i] : 1;
-        kp->v[2][i] = pd != NULL ? pd->ints[i] : 0;
-        kp->v[2][i + sp] = pd != NULL ? pd->ints[i + sp] : 0;
-        kp->v[3][i] = dl != NULL ? dl->ints[i] : 1;
-        if (kp->v[0][i] < 1 || kp->v[1][i] < 1 || kp->v[3][i] < 1 || kp->v[2][i] < 0 ||
-            kp->v[2][i + sp] < 0 || kp->v[0][i] > 4096 || kp->v[1][i] > 4096 ||
-            kp->v[3][i] > 4096 || kp->v[2][i] > 4096 || kp->v[2][i + sp] > 4096)
+        w->kernel[i] = ks != NULL ? ks->ints[i] : kshape[i];
+        w->strides[i] = st != NULL ? st->ints[i] : 1;
+        w->pads[i] = pd != NULL ? pd->ints[i] : 0;
+        w->pads[i + sp] = pd != NULL ? pd->ints[i + sp] : 0;
+        w->dilations[i] = dl != NULL ? dl->ints[i] : 1;
+        if (w->kernel[i] < 1 || w->strides[i] < 1 || w->dilations[i] < 1 || w->pads[i] < 0 ||
+            w->pads[i + sp] < 0 || w->kernel[i] > 4096 || w->strides[i] > 4096 ||
+            w->dilations[i] > 4096 || w->pads[i] > 4096 || w->pads[i + sp] > 4096)
             return veil_errf(c->eb, VEIL_E_INVALID, "bad kernel, stride, pad or dilation");
     }
     bool same = strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0;
@@ -1211,7 +1206,7 @@ veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
         return veil_errf(c->eb, VEIL_E_INVALID, "auto_pad '%s'", ap);
     c->out[0] = c->in[0];
     for (size_t i = 0; i < sp; i++) {
-        int64_t in = c->in[0].dims[2 + i], k = kp->v[0][i], s = kp->v[1][i], d = kp->v[3][i];
+        int64_t in = c->in[0].dims[2 + i], k = w->kernel[i], s = w->strides[i], d = w->dilations[i];
         int64_t ek = (k - 1) * d + 1, out;
         if (same) {
             out = (in + s - 1) / s;
@@ -1219,17 +1214,17 @@ veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
             if (total < 0)
                 total = 0;
             int64_t small = total / 2, big = total - small;
-            kp->v[2][i] = strcmp(ap, "SAME_UPPER") == 0 ? small : big;
-            kp->v[2][i + sp] = total - kp->v[2][i];
+            w->pads[i] = strcmp(ap, "SAME_UPPER") == 0 ? small : big;
+            w->pads[i + sp] = total - w->pads[i];
         } else {
             if (strcmp(ap, "VALID") == 0)
-                kp->v[2][i] = kp->v[2][i + sp] = 0;
-            int64_t span = in + kp->v[2][i] + kp->v[2][i + sp] - ek;
+                w->pads[i] = w->pads[i + sp] = 0;
+            int64_t span = in + w->pads[i] + w->pads[i + sp] - ek;
             if (span < 0)
                 return veil_errf(c->eb, VEIL_E_INVALID, "kernel larger than padded input");
             out = (ceil_mode && !is_conv ? (span + s - 1) / s : span / s) + 1;
             /* A ceil-mode window must start inside the input or its left padding. */
-            if (ceil_mode && !is_conv && (out - 1) * s >= in + kp->v[2][i])
+            if (ceil_mode && !is_conv && (out - 1) * s >= in + w->pads[i])
                 out--;
         }
         c->out[0].dims[2 + i] = out;
@@ -1240,7 +1235,7 @@ veil_err veil__engine_pool_geometry(struct veil__engine_ictx *c, bool is_conv,
 /*
  * MaxPool takes float, double, int8 and uint8 and may give the indices output (int64 positions
  * in the flattened input, row-major or, with storage_order 1, column-major within each plane);
- * AveragePool takes float. kp->i: 0 max, 1 count_include_pad, 2 indices wanted, 3 storage_order.
+ * AveragePool takes float. Fills kp->pool.
  */
 veil_err veil__engine_pool_infer(struct veil__engine_ictx *c)
 {
@@ -1256,7 +1251,7 @@ veil_err veil__engine_pool_infer(struct veil__engine_ictx *c)
         return veil_errf(c->eb, VEIL_E_INVALID, "storage_order %lld (0 or 1)", (long long)order);
     if (c->in[0].rank < 3)
         return veil_errf(c->eb, VEIL_E_INVALID, "pooling needs rank >= 3");
-    veil_err rc = veil__engine_pool_geometry(c, false, NULL, c->kp);
+    veil_err rc = veil__engine_pool_geometry(c, false, NULL, &c->kp->pool.window);
     if (rc != VEIL_OK)
         return rc;
     bool idx = is_max && c->n_out > 1 && c->n->out[1] >= 0;
@@ -1264,10 +1259,10 @@ veil_err veil__engine_pool_infer(struct veil__engine_ictx *c)
         c->out[1] = c->out[0];
         c->out[1].dt = VEIL_DT_INT64;
     }
-    c->kp->i[0] = is_max;
-    c->kp->i[1] = veil__engine_attr_i(c->n, "count_include_pad", 0);
-    c->kp->i[2] = idx;
-    c->kp->i[3] = order;
+    c->kp->pool.max = is_max;
+    c->kp->pool.count_include_pad = veil__engine_attr_i(c->n, "count_include_pad", 0);
+    c->kp->pool.indices = idx;
+    c->kp->pool.storage_order = order;
     return VEIL_OK;
 }
 
@@ -1279,14 +1274,15 @@ veil_err veil__engine_pool_exec(struct veil__engine_kctx *c, const struct veil__
     for (size_t i = 0; i < sp; i++) {
         id[i] = c->in[0].dims[2 + i];
         od[i] = c->out[0].dims[2 + i];
-        k[i] = kp->v[0][i];
-        s[i] = kp->v[1][i];
-        p[i] = kp->v[2][i];
-        pe[i] = kp->v[2][i + sp];
-        d[i] = kp->v[3][i];
+        k[i] = kp->pool.window.kernel[i];
+        s[i] = kp->pool.window.strides[i];
+        p[i] = kp->pool.window.pads[i];
+        pe[i] = kp->pool.window.pads[i + sp];
+        d[i] = kp->pool.window.dilations[i];
     }
-    bool is_max = kp->i[0] != 0, incl = kp->i[1] != 0, col = kp->i[3] != 0;
-    int64_t *ix = kp->i[2] != 0 ? c->out[1].data : NULL;
+    bool is_max = kp->pool.max != 0, incl = kp->pool.count_include_pad != 0,
+         col = kp->pool.storage_order != 0;
+    int64_t *ix = kp->pool.indices != 0 ? c->out[1].data : NULL;
     uint64_t planes = (uint64_t)c->in[0].dims[0] * (uint64_t)c->in[0].dims[1];
     bool fl = c->in[0].dt == VEIL_DT_FLOAT;
     const float *x = c->in[0].data;
