@@ -708,6 +708,11 @@ veil_err veil__engine_transpose_perm(const struct veil__engine_node *n, size_t r
  * to do from opset 11.
  */
 veil_err veil__engine_graph_legacy(struct veil__engine_graph *g, struct veil_errbuf *eb);
+/*
+ * The optimiser passes of ir/opt.c (docs/engine.md lists them), run once after
+ * veil__engine_graph_order: fusions and rewrites mark the nodes they replace dead, so g is
+ * ordered again afterwards. Errors: VEIL_E_NOMEM.
+ */
 veil_err veil__engine_graph_optimize(struct veil__engine_graph *g, struct veil_errbuf *eb);
 
 /* ---- Exec: tensor and dtype helpers (exec/tensor.c) ---- */
@@ -752,11 +757,27 @@ void *veil__engine_big_alloc(size_t size);
 
 /* ---- Exec: plans (exec/plan.c) ---- */
 
+/*
+ * Builds the plan of m for the signature of inputs (one per graph input, checked against the
+ * graph by the caller): shapes and dtypes, folded constants, prepared kernels, the memory
+ * plan. *out is the caller's (veil__engine_plan_free). Called under m's mutex: it uses and
+ * updates the weights cache. Errors: what infer and prepare report (VEIL_E_INVALID,
+ * VEIL_E_UNSUPPORTED naming the node), VEIL_E_LIMIT (activations over m's cap, a folded value
+ * over VEIL__ENGINE_FOLD_MAX), VEIL_E_NOMEM, VEIL_E_INTERNAL (oneDNN).
+ */
 veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_tensor *inputs,
                                  struct veil__engine_plan **out, struct veil_errbuf *eb);
+/* Frees p, its scratch arenas and kernel state; NULL is a no-op. */
 void veil__engine_plan_free(struct veil__engine_plan *p);
+/* Whether inputs have p's signature (shapes and the values that decide shapes). */
 bool veil__engine_plan_matches(const struct veil_engine_model *m, const struct veil__engine_plan *p,
                                const struct veil_tensor *inputs);
+/*
+ * Runs p on inputs (of p's signature) with a scratch arena from p's pool, and fills outputs
+ * (one per graph output, owned by the caller on success, left empty on failure). Safe from
+ * several threads at once on one plan. Errors: what a kernel reports (VEIL_E_INVALID for an
+ * index out of range), VEIL_E_NOMEM, VEIL_E_INTERNAL (oneDNN).
+ */
 veil_err veil__engine_plan_exec(struct veil_engine_model *m, struct veil__engine_plan *p,
                                 const struct veil_tensor *inputs, struct veil_tensor *outputs,
                                 struct veil_errbuf *eb);
