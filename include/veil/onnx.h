@@ -48,6 +48,7 @@ const char *veil_dtype_name(enum veil_dtype dt);
 #define VEIL_ONNX_MAX_ATTRS 256u           /* attributes of one node */
 #define VEIL_ONNX_MAX_NAME 4096u           /* bytes of any name */
 #define VEIL_ONNX_MAX_ATTR_LIST 65536u     /* elements of a list-valued attribute */
+#define VEIL_ONNX_MAX_GRAPH_DEPTH 16u      /* subgraphs nested inside subgraphs, all levels */
 
 /* Attribute kinds, numbered as ONNX's AttributeProto.AttributeType. */
 enum veil_onnx_attr_type {
@@ -76,6 +77,8 @@ struct veil_onnx_tensor {
     size_t nbytes;
 };
 
+struct veil_onnx_graph;
+
 /* One attribute. Only the members of its type are meaningful; list members hold n elements. */
 struct veil_onnx_attr {
     const char *name;
@@ -84,6 +87,7 @@ struct veil_onnx_attr {
     int64_t i;
     struct veil_span s;
     const struct veil_onnx_tensor *t; /* VEIL_ONNX_ATTR_TENSOR */
+    const struct veil_onnx_graph *g;  /* VEIL_ONNX_ATTR_GRAPH: a subgraph (If, Loop, Scan) */
     const float *floats;              /* VEIL_ONNX_ATTR_FLOATS */
     const int64_t *ints;              /* VEIL_ONNX_ATTR_INTS */
     size_t n;                         /* element count of FLOATS, INTS or STRINGS */
@@ -112,9 +116,28 @@ struct veil_onnx_value_info {
 };
 
 /*
+ * A graph: the model's main graph or a subgraph held by a GRAPH attribute. A subgraph may read
+ * values of the graphs around it by name (ONNX's outer scope); the parser does not resolve
+ * names, the engine does.
+ */
+struct veil_onnx_graph {
+    const char *name;
+    const struct veil_onnx_node *nodes;
+    size_t n_nodes;
+    const struct veil_onnx_tensor *initializers;
+    size_t n_initializers;
+    const struct veil_onnx_value_info *inputs;
+    size_t n_inputs;
+    const struct veil_onnx_value_info *outputs;
+    size_t n_outputs;
+};
+
+/*
  * A parsed model. Everything is owned by the model and read-only; it is valid until
  * veil_onnx_model_free. Graph inputs that are also initializers (IR version < 4) are listed
- * in inputs as the file declares them.
+ * in inputs as the file declares them. nodes, initializers, inputs and outputs are those of
+ * the main graph; subgraphs hang off their nodes' GRAPH attributes, nested at most
+ * VEIL_ONNX_MAX_GRAPH_DEPTH deep, with at most VEIL_ONNX_MAX_NODES nodes over all graphs.
  */
 struct veil_onnx_model {
     int64_t ir_version;
@@ -141,9 +164,10 @@ struct veil_onnx_model {
  * NULL on failure, and eb says what is wrong and where (node or tensor name).
  * Errors: VEIL_E_FORMAT (malformed protobuf, missing graph, data size not matching dims,
  * negative dims, unknown dtype), VEIL_E_UNSUPPORTED (external data, sparse initializers,
- * string tensors, default-domain opset outside VEIL_ONNX_OPSET_MIN..MAX), VEIL_E_LIMIT (a cap
- * above, a rank above VEIL_LIMIT_TENSOR_RANK, more than VEIL_LIMIT_MODEL_BYTES of input, size
- * overflow), VEIL_E_NOMEM. Thread-safe; a pure function of the bytes.
+ * string tensors, a GRAPHS (list of graphs) attribute, default-domain opset outside
+ * VEIL_ONNX_OPSET_MIN..MAX), VEIL_E_LIMIT (a cap above, a rank above VEIL_LIMIT_TENSOR_RANK, more
+ * than VEIL_LIMIT_MODEL_BYTES of input, size overflow), VEIL_E_NOMEM. Thread-safe; a pure function
+ * of the bytes.
  */
 VEIL_NODISCARD veil_err veil_onnx_parse(struct veil_span bytes, struct veil_onnx_model **out,
                                         struct veil_errbuf *eb) VEIL_NONNULL(2);

@@ -15,7 +15,11 @@
 struct parsed {
     VeilOnnx__ModelProto *pb;
     struct veil_arena arena;
+    size_t total_nodes; /* nodes over every graph converted so far */
 };
+
+static veil_err conv_graph(struct parsed *pm, const VeilOnnx__GraphProto *g,
+                           struct veil_onnx_graph *out, struct veil_errbuf *eb);
 
 static void *pb_alloc(void *ud, size_t n)
 {
@@ -312,6 +316,7 @@ static veil_err conv_attr(struct parsed *pm, const VeilOnnx__AttributeProto *ap,
     a->floats = ap->floats;
     a->ints = ap->ints;
     a->t = NULL;
+    a->g = NULL;
     a->n = 0;
     switch (a->type) {
     case VEIL_ONNX_ATTR_FLOATS:
@@ -337,7 +342,33 @@ static veil_err conv_attr(struct parsed *pm, const VeilOnnx__AttributeProto *ap,
         a->t = t;
         break;
     }
+    case VEIL_ONNX_ATTR_GRAPH: {
+        if (ap->g == NULL)
+            return veil_errf(eb, VEIL_E_FORMAT, "node '%s': graph attribute '%s' has no graph",
+                             node, a->name);
+        struct veil_onnx_graph *sub;
+        rc = veil_arena_alloc(&pm->arena, sizeof(*sub), 8, (void **)&sub);
+        if (rc != VEIL_OK)
+            return veil_errf(eb, rc, "no memory for a subgraph");
+        rc = conv_graph(pm, ap->g, sub, eb);
+        if (rc != VEIL_OK)
+            return veil_err_prefix(eb, rc, "node '%s' attribute '%s'", node, a->name);
+        a->g = sub;
+        break;
+    }
+    case VEIL_ONNX_ATTR_UNDEFINED:
+        /* Writers that omit the type field still set exactly one value; a graph is one. */
+        if (ap->g != NULL)
+            return veil_errf(eb, VEIL_E_FORMAT,
+                             "node '%s': attribute '%s' holds a graph but has no type", node,
+                             a->name);
+        break;
     default:
+        if ((int)a->type == 10 || ap->n_graphs > 0)
+            return veil_errf(eb, VEIL_E_UNSUPPORTED,
+                             "node '%s': attribute '%s' is a list of graphs, which no supported "
+                             "operator takes",
+                             node, a->name);
         break;
     }
     return VEIL_OK;
@@ -363,15 +394,19 @@ static veil_err conv_names(struct parsed *pm, char **names, size_t n, const char
     return VEIL_OK;
 }
 
-static veil_err conv_graph(struct parsed *pm, struct veil_onnx_model *m, struct veil_errbuf *eb)
+static veil_err conv_graph(struct parsed *pm, const VeilOnnx__GraphProto *g,
+                           struct veil_onnx_graph *out, struct veil_errbuf *eb)
 {
-    const VeilOnnx__GraphProto *g = pm->pb->graph;
     veil_err rc;
     if (g->n_sparse_initializer > 0)
         return veil_errf(eb, VEIL_E_UNSUPPORTED, "sparse initializers are not supported");
-    if (g->n_node > VEIL_ONNX_MAX_NODES)
-        return veil_errf(eb, VEIL_E_LIMIT, "graph has %zu nodes, above %u", g->n_node,
+    if (g->n_node > VEIL_ONNX_MAX_NODES - pm->total_nodes)
+        return veil_errf(eb, VEIL_E_LIMIT, "graphs have more than %u nodes in all",
                          VEIL_ONNX_MAX_NODES);
+    pm->total_nodes += g->n_node;
+    rc = check_name(g->name, "graph", eb);
+    if (rc != VEIL_OK)
+        return rc;
     if (g->n_initializer > VEIL_ONNX_MAX_INITIALIZERS)
         return veil_errf(eb, VEIL_E_LIMIT, "graph has %zu initializers, above %u", g->n_initializer,
                          VEIL_ONNX_MAX_INITIALIZERS);
@@ -435,15 +470,72 @@ static veil_err conv_graph(struct parsed *pm, struct veil_onnx_model *m, struct 
         n->attrs = attrs;
         n->n_attrs = np->n_attribute;
     }
-    m->initializers = inits;
-    m->n_initializers = g->n_initializer;
-    m->inputs = ins;
-    m->n_inputs = g->n_input;
-    m->outputs = outs;
-    m->n_outputs = g->n_output;
-    m->nodes = nodes;
-    m->n_nodes = g->n_node;
+    out->name = nz(g->name);
+    out->initializers = inits;
+    out->n_initializers = g->n_initializer;
+    out->inputs = ins;
+    out->n_inputs = g->n_input;
+    out->outputs = outs;
+    out->n_outputs = g->n_output;
+    out->nodes = nodes;
+    out->n_nodes = g->n_node;
     return VEIL_OK;
+}
+
+/*
+ * Subgraph nesting, checked on the wire before protobuf-c decodes anything: its decoder
+ * recurses once per nested message and has no depth limit, so a model of If nodes nested a
+ * million deep would exhaust the stack. The walk follows only the fields that lead to nested
+ * graphs (ModelProto.graph 7, GraphProto.node 1, NodeProto.attribute 5, AttributeProto.g 6
+ * and graphs 11) and skips every other field by its wire type; anything malformed is left
+ * for the decoder to refuse.
+ */
+enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
+
+enum nest_kind { NEST_MODEL, NEST_GRAPH, NEST_NODE, NEST_ATTR };
+
+static bool nest_ok(struct veil_span s, enum nest_kind kind, unsigned depth)
+{
+    while (s.len > 0) {
+        uint64_t key, v;
+        struct veil_span sub;
+        if (veil_span_get_varint(&s, &key) != VEIL_OK)
+            return true;
+        uint64_t field = key >> 3;
+        switch (key & 7u) {
+        case WIRE_VARINT:
+            if (veil_span_get_varint(&s, &v) != VEIL_OK)
+                return true;
+            continue;
+        case WIRE_I64:
+            if (veil_span_skip(&s, 8) != VEIL_OK)
+                return true;
+            continue;
+        case WIRE_I32:
+            if (veil_span_skip(&s, 4) != VEIL_OK)
+                return true;
+            continue;
+        case WIRE_LEN:
+            if (veil_span_get_varint(&s, &v) != VEIL_OK || v > s.len ||
+                veil_span_get_bytes(&s, (size_t)v, &sub) != VEIL_OK)
+                return true;
+            break;
+        default:
+            return true;
+        }
+        bool ok = true;
+        if (kind == NEST_MODEL && field == 7)
+            ok = nest_ok(sub, NEST_GRAPH, depth);
+        else if (kind == NEST_GRAPH && field == 1)
+            ok = nest_ok(sub, NEST_NODE, depth);
+        else if (kind == NEST_NODE && field == 5)
+            ok = nest_ok(sub, NEST_ATTR, depth);
+        else if (kind == NEST_ATTR && (field == 6 || field == 11))
+            ok = depth < VEIL_ONNX_MAX_GRAPH_DEPTH && nest_ok(sub, NEST_GRAPH, depth + 1);
+        if (!ok)
+            return false;
+    }
+    return true;
 }
 
 veil_err veil_onnx_parse(struct veil_span bytes, struct veil_onnx_model **out,
@@ -468,6 +560,11 @@ veil_err veil_onnx_parse(struct veil_span bytes, struct veil_onnx_model **out,
     }
     veil_arena_init(&pm->arena, 64u << 10, (size_t)VEIL_LIMIT_MODEL_BYTES);
     m->priv = pm;
+    if (!nest_ok(bytes, NEST_MODEL, 0)) {
+        rc = veil_errf(eb, VEIL_E_LIMIT, "subgraphs are nested more than %u deep",
+                       VEIL_ONNX_MAX_GRAPH_DEPTH);
+        goto out;
+    }
     pm->pb = veil_onnx__model_proto__unpack(&alloc, bytes.len, bytes.p);
     if (pm->pb == NULL) {
         rc = veil_errf(eb, VEIL_E_FORMAT, "not a valid ONNX model (protobuf decoding failed)");
@@ -497,9 +594,20 @@ veil_err veil_onnx_parse(struct veil_span bytes, struct veil_onnx_model **out,
                        (long long)m->opset, VEIL_ONNX_OPSET_MIN, VEIL_ONNX_OPSET_MAX);
         goto out;
     }
-    rc = conv_graph(pm, m, eb);
-    if (rc != VEIL_OK)
-        goto out;
+    {
+        struct veil_onnx_graph main;
+        rc = conv_graph(pm, pm->pb->graph, &main, eb);
+        if (rc != VEIL_OK)
+            goto out;
+        m->nodes = main.nodes;
+        m->n_nodes = main.n_nodes;
+        m->initializers = main.initializers;
+        m->n_initializers = main.n_initializers;
+        m->inputs = main.inputs;
+        m->n_inputs = main.n_inputs;
+        m->outputs = main.outputs;
+        m->n_outputs = main.n_outputs;
+    }
     *out = m;
     m = NULL;
     rc = VEIL_OK;
