@@ -11,10 +11,11 @@
 #include <string.h>
 
 /*
- * Marks graph inputs whose values decide shapes: walking back from every shape-deciding input
- * slot, through any node but Shape and Size (whose outputs depend only on shapes).
+ * Marks graph inputs whose values decide shapes (cond false: walking back from every
+ * shape-deciding input slot) or an If's condition (cond true: from every If's condition),
+ * through any node but Shape and Size (whose outputs depend only on shapes).
  */
-static veil_err mark_shape_keys(struct veil__engine_graph *g, struct veil_errbuf *eb)
+static veil_err mark_keys(struct veil__engine_graph *g, bool cond, struct veil_errbuf *eb)
 {
     int32_t *stack = veil_allocarray(g->n_values + 1, sizeof(int32_t));
     bool *seen = veil_calloc(g->n_values + 1, sizeof(bool));
@@ -28,9 +29,15 @@ static veil_err mark_shape_keys(struct veil__engine_graph *g, struct veil_errbuf
         const struct veil__engine_node *n = &g->nodes[i];
         if (n->dead)
             continue;
-        const struct veil__engine_op_def *op = veil__engine_op_get(n->op);
+        /* A Loop with scan outputs stacks one row per iteration: its trip count is a shape. */
+        bool loop_scan = strcmp(n->op_type, "Loop") == 0 && n->body != NULL &&
+                         n->body->g.n_outputs + n->body_captured > n->n_in - 1;
+        uint32_t seeds = cond ? (strcmp(n->op_type, "If") == 0 ? 1u
+                                 : loop_scan                   ? 2u
+                                                               : 0u)
+                              : veil__engine_op_get(n->op)->shape_inputs | (loop_scan ? 1u : 0u);
         for (size_t k = 0; k < n->n_in; k++)
-            if (((op->shape_inputs >> k) & 1u) && n->in[k] >= 0 && !seen[n->in[k]]) {
+            if (((seeds >> k) & 1u) && n->in[k] >= 0 && !seen[n->in[k]]) {
                 seen[n->in[k]] = true;
                 stack[sp++] = n->in[k];
             }
@@ -39,7 +46,10 @@ static veil_err mark_shape_keys(struct veil__engine_graph *g, struct veil_errbuf
         int32_t v = stack[--sp];
         const struct veil__engine_value *val = &g->values[v];
         if (val->input >= 0) {
-            g->values[v].shape_key = true;
+            if (cond)
+                g->values[v].cond_key = true;
+            else
+                g->values[v].shape_key = true;
             continue;
         }
         if (val->producer < 0)
@@ -83,24 +93,83 @@ static bool winograd_shape(const struct veil__engine_graph *g, const struct veil
            w->c.dims[0] % 16 == 0 && w->c.dims[1] % 16 == 0;
 }
 
-veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_options *opt,
-                                struct veil_engine_model **out, struct veil_errbuf *eb)
+static veil_err model_build(const struct veil_onnx_model *om, const struct veil_engine_options *opt,
+                            bool subgraph, struct veil_engine_model **out, struct veil_errbuf *eb);
+
+/*
+ * The model of a Loop's or Scan's body: its declared inputs, then one untyped input per outer
+ * value it reads (named as the body names them), its nodes, initializers and outputs.
+ */
+static veil_err build_body(const struct veil_onnx_model *outer,
+                           const struct veil__engine_flat_body *fb,
+                           const struct veil_engine_options *opt, struct veil_engine_model **out,
+                           struct veil_errbuf *eb)
+{
+    veil_err rc;
+    const struct veil_onnx_graph *bg = fb->g;
+    struct veil_onnx_value_info *ins = veil_calloc(bg->n_inputs + fb->n_captured + 1, sizeof(*ins));
+    if (ins == NULL)
+        return veil_errf(eb, VEIL_E_NOMEM, "no memory for a loop body");
+    for (size_t i = 0; i < bg->n_inputs; i++)
+        ins[i] = bg->inputs[i];
+    for (size_t i = 0; i < fb->n_captured; i++)
+        ins[bg->n_inputs + i].name = fb->captured[i];
+    struct veil_onnx_model bm = {
+        .ir_version = outer->ir_version,
+        .opset = outer->opset,
+        .producer_name = outer->producer_name,
+        .nodes = bg->nodes,
+        .n_nodes = bg->n_nodes,
+        .initializers = bg->initializers,
+        .n_initializers = bg->n_initializers,
+        .inputs = ins,
+        .n_inputs = bg->n_inputs + fb->n_captured,
+        .outputs = bg->outputs,
+        .n_outputs = bg->n_outputs,
+    };
+    rc = model_build(&bm, opt, true, out, eb);
+    veil_free(ins);
+    return rc;
+}
+
+/*
+ * Builds a model from a parsed one (borrowed: the caller frees it after): the graph with If
+ * branches lifted, the bodies of Loop and Scan nodes as models of their own (subgraph: this is
+ * one), then the optimised order and the plan keys.
+ */
+static veil_err model_build(const struct veil_onnx_model *om, const struct veil_engine_options *opt,
+                            bool subgraph, struct veil_engine_model **out, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
-    struct veil_onnx_model *om = NULL;
     struct veil_engine_model *m = NULL;
+    struct veil__engine_flat flat;
+    bool flat_made = false;
 
     *out = NULL;
-    if ((rc = veil_onnx_parse(onnx, &om, eb)) != VEIL_OK)
-        goto out;
     m = veil_calloc(1, sizeof(*m));
     if (m == NULL) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for the model");
         goto out;
     }
     pthread_mutex_init(&m->mu, NULL);
-    if ((rc = veil__engine_graph_build(&m->g, om, eb)) != VEIL_OK ||
-        (rc = veil__engine_graph_legacy(&m->g, eb)) != VEIL_OK)
+    if ((rc = veil__engine_flatten(om, &flat, eb)) != VEIL_OK)
+        goto out;
+    flat_made = true;
+    if ((rc = veil__engine_graph_build(&m->g, &flat, subgraph, eb)) != VEIL_OK)
+        goto out;
+    for (size_t i = 0; i < flat.n_nodes; i++) {
+        if (flat.bodies[i].g == NULL)
+            continue;
+        struct veil__engine_node *n = &m->g.nodes[i];
+        if ((rc = build_body(om, &flat.bodies[i], opt, &n->body, eb)) != VEIL_OK) {
+            veil_err_prefix(eb, rc, "body of %s node '%s'", n->op_type, n->name);
+            goto out;
+        }
+        n->body_captured = flat.bodies[i].n_captured;
+    }
+    veil__engine_flat_release(&flat);
+    flat_made = false;
+    if ((rc = veil__engine_graph_legacy(&m->g, eb)) != VEIL_OK)
         goto out;
     /* The declared output types are kept for the model's description. */
     m->n_in = m->g.n_inputs;
@@ -133,17 +202,14 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
         for (size_t d = 0; d < ti->rank; d++)
             ti->dims[d] = vi->dims[d];
     }
-    veil_onnx_model_free(om);
-    om = NULL;
-    /* The parsed model's tensor bytes (as large as the model) go back to the system. */
-    veil_heap_release();
     if ((rc = veil__engine_graph_order(&m->g, eb)) != VEIL_OK)
         goto out;
     if ((rc = veil__engine_graph_optimize(&m->g, eb)) != VEIL_OK)
         goto out;
     if ((rc = veil__engine_graph_order(&m->g, eb)) != VEIL_OK)
         goto out;
-    if ((rc = mark_shape_keys(&m->g, eb)) != VEIL_OK)
+    if ((rc = mark_keys(&m->g, false, eb)) != VEIL_OK ||
+        (rc = mark_keys(&m->g, true, eb)) != VEIL_OK)
         goto out;
     m->g.winograd = opt == NULL || !opt->direct_conv;
     for (size_t i = 0; i < m->g.n_nodes; i++) {
@@ -175,8 +241,24 @@ veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_
     m = NULL;
     rc = VEIL_OK;
 out:
-    veil_onnx_model_free(om);
+    if (flat_made)
+        veil__engine_flat_release(&flat);
     veil_engine_model_free(m);
+    return rc;
+}
+
+veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_options *opt,
+                                struct veil_engine_model **out, struct veil_errbuf *eb)
+{
+    struct veil_onnx_model *om = NULL;
+    *out = NULL;
+    veil_err rc = veil_onnx_parse(onnx, &om, eb);
+    if (rc != VEIL_OK)
+        return rc;
+    rc = model_build(om, opt, false, out, eb);
+    veil_onnx_model_free(om);
+    /* The parsed model's tensor bytes (as large as the model) go back to the system. */
+    veil_heap_release();
     return rc;
 }
 
@@ -184,6 +266,10 @@ void veil_engine_model_free(struct veil_engine_model *m)
 {
     if (m == NULL)
         return;
+    for (size_t i = 0; i < m->g.n_nodes; i++) {
+        veil_engine_model_free(m->g.nodes[i].body);
+        m->g.nodes[i].body = NULL;
+    }
     for (size_t i = 0; i < m->n_plans; i++)
         veil__engine_plan_free(m->plans[i]);
     veil__engine_wcache_release(&m->wcache);
@@ -382,58 +468,6 @@ static veil_err check_inputs(const struct veil_engine_model *m, const struct vei
     return VEIL_OK;
 }
 
-static veil_err get_plan(struct veil_engine_model *m, const struct veil_tensor *inputs,
-                         struct veil__engine_plan **out, struct veil_errbuf *eb)
-{
-    veil_err rc = VEIL_OK;
-    pthread_mutex_lock(&m->mu);
-    m->use_clock++;
-    for (size_t i = 0; i < m->n_plans; i++)
-        if (veil__engine_plan_matches(m, m->plans[i], inputs)) {
-            m->plans[i]->last_use = m->use_clock;
-            m->plans[i]->refs++;
-            *out = m->plans[i];
-            goto out;
-        }
-    struct veil__engine_plan *p = NULL;
-    /* Built under the lock: plans are rare (one per signature). */
-    rc = veil__engine_plan_build(m, inputs, &p, eb);
-    if (rc != VEIL_OK)
-        goto out;
-    p->last_use = m->use_clock;
-    p->refs = 1;
-    if (m->n_plans < m->max_plans) {
-        p->cached = true;
-        m->plans[m->n_plans++] = p;
-    } else {
-        /* Evict the least recently used idle plan; if every plan is busy, do not cache. */
-        size_t lru = SIZE_MAX;
-        for (size_t i = 0; i < m->n_plans; i++)
-            if (m->plans[i]->refs == 0 &&
-                (lru == SIZE_MAX || m->plans[i]->last_use < m->plans[lru]->last_use))
-                lru = i;
-        if (lru != SIZE_MAX) {
-            veil__engine_plan_free(m->plans[lru]);
-            m->plans[lru] = p;
-            p->cached = true;
-        }
-    }
-    *out = p;
-out:
-    pthread_mutex_unlock(&m->mu);
-    return rc;
-}
-
-static void put_plan(struct veil_engine_model *m, struct veil__engine_plan *p)
-{
-    pthread_mutex_lock(&m->mu);
-    p->refs--;
-    bool dead = !p->cached && p->refs == 0;
-    pthread_mutex_unlock(&m->mu);
-    if (dead)
-        veil__engine_plan_free(p);
-}
-
 /* One run, executed on a compute lane (plan building included: it runs oneDNN reorders). */
 struct run_job {
     struct veil_engine_model *m;
@@ -447,10 +481,10 @@ static void run_on_lane(void *arg)
 {
     struct run_job *j = arg;
     struct veil__engine_plan *p = NULL;
-    if ((j->rc = get_plan(j->m, j->inputs, &p, j->eb)) != VEIL_OK)
+    if ((j->rc = veil__engine_model_get_plan(j->m, j->inputs, &p, j->eb)) != VEIL_OK)
         return;
     j->rc = veil__engine_plan_exec(j->m, p, j->inputs, j->outputs, j->eb);
-    put_plan(j->m, p);
+    veil__engine_model_put_plan(j->m, p);
 }
 
 veil_err veil_engine_run(struct veil_engine_model *m, const struct veil_tensor *inputs, size_t n_in,

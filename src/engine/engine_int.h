@@ -96,6 +96,20 @@ struct veil__engine_node {
     int32_t add_in; /* a residual added after the kernel (before post ops with index >= add_at) */
     size_t add_at;
     bool dead; /* removed by an optimisation pass */
+    /*
+     * A node lifted out of an If branch (ir/subgraph.c): the If node (index in the graph's
+     * nodes) whose branch holds it, and which branch (0 then, 1 else); guard is -1 for a node
+     * of the main graph. The node runs only when every If up its guard chain takes its branch.
+     */
+    int32_t guard;
+    uint8_t branch;
+    /*
+     * A Loop's or Scan's body, a model of its own run once per iteration (ops/control.c): its
+     * inputs are those the subgraph declares, then the outer values it reads, which are also
+     * this node's inputs from in[n_in - body_captured] on.
+     */
+    struct veil_engine_model *body;
+    size_t body_captured;
 };
 
 struct veil__engine_value {
@@ -104,6 +118,12 @@ struct veil__engine_value {
     int32_t input;    /* graph input index or -1 */
     bool is_output;
     bool shape_key; /* a graph input whose values decide shapes: part of the plan key */
+    /*
+     * A graph input whose values decide an If's condition (or a Loop's): part of the plan key
+     * when it is one integer or boolean (a sample rate, a flag), so the condition folds when
+     * planning.
+     */
+    bool cond_key;
     /* Constants (initializers, Constant nodes' tensors, folded weights). */
     bool is_const;
     struct veil__engine_tv c; /* c.data owned (veil_aligned_alloc) when is_const */
@@ -129,6 +149,7 @@ struct veil__engine_graph {
     int32_t *outputs;
     size_t n_outputs;
     int64_t opset;
+    bool subgraph; /* a Loop or Scan body: inputs may leave their types to the outer plan */
     /*
      * Activations prefer 16-channel blocks: some Conv has group > 1 (depthwise kernels), or
      * Winograd convolutions (3x3, stride 1) are in use, which read and write only that layout.
@@ -474,6 +495,7 @@ struct veil__engine_kparams {
 struct veil__engine_step {
     int32_t node;
     bool runtime;
+    bool guarded; /* in an If branch whose condition is only known at run time */
     struct veil__engine_kparams kp;
     struct veil__engine_kstate *ks;
     size_t scratch_bytes; /* per-run scratch for this step (the shared step region) */
@@ -503,6 +525,16 @@ struct veil__engine_scratch {
     uint64_t *step_ns; /* per step, this run's time; only when the model profiles */
 };
 
+/*
+ * A branch of an If that could not be planned at this signature (its condition is a run-time
+ * value): running the If into it fails with the recorded reason.
+ */
+struct veil__engine_branch_fail {
+    int32_t node; /* the If */
+    uint8_t branch;
+    char msg[sizeof(((struct veil_errbuf *)0)->msg)];
+};
+
 struct veil__engine_plan {
     int64_t key[64 * VEIL__ENGINE_RANK];
     size_t key_len;
@@ -518,6 +550,8 @@ struct veil__engine_plan {
     struct veil__engine_scratch *free_scratch;
     uint64_t last_use;
     size_t refs; /* runs using the plan (guarded by the model's mutex) */
+    struct veil__engine_branch_fail *fails;
+    size_t n_fails;
     bool cached; /* in the model's cache; an uncached plan dies with its last run */
 };
 
@@ -597,6 +631,22 @@ struct veil__engine_ictx {
 /* ==== Operators (ops/) ==== */
 
 /*
+ * A model's plan cache as control-flow kernels reach it to run a Loop's or Scan's body: passed
+ * to their hooks by the planner (exec/plan.c), so the ops never call back into it by name.
+ * get_plan takes the model's plan for these inputs (built and cached when new; inputs need
+ * data only where their values are part of the plan key) until put_plan; run_here runs the
+ * model on the calling thread (already on a compute lane), outputs as veil_engine_run gives
+ * them.
+ */
+struct veil__engine_planner {
+    veil_err (*get_plan)(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                         struct veil__engine_plan **out, struct veil_errbuf *eb);
+    void (*put_plan)(struct veil_engine_model *m, struct veil__engine_plan *p);
+    veil_err (*run_here)(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                         struct veil_tensor *outputs, struct veil_errbuf *eb);
+};
+
+/*
  * One row of the operator registry (ops/registry.c), written with designated initializers.
  * Input and output counts count every slot, omitted optional ones included.
  */
@@ -618,6 +668,17 @@ struct veil__engine_op_def {
     uint32_t shape_inputs; /* bit i: input i decides output shapes (its values are needed) */
     bool view;             /* output 0 is input 0's data reinterpreted (no copy) */
     bool no_fold;          /* never evaluated at plan time */
+    /*
+     * Control flow (If, Loop, Scan; ops/control.c), whose rows have these instead of infer and
+     * exec: plan_step plans step st (index s) of plan p, setting its outputs' values and, when
+     * it runs, st->runtime; run_step runs it on a run's scratch.
+     */
+    veil_err (*plan_step)(struct veil__engine_plan *p, const struct veil__engine_graph *g,
+                          const struct veil__engine_planner *pl, uint64_t max_act,
+                          struct veil__engine_step *st, int64_t s, struct veil_errbuf *eb);
+    veil_err (*run_step)(const struct veil__engine_plan *p, const struct veil__engine_scratch *sc,
+                         const struct veil__engine_graph *g, const struct veil__engine_planner *pl,
+                         const struct veil__engine_step *st, struct veil_errbuf *eb);
 };
 
 /* The registry row of operator `name`, or NULL when there is none. */
@@ -637,18 +698,67 @@ const struct veil__engine_op_def *veil__engine_op_at(size_t i);
  */
 bool veil__engine_op_known(const char *name, int64_t opset);
 
+/* ---- IR: subgraphs (ir/subgraph.c) ---- */
+
+/* Inputs of a lifted If: its condition and both branches' outputs. */
+#define VEIL__ENGINE_IF_MAX_IO 255
+/* Inputs of a Loop or Scan, the outer values its body reads included. */
+#define VEIL__ENGINE_BODY_MAX_IO 255
+
+/* A Loop or Scan node's body: the graph, and the outer values it reads (names inside it). */
+struct veil__engine_flat_body {
+    const struct veil_onnx_graph *g; /* NULL for other nodes */
+    const char *const *captured;
+    size_t n_captured;
+};
+
+/*
+ * A model's main graph with the branches of every If lifted into it: model is the parsed model
+ * with nodes and initializers replaced by the lifted lists; guard and branch are per node as
+ * in struct veil__engine_node, bodies per node for Loop and Scan. Names point into the parsed
+ * model or into arena.
+ */
+struct veil__engine_flat {
+    struct veil_onnx_model model;
+    struct veil_onnx_node *nodes;
+    size_t n_nodes;
+    int32_t *guard;
+    uint8_t *branch;
+    struct veil__engine_flat_body *bodies;
+    struct veil_onnx_tensor *inits;
+    size_t n_inits;
+    struct veil_arena arena;
+};
+
+/*
+ * Lifts the branches of om's If nodes (nested up to VEIL_ONNX_MAX_GRAPH_DEPTH) into *f and
+ * records each Loop's and Scan's body with the outer values it reads (appended to the node's
+ * inputs). *f borrows om (keep it alive) and is freed with veil__engine_flat_release (also
+ * after a failure). Errors: VEIL_E_FORMAT (an If without both branches, a branch with inputs
+ * or with another output count than the node, a name defined twice in a branch, a Loop or
+ * Scan without a body), VEIL_E_LIMIT (If outputs above (VEIL__ENGINE_IF_MAX_IO - 1) / 2, inputs
+ * above VEIL__ENGINE_BODY_MAX_IO, nesting), VEIL_E_NOMEM.
+ */
+veil_err veil__engine_flatten(const struct veil_onnx_model *om, struct veil__engine_flat *f,
+                              struct veil_errbuf *eb);
+/* Frees what veil__engine_flatten made; a zeroed struct is a no-op. */
+void veil__engine_flat_release(struct veil__engine_flat *f);
+
 /* ---- IR: graph building and editing (ir/graph.c) ---- */
 
 /*
  * Builds g (zeroed here; release it with veil__engine_graph_release whatever the result) from
- * the parsed model om, which the graph does not keep: constants are copied. Checks that every
+ * the flat model of a parsed one (veil__engine_flatten), which the graph does not keep:
+ * constants are copied. subgraph: the graph of a Loop or Scan body, whose inputs may lack
+ * types (the outer plan gives them). Checks that every
  * operator has a registry row (all missing ones are named in one VEIL_E_UNSUPPORTED), each
  * node's input and output counts (VEIL_E_INVALID), that every value is defined once and every
  * output computed (VEIL_E_FORMAT), and the dtypes of inputs, outputs and constants
  * (VEIL_E_UNSUPPORTED). Nodes of older opsets still need veil__engine_graph_legacy before
  * anything plans them. VEIL_E_NOMEM on allocation failure.
  */
-veil_err veil__engine_graph_build(struct veil__engine_graph *g, const struct veil_onnx_model *om,
+veil_err veil__engine_graph_build(struct veil__engine_graph *g,
+                                  const struct veil__engine_flat *flat, bool subgraph,
                                   struct veil_errbuf *eb);
 /* Frees everything g owns and zeroes it; a zeroed graph is a no-op. */
 void veil__engine_graph_release(struct veil__engine_graph *g);
@@ -755,7 +865,72 @@ bool veil__engine_dt_is_index(enum veil_dtype dt);
  */
 void *veil__engine_big_alloc(size_t size);
 
+/* ---- Ops: control flow (ops/control.c), planned and run through their registry rows ---- */
+
+#define VEIL__ENGINE_LOOP_MAX_ITERS 1000000 /* iterations of one Loop or Scan in one run */
+
+/*
+ * If: with its condition known when planning, its outputs are the taken branch's values; else
+ * both branches must give the same types and shapes (VEIL_E_UNSUPPORTED otherwise) and each
+ * run copies the chosen one's. Errors: VEIL_E_INVALID (a condition of other than one element,
+ * the taken branch failed to plan).
+ */
+veil_err veil__engine_if_plan(struct veil__engine_plan *p, const struct veil__engine_graph *g,
+                              const struct veil__engine_planner *pl, uint64_t max_act,
+                              struct veil__engine_step *st, int64_t s, struct veil_errbuf *eb);
+veil_err veil__engine_if_run(const struct veil__engine_plan *p,
+                             const struct veil__engine_scratch *sc,
+                             const struct veil__engine_graph *g,
+                             const struct veil__engine_planner *pl,
+                             const struct veil__engine_step *st, struct veil_errbuf *eb);
+/*
+ * Loop and Scan: probes the body at the first iteration's signature and sets the outputs'
+ * types and shapes, the step's scratch and state. Errors: VEIL_E_INVALID (inputs or body not
+ * matching the node), VEIL_E_UNSUPPORTED (values that change shape across iterations, scan
+ * outputs without a trip count known when planning, body shapes deciding on run-time values),
+ * VEIL_E_LIMIT (iterations above VEIL__ENGINE_LOOP_MAX_ITERS, outputs above max_act),
+ * VEIL_E_NOMEM. The run fails with the body's errors, VEIL_E_INVALID (an iteration giving
+ * other shapes than the probe) or VEIL_E_LIMIT (the iteration cap).
+ */
+veil_err veil__engine_loop_plan(struct veil__engine_plan *p, const struct veil__engine_graph *g,
+                                const struct veil__engine_planner *pl, uint64_t max_act,
+                                struct veil__engine_step *st, int64_t s, struct veil_errbuf *eb);
+veil_err veil__engine_scan_plan(struct veil__engine_plan *p, const struct veil__engine_graph *g,
+                                const struct veil__engine_planner *pl, uint64_t max_act,
+                                struct veil__engine_step *st, int64_t s, struct veil_errbuf *eb);
+veil_err veil__engine_body_run(const struct veil__engine_plan *p,
+                               const struct veil__engine_scratch *sc,
+                               const struct veil__engine_graph *g,
+                               const struct veil__engine_planner *pl,
+                               const struct veil__engine_step *st, struct veil_errbuf *eb);
+
 /* ---- Exec: plans (exec/plan.c) ---- */
+
+/* The address of value v in a run's scratch, or its constant data (exec/storage.c). */
+void *veil__engine_plan_addr(const struct veil__engine_plan *p,
+                             const struct veil__engine_scratch *sc, int32_t v);
+/* The failure recorded for If node `node`'s branch (0 then, 1 else) in plan p, or NULL
+ * (exec/guard.c, like veil__engine_cond_true). */
+const struct veil__engine_branch_fail *
+veil__engine_plan_branch_failed(const struct veil__engine_plan *p, int32_t node, uint8_t branch);
+/* An If condition's truth: the first element of t (data at data) is nonzero; empty: false. */
+bool veil__engine_cond_true(const struct veil__engine_tv *t, const void *data);
+
+/*
+ * The model's plan for these inputs (built and cached when new), held until
+ * veil__engine_model_put_plan; inputs need data only where their values are part of the plan
+ * key. Called outside the model's mutex. Errors: those of veil__engine_plan_build.
+ */
+veil_err veil__engine_model_get_plan(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                                     struct veil__engine_plan **out, struct veil_errbuf *eb);
+/* Releases a plan taken with veil__engine_model_get_plan (freed when no longer cached). */
+void veil__engine_model_put_plan(struct veil_engine_model *m, struct veil__engine_plan *p);
+/*
+ * Runs m on the calling thread (a body inside a run already on a compute lane), with inputs of
+ * the types its plan expects; outputs as veil_engine_run gives them (the caller releases).
+ */
+veil_err veil__engine_model_run_here(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                                     struct veil_tensor *outputs, struct veil_errbuf *eb);
 
 /*
  * Builds the plan of m for the signature of inputs (one per graph input, checked against the

@@ -5,6 +5,9 @@
 //   node ort_run.js bench MODEL THREADS WARMUP ITERS NAME=FILE.npy...
 //                                          prints {"median_ms":..,"p90_ms":..,"load_ms":..}
 //
+// ORT_OPT_LEVEL (disabled, basic, extended or all; default all) sets the graph optimisation
+// level: tests compare `all` with `disabled` to measure ONNX Runtime's own rounding spread.
+//
 // Exit status 77 when onnxruntime-node is not installed (tests treat it as a skip).
 'use strict';
 
@@ -82,7 +85,7 @@ async function session(model, threads) {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
+    graphOptimizationLevel: process.env.ORT_OPT_LEVEL || 'all',
   });
 }
 

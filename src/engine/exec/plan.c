@@ -10,8 +10,11 @@
 #include "engine_int.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const struct veil__engine_planner k_planner;
 
 #define ALIGN_UP(x) (((x) + 63) & ~(size_t)63)
 
@@ -53,6 +56,7 @@ void veil__engine_plan_free(struct veil__engine_plan *p)
             veil_aligned_free(p->vals[i].owned);
     }
     veil_free(p->vals);
+    veil_free(p->fails);
     pthread_mutex_destroy(&p->mu);
     veil_free(p);
 }
@@ -65,10 +69,7 @@ static int32_t root_of(const struct veil__engine_plan *p, int32_t v)
 static void *value_addr(const struct veil__engine_plan *p, const struct veil__engine_scratch *sc,
                         int32_t v)
 {
-    const struct veil__engine_pval *pv = &p->vals[v];
-    if (!pv->runtime)
-        return pv->t.data;
-    return sc->arena + p->vals[root_of(p, v)].off;
+    return veil__engine_plan_addr(p, sc, v);
 }
 
 /* Memory plan: greedy best-fit by decreasing size over lifetime intervals. */
@@ -207,6 +208,59 @@ static veil_err find_blockable(const struct veil__engine_graph *g, bool **out,
     return VEIL_OK;
 }
 
+/*
+ * Whether graph input v's values are part of the plan key (constants of the plan): it decides
+ * shapes, or it decides an If's condition and is one integer or boolean.
+ */
+static bool input_keyed(const struct veil__engine_value *v, const struct veil_tensor *t)
+{
+    return v->shape_key || (v->cond_key && veil__engine_numel(t->dims, t->rank) == 1 &&
+                            (veil__engine_dt_is_int(t->dtype) || t->dtype == VEIL_DT_BOOL));
+}
+
+/* ---- If: lifted branches, chosen per plan or per run ---- */
+
+enum activity {
+    ACT_NO,  /* in a branch not taken in this plan (or one that failed to plan): skipped */
+    ACT_YES, /* runs on every run */
+    ACT_RUN, /* in a branch chosen by a run-time condition: runs when its guards hold */
+};
+
+static enum activity node_activity(const struct veil__engine_plan *p,
+                                   const struct veil__engine_graph *g, int32_t node)
+{
+    enum activity a = ACT_YES;
+    const struct veil__engine_node *n = &g->nodes[node];
+    int32_t gi = n->guard;
+    uint8_t br = n->branch;
+    for (; gi >= 0; br = g->nodes[gi].branch, gi = g->nodes[gi].guard) {
+        if (veil__engine_plan_branch_failed(p, gi, br) != NULL)
+            return ACT_NO;
+        const struct veil__engine_pval *c = &p->vals[g->nodes[gi].in[0]];
+        if (c->runtime || c->t.data == NULL) {
+            a = ACT_RUN;
+            continue;
+        }
+        if (veil__engine_cond_true(&c->t, c->t.data) != (br == 0))
+            return ACT_NO;
+    }
+    return a;
+}
+
+static veil_err record_fail(struct veil__engine_plan *p, int32_t node, uint8_t branch,
+                            const char *msg)
+{
+    struct veil__engine_branch_fail *f = veil_reallocarray(p->fails, p->n_fails + 1, sizeof(*f));
+    if (f == NULL)
+        return VEIL_E_NOMEM;
+    p->fails = f;
+    f = &p->fails[p->n_fails++];
+    f->node = node;
+    f->branch = branch;
+    snprintf(f->msg, sizeof(f->msg), "%s", msg);
+    return VEIL_OK;
+}
+
 static veil_err build_key(const struct veil_engine_model *m, const struct veil_tensor *inputs,
                           int64_t *key, size_t *key_len, struct veil_errbuf *eb)
 {
@@ -219,7 +273,7 @@ static veil_err build_key(const struct veil_engine_model *m, const struct veil_t
         key[k++] = (int64_t)t->rank;
         for (size_t d = 0; d < t->rank; d++)
             key[k++] = t->dims[d];
-        if (!m->g.values[m->g.inputs[i]].shape_key)
+        if (!input_keyed(&m->g.values[m->g.inputs[i]], t))
             continue;
         struct veil__engine_tv tv = {t->dtype, t->rank, {0}, 0, t->data};
         memcpy(tv.dims, t->dims, sizeof(tv.dims));
@@ -256,6 +310,8 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
     int64_t *last_read = NULL;
     int32_t *sole_reader = NULL, *step_of = NULL;
     uint32_t *n_reads = NULL, *wreads = NULL;
+    struct veil_errbuf *const caller_eb = eb;
+    struct veil_errbuf branch_eb = {{0}};
 
     *out = NULL;
     /* oneDNN sizes a primitive's work split by the thread count current at creation. */
@@ -339,7 +395,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
         memcpy(pv->t.dims, t->dims, sizeof(pv->t.dims));
         pv->t.numel = veil__engine_numel(t->dims, t->rank);
         pv->nbytes = (size_t)pv->t.numel * veil_dtype_size(t->dtype);
-        if (g->values[v].shape_key) {
+        if (input_keyed(&g->values[v], t)) {
             /* Its values are part of the key: a constant for this plan. */
             pv->owned = veil_aligned_alloc(64, pv->nbytes + 64);
             if (pv->owned == NULL) {
@@ -364,6 +420,25 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
         memset(&ic, 0, sizeof(ic));
         st->node = g->order[s];
         st->view = op->view;
+        /*
+         * A node of a branch not taken is never planned (its shapes may not even hold); one of
+         * a branch chosen at run time is planned, and if that fails the branch is marked failed
+         * (an error only for runs that take it) instead of the plan.
+         */
+        enum activity act = node_activity(p, g, st->node);
+        if (act == ACT_NO)
+            continue;
+        st->guarded = act == ACT_RUN;
+        eb = act == ACT_RUN ? &branch_eb : caller_eb;
+        branch_eb.msg[0] = '\0';
+        if (op->plan_step != NULL) {
+            rc = op->plan_step(p, g, &k_planner, m->max_act, st, (int64_t)s, eb);
+            if (rc != VEIL_OK) {
+                veil_err_prefix(eb, rc, "node '%s' (%s)", n->name, op->name);
+                goto node_fail;
+            }
+            continue;
+        }
         ic.g = g;
         ic.n = n;
         ic.kp = &st->kp;
@@ -384,7 +459,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
         ic.attention_isa = m->attention_isa;
         if (n->n_in > 16 || n->n_out > 8) {
             rc = veil_errf(eb, VEIL_E_LIMIT, "node '%s' has too many inputs or outputs", n->name);
-            goto out;
+            goto node_fail;
         }
         ic.n_in = n->n_in;
         ic.n_out = n->n_out;
@@ -393,7 +468,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
             (strcmp(op->name, "Constant") != 0 && (n->n_in < 1 || n->in[0] < 0))) {
             rc = veil_errf(eb, VEIL_E_INVALID, "node '%s' (%s) lacks its first input or output",
                            n->name, op->name);
-            goto out;
+            goto node_fail;
         }
         bool all_const = true;
         for (size_t k = 0; k < n->n_in; k++) {
@@ -406,7 +481,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
                                    "node '%s' (%s): input %zu decides "
                                    "an output shape but is only known at run time",
                                    n->name, op->name, k);
-                    goto out;
+                    goto node_fail;
                 }
             }
         }
@@ -418,7 +493,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
         rc = op->infer(&ic);
         if (rc != VEIL_OK) {
             veil_err_prefix(eb, rc, "node '%s' (%s)", n->name, op->name);
-            goto out;
+            goto node_fail;
         }
         size_t out_bytes = 0;
         for (size_t k = 0; k < n->n_out; k++) {
@@ -434,7 +509,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
                                "node '%s' (%s): output %zu has an invalid "
                                "type",
                                n->name, op->name, k);
-                goto out;
+                goto node_fail;
             }
             for (size_t d = 0; d < t->rank; d++) {
                 if (t->dims[d] < 0 || __builtin_mul_overflow(numel, (uint64_t)t->dims[d], &numel)) {
@@ -442,7 +517,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
                                    "node '%s' (%s): output %zu has an invalid "
                                    "or huge shape",
                                    n->name, op->name, k);
-                    goto out;
+                    goto node_fail;
                 }
             }
             if (__builtin_mul_overflow(numel, (uint64_t)esz, &nbytes) || nbytes > m->max_act) {
@@ -450,7 +525,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
                                "node '%s' (%s): output %zu needs more than "
                                "%llu bytes",
                                n->name, op->name, k, (unsigned long long)m->max_act);
-                goto out;
+                goto node_fail;
             }
             t->numel = numel;
             t->data = NULL;
@@ -506,7 +581,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
                 pv->owned = veil_aligned_alloc(64, pv->nbytes + 64);
                 if (pv->owned == NULL) {
                     rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for folded constants");
-                    goto out;
+                    goto node_fail;
                 }
                 memset(pv->owned, 0, pv->nbytes + 64);
                 kc.out[k] = pv->t;
@@ -515,7 +590,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
             rc = op->exec(&kc, &st->kp);
             if (rc != VEIL_OK) {
                 veil_err_prefix(eb, rc, "node '%s' (%s)", n->name, op->name);
-                goto out;
+                goto node_fail;
             }
             for (size_t k = 0; k < n->n_out; k++)
                 if (n->out[k] >= 0)
@@ -541,10 +616,25 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
             rc = op->prepare(&ic, m->deng, st);
             if (rc != VEIL_OK) {
                 veil_err_prefix(eb, rc, "node '%s' (%s)", n->name, op->name);
-                goto out;
+                goto node_fail;
             }
         }
+        continue;
+    node_fail:
+        if (act != ACT_RUN || rc == VEIL_E_NOMEM || rc == VEIL_E_INTERNAL) {
+            eb = caller_eb;
+            if (act == ACT_RUN)
+                veil_errf(eb, rc, "%s", branch_eb.msg);
+            goto out;
+        }
+        st->runtime = false;
+        if ((rc = record_fail(p, n->guard, n->branch, branch_eb.msg)) != VEIL_OK) {
+            eb = caller_eb;
+            rc = veil_errf(eb, rc, "no memory for a plan");
+            goto out;
+        }
     }
+    eb = caller_eb;
     /* Lifetimes: each read extends the storage root's life to the reading step. */
     for (size_t s = 0; s < p->n_steps; s++) {
         const struct veil__engine_step *st = &p->steps[s];
@@ -674,6 +764,27 @@ out:
     return rc;
 }
 
+/* A run-time If condition's value (the plan's constant when it folded). */
+static bool run_cond(const struct veil__engine_plan *p, const struct veil__engine_scratch *sc,
+                     int32_t v)
+{
+    return veil__engine_cond_true(&p->vals[v].t, value_addr(p, sc, v));
+}
+
+/* Whether a guarded step runs in this run: every If up its chain takes its branch. */
+static bool guard_open(const struct veil__engine_plan *p, const struct veil__engine_scratch *sc,
+                       const struct veil__engine_graph *g, int32_t node)
+{
+    const struct veil__engine_node *n = &g->nodes[node];
+    int32_t gi = n->guard;
+    uint8_t br = n->branch;
+    for (; gi >= 0; br = g->nodes[gi].branch, gi = g->nodes[gi].guard)
+        if (veil__engine_plan_branch_failed(p, gi, br) != NULL ||
+            run_cond(p, sc, g->nodes[gi].in[0]) != (br == 0))
+            return false;
+    return true;
+}
+
 /* Runs one step of a plan on a run's scratch. */
 static veil_err exec_step(struct veil_engine_model *m, struct veil__engine_plan *p,
                           struct veil__engine_scratch *sc, const struct veil__engine_step *st,
@@ -683,6 +794,9 @@ static veil_err exec_step(struct veil_engine_model *m, struct veil__engine_plan 
     const struct veil__engine_node *n = &g->nodes[st->node];
     veil_err rc;
 
+    const struct veil__engine_op_def *cop = veil__engine_op_get(n->op);
+    if (cop->run_step != NULL)
+        return cop->run_step(p, sc, g, &k_planner, st, eb);
     if (st->ks != NULL) {
         for (size_t e = 0; e < st->ks->n_ex; e++) {
             const struct veil__engine_dnnl_exec *dx = &st->ks->ex[e];
@@ -788,7 +902,7 @@ veil_err veil__engine_plan_exec(struct veil_engine_model *m, struct veil__engine
     }
     for (size_t s = 0; s < p->n_steps; s++) {
         const struct veil__engine_step *st = &p->steps[s];
-        if (!st->runtime)
+        if (!st->runtime || (st->guarded && !guard_open(p, sc, g, st->node)))
             continue;
         if (sc->step_ns == NULL) {
             rc = exec_step(m, p, sc, st, eb);
@@ -833,3 +947,76 @@ out:
     pthread_mutex_unlock(&p->mu);
     return rc;
 }
+
+/* ---- A model's plan cache ---- */
+
+veil_err veil__engine_model_get_plan(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                                     struct veil__engine_plan **out, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_OK;
+    pthread_mutex_lock(&m->mu);
+    m->use_clock++;
+    for (size_t i = 0; i < m->n_plans; i++)
+        if (veil__engine_plan_matches(m, m->plans[i], inputs)) {
+            m->plans[i]->last_use = m->use_clock;
+            m->plans[i]->refs++;
+            *out = m->plans[i];
+            goto out;
+        }
+    struct veil__engine_plan *p = NULL;
+    /* Built under the lock: plans are rare (one per signature). */
+    rc = veil__engine_plan_build(m, inputs, &p, eb);
+    if (rc != VEIL_OK)
+        goto out;
+    p->last_use = m->use_clock;
+    p->refs = 1;
+    if (m->n_plans < m->max_plans) {
+        p->cached = true;
+        m->plans[m->n_plans++] = p;
+    } else {
+        /* Evict the least recently used idle plan; if every plan is busy, do not cache. */
+        size_t lru = SIZE_MAX;
+        for (size_t i = 0; i < m->n_plans; i++)
+            if (m->plans[i]->refs == 0 &&
+                (lru == SIZE_MAX || m->plans[i]->last_use < m->plans[lru]->last_use))
+                lru = i;
+        if (lru != SIZE_MAX) {
+            veil__engine_plan_free(m->plans[lru]);
+            m->plans[lru] = p;
+            p->cached = true;
+        }
+    }
+    *out = p;
+out:
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+void veil__engine_model_put_plan(struct veil_engine_model *m, struct veil__engine_plan *p)
+{
+    pthread_mutex_lock(&m->mu);
+    p->refs--;
+    bool dead = !p->cached && p->refs == 0;
+    pthread_mutex_unlock(&m->mu);
+    if (dead)
+        veil__engine_plan_free(p);
+}
+
+veil_err veil__engine_model_run_here(struct veil_engine_model *m, const struct veil_tensor *inputs,
+                                     struct veil_tensor *outputs, struct veil_errbuf *eb)
+{
+    struct veil__engine_plan *p = NULL;
+    veil_err rc = veil__engine_model_get_plan(m, inputs, &p, eb);
+    if (rc != VEIL_OK)
+        return rc;
+    rc = veil__engine_plan_exec(m, p, inputs, outputs, eb);
+    veil__engine_model_put_plan(m, p);
+    return rc;
+}
+
+/* The plan cache as control-flow kernels reach it (through their hooks, never by name). */
+static const struct veil__engine_planner k_planner = {
+    .get_plan = veil__engine_model_get_plan,
+    .put_plan = veil__engine_model_put_plan,
+    .run_here = veil__engine_model_run_here,
+};

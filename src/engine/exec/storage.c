@@ -77,3 +77,12 @@ void veil__engine_skip_node(const struct veil__engine_ictx *c, int32_t node, int
     /* u's storage is read later than u's own last reader: never accumulate into it. */
     c->viewed[u] = true;
 }
+
+void *veil__engine_plan_addr(const struct veil__engine_plan *p,
+                             const struct veil__engine_scratch *sc, int32_t v)
+{
+    const struct veil__engine_pval *pv = &p->vals[v];
+    if (!pv->runtime)
+        return pv->t.data;
+    return sc->arena + p->vals[veil__engine_storage_root(p->vals, v)].off;
+}

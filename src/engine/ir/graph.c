@@ -222,7 +222,8 @@ static veil_err check_arity(const struct veil_onnx_node *on, struct veil_errbuf 
     return VEIL_OK;
 }
 
-veil_err veil__engine_graph_build(struct veil__engine_graph *g, const struct veil_onnx_model *om,
+veil_err veil__engine_graph_build(struct veil__engine_graph *g,
+                                  const struct veil__engine_flat *flat, bool subgraph,
                                   struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
@@ -232,7 +233,10 @@ veil_err veil__engine_graph_build(struct veil__engine_graph *g, const struct vei
     veil_buf_init(&missing, 2048);
 
     memset(g, 0, sizeof(*g));
+    /* The If branches are in the flat model already: every check below covers their nodes. */
+    const struct veil_onnx_model *om = &flat->model;
     g->opset = om->opset;
+    g->subgraph = subgraph;
     /* Every operator must be known: collect all missing ones so the error names each. */
     {
         size_t seen[64], n_seen = 0;
@@ -308,8 +312,11 @@ veil_err veil__engine_graph_build(struct veil__engine_graph *g, const struct vei
         if (bsearch(&key, idx, n_init_idx, sizeof(*idx), name_cmp) != NULL)
             continue;
         const struct veil_onnx_value_info *vi = &om->inputs[i];
-        if (vi->dtype == VEIL_DT_UNDEFINED || veil_dtype_size(vi->dtype) == 0 ||
-            vi->dtype == VEIL_DT_FLOAT16 || !vi->has_shape) {
+        /* A body's inputs take the types and shapes the outer plan gives them. */
+        bool typed = vi->dtype != VEIL_DT_UNDEFINED && vi->has_shape;
+        if (!(subgraph && !typed) &&
+            (vi->dtype == VEIL_DT_UNDEFINED || veil_dtype_size(vi->dtype) == 0 ||
+             vi->dtype == VEIL_DT_FLOAT16 || !vi->has_shape)) {
             rc = veil_errf(eb, VEIL_E_UNSUPPORTED,
                            "graph input '%s' must declare a tensor type "
                            "with a known element type and rank (has %s)",
@@ -343,6 +350,8 @@ veil_err veil__engine_graph_build(struct veil__engine_graph *g, const struct vei
         struct veil__engine_node *n = &g->nodes[g->n_nodes++];
         n->op = veil__engine_op_index(on->op_type);
         n->add_in = -1;
+        n->guard = flat->guard[i];
+        n->branch = flat->branch[i];
         n->name = veil_strdup(on->name[0] ? on->name : on->op_type);
         n->op_type = veil_strdup(on->op_type);
         n->in = veil_allocarray(on->n_inputs + 1, sizeof(int32_t));
@@ -466,6 +475,31 @@ static bool heavy_op(const struct veil__engine_node *n)
     return false;
 }
 
+/*
+ * What a node waits for: its inputs, its fused residual, and the condition of every If up its
+ * guard chain (a lifted branch node runs only once the conditions that select it are known).
+ */
+static size_t n_deps(const struct veil__engine_graph *g, const struct veil__engine_node *n)
+{
+    size_t d = n->n_in + 1;
+    for (int32_t gi = n->guard; gi >= 0; gi = g->nodes[gi].guard)
+        d++;
+    return d;
+}
+
+static int32_t dep_at(const struct veil__engine_graph *g, const struct veil__engine_node *n,
+                      size_t k)
+{
+    if (k < n->n_in)
+        return n->in[k];
+    if (k == n->n_in)
+        return n->add_in;
+    int32_t gi = n->guard;
+    for (size_t up = k - n->n_in - 1; up > 0; up--)
+        gi = g->nodes[gi].guard;
+    return g->nodes[gi].in[0];
+}
+
 /* Kahn's algorithm over live nodes; a node left unvisited sits on a cycle. */
 veil_err veil__engine_graph_order(struct veil__engine_graph *g, struct veil_errbuf *eb)
 {
@@ -489,8 +523,8 @@ veil_err veil__engine_graph_order(struct veil__engine_graph *g, struct veil_errb
         const struct veil__engine_node *n = &g->nodes[i];
         if (n->dead)
             continue;
-        for (size_t k = 0; k <= n->n_in; k++) {
-            int32_t v = k < n->n_in ? n->in[k] : n->add_in;
+        for (size_t k = 0; k < n_deps(g, n); k++) {
+            int32_t v = dep_at(g, n, k);
             if (v < 0 || g->values[v].producer < 0)
                 continue;
             indeg[i]++;
@@ -515,8 +549,8 @@ veil_err veil__engine_graph_order(struct veil__engine_graph *g, struct veil_errb
             const struct veil__engine_node *n = &g->nodes[i];
             if (n->dead)
                 continue;
-            for (size_t k = 0; k <= n->n_in; k++) {
-                int32_t v = k < n->n_in ? n->in[k] : n->add_in;
+            for (size_t k = 0; k < n_deps(g, n); k++) {
+                int32_t v = dep_at(g, n, k);
                 if (v < 0 || g->values[v].producer < 0)
                     continue;
                 cons[cons_start[v] + fill[v]++] = i;

@@ -5,6 +5,11 @@
  * the planner treats it. An operator missing here is refused at load time (veil__engine_graph_build
  * names every one). A new operator is one more row; a new family adds its file's kernels.
  *
+ * If, Loop and Scan count what they take once their subgraphs are lifted or captured
+ * (ir/subgraph.c): If reads its condition and every branch output, Loop and Scan their own
+ * inputs and then the outer values their body reads. They have no kernels: their plan_step
+ * and run_step (ops/control.c) plan and run them.
+ *
  * The counts cover opsets 7 to 17 (ONNX's operator schemas; optional slots count, and an
  * omitted optional input in the middle is an empty name, which still counts). Where a count
  * changed between opsets (Slice, Pad, Resize, Squeeze, Unsqueeze, the reductions) the range
@@ -70,6 +75,7 @@ static const struct veil__engine_op_def k_ops[] = {
     {.name = "HardSwish", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_unary_infer, .exec = veil__engine_unary_exec},
     {.name = "Hardmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_hardmax_infer, .exec = veil__engine_hardmax_exec},
     {.name = "Identity", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_unary_infer, .exec = veil__engine_unary_exec, .view = true},
+    {.name = "If", .min_in = 3, .max_in = VEIL__ENGINE_IF_MAX_IO, .min_out = 1, .max_out = (VEIL__ENGINE_IF_MAX_IO - 1) / 2, .plan_step = veil__engine_if_plan, .run_step = veil__engine_if_run, .no_fold = true},
     {.name = "InstanceNormalization", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1, .infer = veil__engine_norm_infer, .exec = veil__engine_norm_exec},
     {.name = "IsInf", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_unary_infer, .exec = veil__engine_unary_exec},
     {.name = "IsNaN", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_unary_infer, .exec = veil__engine_unary_exec},
@@ -80,6 +86,7 @@ static const struct veil__engine_op_def k_ops[] = {
     {.name = "LessOrEqual", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_binary_infer, .exec = veil__engine_binary_exec},
     {.name = "Log", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_unary_infer, .exec = veil__engine_unary_exec},
     {.name = "LogSoftmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_softmax_infer, .prepare = veil__engine_softmax_prepare, .exec = veil__engine_softmax_exec},
+    {.name = "Loop", .min_in = 2, .max_in = VEIL__ENGINE_BODY_MAX_IO, .min_out = 1, .max_out = VEIL__ENGINE_BODY_MAX_IO, .plan_step = veil__engine_loop_plan, .run_step = veil__engine_body_run, .no_fold = true},
     {.name = "MatMul", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_matmul_infer_fused, .prepare = veil__engine_matmul_prepare, .exec = veil__engine_matmul_exec},
     {.name = "Max", .min_in = 1, .max_in = 255, .min_out = 1, .max_out = 1, .infer = veil__engine_variadic_infer, .exec = veil__engine_variadic_exec},
     {.name = "MaxPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 2, .infer = veil__engine_pool_infer, .prepare = veil__engine_pool_prepare, .exec = veil__engine_pool_exec},
@@ -111,6 +118,7 @@ static const struct veil__engine_op_def k_ops[] = {
     {.name = "Reshape", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reshape_infer, .shape_inputs = 0x2, .view = true},
     {.name = "Resize", .min_in = 1, .max_in = 4, .min_out = 1, .max_out = 1, .infer = veil__engine_resize_infer, .exec = veil__engine_resize_exec, .shape_inputs = 0xe},
     {.name = "Round", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_unary_infer, .exec = veil__engine_unary_exec},
+    {.name = "Scan", .min_in = 1, .max_in = VEIL__ENGINE_BODY_MAX_IO, .min_out = 1, .max_out = VEIL__ENGINE_BODY_MAX_IO, .plan_step = veil__engine_scan_plan, .run_step = veil__engine_body_run, .no_fold = true},
     {.name = "ScatterElements", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1, .infer = veil__engine_scatter_elements_infer, .prepare = veil__engine_scatter_prepare, .exec = veil__engine_scatter_elements_exec},
     {.name = "ScatterND", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1, .infer = veil__engine_scatter_nd_infer, .prepare = veil__engine_scatter_prepare, .exec = veil__engine_scatter_nd_exec},
     {.name = "Selu", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_unary_infer, .exec = veil__engine_unary_exec},
@@ -160,12 +168,13 @@ int veil__engine_op_index(const char *name)
 {
     const struct veil__engine_op_def *op = veil__engine_op_find(name);
     /* A row without kernels (Upsample) names no operator a node can keep. */
-    return op == NULL || op->infer == NULL ? -1 : (int)(op - k_ops);
+    return op == NULL || (op->infer == NULL && op->plan_step == NULL) ? -1 : (int)(op - k_ops);
 }
 
 const struct veil__engine_op_def *veil__engine_op_get(int op)
 {
-    VEIL_ASSERT(op >= 0 && (size_t)op < N_OPS && k_ops[op].infer != NULL);
+    VEIL_ASSERT(op >= 0 && (size_t)op < N_OPS &&
+                (k_ops[op].infer != NULL || k_ops[op].plan_step != NULL));
     return &k_ops[op];
 }
 

@@ -111,7 +111,8 @@ static __attribute__((unused)) VeilOnnx__TensorProto *mb_tensor(struct mb *b, co
     t->data_type = dt;
     t->n_dims = rank;
     t->dims = mb_alloc(b, rank * sizeof(int64_t) + 1);
-    memcpy(t->dims, dims, rank * sizeof(int64_t));
+    if (rank > 0)
+        memcpy(t->dims, dims, rank * sizeof(int64_t));
     t->has_raw_data = 1;
     t->raw_data.len = nbytes;
     t->raw_data.data = mb_alloc(b, nbytes);
@@ -290,6 +291,42 @@ static __attribute__((unused)) veil_err mb_load(struct mb *b, const struct veil_
     veil_err rc = veil_engine_model_load(veil_buf_span(&buf), opt, m, eb);
     veil_buf_release(&buf);
     return rc;
+}
+
+/*
+ * Moves the nodes and initializers added since first_node / first_init into a subgraph with
+ * the comma-separated outputs outs (no declared types), returned as the GRAPH attribute name:
+ * build a branch with mb_node calls, then hand it to the If node made after.
+ */
+static __attribute__((unused)) VeilOnnx__AttributeProto *
+mb_attr_graph(struct mb *b, const char *name, size_t first_node, size_t first_init,
+              const char *outs)
+{
+    VeilOnnx__GraphProto *g = mb_alloc(b, sizeof(*g));
+    veil_onnx__graph_proto__init(g);
+    g->name = mb_str(b, name);
+    g->n_node = b->n_nodes - first_node;
+    g->node = mb_alloc(b, (g->n_node + 1) * sizeof(*g->node));
+    memcpy(g->node, &b->nodes[first_node], g->n_node * sizeof(*g->node));
+    b->n_nodes = first_node;
+    g->n_initializer = b->n_inits - first_init;
+    g->initializer = mb_alloc(b, (g->n_initializer + 1) * sizeof(*g->initializer));
+    memcpy(g->initializer, &b->inits[first_init], g->n_initializer * sizeof(*g->initializer));
+    b->n_inits = first_init;
+    g->output = mb_alloc(b, 16 * sizeof(*g->output));
+    for (const char *p = outs; p != NULL && *p != '\0' && g->n_output < 16;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char *s = mb_alloc(b, len + 1);
+        memcpy(s, p, len);
+        s[len] = '\0';
+        g->output[g->n_output++] = mb_vi(b, s, 0, 0, NULL);
+        p = comma ? comma + 1 : NULL;
+    }
+    VeilOnnx__AttributeProto *a =
+        mb_attr_new(b, name, VEIL_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH);
+    a->g = g;
+    return a;
 }
 
 #endif
