@@ -32,7 +32,10 @@
 #include <stdint.h>
 
 #define VEIL__ENGINE_RANK VEIL_LIMIT_TENSOR_RANK
-#define VEIL__ENGINE_MAX_POST 4            /* fused post-operations per node */
+#define VEIL__ENGINE_MAX_POST 4 /* fused post-operations per node */
+/* Inputs (fused reads included) and outputs of one planned node: DenseNet-201 concatenates 49. */
+#define VEIL__ENGINE_MAX_NODE_IN 64
+#define VEIL__ENGINE_MAX_NODE_OUT 32
 #define VEIL__ENGINE_MAX_ACT (64ull << 30) /* cap on one plan's activation bytes */
 #define VEIL__ENGINE_FOLD_MAX (64u << 20)  /* largest value produced by constant folding */
 
@@ -214,8 +217,8 @@ struct veil__engine_kctx {
     const struct veil__engine_graph *g;
     const struct veil__engine_node *n;
     const struct veil__engine_step *st;
-    struct veil__engine_tv in[16];
-    struct veil__engine_tv out[8];
+    struct veil__engine_tv in[VEIL__ENGINE_MAX_NODE_IN];
+    struct veil__engine_tv out[VEIL__ENGINE_MAX_NODE_OUT];
     struct veil__engine_tv add; /* n->add_in's value, for kernels that read it themselves */
     size_t n_in, n_out;
     struct veil__engine_scratch *sc; /* NULL while folding constants at plan time */
@@ -601,8 +604,8 @@ struct veil_engine_model {
 struct veil__engine_ictx {
     const struct veil__engine_graph *g;
     const struct veil__engine_node *n;
-    struct veil__engine_tv in[16];
-    struct veil__engine_tv out[8];
+    struct veil__engine_tv in[VEIL__ENGINE_MAX_NODE_IN];
+    struct veil__engine_tv out[VEIL__ENGINE_MAX_NODE_OUT];
     struct veil__engine_tv add; /* the fused residual, when n->add_in >= 0 */
     size_t n_in, n_out;
     struct veil__engine_kparams *kp;

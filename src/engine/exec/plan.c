@@ -457,7 +457,8 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
         ic.sole_reader = sole_reader;
         ic.threads = m->threads;
         ic.attention_isa = m->attention_isa;
-        if (n->n_in > 16 || n->n_out > 8) {
+        /* Room for the values a fused kernel reads besides the node's own (xval). */
+        if (n->n_in + 4 > VEIL__ENGINE_MAX_NODE_IN || n->n_out > VEIL__ENGINE_MAX_NODE_OUT) {
             rc = veil_errf(eb, VEIL_E_LIMIT, "node '%s' has too many inputs or outputs", n->name);
             goto node_fail;
         }

@@ -383,9 +383,17 @@ veil_err veil__engine_unary_infer(struct veil__engine_ictx *c)
                                  "min and max must be scalars of the "
                                  "input's type");
     } else if (kind == U_COPY && strcmp(n->op_type, "Dropout") == 0) {
-        if (c->n_in > 2 && n->in[2] >= 0 &&
-            (c->in[2].data == NULL || veil__engine_get_i64(&c->in[2], 0) != 0))
-            return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "training mode is not supported");
+        /*
+         * Training mode drops at random, except with a ratio of 0, where it is the identity:
+         * torch exports that for a functional dropout called without training=self.training.
+         */
+        bool train = c->n_in > 2 && n->in[2] >= 0 &&
+                     (c->in[2].data == NULL || veil__engine_get_i64(&c->in[2], 0) != 0);
+        bool no_drop = c->n_in > 1 && n->in[1] >= 0 && c->in[1].data != NULL &&
+                       c->in[1].numel == 1 && veil__engine_get_f64(&c->in[1], 0) == 0.0;
+        if (train && !no_drop)
+            return veil_errf(c->eb, VEIL_E_UNSUPPORTED,
+                             "training mode is not supported (only with a ratio of 0)");
         if (c->n_out > 1 && n->out[1] >= 0) {
             c->out[1] = c->in[0];
             c->out[1].dt = VEIL_DT_BOOL;

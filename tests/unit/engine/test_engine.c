@@ -953,4 +953,56 @@ TEST(inplace_only_when_input_dies)
     veil_engine_model_free(m);
 }
 
+/*
+ * A Concat of 40 inputs (DenseNet's dense blocks concatenate up to 49 feature maps) and the
+ * Dropout torch exports in training mode with ratio 0 (Swin's attention): the identity.
+ */
+TEST(wide_concat_and_training_dropout_ratio_zero)
+{
+    struct mb b;
+    mb_init(&b);
+    static const int64_t d2[2] = {2, 3};
+    static const float zero = 0.0f, half = 0.5f;
+    static const uint8_t yes = 1;
+    mb_input(&b, "x", 1, 2, d2);
+    mb_output(&b, "y", 1, 2, (const int64_t[]){2, 120});
+    mb_output(&b, "d", 1, 2, d2);
+    mb_init_f(&b, "ratio0", 0, NULL, &zero);
+    mb_init_f(&b, "ratio", 0, NULL, &half);
+    b.inits[b.n_inits++] = mb_tensor(&b, "train", 9, 0, NULL, &yes, 1);
+    /* mb_node takes at most 16 names per list: build the Concat node's inputs by hand. */
+    VeilOnnx__NodeProto *cat = mb_node(&b, "Concat", "x", "y", 1, mb_attr_i(&b, "axis", 1));
+    cat->input = mb_alloc(&b, 40 * sizeof(char *));
+    for (size_t i = 0; i < 40; i++)
+        cat->input[i] = mb_str(&b, "x");
+    cat->n_input = 40;
+    mb_node(&b, "Dropout", "x,ratio0,train", "d", 0);
+    struct veil_engine_model *m = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(mb_load(&b, NULL, &m, &eb));
+    float x[6] = {1, 2, 3, 4, 5, 6};
+    struct veil_tensor in = tensor_f(x, 2, d2), out[2];
+    ASSERT_OK(veil_engine_run(m, &in, 1, out, 2, &eb));
+    const float *y = out[0].data, *d = out[1].data;
+    ASSERT_EQ_I64(out[0].dims[1], 120);
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < 120; k++)
+            ASSERT_TRUE(y[r * 120 + k] == x[r * 3 + k % 3]);
+    ASSERT_TRUE(memcmp(d, x, sizeof(x)) == 0);
+    veil_tensor_release(&out[0]);
+    veil_tensor_release(&out[1]);
+    veil_engine_model_free(m);
+    /* A real dropout (ratio 0.5 in training mode) is random: still refused. */
+    mb_init(&b);
+    mb_input(&b, "x", 1, 2, d2);
+    mb_output(&b, "d", 1, 2, d2);
+    mb_init_f(&b, "ratio", 0, NULL, &half);
+    b.inits[b.n_inits++] = mb_tensor(&b, "train", 9, 0, NULL, &yes, 1);
+    mb_node(&b, "Dropout", "x,ratio,train", "d", 0);
+    ASSERT_OK(mb_load(&b, NULL, &m, &eb));
+    ASSERT_ERR(veil_engine_run(m, &in, 1, out, 1, &eb), VEIL_E_UNSUPPORTED);
+    ASSERT_STR_CONTAINS(eb.msg, "training mode");
+    veil_engine_model_free(m);
+}
+
 RUN_TESTS()
