@@ -156,7 +156,7 @@ struct veil_onnx_model {
 
 /* The opsets of the default domain that the parser accepts. */
 #define VEIL_ONNX_OPSET_MIN 7
-#define VEIL_ONNX_OPSET_MAX 17
+#define VEIL_ONNX_OPSET_MAX 21
 
 /*
  * Parses an ONNX ModelProto from bytes (borrowed for the call only; the result keeps no

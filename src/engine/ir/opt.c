@@ -711,6 +711,54 @@ static void bypass_identity(struct veil__engine_graph *g)
     }
 }
 
+/*
+ * From opset 18 the reductions take their axes as an input. A constant one (what exporters
+ * write) becomes the axes attribute of the earlier opsets, so the fusions below see one form;
+ * the kernel reads an input that stays. ReduceSum keeps its input (its form since opset 13).
+ */
+static veil_err axes_inputs_to_attrs(struct veil__engine_graph *g)
+{
+    static const char *const ops[] = {"ReduceL1",        "ReduceL2",   "ReduceLogSum",
+                                      "ReduceLogSumExp", "ReduceMax",  "ReduceMean",
+                                      "ReduceMin",       "ReduceProd", "ReduceSumSquare"};
+    if (g->opset < 18)
+        return VEIL_OK;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct veil__engine_node *n = &g->nodes[i];
+        bool red = false;
+        for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]) && !red; k++)
+            red = is_op(n, ops[k]);
+        if (!red || n->dead || n->n_in != 2 || n->in[1] < 0 || !g->values[n->in[1]].is_const ||
+            veil__engine_attr_get(n, "axes") != NULL)
+            continue;
+        const struct veil__engine_value *ax = &g->values[n->in[1]];
+        if (ax->c.dt != VEIL_DT_INT64 || ax->c.rank != 1 || ax->c.numel > VEIL__ENGINE_RANK)
+            continue; /* left for the kernel, which names what is wrong */
+        struct veil__engine_attr *na = veil_reallocarray(n->attrs, n->n_attrs + 1, sizeof(*na));
+        if (na == NULL)
+            return VEIL_E_NOMEM;
+        n->attrs = na;
+        struct veil__engine_attr *d = &n->attrs[n->n_attrs];
+        memset(d, 0, sizeof(*d));
+        d->tensor = -1;
+        d->type = VEIL_ONNX_ATTR_INTS;
+        d->name = veil_strdup("axes");
+        d->ints = veil_allocarray((size_t)ax->c.numel + 1, sizeof(int64_t));
+        if (d->name == NULL || d->ints == NULL) {
+            veil_free(d->name);
+            veil_free(d->ints);
+            return VEIL_E_NOMEM;
+        }
+        d->n = (size_t)ax->c.numel;
+        if (d->n > 0)
+            memcpy(d->ints, ax->c.data, d->n * sizeof(int64_t));
+        n->n_attrs++;
+        n->in[1] = -1;
+        n->n_in = 1;
+    }
+    return VEIL_OK;
+}
+
 veil_err veil__engine_graph_optimize(struct veil__engine_graph *g, struct veil_errbuf *eb)
 {
     /* In order; each pass sees the readers as the passes before it left them. */
@@ -719,6 +767,8 @@ veil_err veil__engine_graph_optimize(struct veil__engine_graph *g, struct veil_e
         fuse_matmul_bias, fuse_softmax_add, fuse_post,
     };
     veil_err rc = fold_constant_nodes(g);
+    if (rc == VEIL_OK)
+        rc = axes_inputs_to_attrs(g);
     bypass_identity(g);
     for (size_t i = 0; rc == VEIL_OK && i < sizeof(passes) / sizeof(passes[0]); i++) {
         struct uses u = {NULL, NULL};

@@ -24,12 +24,9 @@ static veil_err check_indices(const struct veil__engine_tv *ix, int64_t len, str
     return VEIL_OK;
 }
 
-enum reduction { RED_NONE, RED_ADD, RED_MUL };
+enum reduction { RED_NONE, RED_ADD, RED_MUL, RED_MAX, RED_MIN };
 
-/*
- * The reduction attribute of ScatterElements and ScatterND (opset 16): none, add or mul. max
- * and min arrived in opset 18, beyond the engine's opsets.
- */
+/* The reduction attribute of ScatterElements and ScatterND: add, mul (16), max, min (18). */
 static veil_err reduction_of(struct veil__engine_ictx *c, enum veil_dtype dt, int64_t *out)
 {
     const char *s = veil__engine_attr_s(c->n, "reduction", "none");
@@ -38,27 +35,44 @@ static veil_err reduction_of(struct veil__engine_ictx *c, enum veil_dtype dt, in
         *out = RED_ADD;
     else if (strcmp(s, "mul") == 0)
         *out = RED_MUL;
-    else if (strcmp(s, "max") == 0 || strcmp(s, "min") == 0)
-        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "reduction '%s' (opset 18)", s);
+    else if (strcmp(s, "max") == 0)
+        *out = RED_MAX;
+    else if (strcmp(s, "min") == 0)
+        *out = RED_MIN;
     else if (strcmp(s, "none") != 0)
         return veil_errf(c->eb, VEIL_E_INVALID, "unknown reduction '%s'", s);
     if (*out != RED_NONE && c->opset < 16)
         return veil_errf(c->eb, VEIL_E_INVALID, "reduction '%s' needs opset 16", s);
+    if ((*out == RED_MAX || *out == RED_MIN) && c->opset < 18)
+        return veil_errf(c->eb, VEIL_E_INVALID, "reduction '%s' needs opset 18", s);
     if (*out != RED_NONE && !veil__engine_dt_is_numeric(dt))
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "reduction '%s' of %s", s, veil_dtype_name(dt));
     return VEIL_OK;
 }
 
 /*
- * Element i of o becomes o[i] (+ or *) u[k]. Floats go through double, whose 53 bits round a
- * single float sum or product exactly as float arithmetic would; integers wrap.
+ * Element i of o becomes o[i] (+, *, max or min) u[k]. Floats go through double, whose 53
+ * bits round a single float sum or product exactly as float arithmetic would; integers wrap
+ * (sums, products) or compare as signed values. A NaN on either side of max or min wins, as
+ * in ONNX Runtime.
  */
 static void reduce_at(struct veil__engine_tv *o, uint64_t i, const struct veil__engine_tv *u,
                       uint64_t k, int64_t red)
 {
     if (veil__engine_dt_is_float(o->dt)) {
-        double a = veil__engine_get_f64(o, i), b = veil__engine_get_f64(u, k);
-        veil__engine_set_f64(o, i, red == RED_ADD ? a + b : a * b);
+        double a = veil__engine_get_f64(o, i), b = veil__engine_get_f64(u, k), r;
+        if (red == RED_ADD)
+            r = a + b;
+        else if (red == RED_MUL)
+            r = a * b;
+        else if (a != a || b != b)
+            r = a != a ? a : b;
+        else
+            r = red == RED_MAX ? (a > b ? a : b) : (a < b ? a : b);
+        veil__engine_set_f64(o, i, r);
+    } else if (red == RED_MAX || red == RED_MIN) {
+        int64_t a = veil__engine_get_i64(o, i), b = veil__engine_get_i64(u, k);
+        veil__engine_set_i64(o, i, red == RED_MAX ? (a > b ? a : b) : (a < b ? a : b));
     } else {
         uint64_t a = (uint64_t)veil__engine_get_i64(o, i), b = (uint64_t)veil__engine_get_i64(u, k);
         veil__engine_set_i64(o, i, (int64_t)(red == RED_ADD ? a + b : a * b));

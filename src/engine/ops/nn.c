@@ -59,15 +59,18 @@ veil_err veil__engine_reduce_infer(struct veil__engine_ictx *c)
     if (c->in[0].dt != VEIL_DT_FLOAT && c->in[0].dt != VEIL_DT_DOUBLE &&
         c->in[0].dt != VEIL_DT_INT64 && c->in[0].dt != VEIL_DT_INT32)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "input type %s", veil_dtype_name(c->in[0].dt));
-    if (kind == R_SUM && c->opset >= 13) {
-        if (veil__engine_has_input(c, 1)) {
-            if (c->in[1].numel > VEIL__ENGINE_RANK || c->in[1].dt != VEIL_DT_INT64)
-                return veil_errf(c->eb, VEIL_E_INVALID, "bad axes");
-            na = (size_t)c->in[1].numel;
-            for (size_t i = 0; i < na; i++)
-                axes[i] = veil__engine_get_i64(&c->in[1], i);
-        }
-    } else {
+    /*
+     * Axes are an input: ReduceSum's from opset 13, every reduction's from opset 18 (a
+     * constant one was made the attribute when the graph was optimised, ir/opt.c).
+     */
+    bool axes_input = (kind == R_SUM && c->opset >= 13) || c->opset >= 18;
+    if (axes_input && veil__engine_has_input(c, 1)) {
+        if (c->in[1].numel > VEIL__ENGINE_RANK || c->in[1].dt != VEIL_DT_INT64)
+            return veil_errf(c->eb, VEIL_E_INVALID, "bad axes");
+        na = (size_t)c->in[1].numel;
+        for (size_t i = 0; i < na; i++)
+            axes[i] = veil__engine_get_i64(&c->in[1], i);
+    } else if (!(kind == R_SUM && c->opset >= 13)) {
         const struct veil__engine_attr *a =
             veil__engine_attr_typed(c->n, "axes", VEIL_ONNX_ATTR_INTS);
         if (a != NULL) {

@@ -10,7 +10,7 @@
  * inputs and then the outer values their body reads. They have no kernels: their plan_step
  * and run_step (ops/control.c) plan and run them.
  *
- * The counts cover opsets 7 to 17 (ONNX's operator schemas; optional slots count, and an
+ * The counts cover opsets 7 to 21 (ONNX's operator schemas; optional slots count, and an
  * omitted optional input in the middle is an empty name, which still counts). Where a count
  * changed between opsets (Slice, Pad, Resize, Squeeze, Unsqueeze, the reductions) the range
  * covers every supported version. A node outside its range is refused at load: kernels read
@@ -104,16 +104,16 @@ static const struct veil__engine_op_def k_ops[] = {
     {.name = "Pow", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_binary_infer, .exec = veil__engine_binary_exec},
     {.name = "Range", .min_in = 3, .max_in = 3, .min_out = 1, .max_out = 1, .infer = veil__engine_range_infer, .exec = veil__engine_range_exec, .shape_inputs = 0x7},
     {.name = "Reciprocal", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_unary_infer, .exec = veil__engine_unary_exec},
-    {.name = "ReduceL1", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec},
-    {.name = "ReduceL2", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec},
-    {.name = "ReduceLogSum", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec},
-    {.name = "ReduceLogSumExp", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec},
-    {.name = "ReduceMax", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec},
-    {.name = "ReduceMean", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec},
-    {.name = "ReduceMin", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec},
-    {.name = "ReduceProd", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec},
+    {.name = "ReduceL1", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec, .shape_inputs = 0x2},
+    {.name = "ReduceL2", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec, .shape_inputs = 0x2},
+    {.name = "ReduceLogSum", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec, .shape_inputs = 0x2},
+    {.name = "ReduceLogSumExp", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec, .shape_inputs = 0x2},
+    {.name = "ReduceMax", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec, .shape_inputs = 0x2},
+    {.name = "ReduceMean", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec, .shape_inputs = 0x2},
+    {.name = "ReduceMin", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec, .shape_inputs = 0x2},
+    {.name = "ReduceProd", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec, .shape_inputs = 0x2},
     {.name = "ReduceSum", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec, .shape_inputs = 0x2},
-    {.name = "ReduceSumSquare", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec},
+    {.name = "ReduceSumSquare", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reduce_infer, .exec = veil__engine_reduce_exec, .shape_inputs = 0x2},
     {.name = "Relu", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1, .infer = veil__engine_unary_infer, .exec = veil__engine_unary_exec},
     {.name = "Reshape", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1, .infer = veil__engine_reshape_infer, .shape_inputs = 0x2, .view = true},
     {.name = "Resize", .min_in = 1, .max_in = 4, .min_out = 1, .max_out = 1, .infer = veil__engine_resize_infer, .exec = veil__engine_resize_exec, .shape_inputs = 0xe},

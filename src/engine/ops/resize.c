@@ -170,6 +170,15 @@ veil_err veil__engine_resize_infer(struct veil__engine_ictx *c)
     const char *mode = veil__engine_attr_s(c->n, "mode", "nearest");
     const char *ctm = veil__engine_attr_s(c->n, "coordinate_transformation_mode", "half_pixel");
     const char *nm = veil__engine_attr_s(c->n, "nearest_mode", "round_prefer_floor");
+    /* Opset 18's additions change the result: refused by name rather than ignored. */
+    if (veil__engine_attr_i(c->n, "antialias", 0) != 0)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "antialias=1 (opset 18)");
+    if (veil__engine_attr_get(c->n, "axes") != NULL)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "the axes attribute (opset 18)");
+    const char *kar = veil__engine_attr_s(c->n, "keep_aspect_ratio_policy", "stretch");
+    if (strcmp(kar, "stretch") != 0)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "keep_aspect_ratio_policy '%s' (opset 18)",
+                         kar);
     struct resize_cfg cf;
     double scales[VEIL__ENGINE_RANK], r0[VEIL__ENGINE_RANK], r1[VEIL__ENGINE_RANK];
     int64_t sizes[VEIL__ENGINE_RANK];

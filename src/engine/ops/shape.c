@@ -418,21 +418,37 @@ veil_err veil__engine_split_infer(struct veil__engine_ictx *c)
     veil_err rc = veil__engine_norm_axis(veil__engine_attr_i(c->n, "axis", 0), r, &ax, c->eb);
     if (rc != VEIL_OK)
         return rc;
-    int64_t sizes[8];
+    int64_t sizes[VEIL__ENGINE_MAX_NODE_OUT];
     size_t ns = 0;
-    if (c->n_out > 8)
+    int64_t num = veil__engine_attr_i(c->n, "num_outputs", 0);
+    if (c->n_out > VEIL__ENGINE_MAX_NODE_OUT)
         return veil_errf(c->eb, VEIL_E_LIMIT, "too many outputs");
     if (c->opset >= 13 && veil__engine_has_input(c, 1)) {
-        if ((rc = veil__engine_read_ints(&c->in[1], sizes, 8, &ns, c->eb)) != VEIL_OK)
+        if ((rc = veil__engine_read_ints(&c->in[1], sizes, VEIL__ENGINE_MAX_NODE_OUT, &ns,
+                                         c->eb)) != VEIL_OK)
             return rc;
     } else if (c->opset < 13 &&
                veil__engine_attr_typed(c->n, "split", VEIL_ONNX_ATTR_INTS) != NULL) {
         const struct veil__engine_attr *a =
             veil__engine_attr_typed(c->n, "split", VEIL_ONNX_ATTR_INTS);
-        if (a->n > 8)
+        if (a->n > VEIL__ENGINE_MAX_NODE_OUT)
             return veil_errf(c->eb, VEIL_E_LIMIT, "too many splits");
         memcpy(sizes, a->ints, a->n * sizeof(int64_t));
         ns = a->n;
+    } else if (c->opset >= 18 && num != 0) {
+        /* Opset 18: num_outputs chunks of ceil(d / n), the last one smaller when uneven. */
+        int64_t d = c->in[0].dims[ax];
+        if (num != (int64_t)c->n_out)
+            return veil_errf(c->eb, VEIL_E_INVALID, "num_outputs is %lld for %zu outputs",
+                             (long long)num, c->n_out);
+        int64_t chunk = (d + num - 1) / num;
+        if (chunk * (num - 1) >= d && num > 1)
+            return veil_errf(c->eb, VEIL_E_INVALID,
+                             "dimension %lld does not split into %lld non-empty chunks",
+                             (long long)d, (long long)num);
+        for (int64_t i = 0; i < num; i++)
+            sizes[i] = i + 1 < num ? chunk : d - chunk * (num - 1);
+        ns = (size_t)num;
     } else {
         int64_t d = c->in[0].dims[ax], n = (int64_t)c->n_out;
         if (n == 0 || d % n != 0)
@@ -624,7 +640,7 @@ veil_err veil__engine_range_exec(struct veil__engine_kctx *c, const struct veil_
 
 /* ---- Pad ---- */
 
-enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE };
+enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP };
 
 veil_err veil__engine_pad_infer(struct veil__engine_ictx *c)
 {
@@ -638,16 +654,41 @@ veil_err veil__engine_pad_infer(struct veil__engine_ictx *c)
         c->kp->pad.mode = PAD_REFLECT;
     else if (strcmp(mode, "edge") == 0)
         c->kp->pad.mode = PAD_EDGE;
+    else if (strcmp(mode, "wrap") == 0 && c->opset >= 19)
+        c->kp->pad.mode = PAD_WRAP;
     else
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "mode '%s'", mode);
     if (!veil__engine_has_input(c, 1))
         return veil_errf(c->eb, VEIL_E_INVALID, "Pad needs pads");
     if ((rc = veil__engine_read_ints(&c->in[1], pads, 2 * VEIL__ENGINE_RANK, &n, c->eb)) != VEIL_OK)
         return rc;
+    if (veil__engine_has_input(c, 3)) {
+        /* Opset 18: pads for the listed axes only (begins, then ends); the others get none. */
+        int64_t axes[VEIL__ENGINE_RANK], part[2 * VEIL__ENGINE_RANK];
+        size_t na;
+        bool seen[VEIL__ENGINE_RANK] = {false};
+        if ((rc = veil__engine_read_ints(&c->in[3], axes, VEIL__ENGINE_RANK, &na, c->eb)) !=
+            VEIL_OK)
+            return rc;
+        if (n != 2 * na)
+            return veil_errf(c->eb, VEIL_E_INVALID, "pads has %zu values for %zu axes", n, na);
+        memcpy(part, pads, n * sizeof(int64_t));
+        memset(pads, 0, sizeof(pads));
+        for (size_t i = 0; i < na; i++) {
+            size_t ax;
+            if ((rc = veil__engine_norm_axis(axes[i], r, &ax, c->eb)) != VEIL_OK)
+                return rc;
+            if (seen[ax])
+                return veil_errf(c->eb, VEIL_E_INVALID, "axis %lld is listed twice",
+                                 (long long)axes[i]);
+            seen[ax] = true;
+            pads[ax] = part[i];
+            pads[ax + r] = part[i + na];
+        }
+        n = 2 * r;
+    }
     if (n != 2 * r)
         return veil_errf(c->eb, VEIL_E_INVALID, "pads has %zu values for rank %zu", n, r);
-    if (veil__engine_has_input(c, 3))
-        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "Pad axes input");
     c->out[0] = c->in[0];
     for (size_t i = 0; i < r; i++) {
         int64_t d = c->in[0].dims[i] + pads[i] + pads[i + r];
@@ -658,8 +699,9 @@ veil_err veil__engine_pad_infer(struct veil__engine_ictx *c)
         if (c->kp->pad.mode == PAD_REFLECT && d != c->in[0].dims[i] &&
             (pads[i] >= c->in[0].dims[i] || pads[i + r] >= c->in[0].dims[i]))
             return veil_errf(c->eb, VEIL_E_INVALID, "reflect pads must be below the dimension");
-        if (c->kp->pad.mode == PAD_EDGE && d != c->in[0].dims[i] && c->in[0].dims[i] == 0)
-            return veil_errf(c->eb, VEIL_E_INVALID, "edge padding of an empty dimension");
+        if ((c->kp->pad.mode == PAD_EDGE || c->kp->pad.mode == PAD_WRAP) && d != c->in[0].dims[i] &&
+            c->in[0].dims[i] == 0)
+            return veil_errf(c->eb, VEIL_E_INVALID, "%s padding of an empty dimension", mode);
         c->out[0].dims[i] = d;
         c->kp->pad.begin[i] = pads[i];
     }
@@ -704,6 +746,8 @@ veil_err veil__engine_pad_exec(struct veil__engine_kctx *c, const struct veil__e
                         x = 0;
                     while (x < 0 || x >= d)
                         x = x < 0 ? -x : 2 * (d - 1) - x;
+                } else if (kp->pad.mode == PAD_WRAP) {
+                    x = ((x % d) + d) % d;
                 } else {
                     x = x < 0 ? 0 : d - 1;
                 }

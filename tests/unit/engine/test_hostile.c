@@ -277,7 +277,7 @@ TEST(opset_and_garbage)
     struct veil_errbuf eb = {{0}};
     int64_t d[1] = {4};
     /* Just below and just above the opsets the engine reads. */
-    static const int64_t opsets[2] = {6, 18};
+    static const int64_t opsets[2] = {6, 22};
     for (size_t i = 0; i < 2; i++) {
         mb_init(&b);
         b.opset = opsets[i];
