@@ -385,6 +385,22 @@ struct veil__engine_kp_norm {
     int64_t reduced[VEIL__ENGINE_RANK]; /* per input axis: 1 when the statistics span it */
 };
 
+/* GroupNormalization (ops/nn.c). */
+struct veil__engine_kp_groupnorm {
+    int64_t groups;
+    bool per_channel; /* scale and bias per channel (opset 21), else per group (opset 18) */
+    float eps;
+};
+
+/* Col2Im (ops/nn.c): the 2-D or N-D image, block and geometry. */
+struct veil__engine_kp_col2im {
+    size_t sp; /* spatial axes */
+    int64_t image[VEIL__ENGINE_RANK], block[VEIL__ENGINE_RANK];
+    int64_t strides[VEIL__ENGINE_RANK], dilations[VEIL__ENGINE_RANK];
+    int64_t pads[2 * VEIL__ENGINE_RANK];
+    int64_t blocks[VEIL__ENGINE_RANK]; /* sliding positions per axis */
+};
+
 /* LRN (ops/nn.c). */
 struct veil__engine_kp_lrn {
     int64_t size;
@@ -484,6 +500,8 @@ struct veil__engine_kparams {
         struct veil__engine_kp_topk topk;
         struct veil__engine_kp_batchnorm batchnorm;
         struct veil__engine_kp_norm norm;
+        struct veil__engine_kp_groupnorm groupnorm;
+        struct veil__engine_kp_col2im col2im;
         struct veil__engine_kp_lrn lrn;
         struct veil__engine_kp_global_pool global_pool;
         struct veil__engine_kp_pool pool;
@@ -1194,6 +1212,7 @@ veil_err veil__engine_range_infer(struct veil__engine_ictx *c);
 veil_err veil__engine_range_exec(struct veil__engine_kctx *c,
                                  const struct veil__engine_kparams *kp);
 veil_err veil__engine_pad_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_center_crop_pad_infer(struct veil__engine_ictx *c);
 veil_err veil__engine_pad_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
 veil_err veil__engine_tile_infer(struct veil__engine_ictx *c);
 veil_err veil__engine_tile_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
@@ -1268,6 +1287,12 @@ veil_err veil__engine_gap_infer(struct veil__engine_ictx *c);
 veil_err veil__engine_gap_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
 veil_err veil__engine_norm_infer(struct veil__engine_ictx *c);
 veil_err veil__engine_norm_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_groupnorm_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_groupnorm_exec(struct veil__engine_kctx *c,
+                                     const struct veil__engine_kparams *kp);
+veil_err veil__engine_col2im_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_col2im_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp);
 veil_err veil__engine_lrn_infer(struct veil__engine_ictx *c);
 veil_err veil__engine_lrn_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
 veil_err veil__engine_pool_infer(struct veil__engine_ictx *c);

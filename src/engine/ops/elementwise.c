@@ -58,6 +58,8 @@ enum unary_kind {
     U_ISINF, /* a = detect_negative, b = detect_positive (0 or 1) */
     U_NOT,
     U_COPY,
+    U_MISH,   /* x * tanh(softplus(x)) (opset 18) */
+    U_BITNOT, /* integers only (opset 18) */
 };
 
 struct un_job {
@@ -85,6 +87,9 @@ struct un_job {
         return tanh##S(x);                                                                         \
     case U_ERF:                                                                                    \
         return erf##S(x);                                                                          \
+    case U_MISH:                                                                                   \
+        /* softplus(x) = log1p(exp(x)) overflows for large x, where it equals x. */                \
+        return x * tanh##S(x > (T)20 ? x : log1p##S(exp##S(x)));                                   \
     case U_GELU:                                                                                   \
         return (T)0.5 * x * (1 + erf##S(x * (T)0.70710678118654752));                              \
     case U_GELU_TANH:                                                                              \
@@ -226,6 +231,8 @@ static void un_range(void *ud, uint64_t lo, uint64_t hi)
                 v = v > 0 || uns ? v : 0;
             else if (j->kind == U_SIGN)
                 v = uns ? v != 0 : (v > 0) - (v < 0);
+            else if (j->kind == U_BITNOT)
+                v = (int64_t) ~(uint64_t)v; /* stored back in the element's width */
             else if (j->kind == U_CLIP)
                 v = (double)v < j->a ? (int64_t)j->a : ((double)v > j->b ? (int64_t)j->b : v);
             veil__engine_set_i64(j->out, i, v);
@@ -261,6 +268,7 @@ static int unary_kind_of(const char *op)
                {"Softplus", U_SOFTPLUS}, {"Softsign", U_SOFTSIGN},
                {"Shrink", U_SHRINK},     {"IsNaN", U_ISNAN},
                {"IsInf", U_ISINF},       {"Not", U_NOT},
+               {"Mish", U_MISH},         {"BitwiseNot", U_BITNOT},
                {"Identity", U_COPY},     {"Dropout", U_COPY}};
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(map[i].name, op) == 0)
@@ -354,6 +362,8 @@ veil_err veil__engine_unary_infer(struct veil__engine_ictx *c)
     bool ok;
     if (kind == U_NOT)
         ok = dt == VEIL_DT_BOOL;
+    else if (kind == U_BITNOT)
+        ok = veil__engine_dt_is_int(dt);
     else if (kind == U_COPY)
         ok = veil_dtype_size(dt) > 0;
     else if (kind == U_NEG || kind == U_ABS || kind == U_RELU || kind == U_CLIP || kind == U_SIGN ||
@@ -511,6 +521,9 @@ enum bin_kind {
     B_PRELU, /* x < 0 ? x * slope : x */
     B_SHL,   /* unsigned only */
     B_SHR,
+    B_BAND, /* BitwiseAnd, BitwiseOr, BitwiseXor: integers only (opset 18) */
+    B_BOR,
+    B_BXOR,
     B_EQ,
     B_GT,
     B_LT,
@@ -614,6 +627,12 @@ static inline int64_t bin_i(int k, int64_t x, int64_t y)
     case B_SHL:
     case B_SHR:
         return (int64_t)shift_u(k, ux, uy);
+    case B_BAND:
+        return (int64_t)(ux & uy);
+    case B_BOR:
+        return (int64_t)(ux | uy);
+    case B_BXOR:
+        return (int64_t)(ux ^ uy);
     default:
         return 0;
     }
@@ -640,6 +659,12 @@ static inline uint64_t bin_u(int k, uint64_t x, uint64_t y)
     case B_SHL:
     case B_SHR:
         return shift_u(k, x, y);
+    case B_BAND:
+        return x & y;
+    case B_BOR:
+        return x | y;
+    case B_BXOR:
+        return x ^ y;
     default: /* B_PRELU: an unsigned x is never negative */
         return x;
     }
@@ -835,12 +860,13 @@ static int bin_kind_of(const char *op)
     static const struct {
         const char *name;
         int kind;
-    } map[] = {{"Add", B_ADD},        {"Sub", B_SUB},      {"Mul", B_MUL},
-               {"Div", B_DIV},        {"Pow", B_POW},      {"Mod", B_MOD},
-               {"PRelu", B_PRELU},    {"BitShift", B_SHL}, {"Equal", B_EQ},
-               {"Greater", B_GT},     {"Less", B_LT},      {"GreaterOrEqual", B_GE},
-               {"LessOrEqual", B_LE}, {"And", B_AND},      {"Or", B_OR},
-               {"Xor", B_XOR},        {"Where", B_WHERE},  {"Expand", B_EXPAND}};
+    } map[] = {{"Add", B_ADD},         {"Sub", B_SUB},       {"Mul", B_MUL},
+               {"Div", B_DIV},         {"Pow", B_POW},       {"Mod", B_MOD},
+               {"PRelu", B_PRELU},     {"BitShift", B_SHL},  {"Equal", B_EQ},
+               {"Greater", B_GT},      {"Less", B_LT},       {"GreaterOrEqual", B_GE},
+               {"LessOrEqual", B_LE},  {"And", B_AND},       {"Or", B_OR},
+               {"Xor", B_XOR},         {"Where", B_WHERE},   {"Expand", B_EXPAND},
+               {"BitwiseAnd", B_BAND}, {"BitwiseOr", B_BOR}, {"BitwiseXor", B_BXOR}};
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(map[i].name, op) == 0)
             return map[i].kind;
@@ -927,6 +953,8 @@ veil_err veil__engine_binary_infer(struct veil__engine_ictx *c)
         ok = a->dt == VEIL_DT_BOOL;
     else if (k == B_SHL)
         ok = is_unsigned_dt(a->dt);
+    else if (k == B_BAND || k == B_BOR || k == B_BXOR)
+        ok = veil__engine_dt_is_int(a->dt);
     else
         ok = veil__engine_dt_is_float(a->dt) || veil__engine_dt_is_int(a->dt) ||
              (k == B_EQ && a->dt == VEIL_DT_BOOL);

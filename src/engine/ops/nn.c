@@ -1337,3 +1337,210 @@ veil_err veil__engine_pool_exec(struct veil__engine_kctx *c, const struct veil__
                 }
     return VEIL_OK;
 }
+
+/* ---- GroupNormalization (opset 18; scale and bias per channel from opset 21) ---- */
+
+veil_err veil__engine_groupnorm_infer(struct veil__engine_ictx *c)
+{
+    veil_err rc = need_float(c, 0);
+    if (rc != VEIL_OK)
+        return rc;
+    size_t r = c->in[0].rank;
+    int64_t ch = r >= 2 ? c->in[0].dims[1] : 0;
+    int64_t g = veil__engine_attr_i(c->n, "num_groups", 0);
+    if (r < 2)
+        return veil_errf(c->eb, VEIL_E_INVALID, "GroupNormalization needs rank >= 2");
+    if (g < 1 || ch % g != 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "num_groups %lld does not divide %lld channels",
+                         (long long)g, (long long)ch);
+    float eps = veil__engine_attr_f(c->n, "epsilon", 1e-5f);
+    if (!(eps >= 0.0f) || isinf(eps))
+        return veil_errf(c->eb, VEIL_E_INVALID, "epsilon %g", (double)eps);
+    int64_t want = -1;
+    for (size_t i = 1; i < 3; i++) {
+        if (!veil__engine_has_input(c, i) || c->in[i].dt != VEIL_DT_FLOAT || c->in[i].rank != 1)
+            return veil_errf(c->eb, VEIL_E_INVALID, "input %zu must be a float vector", i);
+        int64_t n = c->in[i].dims[0];
+        /* Opset 21 gives C values, opset 18 G: the length says which (equal when G == C). */
+        if ((n != ch && n != g) || (want >= 0 && n != want))
+            return veil_errf(c->eb, VEIL_E_INVALID,
+                             "input %zu has %lld values; it takes the %lld channels or the %lld "
+                             "groups",
+                             i, (long long)n, (long long)ch, (long long)g);
+        want = n;
+    }
+    c->kp->groupnorm.groups = g;
+    c->kp->groupnorm.per_channel = want == ch;
+    c->kp->groupnorm.eps = eps;
+    c->out[0] = c->in[0];
+    return VEIL_OK;
+}
+
+struct gn_job {
+    const float *x, *scale, *bias;
+    float *y;
+    uint64_t groups, cpg, spatial; /* channels per group, elements per channel */
+    bool per_channel;
+    double eps;
+};
+
+static void gn_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct gn_job *j = ud;
+    uint64_t len = j->cpg * j->spatial;
+    for (uint64_t b = lo; b < hi; b++) {
+        const float *x = j->x + b * len;
+        float *y = j->y + b * len;
+        uint64_t grp = b % j->groups;
+        double sum = 0.0, sq = 0.0;
+        for (uint64_t i = 0; i < len; i++)
+            sum += x[i];
+        double mean = len > 0 ? sum / (double)len : 0.0;
+        for (uint64_t i = 0; i < len; i++) {
+            double d = x[i] - mean;
+            sq += d * d;
+        }
+        double istd = 1.0 / sqrt((len > 0 ? sq / (double)len : 0.0) + j->eps);
+        for (uint64_t cc = 0; cc < j->cpg; cc++) {
+            uint64_t k = j->per_channel ? grp * j->cpg + cc : grp;
+            float s = (float)(j->scale[k] * istd),
+                  t = (float)(j->bias[k] - mean * j->scale[k] * istd);
+            const float *xc = x + cc * j->spatial;
+            float *yc = y + cc * j->spatial;
+            for (uint64_t i = 0; i < j->spatial; i++)
+                yc[i] = xc[i] * s + t;
+        }
+    }
+}
+
+veil_err veil__engine_groupnorm_exec(struct veil__engine_kctx *c,
+                                     const struct veil__engine_kparams *kp)
+{
+    const struct veil__engine_tv *x = &c->in[0];
+    uint64_t spatial = veil__engine_numel(x->dims + 2, x->rank - 2);
+    struct gn_job j = {x->data,
+                       c->in[1].data,
+                       c->in[2].data,
+                       c->out[0].data,
+                       (uint64_t)kp->groupnorm.groups,
+                       (uint64_t)(x->dims[1] / kp->groupnorm.groups),
+                       spatial,
+                       kp->groupnorm.per_channel,
+                       kp->groupnorm.eps};
+    veil__engine_parallel((uint64_t)x->dims[0] * j.groups, 1, gn_range, &j);
+    return VEIL_OK;
+}
+
+/*
+ * ---- Col2Im (opset 18) ----
+ * The inverse of im2col: input [N, C * prod(block), L] of L sliding blocks, output
+ * [N, C, image...], each block's values added at its positions (overlaps sum).
+ */
+
+veil_err veil__engine_col2im_infer(struct veil__engine_ictx *c)
+{
+    struct veil__engine_kp_col2im *k = &c->kp->col2im;
+    veil_err rc = need_float(c, 0);
+    if (rc != VEIL_OK)
+        return rc;
+    size_t ni, nb;
+    if (c->in[0].rank != 3)
+        return veil_errf(c->eb, VEIL_E_INVALID, "input must be [N, C * block, L]");
+    if ((rc = veil__engine_read_ints(&c->in[1], k->image, VEIL__ENGINE_RANK - 2, &ni, c->eb)) !=
+            VEIL_OK ||
+        (rc = veil__engine_read_ints(&c->in[2], k->block, VEIL__ENGINE_RANK - 2, &nb, c->eb)) !=
+            VEIL_OK)
+        return rc;
+    if (ni != nb || ni == 0)
+        return veil_errf(c->eb, VEIL_E_INVALID, "image_shape and block_shape differ in length");
+    k->sp = ni;
+    const struct veil__engine_attr *st =
+        veil__engine_attr_typed(c->n, "strides", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *dl =
+        veil__engine_attr_typed(c->n, "dilations", VEIL_ONNX_ATTR_INTS);
+    const struct veil__engine_attr *pd = veil__engine_attr_typed(c->n, "pads", VEIL_ONNX_ATTR_INTS);
+    if ((st != NULL && st->n != ni) || (dl != NULL && dl->n != ni) ||
+        (pd != NULL && pd->n != 2 * ni))
+        return veil_errf(c->eb, VEIL_E_INVALID, "strides, dilations or pads of the wrong length");
+    int64_t blk = 1, L = 1;
+    for (size_t i = 0; i < ni; i++) {
+        k->strides[i] = st != NULL ? st->ints[i] : 1;
+        k->dilations[i] = dl != NULL ? dl->ints[i] : 1;
+        k->pads[i] = pd != NULL ? pd->ints[i] : 0;
+        k->pads[i + ni] = pd != NULL ? pd->ints[i + ni] : 0;
+        if (k->image[i] < 1 || k->block[i] < 1 || k->strides[i] < 1 || k->dilations[i] < 1 ||
+            k->pads[i] < 0 || k->pads[i + ni] < 0 || k->image[i] > (1 << 24) ||
+            k->block[i] > 4096 || k->strides[i] > 4096 || k->dilations[i] > 4096 ||
+            k->pads[i] > 4096 || k->pads[i + ni] > 4096)
+            return veil_errf(c->eb, VEIL_E_INVALID, "image, block or geometry out of range");
+        int64_t span = k->dilations[i] * (k->block[i] - 1) + 1;
+        int64_t n = (k->image[i] + k->pads[i] + k->pads[i + ni] - span) / k->strides[i] + 1;
+        if (n < 1)
+            return veil_errf(c->eb, VEIL_E_INVALID, "the block does not fit the padded image");
+        k->blocks[i] = n;
+        blk *= k->block[i];
+        L *= n;
+    }
+    int64_t cb = c->in[0].dims[1];
+    if (cb % blk != 0 || c->in[0].dims[2] != L)
+        return veil_errf(c->eb, VEIL_E_INVALID,
+                         "input is [%lld, %lld, %lld]; the geometry needs C * %lld rows and %lld "
+                         "blocks",
+                         (long long)c->in[0].dims[0], (long long)cb, (long long)c->in[0].dims[2],
+                         (long long)blk, (long long)L);
+    c->out[0].dt = VEIL_DT_FLOAT;
+    c->out[0].rank = 2 + ni;
+    c->out[0].dims[0] = c->in[0].dims[0];
+    c->out[0].dims[1] = cb / blk;
+    for (size_t i = 0; i < ni; i++)
+        c->out[0].dims[2 + i] = k->image[i];
+    return VEIL_OK;
+}
+
+veil_err veil__engine_col2im_exec(struct veil__engine_kctx *c,
+                                  const struct veil__engine_kparams *kp)
+{
+    const struct veil__engine_kp_col2im *k = &kp->col2im;
+    const float *x = c->in[0].data;
+    float *y = c->out[0].data;
+    uint64_t img = veil__engine_numel(k->image, k->sp), blk = veil__engine_numel(k->block, k->sp);
+    uint64_t L = veil__engine_numel(k->blocks, k->sp);
+    uint64_t planes = (uint64_t)c->out[0].dims[0] * (uint64_t)c->out[0].dims[1];
+    memset(y, 0, c->out[0].numel * sizeof(float));
+    for (uint64_t p = 0; p < planes; p++) {
+        float *yp = y + p * img;
+        const float *xp = x + p * blk * L;
+        for (uint64_t e = 0; e < blk; e++) {
+            int64_t off[VEIL__ENGINE_RANK];
+            uint64_t q = e;
+            for (size_t i = k->sp; i-- > 0;) {
+                off[i] = (int64_t)(q % (uint64_t)k->block[i]) * k->dilations[i] - k->pads[i];
+                q /= (uint64_t)k->block[i];
+            }
+            for (uint64_t l = 0; l < L; l++) {
+                uint64_t ql = l, at = 0;
+                bool inside = true;
+                for (size_t i = k->sp; i-- > 0;) {
+                    int64_t pos = (int64_t)(ql % (uint64_t)k->blocks[i]) * k->strides[i] + off[i];
+                    ql /= (uint64_t)k->blocks[i];
+                    if (pos < 0 || pos >= k->image[i]) {
+                        inside = false;
+                        break;
+                    }
+                }
+                if (!inside)
+                    continue;
+                ql = l;
+                uint64_t mul = 1;
+                for (size_t i = k->sp; i-- > 0;) {
+                    int64_t pos = (int64_t)(ql % (uint64_t)k->blocks[i]) * k->strides[i] + off[i];
+                    ql /= (uint64_t)k->blocks[i];
+                    at += (uint64_t)pos * mul;
+                    mul *= (uint64_t)k->image[i];
+                }
+                yp[at] += xp[e * L + l];
+            }
+        }
+    }
+    return VEIL_OK;
+}

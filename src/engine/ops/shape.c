@@ -717,6 +717,45 @@ veil_err veil__engine_pad_infer(struct veil__engine_ictx *c)
     return VEIL_OK;
 }
 
+/*
+ * CenterCropPad (opset 18): each listed axis (all by default) cropped or zero-padded to its
+ * target length around the centre (the smaller half before). Runs as a constant Pad whose
+ * begin offsets are negative where it crops.
+ */
+veil_err veil__engine_center_crop_pad_infer(struct veil__engine_ictx *c)
+{
+    size_t r = c->in[0].rank, n;
+    int64_t target[VEIL__ENGINE_RANK];
+    veil_err rc = veil__engine_read_ints(&c->in[1], target, VEIL__ENGINE_RANK, &n, c->eb);
+    if (rc != VEIL_OK)
+        return rc;
+    const struct veil__engine_attr *a = veil__engine_attr_typed(c->n, "axes", VEIL_ONNX_ATTR_INTS);
+    size_t na = a != NULL ? a->n : r;
+    if (n != na)
+        return veil_errf(c->eb, VEIL_E_INVALID, "shape has %zu values for %zu axes", n, na);
+    c->out[0] = c->in[0];
+    c->kp->pad.mode = PAD_CONSTANT;
+    c->kp->pad.fill_f = 0.0f;
+    c->kp->pad.fill_i = 0;
+    memset(c->kp->pad.begin, 0, sizeof(c->kp->pad.begin));
+    bool seen[VEIL__ENGINE_RANK] = {false};
+    for (size_t i = 0; i < na; i++) {
+        size_t ax = i;
+        if (a != NULL && (rc = veil__engine_norm_axis(a->ints[i], r, &ax, c->eb)) != VEIL_OK)
+            return rc;
+        if (seen[ax])
+            return veil_errf(c->eb, VEIL_E_INVALID, "axis %zu is listed twice", ax);
+        seen[ax] = true;
+        int64_t d = c->in[0].dims[ax], t = target[i];
+        if (t < 0 || t > (1 << 24) + d)
+            return veil_errf(c->eb, VEIL_E_INVALID, "target length %lld for axis %zu", (long long)t,
+                             ax);
+        c->out[0].dims[ax] = t;
+        c->kp->pad.begin[ax] = t >= d ? (t - d) / 2 : -((d - t) / 2);
+    }
+    return VEIL_OK;
+}
+
 veil_err veil__engine_pad_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
     size_t r = c->in[0].rank, es = veil_dtype_size(c->in[0].dt);
