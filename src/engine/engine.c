@@ -37,7 +37,7 @@ static veil_err mark_keys(struct veil__engine_graph *g, bool cond, struct veil_e
                                                                : 0u)
                               : veil__engine_op_get(n->op)->shape_inputs | (loop_scan ? 1u : 0u);
         for (size_t k = 0; k < n->n_in; k++)
-            if (((seeds >> k) & 1u) && n->in[k] >= 0 && !seen[n->in[k]]) {
+            if (k < 32 && ((seeds >> k) & 1u) && n->in[k] >= 0 && !seen[n->in[k]]) {
                 seen[n->in[k]] = true;
                 stack[sp++] = n->in[k];
             }
