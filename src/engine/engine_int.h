@@ -346,6 +346,7 @@ struct veil__engine_kp_onehot {
 /* Resize (ops/resize.c; the per-axis tap tables are in kparams.ptr). */
 struct veil__engine_kp_resize {
     float extrapolation; /* extrapolation_value of tf_crop_and_resize */
+    bool bilinear;       /* the last two axes only, in ONNX Runtime's float arithmetic */
 };
 
 /* Reductions (ops/nn.c). */
