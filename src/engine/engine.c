@@ -396,7 +396,7 @@ veil_err veil_engine_model_profile(struct veil_engine_model *m, struct veil_engi
         if (nd->dead || !m->prof_ran[i])
             continue;
         char label[sizeof(all->op)];
-        if (m->prof_ran[i] & VEIL__ENGINE_PROF_ATTENTION)
+        if ((m->prof_ran[i] & VEIL__ENGINE_PROF_ATTENTION) && strcmp(nd->op_type, "MatMul") == 0)
             snprintf(label, sizeof(label), "Attention (MatMul+Softmax+MatMul)");
         else
             prof_label(nd, label, sizeof(label));

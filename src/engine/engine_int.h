@@ -346,6 +346,7 @@ struct veil__engine_kp_onehot {
 /* Resize (ops/resize.c; the per-axis tap tables are in kparams.ptr). */
 struct veil__engine_kp_resize {
     float extrapolation; /* extrapolation_value of tf_crop_and_resize */
+    bool bilinear;       /* the last two axes only, in ONNX Runtime's float arithmetic */
 };
 
 /* Reductions (ops/nn.c). */
@@ -474,6 +475,18 @@ struct veil__engine_kp_attention {
     int64_t q_strides[4], k_strides[4], v_strides[4], o_strides[4];
 };
 
+/*
+ * QuantizeLinear, DequantizeLinear and DynamicQuantizeLinear (ops/quant.c): len scales (1: per
+ * tensor), each shared by inner consecutive elements; the output type; whether output 0 is
+ * written channels-last for the convolution that alone reads it. The integer products keep
+ * their parameters in kparams.ptr.
+ */
+struct veil__engine_kp_quant {
+    int64_t len, inner;
+    enum veil_dtype odt;
+    bool nhwc;
+};
+
 /* Kernel parameters decided at plan time, read by exec (see above). */
 struct veil__engine_kparams {
     union {
@@ -509,6 +522,7 @@ struct veil__engine_kparams {
         struct veil__engine_kp_matmul matmul;
         struct veil__engine_kp_gemm gemm;
         struct veil__engine_kp_attention attention;
+        struct veil__engine_kp_quant quant;
     };
     void *ptr; /* op-specific prepared data owned by the step (veil_free) */
 };
@@ -1312,5 +1326,33 @@ veil_err veil__engine_gemm_infer(struct veil__engine_ictx *c);
 veil_err veil__engine_gemm_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
                                    struct veil__engine_step *st);
 veil_err veil__engine_gemm_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+
+/*
+ * ops/quant.c: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, and the integer
+ * products (ConvInteger, QLinearConv, MatMulInteger, QLinearMatMul: one prepare and one exec,
+ * which runs the oneDNN int8 path or the C kernels). The prepares also fuse: the dynamic
+ * quantisation pattern after a product, a DequantizeLinear -> Conv/MatMul -> QuantizeLinear
+ * chain (DequantizeLinear's prepare), and channels-last hand-offs to convolutions.
+ */
+veil_err veil__engine_quantize_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_quantize_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                       struct veil__engine_step *st);
+veil_err veil__engine_quantize_exec(struct veil__engine_kctx *c,
+                                    const struct veil__engine_kparams *kp);
+veil_err veil__engine_dequantize_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_dequantize_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                         struct veil__engine_step *st);
+veil_err veil__engine_dequantize_exec(struct veil__engine_kctx *c,
+                                      const struct veil__engine_kparams *kp);
+veil_err veil__engine_dynq_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_dynq_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                   struct veil__engine_step *st);
+veil_err veil__engine_dynq_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
+veil_err veil__engine_qconv_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_qmatmul_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_qprod_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                    struct veil__engine_step *st);
+veil_err veil__engine_qprod_exec(struct veil__engine_kctx *c,
+                                 const struct veil__engine_kparams *kp);
 
 #endif /* VEIL_ENGINE_INT_H */

@@ -798,7 +798,8 @@ static veil_err exec_step(struct veil_engine_model *m, struct veil__engine_plan 
     const struct veil__engine_op_def *cop = veil__engine_op_get(n->op);
     if (cop->run_step != NULL)
         return cop->run_step(p, sc, g, &k_planner, st, eb);
-    if (st->ks != NULL) {
+    /* A fused kernel (xexec) runs its step's primitives itself, between its own work. */
+    if (st->ks != NULL && st->xexec == NULL) {
         for (size_t e = 0; e < st->ks->n_ex; e++) {
             const struct veil__engine_dnnl_exec *dx = &st->ks->ex[e];
             rc = veil__engine_dnnl_err(

@@ -468,7 +468,9 @@ void veil__engine_graph_release(struct veil__engine_graph *g)
 /* Products that dominate a run: scheduled after every lighter node that is ready. */
 static bool heavy_op(const struct veil__engine_node *n)
 {
-    static const char *const ops[] = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum"};
+    static const char *const ops[] = {"MatMul",        "Gemm",          "Conv",
+                                      "ConvTranspose", "Einsum",        "ConvInteger",
+                                      "QLinearConv",   "MatMulInteger", "QLinearMatMul"};
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
         if (strcmp(n->op_type, ops[i]) == 0)
             return true;

@@ -3,7 +3,8 @@
  * half_pixel, pytorch_half_pixel, align_corners, asymmetric, tf_half_pixel_for_nearest and
  * tf_crop_and_resize coordinate transformations. Each axis gets a table of input taps and
  * weights at plan time; the run sums, for every output element, the products of the weights
- * over all combinations of its axes' taps.
+ * over all combinations of its axes' taps. Bilinear resizing of the last two axes follows ONNX
+ * Runtime's float arithmetic instead (see bilinear_coord).
  */
 #include "engine_int.h"
 
@@ -160,6 +161,47 @@ static void resize_entry(const struct resize_cfg *cf, double xo, int64_t in, str
         resize_tap(e, s0 + k, c[k], in);
 }
 
+/*
+ * Bilinear resizing of the last two axes (2-D inputs, or 4-D ones whose first two axes keep
+ * their size) follows ONNX Runtime's arithmetic exactly, in float: the original coordinate
+ * from the float scale, clamped into the axis, the two taps floor(x) and the next one (the
+ * same one at the last element, each then weighted 1/2) with weights |x - tap| crossed over,
+ * and y = w_x0 * w_y0 * x00 + w_x1 * w_y0 * x01 + w_x0 * w_y1 * x10 + w_x1 * w_y1 * x11, rounded
+ * after every operation. Quantised models requantise these values, where one different
+ * rounding moves a value by a whole quantum.
+ */
+static float bilinear_coord(int ctm, int64_t x, int64_t out, float s)
+{
+    float xf = (float)x;
+    if (s == 1.0f)
+        return xf;
+    switch (ctm) {
+    case CT_PYTORCH:
+        return (float)out > 1.0f ? (xf + 0.5f) / s - 0.5f : 0.0f;
+    case CT_ASYMMETRIC:
+        return xf / s;
+    case CT_TF_NN:
+        return (xf + 0.5f) / s;
+    default:
+        return (xf + 0.5f) / s - 0.5f;
+    }
+}
+
+static void bilinear_entry(float xo, int64_t in, struct resize_axis *e)
+{
+    float hi = (float)(in - 1);
+    memset(e, 0, sizeof(*e));
+    xo = xo < hi ? xo : hi;
+    xo = xo > 0.0f ? xo : 0.0f;
+    int64_t i0 = (int64_t)xo < in - 1 ? (int64_t)xo : in - 1;
+    int64_t i1 = i0 + 1 < in - 1 ? i0 + 1 : in - 1;
+    e->n = 2;
+    e->i[0] = i0;
+    e->i[1] = i1;
+    e->w[0] = i0 == i1 ? 0.5f : fabsf(xo - (float)i1);
+    e->w[1] = i0 == i1 ? 0.5f : fabsf(xo - (float)i0);
+}
+
 veil_err veil__engine_resize_infer(struct veil__engine_ictx *c)
 {
     static const char *const modes[] = {"nearest", "linear", "cubic"};
@@ -267,14 +309,26 @@ veil_err veil__engine_resize_infer(struct veil__engine_ictx *c)
     veil_free(c->kp->ptr);
     c->kp->ptr = tab;
     c->kp->resize.extrapolation = ext;
+    /* align_corners is left out: ONNX's reference and ONNX Runtime define it differently. */
+    bool bil = cf.mode == RZ_LINEAR && cf.ctm != CT_CROP && cf.ctm != CT_ALIGN &&
+               (r == 2 ||
+                (r == 4 && scales[0] == 1.0 && scales[1] == 1.0 &&
+                 c->out[0].dims[0] == c->in[0].dims[0] && c->out[0].dims[1] == c->in[0].dims[1]));
+    for (size_t i = 0; bil && i < r; i++)
+        bil = c->in[0].dims[i] > 0 && c->in[0].dims[i] <= INT32_MAX;
+    c->kp->resize.bilinear = bil;
     for (size_t i = 0; i < r; i++) {
         int64_t in = c->in[0].dims[i], out = c->out[0].dims[i];
         struct resize_cfg ax = cf;
         if (simple)
             ax.nm = scales[i] < 1.0 ? 3 : 2; /* ceil, floor */
-        for (int64_t x = 0; x < out; x++)
-            resize_entry(&ax, resize_coord(ax.ctm, x, in, out, scales[i], r0[i], r1[i]), in,
-                         &tab[x]);
+        for (int64_t x = 0; x < out; x++) {
+            if (bil && i + 2 >= r)
+                bilinear_entry(bilinear_coord(ax.ctm, x, out, (float)scales[i]), in, &tab[x]);
+            else
+                resize_entry(&ax, resize_coord(ax.ctm, x, in, out, scales[i], r0[i], r1[i]), in,
+                             &tab[x]);
+        }
         tab += out;
     }
     return VEIL_OK;
@@ -332,6 +386,35 @@ static void resize_range(void *ud, uint64_t lo, uint64_t hi)
     }
 }
 
+/* Planes of the bilinear path (see bilinear_coord), one output row per work item. */
+static void bilinear_range(void *ud, uint64_t lo, uint64_t hi)
+{
+    const struct resize_job *j = ud;
+    int64_t oh = j->odims[j->r - 2], ow = j->odims[j->r - 1];
+    int64_t ih = j->ist[j->r - 2], plane = j->r == 4 ? j->ist[1] : 0;
+    for (uint64_t t = lo; t < hi; t++) {
+        uint64_t p = t / (uint64_t)oh;
+        const struct resize_axis *ey = &j->tabs[j->r - 2][t % (uint64_t)oh];
+        const float *r0 = j->x + p * (uint64_t)plane + (uint64_t)(ey->i[0] * ih);
+        const float *r1 = j->x + p * (uint64_t)plane + (uint64_t)(ey->i[1] * ih);
+        float wy0 = ey->w[0], wy1 = ey->w[1], *y = j->y + t * (uint64_t)ow;
+        for (int64_t x = 0; x < ow; x++) {
+            const struct resize_axis *ex = &j->tabs[j->r - 1][x];
+            float wx0 = ex->w[0], wx1 = ex->w[1];
+            /* One operation per statement: no contraction into fused multiply-adds. */
+            float w00 = wx0 * wy0, w01 = wx1 * wy0, w10 = wx0 * wy1, w11 = wx1 * wy1;
+            float v = w00 * r0[ex->i[0]];
+            float t1 = w01 * r0[ex->i[1]];
+            v = v + t1;
+            t1 = w10 * r1[ex->i[0]];
+            v = v + t1;
+            t1 = w11 * r1[ex->i[1]];
+            v = v + t1;
+            y[x] = v;
+        }
+    }
+}
+
 veil_err veil__engine_resize_exec(struct veil__engine_kctx *c,
                                   const struct veil__engine_kparams *kp)
 {
@@ -347,6 +430,11 @@ veil_err veil__engine_resize_exec(struct veil__engine_kctx *c,
     for (size_t i = 0; i < j.r; i++) {
         j.tabs[i] = t;
         t += c->out[0].dims[i];
+    }
+    if (kp->resize.bilinear && c->out[0].numel > 0) {
+        uint64_t rows = c->out[0].numel / (uint64_t)c->out[0].dims[j.r - 1];
+        veil__engine_parallel(rows, 4, bilinear_range, &j);
+        return VEIL_OK;
     }
     veil__engine_parallel(c->out[0].numel, 256, resize_range, &j);
     return VEIL_OK;

@@ -2,7 +2,8 @@
  * Neural-network operators on models built in the test, against naive double-precision
  * references, for what ONNX's node tests leave out: InstanceNormalization and LRN on larger
  * tensors, cubic Resize (every coordinate mode with exclude_outside, cubic_coeff_a, scales and
- * sizes, tf_crop_and_resize with extrapolation), GlobalMaxPool on the oneDNN and plain paths,
+ * sizes, tf_crop_and_resize with extrapolation), bilinear Resize bit for bit as ONNX Runtime
+ * computes it, GlobalMaxPool on the oneDNN and plain paths,
  * the new reductions on the vector and element-by-element paths with empty sets and large
  * ReduceLogSumExp inputs, Hardmax before and after opset 13; and refusals of malformed or
  * unsupported attributes with the node named.
@@ -499,6 +500,98 @@ TEST(cubic_resize_against_reference)
 }
 
 /* A crop given by scales keeps floor(in * (end - start) * scale) elements of an axis. */
+/*
+ * Bilinear resizing of the last two axes equals ONNX Runtime's float arithmetic bit for bit
+ * (quantised models requantise it): coordinates (x + 0.5) / scale - 0.5 in float, clamped,
+ * weights |x - tap| crossed over, the four products summed in order; by sizes (up and down)
+ * and by scales, half_pixel, pytorch_half_pixel and asymmetric.
+ */
+static float ort_coord(const char *ctm, int64_t x, int64_t out, float s)
+{
+    float xf = (float)x;
+    if (s == 1.0f)
+        return xf;
+    if (strcmp(ctm, "asymmetric") == 0)
+        return xf / s;
+    if (strcmp(ctm, "pytorch_half_pixel") == 0 && out == 1)
+        return 0.0f;
+    return (xf + 0.5f) / s - 0.5f;
+}
+
+static void ort_taps(float xo, int64_t in, int64_t *i0, int64_t *i1, float *w0, float *w1)
+{
+    xo = xo < (float)(in - 1) ? xo : (float)(in - 1);
+    xo = xo > 0.0f ? xo : 0.0f;
+    *i0 = (int64_t)xo < in - 1 ? (int64_t)xo : in - 1;
+    *i1 = *i0 + 1 < in - 1 ? *i0 + 1 : in - 1;
+    *w0 = *i0 == *i1 ? 0.5f : fabsf(xo - (float)*i1);
+    *w1 = *i0 == *i1 ? 0.5f : fabsf(xo - (float)*i0);
+}
+
+static void bilinear_case(const char *ctm, const int64_t *od, const float *sc)
+{
+    const int64_t xd[4] = {2, 3, 7, 9}, four[1] = {4};
+    size_t n = count(4, xd), on = count(4, od);
+    float x[378], *want = malloc(on * sizeof(float));
+    uint32_t seed = 77;
+    ASSERT_TRUE(want != NULL);
+    for (size_t i = 0; i < n; i++)
+        x[i] = rnd(&seed) * 3.0f;
+    float sh = sc != NULL ? sc[2] : (float)od[2] / 7.0f,
+          sw = sc != NULL ? sc[3] : (float)od[3] / 9.0f;
+    for (int64_t p = 0; p < 6; p++)
+        for (int64_t y = 0; y < od[2]; y++)
+            for (int64_t xo = 0; xo < od[3]; xo++) {
+                int64_t y0, y1, x0, x1;
+                float wy0, wy1, wx0, wx1;
+                ort_taps(ort_coord(ctm, y, od[2], sh), 7, &y0, &y1, &wy0, &wy1);
+                ort_taps(ort_coord(ctm, xo, od[3], sw), 9, &x0, &x1, &wx0, &wx1);
+                const float *r0 = x + p * 63 + y0 * 9, *r1 = x + p * 63 + y1 * 9;
+                float w00 = wx0 * wy0, w01 = wx1 * wy0, w10 = wx0 * wy1, w11 = wx1 * wy1;
+                float v = w00 * r0[x0], t = w01 * r0[x1];
+                v = v + t;
+                t = w10 * r1[x0];
+                v = v + t;
+                t = w11 * r1[x1];
+                v = v + t;
+                want[(p * od[2] + y) * od[3] + xo] = v;
+            }
+    struct mb b;
+    struct veil_errbuf eb = {{0}};
+    struct veil_tensor out;
+    mb_init(&b);
+    mb_input(&b, "x", 1, 4, xd);
+    if (sc != NULL)
+        mb_init_f(&b, "scales", 1, four, sc);
+    else
+        mb_init_i64(&b, "sizes", 1, four, od);
+    mb_node(&b, "Resize", sc != NULL ? "x,,scales" : "x,,,sizes", "y", 2,
+            attr_s(&b, "mode", "linear"), attr_s(&b, "coordinate_transformation_mode", ctm));
+    mb_output(&b, "y", 1, 4, od);
+    ASSERT_OK(run_f(&b, x, 4, xd, &out, &eb));
+    ASSERT_EQ_U64(out.nbytes, on * sizeof(float));
+    size_t bad = 0;
+    for (size_t i = 0; i < on; i++)
+        if (((const float *)out.data)[i] != want[i] && bad++ < 3)
+            fprintf(stderr, "bilinear %s: element %zu is %.9g, want %.9g\n", ctm, i,
+                    (double)((const float *)out.data)[i], (double)want[i]);
+    veil_tensor_release(&out);
+    free(want);
+    ASSERT_EQ_U64(bad, 0);
+}
+
+TEST(bilinear_resize_as_onnx_runtime)
+{
+    static const char *const ctms[] = {"half_pixel", "pytorch_half_pixel", "asymmetric"};
+    const int64_t up[4] = {2, 3, 17, 20}, down[4] = {2, 3, 4, 5}, by_scale[4] = {2, 3, 10, 22};
+    const float sc[4] = {1.0f, 1.0f, 1.5f, 2.5f};
+    for (size_t i = 0; i < 3; i++) {
+        bilinear_case(ctms[i], up, NULL);
+        bilinear_case(ctms[i], down, NULL);
+        bilinear_case(ctms[i], by_scale, sc);
+    }
+}
+
 TEST(crop_and_resize_by_scales)
 {
     const int64_t xd[2] = {4, 10}, two[1] = {2}, four[1] = {4}, od[2] = {4, 5};
