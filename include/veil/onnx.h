@@ -90,6 +90,7 @@ struct veil_onnx_attr {
     const struct veil_onnx_graph *g;  /* VEIL_ONNX_ATTR_GRAPH: a subgraph (If, Loop, Scan) */
     const float *floats;              /* VEIL_ONNX_ATTR_FLOATS */
     const int64_t *ints;              /* VEIL_ONNX_ATTR_INTS */
+    const struct veil_span *strings;  /* VEIL_ONNX_ATTR_STRINGS (bytes, not NUL-terminated) */
     size_t n;                         /* element count of FLOATS, INTS or STRINGS */
 };
 

@@ -61,6 +61,7 @@ struct veil__engine_attr {
     char *s;       /* NUL-terminated copy of a STRING attribute */
     int64_t *ints; /* INTS */
     float *floats; /* FLOATS */
+    char **strs;   /* STRINGS: NUL-terminated copies (a string's bytes up to its first NUL) */
     size_t n;
     int32_t tensor; /* TENSOR: value id of the constant holding it, or -1 */
 };
@@ -211,6 +212,12 @@ struct veil__engine_kstate {
     struct veil__engine_dnnl_exec ex[VEIL__ENGINE_MAX_EX];
     size_t n_ex;
     void *owned[4]; /* constant buffers owned by the state (veil_aligned_free) */
+    /*
+     * The operator's exec runs the primitives itself, between its own work (the recurrent
+     * operators), with the arguments bound for the run's scratch: sc->args from
+     * sc->args_base[st->ex_base + e].
+     */
+    bool self_exec;
 };
 
 struct veil__engine_kctx {
@@ -658,7 +665,7 @@ struct veil__engine_ictx {
     const int32_t *step_of;
     const int32_t *sole_reader;
     unsigned threads;                        /* the model's compute threads */
-    enum veil__engine_vec_isa attention_isa; /* the widest fused-attention kernels allowed */
+    enum veil__engine_vec_isa attention_isa; /* the widest fused-attention, recurrent kernels */
     int64_t opset;
     struct veil_errbuf *eb;
 };
@@ -703,6 +710,7 @@ struct veil__engine_op_def {
     uint32_t shape_inputs; /* bit i: input i decides output shapes (its values are needed) */
     bool view;             /* output 0 is input 0's data reinterpreted (no copy) */
     bool no_fold;          /* never evaluated at plan time */
+    bool outputs_optional; /* any output may be omitted, output 0 too, as long as one is kept */
     /*
      * Control flow (If, Loop, Scan; ops/control.c), whose rows have these instead of infer and
      * exec: plan_step plans step st (index s) of plan p, setting its outputs' values and, when
@@ -1138,9 +1146,10 @@ bool veil__engine_layernorm_row_isa(enum veil__engine_vec_isa isa, const float *
 veil_err veil__engine_attention_prepare(struct veil__engine_ictx *c, struct veil__engine_step *st,
                                         bool *taken);
 /*
- * Caps the instruction set of m's fused attention (default VEIL__ENGINE_VEC_AVX512: whatever the
- * CPU has): tests lower it to run the AVX2 kernels, or to VEIL__ENGINE_VEC_BASE to leave the chains
- * unfused. Applies to plans built afterwards; call it after load, before the first run.
+ * Caps the instruction set of m's fused attention and recurrent kernels (default
+ * VEIL__ENGINE_VEC_AVX512: whatever the CPU has): tests lower it to run the AVX2 kernels, or to
+ * VEIL__ENGINE_VEC_BASE to leave the chains unfused and the recurrent gates and products on
+ * portable C. Applies to plans built afterwards; call it after load, before the first run.
  */
 void veil__engine_model_cap_attention(struct veil_engine_model *m, enum veil__engine_vec_isa cap);
 
@@ -1354,5 +1363,15 @@ veil_err veil__engine_qprod_prepare(struct veil__engine_ictx *c, dnnl_engine_t e
                                     struct veil__engine_step *st);
 veil_err veil__engine_qprod_exec(struct veil__engine_kctx *c,
                                  const struct veil__engine_kparams *kp);
+
+/*
+ * ops/recurrent.c: LSTM, GRU and RNN. prepare leaves kp.ptr (the node's checked configuration
+ * and scratch layout) and a kstate with self_exec set (its matmuls, run by exec); exec also
+ * fails on sequence_lens values outside 0 to the sequence length (VEIL_E_INVALID).
+ */
+veil_err veil__engine_rnn_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_rnn_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                  struct veil__engine_step *st);
+veil_err veil__engine_rnn_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp);
 
 #endif /* VEIL_ENGINE_INT_H */

@@ -315,6 +315,7 @@ static veil_err conv_attr(struct parsed *pm, const VeilOnnx__AttributeProto *ap,
     a->s = ap->has_s ? veil_span_make(ap->s.data, ap->s.len) : veil_span_make("", 0);
     a->floats = ap->floats;
     a->ints = ap->ints;
+    a->strings = NULL;
     a->t = NULL;
     a->g = NULL;
     a->n = 0;
@@ -325,9 +326,17 @@ static veil_err conv_attr(struct parsed *pm, const VeilOnnx__AttributeProto *ap,
     case VEIL_ONNX_ATTR_INTS:
         a->n = ap->n_ints;
         break;
-    case VEIL_ONNX_ATTR_STRINGS:
+    case VEIL_ONNX_ATTR_STRINGS: {
+        struct veil_span *sv;
+        rc = veil_arena_allocarray(&pm->arena, ap->n_strings + 1, sizeof(*sv), 8, (void **)&sv);
+        if (rc != VEIL_OK)
+            return veil_errf(eb, rc, "no memory for attributes");
+        for (size_t i = 0; i < ap->n_strings; i++)
+            sv[i] = veil_span_make(ap->strings[i].data, ap->strings[i].len);
+        a->strings = sv;
         a->n = ap->n_strings;
         break;
+    }
     case VEIL_ONNX_ATTR_TENSOR: {
         if (ap->t == NULL)
             return veil_errf(eb, VEIL_E_FORMAT, "node '%s': tensor attribute '%s' has no tensor",

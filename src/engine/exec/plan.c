@@ -464,8 +464,14 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
         }
         ic.n_in = n->n_in;
         ic.n_out = n->n_out;
-        /* Every operator writes its first output; all but Constant read their first input. */
-        if (n->n_out < 1 || n->out[0] < 0 ||
+        /*
+         * Every operator writes its first output (the recurrent ones: at least one of theirs);
+         * all but Constant read their first input.
+         */
+        bool some_out = false;
+        for (size_t k = 0; k < n->n_out; k++)
+            some_out = some_out || n->out[k] >= 0;
+        if (n->n_out < 1 || (op->outputs_optional ? !some_out : n->out[0] < 0) ||
             (strcmp(op->name, "Constant") != 0 && (n->n_in < 1 || n->in[0] < 0))) {
             rc = veil_errf(eb, VEIL_E_INVALID, "node '%s' (%s) lacks its first input or output",
                            n->name, op->name);
@@ -798,8 +804,8 @@ static veil_err exec_step(struct veil_engine_model *m, struct veil__engine_plan 
     const struct veil__engine_op_def *cop = veil__engine_op_get(n->op);
     if (cop->run_step != NULL)
         return cop->run_step(p, sc, g, &k_planner, st, eb);
-    /* A fused kernel (xexec) runs its step's primitives itself, between its own work. */
-    if (st->ks != NULL && st->xexec == NULL) {
+    /* A fused kernel (xexec) or a self-running one (self_exec) runs its primitives itself. */
+    if (st->ks != NULL && st->xexec == NULL && !st->ks->self_exec) {
         for (size_t e = 0; e < st->ks->n_ex; e++) {
             const struct veil__engine_dnnl_exec *dx = &st->ks->ex[e];
             rc = veil__engine_dnnl_err(

@@ -193,6 +193,18 @@ static veil_err copy_attrs(struct veil__engine_graph *g, struct veil__engine_nod
             if (a->n > 0)
                 memcpy(d->floats, a->floats, a->n * sizeof(float));
             d->n = a->n;
+        } else if (a->type == VEIL_ONNX_ATTR_STRINGS) {
+            d->strs = veil_allocarray(a->n + 1, sizeof(char *));
+            if (d->strs == NULL)
+                return VEIL_E_NOMEM;
+            memset(d->strs, 0, (a->n + 1) * sizeof(char *));
+            d->n = a->n;
+            for (size_t k = 0; k < a->n; k++) {
+                const struct veil_span *sp = &a->strings[k];
+                d->strs[k] = veil_strndup(sp->len > 0 ? (const char *)sp->p : "", sp->len);
+                if (d->strs[k] == NULL)
+                    return VEIL_E_NOMEM;
+            }
         } else if (a->type == VEIL_ONNX_ATTR_TENSOR) {
             veil_err rc = add_tensor_const(g, a->t, a->t->name, &d->tensor);
             if (rc == VEIL_E_UNSUPPORTED)
@@ -446,6 +458,9 @@ void veil__engine_graph_release(struct veil__engine_graph *g)
             veil_free(n->attrs[k].s);
             veil_free(n->attrs[k].ints);
             veil_free(n->attrs[k].floats);
+            for (size_t j = 0; n->attrs[k].strs != NULL && j < n->attrs[k].n; j++)
+                veil_free(n->attrs[k].strs[j]);
+            veil_free(n->attrs[k].strs);
         }
         veil_free(n->attrs);
     }

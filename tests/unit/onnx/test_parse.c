@@ -64,6 +64,27 @@ TEST(parse_constant_tensor_attr)
     veil_buf_release(&b);
 }
 
+TEST(parse_strings_attr)
+{
+    struct veil_buf b;
+    struct veil_onnx_model *m = NULL;
+    ASSERT_TRUE(read_corpus("recurrent_lstm_gru_rnn.onnx", &b));
+    ASSERT_OK(veil_onnx_parse(veil_buf_span(&b), &m, NULL));
+    ASSERT_STR_EQ(m->nodes[0].op_type, "LSTM");
+    const struct veil_onnx_attr *a = veil_onnx_node_attr(&m->nodes[0], "activations");
+    ASSERT_TRUE(a != NULL && a->strings != NULL);
+    ASSERT_EQ_U64(a->type, VEIL_ONNX_ATTR_STRINGS);
+    ASSERT_EQ_U64(a->n, 6);
+    ASSERT_EQ_U64(a->strings[3].len, strlen("HardSigmoid"));
+    ASSERT_MEM_EQ(a->strings[3].p, "HardSigmoid", a->strings[3].len);
+    ASSERT_MEM_EQ(a->strings[5].p, "Softsign", a->strings[5].len);
+    /* Attributes of other types carry no string list. */
+    a = veil_onnx_node_attr(&m->nodes[0], "hidden_size");
+    ASSERT_TRUE(a != NULL && a->strings == NULL);
+    veil_onnx_model_free(m);
+    veil_buf_release(&b);
+}
+
 TEST(parse_tensor_file)
 {
     struct veil_buf b;
