@@ -299,6 +299,12 @@ void veil_buf_release(struct veil_buf *b);
 void veil_buf_reset(struct veil_buf *b);
 /* Ensures room for n more bytes. Errors: VEIL_E_LIMIT past max, VEIL_E_NOMEM. */
 VEIL_NODISCARD veil_err veil_buf_reserve(struct veil_buf *b, size_t n);
+/*
+ * The capacity veil_buf_reserve(b, n) would leave b with (b->cap when it need not grow), so a
+ * caller can account for memory before it is allocated; 0 when n more bytes would pass max.
+ * Pure; allocates nothing.
+ */
+size_t veil_buf_reserve_cap(const struct veil_buf *b, size_t n);
 VEIL_NODISCARD veil_err veil_buf_append(struct veil_buf *b, const void *p, size_t n);
 VEIL_NODISCARD veil_err veil_buf_append_str(struct veil_buf *b, const char *s);
 VEIL_NODISCARD veil_err veil_buf_append_u8(struct veil_buf *b, uint8_t v);

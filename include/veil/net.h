@@ -20,13 +20,38 @@
 
 /* ---- Limits (STYLE rule 23) ---- */
 
-#define VEIL_NET_MAX_MESSAGE_DEFAULT ((size_t)INT32_MAX) /* gRPC message, as TF Serving */
-#define VEIL_NET_MAX_HTTP_BODY_DEFAULT ((size_t)1 << 30) /* REST request body */
-#define VEIL_NET_MAX_STREAMS_DEFAULT 128u                /* concurrent HTTP/2 streams */
-#define VEIL_NET_MAX_CONNS_DEFAULT 1024u                 /* open connections per server */
-#define VEIL_NET_HANDSHAKE_TIMEOUT_S 10u                 /* TLS handshake */
-#define VEIL_NET_IDLE_TIMEOUT_S 600u                     /* no byte received on a connection */
-#define VEIL_NET_GRPC_PATH_MAX 256u                      /* bytes of a gRPC :path */
+/*
+ * Request caps, gunzip output included. TF Serving accepts gRPC messages up to INT32_MAX; the
+ * default here is 64 MiB (16x gRPC's own 4 MiB default, a batch of 85 224x224x3 float images)
+ * so that one request, inflated or not, cannot take a small machine's memory. The serve
+ * flags (--max_message_bytes, or TF Serving's --grpc_channel_arguments with
+ * grpc.max_receive_message_length) raise it up to VEIL_NET_MAX_MESSAGE_MAX.
+ */
+#define VEIL_NET_MAX_MESSAGE_DEFAULT ((size_t)64 << 20)   /* gRPC message */
+#define VEIL_NET_MAX_MESSAGE_MAX ((size_t)INT32_MAX)      /* TF Serving's own cap */
+#define VEIL_NET_MAX_HTTP_BODY_DEFAULT ((size_t)64 << 20) /* REST request body */
+#define VEIL_NET_MAX_STREAMS_DEFAULT 128u                 /* concurrent HTTP/2 streams */
+/*
+ * Connection admission (all servers of a loop together, see struct veil_net_limits). The
+ * connection cap defaults to the open-file limit less VEIL_NET_FD_RESERVE, at most
+ * VEIL_NET_MAX_CONNS_DEFAULT; a peer (one IP address) may hold a quarter of it, and a quarter
+ * of it may be in their TLS handshake at once. The in-flight byte budget defaults to physical
+ * memory / VEIL_NET_INFLIGHT_RAM_SHARE within [VEIL_NET_INFLIGHT_MIN_DEFAULT,
+ * VEIL_NET_INFLIGHT_MAX_DEFAULT], and never below two largest messages.
+ */
+#define VEIL_NET_MAX_CONNS_DEFAULT 4096u /* open connections, all ports */
+#define VEIL_NET_FD_RESERVE 64u          /* descriptors kept for everything else */
+#define VEIL_NET_PEER_SHARE 4u           /* a peer's cap: connections / this */
+#define VEIL_NET_PREAUTH_SHARE 4u        /* handshakes in progress: connections / this */
+#define VEIL_NET_INFLIGHT_RAM_SHARE 16u  /* in-flight budget: physical memory / this */
+#define VEIL_NET_INFLIGHT_MIN_DEFAULT ((size_t)256 << 20)
+#define VEIL_NET_INFLIGHT_MAX_DEFAULT ((size_t)4 << 30)
+#define VEIL_NET_HANDSHAKE_TIMEOUT_S 10u /* TLS handshake, or a plaintext peer's first byte */
+#define VEIL_NET_IDLE_TIMEOUT_S 600u     /* no byte received on a gRPC connection */
+#define VEIL_NET_REST_TIMEOUT_S 60u      /* REST read or write making no progress */
+#define VEIL_NET_ACCEPT_PAUSE_MS 100u    /* listener rest after an accept error */
+#define VEIL_NET_LOG_INTERVAL_S 5u       /* one refusal or accept-error line per */
+#define VEIL_NET_GRPC_PATH_MAX 256u      /* bytes of a gRPC :path */
 
 /* ---- Grammar helpers (pure functions, fuzzed) ---- */
 
@@ -118,6 +143,44 @@ typedef void (*veil_net_task_fn)(void *arg);
 VEIL_NODISCARD veil_err veil_net_loop_post(struct veil_net_loop *loop, veil_net_task_fn fn,
                                            void *arg);
 
+/* ---- Admission limits (shared by every server on a loop) ---- */
+
+struct veil_net_limits {
+    unsigned max_conns;           /* open connections over all servers of the loop */
+    unsigned max_conns_per_peer;  /* of them, from one IP address */
+    unsigned max_preauth;         /* of them, before authentication (TLS handshake) */
+    unsigned handshake_timeout_s; /* deadline for a TLS handshake or a first byte */
+    size_t max_inflight_bytes;    /* request bytes buffered at once, server-wide */
+};
+
+/*
+ * Fills lim with the defaults for this machine (see the limits above): the connection caps
+ * from the current RLIMIT_NOFILE soft limit, the byte budget from physical memory and
+ * max_message (the largest request the servers accept; 0: VEIL_NET_MAX_MESSAGE_DEFAULT).
+ * Never fails. Thread-safe.
+ */
+void veil_net_limits_default(size_t max_message, struct veil_net_limits *lim);
+
+/*
+ * Raises the RLIMIT_NOFILE soft limit to the hard limit (a server holds one descriptor per
+ * connection; the common soft default of 1024 is far below what the hard limit allows).
+ * Writes the resulting soft limit to *soft (may be NULL). Errors: VEIL_E_IO (getrlimit or
+ * setrlimit failed; the limit is unchanged). Process-wide; call before threads start.
+ */
+VEIL_NODISCARD veil_err veil_net_raise_nofile(uint64_t *soft);
+
+/*
+ * Sets the loop's admission limits; zero fields take the defaults of
+ * veil_net_limits_default(max_message), except that the per-peer and pre-authentication caps
+ * default to a quarter of the connection cap in effect. A connection over the peer or global
+ * cap closes the least recently active idle connection (of that peer, or anyone's) to make
+ * room, and is refused when every candidate is busy; a connection over the
+ * pre-authentication cap closes the oldest connection still in its handshake. Writes the
+ * limits in effect to *used (may be NULL). Loop thread or before run only. Never fails.
+ */
+void veil_net_loop_set_limits(struct veil_net_loop *loop, const struct veil_net_limits *lim,
+                              size_t max_message, struct veil_net_limits *used);
+
 /* ---- Common server options ---- */
 
 struct veil_net_listen {
@@ -125,7 +188,7 @@ struct veil_net_listen {
     uint16_t port;                  /* 0: any free port (see veil_*_server_port) */
     const struct veil_tls_ctx *tls; /* NULL: plaintext */
     size_t max_body;                /* request body / gRPC message cap; 0: the default above */
-    unsigned max_conns;             /* 0: default */
+    unsigned max_conns;             /* this server's own cap; 0: only the loop's limits */
     unsigned max_streams;           /* HTTP/2 concurrent streams; 0: default */
     unsigned idle_timeout_s;        /* 0: default */
 };

@@ -138,10 +138,23 @@ struct veil_serve_options {
     unsigned num_request_iterations_for_warmup;
     unsigned engine_threads;  /* per run; 0: engine default */
     unsigned request_threads; /* 0: max(4, 2 x CPUs) */
-    size_t max_message_bytes; /* gRPC message and REST body cap; 0: 2 GiB - 1 / 1 GiB */
-    unsigned max_connections; /* 0: default */
-    unsigned max_streams;     /* 0: default */
-    unsigned drain_seconds;   /* graceful shutdown bound; 0: 10 */
+    /* gRPC message and REST body cap, after gunzip too; 0: VEIL_NET_MAX_MESSAGE_DEFAULT. */
+    size_t max_message_bytes;
+    /*
+     * Admission limits over both ports (veil/net.h, struct veil_net_limits); 0: the defaults,
+     * sized from the open-file limit (which veil_serve_new raises to its hard limit) and from
+     * physical memory. Over the connection caps the least recently active idle connection
+     * is closed to make room; over the pre-authentication cap the oldest connection still in
+     * its TLS handshake; request bytes past the in-flight budget are refused with
+     * RESOURCE_EXHAUSTED (gRPC) or 429 (REST).
+     */
+    unsigned max_connections;           /* open connections */
+    unsigned max_connections_per_peer;  /* of them from one IP address; 0: a quarter */
+    unsigned max_pending_handshakes;    /* of them before their handshake ends; 0: a quarter */
+    unsigned handshake_timeout_seconds; /* TLS handshake (plaintext: first byte) deadline */
+    size_t max_inflight_bytes;          /* request bytes buffered server-wide */
+    unsigned max_streams;               /* 0: default */
+    unsigned drain_seconds;             /* graceful shutdown bound; 0: 10 */
 };
 
 struct veil_serve;

@@ -40,14 +40,14 @@ void veil_buf_reset(struct veil_buf *b)
     b->len = 0;
 }
 
-veil_err veil_buf_reserve(struct veil_buf *b, size_t n)
+size_t veil_buf_reserve_cap(const struct veil_buf *b, size_t n)
 {
     size_t need;
     /* One spare byte keeps appendf's NUL terminator inside the allocation. */
     if (__builtin_add_overflow(b->len, n, &need) || need > b->max)
-        return VEIL_E_LIMIT;
+        return 0;
     if (need + 1 <= b->cap)
-        return VEIL_OK;
+        return b->cap;
     size_t cap = b->cap < 64 ? 64 : b->cap;
     while (cap < need + 1) {
         if (cap > SIZE_MAX / 2) {
@@ -58,6 +58,16 @@ veil_err veil_buf_reserve(struct veil_buf *b, size_t n)
     }
     if (cap > b->max + 1 && b->max < SIZE_MAX)
         cap = b->max + 1;
+    return cap;
+}
+
+veil_err veil_buf_reserve(struct veil_buf *b, size_t n)
+{
+    size_t cap = veil_buf_reserve_cap(b, n);
+    if (cap == 0)
+        return VEIL_E_LIMIT;
+    if (cap == b->cap)
+        return VEIL_OK;
     uint8_t *p;
     if (b->secret) {
         /* realloc could leave a stale copy of the secret behind; move it by hand. */

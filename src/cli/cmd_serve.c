@@ -25,7 +25,6 @@ static const char *const ignored_flags[] = {"rest_api_num_threads",
                                             "enable_signature_method_name_check",
                                             "enable_profiler",
                                             "per_process_gpu_memory_fraction",
-                                            "grpc_channel_arguments",
                                             "enable_per_model_batching_parameters",
                                             "enable_serialization_as_tensor_content",
                                             "tensorflow_session_config_file"};
@@ -133,8 +132,24 @@ static void help(FILE *f)
         "  --enable_grpc_healthcheck_service  grpc.health.v1.Health/Check (SERVING when ready)\n"
         "  --engine_threads=N             compute threads per run (default: all cores)\n"
         "  --request_threads=N            request decode/encode threads (default 2 x cores, >= 4)\n"
-        "  --max_message_bytes=N          gRPC message / REST body cap (default 2 GiB-1 / 1 GiB)\n"
-        "  --max_connections=N --max_streams=N  connection and HTTP/2 stream caps\n"
+        "  --max_message_bytes=N          gRPC message / REST body cap, also after gunzip\n"
+        "                                 (default 64 MiB, at most 2 GiB-1)\n"
+        "  --grpc_channel_arguments=K=V,...  TF Serving's: grpc.max_receive_message_length sets\n"
+        "                                 --max_message_bytes, grpc.max_concurrent_streams\n"
+        "                                 --max_streams; other keys are ignored\n"
+        "  --max_connections=N            open connections over both ports (default: open-file\n"
+        "                                 limit - 64, at most 4096; the soft limit is raised to\n"
+        "                                 the hard one); over it the least recently active idle\n"
+        "                                 connection is closed\n"
+        "  --max_connections_per_peer=N   of them from one IP address (default: a quarter)\n"
+        "  --max_pending_handshakes=N     of them before their TLS handshake ends (default: a\n"
+        "                                 quarter); over it the oldest such one is closed\n"
+        "  --handshake_timeout_seconds=N  deadline for the TLS handshake, or a plaintext\n"
+        "                                 client's first byte (default 10)\n"
+        "  --max_inflight_bytes=N         request bytes buffered server-wide (default: RAM/16\n"
+        "                                 within 256 MiB-4 GiB, at least 2 messages); past it\n"
+        "                                 RESOURCE_EXHAUSTED / HTTP 429\n"
+        "  --max_streams=N                concurrent HTTP/2 streams per connection (128)\n"
         "  --drain_seconds=N              on SIGTERM, wait up to N s for requests in flight\n"
         "                                 (default 10)\n"
         "  --allow-core-dumps             keep core dumps on (debugging only: a core holds model\n"
@@ -185,6 +200,44 @@ static bool parse_uint(const char *v, unsigned *out)
     if (!veil_cli_parse_u64(v, &u) || u > 1000000)
         return false;
     *out = (unsigned)u;
+    return true;
+}
+
+/*
+ * TF Serving's --grpc_channel_arguments ("key=value,key=value", passed to its gRPC server):
+ * the two keys that size what a client may send take effect, the others are logged and
+ * ignored. A message length of -1 (gRPC's "unlimited") is TF Serving's own cap, INT32_MAX.
+ */
+static bool parse_channel_arguments(const char *v, struct veil_serve_options *o)
+{
+    char buf[1024];
+    size_t n = strlen(v);
+    if (n >= sizeof(buf))
+        return false;
+    memcpy(buf, v, n + 1);
+    for (char *t = buf; t != NULL && *t != '\0';) {
+        char *comma = strchr(t, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        char *eq = strchr(t, '=');
+        const char *key = t, *val = "";
+        if (eq != NULL) {
+            *eq = '\0';
+            val = eq + 1;
+        }
+        int64_t iv = 0;
+        if (strcmp(key, "grpc.max_receive_message_length") == 0) {
+            if (!parse_i64(val, &iv) || iv == 0 || iv < -1 || iv > INT32_MAX)
+                return false;
+            o->max_message_bytes = iv == -1 ? (size_t)INT32_MAX : (size_t)iv;
+        } else if (strcmp(key, "grpc.max_concurrent_streams") == 0) {
+            if (!parse_uint(val, &o->max_streams) || o->max_streams == 0)
+                return false;
+        } else {
+            VEIL_LOG_INFO("--grpc_channel_arguments: %s has no effect here", key);
+        }
+        t = comma != NULL ? comma + 1 : NULL;
+    }
     return true;
 }
 
@@ -342,6 +395,17 @@ int veil_cmd_serve(int argc, char **argv)
             ok = parse_uint(val, &o.request_threads);
         else if (strcmp(name, "max_connections") == 0)
             ok = parse_uint(val, &o.max_connections);
+        else if (strcmp(name, "max_connections_per_peer") == 0)
+            ok = parse_uint(val, &o.max_connections_per_peer);
+        else if (strcmp(name, "max_pending_handshakes") == 0)
+            ok = parse_uint(val, &o.max_pending_handshakes);
+        else if (strcmp(name, "handshake_timeout_seconds") == 0)
+            ok = parse_uint(val, &o.handshake_timeout_seconds) && o.handshake_timeout_seconds > 0;
+        else if (strcmp(name, "max_inflight_bytes") == 0) {
+            ok = parse_i64(val, &iv) && iv > 0;
+            o.max_inflight_bytes = (size_t)iv;
+        } else if (strcmp(name, "grpc_channel_arguments") == 0)
+            ok = parse_channel_arguments(val, &o);
         else if (strcmp(name, "max_streams") == 0)
             ok = parse_uint(val, &o.max_streams);
         else if (strcmp(name, "num_request_iterations_for_warmup") == 0)

@@ -5,7 +5,11 @@
  * request body up to the message cap plus the 5-byte prefix; at END_STREAM the one unary message is
  * unframed (and gunzipped under the same cap) and handed to the handler as a call. The call
  * outlives its stream: when the client resets the stream or drops the connection, the call is only
- * detached, and its late finish frees it.
+ * detached, and its late finish frees it. Every connection holds an admission slot of the loop
+ * (limit.c), pre-authentication until its TLS handshake ends (plaintext: its first byte), and
+ * every buffered request byte (a body being received, an inflated message, a call being
+ * served) is taken from the loop's in-flight budget before it is allocated and given back when
+ * it is freed: a stream that would pass the budget ends at once with RESOURCE_EXHAUSTED.
  */
 #include "net_int.h"
 
@@ -15,6 +19,7 @@
 #include <event2/listener.h>
 #include <nghttp2/nghttp2.h>
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
@@ -41,9 +46,11 @@ struct veil_grpc_server {
     unsigned nconns;
     bool shutting;
     struct h2_conn *conns;
+    struct net_guard guard;
 };
 
 struct h2_conn {
+    struct net_slot slot; /* admission (first: see conn_of) */
     struct veil_grpc_server *srv;
     struct bufferevent *bev;
     struct bufferevent *sock;         /* the socket's bufferevent: bev, or under TLS below it */
@@ -67,6 +74,9 @@ struct h2_stream {
     bool gzip;
     bool responded; /* a response has been submitted: ignore the rest of the request */
     bool too_big;
+    bool framed;    /* the message's prefix has been read: body.max is its framed size */
+    bool extra;     /* data past the announced message: a second message */
+    size_t charged; /* bytes of body taken from the loop's in-flight budget */
     uint64_t deadline_ns;
     struct veil_grpc_call *call;
     struct veil_buf resp; /* framed response message being sent */
@@ -79,6 +89,7 @@ struct veil_grpc_call {
     char method[VEIL_NET_GRPC_PATH_MAX];
     struct veil_buf msg;
     struct veil_span message;
+    size_t charged; /* bytes of msg taken from the loop's in-flight budget */
     uint64_t deadline_ns;
     uint64_t start_ns;
     int status;
@@ -94,6 +105,7 @@ static void call_free(struct veil_grpc_call *call)
 {
     if (call == NULL)
         return;
+    veil__net_budget_give(&call->srv->loop->budget, call->charged);
     veil_buf_release(&call->msg);
     veil_buf_release(&call->resp);
     veil_free(call->errmsg);
@@ -265,6 +277,14 @@ void veil_grpc_call_finish(struct veil_grpc_call *call, int status, const char *
 
 /* ---- Requests ---- */
 
+/* Frees what a stream's body holds and gives its bytes back to the budget. */
+static void stream_drop_body(struct h2_stream *st)
+{
+    veil_buf_release(&st->body);
+    veil__net_budget_give(&st->conn->srv->loop->budget, st->charged);
+    st->charged = 0;
+}
+
 static void dispatch(struct h2_stream *st)
 {
     struct veil_grpc_server *srv = st->conn->srv;
@@ -272,6 +292,10 @@ static void dispatch(struct h2_stream *st)
     struct veil_errbuf eb = {{0}};
     if (!st->post || !st->grpc_ct) {
         submit_status(st, VEIL_GRPC_INTERNAL, "not a gRPC request (POST application/grpc)");
+        return;
+    }
+    if (st->extra) {
+        submit_status(st, VEIL_GRPC_UNIMPLEMENTED, "only unary calls with one message are served");
         return;
     }
     if (st->too_big) {
@@ -314,7 +338,22 @@ static void dispatch(struct h2_stream *st)
     call->start_ns = veil_time_mono_ns();
     veil_buf_init(&call->msg, srv->max_msg);
     if (compressed) {
-        rc = veil_net_gunzip(msg, srv->max_msg, &call->msg, &eb);
+        /*
+         * Inflated under the message cap and within what the budget has left (the buffer's
+         * capacity is at most its cap plus one byte, so it fits the room it is given), and
+         * stopped as soon as it passes either: a small bomb never becomes a large buffer.
+         */
+        struct net_budget *budget = &srv->loop->budget;
+        size_t room = veil__net_budget_room(budget);
+        size_t cap = room == 0 ? 0 : room - 1 < srv->max_msg ? room - 1 : srv->max_msg;
+        rc = veil_net_gunzip(msg, cap, &call->msg, &eb);
+        if (rc == VEIL_E_LIMIT && cap < srv->max_msg) {
+            budget->refused++;
+            veil__net_log_refusal(srv->loop, "gRPC request", "in-flight byte budget full");
+            submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED, VEIL_NET_BUDGET_MSG);
+            call_free(call);
+            return;
+        }
         if (rc != VEIL_OK) {
             submit_status(st,
                           rc == VEIL_E_LIMIT ? VEIL_GRPC_RESOURCE_EXHAUSTED : VEIL_GRPC_INTERNAL,
@@ -322,11 +361,21 @@ static void dispatch(struct h2_stream *st)
             call_free(call);
             return;
         }
+        if (!veil__net_budget_take(budget, call->msg.cap)) {
+            submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED, VEIL_NET_BUDGET_MSG);
+            call_free(call);
+            return;
+        }
+        call->charged = call->msg.cap;
         call->message = veil_buf_span(&call->msg);
+        /* The compressed body is no longer needed. */
+        stream_drop_body(st);
     } else {
         /* The body moves to the call, which outlives the stream; no copy. */
         size_t off = (size_t)(msg.p - st->body.p);
         call->msg = st->body;
+        call->charged = st->charged;
+        st->charged = 0;
         veil_buf_init(&st->body, st->body.max);
         call->message = veil_span_make(call->msg.p + off, msg.len);
     }
@@ -347,6 +396,8 @@ static void stream_free(struct h2_stream *st)
         c->streams = st->next;
     if (st->next != NULL)
         st->next->prev = st->prev;
+    veil__net_budget_give(&c->srv->loop->budget, st->charged);
+    st->charged = 0;
     veil_buf_release(&st->body);
     veil_buf_release(&st->resp);
     veil_free(st);
@@ -413,41 +464,92 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     return 0;
 }
 
+/*
+ * Makes room for n more body bytes, taking the buffer's growth from the loop's in-flight
+ * budget before it is allocated. Over the budget the body is dropped and the call ends at
+ * once with RESOURCE_EXHAUSTED (the rest of its data is ignored): a few unfinished large
+ * streams cannot hold the server's memory. Over the message cap (or out of memory) the body
+ * is dropped and the stream answered at its end. False when the body was dropped.
+ */
+static bool stream_reserve(struct h2_stream *st, size_t n)
+{
+    struct veil_grpc_server *srv = st->conn->srv;
+    size_t cap = veil_buf_reserve_cap(&st->body, n);
+    if (cap == 0) {
+        st->too_big = true;
+        stream_drop_body(st);
+        return false;
+    }
+    if (cap > st->charged) {
+        if (!veil__net_budget_take(&srv->loop->budget, cap - st->charged)) {
+            st->too_big = true;
+            stream_drop_body(st);
+            veil__net_log_refusal(srv->loop, "gRPC request", "in-flight byte budget full");
+            submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED, VEIL_NET_BUDGET_MSG);
+            return false;
+        }
+        st->charged = cap;
+    }
+    if (veil_buf_reserve(&st->body, n) != VEIL_OK) {
+        st->too_big = true;
+        stream_drop_body(st);
+        return false;
+    }
+    return true;
+}
+
 static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
                          size_t len, void *ud)
 {
     (void)flags;
     (void)ud;
     struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
-    if (st == NULL || st->responded || st->too_big)
+    if (st == NULL || st->responded || st->too_big || st->extra)
+        return 0;
+    if (st->framed && len > st->body.max - st->body.len) {
+        /* More than the one message its prefix announced: not a unary call. */
+        st->extra = true;
+        stream_drop_body(st);
+        return 0;
+    }
+    if (!stream_reserve(st, len))
         return 0;
     if (veil_buf_append(&st->body, data, len) != VEIL_OK) {
         st->too_big = true;
-        veil_buf_release(&st->body);
+        stream_drop_body(st);
         return 0;
     }
     /* Refuse an announced oversize message as soon as its prefix arrives. */
-    if (st->body.len >= 5) {
+    if (!st->framed && st->body.len >= 5) {
         struct veil_span s = veil_buf_span(&st->body);
         uint8_t flag;
         uint32_t mlen;
         if (veil_span_get_u8(&s, &flag) == VEIL_OK && veil_span_get_u32be(&s, &mlen) == VEIL_OK) {
+            st->framed = true;
             if ((size_t)mlen > st->conn->srv->max_msg) {
                 st->too_big = true;
-                veil_buf_release(&st->body);
+                stream_drop_body(st);
                 submit_status(st, VEIL_GRPC_RESOURCE_EXHAUSTED,
                               "request message larger than the limit");
-            } else if (st->body.cap < (size_t)mlen + 5 && st->body.len < (1u << 20)) {
+                return 0;
+            }
+            if (st->body.len > (size_t)mlen + 5) {
+                st->extra = true;
+                stream_drop_body(st);
+                return 0;
+            }
+            /* The body never holds more than the message it announces: with that as its
+             * cap it grows to exactly that size, so what it takes from the budget is what
+             * the message needs, not the next power of two. */
+            st->body.max = (size_t)mlen + 5;
+            if (st->body.cap < (size_t)mlen + 5 && st->body.len < (1u << 20)) {
                 /* Size the buffer once from the prefix instead of doubling up to it: an
                  * image-sized message (up to ~1 MB) is received without a realloc. What has
                  * arrived bounds the up-front reservation to 4x (it plus 256 KiB); flow
                  * control and the cap bound the rest. */
                 size_t want = (size_t)mlen + 5 - st->body.len;
                 size_t room = 4 * (st->body.len + (256u << 10));
-                if (veil_buf_reserve(&st->body, want < room ? want : room) != VEIL_OK) {
-                    st->too_big = true;
-                    veil_buf_release(&st->body);
-                }
+                (void)stream_reserve(st, want < room ? want : room);
             }
         }
     }
@@ -496,6 +598,7 @@ static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t len, int
 static void conn_close(struct h2_conn *c)
 {
     struct veil_grpc_server *srv = c->srv;
+    veil__net_admit_remove(&srv->loop->admit, &c->slot);
     while (c->streams != NULL)
         stream_free(c->streams);
     if (c->ng != NULL)
@@ -553,6 +656,7 @@ static void on_sock_read(evutil_socket_t fd, short what, void *arg)
         conn_close(c);
         return;
     }
+    veil__net_admit_touch(&c->srv->loop->admit, &c->slot, veil_time_mono_ns());
     struct evbuffer *in = bufferevent_get_input(c->sock);
     if (evbuffer_get_length(in) > SOCKET_READ_MAX) {
         /* Its consumer has stopped taking input (it never should): bound the memory. */
@@ -601,6 +705,10 @@ static void on_sock_read(evutil_socket_t fd, short what, void *arg)
             c->sock, BEV_EVENT_READING | (got == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), 0);
         return;
     }
+    /* A plaintext peer has nothing to prove: its first byte ends the pre-authentication
+     * phase (under TLS the handshake's end does, see on_event). */
+    if (c->srv->tls == NULL)
+        veil__net_admit_authed(&c->srv->loop->admit, &c->slot);
     size_t left = (size_t)got;
     for (int i = 0; i < nv; i++) {
         size_t k = iov[i].iov_len < left ? iov[i].iov_len : left;
@@ -645,6 +753,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct h2_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
+        veil__net_admit_authed(&c->srv->loop->admit, &c->slot);
         struct timeval tv = {(time_t)c->srv->idle_s, 0};
         bufferevent_set_timeouts(bev, &tv, NULL);
         return;
@@ -659,23 +768,57 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* Admission: a connection with an open stream is busy; an idle one may be closed for room. */
+static struct h2_conn *conn_of(const struct net_slot *slot)
+{
+    return (struct h2_conn *)(uintptr_t)((const char *)slot - offsetof(struct h2_conn, slot));
+}
+
+static bool slot_busy(const struct net_slot *slot)
+{
+    return conn_of(slot)->streams != NULL;
+}
+
+static void slot_evict(struct net_slot *slot)
+{
+    VEIL_LOG_DEBUG("idle gRPC connection closed to make room for a new one");
+    conn_close(conn_of(slot));
+}
+
+/* The handshake's end is reported by on_event; nothing to ask for. */
+static const struct net_slot_ops conn_slot_ops = {slot_busy, NULL, slot_evict};
+
 static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     (void)lis;
-    (void)sa;
-    (void)salen;
     struct veil_grpc_server *srv = arg;
     struct h2_conn *c = NULL;
     nghttp2_session_callbacks *cbs = NULL;
-    if (srv->shutting || srv->nconns >= srv->max_conns) {
-        VEIL_LOG_WARN("gRPC connection refused: %u connections open", srv->nconns);
+    if (srv->shutting) {
+        close(fd);
+        return;
+    }
+    if (srv->max_conns != 0 && srv->nconns >= srv->max_conns) {
+        veil__net_log_refusal(srv->loop, "gRPC connection", "the port's connection cap");
         close(fd);
         return;
     }
     veil__net_nodelay(fd);
     c = veil_calloc(1, sizeof(*c));
     if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->slot.ops = &conn_slot_ops;
+    struct net_peer_key key;
+    veil__net_peer_key(sa, salen > 0 ? (size_t)salen : 0, &key);
+    veil_err arc = veil__net_admit_add(&srv->loop->admit, &c->slot, &key, veil_time_mono_ns());
+    if (arc != VEIL_OK) {
+        veil__net_log_refusal(srv->loop, "gRPC connection",
+                              arc == VEIL_E_LIMIT ? "every connection busy at the connection caps"
+                                                  : "out of memory");
+        veil_free(c);
         close(fd);
         return;
     }
@@ -720,9 +863,8 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
             return;
         }
         c->sock = raw;
+        /* The handshake's deadline is the loop's (the sweep of limit.c closes it). */
         bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-        struct timeval hs = {VEIL_NET_HANDSHAKE_TIMEOUT_S, 0};
-        bufferevent_set_timeouts(c->bev, &hs, &hs);
     } else {
         c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
         if (c->bev == NULL) {
@@ -783,6 +925,7 @@ static void grpc_shutdown(void *p)
     struct veil_grpc_server *srv = p;
     srv->shutting = true;
     if (srv->lis != NULL) {
+        veil__net_guard_release(&srv->guard);
         evconnlistener_free(srv->lis);
         srv->lis = NULL;
     }
@@ -800,6 +943,7 @@ static void grpc_shutdown(void *p)
 static void grpc_free(void *p)
 {
     struct veil_grpc_server *srv = p;
+    veil__net_guard_release(&srv->guard);
     if (srv->lis != NULL)
         evconnlistener_free(srv->lis);
     while (srv->conns != NULL)
@@ -828,7 +972,7 @@ veil_err veil_grpc_server_new(struct veil_net_loop *loop, const struct veil_net_
     srv->tls = lst->tls;
     srv->max_msg = lst->max_body != 0 ? lst->max_body : VEIL_NET_MAX_MESSAGE_DEFAULT;
     srv->max_streams = lst->max_streams != 0 ? lst->max_streams : VEIL_NET_MAX_STREAMS_DEFAULT;
-    srv->max_conns = lst->max_conns != 0 ? lst->max_conns : VEIL_NET_MAX_CONNS_DEFAULT;
+    srv->max_conns = lst->max_conns;
     srv->idle_s = lst->idle_timeout_s != 0 ? lst->idle_timeout_s : VEIL_NET_IDLE_TIMEOUT_S;
     rc = veil__net_listen_socket(lst->host, lst->port, &fd, &srv->port, eb);
     if (rc != VEIL_OK)
@@ -839,6 +983,8 @@ veil_err veil_grpc_server_new(struct veil_net_loop *loop, const struct veil_net_
         goto out;
     }
     fd = -1;
+    if ((rc = veil__net_guard_init(&srv->guard, loop, srv->lis, "gRPC")) != VEIL_OK)
+        goto out;
     rc = veil__net_loop_add_server(loop, &grpc_ops, srv);
     if (rc != VEIL_OK)
         goto out;

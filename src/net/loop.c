@@ -3,6 +3,8 @@
  * through a mutex-protected task queue and a user event. SIGTERM/SIGINT (or
  * veil_net_loop_stop) start a graceful shutdown: servers stop accepting and send GOAWAY, then
  * the loop keeps running until every request in flight is answered or the drain time ends.
+ * The loop also owns the admission limits its servers share (limit.c) and a periodic sweep
+ * that enforces handshake deadlines.
  */
 #include "net_int.h"
 
@@ -17,6 +19,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#define SWEEP_INTERVAL_MS 250 /* handshake deadlines are enforced this finely */
 
 static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
 static int threads_ok;
@@ -102,6 +106,7 @@ veil_err veil_net_loop_new(struct veil_net_loop **out, struct veil_errbuf *eb)
         rc = VEIL_E_NOMEM;
         goto out;
     }
+    loop->spare_fd = -1;
     pthread_mutex_init(&loop->mu, NULL);
     atomic_init(&loop->inflight, 0);
     atomic_init(&loop->stop_requested, false);
@@ -114,11 +119,21 @@ veil_err veil_net_loop_new(struct veil_net_loop **out, struct veil_errbuf *eb)
     loop->sigterm = evsignal_new(loop->base, SIGTERM, on_signal, loop);
     loop->sigint = evsignal_new(loop->base, SIGINT, on_signal, loop);
     loop->drain_tick = evtimer_new(loop->base, drain_check, loop);
+    loop->sweep = event_new(loop->base, -1, EV_PERSIST, veil__net_sweep, loop);
+    struct timeval sweep_tv = {0, SWEEP_INTERVAL_MS * 1000};
     if (loop->wake == NULL || loop->sigterm == NULL || loop->sigint == NULL ||
-        loop->drain_tick == NULL) {
+        loop->drain_tick == NULL || loop->sweep == NULL || event_add(loop->sweep, &sweep_tv) != 0) {
         rc = VEIL_E_NOMEM;
         goto out;
     }
+    struct veil_net_limits lim;
+    veil_net_limits_default(0, &lim);
+    veil__net_admit_init(&loop->admit, lim.max_conns, lim.max_conns_per_peer, lim.max_preauth,
+                         (uint64_t)lim.handshake_timeout_s * 1000000000ULL);
+    loop->budget.max = lim.max_inflight_bytes;
+    /* The reserve descriptor that lets a listener at EMFILE still take and close a pending
+     * connection (see the accept-error guard in limit.c). */
+    loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     *out = loop;
     loop = NULL;
     rc = VEIL_OK;
@@ -189,8 +204,13 @@ void veil_net_loop_free(struct veil_net_loop *loop)
         event_free(loop->sigint);
     if (loop->drain_tick != NULL)
         event_free(loop->drain_tick);
+    if (loop->sweep != NULL)
+        event_free(loop->sweep);
     if (loop->base != NULL)
         event_base_free(loop->base);
+    veil__net_admit_release(&loop->admit);
+    if (loop->spare_fd >= 0)
+        close(loop->spare_fd);
     pthread_mutex_destroy(&loop->mu);
     veil_free(loop);
 }

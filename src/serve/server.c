@@ -246,6 +246,22 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
         goto out;
     if ((rc = veil_net_loop_new(&s->loop, eb)) != VEIL_OK)
         goto out;
+    /* One descriptor per connection: take what the hard limit allows, then size the
+     * connection caps and the in-flight byte budget from it and from physical memory. */
+    uint64_t nofile = 0;
+    if (veil_net_raise_nofile(&nofile) != VEIL_OK)
+        VEIL_LOG_WARN("cannot raise the open-file limit; connection caps follow the current one");
+    struct veil_net_limits lim = {o->max_connections, o->max_connections_per_peer,
+                                  o->max_pending_handshakes, o->handshake_timeout_seconds,
+                                  o->max_inflight_bytes};
+    struct veil_net_limits used;
+    veil_net_loop_set_limits(s->loop, &lim, o->max_message_bytes, &used);
+    VEIL_LOG_INFO("limits: %u connections (%u per peer, %u in their handshake, %u s to finish "
+                  "it), %zu request bytes in flight, %zu-byte messages; %llu open files",
+                  used.max_conns, used.max_conns_per_peer, used.max_preauth,
+                  used.handshake_timeout_s, used.max_inflight_bytes,
+                  o->max_message_bytes != 0 ? o->max_message_bytes : VEIL_NET_MAX_MESSAGE_DEFAULT,
+                  (unsigned long long)nofile);
     struct veil_engine_options eopt = {.threads = o->engine_threads};
     rc = veil__serve_repo_new(cfgs, n_cfgs, o->file_system_poll_wait_seconds, o->keys, &eopt,
                               o->enable_batching ? &s->batching : NULL, s->metrics, &s->repo, eb);
@@ -266,7 +282,7 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
                                   o->grpc_port,
                                   s->tls_grpc,
                                   o->max_message_bytes,
-                                  o->max_connections,
+                                  0, /* the loop's limits cover both ports */
                                   o->max_streams,
                                   0};
     if (grpc_on) {

@@ -167,7 +167,8 @@ def gen_stubs(proto_dir, out_dir):
 # ---- the server ----
 
 class Server:
-    def __init__(self, veil, work, args, name, tls=None, wait_ready=True, ready_timeout=30):
+    def __init__(self, veil, work, args, name, tls=None, wait_ready=True, ready_timeout=30,
+                 nofile=None):
         self.grpc_port = free_port()
         self.rest_port = free_port()
         self.tls = tls  # dict with ca / client cert for probing, or None
@@ -175,7 +176,14 @@ class Server:
         self.log = open(self.log_path, "w")
         cmd = [veil, "serve", "--host=127.0.0.1", "--port=%d" % self.grpc_port,
                "--rest_api_port=%d" % self.rest_port] + args
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        preexec = None
+        if nofile is not None:
+            # `ulimit -n nofile` for the server alone, soft and hard: it cannot raise it.
+            def preexec():
+                import resource
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=preexec)
         try:
             self.wait_ready(ready_timeout, "/readyz" if wait_ready else "/healthz")
         except BaseException:

@@ -18,6 +18,24 @@ TEST(append_and_cap)
     veil_buf_release(&b);
 }
 
+TEST(reserve_cap_predicts_the_growth)
+{
+    struct veil_buf b;
+    veil_buf_init(&b, 1000);
+    ASSERT_EQ_U64(veil_buf_reserve_cap(&b, 10), 64);
+    ASSERT_EQ_U64(veil_buf_reserve_cap(&b, 1000), 1001);
+    ASSERT_EQ_U64(veil_buf_reserve_cap(&b, 1001), 0);
+    ASSERT_OK(veil_buf_reserve(&b, 100));
+    ASSERT_EQ_U64(b.cap, 128);
+    ASSERT_EQ_U64(veil_buf_reserve_cap(&b, 127), 128); /* fits: no growth */
+    ASSERT_EQ_U64(veil_buf_reserve_cap(&b, 128), 256);
+    size_t want = veil_buf_reserve_cap(&b, 600);
+    ASSERT_OK(veil_buf_reserve(&b, 600));
+    ASSERT_EQ_U64(b.cap, want);
+    ASSERT_EQ_U64(want, 1001); /* 1024 clamped to max + 1 */
+    veil_buf_release(&b);
+}
+
 TEST(big_endian_appends)
 {
     struct veil_buf b;

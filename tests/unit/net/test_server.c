@@ -1,9 +1,11 @@
 /* The HTTP/1.1 and gRPC servers on a real loop: replies from other threads, trailers, errors,
  * and graceful stop. The gRPC client is a small nghttp2 client speaking h2c. */
 #include "harness.h"
+#include "net_int.h"
 #include "veil/net.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <nghttp2/nghttp2.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -83,6 +85,155 @@ static size_t http_roundtrip(uint16_t port, const char *req, char *out, size_t c
     out[n] = '\0';
     close(fd);
     return n;
+}
+
+/* The loop's admission counts and budget, read on the loop thread. */
+struct counts {
+    unsigned nconns, npreauth;
+    size_t used;
+    uint64_t evicted, expired;
+    int pipe_w;
+};
+
+static void read_counts(void *arg)
+{
+    struct counts *c = arg;
+    c->nconns = g_loop->admit.nconns;
+    c->npreauth = g_loop->admit.npreauth;
+    c->used = g_loop->budget.used;
+    c->evicted = g_loop->admit.evicted;
+    c->expired = g_loop->admit.expired;
+    char one = 1;
+    if (write(c->pipe_w, &one, 1) != 1)
+        abort();
+}
+
+static struct counts loop_counts(void)
+{
+    int p[2];
+    struct counts c;
+    memset(&c, 0, sizeof(c));
+    if (pipe(p) != 0)
+        abort();
+    c.pipe_w = p[1];
+    if (veil_net_loop_post(g_loop, read_counts, &c) != VEIL_OK)
+        abort();
+    char one;
+    if (read(p[0], &one, 1) != 1)
+        abort();
+    close(p[0]);
+    close(p[1]);
+    return c;
+}
+
+/* Whether the server closed fd (EOF or reset) as far as can be seen without waiting. */
+static bool closed_by_server(int fd)
+{
+    char b[256];
+    ssize_t r = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* Sends req on fd and reads one reply of a known-length body into out. */
+static size_t exchange(int fd, const char *req, char *out, size_t cap)
+{
+    if (write(fd, req, strlen(req)) < 0)
+        abort();
+    size_t n = 0;
+    while (n + 1 < cap) {
+        ssize_t r = read(fd, out + n, cap - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        out[n] = '\0';
+        const char *end = strstr(out, "\r\n\r\n");
+        const char *cl = strstr(out, "Content-Length: ");
+        if (end != NULL && cl != NULL && n >= (size_t)(end + 4 - out) + (size_t)atoi(cl + 16))
+            break;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/*
+ * REST connections count against the loop's limits without getting in evhttp's way: idle
+ * connections past the pre-authentication cap close the oldest, two requests on one kept-alive
+ * connection and two pipelined ones are answered, an upload past the in-flight budget has its
+ * connection closed, a late idle connection is closed at the handshake deadline, and every
+ * count and byte is given back once the clients are gone.
+ */
+TEST(rest_connections_count_against_the_loop_limits)
+{
+    struct veil_errbuf eb = {{0}};
+    struct veil_http_server *hs = NULL;
+    ASSERT_OK(veil_net_loop_new(&g_loop, &eb));
+    struct veil_net_limits lim = {16, 16, 4, 1, 64u << 10};
+    veil_net_loop_set_limits(g_loop, &lim, 0, NULL);
+    struct veil_net_listen lst = {"127.0.0.1", 0, NULL, 1u << 20, 0, 0, 0};
+    ASSERT_OK(veil_http_server_new(g_loop, &lst, http_handler, NULL, &hs, &eb));
+    uint16_t hp = veil_http_server_port(hs);
+    pthread_t t;
+    pthread_create(&t, NULL, loop_main, NULL);
+
+    int idle[6];
+    for (int i = 0; i < 6; i++)
+        idle[i] = connect_to(hp);
+    usleep(100 * 1000);
+    struct counts c = loop_counts();
+    ASSERT_EQ_U64(c.nconns, 4);
+    ASSERT_EQ_U64(c.npreauth, 4);
+    ASSERT_EQ_U64(c.evicted, 2);
+    ASSERT_TRUE(closed_by_server(idle[0]) && closed_by_server(idle[1]));
+    ASSERT_FALSE(closed_by_server(idle[5]));
+
+    char out[8192];
+    int fd = connect_to(hp);
+    exchange(fd, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out));
+    ASSERT_STR_CONTAINS(out, "\r\n\r\nGET /one ");
+    exchange(fd, "POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", out, sizeof(out));
+    ASSERT_STR_CONTAINS(out, "\r\n\r\nPOST /two abc");
+    http_roundtrip(hp,
+                   "GET /p1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                   "GET /p2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                   out, sizeof(out));
+    ASSERT_STR_CONTAINS(out, "GET /p1 ");
+    ASSERT_STR_CONTAINS(out, "GET /p2 ");
+
+    /* 100 KB of a 200 KB upload: past the 64 KiB budget, the connection is closed. */
+    int up = connect_to(hp);
+    const char *head = "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n";
+    ASSERT_TRUE(write(up, head, strlen(head)) > 0);
+    static char zeros[100000];
+    ssize_t w = write(up, zeros, sizeof(zeros));
+    (void)w;
+    ssize_t r = read(up, out, sizeof(out));
+    ASSERT_TRUE(r <= 0);
+    close(up);
+    c = loop_counts();
+    ASSERT_TRUE(c.used < (64u << 10));
+
+    /* The third idle connection made room for fd (whose first byte ended its
+     * pre-authentication phase): fd stays past the deadline, the last three idle ones do not. */
+    ASSERT_TRUE(closed_by_server(idle[2]));
+    usleep(1500 * 1000);
+    c = loop_counts();
+    ASSERT_EQ_U64(c.expired, 3);
+    ASSERT_TRUE(closed_by_server(idle[3]) && closed_by_server(idle[4]) &&
+                closed_by_server(idle[5]));
+    exchange(fd, "GET /three HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out));
+    ASSERT_STR_CONTAINS(out, "\r\n\r\nGET /three ");
+    close(fd);
+    for (int i = 0; i < 6; i++)
+        close(idle[i]);
+    usleep(200 * 1000);
+    c = loop_counts();
+    ASSERT_EQ_U64(c.nconns, 0);
+    ASSERT_EQ_U64(c.npreauth, 0);
+    ASSERT_EQ_U64(c.used, 0);
+
+    veil_net_loop_stop(g_loop);
+    pthread_join(t, NULL);
+    veil_net_loop_free(g_loop);
 }
 
 /* ---- a minimal h2c gRPC client ---- */
