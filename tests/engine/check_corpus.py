@@ -63,6 +63,10 @@ MODELS = [
      {"input": (1, 3, 1024, 1024)}, {}),
 ]
 
+# Models the engine still refuses, with the reason its refusal must name: checked as refusals,
+# so each turns into a failure to fix here once the engine loads it.
+KNOWN_REFUSED = {"isnet_fp16": "dtype float16"}
+
 NPY_DTYPES = {1: np.float32, 10: np.float16, 7: np.int64, 6: np.int32, 9: np.bool_,
               11: np.float64}
 
@@ -207,6 +211,16 @@ def main():
         for a in args:
             cmd += ["--input", a]
         rc, out, err = run(cmd)
+        if name in KNOWN_REFUSED:
+            want = KNOWN_REFUSED[name]
+            ok = rc != 0 and want in err
+            failures += 0 if ok else 1
+            rows.append((name, "no", "refused: " + want, "-", "known gap" if ok else "FAIL"))
+            print("%s %s: %s" % ("ok  " if ok else "FAIL", name,
+                                 "refused as expected (%s)" % want if ok else
+                                 "expected a refusal naming '%s', got rc %d: %s" %
+                                 (want, rc, err.strip()[-200:])))
+            continue
         if rc != 0:
             print("FAIL %s: veil run: %s" % (name, err.strip()[-400:]))
             rows.append((name, "no", "-", "-", "-"))
