@@ -482,7 +482,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
             fill_tv(p, n->in[k], &ic.in[k]);
             if (n->in[k] >= 0 && ic.in[k].data == NULL)
                 all_const = false;
-            if ((op->shape_inputs >> k) & 1u) {
+            if (k < 32 && ((op->shape_inputs >> k) & 1u)) {
                 if (n->in[k] >= 0 && ic.in[k].data == NULL) {
                     rc = veil_errf(eb, VEIL_E_UNSUPPORTED,
                                    "node '%s' (%s): input %zu decides "
