@@ -1144,7 +1144,7 @@ static veil_err add_matmul(dnnl_engine_t eng, struct veil__engine_kstate *ks,
     const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t spn = sp != NULL ? dnnl_memory_desc_get_size(sp) : 0;
     if (spn > 0) {
-        /* Placeholder offset: every scratchpad shares one region, placed once all are known. */
+        /* SIZE_MAX marks the offset as pending: all scratchpads share one region, laid out last. */
         add_arg(ex, DNNL_ARG_SCRATCHPAD, sp, -1, NULL, SIZE_MAX);
         if (spn > *pad)
             *pad = spn;
