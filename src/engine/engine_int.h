@@ -350,10 +350,28 @@ struct veil__engine_kp_onehot {
     int64_t axis, depth;
 };
 
-/* Resize (ops/resize.c; the per-axis tap tables are in kparams.ptr). */
+/*
+ * Resize (ops/resize.c): one separable pass per axis that is not the identity, in the order
+ * given; each axis' windows and weights are in kparams.ptr. The passes alternate between two
+ * scratch buffers of buf_elems floats each (the step's scratch), the last writing the output.
+ */
 struct veil__engine_kp_resize {
-    float extrapolation; /* extrapolation_value of tf_crop_and_resize */
-    bool bilinear;       /* the last two axes only, in ONNX Runtime's float arithmetic */
+    float extrapolation;              /* extrapolation_value of tf_crop_and_resize */
+    bool fill;                        /* some output lies outside the crop: set after the passes */
+    int64_t n_pass;                   /* passes (axes resized) */
+    int64_t order[VEIL__ENGINE_RANK]; /* the axis each pass resizes */
+    int64_t buf_elems;                /* the largest intermediate, in elements */
+    bool bilinear; /* the last two axes only, in ONNX Runtime's float arithmetic (no passes) */
+};
+
+/* The most bytes one Resize node's per-axis tables may take (VEIL_E_LIMIT beyond). */
+#define VEIL__ENGINE_RESIZE_MAX_TABLES ((size_t)1 << 30)
+
+/* GridSample (ops/resize.c). */
+struct veil__engine_kp_gridsample {
+    int64_t mode;       /* linear, nearest or cubic (an enum of ops/resize.c) */
+    int64_t padding;    /* zeros, border or reflection (an enum of ops/resize.c) */
+    bool align_corners; /* -1 and 1 are the corner positions' centres, not their outer edges */
 };
 
 /* Reductions (ops/nn.c). */
@@ -514,6 +532,7 @@ struct veil__engine_kparams {
         struct veil__engine_kp_gather_nd gather_nd;
         struct veil__engine_kp_onehot onehot;
         struct veil__engine_kp_resize resize;
+        struct veil__engine_kp_gridsample gridsample;
         struct veil__engine_kp_reduce reduce;
         struct veil__engine_kp_layernorm layernorm;
         struct veil__engine_kp_argmax argmax;
@@ -1275,10 +1294,22 @@ veil_err veil__engine_onehot_infer(struct veil__engine_ictx *c);
 veil_err veil__engine_onehot_exec(struct veil__engine_kctx *c,
                                   const struct veil__engine_kparams *kp);
 
-/* ops/resize.c */
+/*
+ * ops/resize.c. Resize: infer checks the attributes and inputs (VEIL_E_INVALID naming the
+ * problem, VEIL_E_UNSUPPORTED for a dtype other than float, VEIL_E_LIMIT for tables above
+ * VEIL__ENGINE_RESIZE_MAX_TABLES) and builds the per-axis tables into kp->ptr; prepare reserves
+ * the passes' scratch in the step; exec runs the passes (it allocates its scratch only when
+ * folding constants, VEIL_E_NOMEM on failure). GridSample: infer checks shapes, dtypes and
+ * attributes (same errors); exec never reads outside the input, whatever the grid holds.
+ */
 veil_err veil__engine_resize_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_resize_prepare(struct veil__engine_ictx *c, dnnl_engine_t eng,
+                                     struct veil__engine_step *st);
 veil_err veil__engine_resize_exec(struct veil__engine_kctx *c,
                                   const struct veil__engine_kparams *kp);
+veil_err veil__engine_gridsample_infer(struct veil__engine_ictx *c);
+veil_err veil__engine_gridsample_exec(struct veil__engine_kctx *c,
+                                      const struct veil__engine_kparams *kp);
 
 /* ops/einsum.c */
 veil_err veil__engine_einsum_infer(struct veil__engine_ictx *c);

@@ -4,10 +4,10 @@
 Each case is a small model written with onnx.helper at opset 18, 19, 20 or 21 (IR version 8
 to 10) in the newer operator forms exporters write: reduction axes as an input, Split's
 num_outputs, Pad's axes input, GroupNormalization, Mish, the Bitwise operators, CenterCropPad,
-Col2Im, Resize's antialias and keep_aspect_ratio_policy, Scatter reductions, AveragePool
-dilations, Gelu. Random inputs from a fixed seed run through `veil run --output-dir` and ONNX
-Runtime (tests/engine/ort_run.js); float outputs agree within 1e-4 relative L2, integers
-exactly.
+Col2Im, Resize's antialias, axes, keep_aspect_ratio_policy and half_pixel_symmetric,
+GridSample (opsets 16 and 20, 2-D and 3-D), Scatter reductions, AveragePool dilations, Gelu.
+Random inputs from a fixed seed run through `veil run --output-dir` and ONNX Runtime
+(tests/engine/ort_run.js); float outputs agree within 1e-4 relative L2, integers exactly.
 
 Usage: check_opset.py VEIL_BINARY WORKDIR [CASE...]
 Exit status: 0 pass, 1 failure, 77 skip (python3-onnx or onnxruntime-node missing).
@@ -136,6 +136,104 @@ def cases():
                           [("x", F, [1, 2, 6, 8])], [("y", F, None)],
                           [const("sizes", np.array([9, 9], np.int64))]),
                     {"x": (F, [1, 2, 6, 8])}))
+    # Resize of opsets 18 and 19 beyond the cases above: antialias by sizes, with
+    # exclude_outside, other coordinate modes and an axis growing beside one shrinking; the
+    # axes attribute (scales, sizes, reversed, negative, with a crop); keep_aspect_ratio_policy
+    # with linear sampling; half_pixel_symmetric where in * scale is not a whole length.
+    x4 = ("x", F, [1, 2, 12, 16])
+    spec4 = {"x": (F, [1, 2, 12, 16])}
+    for mode, ctm in (("linear", "half_pixel"), ("linear", "pytorch_half_pixel"),
+                      ("linear", "align_corners"), ("linear", "asymmetric"),
+                      ("cubic", "half_pixel"), ("cubic", "align_corners")):
+        out.append(("resize_%s_antialias_sizes_%s" % (mode, ctm),
+                    model([h.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode=mode,
+                                       antialias=1, coordinate_transformation_mode=ctm)],
+                          [x4], [("y", F, None)],
+                          [const("sizes", np.array([1, 2, 5, 7], np.int64))]), spec4))
+    out.append(("resize_cubic_antialias_exclude_outside",
+                model([h.make_node("Resize", ["x", "", "scales"], ["y"], mode="cubic",
+                                   antialias=1, exclude_outside=1, cubic_coeff_a=-0.5)],
+                      [x4], [("y", F, None)],
+                      [const("scales", np.array([1, 1, 0.3, 0.45], np.float32))]), spec4))
+    out.append(("resize_linear_antialias_exclude_outside",
+                model([h.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear",
+                                   antialias=1, exclude_outside=1)],
+                      [x4], [("y", F, None)],
+                      [const("scales", np.array([1, 1, 0.25, 0.2], np.float32))]), spec4))
+    for mode in ("linear", "cubic"):
+        out.append(("resize_%s_antialias_shrink_and_grow" % mode,
+                    model([h.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode,
+                                       antialias=1)],
+                          [x4], [("y", F, None)],
+                          [const("scales", np.array([1, 1, 0.4, 1.75], np.float32))]), spec4))
+        out.append(("resize_%s_antialias_axes_opset19" % mode,
+                    model([h.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode,
+                                       antialias=1, axes=[3, 2],
+                                       coordinate_transformation_mode="half_pixel_symmetric")],
+                          [x4], [("y", F, None)],
+                          [const("scales", np.array([0.3, 0.6], np.float32))], opset=19),
+                    spec4))
+    for mode in ("nearest", "linear", "cubic"):
+        out.append(("resize_axes_scales_%s" % mode,
+                    model([h.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode,
+                                       axes=[2, 3])],
+                          [x4], [("y", F, None)],
+                          [const("scales", np.array([0.5, 1.5], np.float32))]), spec4))
+    out.append(("resize_axes_sizes_negative",
+                model([h.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear",
+                                   axes=[-1])],
+                      [x4], [("y", F, None)], [const("sizes", np.array([23], np.int64))]),
+                spec4))
+    out.append(("resize_axes_crop_and_resize",
+                model([h.make_node("Resize", ["x", "roi", "", "sizes"], ["y"], mode="linear",
+                                   axes=[3, 2], extrapolation_value=2.5,
+                                   coordinate_transformation_mode="tf_crop_and_resize")],
+                      [x4], [("y", F, None)],
+                      [const("roi", np.array([-0.1, 0.2, 0.9, 1.2], np.float32)),
+                       const("sizes", np.array([9, 7], np.int64))]), spec4))
+    for policy in ("not_larger", "not_smaller"):
+        for opset, ctm in ((18, "half_pixel"), (19, "half_pixel_symmetric")):
+            out.append(("resize_keep_aspect_%s_linear_opset%d" % (policy, opset),
+                        model([h.make_node("Resize", ["x", "", "", "sizes"], ["y"],
+                                           mode="linear", keep_aspect_ratio_policy=policy,
+                                           coordinate_transformation_mode=ctm, axes=[2, 3])],
+                              [("x", F, [1, 2, 7, 9])], [("y", F, None)],
+                              [const("sizes", np.array([10, 10], np.int64))],
+                              opset=opset),
+                        {"x": (F, [1, 2, 7, 9])}))
+    out.append(("resize_keep_aspect_not_smaller_cubic_axes",
+                model([h.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="cubic",
+                                   keep_aspect_ratio_policy="not_smaller", axes=[3, 2])],
+                      [x4], [("y", F, None)], [const("sizes", np.array([5, 4], np.int64))]),
+                spec4))
+    for mode in ("nearest", "linear", "cubic"):
+        out.append(("resize_half_pixel_symmetric_%s" % mode,
+                    model([h.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode,
+                                       coordinate_transformation_mode="half_pixel_symmetric")],
+                          [("x", F, [1, 1, 5, 7])], [("y", F, None)],
+                          [const("scales", np.array([1, 1, 1.7, 0.8], np.float32))], opset=19),
+                    {"x": (F, [1, 1, 5, 7])}))
+    # GridSample with opset 16's mode names and opset 20's, every padding mode, both corner
+    # conventions, grids reaching well outside [-1, 1] ("wide": [-4, 4)); 3-D at opset 20.
+    for opset, modes in ((16, ("bilinear", "nearest", "bicubic")),
+                         (20, ("linear", "nearest", "cubic"))):
+        for mode in modes:
+            for pad in ("zeros", "border", "reflection"):
+                for ac in (0, 1):
+                    out.append(("gridsample_%s_%s_ac%d_opset%d" % (mode, pad, ac, opset),
+                                model([h.make_node("GridSample", ["x", "g"], ["y"], mode=mode,
+                                                   padding_mode=pad, align_corners=ac)],
+                                      [("x", F, [2, 3, 5, 6]), ("g", F, [2, 4, 7, 2])],
+                                      [("y", F, None)], opset=opset, ir=9 if opset == 20 else 8),
+                                {"x": (F, [2, 3, 5, 6]), "g": (F, [2, 4, 7, 2], "wide")}))
+    for mode in ("linear", "nearest"):
+        for pad in ("zeros", "border", "reflection"):
+            out.append(("gridsample_3d_%s_%s" % (mode, pad),
+                        model([h.make_node("GridSample", ["x", "g"], ["y"], mode=mode,
+                                           padding_mode=pad, align_corners=0)],
+                              [("x", F, [1, 2, 4, 5, 6]), ("g", F, [1, 3, 4, 5, 3])],
+                              [("y", F, None)], opset=20, ir=9),
+                        {"x": (F, [1, 2, 4, 5, 6]), "g": (F, [1, 3, 4, 5, 3], "wide")}))
     for red in ("max", "min"):
         out.append(("scatterelements_%s" % red,
                     model([h.make_node("ScatterElements", ["x", "idx", "upd"], ["y"], axis=1,
