@@ -472,6 +472,21 @@ const char *veil_attest_workload_min_version(const struct veil_attest_workload *
                                              int64_t *version);
 
 /*
+ * Bounds of a workload's serving-certificate lifetime (policy field "cert_lifetime_s"): a
+ * server renews at two thirds of it, so 5 s means a renewal about every 3 s (tests only), and
+ * a year is the longest any certificate should speak for a workload without re-attesting.
+ */
+#define VEIL_ATTEST_CERT_LIFETIME_MIN_S 5
+#define VEIL_ATTEST_CERT_LIFETIME_MAX_S (366 * 86400)
+
+/*
+ * The lifetime in seconds of the workload's serving certificates (policy field
+ * "cert_lifetime_s", VEIL_ATTEST_CERT_LIFETIME_MIN_S..MAX_S), or 0 when the policy leaves it
+ * to the broker's default.
+ */
+int64_t veil_attest_workload_cert_lifetime(const struct veil_attest_workload *w);
+
+/*
  * Whether s[0, len) is a name a certificate may carry: an IPv4 or IPv6 address, or a DNS name
  * of dot-separated labels (letters, digits, inner hyphens; 1..63 bytes each, 253 in all). No
  * wildcards, spaces, control characters or NULs. Pure.

@@ -130,6 +130,10 @@ struct veil_kbs_grant {
     char *cert_pem; /* serving certificate for `pkey`, issued by the broker's serving CA */
     char *ca_pem;   /* the serving CA */
     EVP_PKEY *pkey; /* the workload's private key (created with the RA-TLS certificate) */
+    /* The serving certificate's validity (Unix seconds) and serial number (hex). */
+    int64_t not_before;
+    int64_t not_after;
+    char serial[72];
     /* The policy's lowest version of each model this workload may serve. */
     size_t n_min_versions;
     struct veil_kbs_min_version {

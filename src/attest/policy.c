@@ -59,6 +59,7 @@ struct veil_attest_workload {
     size_t n_min;
     const char **min_model; /* the lowest version of each model the workload may serve */
     int64_t *min_version;
+    int64_t cert_lifetime_s; /* 0: the broker's default */
 };
 
 struct veil_attest_policy {
@@ -188,6 +189,7 @@ static veil_err parse_workload(struct veil_attest_policy *p, const struct veil_j
         const struct veil_json *v = o->members[i].value;
         bool sgx = w->tee == VEIL_TEE_SGX, tdx = w->tee == VEIL_TEE_TDX;
         bool snp = w->tee == VEIL_TEE_SNP, sim = w->tee == VEIL_TEE_SIM;
+        rc = VEIL_OK; /* branches that only set a flag leave it so */
         if (strcmp(k, "name") == 0 || strcmp(k, "tee") == 0) {
             continue;
         } else if (strcmp(k, "mrenclave") == 0 && sgx) {
@@ -268,6 +270,12 @@ static veil_err parse_workload(struct veil_attest_policy *p, const struct veil_j
                 w->min_version[j] = mv->i;
             }
             w->n_min = v->n;
+        } else if (strcmp(k, "cert_lifetime_s") == 0) {
+            if (v->type != VEIL_JSON_NUMBER || !v->is_int ||
+                v->i < VEIL_ATTEST_CERT_LIFETIME_MIN_S || v->i > VEIL_ATTEST_CERT_LIFETIME_MAX_S)
+                return perr(eb, w->name, "cert_lifetime_s must be an integer from %d to %d",
+                            VEIL_ATTEST_CERT_LIFETIME_MIN_S, VEIL_ATTEST_CERT_LIFETIME_MAX_S);
+            w->cert_lifetime_s = v->i;
         } else if (strcmp(k, "allow_debug") == 0) {
             if (v->type != VEIL_JSON_BOOL)
                 return perr(eb, w->name, "%s", "allow_debug must be true or false");
@@ -597,6 +605,11 @@ const char *veil_attest_workload_min_version(const struct veil_attest_workload *
         return NULL;
     *version = w->min_version[i];
     return w->min_model[i];
+}
+
+int64_t veil_attest_workload_cert_lifetime(const struct veil_attest_workload *w)
+{
+    return w->cert_lifetime_s;
 }
 
 bool veil_attest_workload_may_receive(const struct veil_attest_workload *w, const char *key_id)

@@ -28,7 +28,7 @@ static void help(FILE *f)
             "       veil kbs [serve] --state DIR [--listen HOST:PORT] [--roots DIR]\n"
             "                [--collateral DIR] [--sim-key PUB.pem] [--threads N]\n"
             "                [--handshake-timeout MS] [--request-timeout MS] [--nonce-ttl MS]\n"
-            "                [--allow-core-dumps]\n"
+            "                [--cert-lifetime S] [--allow-core-dumps]\n"
             "       veil kbs admin --broker HOST:PORT --ca BROKER-CA.pem --cert ADMIN.pem\n"
             "                --key ADMIN.key\n"
             "                COMMAND   (list | add NAME [--key-file F | --id ID] | rotate NAME |\n"
@@ -47,7 +47,9 @@ static void help(FILE *f)
             "request over --request-timeout (default 10000 ms, from accept or the previous\n"
             "answer). Provisioning needs a nonce from POST /kbs/v1/challenge bound into the\n"
             "evidence; each nonce is single use and expires after --nonce-ttl (default\n"
-            "60000 ms).\n");
+            "60000 ms). Serving certificates last the policy's cert_lifetime_s for their\n"
+            "workload, else --cert-lifetime (default 86400 s); servers renew them at two\n"
+            "thirds of that.\n");
 }
 
 /* Options shared by the subcommands; each uses the ones it needs. */
@@ -56,7 +58,7 @@ struct kbs_args {
         *id, *keys, *tee, *measurement;
     const char *hosts[17];
     size_t nhosts;
-    uint64_t threads, svn, handshake_ms, request_ms, nonce_ttl_ms;
+    uint64_t threads, svn, handshake_ms, request_ms, nonce_ttl_ms, cert_lifetime_s;
     bool allow_core_dumps;
 };
 
@@ -83,6 +85,7 @@ static int parse_args(int argc, char **argv, struct kbs_args *a)
                                          {"handshake-timeout", required_argument, NULL, 'W'},
                                          {"request-timeout", required_argument, NULL, 'R'},
                                          {"nonce-ttl", required_argument, NULL, 'N'},
+                                         {"cert-lifetime", required_argument, NULL, 'L'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -157,6 +160,14 @@ static int parse_args(int argc, char **argv, struct kbs_args *a)
                 a->nonce_ttl_ms > 3600000)
                 return veil_cli_fail("kbs", "--nonce-ttl is milliseconds, 1..3600000");
             break;
+        case 'L':
+            if (!veil_cli_parse_u64(optarg, &a->cert_lifetime_s) ||
+                a->cert_lifetime_s < VEIL_ATTEST_CERT_LIFETIME_MIN_S ||
+                a->cert_lifetime_s > VEIL_ATTEST_CERT_LIFETIME_MAX_S)
+                return veil_cli_fail("kbs", "--cert-lifetime is seconds, %d..%d",
+                                     VEIL_ATTEST_CERT_LIFETIME_MIN_S,
+                                     VEIL_ATTEST_CERT_LIFETIME_MAX_S);
+            break;
         case 'v':
             if (!veil_cli_parse_u64(optarg, &a->svn) || a->svn > UINT32_MAX)
                 return veil_cli_fail("kbs", "--svn must be a 32-bit number");
@@ -219,6 +230,7 @@ static int cmd_serve(struct kbs_args *a)
                                      .collateral_dir = a->collateral,
                                      .sim_key_pem = a->sim_key,
                                      .threads = (unsigned)a->threads,
+                                     .cert_validity_s = (int64_t)a->cert_lifetime_s,
                                      .handshake_timeout_ms = (uint32_t)a->handshake_ms,
                                      .request_timeout_ms = (uint32_t)a->request_ms,
                                      .nonce_ttl_ms = (uint32_t)a->nonce_ttl_ms};

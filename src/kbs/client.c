@@ -261,6 +261,11 @@ static veil_err parse_grant(struct veil_span body, EVP_PKEY *pkey, struct veil_k
         rc = veil_errf(eb, VEIL_E_FORMAT, "broker issued a certificate for another key");
         goto out;
     }
+    if (veil__kbs_cert_dates(cert, &g->not_before, &g->not_after, g->serial, sizeof(g->serial)) !=
+        VEIL_OK) {
+        rc = veil_errf(eb, VEIL_E_FORMAT, "broker issued a certificate with unreadable dates");
+        goto out;
+    }
     if (EVP_PKEY_up_ref(pkey) != 1) {
         rc = VEIL_E_CRYPTO;
         goto out;

@@ -111,6 +111,14 @@ VEIL_NODISCARD veil_err veil__kbs_key_pem(EVP_PKEY *key, struct veil_buf *b);
 VEIL_NODISCARD veil_err veil__kbs_parse_cert(struct veil_span pem, X509 **out);
 VEIL_NODISCARD veil_err veil__kbs_parse_key(struct veil_span pem, EVP_PKEY **out);
 
+/*
+ * A certificate's notBefore and notAfter in Unix seconds, and its serial number as upper-case
+ * hex (NUL-terminated, at most serial_cap - 1 digits). Errors: VEIL_E_FORMAT (a date or the
+ * serial does not convert), VEIL_E_LIMIT (serial longer than serial_cap allows).
+ */
+VEIL_NODISCARD veil_err veil__kbs_cert_dates(const X509 *cert, int64_t *not_before,
+                                             int64_t *not_after, char *serial, size_t serial_cap);
+
 /* ---- Sealed blobs under the master key (pki.c) ---- */
 
 /* "VKB1" || nonce (12) || AES-256-GCM(plaintext, aad = label) || tag (16). */

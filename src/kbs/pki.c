@@ -193,6 +193,49 @@ veil_err veil__kbs_parse_cert(struct veil_span pem, X509 **out)
     return *out != NULL ? VEIL_OK : VEIL_E_FORMAT;
 }
 
+/* An ASN1_TIME as Unix seconds: its distance from the epoch, which OpenSSL computes exactly. */
+static veil_err asn1_time_unix(const ASN1_TIME *t, ASN1_TIME *epoch, int64_t *out)
+{
+    int days = 0, secs = 0;
+    if (t == NULL || ASN1_TIME_diff(&days, &secs, epoch, t) != 1)
+        return VEIL_E_FORMAT;
+    *out = (int64_t)days * 86400 + secs;
+    return VEIL_OK;
+}
+
+veil_err veil__kbs_cert_dates(const X509 *cert, int64_t *not_before, int64_t *not_after,
+                              char *serial, size_t serial_cap)
+{
+    veil_err rc = VEIL_E_FORMAT;
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    BIGNUM *bn = NULL;
+    char *hex = NULL;
+    *not_before = *not_after = 0;
+    serial[0] = '\0';
+    if (epoch == NULL) {
+        rc = VEIL_E_NOMEM;
+        goto out;
+    }
+    if ((rc = asn1_time_unix(X509_get0_notBefore(cert), epoch, not_before)) != VEIL_OK ||
+        (rc = asn1_time_unix(X509_get0_notAfter(cert), epoch, not_after)) != VEIL_OK)
+        goto out;
+    rc = VEIL_E_FORMAT;
+    if ((bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL)) == NULL ||
+        (hex = BN_bn2hex(bn)) == NULL)
+        goto out;
+    if (strlen(hex) >= serial_cap) {
+        rc = VEIL_E_LIMIT;
+        goto out;
+    }
+    memcpy(serial, hex, strlen(hex) + 1);
+    rc = VEIL_OK;
+out:
+    OPENSSL_free(hex);
+    BN_free(bn);
+    ASN1_TIME_free(epoch);
+    return rc;
+}
+
 veil_err veil__kbs_parse_key(struct veil_span pem, EVP_PKEY **out)
 {
     *out = NULL;

@@ -863,10 +863,14 @@ static veil_err handle_provision(struct veil_kbs_server *s, SSL *ssl, const stru
             rc = respond_error(ssl, 403, deny, true);
         goto out;
     }
+    /* The policy may shorten (or lengthen) the lifetime per workload; the server renews at two
+     * thirds of it, so a short lifetime bounds how long a certificate outlives its workload's
+     * admission. */
     EVP_PKEY *pub = X509_get0_pubkey(p->cert);
-    if (pub == NULL ||
-        veil__kbs_issue(s->serving_ca, s->serving_ca_key, pub, wname, san, s->cert_validity_s,
-                        VEIL_KBS_CERT_SERVING, &issued) != VEIL_OK) {
+    int64_t lifetime = veil_attest_workload_cert_lifetime(w);
+    if (pub == NULL || veil__kbs_issue(s->serving_ca, s->serving_ca_key, pub, wname, san,
+                                       lifetime > 0 ? lifetime : s->cert_validity_s,
+                                       VEIL_KBS_CERT_SERVING, &issued) != VEIL_OK) {
         rc =
             respond_error(ssl, 400, "cannot issue a certificate for this key or these names", true);
         goto out;

@@ -367,6 +367,44 @@ TEST(workload_min_versions)
     }
 }
 
+TEST(workload_cert_lifetime)
+{
+    struct veil_attest_policy *p = NULL;
+    struct veil_errbuf eb = {{0}};
+    ASSERT_OK(parse("{\"version\":1,\"workloads\":[{\"name\":\"a\",\"tee\":\"sim\","
+                    "\"measurement\":\"" SGX_MRENCLAVE "\",\"cert_lifetime_s\":3600,\"keys\":[]},"
+                    "{\"name\":\"b\",\"tee\":\"sim\",\"measurement\":\"" SGX_MRENCLAVE "\","
+                    "\"keys\":[]},{\"name\":\"c\",\"tee\":\"sim\",\"cert_lifetime_s\":5,"
+                    "\"measurement\":\"" SGX_MRENCLAVE "\",\"keys\":[]}]}",
+                    &p, &eb));
+    ASSERT_EQ_I64(veil_attest_workload_cert_lifetime(veil_attest_policy_workload(p, 0)), 3600);
+    /* Absent: 0, the broker's default applies. */
+    ASSERT_EQ_I64(veil_attest_workload_cert_lifetime(veil_attest_policy_workload(p, 1)), 0);
+    ASSERT_EQ_I64(veil_attest_workload_cert_lifetime(veil_attest_policy_workload(p, 2)), 5);
+    veil_attest_policy_free(p);
+    static const char *const bad[] = {"0",   "4",        "-60",  "31622401",
+                                      "1.5", "\"3600\"", "true", "9223372036854775807"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "{\"version\":1,\"workloads\":[{\"name\":\"dev\",\"tee\":\"sim\","
+                 "\"measurement\":\"" SGX_MRENCLAVE "\",\"cert_lifetime_s\":%s,\"keys\":[]}]}",
+                 bad[i]);
+        p = NULL;
+        veil_err rc = parse(text, &p, &eb);
+        veil_attest_policy_free(p);
+        if (rc != VEIL_E_FORMAT)
+            HFAIL("cert_lifetime_s %s accepted", bad[i]);
+        ASSERT_STR_CONTAINS(eb.msg, "cert_lifetime_s must be an integer from 5 to 31622400");
+    }
+    /* The longest lifetime is accepted. */
+    ASSERT_OK(parse("{\"version\":1,\"workloads\":[{\"name\":\"a\",\"tee\":\"sim\","
+                    "\"measurement\":\"" SGX_MRENCLAVE "\",\"cert_lifetime_s\":31622400,"
+                    "\"keys\":[]}]}",
+                    &p, &eb));
+    veil_attest_policy_free(p);
+}
+
 TEST(reload_keeps_old_policy_on_error)
 {
     char path[] = "/tmp/veil-policy-XXXXXX";

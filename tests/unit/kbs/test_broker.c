@@ -1128,6 +1128,53 @@ TEST(serving_certificate_names_come_from_the_policy)
     policy_with_names("[\"localhost\",\"serve.example\"]");
 }
 
+/*
+ * Every serving certificate lasted the broker's 24 hours, so a server went dark a day after
+ * start. The policy now sets the lifetime per workload (the broker's default otherwise); the
+ * client reads the dates and serial the server renews by, and each provisioning is a new
+ * certificate.
+ */
+TEST(serving_certificate_lifetime_comes_from_the_policy)
+{
+    struct veil_kbs_grant *g = NULL, *g2 = NULL;
+    struct veil_errbuf eb = {{0}};
+    policy_with_names("[\"localhost\"],\"cert_lifetime_s\":600");
+    int64_t before = veil_time_now();
+    ASSERT_OK(provision_names(NULL, &g, &eb));
+    int64_t after = veil_time_now();
+    /* Valid from five minutes back (clients' clocks may lag) for the policy's 600 s. */
+    ASSERT_TRUE(g->not_after >= before + 600 && g->not_after <= after + 600);
+    ASSERT_TRUE(g->not_before >= before - 300 && g->not_before <= after - 300);
+    ASSERT_TRUE(strlen(g->serial) >= 16);
+    ASSERT_OK(provision_names(NULL, &g2, &eb));
+    ASSERT_TRUE(strcmp(g->serial, g2->serial) != 0);
+    veil_kbs_grant_free(g);
+    veil_kbs_grant_free(g2);
+    g = g2 = NULL;
+    /* No lifetime in the policy: the broker's default, 24 hours. */
+    policy_with_names("[\"localhost\"]");
+    before = veil_time_now();
+    ASSERT_OK(provision_names(NULL, &g, &eb));
+    after = veil_time_now();
+    ASSERT_TRUE(g->not_after >= before + 86400 && g->not_after <= after + 86400);
+    veil_kbs_grant_free(g);
+    g = NULL;
+    /* Out of bounds: the broker refuses the policy and keeps the one it has. */
+    char hex[65], policy[1024];
+    struct veil_buf r;
+    veil_buf_init(&r, 1 << 20);
+    veil_hex_encode(good_meas, 32, hex);
+    snprintf(policy, sizeof(policy),
+             "{\"version\":1,\"workloads\":[{\"name\":\"w\",\"tee\":\"sim\","
+             "\"measurement\":[\"%s\"],\"names\":[\"ok.example\"],\"cert_lifetime_s\":1,"
+             "\"keys\":[]}]}",
+             hex);
+    ASSERT_EQ_I64(admin("PUT", "/kbs/v1/admin/policy", policy, &r), 400);
+    ASSERT_TRUE(memmem(r.p, r.len, "cert_lifetime_s must be an integer from 5", 41) != NULL);
+    veil_buf_release(&r);
+    policy_with_names("[\"localhost\",\"serve.example\"]");
+}
+
 /* A TLS server on a loopback port presenting (cert, key): a fake broker. */
 struct fake_broker {
     int lfd;
