@@ -96,7 +96,10 @@ struct veil_tls_config {
     bool client_verify;               /* mutual TLS: refuse clients without a valid cert */
 };
 
-/* A server-side TLS context (TLS 1.2 and 1.3 only). Immutable once made; shareable. */
+/*
+ * A server-side TLS context (TLS 1.2 and 1.3 only). Shareable; its identity changes only
+ * through veil_tls_ctx_swap, on the thread that makes connections from it.
+ */
 struct veil_tls_ctx;
 
 /*
@@ -111,6 +114,23 @@ VEIL_NODISCARD veil_err veil_tls_ctx_new(const struct veil_tls_config *cfg, cons
 
 /* Frees a context (connections using it keep their own reference). NULL is a no-op. */
 void veil_tls_ctx_free(struct veil_tls_ctx *ctx);
+
+/*
+ * Moves fresh's identity and settings (certificate chain, key, client verification) into ctx,
+ * for renewing a certificate without a restart: handshakes that start afterwards on servers
+ * using ctx present fresh's certificate, while connections made before keep the OpenSSL
+ * context they were made from (each holds its own reference) and are not touched. fresh is
+ * freed either way. Not thread-safe: call on the loop thread of the servers using ctx (from a
+ * veil_net_loop_post task), or before they run. Errors: VEIL_E_INVALID (fresh was made for
+ * another ALPN protocol; ctx is unchanged).
+ */
+VEIL_NODISCARD veil_err veil_tls_ctx_swap(struct veil_tls_ctx *ctx, struct veil_tls_ctx *fresh);
+
+/*
+ * The notAfter of ctx's leaf certificate in Unix seconds, or 0 when it cannot be read.
+ * Thread-safe against other readers; not against veil_tls_ctx_swap.
+ */
+int64_t veil_tls_ctx_not_after(const struct veil_tls_ctx *ctx);
 
 /* ---- The loop ---- */
 

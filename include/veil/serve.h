@@ -190,10 +190,29 @@ const char *veil_serve_error(const struct veil_serve *s);
 void veil_serve_stop(struct veil_serve *s);
 
 /*
- * True when every configured model has at least one AVAILABLE version (the readiness probe).
- * Thread-safe.
+ * True when every configured model has at least one AVAILABLE version and the TLS certificate
+ * (if any) has not passed its notAfter (the readiness probe). Thread-safe.
  */
 bool veil_serve_is_ready(struct veil_serve *s);
+
+/*
+ * Renews the TLS identity of both ports: cert_pem (leaf first, then its chain) and key_pem
+ * (copied) are loaded into new TLS contexts with the client-verification settings the server
+ * started with, and the loop thread swaps them in soon after this returns. Handshakes from
+ * then on present the new certificate; established connections, and requests on them, keep
+ * the identity they were made with and are not interrupted. Thread-safe; not after
+ * veil_serve_free. Errors: VEIL_E_STATE (plaintext server), those of veil_tls_ctx_new
+ * (VEIL_E_FORMAT, VEIL_E_MISMATCH, ...), VEIL_E_NOMEM; on error the current identity stays.
+ */
+VEIL_NODISCARD veil_err veil_serve_set_tls_identity(struct veil_serve *s, struct veil_span cert_pem,
+                                                    struct veil_span key_pem,
+                                                    struct veil_errbuf *eb);
+
+/*
+ * The notAfter (Unix seconds) of the certificate new handshakes present; 0 for a plaintext
+ * server. A renewal shows here once the loop thread has swapped it in. Thread-safe.
+ */
+int64_t veil_serve_tls_not_after(struct veil_serve *s);
 
 /*
  * Runs the engine instance behind the latest AVAILABLE version of model `name` once, directly:

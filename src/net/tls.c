@@ -258,3 +258,34 @@ void veil_tls_ctx_free(struct veil_tls_ctx *ctx)
     SSL_CTX_free(ctx->ssl);
     veil_free(ctx);
 }
+
+veil_err veil_tls_ctx_swap(struct veil_tls_ctx *ctx, struct veil_tls_ctx *fresh)
+{
+    veil_err rc = VEIL_E_INVALID;
+    if (fresh == NULL || strcmp(ctx->alpn, fresh->alpn) != 0)
+        goto out;
+    /*
+     * The ALPN callback's argument is the wrapper that made the OpenSSL context; fresh is about
+     * to be freed, so the new context points at ctx, which outlives every connection. The old
+     * context keeps pointing at ctx as well, for connections still in their handshake.
+     */
+    SSL_CTX_set_alpn_select_cb(fresh->ssl, alpn_select, ctx);
+    SSL_CTX *old = ctx->ssl;
+    ctx->ssl = fresh->ssl;
+    fresh->ssl = old;
+    rc = VEIL_OK;
+out:
+    veil_tls_ctx_free(fresh);
+    return rc;
+}
+
+int64_t veil_tls_ctx_not_after(const struct veil_tls_ctx *ctx)
+{
+    X509 *leaf = SSL_CTX_get0_certificate(ctx->ssl);
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    int days = 0, secs = 0;
+    bool ok = leaf != NULL && epoch != NULL &&
+              ASN1_TIME_diff(&days, &secs, epoch, X509_get0_notAfter(leaf)) == 1;
+    ASN1_TIME_free(epoch);
+    return ok ? (int64_t)days * 86400 + secs : 0;
+}

@@ -530,7 +530,7 @@ static void do_health(struct gjob *j)
         job_fail(j, &st);
         return;
     }
-    uint8_t resp[2] = {0x08, veil__serve_repo_ready(j->s->repo) ? 1 : 2};
+    uint8_t resp[2] = {0x08, veil__serve_ready(j->s) ? 1 : 2};
     job_end(j, 0, NULL, veil_span_make(resp, sizeof(resp)));
 }
 

@@ -101,7 +101,7 @@ static void do_server_ready(struct kgjob *j)
 {
     Inference__ServerReadyResponse r;
     inference__server_ready_response__init(&r);
-    r.ready = veil__serve_repo_ready(j->s->repo);
+    r.ready = veil__serve_ready(j->s);
     job_reply(j, &r.base);
 }
 

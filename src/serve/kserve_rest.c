@@ -287,7 +287,7 @@ void veil__serve_kserve_rest_handle(struct veil_serve *s, struct veil_http_req *
         reply_json(s, req, 200, "{\"live\":true}");
         return;
     case KV2_READY:
-        if (veil__serve_repo_ready(s->repo))
+        if (veil__serve_ready(s))
             reply_json(s, req, 200, "{\"ready\":true}");
         else
             reply_json(s, req, 400, "{\"ready\":false}");

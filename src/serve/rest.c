@@ -363,7 +363,12 @@ void veil__serve_rest_handle(void *ud, struct veil_http_req *req)
         return;
     }
     if (strcmp(method, "GET") == 0 && veil_span_eq_str(path, "/readyz")) {
-        if (veil__serve_repo_ready(s->repo))
+        /* An expired certificate says so: clients now refuse every new connection. */
+        if (veil__serve_identity_expired(s))
+            reply_text(req, 503, "application/json",
+                       "{\"status\": \"not ready\", \"reason\": \"the TLS certificate has "
+                       "expired and was not renewed\"}\n");
+        else if (veil__serve_repo_ready(s->repo))
             reply_text(req, 200, "application/json", "{\"status\": \"ready\"}\n");
         else
             reply_text(req, 503, "application/json", "{\"status\": \"not ready\"}\n");

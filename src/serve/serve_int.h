@@ -649,7 +649,31 @@ struct veil_serve {
     struct sv_batching batching;
     struct sv_monitoring monitoring;
     atomic_bool started;
+    /* What renewing the TLS identity needs (identity.c): the client CA and whether clients are
+     * verified, as the first identity had them, and the notAfter (Unix seconds; 0: plaintext
+     * or unreadable) of the certificate new handshakes present. */
+    struct veil_buf tls_client_ca;
+    bool tls_client_verify;
+    _Atomic int64_t tls_not_after;
 };
+
+/*
+ * Keeps the TLS settings a renewed identity must repeat (a copy of tc's client CA, read from
+ * its file when given by path, and client_verify) and the current certificate's notAfter.
+ * Called once the contexts are made. Errors: those of reading the CA file, VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil__serve_identity_init(struct veil_serve *s,
+                                                  const struct veil_tls_config *tc,
+                                                  struct veil_errbuf *eb);
+/* Releases what veil__serve_identity_init kept; a zeroed server is a no-op. */
+void veil__serve_identity_release(struct veil_serve *s);
+/* True when the certificate new handshakes present has passed its notAfter. Thread-safe. */
+bool veil__serve_identity_expired(struct veil_serve *s);
+/*
+ * The readiness every probe reports (/readyz, KServe's server ready, gRPC health): the models
+ * are ready and the TLS certificate has not expired. Thread-safe.
+ */
+bool veil__serve_ready(struct veil_serve *s);
 
 /* Frontend handlers (loop thread). */
 void veil__serve_grpc_handle(void *ud, struct veil_grpc_call *call);

@@ -95,7 +95,8 @@ static veil_err make_tls(struct veil_serve *s, struct veil_errbuf *eb)
         goto out;
     }
     if ((rc = veil_tls_ctx_new(&tc, "h2", &s->tls_grpc, eb)) != VEIL_OK ||
-        (rc = veil_tls_ctx_new(&tc, "http/1.1", &s->tls_rest, eb)) != VEIL_OK)
+        (rc = veil_tls_ctx_new(&tc, "http/1.1", &s->tls_rest, eb)) != VEIL_OK ||
+        (rc = veil__serve_identity_init(s, &tc, eb)) != VEIL_OK)
         goto out;
     VEIL_LOG_INFO("TLS on: %s", tc.client_verify ? "mutual (client certificates required)"
                                                  : "server authentication only");
@@ -130,6 +131,7 @@ veil_err veil_serve_new(const struct veil_serve_options *opt, struct veil_serve 
     }
     veil_arena_init(&s->arena, 16u << 10, 64u << 20);
     atomic_init(&s->started, false);
+    atomic_init(&s->tls_not_after, 0);
     s->opt = *opt;
     struct veil_serve_options *o = &s->opt;
     o->host = dup_opt(&s->arena, opt->host != NULL ? opt->host : "0.0.0.0");
@@ -335,7 +337,7 @@ void veil_serve_stop(struct veil_serve *s)
 
 bool veil_serve_is_ready(struct veil_serve *s)
 {
-    return veil__serve_repo_ready(s->repo);
+    return veil__serve_ready(s);
 }
 
 veil_err veil_serve_run_engine(struct veil_serve *s, const char *name,
@@ -372,6 +374,7 @@ void veil_serve_free(struct veil_serve *s)
     veil_net_loop_free(s->loop);
     veil_tls_ctx_free(s->tls_grpc);
     veil_tls_ctx_free(s->tls_rest);
+    veil__serve_identity_release(s);
     veil__serve_metrics_free(s->metrics);
     veil_arena_release(&s->arena);
     veil_free(s);

@@ -155,4 +155,126 @@ TEST(plain_http_on_tls_port_gets_400)
     veil_buf_release(&k);
 }
 
+/* A client SSL for the handshake tests: offers ALPN alpn, verifies nothing (tests read the
+ * certificate it got). */
+static SSL *test_client(SSL_CTX **cctx, const char *alpn)
+{
+    *cctx = SSL_CTX_new(TLS_client_method());
+    unsigned char proto[17];
+    size_t n = strlen(alpn);
+    proto[0] = (unsigned char)n;
+    memcpy(proto + 1, alpn, n);
+    if (*cctx == NULL || SSL_CTX_set_alpn_protos(*cctx, proto, (unsigned)(n + 1)) != 0)
+        abort();
+    return SSL_new(*cctx);
+}
+
+/* Drives a client and a server SSL joined by a BIO pair until both finish the handshake. */
+static bool pair_handshake(SSL *cli, SSL *srv)
+{
+    BIO *a = NULL, *b = NULL;
+    if (BIO_new_bio_pair(&a, 0, &b, 0) != 1)
+        abort();
+    SSL_set_bio(cli, a, a);
+    SSL_set_bio(srv, b, b);
+    SSL_set_connect_state(cli);
+    SSL_set_accept_state(srv);
+    int rc = 0, rs = 0;
+    for (int i = 0; i < 100 && (rc != 1 || rs != 1); i++) {
+        if (rc != 1)
+            rc = SSL_do_handshake(cli);
+        if (rs != 1)
+            rs = SSL_do_handshake(srv);
+    }
+    return rc == 1 && rs == 1;
+}
+
+/* Sends msg from one end and reads it at the other: the connection still carries data. */
+static bool pair_echo(SSL *from, SSL *to, const char *msg)
+{
+    char got[64] = "";
+    if (SSL_write(from, msg, (int)strlen(msg)) != (int)strlen(msg))
+        return false;
+    int n = SSL_read(to, got, sizeof(got) - 1);
+    return n == (int)strlen(msg) && memcmp(got, msg, strlen(msg)) == 0;
+}
+
+static X509 *cert_of(struct veil_buf *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem->p, (int)pem->len);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    return x;
+}
+
+/*
+ * Renewal swaps a context's identity for new handshakes only: a connection made before the
+ * swap keeps its certificate and carries data after the old context is gone, a handshake after
+ * it gets the new certificate with ALPN still selected, and a context made for another ALPN
+ * protocol is refused.
+ */
+TEST(swap_changes_new_handshakes_only)
+{
+    struct veil_buf c1, k1, c2, k2;
+    veil_buf_init(&c1, 1 << 16);
+    veil_buf_init(&k1, 1 << 16);
+    veil_buf_init(&c2, 1 << 16);
+    veil_buf_init(&k2, 1 << 16);
+    make_identity(&c1, &k1);
+    make_identity(&c2, &k2);
+    struct veil_errbuf eb = {{0}};
+    struct veil_tls_ctx *ctx = NULL, *fresh = NULL, *other = NULL;
+    struct veil_tls_config cfg = {
+        {veil_buf_span(&c1), NULL}, {veil_buf_span(&k1), NULL}, {{NULL, 0}, NULL}, false};
+    ASSERT_OK(veil_tls_ctx_new(&cfg, "h2", &ctx, &eb));
+    int64_t now = veil_time_now();
+    ASSERT_TRUE(veil_tls_ctx_not_after(ctx) >= now + 3590 &&
+                veil_tls_ctx_not_after(ctx) <= now + 3600);
+    X509 *x1 = cert_of(&c1), *x2 = cert_of(&c2);
+
+    SSL_CTX *cctx_old = NULL, *cctx_new = NULL;
+    SSL *cli_old = test_client(&cctx_old, "h2"), *srv_old = SSL_new(ctx->ssl);
+    ASSERT_TRUE(pair_handshake(cli_old, srv_old));
+    X509 *peer = SSL_get1_peer_certificate(cli_old);
+    ASSERT_TRUE(peer != NULL && X509_cmp(peer, x1) == 0);
+    X509_free(peer);
+
+    cfg.cert.pem = veil_buf_span(&c2);
+    cfg.key.pem = veil_buf_span(&k2);
+    ASSERT_OK(veil_tls_ctx_new(&cfg, "http/1.1", &other, &eb));
+    ASSERT_ERR(veil_tls_ctx_swap(ctx, other), VEIL_E_INVALID); /* frees other */
+    ASSERT_TRUE(X509_cmp(SSL_CTX_get0_certificate(ctx->ssl), x1) == 0);
+    ASSERT_OK(veil_tls_ctx_new(&cfg, "h2", &fresh, &eb));
+    ASSERT_OK(veil_tls_ctx_swap(ctx, fresh)); /* frees fresh and drops ctx's old reference */
+
+    /* The old connection, whose context now lives only through it, still works. */
+    ASSERT_TRUE(pair_echo(cli_old, srv_old, "before the swap, after"));
+    ASSERT_TRUE(pair_echo(srv_old, cli_old, "and back"));
+    /* A new handshake gets the new certificate, and ALPN through the moved callback. */
+    SSL *cli_new = test_client(&cctx_new, "h2"), *srv_new = SSL_new(ctx->ssl);
+    ASSERT_TRUE(pair_handshake(cli_new, srv_new));
+    peer = SSL_get1_peer_certificate(cli_new);
+    ASSERT_TRUE(peer != NULL && X509_cmp(peer, x2) == 0);
+    X509_free(peer);
+    const unsigned char *sel = NULL;
+    unsigned sel_len = 0;
+    SSL_get0_alpn_selected(cli_new, &sel, &sel_len);
+    ASSERT_TRUE(sel_len == 2 && memcmp(sel, "h2", 2) == 0);
+    ASSERT_TRUE(pair_echo(cli_new, srv_new, "new"));
+
+    SSL_free(cli_old);
+    SSL_free(srv_old);
+    SSL_free(cli_new);
+    SSL_free(srv_new);
+    SSL_CTX_free(cctx_old);
+    SSL_CTX_free(cctx_new);
+    X509_free(x1);
+    X509_free(x2);
+    veil_tls_ctx_free(ctx);
+    veil_buf_release(&c1);
+    veil_buf_release(&k1);
+    veil_buf_release(&c2);
+    veil_buf_release(&k2);
+}
+
 RUN_TESTS()
