@@ -161,6 +161,32 @@ VEIL_NODISCARD veil_err veil_kbs_provision(const struct veil_kbs_client_opts *op
 
 void veil_kbs_grant_free(struct veil_kbs_grant *g);
 
+/* ---- Client: renewing the serving certificate ---- */
+
+/* When to renew a serving certificate, and how long to wait between failed attempts. */
+struct veil_kbs_renewal {
+    int64_t start_ms;        /* the later of notBefore and the certificate's receipt */
+    int64_t expiry_ms;       /* notAfter */
+    int64_t renew_at_ms;     /* two thirds of the way from start_ms to expiry_ms */
+    uint32_t backoff_cap_ms; /* longest wait between failed renewals: lifetime / 10, 1..60 s */
+};
+
+/*
+ * Plans the renewal of a certificate valid from not_before_s to not_after_s (Unix seconds)
+ * that arrived at received_ms (Unix milliseconds, the workload's clock). The usable lifetime
+ * runs from the later of notBefore and the receipt (the broker backdates notBefore for clock
+ * skew) to notAfter; renewal is due at two thirds of it. A certificate already expired on
+ * arrival is due at once. Pure; saturates dates that do not fit in milliseconds.
+ */
+void veil_kbs_renewal_plan(int64_t not_before_s, int64_t not_after_s, int64_t received_ms,
+                           struct veil_kbs_renewal *out);
+
+/*
+ * The wait before the next attempt after a failed renewal: 250 ms after the first failure
+ * (prev_ms 0), then doubling, never above plan->backoff_cap_ms. Pure.
+ */
+uint32_t veil_kbs_renewal_backoff(const struct veil_kbs_renewal *plan, uint32_t prev_ms);
+
 /* ---- Client: administration ---- */
 
 struct veil_kbs_admin_opts {

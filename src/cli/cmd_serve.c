@@ -117,7 +117,8 @@ static void help(FILE *f)
         "  --plaintext                    serve WITHOUT TLS (explicit opt-in)\n"
         "  --key=PATH                     key file or folder of key files for sealed models\n"
         "  --kbs=HOST:PORT[,HOST:PORT]    attest to these key brokers for model keys and the\n"
-        "                                 serving certificate (instead of --key and --tls_*)\n"
+        "                                 serving certificate (instead of --key and --tls_*),\n"
+        "                                 renewed at two thirds of its lifetime\n"
         "  --kbs-ca=F                     the brokers' CA (STATE/broker-ca.pem, pinned)\n"
         "  --tee=sim|gramine|tsm          where evidence comes from (sim: INSECURE, no TEE)\n"
         "  --sim-key=F --svn=N            sim attestation key (veil keygen --sim) and SVN\n"
@@ -465,6 +466,9 @@ int veil_cmd_serve(int argc, char **argv)
     o.keys = keys;
     if ((rc = veil_serve_new(&o, &srv, &eb)) != VEIL_OK)
         goto out;
+    /* The broker's certificate is short-lived: renew it for as long as the server runs. */
+    if (kbs_state != NULL && (rc = veil_cli_serve_renewal_start(kbs_state, srv, &eb)) != VEIL_OK)
+        goto out;
     if ((rc = veil_serve_run(srv)) != VEIL_OK) {
         /* A config refused after the first load: TF Serving's status text. */
         if (rc == VEIL_E_STATE)
@@ -473,6 +477,7 @@ int veil_cmd_serve(int argc, char **argv)
     }
     status = 0;
 out:
+    veil_cli_serve_renewal_stop(kbs_state); /* it uses the server and the key source */
     veil_serve_free(srv);
     veil_key_source_free(keys);
     veil_cli_kbs_state_free(kbs_state);

@@ -4,13 +4,25 @@
  * keys its policy grants and a serving certificate for its in-memory key, and serves TLS with
  * that certificate. Model keys then come from a key source backed by the grant; a key ID the
  * grant lacks (a new model version sealed under a new key) is fetched from the broker when the
- * repository first needs it.
+ * repository first needs it. A renewal thread attests again (new nonce, new key pair, new
+ * evidence) at two thirds of the certificate's lifetime and swaps the new certificate in for
+ * new handshakes; while no broker answers it retries with backoff and the old certificate
+ * serves until it expires. Provisioning calls are serialised: an evidence provider is not
+ * reentrant (gramine's report-data file, tsm's configfs entry).
  */
 #include "serve_kbs.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
+
+/* One provisioning round of a renewal: short, so that shutdown never waits long for it. */
+#define RENEW_ROUND_DEADLINE_S 1
+#define RENEW_CONNECT_TIMEOUT_MS 3000
 
 struct kbs_keys {
+    pthread_mutex_t mu; /* serialises provisioning and guards keys */
     struct veil_kbs_client_opts copts;
     struct veil_attest_provider *provider;
     size_t n;
@@ -25,7 +37,26 @@ struct veil_cli_kbs_state {
     struct veil_serve_min_version *min;
     struct veil_kbs_min_version *grant_min;
     size_t n_min;
+
+    /* Renewal. kk is borrowed from the key source, which is freed after the thread stops. */
+    struct kbs_keys *kk;
+    struct veil_kbs_renewal plan; /* of the certificate new handshakes present */
+    char serial[72];
+    struct veil_serve *srv;
+    pthread_mutex_t mu; /* guards stop */
+    pthread_cond_t cv;
+    bool stop;
+    bool running;
+    pthread_t thread;
 };
+
+/* The workload's clock in Unix milliseconds, the clock certificate dates are read against. */
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static veil_err take_keys(struct kbs_keys *kk, struct veil_kbs_grant *g)
 {
@@ -43,11 +74,9 @@ static veil_err take_keys(struct kbs_keys *kk, struct veil_kbs_grant *g)
     return VEIL_OK;
 }
 
-static veil_err kbs_get(void *ud, const char *key_id, struct veil_model_key **out,
-                        struct veil_errbuf *eb)
+static veil_err kbs_get_locked(struct kbs_keys *kk, const char *key_id, struct veil_model_key **out,
+                               struct veil_errbuf *eb)
 {
-    struct kbs_keys *kk = ud;
-    *out = NULL;
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < kk->n; i++)
             if (strcmp(kk->keys[i]->id, key_id) == 0)
@@ -72,6 +101,17 @@ static veil_err kbs_get(void *ud, const char *key_id, struct veil_model_key **ou
     return veil_errf(eb, VEIL_E_NOTFOUND, "the key broker did not release key '%s'", key_id);
 }
 
+static veil_err kbs_get(void *ud, const char *key_id, struct veil_model_key **out,
+                        struct veil_errbuf *eb)
+{
+    struct kbs_keys *kk = ud;
+    *out = NULL;
+    pthread_mutex_lock(&kk->mu);
+    veil_err rc = kbs_get_locked(kk, key_id, out, eb);
+    pthread_mutex_unlock(&kk->mu);
+    return rc;
+}
+
 static void kbs_free(void *ud)
 {
     struct kbs_keys *kk = ud;
@@ -80,6 +120,7 @@ static void kbs_free(void *ud)
     for (size_t i = 0; i < kk->n; i++)
         veil_model_key_free(kk->keys[i]);
     veil_attest_provider_free(kk->provider);
+    pthread_mutex_destroy(&kk->mu);
     veil_free(kk);
 }
 
@@ -111,6 +152,23 @@ static veil_err make_provider(const struct veil_cli_kbs_opts *k, struct veil_att
     return veil_errf(eb, VEIL_E_INVALID, "--tee must be sim, gramine or tsm, not '%s'", k->tee);
 }
 
+/* The grant's certificate chain (leaf, then the serving CA) and private key as PEM. */
+static veil_err grant_identity(const struct veil_kbs_grant *g, struct veil_buf *cert,
+                               struct veil_buf *key, struct veil_errbuf *eb)
+{
+    BIO *bio = BIO_new(BIO_s_secmem());
+    char *p = NULL;
+    long n = 0;
+    veil_err rc = VEIL_OK;
+    if (bio == NULL || PEM_write_bio_PrivateKey(bio, g->pkey, NULL, NULL, 0, NULL, NULL) != 1 ||
+        (n = BIO_get_mem_data(bio, &p)) <= 0 || veil_buf_append(key, p, (size_t)n) != VEIL_OK ||
+        veil_buf_append_str(cert, g->cert_pem) != VEIL_OK ||
+        veil_buf_append_str(cert, g->ca_pem) != VEIL_OK)
+        rc = veil_errf(eb, VEIL_E_CRYPTO, "cannot encode the serving certificate and key");
+    BIO_free(bio);
+    return rc;
+}
+
 veil_err veil_cli_serve_provision(const struct veil_cli_kbs_opts *k, struct veil_serve_options *o,
                                   struct veil_key_source **keys, struct veil_cli_kbs_state **state,
                                   struct veil_errbuf *eb)
@@ -127,8 +185,13 @@ veil_err veil_cli_serve_provision(const struct veil_cli_kbs_opts *k, struct veil
         return veil_errf(eb, VEIL_E_INVALID,
                          "--kbs provides the serving certificate; drop --tls_cert, --tls_key "
                          "and --ssl_config_file");
-    kk = veil_calloc(1, sizeof(*kk));
-    st = veil_calloc(1, sizeof(*st));
+    /* Each object's locks are made with it, so that freeing it on any path below is sound. */
+    if ((kk = veil_calloc(1, sizeof(*kk))) != NULL)
+        pthread_mutex_init(&kk->mu, NULL);
+    if ((st = veil_calloc(1, sizeof(*st))) != NULL) {
+        pthread_mutex_init(&st->mu, NULL);
+        pthread_cond_init(&st->cv, NULL);
+    }
     if (kk == NULL || st == NULL) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "out of memory");
         goto out;
@@ -148,25 +211,20 @@ veil_err veil_cli_serve_provision(const struct veil_cli_kbs_opts *k, struct veil
     rc = veil_kbs_provision(&kk->copts, kk->provider, NULL, 0, &g, eb);
     if (rc != VEIL_OK)
         goto out;
+    veil_kbs_renewal_plan(g->not_before, g->not_after, now_ms(), &st->plan);
+    snprintf(st->serial, sizeof(st->serial), "%s", g->serial);
     snprintf(st->workload, sizeof(st->workload), "%s", g->workload);
-    BIO *bio = BIO_new(BIO_s_secmem());
-    char *p = NULL;
-    long n = 0;
-    if (bio == NULL || PEM_write_bio_PrivateKey(bio, g->pkey, NULL, NULL, 0, NULL, NULL) != 1 ||
-        (n = BIO_get_mem_data(bio, &p)) <= 0 ||
-        veil_buf_append(&st->key_pem, p, (size_t)n) != VEIL_OK ||
-        veil_buf_append_str(&st->cert_pem, g->cert_pem) != VEIL_OK ||
-        veil_buf_append_str(&st->cert_pem, g->ca_pem) != VEIL_OK) {
-        BIO_free(bio);
-        rc = veil_errf(eb, VEIL_E_CRYPTO, "cannot encode the serving certificate and key");
+    if ((rc = grant_identity(g, &st->cert_pem, &st->key_pem, eb)) != VEIL_OK)
         goto out;
-    }
-    BIO_free(bio);
     rc = take_keys(kk, g);
     if (rc != VEIL_OK)
         goto out;
-    VEIL_LOG_INFO("provisioned as workload '%s' with %zu key(s) and a serving certificate",
-                  st->workload, kk->n);
+    char until[21], renew[21];
+    veil_time_format_rfc3339(g->not_after, until);
+    veil_time_format_rfc3339(st->plan.renew_at_ms / 1000, renew);
+    VEIL_LOG_INFO("provisioned as workload '%s' with %zu key(s) and a serving certificate "
+                  "(serial %s, valid until %s, renewal due at %s)",
+                  st->workload, kk->n, st->serial, until, renew);
     if (g->n_min_versions > 0) {
         st->min = veil_calloc(g->n_min_versions, sizeof(*st->min));
         if (st->min == NULL) {
@@ -188,10 +246,12 @@ veil_err veil_cli_serve_provision(const struct veil_cli_kbs_opts *k, struct veil
     }
     o->tls_cert_pem = veil_buf_span(&st->cert_pem);
     o->tls_key_pem = veil_buf_span(&st->key_pem);
+    struct kbs_keys *borrowed = kk;
     rc = veil_key_source_new(&kbs_ops, kk, keys);
     kk = NULL; /* owned by the source now, or released by it on failure */
     if (rc != VEIL_OK)
         goto out;
+    st->kk = borrowed;
     *state = st;
     st = NULL;
 out:
@@ -201,10 +261,162 @@ out:
     return rc;
 }
 
+/* Whether the renewed grant's minimum versions differ from the ones the server enforces. */
+static bool min_versions_changed(const struct veil_cli_kbs_state *st,
+                                 const struct veil_kbs_grant *g)
+{
+    if (g->n_min_versions != st->n_min)
+        return true;
+    for (size_t i = 0; i < g->n_min_versions; i++) {
+        bool same = false;
+        for (size_t j = 0; j < st->n_min && !same; j++)
+            same = strcmp(g->min_versions[i].model, st->grant_min[j].model) == 0 &&
+                   g->min_versions[i].version == st->grant_min[j].version;
+        if (!same)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * One renewal: attest again (veil_kbs_provision makes a new key pair and evidence for a new
+ * nonce), keep any newly granted keys, and hand the new certificate to the server.
+ */
+static veil_err renew_once(struct veil_cli_kbs_state *st, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
+    struct veil_kbs_grant *g = NULL;
+    struct veil_buf cert, key;
+    struct veil_kbs_client_opts o = st->kk->copts;
+    veil_buf_init(&cert, 1 << 20);
+    veil_buf_init_secret(&key, 65536);
+    o.deadline_s = RENEW_ROUND_DEADLINE_S;
+    o.timeout_ms = RENEW_CONNECT_TIMEOUT_MS;
+    pthread_mutex_lock(&st->kk->mu);
+    size_t had = st->kk->n;
+    rc = veil_kbs_provision(&o, st->kk->provider, NULL, 0, &g, eb);
+    int64_t received = now_ms();
+    if (rc == VEIL_OK && (rc = take_keys(st->kk, g)) != VEIL_OK)
+        rc = veil_errf(eb, rc, "too many keys");
+    size_t added = st->kk->n - had;
+    pthread_mutex_unlock(&st->kk->mu);
+    if (rc != VEIL_OK)
+        goto out;
+    if (added > 0)
+        VEIL_LOG_INFO("the renewal brought %zu newly granted key(s)", added);
+    if (strcmp(g->workload, st->workload) != 0)
+        VEIL_LOG_WARN("the broker's policy now matches this server as workload '%s' (was '%s')",
+                      g->workload, st->workload);
+    if (min_versions_changed(st, g))
+        VEIL_LOG_WARN("the broker's policy changed this workload's minimum model versions; the "
+                      "server enforces the ones it started with until it restarts");
+    if ((rc = grant_identity(g, &cert, &key, eb)) != VEIL_OK ||
+        (rc = veil_serve_set_tls_identity(st->srv, veil_buf_span(&cert), veil_buf_span(&key),
+                                          eb)) != VEIL_OK)
+        goto out;
+    veil_kbs_renewal_plan(g->not_before, g->not_after, received, &st->plan);
+    char until[21], renew[21];
+    veil_time_format_rfc3339(g->not_after, until);
+    veil_time_format_rfc3339(st->plan.renew_at_ms / 1000, renew);
+    VEIL_LOG_INFO("renewed the serving certificate: serial %s (was %s), valid until %s, next "
+                  "renewal due at %s",
+                  g->serial, st->serial, until, renew);
+    snprintf(st->serial, sizeof(st->serial), "%s", g->serial);
+    rc = VEIL_OK;
+out:
+    veil_kbs_grant_free(g);
+    veil_buf_release(&cert);
+    veil_buf_release(&key);
+    return rc;
+}
+
+/* Waits until Unix millisecond `at` or a stop; returns false on a stop. Called with st->mu. */
+static bool wait_until(struct veil_cli_kbs_state *st, int64_t at)
+{
+    while (!st->stop && now_ms() < at) {
+        struct timespec ts = {(time_t)(at / 1000), (long)(at % 1000) * 1000000L};
+        int r = pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+        if (r != 0 && r != ETIMEDOUT && r != EINTR)
+            break;
+    }
+    return !st->stop;
+}
+
+static void *renew_main(void *arg)
+{
+    struct veil_cli_kbs_state *st = arg;
+    uint32_t backoff = 0;
+    int64_t next = st->plan.renew_at_ms;
+    bool told_expired = false;
+    pthread_mutex_lock(&st->mu);
+    while (wait_until(st, next)) {
+        pthread_mutex_unlock(&st->mu);
+        struct veil_errbuf eb = {{0}};
+        veil_err rc = renew_once(st, &eb);
+        if (rc == VEIL_OK) {
+            backoff = 0;
+            told_expired = false;
+            next = st->plan.renew_at_ms;
+        } else {
+            backoff = veil_kbs_renewal_backoff(&st->plan, backoff);
+            next = now_ms() + backoff;
+            /* Try once more at the moment of expiry, so that it is logged when it happens. */
+            if (!told_expired && st->plan.expiry_ms > now_ms() && st->plan.expiry_ms < next)
+                next = st->plan.expiry_ms;
+            char until[21];
+            veil_time_format_rfc3339(st->plan.expiry_ms / 1000, until);
+            if (now_ms() >= st->plan.expiry_ms && !told_expired) {
+                VEIL_LOG_ERR("the serving certificate expired at %s without renewal: clients "
+                             "refuse new connections and readiness reports not ready until a "
+                             "broker renews it",
+                             until);
+                told_expired = true;
+            }
+            VEIL_LOG_WARN("renewing the serving certificate failed (%s); retrying in %u ms; the "
+                          "current certificate is valid until %s",
+                          veil_errbuf_msg(&eb, rc), (unsigned)backoff, until);
+        }
+        pthread_mutex_lock(&st->mu);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+veil_err veil_cli_serve_renewal_start(struct veil_cli_kbs_state *st, struct veil_serve *srv,
+                                      struct veil_errbuf *eb)
+{
+    if (st->running)
+        return veil_errf(eb, VEIL_E_STATE, "certificate renewal is already running");
+    if (st->kk == NULL)
+        return veil_errf(eb, VEIL_E_STATE, "nothing to renew: the server was not provisioned");
+    st->srv = srv;
+    st->stop = false;
+    int r = pthread_create(&st->thread, NULL, renew_main, st);
+    if (r != 0)
+        return veil_errf(eb, VEIL_E_INTERNAL, "cannot start the renewal thread: %s", strerror(r));
+    st->running = true;
+    return VEIL_OK;
+}
+
+void veil_cli_serve_renewal_stop(struct veil_cli_kbs_state *st)
+{
+    if (st == NULL || !st->running)
+        return;
+    pthread_mutex_lock(&st->mu);
+    st->stop = true;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    pthread_join(st->thread, NULL);
+    st->running = false;
+}
+
 void veil_cli_kbs_state_free(struct veil_cli_kbs_state *st)
 {
     if (st == NULL)
         return;
+    veil_cli_serve_renewal_stop(st);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
     veil_buf_release(&st->cert_pem);
     veil_buf_release(&st->key_pem);
     veil_free(st->min);

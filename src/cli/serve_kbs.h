@@ -11,7 +11,7 @@
 
 struct veil_cli_kbs_opts {
     const char *brokers;    /* "HOST:PORT[,HOST:PORT...]" */
-    const char *ca;         /* the broker's serving CA, pinned */
+    const char *ca;         /* the broker CA (broker-ca.pem), pinned */
     const char *tee;        /* "sim", "gramine" or "tsm" */
     const char *sim_key;    /* sim private key file (tee sim) */
     const char *tee_root;   /* gramine / tsm interface root; NULL: the system's */
@@ -36,6 +36,28 @@ VEIL_NODISCARD veil_err veil_cli_serve_provision(const struct veil_cli_kbs_opts 
                                                  struct veil_cli_kbs_state **state,
                                                  struct veil_errbuf *eb);
 
+/*
+ * Starts renewing the serving certificate on a thread of its own: at two thirds of the
+ * certificate's lifetime (veil_kbs_renewal_plan) it provisions again from the brokers (a new
+ * nonce, key pair and evidence), keeps newly granted keys in the key source, and hands the new
+ * certificate to srv (veil_serve_set_tls_identity), which presents it to new connections on
+ * both ports. A failed renewal is logged and retried with backoff (veil_kbs_renewal_backoff)
+ * while the old certificate serves; past its notAfter the server reports not ready until a
+ * renewal succeeds. srv and the key source made by veil_cli_serve_provision must outlive the
+ * thread: call veil_cli_serve_renewal_stop before freeing either. Errors: VEIL_E_STATE
+ * (already running, or st has no key source), VEIL_E_INTERNAL (no thread).
+ */
+VEIL_NODISCARD veil_err veil_cli_serve_renewal_start(struct veil_cli_kbs_state *st,
+                                                     struct veil_serve *srv,
+                                                     struct veil_errbuf *eb);
+
+/*
+ * Stops the renewal thread and waits for it (at most one provisioning round, a few seconds
+ * when a broker does not answer). A state whose thread is not running, and NULL, are no-ops.
+ */
+void veil_cli_serve_renewal_stop(struct veil_cli_kbs_state *st);
+
+/* Frees the state (stopping its renewal thread first). NULL is a no-op. */
 void veil_cli_kbs_state_free(struct veil_cli_kbs_state *st);
 
 #endif
