@@ -359,6 +359,17 @@ VEIL_NODISCARD veil_err veil_attest_ratls_create(struct veil_attest_provider *p,
                                                  X509 **cert, struct veil_errbuf *eb);
 
 /*
+ * As veil_attest_ratls_create, for an existing key: the certificate is for key's public key and
+ * signed with it (key is borrowed; it must hold a private key). A server uses it to attest its
+ * TLS key to a client for the client's nonce (docs/attest/server-check.md). Errors: as
+ * veil_attest_ratls_create.
+ */
+VEIL_NODISCARD veil_err veil_attest_ratls_create_for_key(struct veil_attest_provider *p,
+                                                         EVP_PKEY *key, int64_t validity_s,
+                                                         struct veil_span nonce, X509 **cert,
+                                                         struct veil_errbuf *eb);
+
+/*
  * Verifies a TLS peer's RA-TLS certificate: finds the tagged-evidence extension, checks that
  * opts->now lies inside the certificate's notBefore..notAfter, that the claims bind the
  * certificate's public key and that REPORT_DATA binds the claims (and so any nonce in them),
@@ -492,5 +503,26 @@ int64_t veil_attest_workload_cert_lifetime(const struct veil_attest_workload *w)
  * wildcards, spaces, control characters or NULs. Pure.
  */
 bool veil_attest_host_name_ok(const char *s, size_t len);
+
+/* ---- Clients checking a server (docs/attest/server-check.md) ---- */
+
+/*
+ * Checks a server's answer to a client's attestation request before the client sends it
+ * anything: cert is the RA-TLS certificate the server returned; its claims must name exactly
+ * nonce (the client's fresh random challenge: an older answer fails, so replays do), it must
+ * be for peer_key (the public key the TLS connection's peer proved it holds: evidence a relay
+ * forwards from another server fails), it must verify as veil_attest_ratls_verify does (dates,
+ * binding of key and nonce into REPORT_DATA, evidence to a pinned root) and the verified claims
+ * must match policy at opts->now. Pointers are borrowed; on success *claims is filled and
+ * *workload is the matched workload (borrowed from policy). Thread-safe.
+ * Errors (eb names the failed check): VEIL_E_AUTH (nonce, key, or evidence), VEIL_E_REJECTED
+ * (policy, with its reason), VEIL_E_NOMEM / VEIL_E_CRYPTO (the verifier failed).
+ */
+VEIL_NODISCARD veil_err veil_attest_ratls_check_server(
+    X509 *cert, struct veil_span nonce, EVP_PKEY *peer_key,
+    const struct veil_attest_collateral *col, const struct veil_attest_roots *roots,
+    const struct veil_attest_policy *policy, const struct veil_attest_verify_opts *opts,
+    struct veil_attest_claims *claims, const struct veil_attest_workload **workload,
+    struct veil_errbuf *eb);
 
 #endif /* VEIL_ATTEST_H */

@@ -198,8 +198,27 @@ veil_err veil_attest_ratls_create(struct veil_attest_provider *p, int64_t validi
                                   struct veil_span nonce, EVP_PKEY **key_out, X509 **cert_out,
                                   struct veil_errbuf *eb)
 {
-    veil_err rc = VEIL_E_INTERNAL;
     EVP_PKEY *key = NULL;
+    *key_out = NULL;
+    *cert_out = NULL;
+    if ((key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL) {
+        ERR_clear_error();
+        return veil_errf(eb, VEIL_E_CRYPTO, "key generation failed");
+    }
+    veil_err rc = veil_attest_ratls_create_for_key(p, key, validity_s, nonce, cert_out, eb);
+    if (rc != VEIL_OK) {
+        EVP_PKEY_free(key);
+        return rc;
+    }
+    *key_out = key;
+    return VEIL_OK;
+}
+
+veil_err veil_attest_ratls_create_for_key(struct veil_attest_provider *p, EVP_PKEY *key,
+                                          int64_t validity_s, struct veil_span nonce,
+                                          X509 **cert_out, struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_E_INTERNAL;
     X509 *x = NULL;
     ASN1_OBJECT *obj = NULL;
     ASN1_OCTET_STRING *os = NULL;
@@ -207,7 +226,6 @@ veil_err veil_attest_ratls_create(struct veil_attest_provider *p, int64_t validi
     struct veil_buf claims, ev, val;
     uint8_t h[32], rd[VEIL_ATTEST_REPORT_DATA_LEN] = {0};
     size_t hlen = 0;
-    *key_out = NULL;
     *cert_out = NULL;
     veil_buf_init(&claims, 256);
     veil_buf_init(&ev, VEIL_ATTEST_MAX_EVIDENCE);
@@ -219,10 +237,6 @@ veil_err veil_attest_ratls_create(struct veil_attest_provider *p, int64_t validi
     if (nonce.len > VEIL_ATTEST_RATLS_NONCE_MAX) {
         rc = veil_errf(eb, VEIL_E_INVALID, "RA-TLS nonce over %d bytes",
                        VEIL_ATTEST_RATLS_NONCE_MAX);
-        goto out;
-    }
-    if ((key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL) {
-        rc = veil_errf(eb, VEIL_E_CRYPTO, "key generation failed");
         goto out;
     }
     if ((rc = spki_hash(key, EVP_sha256(), h, &hlen)) != VEIL_OK ||
@@ -267,9 +281,7 @@ veil_err veil_attest_ratls_create(struct veil_attest_provider *p, int64_t validi
         rc = veil_errf(eb, VEIL_E_CRYPTO, "cannot add the evidence extension or sign");
         goto out;
     }
-    *key_out = key;
     *cert_out = x;
-    key = NULL;
     x = NULL;
     rc = VEIL_OK;
 out:
@@ -278,7 +290,6 @@ out:
     ASN1_OCTET_STRING_free(os);
     ASN1_OBJECT_free(obj);
     X509_free(x);
-    EVP_PKEY_free(key);
     veil_buf_release(&claims);
     veil_buf_release(&ev);
     veil_buf_release(&val);
@@ -383,5 +394,53 @@ veil_err veil_attest_ratls_verify(X509 *cert, const struct veil_attest_collatera
         return veil__attest_reject(out, VEIL_ATTEST_BINDING,
                                    "REPORT_DATA is not SHA-256 of the certificate's claims");
     }
+    return VEIL_OK;
+}
+
+veil_err veil_attest_ratls_check_server(X509 *cert, struct veil_span nonce, EVP_PKEY *peer_key,
+                                        const struct veil_attest_collateral *col,
+                                        const struct veil_attest_roots *roots,
+                                        const struct veil_attest_policy *policy,
+                                        const struct veil_attest_verify_opts *opts,
+                                        struct veil_attest_claims *claims,
+                                        const struct veil_attest_workload **workload,
+                                        struct veil_errbuf *eb)
+{
+    struct veil_span got;
+    *workload = NULL;
+    memset(claims, 0, sizeof(*claims));
+    /*
+     * Freshness first: an answer captured from an earlier exchange (a replay) names the nonce
+     * of that exchange, never this one, which the client drew just now.
+     */
+    veil_err rc = veil_attest_ratls_get_nonce(cert, &got);
+    if (rc == VEIL_E_NOMEM)
+        return rc;
+    if (rc != VEIL_OK || nonce.len == 0 || got.len != nonce.len ||
+        !veil_memeq_ct(got.p, nonce.p, nonce.len))
+        return veil_errf(eb, VEIL_E_AUTH,
+                         "the server's evidence does not answer this client's nonce (replayed "
+                         "or stale evidence)");
+    /*
+     * The key: evidence for another key than the one this TLS connection's peer proved it
+     * holds is what a relay forwarding a genuine server's answer would present.
+     */
+    EVP_PKEY *pub = X509_get0_pubkey(cert);
+    if (pub == NULL || peer_key == NULL || EVP_PKEY_eq(pub, peer_key) != 1) {
+        ERR_clear_error();
+        return veil_errf(eb, VEIL_E_AUTH,
+                         "the server's evidence is for another key than this TLS connection's "
+                         "(a relay?)");
+    }
+    rc = veil_attest_ratls_verify(cert, col, roots, opts, claims);
+    if (rc == VEIL_E_AUTH)
+        return veil_errf(eb, rc, "the server's evidence does not verify: %s (%s)",
+                         veil_attest_reason_str(claims->reason), claims->detail);
+    if (rc != VEIL_OK)
+        return veil_errf(eb, rc, "cannot verify the server's evidence: %s", claims->detail);
+    struct veil_errbuf peb = {{0}};
+    if ((rc = veil_attest_policy_match(policy, claims, opts->now, workload, &peb)) != VEIL_OK)
+        return veil_errf(eb, VEIL_E_REJECTED, "the server does not match the policy: %s",
+                         veil_errbuf_msg(&peb, rc));
     return VEIL_OK;
 }

@@ -430,4 +430,103 @@ TEST(sim_refused_unless_named)
     ASSERT_OK(m2);
 }
 
+/* A sim-only policy admitting measurement m (hex in the JSON). */
+static struct veil_attest_policy *sim_policy(const uint8_t m[32])
+{
+    char hex[65], text[512];
+    veil_hex_encode(m, 32, hex);
+    snprintf(text, sizeof(text),
+             "{\"version\":1,\"workloads\":[{\"name\":\"srv\",\"tee\":\"sim\","
+             "\"measurement\":[\"%s\"],\"allow_debug\":true,\"keys\":[]}]}",
+             hex);
+    struct veil_attest_policy *p = NULL;
+    if (veil_attest_policy_parse(veil_span_from_str(text), &p, NULL) != VEIL_OK)
+        abort();
+    return p;
+}
+
+/*
+ * A client checking a server (veil predict --attest): the server's RA-TLS certificate for its
+ * own TLS key and the client's nonce passes; an answer for another nonce (a replay), for
+ * another key (a relay forwarding a genuine server's answer), from an untrusted sim key, past
+ * its dates, without a nonce, or from a build the policy does not list is refused, each with
+ * its own reason.
+ */
+TEST(server_check_accepts_only_fresh_evidence_for_the_peer_key)
+{
+    struct sim_env e = {0};
+    ASSERT_TRUE(sim_env_init(&e));
+    uint8_t nonce[32], old[32], other_meas[32];
+    memset(nonce, 0x5a, sizeof(nonce));
+    memset(old, 0x77, sizeof(old));
+    memset(other_meas, 0xee, sizeof(other_meas));
+    EVP_PKEY *tls_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    EVP_PKEY *relay_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    ASSERT_TRUE(tls_key != NULL && relay_key != NULL);
+    X509 *cert = NULL, *stale = NULL, *plain = NULL;
+    ASSERT_OK(veil_attest_ratls_create_for_key(e.p, tls_key, 300, veil_span_make(nonce, 32), &cert,
+                                               NULL));
+    ASSERT_TRUE(EVP_PKEY_eq(X509_get0_pubkey(cert), tls_key) == 1);
+    ASSERT_OK(
+        veil_attest_ratls_create_for_key(e.p, tls_key, 300, veil_span_make(old, 32), &stale, NULL));
+    ASSERT_OK(
+        veil_attest_ratls_create_for_key(e.p, tls_key, 300, veil_span_make(NULL, 0), &plain, NULL));
+    struct veil_attest_policy *good = sim_policy(meas), *bad = sim_policy(other_meas);
+    struct veil_attest_roots *nobody = NULL;
+    ASSERT_OK(veil_attest_roots_new(&nobody));
+    struct veil_attest_verify_opts o = now_opts(), later = now_opts();
+    later.now += 600;
+    struct veil_attest_claims c;
+    const struct veil_attest_workload *w = NULL;
+    struct veil_errbuf eb = {{0}};
+    struct veil_span n = veil_span_make(nonce, 32);
+
+    ASSERT_OK(
+        veil_attest_ratls_check_server(cert, n, tls_key, NULL, e.roots, good, &o, &c, &w, &eb));
+    ASSERT_TRUE(w != NULL);
+    ASSERT_STR_EQ(veil_attest_workload_name(w), "srv");
+    ASSERT_TRUE(c.verified && memcmp(c.sim_measurement, meas, 32) == 0);
+
+    ASSERT_ERR(
+        veil_attest_ratls_check_server(stale, n, tls_key, NULL, e.roots, good, &o, &c, &w, &eb),
+        VEIL_E_AUTH);
+    ASSERT_STR_CONTAINS(eb.msg, "does not answer this client's nonce");
+    ASSERT_TRUE(w == NULL);
+    ASSERT_ERR(
+        veil_attest_ratls_check_server(plain, n, tls_key, NULL, e.roots, good, &o, &c, &w, &eb),
+        VEIL_E_AUTH);
+    ASSERT_STR_CONTAINS(eb.msg, "does not answer this client's nonce");
+    ASSERT_ERR(veil_attest_ratls_check_server(cert, veil_span_make(NULL, 0), tls_key, NULL, e.roots,
+                                              good, &o, &c, &w, &eb),
+               VEIL_E_AUTH);
+    ASSERT_ERR(
+        veil_attest_ratls_check_server(cert, n, relay_key, NULL, e.roots, good, &o, &c, &w, &eb),
+        VEIL_E_AUTH);
+    ASSERT_STR_CONTAINS(eb.msg, "for another key than this TLS connection's");
+    ASSERT_ERR(
+        veil_attest_ratls_check_server(cert, n, tls_key, NULL, nobody, good, &o, &c, &w, &eb),
+        VEIL_E_AUTH);
+    ASSERT_STR_CONTAINS(eb.msg, "the server's evidence does not verify");
+    ASSERT_ERR(
+        veil_attest_ratls_check_server(cert, n, tls_key, NULL, e.roots, good, &later, &c, &w, &eb),
+        VEIL_E_AUTH);
+    ASSERT_STR_CONTAINS(eb.msg, "does not verify");
+    ASSERT_ERR(
+        veil_attest_ratls_check_server(cert, n, tls_key, NULL, e.roots, bad, &o, &c, &w, &eb),
+        VEIL_E_REJECTED);
+    ASSERT_STR_CONTAINS(eb.msg, "the server does not match the policy");
+    ASSERT_STR_CONTAINS(eb.msg, "measurement");
+    ASSERT_TRUE(w == NULL);
+
+    veil_attest_policy_free(good);
+    veil_attest_policy_free(bad);
+    veil_attest_roots_free(nobody);
+    X509_free(cert);
+    X509_free(stale);
+    X509_free(plain);
+    EVP_PKEY_free(tls_key);
+    EVP_PKEY_free(relay_key);
+    sim_env_release(&e);
+}
+
 RUN_TESTS()
