@@ -70,6 +70,19 @@ const char *veil_serve_tf_dtype_name(int tf);
 
 /* ---- The server ---- */
 
+/*
+ * Attests the server's TLS key to a client (docs/attest/server-check.md): makes an RA-TLS
+ * certificate (veil_attest_ratls_create_for_key) for the server's TLS key whose DER
+ * SubjectPublicKeyInfo hashes (SHA-256) to key_sha256, binding nonce (16..64 bytes, the
+ * client's), and appends its DER to cert_der. Called on a request thread, possibly from several
+ * at once; may block while evidence is made. Errors: VEIL_E_NOTFOUND (not a key of this
+ * server), VEIL_E_UNAVAILABLE (busy: retry later), others (failed); eb says why and reaches
+ * the client.
+ */
+typedef veil_err (*veil_serve_evidence_fn)(void *ud, struct veil_span nonce,
+                                           const uint8_t key_sha256[32], struct veil_buf *cert_der,
+                                           struct veil_errbuf *eb);
+
 struct veil_serve_options {
     const char *host;   /* bind address; NULL: "0.0.0.0" */
     uint16_t grpc_port; /* 0: no gRPC (TF Serving's --port=0) */
@@ -111,6 +124,13 @@ struct veil_serve_options {
      * host cannot plant a model of its own under the attested certificate.
      */
     bool sealed_only;
+    /*
+     * The attestation endpoint's hook (POST /veil/v1/attestation, gRPC
+     * /veil.v1.Attestation/GetEvidence); NULL: the endpoint answers that this server has no
+     * attestation. evidence_ud is passed to it.
+     */
+    veil_serve_evidence_fn evidence_fn;
+    void *evidence_ud;
     /*
      * The lowest version of each named model that may load (from the key broker's policy,
      * delivered with the keys): a lower version ends with FAILED_PRECONDITION, so deleting

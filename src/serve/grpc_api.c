@@ -567,6 +567,10 @@ void veil__serve_grpc_handle(void *ud, struct veil_grpc_call *call)
         veil__serve_kserve_grpc_handle(s, call);
         return;
     }
+    if (strcmp(veil_grpc_call_method(call), SV_EVIDENCE_GRPC_METHOD) == 0) {
+        veil__serve_evidence_grpc(s, call);
+        return;
+    }
     struct gjob *j = veil_calloc(1, sizeof(*j));
     if (j == NULL) {
         veil_grpc_call_finish(call, VEIL_GRPC_RESOURCE_EXHAUSTED, "out of memory",

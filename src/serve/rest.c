@@ -374,6 +374,10 @@ void veil__serve_rest_handle(void *ud, struct veil_http_req *req)
             reply_text(req, 503, "application/json", "{\"status\": \"not ready\"}\n");
         return;
     }
+    if (veil_span_eq_str(path, SV_EVIDENCE_REST_PATH)) {
+        veil__serve_evidence_rest(s, req);
+        return;
+    }
     /* KServe v2 (case-sensitive paths): /v2 and everything under /v2/. */
     if (veil_span_eq_str(path, "/v2") || veil_span_starts_with(path, "/v2/")) {
         veil__serve_kserve_rest_handle(s, req);

@@ -675,6 +675,37 @@ bool veil__serve_identity_expired(struct veil_serve *s);
  */
 bool veil__serve_ready(struct veil_serve *s);
 
+/* ---- The attestation endpoint (evidence.c, docs/attest/server-check.md) ---- */
+
+#define SV_EVIDENCE_REST_PATH "/veil/v1/attestation"
+#define SV_EVIDENCE_GRPC_METHOD "/veil.v1.Attestation/GetEvidence"
+#define SV_EVIDENCE_NONCE_MIN 16 /* bytes: a client's nonce must be hard to guess */
+#define SV_EVIDENCE_NONCE_MAX 64 /* the most an RA-TLS claims nonce holds */
+
+/* A client's attestation request: its nonce and the SHA-256 of the TLS key it sees. */
+struct sv_evidence_req {
+    uint8_t nonce[SV_EVIDENCE_NONCE_MAX];
+    size_t nonce_len;
+    uint8_t key_sha256[32];
+    bool has_key;
+};
+
+/*
+ * Parses a REST request body {"nonce": HEX (16..64 bytes), "key_sha256": HEX (32 bytes)}, both
+ * required, nothing else. Pure. On failure returns false with a one-line reason in why.
+ */
+bool veil__serve_evidence_parse_json(struct veil_span body, struct sv_evidence_req *out, char *why,
+                                     size_t cap);
+/*
+ * Parses a gRPC GetEvidenceRequest { bytes nonce = 1; bytes key_sha256 = 2; } (unknown fields
+ * skipped, both required, sizes as above). Pure. On failure returns false with why.
+ */
+bool veil__serve_evidence_parse_pb(struct veil_span msg, struct sv_evidence_req *out, char *why,
+                                   size_t cap);
+/* Answers an attestation request (loop thread; the evidence is made on a request thread). */
+void veil__serve_evidence_rest(struct veil_serve *s, struct veil_http_req *req);
+void veil__serve_evidence_grpc(struct veil_serve *s, struct veil_grpc_call *call);
+
 /* Frontend handlers (loop thread). */
 void veil__serve_grpc_handle(void *ud, struct veil_grpc_call *call);
 void veil__serve_rest_handle(void *ud, struct veil_http_req *req);
