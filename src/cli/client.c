@@ -410,6 +410,12 @@ void veil_cli_conn_free(struct veil_cli_conn *c)
     veil_free(c);
 }
 
+EVP_PKEY *veil_cli_conn_peer_key(const struct veil_cli_conn *c)
+{
+    X509 *peer = c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : NULL;
+    return peer != NULL ? X509_get0_pubkey(peer) : NULL;
+}
+
 veil_err veil_cli_grpc_call(struct veil_cli_conn *c, const char *path, struct veil_span msg,
                             veil_cli_done_fn done, void *ud)
 {

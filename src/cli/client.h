@@ -49,6 +49,12 @@ VEIL_NODISCARD veil_err veil_cli_conn_open(const struct veil_cli_target *t, SSL_
 void veil_cli_conn_free(struct veil_cli_conn *c);
 
 /*
+ * The public key the server proved it holds in c's TLS handshake (borrowed from c, valid
+ * while c lives), or NULL for a plaintext connection.
+ */
+EVP_PKEY *veil_cli_conn_peer_key(const struct veil_cli_conn *c);
+
+/*
  * Queues a gRPC unary call (http2 connections): path like
  * "/tensorflow.serving.PredictionService/Predict", msg the serialised request (borrowed until
  * done is called). Errors: VEIL_E_STATE (connection failed), VEIL_E_NOMEM.

@@ -34,7 +34,13 @@ static void help(FILE *f, bool bench)
                "  --seed N                 seed of random inputs (default 0)\n"
                "  --ca FILE                CA that signed the server's certificate (alias --crt)\n"
                "  --cert FILE --key FILE   client certificate for mutual TLS\n"
-               "  --plaintext              no TLS (only when the server was started that way)\n");
+               "  --plaintext              no TLS (only when the server was started that way)\n"
+               "  --attest POLICY          before sending anything, have the server attest its\n"
+               "                           TLS key for a fresh nonce and check it against this\n"
+               "                           policy (docs/attest/server-check.md)\n"
+               "  --attest-roots DIR       Intel and AMD roots for --attest (pinned fingerprints)\n"
+               "  --attest-sim-key PUB     trust sim evidence signed by this key (INSECURE)\n"
+               "  --attest-collateral DIR  DCAP or SNP collateral for --attest\n");
     if (bench)
         fprintf(f,
                 "  --concurrency N          requests in flight (alias -cnum; default 1)\n"
@@ -75,6 +81,10 @@ int veil_cli_client_parse(int argc, char **argv, bool bench, struct veil_cli_cli
                                          {"cert", required_argument, NULL, 'c'},
                                          {"key", required_argument, NULL, 'k'},
                                          {"plaintext", no_argument, NULL, 'p'},
+                                         {"attest", required_argument, NULL, 'A'},
+                                         {"attest-roots", required_argument, NULL, 'R'},
+                                         {"attest-sim-key", required_argument, NULL, 'K'},
+                                         {"attest-collateral", required_argument, NULL, 'O'},
                                          {"top-k", required_argument, NULL, 't'},
                                          {"concurrency", required_argument, NULL, 'n'},
                                          {"cnum", required_argument, NULL, 'n'},
@@ -145,6 +155,18 @@ int veil_cli_client_parse(int argc, char **argv, bool bench, struct veil_cli_cli
         case 'p':
             a->plaintext = true;
             break;
+        case 'A':
+            a->attest.policy = optarg;
+            break;
+        case 'R':
+            a->attest.roots = optarg;
+            break;
+        case 'K':
+            a->attest.sim_key = optarg;
+            break;
+        case 'O':
+            a->attest.collateral = optarg;
+            break;
         case 't':
             ok = veil_cli_parse_u64(optarg, &u) && u <= 64;
             a->top_k = (unsigned)u;
@@ -196,6 +218,12 @@ int veil_cli_client_parse(int argc, char **argv, bool bench, struct veil_cli_cli
         return veil_cli_fail(cmd, "--cert and --key go together");
     if (a->plaintext && (a->target.ca != NULL || a->target.cert != NULL))
         return veil_cli_fail(cmd, "--plaintext excludes --ca, --cert and --key");
+    if (a->attest.policy == NULL &&
+        (a->attest.roots != NULL || a->attest.sim_key != NULL || a->attest.collateral != NULL))
+        return veil_cli_fail(cmd, "--attest-roots, --attest-sim-key and --attest-collateral "
+                                  "need --attest POLICY");
+    if (a->attest.policy != NULL && a->plaintext)
+        return veil_cli_fail(cmd, "--attest needs TLS: it checks the server's TLS key");
     a->target.tls = !a->plaintext;
     if (a->connections == 0)
         a->connections = a->rest ? a->concurrency : (a->concurrency < 4 ? a->concurrency : 4);

@@ -37,6 +37,7 @@ struct slot {
 
 struct bench {
     struct veil_cli_client_args *a;
+    struct veil_cli_attest *attest; /* NULL without --attest */
     SSL_CTX *ctx;
     struct veil_cli_conn *conns[256];
     size_t nconns;
@@ -113,7 +114,16 @@ static veil_err connect_one(struct bench *b, size_t i, struct veil_errbuf *eb)
 {
     veil_cli_conn_free(b->conns[i]);
     b->conns[i] = NULL;
-    return veil_cli_conn_open(&b->a->target, b->ctx, !b->a->rest, &b->conns[i], eb);
+    veil_err rc = veil_cli_conn_open(&b->a->target, b->ctx, !b->a->rest, &b->conns[i], eb);
+    /* With --attest no connection carries a request before its server key was checked (once
+     * per key: a reconnect to the same key needs no new evidence). */
+    if (rc == VEIL_OK && b->attest != NULL &&
+        (rc = veil_cli_attest_conn(b->attest, b->conns[i], !b->a->rest, b->a->target.timeout_ms,
+                                   eb)) != VEIL_OK) {
+        veil_cli_conn_free(b->conns[i]);
+        b->conns[i] = NULL;
+    }
+    return rc;
 }
 
 /* Fills every idle slot with a request; false when the run must stop (unrecoverable). */
@@ -282,6 +292,8 @@ int veil_cmd_bench(int argc, char **argv)
     veil_err rc = b.slots != NULL && b.lat_us != NULL ? VEIL_OK : VEIL_E_NOMEM;
     for (size_t i = 0; b.slots != NULL && i < a.concurrency; i++)
         b.slots[i] = (struct slot){&b, i, false, 0};
+    if (rc == VEIL_OK && a.attest.policy != NULL)
+        rc = veil_cli_attest_new(&a.attest, &b.attest, &eb);
     if (rc == VEIL_OK)
         rc = veil_cli_tls_ctx(&a.target, a.rest ? "http/1.1" : "h2", &b.ctx, &eb);
     if (rc == VEIL_OK)
@@ -346,6 +358,7 @@ out:
     for (size_t i = 0; i < b.nconns; i++)
         veil_cli_conn_free(b.conns[i]);
     SSL_CTX_free(b.ctx);
+    veil_cli_attest_free(b.attest);
     veil_free(b.slots);
     veil_free(b.lat_us);
     veil_buf_release(&b.req);

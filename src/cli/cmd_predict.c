@@ -22,9 +22,17 @@ int veil_cmd_predict(int argc, char **argv)
     struct veil_cli_reply ans = {0};
     veil_buf_init(&req, 1u << 31);
     veil_buf_init(&ans.body, 1u << 31);
-    veil_err rc = veil_cli_tls_ctx(&a.target, a.rest ? "http/1.1" : "h2", &ctx, &eb);
+    struct veil_cli_attest *att = NULL;
+    veil_err rc = VEIL_OK;
+    if (a.attest.policy != NULL)
+        rc = veil_cli_attest_new(&a.attest, &att, &eb);
+    if (rc == VEIL_OK)
+        rc = veil_cli_tls_ctx(&a.target, a.rest ? "http/1.1" : "h2", &ctx, &eb);
     if (rc == VEIL_OK)
         rc = veil_cli_conn_open(&a.target, ctx, !a.rest, &c, &eb);
+    /* The server proves what it is before it sees any request, the metadata lookup included. */
+    if (rc == VEIL_OK && att != NULL)
+        rc = veil_cli_attest_conn(att, c, !a.rest, a.target.timeout_ms, &eb);
     if (rc == VEIL_OK)
         rc = veil_cli_fetch_signature(c, !a.rest, &a.model, &eb);
     if (rc == VEIL_OK)
@@ -57,17 +65,18 @@ int veil_cmd_predict(int argc, char **argv)
         if (rc != VEIL_OK) {
             veil_cli_fail("predict", "%s", veil_errbuf_msg(&eb, rc));
         } else {
-            printf("model %s over %s%s: answered in %.2f ms\n", a.model.name,
+            printf("model %s over %s%s%s: answered in %.2f ms\n", a.model.name,
                    a.rest ? "REST" : "gRPC",
                    a.plaintext     ? " (plaintext)"
                    : a.target.cert ? " (mutual TLS)"
                                    : " (TLS)",
-                   ms);
+                   att != NULL ? " from an attested server" : "", ms);
             veil_cli_print_outputs(&a.model, a.top_k);
             status = 0;
         }
     }
     veil_cli_conn_free(c);
+    veil_cli_attest_free(att);
     SSL_CTX_free(ctx);
     veil_buf_release(&req);
     veil_buf_release(&ans.body);

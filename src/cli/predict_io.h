@@ -6,6 +6,7 @@
 #ifndef VEIL_CLI_PREDICT_IO_H
 #define VEIL_CLI_PREDICT_IO_H
 
+#include "attest_client.h"
 #include "client.h"
 #include "veil/engine.h"
 
@@ -78,6 +79,7 @@ void veil_cli_print_outputs(const struct veil_cli_model *m, unsigned top_k);
 /* Options shared by `veil predict` and `veil bench`. */
 struct veil_cli_client_args {
     struct veil_cli_target target;
+    struct veil_cli_attest_opts attest; /* --attest POLICY and what verifies evidence */
     bool rest;
     bool plaintext;
     struct veil_cli_model model;

@@ -7,10 +7,14 @@
  * repository first needs it. A renewal thread attests again (new nonce, new key pair, new
  * evidence) at two thirds of the certificate's lifetime and swaps the new certificate in for
  * new handshakes; while no broker answers it retries with backoff and the old certificate
- * serves until it expires. Provisioning calls are serialised: an evidence provider is not
- * reentrant (gramine's report-data file, tsm's configfs entry).
+ * serves until it expires. The same provider answers clients that check the server themselves
+ * (docs/attest/server-check.md) with evidence for the TLS key they see. Provisioning and
+ * evidence calls are serialised: an evidence provider is not reentrant (gramine's report-data
+ * file, tsm's configfs entry).
  */
 #include "serve_kbs.h"
+
+#include "attest_client.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,6 +24,20 @@
 /* One provisioning round of a renewal: short, so that shutdown never waits long for it. */
 #define RENEW_ROUND_DEADLINE_S 1
 #define RENEW_CONNECT_TIMEOUT_MS 3000
+
+/*
+ * Clients' attestation requests (docs/attest/server-check.md). Evidence costs the TEE a quote
+ * and shares the provider with provisioning, so anonymous clients get at most a burst of 32
+ * and 16 a second, and wait at most 5 s for a provisioning round to end. The certificate they
+ * get is valid for 5 minutes (from an hour back, as every RA-TLS certificate).
+ */
+#define EVIDENCE_BURST 32.0
+#define EVIDENCE_PER_S 16.0
+#define EVIDENCE_WAIT_S 5
+#define EVIDENCE_VALIDITY_S 300
+/* TLS keys a client may ask evidence for: the current one and the one before the last renewal
+ * (a client that connected just before a swap). */
+#define EVIDENCE_KEYS 2
 
 struct kbs_keys {
     pthread_mutex_t mu; /* serialises provisioning and guards keys */
@@ -48,6 +66,13 @@ struct veil_cli_kbs_state {
     bool stop;
     bool running;
     pthread_t thread;
+
+    /* The TLS keys clients may ask evidence for (newest first) and the rate limit, under id_mu. */
+    pthread_mutex_t id_mu;
+    EVP_PKEY *tls_keys[EVIDENCE_KEYS];
+    uint8_t tls_key_sha256[EVIDENCE_KEYS][32];
+    double tokens;
+    uint64_t tokens_at_ns;
 };
 
 /* The workload's clock in Unix milliseconds, the clock certificate dates are read against. */
@@ -152,6 +177,81 @@ static veil_err make_provider(const struct veil_cli_kbs_opts *k, struct veil_att
     return veil_errf(eb, VEIL_E_INVALID, "--tee must be sim, gramine or tsm, not '%s'", k->tee);
 }
 
+/* Makes key the newest TLS key clients may ask evidence for (a reference is taken). */
+static veil_err remember_tls_key(struct veil_cli_kbs_state *st, EVP_PKEY *key)
+{
+    uint8_t h[32];
+    if (veil_cli_spki_sha256(key, h) != VEIL_OK || EVP_PKEY_up_ref(key) != 1)
+        return VEIL_E_CRYPTO;
+    pthread_mutex_lock(&st->id_mu);
+    EVP_PKEY_free(st->tls_keys[EVIDENCE_KEYS - 1]);
+    for (size_t i = EVIDENCE_KEYS - 1; i > 0; i--) {
+        st->tls_keys[i] = st->tls_keys[i - 1];
+        memcpy(st->tls_key_sha256[i], st->tls_key_sha256[i - 1], 32);
+    }
+    st->tls_keys[0] = key;
+    memcpy(st->tls_key_sha256[0], h, 32);
+    pthread_mutex_unlock(&st->id_mu);
+    return VEIL_OK;
+}
+
+/*
+ * The serving ports' attestation hook: an RA-TLS certificate for the TLS key the client names,
+ * binding the client's nonce, from the provider the broker verified (veil_serve_evidence_fn).
+ */
+static veil_err client_evidence(void *ud, struct veil_span nonce, const uint8_t key_sha256[32],
+                                struct veil_buf *cert_der, struct veil_errbuf *eb)
+{
+    struct veil_cli_kbs_state *st = ud;
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    unsigned char *der = NULL;
+    veil_err rc = VEIL_E_INTERNAL;
+    pthread_mutex_lock(&st->id_mu);
+    uint64_t now = veil_time_mono_ns();
+    st->tokens += (double)(now - st->tokens_at_ns) / 1e9 * EVIDENCE_PER_S;
+    st->tokens = st->tokens > EVIDENCE_BURST ? EVIDENCE_BURST : st->tokens;
+    st->tokens_at_ns = now;
+    bool allowed = st->tokens >= 1.0;
+    if (allowed)
+        st->tokens -= 1.0;
+    for (size_t i = 0; allowed && i < EVIDENCE_KEYS && key == NULL; i++)
+        if (st->tls_keys[i] != NULL && CRYPTO_memcmp(st->tls_key_sha256[i], key_sha256, 32) == 0 &&
+            EVP_PKEY_up_ref(st->tls_keys[i]) == 1)
+            key = st->tls_keys[i];
+    pthread_mutex_unlock(&st->id_mu);
+    if (!allowed)
+        return veil_errf(eb, VEIL_E_UNAVAILABLE, "too many attestation requests; retry later");
+    if (key == NULL)
+        return veil_errf(eb, VEIL_E_NOTFOUND,
+                         "this server holds no TLS key with that hash (it renewed its certificate "
+                         "since this connection was made: reconnect)");
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += EVIDENCE_WAIT_S;
+    if (pthread_mutex_timedlock(&st->kk->mu, &until) != 0) {
+        rc = veil_errf(eb, VEIL_E_UNAVAILABLE,
+                       "the server is attesting to its key broker; retry in a few seconds");
+        goto out;
+    }
+    rc = veil_attest_ratls_create_for_key(st->kk->provider, key, EVIDENCE_VALIDITY_S, nonce, &cert,
+                                          eb);
+    pthread_mutex_unlock(&st->kk->mu);
+    if (rc != VEIL_OK)
+        goto out;
+    int n = i2d_X509(cert, &der);
+    if (n <= 0 || (rc = veil_buf_append(cert_der, der, (size_t)n)) != VEIL_OK) {
+        rc = veil_errf(eb, VEIL_E_CRYPTO, "cannot encode the evidence certificate");
+        goto out;
+    }
+    rc = VEIL_OK;
+out:
+    OPENSSL_free(der);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
 /* The grant's certificate chain (leaf, then the serving CA) and private key as PEM. */
 static veil_err grant_identity(const struct veil_kbs_grant *g, struct veil_buf *cert,
                                struct veil_buf *key, struct veil_errbuf *eb)
@@ -191,6 +291,9 @@ veil_err veil_cli_serve_provision(const struct veil_cli_kbs_opts *k, struct veil
     if ((st = veil_calloc(1, sizeof(*st))) != NULL) {
         pthread_mutex_init(&st->mu, NULL);
         pthread_cond_init(&st->cv, NULL);
+        pthread_mutex_init(&st->id_mu, NULL);
+        st->tokens = EVIDENCE_BURST;
+        st->tokens_at_ns = veil_time_mono_ns();
     }
     if (kk == NULL || st == NULL) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "out of memory");
@@ -216,6 +319,10 @@ veil_err veil_cli_serve_provision(const struct veil_cli_kbs_opts *k, struct veil
     snprintf(st->workload, sizeof(st->workload), "%s", g->workload);
     if ((rc = grant_identity(g, &st->cert_pem, &st->key_pem, eb)) != VEIL_OK)
         goto out;
+    if ((rc = remember_tls_key(st, g->pkey)) != VEIL_OK) {
+        rc = veil_errf(eb, rc, "cannot hash the serving key");
+        goto out;
+    }
     rc = take_keys(kk, g);
     if (rc != VEIL_OK)
         goto out;
@@ -244,6 +351,9 @@ veil_err veil_cli_serve_provision(const struct veil_cli_kbs_opts *k, struct veil
         o->min_versions = st->min;
         o->n_min_versions = st->n_min;
     }
+    /* Clients may check this server themselves: its provider attests its TLS key for them. */
+    o->evidence_fn = client_evidence;
+    o->evidence_ud = st;
     o->tls_cert_pem = veil_buf_span(&st->cert_pem);
     o->tls_key_pem = veil_buf_span(&st->key_pem);
     struct kbs_keys *borrowed = kk;
@@ -315,6 +425,8 @@ static veil_err renew_once(struct veil_cli_kbs_state *st, struct veil_errbuf *eb
                                           eb)) != VEIL_OK)
         goto out;
     veil_kbs_renewal_plan(g->not_before, g->not_after, received, &st->plan);
+    if (remember_tls_key(st, g->pkey) != VEIL_OK)
+        VEIL_LOG_WARN("cannot hash the renewed serving key: clients cannot have it attested");
     char until[21], renew[21];
     veil_time_format_rfc3339(g->not_after, until);
     veil_time_format_rfc3339(st->plan.renew_at_ms / 1000, renew);
@@ -417,6 +529,9 @@ void veil_cli_kbs_state_free(struct veil_cli_kbs_state *st)
     veil_cli_serve_renewal_stop(st);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
+    for (size_t i = 0; i < EVIDENCE_KEYS; i++)
+        EVP_PKEY_free(st->tls_keys[i]);
+    pthread_mutex_destroy(&st->id_mu);
     veil_buf_release(&st->cert_pem);
     veil_buf_release(&st->key_pem);
     veil_free(st->min);

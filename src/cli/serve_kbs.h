@@ -24,8 +24,9 @@ struct veil_cli_kbs_state;
 
 /*
  * Attests to the brokers (retrying with backoff until the deadline) and, on success, sets the
- * server's TLS certificate and key (in memory, from *state) and makes a key source backed by
- * the grant in *keys. The caller frees *keys with veil_key_source_free and *state with
+ * server's TLS certificate and key (in memory, from *state) and its attestation hook for
+ * clients (o->evidence_fn, backed by *state), and makes a key source backed by the grant in
+ * *keys. The caller frees *keys with veil_key_source_free and *state with
  * veil_cli_kbs_state_free after the server is freed. Errors: VEIL_E_INVALID (options),
  * VEIL_E_REJECTED (refused by policy), VEIL_E_UNAVAILABLE (no broker answered), those of the
  * evidence provider.
