@@ -164,6 +164,31 @@ VEIL_NODISCARD veil_err veil_engine_run(struct veil_engine_model *m,
                                         struct veil_tensor *outputs, size_t n_out,
                                         struct veil_errbuf *eb);
 
+/* ---- 16-bit floats ---- */
+
+/*
+ * Tensors of dtype VEIL_DT_FLOAT16 (IEEE 754 binary16) and VEIL_DT_BFLOAT16 hold each element
+ * as its 16-bit pattern, in inputs and outputs of veil_engine_run alike; the engine computes
+ * with them as float (inputs are widened when a run starts, outputs rounded when it ends, and
+ * a Cast to either type rounds to its precision). These are the conversions it uses, for
+ * callers that read or write such tensors. Rounding is to nearest, ties to even; a value past
+ * the largest finite one becomes infinity, subnormals are kept, and a NaN stays a quiet NaN.
+ * dt must be VEIL_DT_FLOAT16 or VEIL_DT_BFLOAT16 (anything else is a programmer error and
+ * aborts). Pure functions, thread-safe.
+ */
+
+/* The 16-bit pattern of v in dt, rounded once from the exact value. */
+uint16_t veil_half_from_double(enum veil_dtype dt, double v);
+/* The value of the 16-bit pattern bits of dt, exactly. */
+float veil_half_to_float(enum veil_dtype dt, uint16_t bits);
+/*
+ * dst[i] = the value of the i-th of n 16-bit patterns of dt at src (which may have any
+ * alignment), exactly. The arrays must not overlap.
+ */
+void veil_half_widen(enum veil_dtype dt, const void *src, float *dst, size_t n);
+/* The i-th 16-bit pattern at dst (any alignment) = src[i] rounded to dt. No overlap. */
+void veil_half_narrow(enum veil_dtype dt, const float *src, void *dst, size_t n);
+
 /* ---- NumPy .npy files (inputs and outputs of `veil run` and of tests) ---- */
 
 /*

@@ -33,6 +33,8 @@ enum veil_dtype {
     VEIL_DT_DOUBLE = 11,
     VEIL_DT_UINT32 = 12,
     VEIL_DT_UINT64 = 13,
+    /* 14 and 15 (complex64, complex128) are not supported. */
+    VEIL_DT_BFLOAT16 = 16,
 };
 
 /* Bytes per element of a fixed-size dtype; 0 for UNDEFINED, STRING and unknown values. */

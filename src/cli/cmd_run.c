@@ -198,6 +198,10 @@ static int fill_random(const struct veil_tensor_info *ti, const struct run_args 
         case VEIL_DT_BOOL:
             ((uint8_t *)t->data)[i] = mask ? 1 : (uint8_t)(r >> 63);
             break;
+        case VEIL_DT_FLOAT16:
+        case VEIL_DT_BFLOAT16:
+            ((uint16_t *)t->data)[i] = veil_half_from_double(ti->dtype, f);
+            break;
         default:
             memset((uint8_t *)t->data + i * es, (int)(iv & 0x7f), es);
             break;
@@ -483,14 +487,17 @@ int veil_cmd_run(int argc, char **argv)
             printf("output %s: %s ", veil_engine_model_output(m, k)->name,
                    veil_dtype_name(out[k].dtype));
             print_shape(stdout, &out[k]);
-            if (out[k].dtype == VEIL_DT_FLOAT && out[k].nbytes > 0) {
-                const float *v = out[k].data;
-                size_t n = out[k].nbytes / 4;
-                double mn = v[0], mx = v[0], s = 0;
+            bool half = out[k].dtype == VEIL_DT_FLOAT16 || out[k].dtype == VEIL_DT_BFLOAT16;
+            if ((out[k].dtype == VEIL_DT_FLOAT || half) && out[k].nbytes > 0) {
+                size_t n = out[k].nbytes / veil_dtype_size(out[k].dtype);
+                double mn = INFINITY, mx = -INFINITY, s = 0;
                 for (size_t e = 0; e < n; e++) {
-                    mn = v[e] < mn ? v[e] : mn;
-                    mx = v[e] > mx ? v[e] : mx;
-                    s += v[e];
+                    double x =
+                        half ? veil_half_to_float(out[k].dtype, ((const uint16_t *)out[k].data)[e])
+                             : ((const float *)out[k].data)[e];
+                    mn = x < mn ? x : mn;
+                    mx = x > mx ? x : mx;
+                    s += x;
                 }
                 printf(" min %.6g max %.6g mean %.6g", mn, mx, s / (double)n);
             }

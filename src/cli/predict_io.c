@@ -262,6 +262,10 @@ static void fill_random(struct veil_cli_tensor *t, size_t n, uint64_t *s)
         case VEIL_DT_BOOL:
             t->data[i] = (uint8_t)(r & 1);
             break;
+        case VEIL_DT_FLOAT16:
+        case VEIL_DT_BFLOAT16:
+            ((uint16_t *)(void *)t->data)[i] = veil_half_from_double(t->dtype, u * 2.0 - 1.0);
+            break;
         default:
             for (size_t b = 0; b < veil_dtype_size(t->dtype); b++)
                 t->data[i * veil_dtype_size(t->dtype) + b] = (uint8_t)(r >> (8 * b));

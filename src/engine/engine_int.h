@@ -15,9 +15,10 @@
  * No two files depend on each other in a circle (scripts/engine-cycles.sh, the
  * unit.engine.cycles test). From the bottom up: exec/tensor.c and exec/kernel.c depend on no
  * other engine file; ir/attr.c reads nodes; the operator families in ops/ use ir/attr.c and
- * exec's storage rules, weights cache, lanes and tensors; ops/registry.c names the families'
- * kernels; ir/graph.c and exec/plan.c look operators up in the registry; engine.c drives the
- * pipeline: build, legacy rewrites, order, optimise, plan, run.
+ * exec's storage rules, weights cache, lanes and tensors (ops/half.c, the 16-bit float
+ * conversions and where a plan rounds to 16 bits, uses only the lanes); ops/registry.c names the
+ * families' kernels; ir/graph.c and exec/plan.c look operators up in the registry; engine.c drives
+ * the pipeline: build, legacy rewrites, order, optimise, plan, run.
  */
 #ifndef VEIL_ENGINE_INT_H
 #define VEIL_ENGINE_INT_H
@@ -133,6 +134,11 @@ struct veil__engine_value {
     struct veil__engine_tv c; /* c.data owned (veil_aligned_alloc) when is_const */
     size_t nbytes;
     /*
+     * The model's element type for a constant it stores as float16 or bfloat16 (held widened
+     * to float in c), or for a graph input of those types; VEIL_DT_UNDEFINED otherwise.
+     */
+    enum veil_dtype half_dt;
+    /*
      * Weights held only reordered: every plan so far read this constant only through the
      * weights cache, so its plain copy was freed (c.data NULL) and is rebuilt from the cache
      * when the next plan is built (veil__engine_wcache_rehydrate). plain_needed: some plan read it
@@ -170,9 +176,19 @@ enum veil__engine_vec_isa { VEIL__ENGINE_VEC_BASE, VEIL__ENGINE_VEC_AVX2, VEIL__
 
 struct veil__engine_pval {
     struct veil__engine_tv t; /* shape and dtype; t.data = constant data or NULL */
-    void *owned;              /* folded data owned by the plan */
-    bool runtime;             /* computed at run time: lives in the arena */
-    bool alias;               /* shares its storage with value root */
+    /*
+     * The element type the model gives the value: t.dt, except VEIL_DT_FLOAT16 or
+     * VEIL_DT_BFLOAT16 for values of those types, which are held as float (t.dt FLOAT) and
+     * rounded to that type where ops/half.c says (veil__engine_half_plan_node). Set from
+     * declarations (inputs, constants), Cast targets and CastLike, and otherwise carried from a
+     * node's first input of t.dt (exec/plan.c, value_dtype).
+     */
+    enum veil_dtype ldt;
+    bool round_half; /* rounded to ldt by the step writing it, after its kernel (ops/half.c) */
+    bool half_exact; /* a 16-bit value holding only values of ldt (ops/half.c) */
+    void *owned;     /* folded data owned by the plan */
+    bool runtime;    /* computed at run time: lives in the arena */
+    bool alias;      /* shares its storage with value root */
     int32_t root;
     size_t nbytes;
     size_t off;          /* offset in the arena of the root's storage */
@@ -327,6 +343,15 @@ struct veil__engine_kp_view6 {
 /* CumSum (ops/shape.c). */
 struct veil__engine_kp_cumsum {
     bool exclusive, reverse;
+};
+
+/*
+ * Cast and CastLike (ops/elementwise.c), decided by veil__engine_half_plan_node (ops/half.c):
+ * the 16-bit target type to round to, and the 16-bit type to round the input to first
+ * (VEIL_DT_UNDEFINED for neither).
+ */
+struct veil__engine_kp_cast {
+    int64_t to_half, from_half;
 };
 
 /* EyeLike (ops/shape.c). */
@@ -528,6 +553,7 @@ struct veil__engine_kparams {
         struct veil__engine_kp_view6 view6;
         struct veil__engine_kp_cumsum cumsum;
         struct veil__engine_kp_eyelike eyelike;
+        struct veil__engine_kp_cast cast;
         struct veil__engine_kp_scatter scatter;
         struct veil__engine_kp_gather_nd gather_nd;
         struct veil__engine_kp_onehot onehot;
@@ -571,7 +597,8 @@ struct veil__engine_step {
     size_t n_xval;
     /* 1 + the index of the earlier fused step that does this node's work; 0 when none. */
     int64_t absorbed_by;
-    bool view; /* the operator is a view: output 0 shares input 0's storage, nothing runs */
+    bool view;     /* the operator is a view: output 0 shares input 0's storage, nothing runs */
+    bool half_out; /* some value this step writes has round_half set (struct veil__engine_pval) */
 };
 
 struct veil__engine_scratch {
@@ -1125,6 +1152,41 @@ void veil__engine_lanes_call(void (*fn)(void *), void *arg);
 /* Runs body(lo, hi) over [0, n) on the run's threads when n is large enough. */
 typedef void (*veil__engine_range_fn)(void *ud, uint64_t lo, uint64_t hi);
 void veil__engine_parallel(uint64_t n, uint64_t grain, veil__engine_range_fn fn, void *ud);
+
+/* ---- Ops: 16-bit floats (ops/half.c) ---- */
+
+/*
+ * Values the model types float16 or bfloat16 are held as float inside the engine (dt
+ * VEIL_DT_FLOAT); veil__engine_dt_is_half says whether dt is one of the two.
+ * veil__engine_half_round sets dst[i] = src[i] rounded to dt's precision, kept as float (dst
+ * may equal src). The _isa forms run a given variant of the bulk loops (false, doing nothing,
+ * where the CPU lacks it), so tests can check every variant the machine has; the _par forms
+ * split large arrays over the run's threads (veil__engine_parallel). The 16-bit side may have
+ * any alignment.
+ */
+bool veil__engine_dt_is_half(enum veil_dtype dt);
+void veil__engine_half_round(enum veil_dtype dt, const float *src, float *dst, size_t n);
+bool veil__engine_half_widen_isa(enum veil__engine_vec_isa isa, enum veil_dtype dt, const void *src,
+                                 float *dst, size_t n);
+bool veil__engine_half_narrow_isa(enum veil__engine_vec_isa isa, enum veil_dtype dt,
+                                  const float *src, void *dst, size_t n);
+bool veil__engine_half_round_isa(enum veil__engine_vec_isa isa, enum veil_dtype dt,
+                                 const float *src, float *dst, size_t n);
+void veil__engine_half_widen_par(enum veil_dtype dt, const void *src, float *dst, size_t n);
+void veil__engine_half_narrow_par(enum veil_dtype dt, const float *src, void *dst, size_t n);
+void veil__engine_half_round_par(enum veil_dtype dt, const float *src, float *dst, size_t n);
+/*
+ * Where a plan rounds values the model types 16-bit (ops/half.c explains the rule).
+ * veil__engine_half_readers sets (*out)[v] to the kinds of operator that read value v in g's
+ * order (free with veil_free; VEIL_E_NOMEM). veil__engine_half_plan_node, called for node n
+ * (view: its operator is a view) while planning once its outputs' shapes and ldt are known,
+ * sets round_half and half_exact of its 16-bit outputs and, for a Cast or CastLike, kp->cast.
+ */
+veil_err veil__engine_half_readers(const struct veil__engine_graph *g, uint8_t **out);
+void veil__engine_half_plan_node(const struct veil__engine_graph *g,
+                                 const struct veil__engine_node *n, bool view,
+                                 struct veil__engine_pval *vals, const uint8_t *readers,
+                                 struct veil__engine_kparams *kp);
 
 /* ---- Ops: vector kernels (ops/vec.c) ---- */
 

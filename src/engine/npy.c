@@ -19,7 +19,7 @@ static const struct {
     {"<f4", VEIL_DT_FLOAT},  {"<f8", VEIL_DT_DOUBLE}, {"<i8", VEIL_DT_INT64},
     {"<i4", VEIL_DT_INT32},  {"<i2", VEIL_DT_INT16},  {"|i1", VEIL_DT_INT8},
     {"<u8", VEIL_DT_UINT64}, {"<u4", VEIL_DT_UINT32}, {"<u2", VEIL_DT_UINT16},
-    {"|u1", VEIL_DT_UINT8},  {"|b1", VEIL_DT_BOOL},
+    {"|u1", VEIL_DT_UINT8},  {"|b1", VEIL_DT_BOOL},   {"<f2", VEIL_DT_FLOAT16},
 };
 
 /* Finds key (with its quotes and colon) in the header and returns what follows, trimmed. */
@@ -72,7 +72,7 @@ veil_err veil_npy_parse(struct veil_span bytes, struct veil_tensor *out, struct 
     if (dt == VEIL_DT_UNDEFINED)
         return veil_errf(eb, VEIL_E_UNSUPPORTED,
                          ".npy element type is not supported (use "
-                         "little-endian float32/64, int8-64, uint8-64 or bool)");
+                         "little-endian float16/32/64, int8-64, uint8-64 or bool)");
     if (!find_key(hdr, "'fortran_order'", &r) || !veil_span_starts_with(r, "False"))
         return veil_errf(eb, VEIL_E_UNSUPPORTED, ".npy array must be in C order");
     if (!find_key(hdr, "'shape'", &r) || r.len == 0 || r.p[0] != '(')

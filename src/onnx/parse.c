@@ -51,6 +51,7 @@ size_t veil_dtype_size(enum veil_dtype dt)
     case VEIL_DT_UINT16:
     case VEIL_DT_INT16:
     case VEIL_DT_FLOAT16:
+    case VEIL_DT_BFLOAT16:
         return 2;
     case VEIL_DT_INT64:
     case VEIL_DT_DOUBLE:
@@ -92,6 +93,8 @@ const char *veil_dtype_name(enum veil_dtype dt)
         return "uint32";
     case VEIL_DT_UINT64:
         return "uint64";
+    case VEIL_DT_BFLOAT16:
+        return "bfloat16";
     case VEIL_DT_UNDEFINED:
         break;
     }
@@ -113,10 +116,11 @@ static veil_err check_name(const char *s, const char *what, struct veil_errbuf *
 
 static bool dtype_known(int32_t v)
 {
-    return v >= VEIL_DT_FLOAT && v <= VEIL_DT_UINT64;
+    return (v >= VEIL_DT_FLOAT && v <= VEIL_DT_UINT64) || v == VEIL_DT_BFLOAT16;
 }
 
-/* ONNX types past uint64 (complex, bfloat16, float8) exist but are not supported. */
+/* ONNX types past uint64 other than bfloat16 (complex, float8, 4-bit) exist but are not supported.
+ */
 static veil_err dtype_err(int32_t v)
 {
     return v >= 14 && v <= 23 ? VEIL_E_UNSUPPORTED : VEIL_E_FORMAT;
@@ -236,6 +240,8 @@ static veil_err conv_tensor(struct parsed *pm, const VeilOnnx__TensorProto *tp,
             break;
         case VEIL_DT_UINT16:
         case VEIL_DT_FLOAT16:
+        case VEIL_DT_BFLOAT16:
+            /* The two 16-bit float types travel as their bit patterns (onnx.proto). */
             ((uint16_t *)dst)[i] = (uint16_t)tp->int32_data[i];
             break;
         case VEIL_DT_INT16:

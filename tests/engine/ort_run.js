@@ -7,6 +7,7 @@
 //
 // ORT_OPT_LEVEL (disabled, basic, extended or all; default all) sets the graph optimisation
 // level: tests compare `all` with `disabled` to measure ONNX Runtime's own rounding spread.
+// float16 tensors travel as '<f2' .npy files.
 //
 // Exit status 77 when onnxruntime-node is not installed (tests treat it as a skip).
 'use strict';
@@ -23,6 +24,7 @@ try {
 }
 
 const DTYPES = {
+  '<f2': ['float16', Uint16Array, 2],
   '<f4': ['float32', Float32Array, 4],
   '<f8': ['float64', Float64Array, 8],
   '<i8': ['int64', BigInt64Array, 8],
@@ -53,7 +55,7 @@ function readNpy(file) {
 }
 
 function writeNpy(file, t) {
-  const map = { float32: '<f4', float64: '<f8', int64: '<i8', int32: '<i4', uint8: '|u1', int8: '|i1', bool: '|b1' };
+  const map = { float16: '<f2', float32: '<f4', float64: '<f8', int64: '<i8', int32: '<i4', uint8: '|u1', int8: '|i1', bool: '|b1' };
   const descr = map[t.type];
   if (!descr) throw new Error('cannot write dtype ' + t.type);
   const dims = t.dims.length === 1 ? t.dims[0] + ',' : t.dims.join(', ');

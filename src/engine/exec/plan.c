@@ -154,6 +154,63 @@ out:
     return rc;
 }
 
+/*
+ * The model's element type of an output of node n computed as dt (struct veil__engine_pval
+ * ldt): a 16-bit float type where a Cast, CastLike, EyeLike, Constant or ConstantOfShape names
+ * one, or where the output is float and carries the type of the node's first float input (the
+ * operators' type constraints tie a float output to that input; OneHot's to its values).
+ */
+static enum veil_dtype value_dtype(const struct veil__engine_graph *g,
+                                   const struct veil__engine_pval *vals,
+                                   const struct veil__engine_node *n, enum veil_dtype dt)
+{
+    if (dt != VEIL_DT_FLOAT)
+        return dt;
+    const char *op = n->op_type;
+    const struct veil__engine_attr *a;
+    if (strcmp(op, "Cast") == 0) {
+        int64_t to = veil__engine_attr_i(n, "to", 0);
+        return veil__engine_dt_is_half((enum veil_dtype)to) ? (enum veil_dtype)to : dt;
+    }
+    if (strcmp(op, "CastLike") == 0)
+        return n->n_in > 1 && n->in[1] >= 0 ? vals[n->in[1]].ldt : dt;
+    if (strcmp(op, "EyeLike") == 0 &&
+        (a = veil__engine_attr_typed(n, "dtype", VEIL_ONNX_ATTR_INT)) != NULL)
+        return veil__engine_dt_is_half((enum veil_dtype)a->i) ? (enum veil_dtype)a->i : dt;
+    if (strcmp(op, "Constant") == 0 || strcmp(op, "ConstantOfShape") == 0) {
+        a = veil__engine_attr_typed(n, "value", VEIL_ONNX_ATTR_TENSOR);
+        if (a != NULL && a->tensor >= 0 && g->values[a->tensor].half_dt != VEIL_DT_UNDEFINED)
+            return g->values[a->tensor].half_dt;
+        return dt;
+    }
+    size_t first = strcmp(op, "OneHot") == 0 ? 2 : 0;
+    for (size_t k = first; k < n->n_in; k++)
+        if (n->in[k] >= 0 && vals[n->in[k]].t.dt == dt)
+            return vals[n->in[k]].ldt;
+    return dt;
+}
+
+/*
+ * The element type a graph output is returned in: its declared type, or where the model
+ * declares none, the type the plan gives it. A float value the model types float16 or
+ * bfloat16 is narrowed to that type when the run ends.
+ */
+static enum veil_dtype output_dtype(const struct veil_engine_model *m,
+                                    const struct veil__engine_plan *p, size_t i)
+{
+    const struct veil__engine_pval *pv = &p->vals[m->g.outputs[i]];
+    enum veil_dtype want = m->out_info[i].dtype;
+    if (want == VEIL_DT_UNDEFINED)
+        want = pv->ldt;
+    return pv->t.dt == VEIL_DT_FLOAT && veil__engine_dt_is_half(want) ? want : pv->t.dt;
+}
+
+/* Rounds value v (float storage of nbytes, any layout) to its 16-bit type in place. */
+static void round_half(const struct veil__engine_pval *pv, void *data)
+{
+    veil__engine_half_round_par(pv->ldt, data, data, pv->nbytes / sizeof(float));
+}
+
 static veil_err fill_tv(const struct veil__engine_plan *p, int32_t v, struct veil__engine_tv *t)
 {
     if (v < 0) {
@@ -284,7 +341,9 @@ static veil_err build_key(const struct veil_engine_model *m, const struct veil_t
                              "values",
                              m->in_info[i].name);
         for (uint64_t e = 0; e < tv.numel; e++)
-            key[k++] = veil__engine_get_i64(&tv, e);
+            /* A 16-bit float keys by its bits: reading it as an integer would truncate. */
+            key[k++] = veil__engine_dt_is_half(t->dtype) ? ((const uint16_t *)t->data)[e]
+                                                         : veil__engine_get_i64(&tv, e);
     }
     *key_len = k;
     return VEIL_OK;
@@ -307,6 +366,7 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
     struct veil__engine_plan *p = NULL;
     const struct veil__engine_graph *g = &m->g;
     bool *blockable = NULL, *viewed = NULL;
+    uint8_t *half_readers = NULL;
     int64_t *last_read = NULL;
     int32_t *sole_reader = NULL, *step_of = NULL;
     uint32_t *n_reads = NULL, *wreads = NULL;
@@ -338,7 +398,8 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
     wreads = veil_calloc(g->n_values + 1, sizeof(uint32_t));
     step_of = veil_allocarray(g->n_nodes + 1, sizeof(int32_t));
     if (last_read == NULL || viewed == NULL || sole_reader == NULL || n_reads == NULL ||
-        wreads == NULL || step_of == NULL) {
+        wreads == NULL || step_of == NULL ||
+        veil__engine_half_readers(g, &half_readers) != VEIL_OK) {
         rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for a plan");
         goto out;
     }
@@ -384,17 +445,23 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
         if (gv->is_const) {
             pv->t = gv->c;
             pv->nbytes = gv->nbytes;
+            pv->ldt = gv->half_dt != VEIL_DT_UNDEFINED ? gv->half_dt : gv->c.dt;
+            pv->half_exact = true; /* widened from 16 bits */
         }
     }
     for (size_t i = 0; i < g->n_inputs; i++) {
         int32_t v = g->inputs[i];
         struct veil__engine_pval *pv = &p->vals[v];
         const struct veil_tensor *t = &inputs[i];
-        pv->t.dt = t->dtype;
+        bool half = veil__engine_dt_is_half(t->dtype);
+        /* A float16 or bfloat16 input is widened into float storage when a run starts. */
+        pv->ldt = t->dtype;
+        pv->half_exact = true;
+        pv->t.dt = half ? VEIL_DT_FLOAT : t->dtype;
         pv->t.rank = t->rank;
         memcpy(pv->t.dims, t->dims, sizeof(pv->t.dims));
         pv->t.numel = veil__engine_numel(t->dims, t->rank);
-        pv->nbytes = (size_t)pv->t.numel * veil_dtype_size(t->dtype);
+        pv->nbytes = (size_t)pv->t.numel * veil_dtype_size(pv->t.dt);
         if (input_keyed(&g->values[v], t)) {
             /* Its values are part of the key: a constant for this plan. */
             pv->owned = veil_aligned_alloc(64, pv->nbytes + 64);
@@ -402,7 +469,9 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
                 rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for a plan");
                 goto out;
             }
-            if (pv->nbytes > 0)
+            if (half)
+                veil_half_widen(t->dtype, t->data, pv->owned, (size_t)pv->t.numel);
+            else if (pv->nbytes > 0)
                 memcpy(pv->owned, t->data, pv->nbytes);
             pv->t.data = pv->owned;
         } else {
@@ -537,9 +606,11 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
             t->numel = numel;
             t->data = NULL;
             pv->t = *t;
+            pv->ldt = value_dtype(g, p->vals, n, t->dt);
             pv->nbytes = (size_t)nbytes;
             out_bytes += (size_t)nbytes;
         }
+        veil__engine_half_plan_node(g, n, op->view, p->vals, half_readers, &st->kp);
         if (st->absorbed_by > 0) {
             /* An earlier fused step does this node's work: only what it writes has storage. */
             const struct veil__engine_step *fs = &p->steps[st->absorbed_by - 1];
@@ -565,7 +636,11 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
                 if (n->in[k] >= 0 && ic.in[k].data == NULL)
                     rest_const = false;
             if (rest_const) {
-                p->vals[n->out[0]].t.data = ic.in[0].data;
+                struct veil__engine_pval *pv = &p->vals[n->out[0]];
+                pv->t.data = ic.in[0].data;
+                /* Only a folded input gets here unrounded (see veil__engine_half_plan_node). */
+                if (pv->round_half)
+                    round_half(pv, pv->t.data);
                 continue;
             }
         }
@@ -600,8 +675,12 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
                 goto node_fail;
             }
             for (size_t k = 0; k < n->n_out; k++)
-                if (n->out[k] >= 0)
-                    p->vals[n->out[k]].t.data = p->vals[n->out[k]].owned;
+                if (n->out[k] >= 0) {
+                    struct veil__engine_pval *pv = &p->vals[n->out[k]];
+                    pv->t.data = pv->owned;
+                    if (pv->round_half)
+                        round_half(pv, pv->owned);
+                }
             continue;
         }
         st->runtime = true;
@@ -675,6 +754,16 @@ veil_err veil__engine_plan_build(struct veil_engine_model *m, const struct veil_
         if (p->vals[v].runtime)
             p->vals[v].first = -1;
     }
+    /* Steps writing values they round to 16 bits after their kernel (ops/half.c). */
+    for (size_t s = 0; s < p->n_steps; s++) {
+        struct veil__engine_step *st = &p->steps[s];
+        const struct veil__engine_node *n = &g->nodes[st->node];
+        for (size_t k = 0; st->runtime && k < n->n_out + st->n_xval; k++) {
+            int32_t v = k < n->n_out ? n->out[k] : st->xval[k - n->n_out];
+            if (v >= 0 && p->vals[v].runtime && p->vals[v].round_half)
+                st->half_out = true;
+        }
+    }
     if ((rc = plan_memory(p, m->max_act, eb)) != VEIL_OK)
         goto out;
     /* Exec argument bases for oneDNN steps. */
@@ -694,6 +783,7 @@ out:
     veil_free(blockable);
     veil_free(last_read);
     veil_free(viewed);
+    veil_free(half_readers);
     veil_free(sole_reader);
     veil_free(n_reads);
     veil_free(step_of);
@@ -792,10 +882,10 @@ static bool guard_open(const struct veil__engine_plan *p, const struct veil__eng
     return true;
 }
 
-/* Runs one step of a plan on a run's scratch. */
-static veil_err exec_step(struct veil_engine_model *m, struct veil__engine_plan *p,
-                          struct veil__engine_scratch *sc, const struct veil__engine_step *st,
-                          struct veil_errbuf *eb)
+/* Runs one step's kernel on a run's scratch. */
+static veil_err exec_kernel(struct veil_engine_model *m, struct veil__engine_plan *p,
+                            struct veil__engine_scratch *sc, const struct veil__engine_step *st,
+                            struct veil_errbuf *eb)
 {
     const struct veil__engine_graph *g = &m->g;
     const struct veil__engine_node *n = &g->nodes[st->node];
@@ -864,6 +954,26 @@ static veil_err exec_step(struct veil_engine_model *m, struct veil__engine_plan 
     return rc;
 }
 
+/*
+ * Runs one step: its kernel, then the rounding of what it wrote that the plan rounds to 16
+ * bits (its outputs, and the values of absorbed nodes a fused kernel wrote).
+ */
+static veil_err exec_step(struct veil_engine_model *m, struct veil__engine_plan *p,
+                          struct veil__engine_scratch *sc, const struct veil__engine_step *st,
+                          struct veil_errbuf *eb)
+{
+    veil_err rc = exec_kernel(m, p, sc, st, eb);
+    if (rc != VEIL_OK || !st->half_out)
+        return rc;
+    const struct veil__engine_node *n = &m->g.nodes[st->node];
+    for (size_t k = 0; k < n->n_out + st->n_xval; k++) {
+        int32_t v = k < n->n_out ? n->out[k] : st->xval[k - n->n_out];
+        if (v >= 0 && p->vals[v].round_half)
+            round_half(&p->vals[v], value_addr(p, sc, v));
+    }
+    return VEIL_OK;
+}
+
 /* Adds a completed run's step times to the model's profile. */
 static void profile_add(struct veil_engine_model *m, const struct veil__engine_plan *p,
                         struct veil__engine_scratch *sc, uint64_t run_ns)
@@ -905,7 +1015,13 @@ veil_err veil__engine_plan_exec(struct veil_engine_model *m, struct veil__engine
     omp_set_num_threads((int)m->threads);
     for (size_t i = 0; i < g->n_inputs; i++) {
         int32_t v = g->inputs[i];
-        if (p->vals[v].runtime && p->vals[v].nbytes > 0)
+        if (!p->vals[v].runtime || p->vals[v].nbytes == 0)
+            continue;
+        if (veil__engine_dt_is_half(inputs[i].dtype))
+            veil__engine_half_widen_par(inputs[i].dtype, inputs[i].data,
+                                        (float *)(void *)(sc->arena + p->vals[v].off),
+                                        (size_t)p->vals[v].t.numel);
+        else
             memcpy(sc->arena + p->vals[v].off, inputs[i].data, p->vals[v].nbytes);
     }
     for (size_t s = 0; s < p->n_steps; s++) {
@@ -926,18 +1042,20 @@ veil_err veil__engine_plan_exec(struct veil_engine_model *m, struct veil__engine
         int32_t v = g->outputs[n_done];
         const struct veil__engine_pval *pv = &p->vals[v];
         struct veil_tensor *o = &outputs[n_done];
-        o->dtype = pv->t.dt;
+        o->dtype = output_dtype(m, p, n_done);
         o->rank = pv->t.rank;
         memset(o->dims, 0, sizeof(o->dims));
         memcpy(o->dims, pv->t.dims, pv->t.rank * sizeof(int64_t));
-        o->nbytes = pv->nbytes;
-        o->data = veil_aligned_alloc(64, pv->nbytes > 0 ? pv->nbytes : 64);
+        o->nbytes = (size_t)pv->t.numel * veil_dtype_size(o->dtype);
+        o->data = veil_aligned_alloc(64, o->nbytes > 0 ? o->nbytes : 64);
         if (o->data == NULL) {
             rc = veil_errf(eb, VEIL_E_NOMEM, "no memory for output '%s'", g->values[v].name);
             goto out;
         }
         const void *src = value_addr(p, sc, v);
-        if (pv->nbytes > 0)
+        if (o->dtype != pv->t.dt)
+            veil__engine_half_narrow_par(o->dtype, src, o->data, (size_t)pv->t.numel);
+        else if (pv->nbytes > 0)
             memcpy(o->data, src, pv->nbytes);
     }
     if (sc->step_ns != NULL)

@@ -142,23 +142,41 @@ static veil_err copy_const(const struct veil_onnx_tensor *t, void **out)
     return VEIL_OK;
 }
 
+/* A float16 or bfloat16 tensor as float (the engine computes with both as float). */
+static veil_err widen_const(const struct veil_onnx_tensor *t, void **out)
+{
+    size_t n = t->nbytes / sizeof(uint16_t);
+    float *p = veil__engine_big_alloc(n > 0 ? n * sizeof(float) : 64);
+    if (p == NULL)
+        return VEIL_E_NOMEM;
+    /* The parser's data may sit at any alignment inside the message: the widening allows it. */
+    if (n > 0)
+        veil_half_widen(t->dtype, t->data, p, n);
+    *out = p;
+    return VEIL_OK;
+}
+
 static veil_err add_tensor_const(struct veil__engine_graph *g, const struct veil_onnx_tensor *t,
                                  const char *name, int32_t *id)
 {
     void *data = NULL;
-    if (t->dtype == VEIL_DT_FLOAT16)
-        return VEIL_E_UNSUPPORTED;
-    veil_err rc = copy_const(t, &data);
+    bool half = veil__engine_dt_is_half(t->dtype);
+    veil_err rc = half ? widen_const(t, &data) : copy_const(t, &data);
     if (rc != VEIL_OK)
         return rc;
-    rc = veil__engine_graph_add_const(g, name, t->dtype, t->rank, t->dims, data, id);
-    if (rc != VEIL_OK)
+    rc = veil__engine_graph_add_const(g, name, half ? VEIL_DT_FLOAT : t->dtype, t->rank, t->dims,
+                                      data, id);
+    if (rc != VEIL_OK) {
         veil_aligned_free(data);
-    return rc;
+        return rc;
+    }
+    if (half)
+        g->values[*id].half_dt = t->dtype;
+    return VEIL_OK;
 }
 
 static veil_err copy_attrs(struct veil__engine_graph *g, struct veil__engine_node *n,
-                           const struct veil_onnx_node *on, struct veil_errbuf *eb)
+                           const struct veil_onnx_node *on)
 {
     n->attrs = veil_calloc(on->n_attrs + 1, sizeof(*n->attrs));
     if (n->attrs == NULL)
@@ -207,11 +225,6 @@ static veil_err copy_attrs(struct veil__engine_graph *g, struct veil__engine_nod
             }
         } else if (a->type == VEIL_ONNX_ATTR_TENSOR) {
             veil_err rc = add_tensor_const(g, a->t, a->t->name, &d->tensor);
-            if (rc == VEIL_E_UNSUPPORTED)
-                return veil_errf(eb, rc,
-                                 "node '%s': tensor attribute '%s' has dtype %s, which "
-                                 "is not supported",
-                                 n->name, a->name, veil_dtype_name(a->t->dtype));
             if (rc != VEIL_OK)
                 return rc;
         }
@@ -295,11 +308,6 @@ veil_err veil__engine_graph_build(struct veil__engine_graph *g,
     for (size_t i = 0; i < om->n_initializers; i++) {
         int32_t id;
         rc = add_tensor_const(g, &om->initializers[i], om->initializers[i].name, &id);
-        if (rc == VEIL_E_UNSUPPORTED) {
-            rc = veil_errf(eb, rc, "initializer '%s' has dtype %s, which is not supported",
-                           om->initializers[i].name, veil_dtype_name(om->initializers[i].dtype));
-            goto out;
-        }
         if (rc != VEIL_OK) {
             rc = veil_errf(eb, rc, "no memory for initializer '%s'", om->initializers[i].name);
             goto out;
@@ -327,8 +335,7 @@ veil_err veil__engine_graph_build(struct veil__engine_graph *g,
         /* A body's inputs take the types and shapes the outer plan gives them. */
         bool typed = vi->dtype != VEIL_DT_UNDEFINED && vi->has_shape;
         if (!(subgraph && !typed) &&
-            (vi->dtype == VEIL_DT_UNDEFINED || veil_dtype_size(vi->dtype) == 0 ||
-             vi->dtype == VEIL_DT_FLOAT16 || !vi->has_shape)) {
+            (vi->dtype == VEIL_DT_UNDEFINED || veil_dtype_size(vi->dtype) == 0 || !vi->has_shape)) {
             rc = veil_errf(eb, VEIL_E_UNSUPPORTED,
                            "graph input '%s' must declare a tensor type "
                            "with a known element type and rank (has %s)",
@@ -346,6 +353,8 @@ veil_err veil__engine_graph_build(struct veil__engine_graph *g,
             goto out;
         }
         g->values[id].input = (int32_t)g->n_inputs;
+        if (veil__engine_dt_is_half(vi->dtype))
+            g->values[id].half_dt = vi->dtype;
         g->inputs[g->n_inputs++] = id;
         idx[n_idx++] = (struct name_ent){g->values[id].name, id};
     }
@@ -387,7 +396,7 @@ veil_err veil__engine_graph_build(struct veil__engine_graph *g,
             n->out[k] = id;
             idx[n_idx++] = (struct name_ent){g->values[id].name, id};
         }
-        if ((rc = copy_attrs(g, n, on, eb)) != VEIL_OK) {
+        if ((rc = copy_attrs(g, n, on)) != VEIL_OK) {
             rc = veil_errf_keep(eb, rc, "no memory for attributes");
             goto out;
         }
@@ -421,7 +430,7 @@ veil_err veil__engine_graph_build(struct veil__engine_graph *g,
     }
     for (size_t i = 0; i < om->n_outputs; i++) {
         enum veil_dtype odt = om->outputs[i].dtype;
-        if (odt == VEIL_DT_STRING || odt == VEIL_DT_FLOAT16) {
+        if (odt == VEIL_DT_STRING) {
             rc = veil_errf(eb, VEIL_E_UNSUPPORTED,
                            "graph output '%s' has dtype %s, which is not "
                            "supported",

@@ -680,6 +680,7 @@ static veil_err fold_constant_nodes(struct veil__engine_graph *g)
         dst->c = src->c;
         dst->c.data = data;
         dst->nbytes = src->nbytes;
+        dst->half_dt = src->half_dt;
         dst->producer = -1;
         n->dead = true;
     }

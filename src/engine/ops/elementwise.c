@@ -1120,37 +1120,82 @@ veil_err veil__engine_variadic_exec(struct veil__engine_kctx *c,
 
 /* ---- Cast ---- */
 
-/* Cast converts to its attribute `to`; CastLike to the element type of its input 1. */
+/*
+ * Cast converts to its attribute `to`; CastLike to the element type the model gives its input
+ * 1. The engine holds float16 and bfloat16 values as float: a Cast to either type writes
+ * float, and where it rounds, and whether it rounds a 16-bit input first, is decided while
+ * planning (ops/half.c, veil__engine_half_plan_node, in kp->cast).
+ */
 veil_err veil__engine_cast_infer(struct veil__engine_ictx *c)
 {
     int64_t to;
     if (strcmp(c->n->op_type, "CastLike") == 0) {
         if (c->n_in < 2 || c->n->in[1] < 0)
             return veil_errf(c->eb, VEIL_E_INVALID, "missing input 1 (the target type)");
-        to = (int64_t)c->in[1].dt;
+        to = (int64_t)c->vals[c->n->in[1]].ldt;
     } else {
         to = veil__engine_attr_i(c->n, "to", 0);
     }
-    if (veil_dtype_size((enum veil_dtype)to) == 0 || to == VEIL_DT_FLOAT16)
-        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "cast to %s is not supported",
-                         veil_dtype_name((enum veil_dtype)to));
-    if (veil_dtype_size(c->in[0].dt) == 0 || c->in[0].dt == VEIL_DT_FLOAT16)
+    if (to <= 0 || to > 255 || veil_dtype_size((enum veil_dtype)to) == 0)
+        return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "cast to %s (type %lld) is not supported",
+                         veil_dtype_name((enum veil_dtype)to), (long long)to);
+    if (veil_dtype_size(c->in[0].dt) == 0)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "cast from %s is not supported",
                          veil_dtype_name(c->in[0].dt));
     c->out[0] = c->in[0];
-    c->out[0].dt = (enum veil_dtype)to;
+    c->out[0].dt =
+        veil__engine_dt_is_half((enum veil_dtype)to) ? VEIL_DT_FLOAT : (enum veil_dtype)to;
+    c->kp->cast.to_half = VEIL_DT_UNDEFINED;
+    c->kp->cast.from_half = VEIL_DT_UNDEFINED;
     return VEIL_OK;
 }
 
 struct cast_job {
     const struct veil__engine_tv *in;
     struct veil__engine_tv *out;
+    enum veil_dtype to_half, from_half; /* VEIL_DT_UNDEFINED for no rounding */
 };
+
+#define CAST_BLOCK 1024
 
 static void cast_range(void *ud, uint64_t lo, uint64_t hi)
 {
     struct cast_job *j = ud;
     enum veil_dtype from = j->in->dt, to = j->out->dt;
+    if (from == VEIL_DT_FLOAT &&
+        (j->from_half != VEIL_DT_UNDEFINED || j->to_half != VEIL_DT_UNDEFINED)) {
+        /* Rounded block by block, on the stack unless the output is float too. */
+        for (uint64_t b = lo; b < hi; b += CAST_BLOCK) {
+            size_t n = (size_t)(hi - b < CAST_BLOCK ? hi - b : CAST_BLOCK);
+            float tmp[CAST_BLOCK];
+            float *y = to == VEIL_DT_FLOAT ? (float *)j->out->data + b : tmp;
+            const float *x = (const float *)j->in->data + b;
+            if (j->from_half != VEIL_DT_UNDEFINED) {
+                veil__engine_half_round(j->from_half, x, y, n);
+                x = y;
+            }
+            if (j->to_half != VEIL_DT_UNDEFINED)
+                veil__engine_half_round(j->to_half, x, y, n);
+            else if (x != y)
+                memcpy(y, x, n * sizeof(float));
+            if (y == tmp) {
+                struct veil__engine_tv t = {VEIL_DT_FLOAT, 1, {(int64_t)n}, n, tmp};
+                for (size_t i = 0; i < n; i++)
+                    veil__engine_set_f64(j->out, b + i, veil__engine_get_f64(&t, i));
+            }
+        }
+        return;
+    }
+    if (j->to_half != VEIL_DT_UNDEFINED) {
+        /* From a double or an integer: one rounding from the exact value. */
+        float *y = (float *)j->out->data;
+        for (uint64_t i = lo; i < hi; i++) {
+            double v = from == VEIL_DT_UINT64 ? (double)((const uint64_t *)j->in->data)[i]
+                                              : veil__engine_get_f64(j->in, i);
+            y[i] = veil_half_to_float(j->to_half, veil_half_from_double(j->to_half, v));
+        }
+        return;
+    }
     if (from == to) {
         size_t es = veil_dtype_size(from);
         memcpy((uint8_t *)j->out->data + lo * es, (const uint8_t *)j->in->data + lo * es,
@@ -1169,8 +1214,8 @@ static void cast_range(void *ud, uint64_t lo, uint64_t hi)
 
 veil_err veil__engine_cast_exec(struct veil__engine_kctx *c, const struct veil__engine_kparams *kp)
 {
-    (void)kp;
-    struct cast_job j = {&c->in[0], &c->out[0]};
+    struct cast_job j = {&c->in[0], &c->out[0], (enum veil_dtype)kp->cast.to_half,
+                         (enum veil_dtype)kp->cast.from_half};
     veil__engine_parallel(c->out[0].numel, 16384, cast_range, &j);
     return VEIL_OK;
 }

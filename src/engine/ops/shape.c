@@ -1113,7 +1113,10 @@ veil_err veil__engine_eyelike_infer(struct veil__engine_ictx *c)
                              (long long)a->i);
         dt = (enum veil_dtype)a->i;
     }
-    if (!veil__engine_dt_is_numeric(dt) && dt != VEIL_DT_BOOL && dt != VEIL_DT_FLOAT16)
+    /* A 16-bit float identity is computed as float (exact: its values are 0 and 1). */
+    if (veil__engine_dt_is_half(dt))
+        dt = VEIL_DT_FLOAT;
+    if (!veil__engine_dt_is_numeric(dt) && dt != VEIL_DT_BOOL)
         return veil_errf(c->eb, VEIL_E_UNSUPPORTED, "EyeLike of %s (dtype %d)", veil_dtype_name(dt),
                          (int)dt);
     c->out[0] = c->in[0];
@@ -1133,11 +1136,7 @@ veil_err veil__engine_eyelike_exec(struct veil__engine_kctx *c,
     if (k >= cols || k <= -rows)
         return VEIL_OK;
     for (int64_t i = k < 0 ? -k : 0; i < rows && i + k < cols; i++) {
-        uint64_t e = (uint64_t)(i * cols + i + k);
-        if (y->dt == VEIL_DT_FLOAT16)
-            ((uint16_t *)y->data)[e] = 0x3c00; /* 1.0 in IEEE binary16 */
-        else
-            veil__engine_set_i64(y, e, 1);
+        veil__engine_set_i64(y, (uint64_t)(i * cols + i + k), 1);
     }
     return VEIL_OK;
 }

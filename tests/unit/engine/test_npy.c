@@ -43,6 +43,21 @@ TEST(numpy_files)
     veil_buf_release(&b);
 }
 
+TEST(float16_round_trip)
+{
+    uint16_t data[3] = {0x3c00, 0xc000, 0x7bff}; /* 1, -2, 65504 */
+    struct veil_tensor t = {VEIL_DT_FLOAT16, 1, {3}, data, sizeof(data)}, u;
+    struct veil_buf b;
+    veil_buf_init(&b, 4096);
+    ASSERT_OK(veil_npy_write(&t, &b));
+    ASSERT_TRUE(memmem(b.p, b.len, "'<f2'", 5) != NULL);
+    ASSERT_OK(veil_npy_parse(veil_buf_span(&b), &u, NULL));
+    ASSERT_EQ_U64(u.dtype, VEIL_DT_FLOAT16);
+    ASSERT_EQ_U64(u.nbytes, 6);
+    ASSERT_MEM_EQ(u.data, data, sizeof(data));
+    veil_buf_release(&b);
+}
+
 TEST(round_trip)
 {
     int64_t data[6] = {1, -2, 3, -4, 5, -6};
