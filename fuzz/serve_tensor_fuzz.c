@@ -8,8 +8,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const enum veil_dtype dts[] = {VEIL_DT_FLOAT, VEIL_DT_INT64,  VEIL_DT_BOOL,
-                                          VEIL_DT_UINT8, VEIL_DT_DOUBLE, VEIL_DT_FLOAT16};
+    static const enum veil_dtype dts[] = {VEIL_DT_FLOAT,   VEIL_DT_INT64,  VEIL_DT_BOOL,
+                                          VEIL_DT_UINT8,   VEIL_DT_DOUBLE, VEIL_DT_FLOAT16,
+                                          VEIL_DT_BFLOAT16};
     struct veil_arena a;
     ProtobufCAllocator al;
     veil_arena_init(&a, 4096, 64u << 20);

@@ -717,6 +717,10 @@ static veil_err put_elem(struct veil_buf *b, const struct veil_tensor *t, size_t
         break;
     case VEIL_DT_BOOL:
         return veil_buf_append_str(b, ((const uint8_t *)t->data)[i] ? "true" : "false");
+    case VEIL_DT_FLOAT16:
+    case VEIL_DT_BFLOAT16:
+        /* As the float of the same value: its shortest form reads back to the same bits. */
+        return put_real(b, veil_half_to_float(t->dtype, ((const uint16_t *)t->data)[i]), true);
     default:
         return VEIL_E_UNSUPPORTED;
     }
@@ -743,12 +747,17 @@ static veil_err put_nested(struct veil_buf *b, const struct veil_tensor *t, size
     return rc;
 }
 
+/*
+ * float16 and bfloat16 travel as JSON numbers too (TF Serving answers UNIMPLEMENTED for them,
+ * and Triton wants binary data): numbers are rounded to nearest even on the way in and written
+ * as the shortest decimal of the value on the way out.
+ */
 static bool json_dtype_ok(enum veil_dtype dt)
 {
     return dt == VEIL_DT_FLOAT || dt == VEIL_DT_DOUBLE || dt == VEIL_DT_INT32 ||
            dt == VEIL_DT_INT16 || dt == VEIL_DT_INT8 || dt == VEIL_DT_UINT8 ||
            dt == VEIL_DT_UINT32 || dt == VEIL_DT_INT64 || dt == VEIL_DT_UINT64 ||
-           dt == VEIL_DT_BOOL;
+           dt == VEIL_DT_BOOL || dt == VEIL_DT_FLOAT16 || dt == VEIL_DT_BFLOAT16;
 }
 
 bool veil__serve_rest_encode_predict(const struct veil_tensor *outs, const char *const *names,
@@ -917,14 +926,19 @@ static bool put_scalar(const struct json_val *v, const struct sv_tinfo *ti, void
 {
     switch (ti->dt) {
     case VEIL_DT_FLOAT:
-    case VEIL_DT_DOUBLE: {
+    case VEIL_DT_DOUBLE:
+    case VEIL_DT_FLOAT16:
+    case VEIL_DT_BFLOAT16: {
         double d;
         if (v->kind != JSON_NUMBER || !veil__serve_json_f64(v->text, &d))
             return type_err(v, ti, st);
         if (ti->dt == VEIL_DT_FLOAT)
             ((float *)data)[idx] = (float)d;
-        else
+        else if (ti->dt == VEIL_DT_DOUBLE)
             ((double *)data)[idx] = d;
+        else
+            /* Rounded once, from the decimal's double value. */
+            ((uint16_t *)data)[idx] = veil_half_from_double(ti->dt, d);
         return true;
     }
     case VEIL_DT_INT32:
@@ -1128,8 +1142,7 @@ static bool alloc_tensor(struct veil_tensor *t, const struct sv_tinfo *ti, struc
                          struct sv_status *st)
 {
     uint64_t numel = 0, nbytes = 0;
-    if (ti->dt == VEIL_DT_STRING || veil_dtype_size(ti->dt) == 0 || ti->dt == VEIL_DT_FLOAT16 ||
-        ti->dt == VEIL_DT_UINT16)
+    if (ti->dt == VEIL_DT_STRING || veil_dtype_size(ti->dt) == 0 || ti->dt == VEIL_DT_UINT16)
         return sv_fail(st, VEIL_GRPC_UNIMPLEMENTED, "Conversion of JSON Value: to type: %s",
                        veil__serve_tf_dtype_short(ti->tf_dtype));
     if (veil_tensor_numel(t->dims, t->rank, &numel) != VEIL_OK ||

@@ -22,7 +22,7 @@ static const struct {
     {"UINT32", VEIL_DT_UINT32}, {"UINT64", VEIL_DT_UINT64}, {"INT8", VEIL_DT_INT8},
     {"INT16", VEIL_DT_INT16},   {"INT32", VEIL_DT_INT32},   {"INT64", VEIL_DT_INT64},
     {"FP16", VEIL_DT_FLOAT16},  {"FP32", VEIL_DT_FLOAT},    {"FP64", VEIL_DT_DOUBLE},
-    {"BYTES", VEIL_DT_STRING},
+    {"BYTES", VEIL_DT_STRING},  {"BF16", VEIL_DT_BFLOAT16},
 };
 
 const char *veil__serve_kv2_dtype_name(enum veil_dtype dt)
@@ -539,7 +539,7 @@ bool veil__serve_kv2_encode_rest(const struct kv2_request *rq, const char *model
         if (dn == NULL)
             return sv_fail(st, VEIL_GRPC_INTERNAL, "output '%s' has a type v2 cannot carry",
                            sig->out[plan->idx[i]].name);
-        /* Types without a JSON form (FP16, UINT16) can only travel as binary data. */
+        /* Types without a JSON form (UINT16) can only travel as binary data. */
         bin[i] = plan->binary[i] || !veil__serve_json_dtype_ok(t->dtype);
         any_bin = any_bin || bin[i];
         rc = veil_buf_append_str(b, i ? ",{\"name\":" : "{\"name\":");

@@ -1,7 +1,8 @@
 /*
  * Tensors on the wire: TensorProto to dense engine tensors following TF's Tensor::FromProto
  * (tensor_content wins and must have the exact size, used in place without a copy; typed
- * values fill the rest with the last value), and back with the typed fields TF Serving sends.
+ * values fill the rest with the last value, except half_val, whose count must fit the shape),
+ * and back with the typed fields TF Serving sends.
  * Also the canonical status helpers shared by both frontends.
  */
 #include "serve_int.h"
@@ -106,6 +107,8 @@ int veil__serve_tf_dtype(enum veil_dtype dt)
         return TF_DT_BOOL;
     case VEIL_DT_FLOAT16:
         return TF_DT_HALF;
+    case VEIL_DT_BFLOAT16:
+        return TF_DT_BFLOAT16;
     case VEIL_DT_DOUBLE:
         return TF_DT_DOUBLE;
     case VEIL_DT_UINT32:
@@ -140,6 +143,8 @@ enum veil_dtype veil_serve_engine_dtype(int tf)
         return VEIL_DT_BOOL;
     case TF_DT_HALF:
         return VEIL_DT_FLOAT16;
+    case TF_DT_BFLOAT16:
+        return VEIL_DT_BFLOAT16;
     case TF_DT_DOUBLE:
         return VEIL_DT_DOUBLE;
     case TF_DT_UINT32:
@@ -252,10 +257,31 @@ bool veil__serve_tensor_from_proto(const Tensorflow__TensorProto *tp, const stru
     out->nbytes = (size_t)nbytes;
     if (tp->tensor_content.len > 0) {
         if (tp->tensor_content.len != nbytes)
-            return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT, "tensor parsing error: %s", ti->name);
+            return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT,
+                           "tensor parsing error: %s (tensor_content holds %zu bytes; %llu "
+                           "elements of %s need %llu)",
+                           ti->name, tp->tensor_content.len, (unsigned long long)numel,
+                           veil__serve_tf_dtype_short(tf), (unsigned long long)nbytes);
         out->data = tp->tensor_content.data;
         return true;
     }
+    /*
+     * half_val carries float16 and bfloat16 as 16-bit patterns. TF copies the first values and
+     * repeats the last; here the count must be 0 (zeros), 1 (one value for every element, TF's
+     * scalar broadcast) or exactly the element count, since any other count is a client's
+     * mistake that repetition would turn into wrong numbers silently.
+     */
+    if ((dt == VEIL_DT_FLOAT16 || dt == VEIL_DT_BFLOAT16) && tp->n_half_val > 1 &&
+        tp->n_half_val != numel)
+        return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT,
+                       "tensor parsing error: %s (half_val holds %zu values; its shape has %llu "
+                       "elements: send that many, or one value for all)",
+                       ti->name, tp->n_half_val, (unsigned long long)numel);
+    for (size_t i = 0; (dt == VEIL_DT_FLOAT16 || dt == VEIL_DT_BFLOAT16) && i < tp->n_half_val; i++)
+        if (tp->half_val[i] < INT16_MIN || tp->half_val[i] > UINT16_MAX)
+            return sv_fail(st, VEIL_GRPC_INVALID_ARGUMENT,
+                           "tensor parsing error: %s (half_val[%zu] is %d, not a 16-bit pattern)",
+                           ti->name, i, (int)tp->half_val[i]);
     void *data = NULL;
     if (veil_arena_alloc(a, nbytes > 0 ? (size_t)nbytes : 1, 64, &data) != VEIL_OK)
         return sv_fail(st, VEIL_GRPC_RESOURCE_EXHAUSTED, "tensor too large: %s", ti->name);
@@ -309,6 +335,8 @@ bool veil__serve_tensor_from_proto(const Tensorflow__TensorProto *tp, const stru
             FILL(bool_val, n_bool_val, uint8_t, BOOLV);
         break;
     case VEIL_DT_FLOAT16:
+    case VEIL_DT_BFLOAT16:
+        /* The low 16 bits: a pattern sent sign-extended (as a Java short) reads the same. */
         if (tp->n_half_val > 0)
             FILL(half_val, n_half_val, uint16_t, ID);
         break;
@@ -396,6 +424,7 @@ bool veil__serve_tensor_to_proto(const struct veil_tensor *t, struct veil_arena 
             break;
         case VEIL_DT_UINT16:
         case VEIL_DT_FLOAT16:
+        case VEIL_DT_BFLOAT16:
             iv[i] = ((const uint16_t *)t->data)[i];
             break;
         case VEIL_DT_BOOL:
@@ -411,6 +440,7 @@ bool veil__serve_tensor_to_proto(const struct veil_tensor *t, struct veil_arena 
         tp->bool_val = conv;
         break;
     case VEIL_DT_FLOAT16:
+    case VEIL_DT_BFLOAT16:
         tp->n_half_val = n;
         tp->half_val = conv;
         break;

@@ -173,9 +173,31 @@ TEST(typed_decoding)
     ASSERT_EQ_U64(decode("{\"instances\": [true, false]}", &sb, t, &row, &st), 0);
     ASSERT_EQ_U64(((uint8_t *)t[0].data)[0], 1);
     ASSERT_EQ_U64(decode("{\"instances\": [1]}", &sb, t, &row, &st), VEIL_GRPC_INVALID_ARGUMENT);
+    /* float16 and bfloat16 take numbers, rounded to nearest even (ties to even). */
     struct sv_sig sh = one_input(VEIL_DT_FLOAT16, 1, 0);
-    ASSERT_EQ_U64(decode("{\"instances\": [1]}", &sh, t, &row, &st), VEIL_GRPC_UNIMPLEMENTED);
-    ASSERT_STR_CONTAINS(st.msg, "to type: half");
+    ASSERT_EQ_U64(decode("{\"instances\": [1, 0.1, 65520, -1e-8, 1.00048828125, -Infinity, "
+                         "NaN, 6e-8]}",
+                         &sh, t, &row, &st),
+                  0);
+    uint16_t want_h[8] = {0x3c00, 0x2e66, 0x7c00, 0x8000, 0x3c00, 0xfc00, 0x7e00, 0x0001};
+    ASSERT_EQ_U64(t[0].dtype, VEIL_DT_FLOAT16);
+    ASSERT_EQ_U64(t[0].nbytes, 16);
+    ASSERT_MEM_EQ(t[0].data, want_h, sizeof(want_h));
+    ASSERT_EQ_U64(decode("{\"inputs\": [[1.5, 2]]}", &sh, t, &row, &st), 0);
+    ASSERT_EQ_U64(t[0].rank, 2);
+    ASSERT_EQ_U64(((uint16_t *)t[0].data)[1], 0x4000);
+    ASSERT_EQ_U64(decode("{\"instances\": [true]}", &sh, t, &row, &st), VEIL_GRPC_INVALID_ARGUMENT);
+    ASSERT_STR_CONTAINS(st.msg, "is not of expected type: half");
+    ASSERT_EQ_U64(decode("{\"instances\": [\"1\"]}", &sh, t, &row, &st),
+                  VEIL_GRPC_INVALID_ARGUMENT);
+    struct sv_sig sbf = one_input(VEIL_DT_BFLOAT16, 1, 0);
+    ASSERT_EQ_U64(
+        decode("{\"instances\": [1.00390625, 1.01171875, 3.0e38, 1e39]}", &sbf, t, &row, &st), 0);
+    uint16_t want_b[4] = {0x3f80, 0x3f82, 0x7f62, 0x7f80};
+    ASSERT_MEM_EQ(t[0].data, want_b, sizeof(want_b));
+    struct sv_sig su16 = one_input(VEIL_DT_UINT16, 1, 0);
+    ASSERT_EQ_U64(decode("{\"instances\": [1]}", &su16, t, &row, &st), VEIL_GRPC_UNIMPLEMENTED);
+    ASSERT_STR_CONTAINS(st.msg, "to type: uint16");
     struct sv_sig sf = one_input(VEIL_DT_FLOAT, 1, 0);
     ASSERT_EQ_U64(decode("{\"instances\": [NaN, -Infinity, 1e400]}", &sf, t, &row, &st), 0);
     ASSERT_TRUE(isnan(((float *)t[0].data)[0]));
@@ -221,6 +243,41 @@ TEST(encoding_predict_responses)
     veil_buf_reset(&b);
     ASSERT_FALSE(veil__serve_rest_encode_predict(o, names, 2, true, &b, &st));
     ASSERT_STR_CONTAINS(st.msg, "inconsistent batch size");
+    veil_buf_release(&b);
+}
+
+TEST(encoding_16_bit_floats)
+{
+    /* 1, 0.1 (0.0999755859375), -65504, the smallest subnormal, NaN, infinity. */
+    uint16_t h[6] = {0x3c00, 0x2e66, 0xfbff, 0x0001, 0x7e00, 0x7c00};
+    uint16_t bf[2] = {0x3f80, 0xc2f7}; /* 1, -123.5 */
+    struct veil_tensor o[2];
+    memset(o, 0, sizeof(o));
+    o[0].dtype = VEIL_DT_FLOAT16;
+    o[0].rank = 2;
+    o[0].dims[0] = 2;
+    o[0].dims[1] = 3;
+    o[0].data = h;
+    o[0].nbytes = sizeof(h);
+    o[1].dtype = VEIL_DT_BFLOAT16;
+    o[1].rank = 1;
+    o[1].dims[0] = 2;
+    o[1].data = bf;
+    o[1].nbytes = sizeof(bf);
+    const char *names[2] = {"h", "b"};
+    struct veil_buf b;
+    struct sv_status st;
+    veil_buf_init(&b, 1 << 16);
+    ASSERT_TRUE(veil__serve_rest_encode_predict(o, names, 2, false, &b, &st));
+    ASSERT_OK(veil_buf_append_u8(&b, 0));
+    ASSERT_STR_EQ((const char *)b.p,
+                  "{\"outputs\": {\"h\": [[1.0,0.099975586,-65504.0],[5.9604645e-08,NaN,"
+                  "Infinity]], \"b\": [1.0,-123.5]}}");
+    /* The KServe v2 flat form writes the same numbers. */
+    b.len = 0;
+    ASSERT_OK(veil__serve_json_put_flat(&b, &o[0]));
+    ASSERT_OK(veil_buf_append_u8(&b, 0));
+    ASSERT_STR_EQ((const char *)b.p, "[1.0,0.099975586,-65504.0,5.9604645e-08,NaN,Infinity]");
     veil_buf_release(&b);
 }
 

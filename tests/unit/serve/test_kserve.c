@@ -103,7 +103,9 @@ TEST(datatypes_and_versions)
     ASSERT_EQ_U64(veil__serve_kv2_dtype_parse(veil_span_from_str("BYTES")), VEIL_DT_STRING);
     ASSERT_EQ_U64(veil__serve_kv2_dtype_parse(veil_span_from_str("UINT16")), VEIL_DT_UINT16);
     ASSERT_EQ_U64(veil__serve_kv2_dtype_parse(veil_span_from_str("fp32")), VEIL_DT_UNDEFINED);
-    ASSERT_EQ_U64(veil__serve_kv2_dtype_parse(veil_span_from_str("BF16")), VEIL_DT_UNDEFINED);
+    ASSERT_EQ_U64(veil__serve_kv2_dtype_parse(veil_span_from_str("BF16")), VEIL_DT_BFLOAT16);
+    ASSERT_EQ_U64(veil__serve_kv2_dtype_parse(veil_span_from_str("bf16")), VEIL_DT_UNDEFINED);
+    ASSERT_STR_EQ(veil__serve_kv2_dtype_name(VEIL_DT_BFLOAT16), "BF16");
     ASSERT_STR_EQ(veil__serve_kv2_dtype_name(VEIL_DT_INT64), "INT64");
     ASSERT_STR_EQ(veil__serve_kv2_dtype_name(VEIL_DT_FLOAT16), "FP16");
     ASSERT_TRUE(veil__serve_kv2_dtype_name(VEIL_DT_UNDEFINED) == NULL);
@@ -143,6 +145,18 @@ TEST(json_request)
     ASSERT_EQ_U64(rq.n_out, 2);
     ASSERT_FALSE(rq.out[0].binary);
     ASSERT_TRUE(rq.out[1].binary); /* binary_data_output applies where binary_data is absent */
+    /* FP16 and BF16 take JSON numbers, nested or flat, rounded to nearest even. */
+    ASSERT_EQ_U64(parse_str("{\"inputs\":[{\"name\":\"h\",\"shape\":[2,2],\"datatype\":\"FP16\","
+                            "\"data\":[[1,0.1],[-2.5,65520]]},{\"name\":\"b\",\"shape\":[3],"
+                            "\"datatype\":\"BF16\",\"data\":[1.00390625,-0.0,NaN]}]}",
+                            &rq, &st),
+                  0);
+    uint16_t want_h[4] = {0x3c00, 0x2e66, 0xc100, 0x7c00}, want_b[3] = {0x3f80, 0x8000, 0x7fc0};
+    ASSERT_EQ_U64(rq.in[0].t.dtype, VEIL_DT_FLOAT16);
+    ASSERT_EQ_U64(rq.in[0].t.nbytes, 8);
+    ASSERT_MEM_EQ(rq.in[0].t.data, want_h, sizeof(want_h));
+    ASSERT_EQ_U64(rq.in[1].t.dtype, VEIL_DT_BFLOAT16);
+    ASSERT_MEM_EQ(rq.in[1].t.data, want_b, sizeof(want_b));
     /* A scalar (shape []) is one element; BOOL takes true/false. */
     ASSERT_EQ_U64(parse_str("{\"inputs\":[{\"name\":\"a\",\"shape\":[],\"datatype\":\"BOOL\","
                             "\"data\":true}]}",
@@ -199,8 +213,15 @@ TEST(json_request_errors)
          "object"},
         {"{\"inputs\":[{\"name\":\"a\",\"shape\":[1],\"datatype\":\"INT32\",\"data\":[1.5]}]}",
          "int32"},
-        {"{\"inputs\":[{\"name\":\"a\",\"shape\":[1],\"datatype\":\"FP16\",\"data\":[1]}]}",
+        {"{\"inputs\":[{\"name\":\"a\",\"shape\":[1],\"datatype\":\"UINT16\",\"data\":[1]}]}",
          "binary"},
+        {"{\"inputs\":[{\"name\":\"a\",\"shape\":[2],\"datatype\":\"FP16\",\"data\":[1]}]}",
+         "1 elements"},
+        {"{\"inputs\":[{\"name\":\"a\",\"shape\":[1],\"datatype\":\"BF16\",\"data\":[true]}]}",
+         "bfloat16"},
+        {"{\"inputs\":[{\"name\":\"a\",\"shape\":[2],\"datatype\":\"FP16\",\"parameters\":"
+         "{\"binary_data_size\":3}}]}",
+         "Inference-Header-Content-Length"},
         {"{\"inputs\":[{\"name\":\"a\",\"shape\":[1],\"datatype\":\"FP32\"}]}", "neither"},
         {"{\"inputs\":[{\"name\":\"a\",\"shape\":[1],\"datatype\":\"FP32\",\"parameters\":"
          "{\"binary_data_size\":4}}]}",

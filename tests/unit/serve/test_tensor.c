@@ -52,7 +52,8 @@ TEST(tensor_content_is_used_in_place)
     ASSERT_TRUE(veil__serve_tensor_check(&t, &ti, 0, &st));
     tp.tensor_content.len = 20;
     ASSERT_FALSE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
-    ASSERT_STR_EQ(st.msg, "tensor parsing error: x");
+    ASSERT_STR_EQ(st.msg, "tensor parsing error: x (tensor_content holds 20 bytes; 6 elements of "
+                          "float need 24)");
     veil_arena_release(&a);
 }
 
@@ -79,6 +80,97 @@ TEST(typed_values_broadcast_last)
     tp.n_float_val = 0;
     ASSERT_TRUE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
     ASSERT_TRUE(((const float *)t.data)[4] == 0);
+    veil_arena_release(&a);
+}
+
+static struct sv_tinfo half_info(enum veil_dtype dt)
+{
+    struct sv_tinfo ti = float_info();
+    ti.dt = dt;
+    ti.tf_dtype = veil__serve_tf_dtype(dt);
+    return ti;
+}
+
+TEST(half_val_and_tensor_content)
+{
+    struct veil_arena a;
+    veil_arena_init(&a, 4096, 1 << 20);
+    Tensorflow__TensorProto tp;
+    Tensorflow__TensorShapeProto sh;
+    Tensorflow__TensorShapeProto__Dim d[2], *dp[2];
+    tensorflow__tensor_proto__init(&tp);
+    int64_t dims[2] = {2, 3};
+    shape(&tp, &sh, d, dp, dims, 2);
+    tp.dtype = TENSORFLOW__DATA_TYPE__DT_HALF;
+    struct sv_tinfo ti = half_info(VEIL_DT_FLOAT16);
+    ASSERT_EQ_U64(ti.tf_dtype, TF_DT_HALF);
+    struct veil_tensor t;
+    struct sv_status st;
+    /* Exactly one pattern per element; a sign-extended pattern reads as its low 16 bits. */
+    int32_t hv[6] = {0x3c00, 0x4000, 0x7bff, -1024 /* 0xfc00 */, 0x0001, 0x7e00};
+    tp.half_val = hv;
+    tp.n_half_val = 6;
+    ASSERT_TRUE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
+    ASSERT_EQ_U64(t.dtype, VEIL_DT_FLOAT16);
+    ASSERT_EQ_U64(t.nbytes, 12);
+    uint16_t want[6] = {0x3c00, 0x4000, 0x7bff, 0xfc00, 0x0001, 0x7e00};
+    ASSERT_MEM_EQ(t.data, want, sizeof(want));
+    /* One value fills the tensor (TF's scalar broadcast); none is zeros. */
+    tp.n_half_val = 1;
+    ASSERT_TRUE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
+    ASSERT_EQ_U64(((const uint16_t *)t.data)[5], 0x3c00);
+    tp.n_half_val = 0;
+    ASSERT_TRUE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
+    ASSERT_EQ_U64(((const uint16_t *)t.data)[3], 0);
+    /* Any other count, or a value that is no 16-bit pattern, is refused with the reason. */
+    tp.n_half_val = 4;
+    ASSERT_FALSE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
+    ASSERT_EQ_U64(st.code, VEIL_GRPC_INVALID_ARGUMENT);
+    ASSERT_STR_CONTAINS(st.msg, "tensor parsing error: x (half_val holds 4 values; its shape has "
+                                "6 elements");
+    int32_t more[7] = {0, 0, 0, 0, 0, 0, 0};
+    tp.half_val = more;
+    tp.n_half_val = 7;
+    ASSERT_FALSE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
+    ASSERT_STR_CONTAINS(st.msg, "half_val holds 7 values");
+    hv[2] = 65536;
+    tp.half_val = hv;
+    tp.n_half_val = 6;
+    ASSERT_FALSE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
+    ASSERT_STR_CONTAINS(st.msg, "half_val[2] is 65536, not a 16-bit pattern");
+    hv[2] = -32769;
+    ASSERT_FALSE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
+    /* tensor_content: two bytes per element, exactly; an odd length is refused. */
+    tp.n_half_val = 0;
+    tp.tensor_content.data = (uint8_t *)want;
+    tp.tensor_content.len = 12;
+    ASSERT_TRUE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
+    ASSERT_TRUE(t.data == (void *)want);
+    tp.tensor_content.len = 11;
+    ASSERT_FALSE(veil__serve_tensor_from_proto(&tp, &ti, &a, &t, &st));
+    ASSERT_EQ_U64(st.code, VEIL_GRPC_INVALID_ARGUMENT);
+    ASSERT_STR_EQ(st.msg, "tensor parsing error: x (tensor_content holds 11 bytes; 6 elements of "
+                          "half need 12)");
+    /* bfloat16 (DT_BFLOAT16) uses half_val the same way; the dtypes must match. */
+    struct sv_tinfo tb = half_info(VEIL_DT_BFLOAT16);
+    ASSERT_EQ_U64(tb.tf_dtype, TF_DT_BFLOAT16);
+    tp.tensor_content.len = 0;
+    ASSERT_FALSE(veil__serve_tensor_from_proto(&tp, &tb, &a, &t, &st));
+    ASSERT_STR_CONTAINS(st.msg, "to be bfloat16 but half is provided");
+    tp.dtype = TENSORFLOW__DATA_TYPE__DT_BFLOAT16;
+    hv[2] = 0x3f80;
+    tp.n_half_val = 6;
+    ASSERT_TRUE(veil__serve_tensor_from_proto(&tp, &tb, &a, &t, &st));
+    ASSERT_EQ_U64(t.dtype, VEIL_DT_BFLOAT16);
+    ASSERT_EQ_U64(((const uint16_t *)t.data)[2], 0x3f80);
+    /* Outputs go back in half_val, one pattern per element. */
+    Tensorflow__TensorProto out;
+    tensorflow__tensor_proto__init(&out);
+    ASSERT_TRUE(veil__serve_tensor_to_proto(&t, &a, &out, &st));
+    ASSERT_EQ_U64(out.dtype, TENSORFLOW__DATA_TYPE__DT_BFLOAT16);
+    ASSERT_EQ_U64(out.n_half_val, 6);
+    ASSERT_EQ_U64(out.half_val[2], 0x3f80);
+    ASSERT_EQ_U64(out.half_val[3], 0xfc00);
     veil_arena_release(&a);
 }
 
