@@ -557,9 +557,11 @@ void veil__engine_half_round_par(enum veil_dtype dt, const float *src, float *ds
  * operator that lacks a float16 kernel in float between inserted Casts, then deleting each
  * inserted Cast that meets a Cast going the other way (the model's own Casts to float16
  * included), so values stay float across runs of such operators. A value is held as float16,
- * and so rounded, only where one of its float16 kernels reads it: data movement, Max, Min,
- * Clip, Round, LayerNormalization, Shape, Size, a Cast from float16 reading a tensor that
- * exists as float16 anyway, or a graph output. The engine rounds at the same places, so its
+ * and so rounded, only where one of its float16 kernels reads it (data movement, Max, Min,
+ * Clip, Round, LayerNormalization, Shape, Size) or it is a graph output; a Cast from float16
+ * reads the float result unless another Cast made its input or it is a graph output. The
+ * engine rounds at the same
+ * places, so its
  * float16 results match ONNX Runtime's bit for bit wherever the float kernels agree:
  *   - a data-movement operator, Max, Min or Clip rounds what it writes (which commutes with
  *     what it does) unless its inputs hold 16-bit values already;
@@ -568,8 +570,8 @@ void veil__engine_half_round_par(enum veil_dtype dt, const float *src, float *ds
  *   - a Cast from float to a 16-bit type copies (the runtime deletes it next to float
  *     operators); from a double or an integer it rounds once, and between the two 16-bit
  *     types it rounds both ways;
- *   - a Cast from a 16-bit value rounds it first where that value is held as 16-bit: read by
- *     one of the kernels above, a graph output, or the output of a Cast.
+ *   - a Cast from a 16-bit value rounds it first only where another Cast made it (a pair of
+ *     the model's own Casts, which the runtime keeps) or it is a graph output.
  * Graph outputs are narrowed when the run ends. A value that float operators read is left as
  * it is for them (the runtime's inserted Casts go to the 16-bit readers only), except behind
  * a view (Reshape, Squeeze...), which shares its input's storage and is left unrounded then.
@@ -580,7 +582,7 @@ enum {
     HR_MOVE = 2,    /* data movement, Max, Min, Clip: commute with rounding */
     HR_NONCOMM = 4, /* Round, LayerNormalization: 16-bit kernels that do not */
     HR_CAST = 8,    /* Cast, CastLike */
-    HR_SHAPE = 16,  /* Shape, Size: read only the shape, but hold the value as 16-bit */
+    HR_SHAPE = 16,  /* Shape, Size: read only the shape (neither a float nor a 16-bit read) */
     HR_OUTPUT = 32, /* a graph output */
 };
 
@@ -637,9 +639,15 @@ void veil__engine_half_plan_node(const struct veil__engine_graph *g,
     unsigned cls = op_class(n->op_type);
     const struct veil__engine_pval *in0 = n->n_in > 0 && n->in[0] >= 0 ? &vals[n->in[0]] : NULL;
     if (cls == HR_CAST && in0 != NULL && is_half_value(in0) && !in0->half_exact) {
-        /* The Cast's input is held as 16-bit where a 16-bit kernel, an output or a Cast made it. */
+        /*
+         * The input is read as 16-bit only where another Cast made it or it is a graph output:
+         * ONNX Runtime keeps a pair of the model's own Casts and the float16 tensor of an
+         * output, but rewires a Cast from float16 whose input a float operator computed to
+         * read that operator's float result, even where a Shape or a Concat reads a float16
+         * copy of it.
+         */
         int32_t prod = g->values[n->in[0]].producer;
-        bool held = (readers[n->in[0]] & (HR_MOVE | HR_NONCOMM | HR_SHAPE | HR_OUTPUT)) != 0 ||
+        bool held = (readers[n->in[0]] & HR_OUTPUT) != 0 ||
                     (prod >= 0 && op_class(g->nodes[prod].op_type) == HR_CAST);
         enum veil_dtype to = vals[n->out[0]].ldt;
         if (held || (veil__engine_dt_is_half(to) && to != in0->ldt))
