@@ -3,6 +3,8 @@
 # corpora are small real models from ONNX's node tests plus hand-made models with initializers
 # and with external data; the .npy corpus is arrays written by NumPy.
 veil_fuzz_target(onnx_model LINK veil_onnx)
+# onnx_bundle: the reader of the bundles `veil seal` makes of a model and its external data.
+veil_fuzz_target(onnx_bundle LINK veil_onnx)
 if(TARGET veil_engine)
     veil_fuzz_target(onnx_engine LINK veil_engine)
     veil_fuzz_target(onnx_npy LINK veil_engine)

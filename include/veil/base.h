@@ -22,15 +22,16 @@
 /* ---- Limits (STYLE rule 23): every growable buffer takes its cap from here. ---- */
 
 #define VEIL_LIMIT_ERRMSG 256
-#define VEIL_LIMIT_KEY_FILE 4096            /* bytes of a model key file */
-#define VEIL_LIMIT_SEAL_HEADER 4096         /* bytes of a sealed file header */
-#define VEIL_LIMIT_SEAL_NAME 255            /* model name in a sealed header */
-#define VEIL_LIMIT_SEAL_KEY_ID 128          /* key ID in a sealed header */
-#define VEIL_LIMIT_SEAL_CONTENT_TYPE 128    /* content type in a sealed header */
-#define VEIL_LIMIT_MODEL_BYTES (4ULL << 30) /* largest model file loaded in memory */
-#define VEIL_LIMIT_HTTP_HEADERS (64u << 10) /* all request headers of one request */
-#define VEIL_LIMIT_CONFIG_FILE (4u << 20)   /* config, policy and batching files */
-#define VEIL_LIMIT_TENSOR_RANK 8            /* rank of any tensor */
+#define VEIL_LIMIT_KEY_FILE 4096               /* bytes of a model key file */
+#define VEIL_LIMIT_SEAL_HEADER 4096            /* bytes of a sealed file header */
+#define VEIL_LIMIT_SEAL_NAME 255               /* model name in a sealed header */
+#define VEIL_LIMIT_SEAL_KEY_ID 128             /* key ID in a sealed header */
+#define VEIL_LIMIT_SEAL_CONTENT_TYPE 128       /* content type in a sealed header */
+#define VEIL_LIMIT_MODEL_BYTES (4ULL << 30)    /* largest model file loaded in memory */
+#define VEIL_LIMIT_BUNDLE_BYTES (256ULL << 30) /* a sealed model bundle, model and data files */
+#define VEIL_LIMIT_HTTP_HEADERS (64u << 10)    /* all request headers of one request */
+#define VEIL_LIMIT_CONFIG_FILE (4u << 20)      /* config, policy and batching files */
+#define VEIL_LIMIT_TENSOR_RANK 8               /* rank of any tensor */
 
 /* ---- Errors (STYLE rules 14-16) ---- */
 

@@ -125,6 +125,27 @@ VEIL_NODISCARD veil_err veil_seal_file(const char *in_path, const char *out_path
                                        veil_progress_fn progress, void *progress_ud,
                                        struct veil_errbuf *eb);
 
+/* One piece of the plaintext veil_seal_parts seals: a whole regular file (path), or bytes in
+ * memory (path NULL). */
+struct veil_seal_part {
+    const char *path;
+    struct veil_span mem;
+};
+
+#define VEIL_SEAL_MAX_PARTS 8192u
+
+/*
+ * Seals the concatenation of n pieces (1 to VEIL_SEAL_MAX_PARTS) into out_path, as
+ * veil_seal_file does one file: streamed, on all cores, with bounded memory, and no plaintext
+ * written anywhere; a file that changes size while it is read fails the seal. Memory pieces
+ * are borrowed for the call. Errors: those of veil_seal_file, naming the piece's path.
+ */
+VEIL_NODISCARD veil_err veil_seal_parts(const struct veil_seal_part *parts, size_t n,
+                                        const char *out_path, const struct veil_model_key *key,
+                                        const struct veil_seal_params *params,
+                                        veil_progress_fn progress, void *progress_ud,
+                                        struct veil_errbuf *eb);
+
 /*
  * Seals plaintext in memory into *out (caller releases). salt may be NULL (random); a fixed
  * salt is for known-answer tests only. Errors: VEIL_E_INVALID, VEIL_E_NOMEM, VEIL_E_CRYPTO.
@@ -162,7 +183,8 @@ VEIL_NODISCARD veil_err veil_unseal_mem(struct veil_span sealed, const struct ve
 /*
  * As veil_unseal_mem, reading the sealed file from path with bounded extra memory.
  * Errors: as above, plus I/O errors naming the path and VEIL_E_LIMIT above
- * VEIL_LIMIT_MODEL_BYTES.
+ * VEIL_LIMIT_BUNDLE_BYTES (a bundle of a model and its data files;
+ * a bare model file is held to VEIL_LIMIT_MODEL_BYTES by its parser).
  */
 VEIL_NODISCARD veil_err veil_unseal_path(const char *path, const struct veil_model_key *key,
                                          const struct veil_seal_expect *expect, unsigned threads,

@@ -89,6 +89,18 @@ VEIL_NODISCARD veil_err veil_engine_model_load(struct veil_span onnx,
                                                struct veil_errbuf *eb);
 
 /*
+ * As veil_engine_model_load, reading tensors stored as ONNX external data through ext
+ * (veil/onnx.h: a folder's or a bundle's source; NULL refuses such tensors, naming them). The
+ * bytes ext returns are read during the call only. Further errors: those of
+ * veil_onnx_parse_external.
+ */
+VEIL_NODISCARD veil_err veil_engine_model_load_external(struct veil_span onnx,
+                                                        const struct veil_onnx_external *ext,
+                                                        const struct veil_engine_options *opt,
+                                                        struct veil_engine_model **out,
+                                                        struct veil_errbuf *eb);
+
+/*
  * Peak activation bytes of the largest plan built so far (a plan is built on the first run of
  * each distinct input signature: input shapes, plus the values of inputs that decide shapes).
  * 0 before the first run. Thread-safe.

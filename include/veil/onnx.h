@@ -2,8 +2,11 @@
  * veil/onnx.h: the ONNX model parser. Turns the bytes of an ONNX ModelProto into a plain,
  * read-only description of its graph (nodes, attributes, initializers, inputs, outputs) that
  * the engine builds its IR from. The parser is a pure function of its input: no I/O, no
- * globals, no logging. It checks every size, rank, count and dtype against the caps below,
- * and refuses tensors whose data lives outside the model (external data).
+ * globals, no logging. It checks every size, rank, count and dtype against the caps below.
+ * Tensors whose data lives outside the model (ONNX external data) are read through a source the
+ * caller gives: a folder (the module's only I/O, veil_onnx_dir_*) or a bundle, the plaintext of
+ * a sealed model that holds the model and its data files (veil_onnx_bundle_*). The formats and
+ * rules are in docs/format/external-data.md.
  *
  * The element type enum lives here, at the lowest module that needs it; veil/engine.h
  * includes this header, so engine users see it too.
@@ -166,7 +169,8 @@ struct veil_onnx_model {
  * reference to them) into *out, which the caller frees with veil_onnx_model_free. *out is
  * NULL on failure, and eb says what is wrong and where (node or tensor name).
  * Errors: VEIL_E_FORMAT (malformed protobuf, missing graph, data size not matching dims,
- * negative dims, unknown dtype), VEIL_E_UNSUPPORTED (external data, sparse initializers,
+ * negative dims, unknown dtype), VEIL_E_UNSUPPORTED (external data: see
+ * veil_onnx_parse_external; sparse initializers,
  * string tensors, a GRAPHS (list of graphs) attribute, default-domain opset outside
  * VEIL_ONNX_OPSET_MIN..MAX), VEIL_E_LIMIT (a cap above, a rank above VEIL_LIMIT_TENSOR_RANK, more
  * than VEIL_LIMIT_MODEL_BYTES of input, size overflow), VEIL_E_NOMEM. Thread-safe; a pure function
@@ -174,6 +178,115 @@ struct veil_onnx_model {
  */
 VEIL_NODISCARD veil_err veil_onnx_parse(struct veil_span bytes, struct veil_onnx_model **out,
                                         struct veil_errbuf *eb) VEIL_NONNULL(2);
+
+/* Caps on external data (docs/format/external-data.md). */
+#define VEIL_ONNX_MAX_EXTERNAL_FILES 4096u /* distinct files one model's tensors name */
+#define VEIL_ONNX_MAX_LOCATION 1024u       /* bytes of a location (a relative path) */
+
+/*
+ * Where the files named by a model's external data come from. get() puts in *bytes the whole
+ * content of the file at location, which the parser has already checked with
+ * veil_onnx_location_ok; the bytes must stay valid until the parsed model is freed. It returns
+ * VEIL_OK or an error with eb naming the problem (VEIL_E_NOTFOUND for a file that is not there).
+ */
+struct veil_onnx_external {
+    veil_err (*get)(void *ctx, const char *location, struct veil_span *bytes,
+                    struct veil_errbuf *eb);
+    void *ctx;
+};
+
+/*
+ * Whether s (len bytes, not NUL-terminated) is a location Veil accepts: 1 to
+ * VEIL_ONNX_MAX_LOCATION bytes of printable ASCII other than a backslash, '/'-separated
+ * components none of which is empty, "." or "..", not starting with '/'. Pure.
+ */
+bool veil_onnx_location_ok(const char *s, size_t len);
+
+/*
+ * As veil_onnx_parse, reading the data of tensors stored as external data through ext (NULL:
+ * such tensors are refused with VEIL_E_UNSUPPORTED naming the tensor and its file). The parsed
+ * model's tensors may point into the bytes ext returned. Further errors: VEIL_E_FORMAT (a
+ * malformed external_data entry, a location outside the rules, a range outside the file), and
+ * whatever ext->get returns, prefixed with the tensor's name. Thread-safe when ext is.
+ */
+VEIL_NODISCARD veil_err veil_onnx_parse_external(struct veil_span bytes,
+                                                 const struct veil_onnx_external *ext,
+                                                 struct veil_onnx_model **out,
+                                                 struct veil_errbuf *eb) VEIL_NONNULL(3);
+
+/*
+ * Whether the model in bytes stores any tensor as external data (an initializer or a tensor
+ * attribute, in any subgraph), by a walk over the protobuf wire format that decodes nothing
+ * else: cheap even for a model of several GiB. Malformed bytes give false (the parse that
+ * follows reports them). Pure.
+ */
+bool veil_onnx_has_external_data(struct veil_span bytes);
+
+/*
+ * A folder of external data files: the source for a plaintext model read from disk. Files are
+ * opened below dir only (openat2 with RESOLVE_BENEATH, so no symbolic link leads out of it),
+ * mapped read-only on first use, at most VEIL_ONNX_MAX_EXTERNAL_FILES of them, and unmapped by
+ * veil_onnx_dir_free.
+ */
+struct veil_onnx_dir;
+
+/* Opens dir as a source. Errors: VEIL_E_NOTFOUND, VEIL_E_PERM, VEIL_E_IO naming dir. */
+VEIL_NODISCARD veil_err veil_onnx_dir_open(const char *dir, struct veil_onnx_dir **out,
+                                           struct veil_errbuf *eb) VEIL_NONNULL(1, 2);
+
+/* The source to give veil_onnx_parse_external; valid while d is. Not thread-safe. */
+struct veil_onnx_external veil_onnx_dir_external(struct veil_onnx_dir *d) VEIL_NONNULL(1);
+
+/* Files opened so far, in the order they were first named, and each one's location and size. */
+size_t veil_onnx_dir_count(const struct veil_onnx_dir *d) VEIL_NONNULL(1);
+const char *veil_onnx_dir_location(const struct veil_onnx_dir *d, size_t i) VEIL_NONNULL(1);
+uint64_t veil_onnx_dir_size(const struct veil_onnx_dir *d, size_t i) VEIL_NONNULL(1);
+
+/* Unmaps every file and frees d. NULL is a no-op. */
+void veil_onnx_dir_free(struct veil_onnx_dir *d);
+
+/* The sealed-header content type of a bundle (docs/format/external-data.md). */
+#define VEIL_ONNX_BUNDLE_CONTENT_TYPE "application/vnd.veil.onnx-bundle"
+#define VEIL_ONNX_BUNDLE_MAX_FILES (VEIL_ONNX_MAX_EXTERNAL_FILES + 1u)
+
+/* One file of a bundle: its name (NUL-terminated) and its bytes, inside the bundle's bytes. */
+struct veil_onnx_bundle_file {
+    const char *name;
+    struct veil_span bytes;
+};
+
+/* A parsed bundle. files[0] is the model; the rest are its external data files. */
+struct veil_onnx_bundle {
+    const struct veil_onnx_bundle_file *files;
+    size_t n_files;
+    void *priv;
+};
+
+/*
+ * Parses the bundle in bytes (borrowed: the result points into them, so they must outlive it)
+ * into *out, released with veil_onnx_bundle_release. Errors: VEIL_E_FORMAT (each rule of the
+ * format, naming the entry), VEIL_E_UNSUPPORTED (another version), VEIL_E_NOMEM. Pure.
+ */
+VEIL_NODISCARD veil_err veil_onnx_bundle_parse(struct veil_span bytes, struct veil_onnx_bundle *out,
+                                               struct veil_errbuf *eb) VEIL_NONNULL(2);
+
+/* The source of a bundle's external files, looked up by name; valid while b is. Thread-safe. */
+struct veil_onnx_external veil_onnx_bundle_external(const struct veil_onnx_bundle *b)
+    VEIL_NONNULL(1);
+
+/* Frees what veil_onnx_bundle_parse allocated and zeroes *b. Safe on a zeroed struct. */
+void veil_onnx_bundle_release(struct veil_onnx_bundle *b);
+
+/*
+ * Appends to out the head of a bundle of n files (names[i] of sizes[i] bytes, names[0] the
+ * model): everything before the files' bytes, which follow it in order. The result is the one
+ * valid layout for those files. Errors: VEIL_E_INVALID (a count out of range, a name outside
+ * veil_onnx_location_ok, a duplicate name), VEIL_E_LIMIT (the total above
+ * VEIL_LIMIT_BUNDLE_BYTES), VEIL_E_NOMEM.
+ */
+VEIL_NODISCARD veil_err veil_onnx_bundle_head(const char *const *names, const uint64_t *sizes,
+                                              size_t n, struct veil_buf *out,
+                                              struct veil_errbuf *eb) VEIL_NONNULL(4);
 
 /* A standalone tensor parsed from a serialized TensorProto (ONNX's .pb test data files). */
 struct veil_onnx_tensor_file {

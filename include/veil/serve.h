@@ -59,6 +59,30 @@ VEIL_NODISCARD veil_err veil_key_source_get(struct veil_key_source *ks, const ch
 /* Releases the source and its provider. NULL is a no-op. */
 void veil_key_source_free(struct veil_key_source *ks);
 
+/* ---- Model files (docs/format/external-data.md) ---- */
+
+/*
+ * Builds an engine model from the plaintext of a sealed file whose authenticated header is hdr:
+ * a bundle when hdr->content_type is VEIL_ONNX_BUNDLE_CONTENT_TYPE (the model and its external
+ * data files; nothing is read from disk), otherwise a bare ONNX file. plain is read during the
+ * call only. Errors: those of veil_onnx_bundle_parse and veil_engine_model_load_external.
+ */
+VEIL_NODISCARD veil_err veil_serve_model_from_plain(struct veil_span plain,
+                                                    const struct veil_seal_header *hdr,
+                                                    const struct veil_engine_options *opt,
+                                                    struct veil_engine_model **out,
+                                                    struct veil_errbuf *eb);
+
+/*
+ * Builds an engine model from the ONNX file at path (plaintext, at most VEIL_LIMIT_MODEL_BYTES),
+ * reading external data from the file's folder (veil_onnx_dir_open). Errors: I/O errors naming
+ * the path, and those of veil_engine_model_load_external.
+ */
+VEIL_NODISCARD veil_err veil_serve_model_from_file(const char *path,
+                                                   const struct veil_engine_options *opt,
+                                                   struct veil_engine_model **out,
+                                                   struct veil_errbuf *eb);
+
 /* ---- TensorFlow DataType numbers (a fact of TF's types.proto) ---- */
 
 /* The TF DataType of an engine dtype (DT_INVALID = 0 when TF has none). */

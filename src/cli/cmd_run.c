@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "veil/crypto.h"
 #include "veil/engine.h"
+#include "veil/serve.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -285,33 +286,41 @@ static int print_profile(struct veil_engine_model *m, bool json)
     return 0;
 }
 
-static veil_err load_model_bytes(const struct run_args *a, struct veil_buf *plain, uint8_t **secure,
-                                 size_t *secure_len, struct veil_errbuf *eb)
+/*
+ * Builds the model at a->model: a plaintext ONNX file (its external data read from its folder)
+ * or a sealed file, recognised by its .veil suffix or its magic, bare or a bundle.
+ */
+static veil_err load_model(const struct run_args *a, const struct veil_engine_options *opt,
+                           struct veil_engine_model **m, struct veil_errbuf *eb)
 {
     veil_err rc;
-    uint8_t head[16];
-    veil_buf_init(plain, (size_t)VEIL_LIMIT_MODEL_BYTES);
-    *secure = NULL;
-    *secure_len = 0;
-    size_t plen = strlen(a->model);
+    uint8_t head[16] = {0};
+    size_t plen = strlen(a->model), got = 0;
     bool sealed = plen > 5 && strcmp(a->model + plen - 5, ".veil") == 0;
     if (!sealed) {
-        if ((rc = veil_file_read_all(a->model, plain->max, plain, eb)) != VEIL_OK)
-            return rc;
-        memset(head, 0, sizeof(head));
-        memcpy(head, plain->p, plain->len < sizeof(head) ? plain->len : sizeof(head));
-        if (!veil_seal_is_sealed(veil_span_make(head, plain->len < 16 ? plain->len : 16)))
-            return VEIL_OK;
-        veil_buf_release(plain);
-        sealed = true;
+        FILE *f = fopen(a->model, "rb");
+        if (f != NULL) {
+            got = fread(head, 1, sizeof(head), f);
+            fclose(f);
+        }
+        sealed = veil_seal_is_sealed(veil_span_make(head, got));
     }
+    if (!sealed)
+        return veil_serve_model_from_file(a->model, opt, m, eb);
     if (a->key == NULL)
         return veil_errf(eb, VEIL_E_INVALID, "%s is a sealed model: pass --key FILE", a->model);
     struct veil_model_key *key = NULL;
     if ((rc = veil_model_key_load(a->key, &key, eb)) != VEIL_OK)
         return rc;
-    rc = veil_unseal_path(a->model, key, NULL, 0, secure, secure_len, NULL, eb);
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    struct veil_seal_header hdr;
+    rc = veil_unseal_path(a->model, key, NULL, 0, &plain, &plain_len, &hdr, eb);
     veil_model_key_free(key);
+    if (rc == VEIL_OK)
+        rc = veil_serve_model_from_plain(veil_span_make(plain, plain_len), &hdr, opt, m, eb);
+    if (plain != NULL)
+        veil_secure_free(plain, plain_len);
     return rc;
 }
 
@@ -322,9 +331,7 @@ int veil_cmd_run(int argc, char **argv)
     int ret = 1;
     struct veil_errbuf eb = {{0}};
     struct veil_engine_model *m = NULL;
-    struct veil_buf plain, files[RUN_MAX_INPUTS];
-    uint8_t *secure = NULL;
-    size_t secure_len = 0;
+    struct veil_buf files[RUN_MAX_INPUTS];
     void *owned[RUN_MAX_INPUTS] = {NULL};
     struct veil_tensor in[RUN_MAX_INPUTS], *out = NULL;
     double *times = NULL;
@@ -336,24 +343,12 @@ int veil_cmd_run(int argc, char **argv)
     /* As veil serve does: outputs of several MB are reused from the heap, not page-faulted in
      * afresh on every run. */
     veil_alloc_tune_large_blocks();
-    veil_buf_init(&plain, 0);
     for (size_t i = 0; i < RUN_MAX_INPUTS; i++)
         veil_buf_init(&files[i], 0);
     uint64_t t0 = veil_time_mono_ns();
-    if ((rc = load_model_bytes(&a, &plain, &secure, &secure_len, &eb)) != VEIL_OK) {
-        veil_cli_fail("run", "%s: %s", a.model, veil_errbuf_msg(&eb, rc));
-        goto out;
-    }
     struct veil_engine_options opt = {
         .threads = (unsigned)a.threads, .direct_conv = a.direct_conv, .profile = a.profile};
-    struct veil_span bytes =
-        secure != NULL ? veil_span_make(secure, secure_len) : veil_buf_span(&plain);
-    rc = veil_engine_model_load(bytes, &opt, &m, &eb);
-    if (secure != NULL) {
-        veil_secure_free(secure, secure_len);
-        secure = NULL;
-    }
-    veil_buf_release(&plain);
+    rc = load_model(&a, &opt, &m, &eb);
     if (rc != VEIL_OK) {
         veil_cli_fail("run", "%s: %s", a.model, veil_errbuf_msg(&eb, rc));
         goto out;
@@ -523,9 +518,6 @@ out:
         veil_aligned_free(owned[i]);
         veil_buf_release(&files[i]);
     }
-    if (secure != NULL)
-        veil_secure_free(secure, secure_len);
-    veil_buf_release(&plain);
     veil_engine_model_free(m);
     return ret;
 }

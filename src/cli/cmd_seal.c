@@ -4,9 +4,16 @@
  */
 #include "cli.h"
 #include "veil/crypto.h"
+#include "veil/onnx.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct seal_args {
     const char *in, *key, *name, *out, *ctype;
@@ -31,7 +38,9 @@ static void seal_help(FILE *f)
     fprintf(f, "usage: veil seal IN --key KEY --name NAME --version V -o OUT [--content-type T]\n"
                "                    [--chunk-size BYTES]\n\n"
                "Encrypts the model file IN into the sealed format (AES-256-GCM chunks, header\n"
-               "with key ID, model name and version authenticated).\n\n"
+               "with key ID, model name and version authenticated). An ONNX model whose\n"
+               "tensors name external data files is sealed with them as one bundle\n"
+               "(docs/format/external-data.md).\n\n"
                "  -k, --key FILE         model key file (veil keygen)\n"
                "  -n, --name NAME        model name bound into the file\n"
                "  -V, --version V        model version bound into the file\n"
@@ -46,7 +55,8 @@ static void unseal_help(FILE *f)
     fprintf(f,
             "usage: veil unseal IN --key KEY -o OUT [--name NAME] [--version V] [--threads N]\n\n"
             "Decrypts a sealed file. Every chunk is authenticated before its plaintext is\n"
-            "written; OUT (mode 0600) appears only when the whole file verified.\n\n"
+            "written; OUT (mode 0600) appears only when the whole file verified. A bundle's\n"
+            "model is written to OUT and its data files beside it, under their locations.\n\n"
             "  -k, --key FILE     model key file\n"
             "  -o, --output OUT   plaintext output\n"
             "  -n, --name NAME    refuse a file whose model name differs\n"
@@ -112,6 +122,115 @@ static int parse(int argc, char **argv, struct seal_args *a, void (*help)(FILE *
     return 0;
 }
 
+/* What a bundle is sealed from: its directory, the model and each data file, all in memory
+ * (the files mapped). dir is NULL when the model names no external data. */
+struct bundle {
+    struct veil_onnx_dir *dir;
+    void *model_map;
+    size_t model_len;
+    struct veil_buf head;
+    struct veil_seal_part *parts;
+    size_t n;
+    uint64_t total;
+};
+
+static void bundle_release(struct bundle *bd)
+{
+    veil_onnx_dir_free(bd->dir);
+    if (bd->model_map != NULL)
+        munmap(bd->model_map, bd->model_len);
+    veil_buf_release(&bd->head);
+    veil_free(bd->parts);
+    memset(bd, 0, sizeof(*bd));
+}
+
+/*
+ * Decides how to seal the model at path: when it is an ONNX file whose tensors name external
+ * data, fills bd with the bundle's pieces after parsing the model against its folder, so that
+ * every location and range is checked before anything is sealed. Otherwise leaves bd->dir NULL.
+ */
+static veil_err bundle_plan(const char *path, const char *ctype, struct bundle *bd,
+                            struct veil_errbuf *eb)
+{
+    veil_err rc = VEIL_OK;
+    struct veil_onnx_model *om = NULL;
+    char *dcopy = NULL, *bcopy = NULL;
+    const char **names = NULL;
+    uint64_t *sizes = NULL;
+    veil_buf_init(&bd->head, 1u << 24);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
+        (uint64_t)st.st_size > VEIL_LIMIT_MODEL_BYTES)
+        goto out; /* not a model to look into: veil_seal_file reports what is wrong */
+    bd->model_map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (bd->model_map == MAP_FAILED) {
+        bd->model_map = NULL;
+        goto out;
+    }
+    bd->model_len = (size_t)st.st_size;
+    struct veil_span model = veil_span_make(bd->model_map, bd->model_len);
+    if (!veil_onnx_has_external_data(model))
+        goto out;
+    if (ctype != NULL && strcmp(ctype, VEIL_ONNX_BUNDLE_CONTENT_TYPE) != 0) {
+        rc = veil_errf(eb, VEIL_E_INVALID,
+                       "%s names external data, so it is sealed as a bundle (content type %s), "
+                       "not as %s",
+                       path, VEIL_ONNX_BUNDLE_CONTENT_TYPE, ctype);
+        goto out;
+    }
+    dcopy = veil_strdup(path);
+    bcopy = veil_strdup(path);
+    if (dcopy == NULL || bcopy == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = veil_onnx_dir_open(dirname(dcopy), &bd->dir, eb)) != VEIL_OK)
+        goto out;
+    struct veil_onnx_external ext = veil_onnx_dir_external(bd->dir);
+    if ((rc = veil_onnx_parse_external(model, &ext, &om, eb)) != VEIL_OK) {
+        (void)veil_err_prefix(eb, rc, "%s", path);
+        goto out;
+    }
+    size_t nf = veil_onnx_dir_count(bd->dir) + 1;
+    names = veil_calloc(nf, sizeof(*names));
+    sizes = veil_calloc(nf, sizeof(*sizes));
+    bd->parts = veil_calloc(nf + 1, sizeof(*bd->parts));
+    if (names == NULL || sizes == NULL || bd->parts == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "out of memory");
+        goto out;
+    }
+    names[0] = basename(bcopy);
+    sizes[0] = bd->model_len;
+    bd->parts[1].mem = model;
+    for (size_t i = 1; i < nf; i++) {
+        names[i] = veil_onnx_dir_location(bd->dir, i - 1);
+        sizes[i] = veil_onnx_dir_size(bd->dir, i - 1);
+        if ((rc = ext.get(ext.ctx, names[i], &bd->parts[i + 1].mem, eb)) != VEIL_OK)
+            goto out;
+    }
+    if ((rc = veil_onnx_bundle_head(names, sizes, nf, &bd->head, eb)) != VEIL_OK)
+        goto out;
+    bd->parts[0].mem = veil_buf_span(&bd->head);
+    bd->n = nf + 1;
+    bd->total = 0;
+    for (size_t i = 0; i < bd->n; i++)
+        bd->total += bd->parts[i].mem.len;
+out:
+    if (rc == VEIL_OK && bd->parts == NULL) {
+        veil_onnx_dir_free(bd->dir);
+        bd->dir = NULL;
+    }
+    if (fd >= 0)
+        close(fd);
+    veil_onnx_model_free(om);
+    veil_free(dcopy);
+    veil_free(bcopy);
+    veil_free(names);
+    veil_free(sizes);
+    return rc;
+}
+
 int veil_cmd_seal(int argc, char **argv)
 {
     struct seal_args a;
@@ -131,21 +250,134 @@ int veil_cmd_seal(int argc, char **argv)
                                  .chunk_size = (uint32_t)a.chunk};
     struct veil_cli_progress prog;
     veil_cli_progress_init(&prog, "sealing", 0);
-    /* The total for the progress line comes from the input's size. */
-    FILE *f = fopen(a.in, "rb");
-    if (f != NULL) {
-        if (fseek(f, 0, SEEK_END) == 0)
-            prog.total = (uint64_t)ftell(f);
-        fclose(f);
+    struct bundle bd = {0};
+    rc = bundle_plan(a.in, a.ctype, &bd, &eb);
+    if (rc == VEIL_OK && bd.dir != NULL) {
+        p.content_type = VEIL_ONNX_BUNDLE_CONTENT_TYPE;
+        prog.total = bd.total;
+        rc = veil_seal_parts(bd.parts, bd.n, a.out, key, &p, veil_cli_progress_update, &prog, &eb);
+    } else if (rc == VEIL_OK) {
+        /* The total for the progress line comes from the input's size. */
+        FILE *f = fopen(a.in, "rb");
+        if (f != NULL) {
+            if (fseek(f, 0, SEEK_END) == 0)
+                prog.total = (uint64_t)ftell(f);
+            fclose(f);
+        }
+        rc = veil_seal_file(a.in, a.out, key, &p, veil_cli_progress_update, &prog, &eb);
     }
-    rc = veil_seal_file(a.in, a.out, key, &p, veil_cli_progress_update, &prog, &eb);
     veil_cli_progress_done(&prog);
     veil_model_key_free(key);
+    bool bundled = rc == VEIL_OK && bd.parts != NULL;
+    size_t n_ext = bundled ? bd.n - 2 : 0;
+    uint64_t ext_bytes = bundled ? bd.total - bd.parts[0].mem.len - bd.parts[1].mem.len : 0;
+    bundle_release(&bd);
     if (rc != VEIL_OK)
         return veil_cli_fail_rc("seal", rc, &eb);
-    printf("sealed %s as model '%s' version %llu -> %s\n", a.in, a.name,
-           (unsigned long long)a.version, a.out);
+    if (n_ext > 0)
+        printf("sealed %s with %zu external data file%s (%llu bytes) as model '%s' version %llu "
+               "-> %s\n",
+               a.in, n_ext, n_ext == 1 ? "" : "s", (unsigned long long)ext_bytes, a.name,
+               (unsigned long long)a.version, a.out);
+    else
+        printf("sealed %s as model '%s' version %llu -> %s\n", a.in, a.name,
+               (unsigned long long)a.version, a.out);
     return 0;
+}
+
+/* Whether the sealed file at path declares a bundle (checked again, authenticated, on unseal). */
+static bool is_bundle(const char *path)
+{
+    uint8_t head[VEIL_LIMIT_SEAL_HEADER];
+    struct veil_seal_header hdr;
+    struct veil_errbuf eb = {{0}};
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return false;
+    size_t got = fread(head, 1, sizeof(head), f);
+    fclose(f);
+    return veil_seal_header_parse(veil_span_make(head, got), &hdr, &eb) == VEIL_OK &&
+           strcmp(hdr.content_type, VEIL_ONNX_BUNDLE_CONTENT_TYPE) == 0;
+}
+
+/* Creates the folders of rel (a checked location) below base, as mkdir -p would. */
+static veil_err make_parents(const char *base, const char *rel, struct veil_errbuf *eb)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s/%s", base, rel);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return veil_errf(eb, VEIL_E_LIMIT, "path too long for %s", rel);
+    for (char *c = path + strlen(base) + 1; *c != '\0'; c++) {
+        if (*c != '/')
+            continue;
+        *c = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            return veil_errf(eb, VEIL_E_IO, "%s: %s", path, strerror(errno));
+        *c = '/';
+    }
+    return VEIL_OK;
+}
+
+static veil_err write_new(const char *path, struct veil_span bytes, struct veil_errbuf *eb)
+{
+    struct veil_atomic_file af = {.fd = -1};
+    veil_err rc = veil_atomic_open(&af, path, 0600, VEIL_ATOMIC_NO_REPLACE, eb);
+    if (rc == VEIL_OK)
+        rc = veil_atomic_write(&af, bytes.p, bytes.len, eb);
+    if (rc == VEIL_OK)
+        rc = veil_atomic_commit(&af, eb);
+    veil_atomic_abort(&af);
+    return rc;
+}
+
+/*
+ * Unseals a bundle: the model to out, each data file beside it under its location. Every file
+ * is checked not to exist before any is written, so a refusal leaves nothing behind.
+ */
+static veil_err unseal_bundle(const char *in, const char *out, const struct veil_model_key *key,
+                              const struct veil_seal_expect *ex, unsigned threads,
+                              struct veil_errbuf *eb)
+{
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    struct veil_seal_header hdr;
+    struct veil_onnx_bundle b = {0};
+    char *ocopy = veil_strdup(out), path[4096];
+    veil_err rc = ocopy == NULL ? veil_errf(eb, VEIL_E_NOMEM, "out of memory") : VEIL_OK;
+    if (rc == VEIL_OK)
+        rc = veil_unseal_path(in, key, ex, threads, &plain, &plain_len, &hdr, eb);
+    if (rc == VEIL_OK && strcmp(hdr.content_type, VEIL_ONNX_BUNDLE_CONTENT_TYPE) != 0)
+        rc = veil_errf(eb, VEIL_E_MISMATCH, "%s changed while it was read", in);
+    if (rc == VEIL_OK)
+        rc = veil_onnx_bundle_parse(veil_span_make(plain, plain_len), &b, eb);
+    const char *dir = ocopy != NULL ? dirname(ocopy) : ".";
+    for (size_t i = 0; rc == VEIL_OK && i < b.n_files; i++) {
+        int n = i == 0 ? snprintf(path, sizeof(path), "%s", out)
+                       : snprintf(path, sizeof(path), "%s/%s", dir, b.files[i].name);
+        struct stat st;
+        if (n < 0 || (size_t)n >= sizeof(path))
+            rc = veil_errf(eb, VEIL_E_LIMIT, "path too long for %s", b.files[i].name);
+        else if (lstat(path, &st) == 0)
+            rc = veil_errf(eb, VEIL_E_EXISTS, "%s exists: not replaced", path);
+    }
+    for (size_t i = 0; rc == VEIL_OK && i < b.n_files; i++) {
+        if (i == 0) {
+            rc = write_new(out, b.files[0].bytes, eb);
+            continue;
+        }
+        if ((rc = make_parents(dir, b.files[i].name, eb)) != VEIL_OK)
+            break;
+        snprintf(path, sizeof(path), "%s/%s", dir, b.files[i].name);
+        rc = write_new(path, b.files[i].bytes, eb);
+    }
+    if (rc == VEIL_OK)
+        printf("unsealed %s -> %s and %zu external data file%s beside it\n", in, out, b.n_files - 1,
+               b.n_files == 2 ? "" : "s");
+    veil_onnx_bundle_release(&b);
+    if (plain != NULL)
+        veil_secure_free(plain, plain_len);
+    veil_free(ocopy);
+    return rc;
 }
 
 int veil_cmd_unseal(int argc, char **argv)
@@ -163,6 +395,11 @@ int veil_cmd_unseal(int argc, char **argv)
         return veil_cli_fail_rc("unseal", rc, &eb);
     struct veil_seal_expect ex = {
         .model_name = a.name, .check_version = a.have_version, .model_version = a.version};
+    if (is_bundle(a.in)) {
+        rc = unseal_bundle(a.in, a.out, key, &ex, (unsigned)a.threads, &eb);
+        veil_model_key_free(key);
+        return rc != VEIL_OK ? veil_cli_fail_rc("unseal", rc, &eb) : 0;
+    }
     struct veil_cli_progress prog;
     veil_cli_progress_init(&prog, "unsealing", 0);
     FILE *f = fopen(a.in, "rb");

@@ -247,11 +247,54 @@ static void make_nonce(uint64_t idx, bool last, uint8_t nonce[12])
 
 /* ---- The chunk worker pool ---- */
 
+/* A piece of a plaintext made of several: bytes in memory, or a file's bytes read by fd. */
+struct seal_piece {
+    int fd; /* -1: mem */
+    const uint8_t *mem;
+    uint64_t start; /* offset of the piece in the plaintext */
+    uint64_t len;
+};
+
+/*
+ * Copies plaintext bytes [off, off + len) from the pieces into dst. Returns VEIL_OK, or the read
+ * error (VEIL_E_INCOMPLETE: a file ended early).
+ */
+static veil_err gather(const struct seal_piece *p, size_t n, uint64_t off, size_t len, uint8_t *dst)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) { /* the last piece starting at or before off */
+        size_t mid = (lo + hi) / 2;
+        if (p[mid].start <= off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; len > 0 && i < n; i++) {
+        if (off >= p[i].start + p[i].len)
+            continue;
+        uint64_t in = off - p[i].start;
+        size_t take = (size_t)(p[i].len - in < len ? p[i].len - in : len);
+        if (p[i].fd < 0) {
+            memcpy(dst, p[i].mem + in, take);
+        } else {
+            veil_err rc = veil_file_pread_all(p[i].fd, dst, take, in);
+            if (rc != VEIL_OK)
+                return rc;
+        }
+        dst += take;
+        off += take;
+        len -= take;
+    }
+    return len == 0 ? VEIL_OK : VEIL_E_INCOMPLETE;
+}
+
 struct job {
     const struct seal_keys *k;
     bool encrypt;
-    int in_fd; /* -1: read from in_mem */
+    int in_fd; /* -1: read from in_mem, or from parts */
     const uint8_t *in_mem;
+    const struct seal_piece *parts; /* the plaintext as pieces (veil_seal_parts) */
+    size_t n_parts;
     int out_fd; /* -1: write to out_mem */
     uint8_t *out_mem;
     _Atomic uint64_t next;
@@ -351,7 +394,17 @@ static void run_worker(struct job *j, bool reports_progress)
         uint64_t out_off = j->encrypt ? ct_off : pt_off;
         struct window inw = {0};
         const uint8_t *in = j->in_mem != NULL ? j->in_mem + in_off : NULL;
-        if (j->in_fd >= 0) {
+        if (j->parts != NULL) {
+            veil_err rc = gather(j->parts, j->n_parts, in_off, in_len, inbuf);
+            in = inbuf;
+            if (rc != VEIL_OK) {
+                snprintf(msg, sizeof(msg), "chunk %llu: %s", (unsigned long long)i,
+                         rc == VEIL_E_INCOMPLETE ? "input ended early (file truncated or changed)"
+                                                 : "read failed");
+                job_fail(j, i, rc, msg);
+                break;
+            }
+        } else if (j->in_fd >= 0) {
             /* Map the chunk straight from the page cache; fall back to a copying read. */
             in = window_map(&inw, j->in_fd, in_off, in_len);
             veil_err rc = VEIL_OK;
@@ -556,19 +609,45 @@ static veil_err open_input(const char *path, int *fd, uint64_t *size, struct vei
     return VEIL_OK;
 }
 
-veil_err veil_seal_file(const char *in_path, const char *out_path, const struct veil_model_key *key,
-                        const struct veil_seal_params *params, veil_progress_fn progress,
-                        void *progress_ud, struct veil_errbuf *eb)
+veil_err veil_seal_parts(const struct veil_seal_part *parts, size_t n, const char *out_path,
+                         const struct veil_model_key *key, const struct veil_seal_params *params,
+                         veil_progress_fn progress, void *progress_ud, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
-    int in_fd = -1;
-    uint64_t size;
+    struct seal_piece *pieces = NULL;
+    uint64_t *sizes = NULL;
     struct seal_keys *k = NULL;
     struct veil_atomic_file af = {.fd = -1};
-    rc = open_input(in_path, &in_fd, &size, eb);
-    if (rc != VEIL_OK)
+    size_t opened = 0;
+    uint64_t total = 0;
+    if (n == 0 || n > VEIL_SEAL_MAX_PARTS)
+        return veil_errf(eb, VEIL_E_INVALID, "%zu pieces to seal (1 to %u allowed)", n,
+                         VEIL_SEAL_MAX_PARTS);
+    pieces = veil_calloc(n, sizeof(*pieces));
+    sizes = veil_calloc(n, sizeof(*sizes));
+    if (pieces == NULL || sizes == NULL) {
+        rc = veil_errf(eb, VEIL_E_NOMEM, "out of memory");
         goto out;
-    rc = prepare_seal(key, params, size, NULL, &k, eb);
+    }
+    for (size_t i = 0; i < n; i++) {
+        pieces[i].fd = -1;
+        if (parts[i].path != NULL) {
+            rc = open_input(parts[i].path, &pieces[i].fd, &sizes[i], eb);
+            if (rc != VEIL_OK)
+                goto out;
+            opened = i + 1;
+        } else {
+            pieces[i].mem = parts[i].mem.p;
+            sizes[i] = parts[i].mem.len;
+        }
+        pieces[i].start = total;
+        pieces[i].len = sizes[i];
+        if (__builtin_add_overflow(total, sizes[i], &total)) {
+            rc = veil_errf(eb, VEIL_E_LIMIT, "the input is too large");
+            goto out;
+        }
+    }
+    rc = prepare_seal(key, params, total, NULL, &k, eb);
     if (rc != VEIL_OK)
         goto out;
     rc = veil_atomic_open(&af, out_path, 0644, VEIL_ATOMIC_REPLACE, eb);
@@ -582,28 +661,51 @@ veil_err veil_seal_file(const char *in_path, const char *out_path, const struct 
     }
     struct job j;
     job_init(&j, k, true);
-    j.in_fd = in_fd;
+    /* One file maps its chunks straight from the page cache; several are gathered. */
+    if (n == 1 && pieces[0].fd >= 0) {
+        j.in_fd = pieces[0].fd;
+    } else if (n == 1) {
+        j.in_mem = pieces[0].mem;
+    } else {
+        j.parts = pieces;
+        j.n_parts = n;
+    }
     j.out_fd = af.fd;
     j.progress = progress;
     j.progress_ud = progress_ud;
     rc = run_job(&j, 0, eb);
+    const char *first = parts[0].path != NULL ? parts[0].path : "input";
     if (rc != VEIL_OK) {
-        (void)veil_err_prefix(eb, rc, "%s", in_path);
+        (void)veil_err_prefix(eb, rc, "%s", first);
         goto out;
     }
-    /* The input must not have grown while it was read. */
-    struct stat st;
-    if (fstat(in_fd, &st) != 0 || (uint64_t)st.st_size != size) {
-        rc = veil_errf(eb, VEIL_E_IO, "%s: input changed while it was sealed", in_path);
-        goto out;
+    /* No input may have grown while it was read. */
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (pieces[i].fd >= 0 &&
+            (fstat(pieces[i].fd, &st) != 0 || (uint64_t)st.st_size != sizes[i])) {
+            rc = veil_errf(eb, VEIL_E_IO, "%s: input changed while it was sealed", parts[i].path);
+            goto out;
+        }
     }
     rc = veil_atomic_commit(&af, eb);
 out:
     veil_atomic_abort(&af);
-    if (in_fd >= 0)
-        close(in_fd);
+    for (size_t i = 0; i < opened; i++)
+        if (pieces[i].fd >= 0)
+            close(pieces[i].fd);
+    veil_free(pieces);
+    veil_free(sizes);
     keys_free(k);
     return rc;
+}
+
+veil_err veil_seal_file(const char *in_path, const char *out_path, const struct veil_model_key *key,
+                        const struct veil_seal_params *params, veil_progress_fn progress,
+                        void *progress_ud, struct veil_errbuf *eb)
+{
+    struct veil_seal_part part = {.path = in_path};
+    return veil_seal_parts(&part, 1, out_path, key, params, progress, progress_ud, eb);
 }
 
 /* ---- Unsealing ---- */
@@ -739,10 +841,10 @@ static veil_err unseal_to_mem(struct seal_keys *k, const uint8_t *in_mem, int in
                               struct veil_seal_header *out_hdr, struct veil_errbuf *eb)
 {
     const struct veil_seal_header *h = &k->hdr;
-    if (h->plaintext_len > VEIL_LIMIT_MODEL_BYTES)
+    if (h->plaintext_len > VEIL_LIMIT_BUNDLE_BYTES)
         return veil_errf(eb, VEIL_E_LIMIT, "sealed model of %llu bytes exceeds the limit of %llu",
                          (unsigned long long)h->plaintext_len,
-                         (unsigned long long)VEIL_LIMIT_MODEL_BYTES);
+                         (unsigned long long)VEIL_LIMIT_BUNDLE_BYTES);
     void *plain;
     if (veil_secure_alloc_unlocked((size_t)h->plaintext_len, &plain) != VEIL_OK)
         return veil_errf(eb, VEIL_E_NOMEM, "out of memory for %llu bytes of plaintext",

@@ -250,9 +250,17 @@ out:
 veil_err veil_engine_model_load(struct veil_span onnx, const struct veil_engine_options *opt,
                                 struct veil_engine_model **out, struct veil_errbuf *eb)
 {
+    return veil_engine_model_load_external(onnx, NULL, opt, out, eb);
+}
+
+veil_err veil_engine_model_load_external(struct veil_span onnx,
+                                         const struct veil_onnx_external *ext,
+                                         const struct veil_engine_options *opt,
+                                         struct veil_engine_model **out, struct veil_errbuf *eb)
+{
     struct veil_onnx_model *om = NULL;
     *out = NULL;
-    veil_err rc = veil_onnx_parse(onnx, &om, eb);
+    veil_err rc = veil_onnx_parse_external(onnx, ext, &om, eb);
     if (rc != VEIL_OK)
         return rc;
     rc = model_build(om, opt, false, out, eb);

@@ -3,8 +3,9 @@
  * copies its graph into the read-only description of veil/onnx.h. Invariants of the result:
  * every name is NUL-terminated and at most VEIL_ONNX_MAX_NAME bytes, every tensor's data size
  * equals the product of its dims times its element size (checked without overflow), every rank
- * is at most VEIL_LIMIT_TENSOR_RANK, and no tensor refers to data outside the model. Large raw
- * tensor data is not copied: the result points into the decoded message it keeps.
+ * is at most VEIL_LIMIT_TENSOR_RANK, and a tensor's data lies inside the model or inside a file
+ * the caller's external source returned (checked range). Large raw tensor data is not copied:
+ * the result points into the decoded message it keeps, or into the external source's bytes.
  */
 #include "veil/onnx.h"
 
@@ -15,7 +16,8 @@
 struct parsed {
     VeilOnnx__ModelProto *pb;
     struct veil_arena arena;
-    size_t total_nodes; /* nodes over every graph converted so far */
+    size_t total_nodes;                   /* nodes over every graph converted so far */
+    const struct veil_onnx_external *ext; /* NULL: external data is refused */
 };
 
 static veil_err conv_graph(struct parsed *pm, const VeilOnnx__GraphProto *g,
@@ -126,6 +128,116 @@ static veil_err dtype_err(int32_t v)
     return v >= 14 && v <= 23 ? VEIL_E_UNSUPPORTED : VEIL_E_FORMAT;
 }
 
+bool veil_onnx_location_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > VEIL_ONNX_MAX_LOCATION || s[0] == '/')
+        return false;
+    size_t comp = 0; /* start of the current component */
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || s[i] == '/') {
+            size_t n = i - comp;
+            if (n == 0 || (n == 1 && s[comp] == '.') ||
+                (n == 2 && s[comp] == '.' && s[comp + 1] == '.'))
+                return false;
+            comp = i + 1;
+            continue;
+        }
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e || c == '\\')
+            return false;
+    }
+    return true;
+}
+
+/* A decimal number of at most 19 digits (no sign, no blanks), as ONNX writes offsets. */
+static bool parse_decimal(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 19)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/*
+ * Points t->data at the external bytes of tensor tp (its size already in t->nbytes): reads
+ * the external_data entries, checks them (docs/format/external-data.md) and asks the source.
+ */
+static veil_err conv_external(struct parsed *pm, const VeilOnnx__TensorProto *tp,
+                              struct veil_onnx_tensor *t, struct veil_errbuf *eb)
+{
+    const char *name = t->name, *location = NULL, *offset_s = NULL, *length_s = NULL;
+    bool seen_checksum = false;
+    for (size_t i = 0; i < tp->n_external_data; i++) {
+        const char *k = nz(tp->external_data[i]->key), *v = tp->external_data[i]->value;
+        const char **slot = strcmp(k, "location") == 0 ? &location
+                            : strcmp(k, "offset") == 0 ? &offset_s
+                            : strcmp(k, "length") == 0 ? &length_s
+                                                       : NULL;
+        bool dup = slot != NULL ? *slot != NULL : seen_checksum;
+        if (slot == NULL && strcmp(k, "checksum") != 0)
+            return veil_errf(eb, VEIL_E_FORMAT,
+                             "tensor '%s': unknown external_data key '%.64s' (location, offset, "
+                             "length and checksum are defined)",
+                             name, k);
+        if (dup)
+            return veil_errf(eb, VEIL_E_FORMAT, "tensor '%s': external_data key '%s' given twice",
+                             name, k);
+        if (slot != NULL)
+            *slot = nz(v);
+        else
+            seen_checksum = true; /* read and ignored, as ONNX Runtime does */
+    }
+    if (location == NULL)
+        return veil_errf(eb, VEIL_E_FORMAT,
+                         "tensor '%s' is stored externally but names no location", name);
+    if (tp->has_raw_data || tp->n_float_data || tp->n_int32_data || tp->n_int64_data ||
+        tp->n_double_data || tp->n_uint64_data || tp->n_string_data)
+        return veil_errf(eb, VEIL_E_FORMAT,
+                         "tensor '%s' is stored externally and also carries data in the model",
+                         name);
+    if (!veil_onnx_location_ok(location, strlen(location)))
+        return veil_errf(eb, VEIL_E_FORMAT,
+                         "tensor '%s': external data location '%.128s' is not a plain relative "
+                         "path (no '..', '.', empty or absolute components, printable ASCII)",
+                         name, location);
+    uint64_t offset = 0, length = t->nbytes;
+    if (offset_s != NULL && !parse_decimal(offset_s, &offset))
+        return veil_errf(eb, VEIL_E_FORMAT,
+                         "tensor '%s': external data offset '%.32s' is not a "
+                         "decimal number",
+                         name, offset_s);
+    if (length_s != NULL && (!parse_decimal(length_s, &length) || length != t->nbytes))
+        return veil_errf(eb, VEIL_E_FORMAT,
+                         "tensor '%s': external data length '%.32s' is not the %zu bytes its dims "
+                         "need",
+                         name, length_s, t->nbytes);
+    if (pm->ext == NULL)
+        return veil_errf(eb, VEIL_E_UNSUPPORTED,
+                         "tensor '%s' stores its data in the external file '%s': load the model "
+                         "from its folder or seal it with its data files (veil seal makes a "
+                         "bundle)",
+                         name, location);
+    struct veil_span file = {0};
+    veil_err rc = pm->ext->get(pm->ext->ctx, location, &file, eb);
+    if (rc != VEIL_OK)
+        return veil_err_prefix(eb, rc, "tensor '%s'", name);
+    uint64_t end;
+    if (__builtin_add_overflow(offset, (uint64_t)t->nbytes, &end) || end > file.len)
+        return veil_errf(eb, VEIL_E_FORMAT,
+                         "tensor '%s': bytes %llu to %llu of '%s' are needed, the file has %zu",
+                         name, (unsigned long long)offset, (unsigned long long)offset + t->nbytes,
+                         location, file.len);
+    t->data = t->nbytes > 0 ? file.p + offset : NULL;
+    return VEIL_OK;
+}
+
 static veil_err conv_tensor(struct parsed *pm, const VeilOnnx__TensorProto *tp,
                             struct veil_onnx_tensor *t, struct veil_errbuf *eb)
 {
@@ -134,12 +246,15 @@ static veil_err conv_tensor(struct parsed *pm, const VeilOnnx__TensorProto *tp,
     if (rc != VEIL_OK)
         return rc;
     t->name = name;
-    if (tp->n_external_data > 0 ||
-        (tp->has_data_location &&
-         tp->data_location == VEIL_ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL))
-        return veil_errf(eb, VEIL_E_UNSUPPORTED,
-                         "tensor '%s' stores its data outside the model (external data); "
-                         "Veil loads models only from memory, embed the weights in the file",
+    bool external = tp->has_data_location &&
+                    tp->data_location == VEIL_ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    if (tp->has_data_location && !external &&
+        tp->data_location != VEIL_ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT)
+        return veil_errf(eb, VEIL_E_FORMAT, "tensor '%s' has unknown data location %d", name,
+                         (int)tp->data_location);
+    if (!external && tp->n_external_data > 0)
+        return veil_errf(eb, VEIL_E_FORMAT,
+                         "tensor '%s' has external_data entries but is not stored externally",
                          name);
     if (!tp->has_data_type || !dtype_known(tp->data_type))
         return veil_errf(eb, tp->has_data_type ? dtype_err(tp->data_type) : VEIL_E_FORMAT,
@@ -170,6 +285,8 @@ static veil_err conv_tensor(struct parsed *pm, const VeilOnnx__TensorProto *tp,
         return veil_errf(eb, VEIL_E_LIMIT, "tensor '%s' is larger than the model size cap", name);
     t->nbytes = (size_t)nbytes;
     t->data = NULL;
+    if (external)
+        return conv_external(pm, tp, t, eb);
     if (tp->has_raw_data) {
         if (tp->raw_data.len != nbytes)
             return veil_errf(eb, VEIL_E_FORMAT,
@@ -507,7 +624,7 @@ static veil_err conv_graph(struct parsed *pm, const VeilOnnx__GraphProto *g,
  */
 enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 
-enum nest_kind { NEST_MODEL, NEST_GRAPH, NEST_NODE, NEST_ATTR };
+enum nest_kind { NEST_MODEL, NEST_GRAPH, NEST_NODE, NEST_ATTR, NEST_TENSOR };
 
 static bool nest_ok(struct veil_span s, enum nest_kind kind, unsigned depth)
 {
@@ -553,8 +670,77 @@ static bool nest_ok(struct veil_span s, enum nest_kind kind, unsigned depth)
     return true;
 }
 
+/*
+ * Whether a message of the given kind names external data anywhere below it: TensorProto's
+ * data_location (14) is EXTERNAL or it has external_data (13) entries, reached through
+ * GraphProto.initializer (5), AttributeProto.t (5) and the nesting path of nest_ok. Called after
+ * nest_ok accepted the bytes, so the recursion is bounded by the same depth.
+ */
+static bool names_external(struct veil_span s, enum nest_kind kind)
+{
+    while (s.len > 0) {
+        uint64_t key, v;
+        struct veil_span sub;
+        if (veil_span_get_varint(&s, &key) != VEIL_OK)
+            return false;
+        uint64_t field = key >> 3;
+        switch (key & 7u) {
+        case WIRE_VARINT:
+            if (veil_span_get_varint(&s, &v) != VEIL_OK)
+                return false;
+            if (kind == NEST_TENSOR && field == 14 && v == 1)
+                return true;
+            continue;
+        case WIRE_I64:
+            if (veil_span_skip(&s, 8) != VEIL_OK)
+                return false;
+            continue;
+        case WIRE_I32:
+            if (veil_span_skip(&s, 4) != VEIL_OK)
+                return false;
+            continue;
+        case WIRE_LEN:
+            if (veil_span_get_varint(&s, &v) != VEIL_OK || v > s.len ||
+                veil_span_get_bytes(&s, (size_t)v, &sub) != VEIL_OK)
+                return false;
+            break;
+        default:
+            return false;
+        }
+        bool found = false;
+        if (kind == NEST_TENSOR && field == 13)
+            return true;
+        if (kind == NEST_MODEL && field == 7)
+            found = names_external(sub, NEST_GRAPH);
+        else if (kind == NEST_GRAPH && field == 1)
+            found = names_external(sub, NEST_NODE);
+        else if (kind == NEST_GRAPH && field == 5)
+            found = names_external(sub, NEST_TENSOR);
+        else if (kind == NEST_NODE && field == 5)
+            found = names_external(sub, NEST_ATTR);
+        else if (kind == NEST_ATTR && field == 5)
+            found = names_external(sub, NEST_TENSOR);
+        else if (kind == NEST_ATTR && (field == 6 || field == 11))
+            found = names_external(sub, NEST_GRAPH);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+bool veil_onnx_has_external_data(struct veil_span bytes)
+{
+    return bytes.len > 0 && nest_ok(bytes, NEST_MODEL, 0) && names_external(bytes, NEST_MODEL);
+}
+
 veil_err veil_onnx_parse(struct veil_span bytes, struct veil_onnx_model **out,
                          struct veil_errbuf *eb)
+{
+    return veil_onnx_parse_external(bytes, NULL, out, eb);
+}
+
+veil_err veil_onnx_parse_external(struct veil_span bytes, const struct veil_onnx_external *ext,
+                                  struct veil_onnx_model **out, struct veil_errbuf *eb)
 {
     veil_err rc = VEIL_E_INTERNAL;
     struct veil_onnx_model *m = NULL;
@@ -575,6 +761,7 @@ veil_err veil_onnx_parse(struct veil_span bytes, struct veil_onnx_model **out,
     }
     veil_arena_init(&pm->arena, 64u << 10, (size_t)VEIL_LIMIT_MODEL_BYTES);
     m->priv = pm;
+    pm->ext = ext;
     if (!nest_ok(bytes, NEST_MODEL, 0)) {
         rc = veil_errf(eb, VEIL_E_LIMIT, "subgraphs are nested more than %u deep",
                        VEIL_ONNX_MAX_GRAPH_DEPTH);

@@ -231,10 +231,10 @@ static veil_err load_sealed(struct sv_repo *r, const struct sv_model *m, int64_t
     if (rc != VEIL_OK)
         goto out;
     struct veil_seal_expect ex = {m->cfg.name, version >= 0, (uint64_t)version};
-    rc = veil_unseal_path(path, key, &ex, 0, &plain, &plain_len, NULL, eb);
+    rc = veil_unseal_path(path, key, &ex, 0, &plain, &plain_len, &hdr, eb);
     if (rc != VEIL_OK)
         goto out;
-    rc = veil_engine_model_load(veil_span_make(plain, plain_len), &r->eopt, em, eb);
+    rc = veil_serve_model_from_plain(veil_span_make(plain, plain_len), &hdr, &r->eopt, em, eb);
 out:
     if (plain != NULL)
         veil_secure_free(plain, plain_len);
@@ -253,12 +253,7 @@ static veil_err load_version(struct sv_repo *r, const struct sv_model *m, int64_
     if (sealed) {
         rc = load_sealed(r, m, version, path, em, eb);
     } else {
-        struct veil_buf b;
-        veil_buf_init(&b, VEIL_LIMIT_MODEL_BYTES);
-        rc = veil_file_read_all(path, VEIL_LIMIT_MODEL_BYTES, &b, eb);
-        if (rc == VEIL_OK)
-            rc = veil_engine_model_load(veil_buf_span(&b), &r->eopt, em, eb);
-        veil_buf_release(&b);
+        rc = veil_serve_model_from_file(path, &r->eopt, em, eb);
     }
     if (rc == VEIL_OK)
         rc = build_sig(*em, sig, eb);

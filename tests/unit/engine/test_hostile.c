@@ -44,11 +44,18 @@ TEST(external_data_refused)
     t->has_data_location = 1;
     t->data_location = VEIL_ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
     t->has_raw_data = 0;
+    t->n_external_data = 1;
+    t->external_data = mb_alloc(&b, sizeof(*t->external_data));
+    t->external_data[0] = mb_alloc(&b, sizeof(**t->external_data));
+    veil_onnx__string_string_entry_proto__init(t->external_data[0]);
+    t->external_data[0]->key = mb_str(&b, "location");
+    t->external_data[0]->value = mb_str(&b, "w.bin");
     mb_input(&b, "x", 1, 1, d);
     mb_node(&b, "Add", "x,w", "y", 0);
     mb_output(&b, "y", 1, 1, d);
+    /* From bytes alone, with no folder or bundle to read it from (test_external.c has more). */
     ASSERT_ERR(load_b(&b, &m, &eb), VEIL_E_UNSUPPORTED);
-    ASSERT_STR_CONTAINS(eb.msg, "external data");
+    ASSERT_STR_CONTAINS(eb.msg, "external file 'w.bin'");
     ASSERT_TRUE(m == NULL);
 }
 
